@@ -1,0 +1,39 @@
+"""conceptvec: disentangle polysemantic neurons into concept vectors.
+
+Implements O'Mahony, Andrearczyk, Müller, Graziani, "Disentangling Neuron Representations with
+Concept Vectors" (CVPR 2023 workshops). The algorithm core (method, metrics, store) needs no torch;
+``extract`` and the models import torch only when called.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata as _metadata
+
+from .conceptset import ConceptSet
+from .errors import ConceptvecError, StoreError
+from .method import disentangle
+from .params import Params
+from .store import ActivationStore
+
+try:
+    __version__ = _metadata.version("conceptvec")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+
+def extract(*args, **kwargs):
+    """Pooled activations of a model layer over a dataset, written to an ActivationStore (see extract.extract)."""
+    from .extract import extract as _extract
+
+    return _extract(*args, **kwargs)
+
+
+__all__ = [
+    "ActivationStore",
+    "ConceptSet",
+    "ConceptvecError",
+    "Params",
+    "StoreError",
+    "disentangle",
+    "extract",
+]

@@ -1,0 +1,95 @@
+"""Atomic file output: a file or directory on disk is either complete or absent."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import ConceptvecError
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike, overwrite: bool = False, what: str = "output") -> Iterator[Path]:
+    """Yield a fresh temporary directory that replaces ``target`` only if the block completes.
+
+    A crash or Ctrl-C inside the block leaves ``target`` as it was and removes the temporary directory.
+    """
+    target = Path(target)
+    if target.exists() and not _is_empty_dir(target) and not overwrite:
+        raise ConceptvecError(
+            f"{target} already exists and is not empty. Choose another --out, delete it, "
+            f"or pass overwrite=True (--overwrite) to replace this {what}."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON through a temporary file and an atomic rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _json_default(obj: Any) -> Any:
+    # NumPy scalars and arrays appear in metadata; JSON has no type for them.
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+_PACKAGES = ("conceptvec", "numpy", "scipy", "scikit-learn", "torch", "torchvision", "safetensors", "pyarrow")
+
+
+def environment() -> dict[str, Any]:
+    """Versions of Python and of the packages that shape the numbers, and the time of writing."""
+    versions = {"python": sys.version.split()[0]}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions}

@@ -1,0 +1,11 @@
+"""Exceptions that carry a message for the user: what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class ConceptvecError(ValueError):
+    """Bad input or state, described for the user; the CLI prints it without a traceback."""
+
+
+class StoreError(ConceptvecError):
+    """A directory that is missing, incomplete, or not what it was expected to be."""
