@@ -22,8 +22,12 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
 
 
 def extract(*args, **kwargs):
-    """Pooled activations of a model layer over a dataset, written to an ActivationStore (see extract.extract)."""
-    from .extract import extract as _extract
+    """Pooled activations of a model layer over a dataset, written to an ActivationStore.
+
+    See :func:`conceptvec.extraction.extract`; imported on first call so that ``import conceptvec``
+    does not load torch.
+    """
+    from .extraction import extract as _extract
 
     return _extract(*args, **kwargs)
 

@@ -200,8 +200,13 @@ class StoreWriter:
             raise StoreError(f"block of shape {block.shape} at row {start} does not fit a ({self.n_examples}, {self.n_units}) store.")
         self._matrix[start : start + len(block)] = block
 
-    def finish(self, examples: Mapping[str, Sequence] | None, metadata: Mapping[str, Any] | None) -> None:
-        """Write the example index and metadata, flush, and rename ``<path>.partial`` to ``<path>``."""
+    def finish(self, examples: Mapping[str, Sequence] | None, metadata: Mapping[str, Any] | None, n_rows: int | None = None) -> None:
+        """Write the example index and metadata, flush, and rename ``<path>.partial`` to ``<path>``.
+
+        ``n_rows`` keeps only the first rows written (when some examples could not be read).
+        """
+        if n_rows is not None and n_rows != self.n_examples:
+            self._shrink(n_rows)
         n = self.n_examples
         examples = dict(examples or {})
         ids = [str(x) for x in examples.get("id", range(n))]
@@ -239,3 +244,17 @@ class StoreWriter:
         else:
             os.replace(self.partial, self.path)
         self._finished = True
+
+    def _shrink(self, n_rows: int) -> None:
+        if not 0 < n_rows <= self.n_examples:
+            raise StoreError(f"cannot keep {n_rows} rows of a store allocated for {self.n_examples}; no example could be read.")
+        self._matrix.flush()
+        final = self.partial / ("shrunk-" + ACTIVATIONS_FILE)
+        smaller = np.lib.format.open_memmap(final, mode="w+", dtype=self._matrix.dtype, shape=(n_rows, self.n_units))
+        for start in range(0, n_rows, 65536):
+            smaller[start : start + 65536] = self._matrix[start : min(start + 65536, n_rows)]
+        smaller.flush()
+        self._matrix = None
+        os.replace(final, self.partial / ACTIVATIONS_FILE)
+        self._matrix = np.load(self.partial / ACTIVATIONS_FILE, mmap_mode="r+", allow_pickle=False)
+        self.n_examples = n_rows

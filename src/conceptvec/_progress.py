@@ -1,0 +1,24 @@
+"""One progress bar style for long loops: count, rate, elapsed and time left; can be disabled."""
+
+from __future__ import annotations
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
+
+
+class _RateColumn(ProgressColumn):
+    def __init__(self, unit: str):
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:,.0f} {self.unit}/s" if task.speed else f"- {self.unit}/s", style="progress.data.speed")
+
+
+def progress_bar(unit: str = "it", disable: bool = False, transient: bool = False) -> Progress:
+    """A rich Progress with description, bar, count, rate (``unit``/s), elapsed and remaining time."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(unit),
+        TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+        disable=disable, transient=transient,
+    )
