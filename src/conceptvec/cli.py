@@ -1,0 +1,184 @@
+"""`conceptvec ...`: a thin command-line shell over the Python API."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import ConceptvecError
+from .params import Params
+
+app = typer.Typer(
+    help="Disentangle polysemantic neurons into concept vectors (O'Mahony et al., CVPR 2023 workshops).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+_DEFAULTS = Params()
+TopOpt = Annotated[int, typer.Option("--top", help="N, top activating examples clustered.")]
+DistanceOpt = Annotated[float, typer.Option("--distance-threshold", help="d_max of the ward clustering (paper: 15 for Inception V3 Mixed_7b).")]
+OutlierOpt = Annotated[float, typer.Option("--outlier-threshold", help="Squared distance to the k-means centroid at which an example is an outlier.")]
+MinSizeOpt = Annotated[int, typer.Option("--min-cluster-size", help="Clusters with fewer remaining members are removed.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (k-means random_state, sampling).")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")]
+
+
+def cli_errors(command: Callable) -> Callable:
+    """Print a ConceptvecError as one clear line and exit with status 2, instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except ConceptvecError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def make_params(top: int, distance_threshold: float, outlier_threshold: float, min_cluster_size: int, seed: int) -> Params:
+    return Params(top=top, distance_threshold=distance_threshold, outlier_threshold=outlier_threshold,
+                  min_cluster_size=min_cluster_size, seed=seed)
+
+
+def concept_table(cs, label_names=None, title: str | None = None) -> Table:
+    """A rich table: one row per concept with its size, class make-up and cosine with the neuron."""
+    import numpy as np
+    from collections import Counter
+
+    table = Table(title=title)
+    table.add_column("concept", justify="right")
+    table.add_column("members", justify="right")
+    if label_names is not None:
+        table.add_column("labels of members (count)")
+    table.add_column("cos(concept, start)", justify="right")
+    start = cs.neuron_direction
+    for j in range(cs.n_concepts):
+        row = [str(j), str(int(np.sum(cs.labels == j)))]
+        if label_names is not None:
+            counts = Counter(label_names[cs.members(j)].tolist()).most_common(4)
+            row.append(", ".join(f"{name}: {n}" for name, n in counts))
+        row.append(f"{float(cs.concept_vectors[j] @ start):.3f}")
+        table.add_row(*row)
+    return table
+
+
+@app.command()
+@cli_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the demo run.")] = Path("conceptvec-demo"),
+    epochs: Annotated[int, typer.Option(help="Training epochs of the digits CNN.")] = 120,
+    seed: SeedOpt = 0,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report.")] = True,
+) -> None:
+    """Offline demo: split a polysemantic neuron of a CNN trained on bundled digits into concept vectors."""
+    from .demo import run_demo
+
+    result = run_demo(out, epochs=epochs, seed=seed, report=report)
+    cs, store = result.concept_set, result.store
+    p = result.params
+    console.print(f"[bold]model[/] digits CNN (merged classes 0|5 1|6 2|7 3|8 4|9), layer {store.metadata['layer']}, "
+                  f"{store.n_examples} examples x {store.n_units} units")
+    console.print(f"[bold]thresholds[/] distance {p.distance_threshold:.2f}, outlier {p.outlier_threshold:.2f} "
+                  f"(layer-wide rule, see {result.out / 'demo.json'})")
+    split = sum(r["split"] for r in result.merged_units)
+    console.print(f"[bold]planted evidence[/] {len(result.merged_units)} units mix a merged pair among their top "
+                  f"{p.top}; the method splits the pair into separate concepts in {split} of them")
+    console.print(f"[bold]neuron {result.neuron}[/] {cs.provenance['chosen_because']}")
+    console.print(f"C = {cs.n_agglomerative} clusters, {cs.n_concepts} concepts kept, "
+                  f"{int(cs.outliers.sum())} outliers, {int((~cs.kept).sum())} of {len(cs.labels)} examples removed")
+    console.print(concept_table(cs, store.label_names, title=f"concepts of neuron {result.neuron}"))
+    console.print(f"[bold]ConceptSet[/] {result.out / f'neuron_{result.neuron}'}")
+    for path in result.figures:
+        console.print(f"[bold]figure[/] {path}")
+    if result.report:
+        console.print(f"[bold]report[/] {result.report}")
+
+
+@app.command()
+@cli_errors
+def extract(
+    model: Annotated[str, typer.Option("--model", help="digits or torchvision:NAME.")],
+    layer: Annotated[str, typer.Option("--layer", help="Module name as the model names it; 'list' prints them.")],
+    data: Annotated[Optional[str], typer.Option("--data", help="digits, an image folder, or a text file of paths.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Directory of the ActivationStore.")] = None,
+    weights: Annotated[Optional[str], typer.Option("--weights", help="Weights name (DEFAULT, IMAGENET1K_V1), a local file, or none.")] = None,
+    per_class: Annotated[Optional[int], typer.Option("--per-class", help="Sample this many images per class (paper: 130).")] = None,
+    seed: SeedOpt = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "cpu",
+    dtype: Annotated[str, typer.Option("--dtype", help="float32 or float16.")] = "float32",
+    pool: Annotated[str, typer.Option("--pool", help="avg (the paper's), max, or cls.")] = "avg",
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Pool a layer's activations over a dataset into an ActivationStore."""
+    from .extraction import extract as run_extract
+    from .models import list_layers, load_model
+
+    if layer == "list":
+        loaded = load_model(model, weights)
+        table = Table(title=f"layers of {loaded.name}")
+        for col in ("layer", "type", "output shape"):
+            table.add_column(col)
+        for name, kind, shape in list_layers(loaded):
+            table.add_row(name, kind, "x".join(map(str, shape)) if shape else "-")
+        console.print(table)
+        return
+    if data is None or out is None:
+        raise ConceptvecError("extract needs --data and --out (or --layer list to see the layers).")
+    store = run_extract(model, layer, data, out, weights=weights, per_class=per_class, seed=seed, batch_size=batch_size,
+                        workers=workers, device=device, dtype=dtype, pool=pool, overwrite=overwrite)
+    skipped = store.metadata.get("skipped", {}).get("count", 0)
+    console.print(f"{store}" + (f"; {skipped} unreadable file(s) skipped, listed in metadata.json" if skipped else ""))
+
+
+@app.command()
+@cli_errors
+def disentangle(
+    store: Annotated[Path, typer.Argument(help="ActivationStore directory (from `conceptvec extract`).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the ConceptSet.")],
+    neuron: Annotated[Optional[int], typer.Option("--neuron", help="Unit to disentangle.")] = None,
+    direction: Annotated[Optional[Path], typer.Option("--direction", help="A .npy vector to start from instead of a neuron.")] = None,
+    top: TopOpt = _DEFAULTS.top,
+    distance_threshold: DistanceOpt = _DEFAULTS.distance_threshold,
+    outlier_threshold: OutlierOpt = _DEFAULTS.outlier_threshold,
+    min_cluster_size: MinSizeOpt = _DEFAULTS.min_cluster_size,
+    seed: SeedOpt = _DEFAULTS.seed,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Split one neuron (or direction) of a store into concept vectors with the paper's method."""
+    import numpy as np
+
+    from .method import disentangle as run
+    from .store import ActivationStore
+
+    acts = ActivationStore.open(store)
+    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed)
+    vector = None
+    if direction is not None:
+        if not direction.exists():
+            raise ConceptvecError(f"direction file {direction} does not exist.")
+        try:
+            vector = np.load(direction, allow_pickle=False)
+        except ValueError as exc:
+            raise ConceptvecError(f"could not read {direction} as a .npy array without pickle: {exc}") from None
+    cs = run(acts, neuron=neuron, direction=vector, params=params)
+    cs.save(out, overwrite=overwrite)
+    start = f"neuron {neuron}" if neuron is not None else f"direction {direction}"
+    console.print(f"{start}: C = {cs.n_agglomerative} clusters, {cs.n_concepts} concepts, {int(cs.outliers.sum())} outliers")
+    console.print(concept_table(cs, acts.label_names))
+    console.print(f"ConceptSet written to {out}")
+
+
+def main() -> None:  # pragma: no cover - the console-script entry point
+    app()

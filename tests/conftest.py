@@ -1,0 +1,23 @@
+import numpy as np
+import pytest
+
+
+def planted(n_examples=400, n_units=24, neuron=3, facets=((0, 8), (12, 20)), per_facet=30, seed=0, gap=6.0):
+    """Activations where ``neuron`` fires for len(facets) groups of examples, each group also strong on its own units.
+
+    Returns the matrix and the group of every example (-1 for background).
+    """
+    rng = np.random.default_rng(seed)
+    acts = np.abs(rng.normal(0.0, 0.3, size=(n_examples, n_units)))
+    groups = np.full(n_examples, -1)
+    for g, (lo, hi) in enumerate(facets):
+        rows = np.arange(g * per_facet, (g + 1) * per_facet)
+        acts[rows, neuron] += 5.0 + rng.normal(0, 0.1, size=len(rows))
+        acts[rows, lo:hi] += gap
+        groups[rows] = g
+    return acts, groups
+
+
+@pytest.fixture
+def planted_acts():
+    return planted()

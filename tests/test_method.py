@@ -1,0 +1,220 @@
+import numpy as np
+import pytest
+from sklearn.cluster import AgglomerativeClustering, KMeans
+
+import conceptvec as cv
+from conceptvec.method import kmeans_step, n_clusters_at, remove_outliers, ward_linkage
+from conftest import planted
+
+
+def authors_procedure(acts, neuron, top=100, distance_threshold=15, outlier_threshold=15, min_size=5):
+    """scripts/neuron_method.py of lomahony/sw-interpretability, steps 1-4, transcribed loop for loop."""
+    top_ims = acts[:, neuron].argsort()[-top:][::-1]
+    x = acts[top_ims, :]
+    clusterer = AgglomerativeClustering(n_clusters=None, distance_threshold=distance_threshold, metric="euclidean", linkage="ward")
+    clusterer.fit_predict(x)
+    kmeans = KMeans(n_clusters=clusterer.n_clusters_, random_state=0, n_init=5, max_iter=1000).fit(x)
+    clu_labs = kmeans.labels_
+    centroid_dist = kmeans.transform(x) ** 2
+    nearest = [centroid_dist[i, clu_labs[i]] for i in range(len(clu_labs))]
+    rm = np.empty(len(clu_labs))
+    rm[:] = 100
+    for i in range(len(clu_labs)):
+        if nearest[i] < outlier_threshold:
+            rm[i] = clu_labs[i]
+    for cluster in range(clusterer.n_clusters_):
+        if sum(rm == cluster) < min_size:
+            rm[[rm[i] == cluster for i in range(len(rm))]] = 100
+    vecs = []
+    for cluster in np.unique(rm):
+        if cluster != 100:
+            m = x[rm == cluster].mean(0)
+            vecs.append(m / np.linalg.norm(m))
+    return top_ims, clusterer.n_clusters_, rm, np.array(vecs).reshape(-1, acts.shape[1])
+
+
+def blobs(seed):
+    """Five blobs (two rare) with 10 % noisy examples: at the paper's 15/15 some examples are outliers and
+    some clusters fall under 5 members, so every branch of steps 2-4 runs."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 2.0, size=(5, 32))
+    which = rng.choice(5, size=600, p=[0.3, 0.3, 0.3, 0.07, 0.03])
+    noise = rng.normal(0, 0.45, size=(600, 32)) * np.where(rng.random(600) < 0.1, 2.2, 1.0)[:, None]
+    return np.abs(centres[which] + noise)
+
+
+def test_matches_the_authors_procedure_exactly():
+    outliers = removed_small = multi = 0
+    for seed in (0, 1, 2):
+        acts = blobs(seed)
+        for neuron in (0, 5, 17):
+            top_ims, c, rm, vecs = authors_procedure(acts, neuron)
+            cs = cv.disentangle(acts, neuron=neuron)
+            np.testing.assert_array_equal(cs.top_indices, top_ims)
+            assert cs.n_agglomerative == c
+            expected_labels = np.full(100, -1)
+            for j, cluster in enumerate(k for k in np.unique(rm) if k != 100):
+                expected_labels[rm == cluster] = j
+            np.testing.assert_array_equal(cs.labels, expected_labels)
+            np.testing.assert_array_equal(cs.concept_vectors, vecs)
+            s = cs.summary()
+            outliers += s["n_outliers"] > 0
+            removed_small += s["n_in_removed_small_clusters"] > 0
+            multi += s["n_concepts"] > 1
+    assert outliers >= 5 and removed_small >= 2 and multi >= 4  # the comparison covered every branch
+
+
+def test_n_clusters_agrees_with_sklearn_agglomerative():
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        x = rng.normal(0, 1 + trial % 4, size=(100, 16))
+        z = ward_linkage(x)
+        for t in (2.0, 5.0, 15.0, 40.0):
+            expected = AgglomerativeClustering(n_clusters=None, distance_threshold=t, linkage="ward").fit(x).n_clusters_
+            assert n_clusters_at(z, t) == expected
+
+
+def test_planted_facets_give_exactly_those_clusters(planted_acts):
+    acts, groups = planted_acts
+    cs = cv.disentangle(acts, neuron=3, params=cv.Params(top=60, distance_threshold=10.0, outlier_threshold=30.0))
+    assert set(cs.top_indices) == set(range(60))
+    assert cs.n_agglomerative == 2 and cs.n_concepts == 2
+    assert (cs.labels >= 0).all()
+    # each concept is exactly one planted facet, ordered by k-means label
+    found = sorted(tuple(sorted(cs.members(j))) for j in range(2))
+    assert found == [tuple(range(0, 30)), tuple(range(30, 60))]
+    for j in range(2):
+        facet = groups[cs.members(j)[0]]
+        lo, hi = ((0, 8), (12, 20))[facet]
+        # the concept weighs its facet's units and the neuron, nothing else
+        assert set(np.argsort(cs.concept_vectors[j])[-9:].tolist()) == set(range(lo, hi)) | {3}
+        np.testing.assert_allclose(np.linalg.norm(cs.concept_vectors[j]), 1.0)
+        mean = acts[cs.members(j)].mean(0)
+        np.testing.assert_allclose(cs.concept_vectors[j], mean / np.linalg.norm(mean))
+
+
+def test_single_facet_neuron_gives_one_concept():
+    acts, _ = planted(facets=((0, 8),), per_facet=60)
+    cs = cv.disentangle(acts, neuron=3, params=cv.Params(top=50, distance_threshold=10.0, outlier_threshold=30.0))
+    assert cs.n_agglomerative == 1 and cs.n_concepts == 1
+    assert cs.labels.tolist() == [0] * 50
+
+
+def test_all_outliers_gives_zero_concepts(planted_acts):
+    acts, _ = planted_acts
+    cs = cv.disentangle(acts, neuron=3, params=cv.Params(top=60, distance_threshold=10.0, outlier_threshold=1e-9))
+    assert cs.n_concepts == 0
+    assert cs.concept_vectors.shape == (0, acts.shape[1])
+    assert (cs.labels == -1).all() and cs.outliers.all()
+
+
+def test_outlier_boundary_is_inclusive():
+    kmeans_labels = np.array([0, 0, 0, 1, 1, 1])
+    sq = np.array([1.0, 2.0, 3.0, 2.9999, 3.0, 0.5])
+    labels, ids = remove_outliers(kmeans_labels, sq, outlier_threshold=3.0, min_cluster_size=1)
+    assert labels.tolist() == [0, 0, -1, 1, -1, 1]
+    assert ids.tolist() == [0, 1]
+
+
+def test_small_clusters_removed_after_outliers_and_concepts_renumbered():
+    kmeans_labels = np.array([0] * 6 + [1] * 5 + [2] * 7)
+    sq = np.zeros(18)
+    sq[6] = 99.0  # one outlier leaves cluster 1 with 4 members
+    labels, ids = remove_outliers(kmeans_labels, sq, outlier_threshold=10.0, min_cluster_size=5)
+    assert ids.tolist() == [0, 2]
+    assert labels.tolist() == [0] * 6 + [-1] * 5 + [1] * 7
+
+
+def test_kmeans_step_squared_distances_match_transform():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 5))
+    params = cv.Params(top=40)
+    labels, sq = kmeans_step(x, 3, params)
+    km = KMeans(n_clusters=3, n_init=5, max_iter=1000, random_state=0).fit(x)
+    np.testing.assert_array_equal(labels, km.labels_)
+    np.testing.assert_array_equal(sq, (km.transform(x) ** 2)[np.arange(40), km.labels_])
+
+
+def test_same_seed_same_result_and_seed_is_used():
+    rng = np.random.default_rng(5)
+    acts = np.abs(rng.normal(0, 2, size=(300, 20)))
+    p = cv.Params(top=80, distance_threshold=6.0, outlier_threshold=20.0)
+    a, b = cv.disentangle(acts, neuron=2, params=p), cv.disentangle(acts, neuron=2, params=p)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.concept_vectors, b.concept_vectors)
+    assert a.params.seed == 0 and a.provenance["n_examples"] == 300
+
+
+def test_ties_keep_example_order():
+    acts = np.zeros((10, 3))
+    acts[:, 0] = [1, 5, 5, 2, 5, 0, 0, 3, 0, 0]
+    acts[:, 1] = np.arange(10)
+    cs = cv.disentangle(acts, neuron=0, params=cv.Params(top=5, distance_threshold=100.0, outlier_threshold=1e6, min_cluster_size=1))
+    assert cs.top_indices.tolist() == [1, 2, 4, 7, 3]
+    np.testing.assert_array_equal(cs.top_scores, [5, 5, 5, 3, 2])
+
+
+def test_direction_ranks_by_projection():
+    acts, _ = planted()
+    v = np.zeros(acts.shape[1])
+    v[12:20] = 2.0  # the second facet's units
+    cs = cv.disentangle(acts, direction=v, params=cv.Params(top=30, distance_threshold=10.0, outlier_threshold=30.0))
+    assert set(cs.top_indices) == set(range(30, 60))
+    np.testing.assert_allclose(np.linalg.norm(cs.direction), 1.0)
+    np.testing.assert_allclose(cs.top_scores, (acts @ (v / np.linalg.norm(v)))[cs.top_indices])
+    neuron_cs = cv.disentangle(acts, direction=np.eye(acts.shape[1])[3], params=cv.Params(top=60, distance_threshold=10.0, outlier_threshold=30.0))
+    same = cv.disentangle(acts, neuron=3, params=cv.Params(top=60, distance_threshold=10.0, outlier_threshold=30.0))
+    np.testing.assert_array_equal(neuron_cs.labels, same.labels)
+
+
+def test_store_input_equals_array_input(tmp_path, planted_acts):
+    acts, _ = planted_acts
+    store = cv.ActivationStore.create(tmp_path / "s", acts, metadata={"model": {"name": "m"}, "layer": "l"})
+    p = cv.Params(top=60, distance_threshold=10.0, outlier_threshold=30.0)
+    a, b = cv.disentangle(store, neuron=3, params=p), cv.disentangle(acts.astype(np.float32), neuron=3, params=p)
+    np.testing.assert_array_equal(a.concept_vectors, b.concept_vectors)
+    assert a.provenance["activations"]["layer"] == "l"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(neuron=24), r"neuron 24 is out of range.*0 to 23"),
+        (dict(neuron=-1), r"out of range"),
+        (dict(neuron=2.0), r"whole number"),
+        (dict(), r"exactly one of neuron"),
+        (dict(neuron=1, direction=np.ones(24)), r"exactly one of neuron"),
+        (dict(direction=np.ones(5)), r"length 24"),
+        (dict(direction=np.zeros(24)), r"zero or non-finite norm"),
+        (dict(direction=np.full(24, np.nan)), r"NaN or inf"),
+        (dict(neuron=1, params=cv.Params(top=401)), r"top=401 is larger than the number of examples \(400\)"),
+        (dict(neuron=1, params={"top": 5}), r"conceptvec.Params"),
+    ],
+)
+def test_bad_arguments(planted_acts, kwargs, match):
+    acts, _ = planted_acts
+    with pytest.raises(cv.ConceptvecError, match=match):
+        cv.disentangle(acts, **kwargs)
+
+
+def test_nan_activations_are_reported_with_examples(planted_acts):
+    acts, _ = planted_acts
+    acts = acts.copy()
+    acts[[7, 42], 3] = np.nan
+    with pytest.raises(cv.ConceptvecError, match=r"2 NaN or inf value\(s\), in 2 example\(s\): 7, 42"):
+        cv.disentangle(acts, neuron=3)
+    acts[[7, 42], 3] = 1.0
+    acts[5, 0] = np.inf  # in a top example's row, other unit
+    with pytest.raises(cv.ConceptvecError, match=r"top examples' activations contain 1 NaN or inf.*: 5\b"):
+        cv.disentangle(acts, neuron=3, params=cv.Params(top=60))
+
+
+@pytest.mark.parametrize("acts, match", [
+    (np.ones(10), r"2-D array.*got 1-D"),
+    (np.ones((0, 4)), r"empty"),
+    (np.ones((3, 4, 5)), r"got 3-D"),
+    (np.array([["a", "b"]]), r"numbers"),
+])
+def test_bad_activation_arrays(acts, match):
+    with pytest.raises(cv.ConceptvecError, match=match):
+        cv.disentangle(acts, neuron=0)
