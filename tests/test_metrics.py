@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from conceptvec import ConceptvecError
+from conceptvec import metrics
+
+
+def test_project_chunked_equals_matmul():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(1000, 7)).astype(np.float16)
+    v = rng.normal(size=(3, 7))
+    got = metrics.project(a, v, chunk_rows=64)
+    expected = a.astype(np.float64) @ (v / np.linalg.norm(v, axis=1, keepdims=True)).T
+    np.testing.assert_allclose(got, expected)
+
+
+def test_cosine_hand_values():
+    a = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    np.testing.assert_allclose(metrics.cosine_similarity(a, np.array([[2.0, 0.0]])), [[1.0], [np.sqrt(0.5)], [0.0]])
+
+
+def test_top_k_desc_ties_and_order():
+    s = np.array([3, 1, 3, 2, 3, 0])
+    assert metrics.top_k_desc(s, 2).tolist() == [0, 2]
+    assert metrics.top_k_desc(s, 4).tolist() == [0, 2, 4, 3]
+    assert metrics.top_k_desc(s, 10).tolist() == [0, 2, 4, 3, 1, 5]
+
+
+def test_maximally_projecting():
+    a = np.array([[1.0, 0.0], [0.0, 3.0], [2.0, 0.0], [0.0, 1.0]])
+    idx, proj = metrics.maximally_projecting(a, np.eye(2), top=2)
+    assert idx.tolist() == [[2, 0], [1, 3]]
+    np.testing.assert_allclose(proj, [[2.0, 1.0], [3.0, 1.0]])
+
+
+def test_distances_hand_values():
+    a = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0], [3.0, 5.0]])
+    d = metrics.distance_matrix(a)
+    assert d[0, 1] == 5.0 and d[0, 2] == 1.0
+    intra, inter = metrics.intra_inter_distances(a, np.array([0, 1, 0, 1]))
+    assert intra == pytest.approx(1.0)
+    assert inter == pytest.approx(np.mean([5.0, np.hypot(3, 5), np.hypot(3, 3), 5.0]))
+
+
+def test_zero_vectors_rejected():
+    with pytest.raises(ConceptvecError, match=r"\[1\] have zero"):
+        metrics.unit_vectors(np.array([[1.0, 0.0], [0.0, 0.0]]))
+    with pytest.raises(ConceptvecError, match="3 components but the activations have 2"):
+        metrics.project(np.ones((2, 2)), np.ones(3))
