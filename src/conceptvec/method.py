@@ -83,6 +83,29 @@ def concept_means(x: np.ndarray, labels: np.ndarray, n_concepts: int) -> np.ndar
     return vectors
 
 
+def cluster_top(x: np.ndarray, params: Params) -> dict[str, Any]:
+    """Steps 2-4 on X, the top examples' activations (float64, shape (N, n_units)).
+
+    Shared by ``disentangle`` and ``scan_layer``, so a scanned neuron goes through the same code.
+    Returns the ConceptSet fields ``linkage``, ``n_agglomerative``, ``kmeans_labels``,
+    ``centroid_sq_distances``, ``labels``, ``kmeans_cluster_ids`` and ``concept_vectors``.
+    """
+    z = ward_linkage(x)
+    n_agglomerative = n_clusters_at(z, params.distance_threshold)
+    kmeans_labels, sq = kmeans_step(x, n_agglomerative, params)
+    labels, cluster_ids = remove_outliers(kmeans_labels, sq, params.outlier_threshold, params.min_cluster_size)
+    vectors = concept_means(x, labels, len(cluster_ids))
+    return {
+        "linkage": z,
+        "n_agglomerative": n_agglomerative,
+        "kmeans_labels": kmeans_labels,
+        "centroid_sq_distances": sq,
+        "labels": labels,
+        "kmeans_cluster_ids": cluster_ids,
+        "concept_vectors": vectors,
+    }
+
+
 def disentangle(
     acts: np.ndarray | ActivationStore,
     neuron: int | None = None,
@@ -137,23 +160,11 @@ def disentangle(
     x[order] = matrix[top_indices[order]]
     _check_finite(x, "the top examples' activations", rows=top_indices)
 
-    z = ward_linkage(x)
-    n_agglomerative = n_clusters_at(z, params.distance_threshold)
-    kmeans_labels, sq = kmeans_step(x, n_agglomerative, params)
-    labels, cluster_ids = remove_outliers(kmeans_labels, sq, params.outlier_threshold, params.min_cluster_size)
-    vectors = concept_means(x, labels, len(cluster_ids))
-
     return ConceptSet(
         top_indices=top_indices,
         top_scores=scores[top_indices],
         top_activations=x,
-        linkage=z,
-        n_agglomerative=n_agglomerative,
-        kmeans_labels=kmeans_labels,
-        centroid_sq_distances=sq,
-        labels=labels,
-        kmeans_cluster_ids=cluster_ids,
-        concept_vectors=vectors,
+        **cluster_top(x, params),
         params=params,
         neuron=neuron,
         direction=unit_direction,
