@@ -47,3 +47,12 @@ def test_zero_vectors_rejected():
         metrics.unit_vectors(np.array([[1.0, 0.0], [0.0, 0.0]]))
     with pytest.raises(ConceptvecError, match="3 components but the activations have 2"):
         metrics.project(np.ones((2, 2)), np.ones(3))
+
+
+def test_most_similar_ignores_norm():
+    a = np.array([[10.0, 1.0], [1.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
+    idx, cos = metrics.most_similar(a, np.array([[1.0, 0.0]]), top=3, chunk_rows=2)
+    assert idx.tolist() == [[1, 0, 2]]  # the unit vector beats the large one; rows 2 and 3 tie at cosine 0
+    np.testing.assert_allclose(cos, [[1.0, 10 / np.hypot(10, 1), 0.0]])
+    p_idx, _ = metrics.maximally_projecting(a, np.array([[1.0, 0.0]]), top=1)
+    assert p_idx.tolist() == [[0]]

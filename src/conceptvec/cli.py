@@ -51,23 +51,29 @@ def make_params(top: int, distance_threshold: float, outlier_threshold: float, m
 
 
 def concept_table(cs, label_names=None, title: str | None = None) -> Table:
-    """A rich table: one row per concept with its size, class make-up and cosine with the neuron."""
-    import numpy as np
+    """A rich table, one row per concept: size, class make-up, and its members' mean cosine similarity
+    with the concept vector and with the starting neuron (or direction), as in the paper's Fig. 5."""
     from collections import Counter
+
+    import numpy as np
+
+    from .metrics import cosine_similarity
 
     table = Table(title=title)
     table.add_column("concept", justify="right")
     table.add_column("members", justify="right")
     if label_names is not None:
         table.add_column("labels of members (count)")
-    table.add_column("cos(concept, start)", justify="right")
-    start = cs.neuron_direction
+    table.add_column("cos with concept", justify="right")
+    table.add_column("cos with " + ("neuron" if cs.neuron is not None else "direction"), justify="right")
     for j in range(cs.n_concepts):
-        row = [str(j), str(int(np.sum(cs.labels == j)))]
+        rows = cs.top_activations[cs.labels == j]
+        row = [str(j), str(len(rows))]
         if label_names is not None:
-            counts = Counter(label_names[cs.members(j)].tolist()).most_common(4)
+            counts = Counter(label_names[cs.members(j)].tolist()).most_common(3)
             row.append(", ".join(f"{name}: {n}" for name, n in counts))
-        row.append(f"{float(cs.concept_vectors[j] @ start):.3f}")
+        row.append(f"{cosine_similarity(rows, cs.concept_vectors[j]).mean():.3f}")
+        row.append(f"{cosine_similarity(rows, cs.neuron_direction).mean():.3f}")
         table.add_row(*row)
     return table
 
@@ -86,14 +92,15 @@ def demo(
     result = run_demo(out, epochs=epochs, seed=seed, report=report)
     cs, store = result.concept_set, result.store
     p = result.params
-    console.print(f"[bold]model[/] digits CNN (merged classes 0|5 1|6 2|7 3|8 4|9), layer {store.metadata['layer']}, "
-                  f"{store.n_examples} examples x {store.n_units} units")
+    console.print(f"[bold]model[/] digits CNN, classes merging 0|5 1|6 2|7 3|8 4|9, "
+                  f"{'reused' if result.reused_model else 'trained'}: {result.test_accuracy:.1%} test accuracy; "
+                  f"layer {store.metadata['layer']}, {store.n_examples} examples x {store.n_units} units")
     console.print(f"[bold]thresholds[/] distance {p.distance_threshold:.2f}, outlier {p.outlier_threshold:.2f} "
                   f"(layer-wide rule, see {result.out / 'demo.json'})")
     split = sum(r["split"] for r in result.merged_units)
     console.print(f"[bold]planted evidence[/] {len(result.merged_units)} units mix a merged pair among their top "
                   f"{p.top}; the method splits the pair into separate concepts in {split} of them")
-    console.print(f"[bold]neuron {result.neuron}[/] {cs.provenance['chosen_because']}")
+    console.print(f"[bold]neuron {result.neuron}[/] chosen because {cs.provenance['chosen_because']}")
     console.print(f"C = {cs.n_agglomerative} clusters, {cs.n_concepts} concepts kept, "
                   f"{int(cs.outliers.sum())} outliers, {int((~cs.kept).sum())} of {len(cs.labels)} examples removed")
     console.print(concept_table(cs, store.label_names, title=f"concepts of neuron {result.neuron}"))

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ._io import environment, write_json
+from ._io import environment, read_json, write_json
 from .conceptset import ConceptSet
-from .digits import DEFAULT_LAYER, TrainConfig, are_merged, cached_digits_cnn
+from .digits import CONFIG_FILE, DEFAULT_LAYER, TrainConfig, are_merged, cached_digits_cnn
 from .method import disentangle
 from .params import Params
 from .store import ActivationStore
@@ -36,6 +36,8 @@ class DemoResult:
     merged_units: list[dict[str, Any]]
     figures: list[Path]
     report: Path | None
+    reused_model: bool
+    test_accuracy: float
 
 
 def digit_makeup(digits: np.ndarray) -> dict[int, int]:
@@ -69,6 +71,7 @@ def run_demo(out: str | os.PathLike = "conceptvec-demo", epochs: int = 120, seed
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _, model_dir, reused_model = cached_digits_cnn(out / "model", TrainConfig(epochs=epochs, seed=seed))
+    training = read_json(model_dir / CONFIG_FILE)
     store = extract("digits", DEFAULT_LAYER, "digits", out / "store", weights=str(model_dir), progress=progress)
     acts = np.asarray(store.activations, dtype=np.float64)
     digits = store.labels
@@ -82,9 +85,9 @@ def run_demo(out: str | os.PathLike = "conceptvec-demo", epochs: int = 120, seed
     cs = disentangle(store, neuron=neuron, params=params)
     cs.provenance["thresholds"] = rule
     cs.provenance["chosen_because"] = (
-        f"of the units whose two most common digits among their top-{params.top} are a merged pair, "
-        f"neuron {neuron} mixes them most evenly ({chosen['pair'][0]}: {chosen['top_counts'][0]}, "
-        f"{chosen['pair'][1]}: {chosen['top_counts'][1]})"
+        f"it mixes its merged pair most evenly among its top {params.top} ({chosen['pair'][0]}: "
+        f"{chosen['top_counts'][0]}, {chosen['pair'][1]}: {chosen['top_counts'][1]}) of the {len(units)} units "
+        f"whose two most common digits there are a merged pair"
     )
     cs_dir = cs.save(out / f"neuron_{neuron}", overwrite=True)
     write_json(cs_dir / "digit_makeup.json", {
@@ -95,13 +98,14 @@ def run_demo(out: str | os.PathLike = "conceptvec-demo", epochs: int = 120, seed
     })
     write_json(out / "demo.json", {
         "model": store.metadata["model"], "layer": store.metadata["layer"], "data": store.metadata["data"],
-        "reused_model": reused_model, "params": params.to_dict(), "thresholds": rule, "neuron": neuron,
+        "reused_model": reused_model, "test_accuracy_merged_classes": training["test_accuracy_merged_classes"], "params": params.to_dict(), "thresholds": rule, "neuron": neuron,
         "chosen_because": cs.provenance["chosen_because"], "merged_pair_units": units,
         "n_merged_pair_units": len(units), "n_split": sum(r["split"] for r in units), **environment(),
     })
     figures = _figures(cs, store, out / "figures")
     report_path = _report(out) if report else None
-    return DemoResult(out, store, cs, neuron, params, units, figures, report_path)
+    return DemoResult(out, store, cs, neuron, params, units, figures, report_path, reused_model,
+                      training["test_accuracy_merged_classes"])
 
 
 def _figures(cs: ConceptSet, store: ActivationStore, folder: Path) -> list[Path]:
@@ -117,6 +121,9 @@ def _figures(cs: ConceptSet, store: ActivationStore, folder: Path) -> list[Path]
         "top_activating.png": figures.top_activating_grid(cs, examples),
         "concepts.png": figures.concept_groups_grid(cs, examples),
         "projecting.png": figures.projecting_grid(cs, store.activations, examples),
+        # This layer is all-positive with a large common component, so projection favours high-norm
+        # examples; the cosine ranking shows each concept's direction apart from norm.
+        "cosine.png": figures.projecting_grid(cs, store.activations, examples, rank="cosine"),
     }
     paths = []
     for name, fig in made.items():

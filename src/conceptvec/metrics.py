@@ -80,6 +80,29 @@ def maximally_projecting(acts: np.ndarray, vectors: np.ndarray, top: int = 100) 
     return idx.astype(np.int64), vals
 
 
+def most_similar(acts: np.ndarray, vectors: np.ndarray, top: int = 100, chunk_rows: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """The ``top`` examples with the largest cosine similarity to each vector.
+
+    Where activations share a large common component (all-positive post-ReLU layers), ranking by
+    projection favours examples of large norm whatever their direction; cosine ranks by direction only.
+
+    Returns
+    -------
+    indices : array of shape (k, top), most similar first
+    similarities : array of shape (k, top)
+    """
+    proj = project(acts, vectors, chunk_rows)
+    norms = np.empty(acts.shape[0])
+    for start in range(0, acts.shape[0], chunk_rows):
+        norms[start : start + chunk_rows] = np.linalg.norm(np.asarray(acts[start : start + chunk_rows], dtype=np.float64), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.where(norms[:, None] > 0, proj / norms[:, None], 0.0)
+    top = min(top, cos.shape[0])
+    idx = np.stack([top_k_desc(cos[:, j], top) for j in range(cos.shape[1])]) if cos.shape[1] else np.empty((0, top), dtype=np.int64)
+    vals = np.take_along_axis(cos.T, idx, axis=1) if cos.shape[1] else np.empty((0, top))
+    return idx.astype(np.int64), vals
+
+
 def distance_matrix(acts: np.ndarray) -> np.ndarray:
     """Euclidean distances between all pairs of rows (paper Fig. 4)."""
     return squareform(pdist(np.asarray(acts, dtype=np.float64), metric="euclidean"))

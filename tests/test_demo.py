@@ -1,0 +1,51 @@
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import conceptvec as cv
+from conceptvec._io import read_json
+from conceptvec.demo import run_demo
+from conceptvec.digits import are_merged
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return run_demo(out, epochs=20, progress=False, report=False)
+
+
+def test_demo_end_to_end(demo_run):
+    r = demo_run
+    assert r.store.shape == (1797, 64) and r.store.metadata["layer"] == "block3"
+    cs = cv.ConceptSet.load(r.out / f"neuron_{r.neuron}")
+    np.testing.assert_array_equal(cs.concept_vectors, r.concept_set.concept_vectors)
+    # the shown neuron mixes a merged pair of digits among its top examples, by construction of the rule
+    (a, _), (b, nb) = Counter(r.store.labels[cs.top_indices].tolist()).most_common(2)
+    assert are_merged(a, b) and nb >= 10
+    # the thresholds are the layer rule's, recorded with the result
+    assert cs.params.distance_threshold == pytest.approx(cs.provenance["thresholds"]["distance_threshold"])
+    assert cs.provenance["activations"]["model"]["name"] == "digits"
+    summary = read_json(r.out / "demo.json")
+    assert summary["neuron"] == r.neuron and summary["n_merged_pair_units"] == len(r.merged_units) > 0
+    assert summary["params"] == cs.params.to_dict() and "percentile" in summary["thresholds"]["rule"]
+    makeup = read_json(r.out / f"neuron_{r.neuron}" / "digit_makeup.json")
+    assert sum(makeup["top_examples"].values()) == 100
+    assert sum(sum(c.values()) for c in makeup["concepts"]) + sum(makeup["removed"].values()) == 100
+    assert [p.name for p in r.figures] == ["top_activating.png", "concepts.png", "projecting.png", "cosine.png"]
+    assert all(p.stat().st_size > 10_000 for p in r.figures)
+
+
+def test_merged_units_are_split_by_the_method(demo_run):
+    # The planted evidence: most units mixing a merged pair get a concept for each digit of the pair.
+    split = sum(u["split"] for u in demo_run.merged_units)
+    assert split >= len(demo_run.merged_units) / 2
+
+
+def test_demo_reuses_model_and_store(demo_run):
+    store_file = demo_run.out / "store" / "activations.npy"
+    before = store_file.stat().st_mtime_ns
+    again = run_demo(demo_run.out, epochs=20, progress=False, report=False)
+    assert again.reused_model and store_file.stat().st_mtime_ns == before
+    assert again.neuron == demo_run.neuron
+    np.testing.assert_array_equal(again.concept_set.labels, demo_run.concept_set.labels)
