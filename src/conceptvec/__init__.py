@@ -13,6 +13,7 @@ from .conceptset import ConceptSet
 from .errors import ConceptvecError, StoreError
 from .method import disentangle
 from .params import Params
+from .scan import ScanResult, scan_layer
 from .store import ActivationStore
 
 try:
@@ -37,7 +38,9 @@ __all__ = [
     "ConceptSet",
     "ConceptvecError",
     "Params",
+    "ScanResult",
     "StoreError",
     "disentangle",
     "extract",
+    "scan_layer",
 ]
