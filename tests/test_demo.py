@@ -49,3 +49,25 @@ def test_demo_reuses_model_and_store(demo_run):
     assert again.reused_model and store_file.stat().st_mtime_ns == before
     assert again.neuron == demo_run.neuron
     np.testing.assert_array_equal(again.concept_set.labels, demo_run.concept_set.labels)
+
+
+def test_mixing_counts_by_hand():
+    from conceptvec.demo import mixing_counts
+
+    digits = np.array([0] * 20 + [5] * 12 + [1] * 20 + [2] * 12)
+    acts = np.zeros((64, 3))
+    acts[:32, 0] = np.arange(32, 0, -1)        # top 32: 0s and 5s, a merged pair
+    acts[32:, 1] = np.arange(32, 0, -1)        # top 32: 1s and 2s, not merged
+    acts[:20, 2] = 2.0 + np.arange(20)          # twenty 0s, nine 1s, then ties at zero: three 5s
+    acts[32:41, 2] = 1.0                        # (second digit has 9 < 10: not mixing)
+    counts = mixing_counts(acts, digits, cv.Params(top=32))
+    assert counts == {"units": 3, "mixing": 2, "mixing_a_merged_pair": 1}
+
+
+def test_control_network_trains_on_ten_classes(tmp_path):
+    from conceptvec.digits import TrainConfig, cached_digits_cnn
+
+    model, directory, _ = cached_digits_cnn(tmp_path / "c", TrainConfig(epochs=1, merged=False))
+    assert model.head[2].out_features == 10
+    assert "test_accuracy_digits" in read_json(directory / "digits_cnn.json")
+    assert cv.digits.load_digits_cnn(directory).head[2].out_features == 10

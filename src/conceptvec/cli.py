@@ -85,9 +85,10 @@ def demo(
     epochs: Annotated[int, typer.Option(help="Training epochs of the digits CNN.")] = 120,
     seed: SeedOpt = 0,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report.")] = True,
+    control: Annotated[bool, typer.Option("--control", help="Also train a 10-class control network and compare (about 40 s more).")] = False,
 ) -> None:
     """Offline demo: split a polysemantic neuron of a CNN trained on bundled digits into concept vectors."""
-    from .demo import run_demo
+    from .demo import control_comparison, run_demo
 
     result = run_demo(out, epochs=epochs, seed=seed, report=report)
     cs, store = result.concept_set, result.store
@@ -109,6 +110,17 @@ def demo(
         console.print(f"[bold]figure[/] {path}")
     if result.report:
         console.print(f"[bold]report[/] {result.report}")
+    if control:
+        rows = control_comparison(out, epochs=epochs, seed=seed)
+        table = Table(title="planted vs control: units whose top examples mix two digits")
+        for col in ("network", "test accuracy", "mixing units", "of them a merged pair"):
+            table.add_column(col, justify="right")
+        for name in ("merged", "control"):
+            r = rows[name]
+            table.add_row(f"{r['classes']} classes" + (" (pairs merged)" if name == "merged" else " (control)"),
+                          f"{r['test_accuracy']:.1%}", str(r["mixing"]), str(r["mixing_a_merged_pair"]))
+        console.print(table)
+        console.print(f"by chance {rows['chance_share_of_merged_pairs']:.0%} of digit pairs are merged pairs; see {Path(out) / 'control.json'}")
 
 
 @app.command()
@@ -189,3 +201,44 @@ def disentangle(
 
 def main() -> None:  # pragma: no cover - the console-script entry point
     app()
+
+
+@app.command()
+@cli_errors
+def scan(
+    store: Annotated[Path, typer.Argument(help="ActivationStore directory (from `conceptvec extract`).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the scan (resumable: run again to continue).")],
+    neurons: Annotated[Optional[str], typer.Option("--neurons", help="Which neurons (or directions), e.g. 0-99 or 0-99,512; default all.")] = None,
+    directions: Annotated[str, typer.Option("--directions", help="neurons, svd:K (top K right singular vectors), or a .npy / .safetensors file of vectors.")] = "neurons",
+    top: TopOpt = _DEFAULTS.top,
+    distance_threshold: DistanceOpt = _DEFAULTS.distance_threshold,
+    outlier_threshold: OutlierOpt = _DEFAULTS.outlier_threshold,
+    min_cluster_size: MinSizeOpt = _DEFAULTS.min_cluster_size,
+    seed: SeedOpt = _DEFAULTS.seed,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes for the clustering; default all CPUs.")] = None,
+    projecting: Annotated[bool, typer.Option("--projecting/--no-projecting", help="Also find the maximally projecting examples of every concept.")] = True,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Run the method on every neuron of a layer (or on SVD / given directions) and summarise."""
+    from .scan import scan_layer
+    from .store import ActivationStore
+
+    acts = ActivationStore.open(store)
+    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed)
+    result = scan_layer(acts, params=params, neurons=neurons, workers=workers, directions=directions,
+                        projecting=projecting, out=out, overwrite=overwrite, progress=True)
+    s = result.summary()
+    what = "neurons" if result.kind == "neurons" else f"directions ({result.kind})"
+    if result.reused:
+        console.print(f"{out} already holds this scan; reusing it.")
+    elif result.resumed:
+        console.print(f"resumed: {result.resumed} {what} were already done in {out}.partial")
+    console.print(f"{s['n_scanned']} {what}: {s['n_concepts_total']} concepts; {s['n_with_2_or_more_concepts']} "
+                  f"({s['share_with_2_or_more_concepts']:.1%}) have 2 or more")
+    table = Table(title="concepts per " + ("neuron" if result.kind == "neurons" else "direction"))
+    table.add_column("concepts", justify="right")
+    table.add_column("count", justify="right")
+    for k, v in s["concepts_per_neuron"].items():
+        table.add_row(k, str(v))
+    console.print(table)
+    console.print(f"scan written to {out} (neurons.parquet, concepts.safetensors, summary.png)")

@@ -19,6 +19,7 @@ from ._io import environment, read_json, write_json
 from .conceptset import ConceptSet
 from .digits import CONFIG_FILE, DEFAULT_LAYER, TrainConfig, are_merged, cached_digits_cnn
 from .method import disentangle
+from .metrics import top_k_desc
 from .params import Params
 from .store import ActivationStore
 from .thresholds import layer_thresholds
@@ -61,6 +62,47 @@ def merged_pair_units(acts: np.ndarray, digits: np.ndarray, params: Params) -> l
             # Split: each digit of the pair is the majority of at least one concept.
             "split": bool(a in majorities and b in majorities),
         })
+    return rows
+
+
+def mixing_counts(acts: np.ndarray, digits: np.ndarray, params: Params) -> dict[str, int]:
+    """Units whose second most common digit among their top examples has at least MIN_SECOND_DIGIT of
+    them ("mixing"), and how many of those mix a merged pair."""
+    mixing = merged = 0
+    for unit in range(acts.shape[1]):
+        top = top_k_desc(acts[:, unit], params.top)
+        (a, _), (b, nb) = (Counter(digits[top].tolist()).most_common(2) + [(-1, 0)])[:2]
+        if nb >= MIN_SECOND_DIGIT:
+            mixing += 1
+            merged += are_merged(a, b)
+    return {"units": int(acts.shape[1]), "mixing": mixing, "mixing_a_merged_pair": merged}
+
+
+def control_comparison(out: str | os.PathLike, epochs: int = 120, seed: int = 0) -> dict[str, Any]:
+    """The planted network against a 10-class control trained the same way, counted by the same rule.
+
+    By chance 5 of the 45 pairs of digits are merged pairs; the control shows how often a unit mixes
+    one without being pushed to.
+    """
+    import torch
+
+    from .digits import load_digits_images, preprocess_digits
+    from .extraction import capture_layer, forward_to_layer
+
+    images, digits = load_digits_images()
+    x = preprocess_digits(images)
+    rows = {}
+    for name, merged in (("merged", True), ("control", False)):
+        config = TrainConfig(epochs=epochs, seed=seed, merged=merged)
+        model, directory, _ = cached_digits_cnn(Path(out) / ("model" if merged else "control-model"), config)
+        with capture_layer(model.block3) as captured, torch.inference_mode():
+            acts = forward_to_layer(model, x, captured).numpy().astype(np.float64)
+        params, _ = layer_thresholds(acts, Params(seed=seed))
+        info = read_json(directory / CONFIG_FILE)
+        accuracy = info.get("test_accuracy_merged_classes", info.get("test_accuracy_digits"))
+        rows[name] = {"classes": 5 if merged else 10, "test_accuracy": accuracy, **mixing_counts(acts, digits, params)}
+    rows["chance_share_of_merged_pairs"] = 5 / 45
+    write_json(Path(out) / "control.json", {**rows, "rule": f"mixing: second digit has >= {MIN_SECOND_DIGIT} of the top {Params().top}", **environment()})
     return rows
 
 

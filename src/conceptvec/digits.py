@@ -69,18 +69,19 @@ class TrainConfig:
     lr: float = 1e-3
     test_fraction: float = 0.2
     seed: int = 0
+    merged: bool = True  # False trains the 10-class control network on the digits themselves
 
 
 def train_digits_cnn(config: TrainConfig = TrainConfig(), progress: Callable[[int, int], None] | None = None) -> tuple[DigitsCNN, dict[str, Any]]:
     """Train the CNN on the merged classes with a fixed seed; returns the model and its test accuracy."""
     images, digits = load_digits_images()
-    x, y = preprocess_digits(images), torch.as_tensor(merged_class(digits))
+    x, y = preprocess_digits(images), torch.as_tensor(merged_class(digits) if config.merged else digits)
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(len(x))
     n_test = int(round(config.test_fraction * len(x)))
     test, train = order[:n_test], order[n_test:]
     torch.manual_seed(config.seed)
-    model = DigitsCNN()
+    model = DigitsCNN(5 if config.merged else 10)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     gen = torch.Generator().manual_seed(config.seed)
     x_train, y_train = x[train], y[train]
@@ -98,14 +99,15 @@ def train_digits_cnn(config: TrainConfig = TrainConfig(), progress: Callable[[in
     model.eval()
     with torch.inference_mode():
         accuracy = float((model(x[test]).argmax(1) == y[test]).float().mean())
-    return model, {"test_accuracy_merged_classes": accuracy, "n_train": len(train), "n_test": n_test}
+    key = "test_accuracy_merged_classes" if config.merged else "test_accuracy_digits"
+    return model, {key: accuracy, "n_train": len(train), "n_test": n_test}
 
 
 def save_digits_cnn(model: DigitsCNN, directory: str | os.PathLike, config: TrainConfig, results: dict[str, Any], overwrite: bool = False) -> Path:
     with atomic_directory(directory, overwrite=overwrite, what="model") as tmp:
         save_file(model.state_dict(), str(tmp / WEIGHTS_FILE))
         write_json(tmp / CONFIG_FILE, {
-            "model": "conceptvec DigitsCNN", "merged_pairs": [[d, d + 5] for d in range(5)],
+            "model": "conceptvec DigitsCNN", "merged_pairs": [[d, d + 5] for d in range(5)] if config.merged else [],
             "train": asdict(config), **results, "preprocessing": PREPROCESSING, **environment(),
         })
     return Path(directory)
@@ -118,8 +120,9 @@ def load_digits_cnn(weights: str | os.PathLike) -> DigitsCNN:
         path = path / WEIGHTS_FILE
     if not path.exists():
         raise ConceptvecError(f"no digits CNN weights at {path}; train them with `conceptvec demo` or omit --weights to train into the cache.")
-    model = DigitsCNN()
-    model.load_state_dict(load_file(str(path)))
+    state = load_file(str(path))
+    model = DigitsCNN(n_classes=state["head.2.weight"].shape[0])
+    model.load_state_dict(state)
     return model.eval()
 
 
