@@ -392,18 +392,22 @@ def _cluster_batch(task: dict[str, Any]) -> dict[str, np.ndarray]:
         if path not in _MMAPS:
             _MMAPS[path] = np.load(path, mmap_mode="r", allow_pickle=False)
         rows = None
+    import sklearn
+
+    # The scan has checked A for NaN/inf and Params its values: skip sklearn's re-checks (results unchanged).
     out: dict[str, list] = {k: [] for k in ("linkage", "n_agglomerative", "kmeans_labels", "centroid_sq_distances",
                                              "labels", "kmeans_cluster_ids", "concept_vectors")}
-    for i in range(len(top)):
-        if rows is not None:
-            x = np.asarray(rows[i], dtype=np.float64)
-        else:
-            # As disentangle: read the memory-mapped rows in file order.
-            order = np.argsort(top[i])
-            x = np.empty((len(top[i]), _MMAPS[path].shape[1]), dtype=np.float64)
-            x[order] = _MMAPS[path][top[i][order]]
-        for key, value in cluster_top(x, params).items():
-            out[key].append(value)
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        for i in range(len(top)):
+            if rows is not None:
+                x = np.asarray(rows[i], dtype=np.float64)
+            else:
+                # As disentangle: read the memory-mapped rows in file order.
+                order = np.argsort(top[i])
+                x = np.empty((len(top[i]), _MMAPS[path].shape[1]), dtype=np.float64)
+                x[order] = _MMAPS[path][top[i][order]]
+            for key, value in cluster_top(x, params).items():
+                out[key].append(value)
     d = task["n_units"]
     return {
         "linkage": np.stack(out["linkage"]),
