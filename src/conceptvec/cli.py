@@ -85,9 +85,10 @@ def demo(
     epochs: Annotated[int, typer.Option(help="Training epochs of the digits CNN.")] = 120,
     seed: SeedOpt = 0,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report.")] = True,
+    control: Annotated[bool, typer.Option("--control", help="Also train a 10-class control network and compare (about 40 s more).")] = False,
 ) -> None:
     """Offline demo: split a polysemantic neuron of a CNN trained on bundled digits into concept vectors."""
-    from .demo import run_demo
+    from .demo import control_comparison, run_demo
 
     result = run_demo(out, epochs=epochs, seed=seed, report=report)
     cs, store = result.concept_set, result.store
@@ -109,6 +110,17 @@ def demo(
         console.print(f"[bold]figure[/] {path}")
     if result.report:
         console.print(f"[bold]report[/] {result.report}")
+    if control:
+        rows = control_comparison(out, epochs=epochs, seed=seed)
+        table = Table(title="planted vs control: units whose top examples mix two digits")
+        for col in ("network", "test accuracy", "mixing units", "of them a merged pair"):
+            table.add_column(col, justify="right")
+        for name in ("merged", "control"):
+            r = rows[name]
+            table.add_row(f"{r['classes']} classes" + (" (pairs merged)" if name == "merged" else " (control)"),
+                          f"{r['test_accuracy']:.1%}", str(r["mixing"]), str(r["mixing_a_merged_pair"]))
+        console.print(table)
+        console.print(f"by chance {rows['chance_share_of_merged_pairs']:.0%} of digit pairs are merged pairs; see {Path(out) / 'control.json'}")
 
 
 @app.command()
