@@ -41,7 +41,7 @@ ASSETS = "assets"
 STORE_DIR = "store"
 SCAN_DIR = "scan"
 DPI = 100
-MAX_DEFAULT_SCAN_PAGES = 24  # pages made from a scan when no --neurons are given; the rest are listed
+MAX_DEFAULT_SCAN_PAGES = 12  # pages made from a scan when no --neurons are given; the rest are listed
 
 
 def esc(value: Any) -> str:
@@ -67,7 +67,7 @@ def _open_store(run_dir: Path, sets: Iterable[ConceptSet]) -> ActivationStore:
     if (run_dir / STORE_DIR).exists():
         return ActivationStore.open(run_dir / STORE_DIR)
     for cs in sets:
-        path = _store_path(cs)
+        path = _store_path(cs) if isinstance(cs, ConceptSet) else cs
         if path:
             candidate = Path(path)
             if not candidate.is_absolute():
@@ -80,14 +80,33 @@ def _open_store(run_dir: Path, sets: Iterable[ConceptSet]) -> ActivationStore:
     )
 
 
-def _load_scan(run_dir: Path) -> Any | None:
-    if not (run_dir / SCAN_DIR).exists():
-        return None
+def _scan_class() -> Any | None:
     try:
         from ..scan import ScanResult  # issue 5; the report works without it
     except ImportError:
         return None
-    return ScanResult.load(run_dir / SCAN_DIR)
+    return ScanResult
+
+
+def _scan_store_path(run_dir: Path) -> str | None:
+    from .._io import read_json
+
+    meta = run_dir / SCAN_DIR / "scan.json"
+    if not meta.exists():
+        return None
+    prov = read_json(meta).get("provenance", {})
+    acts = prov.get("activations") if isinstance(prov.get("activations"), dict) else prov
+    return acts.get("store") if isinstance(acts, dict) else None
+
+
+def _scan_neurons(scan: Any) -> np.ndarray:
+    """The neuron (or direction row) of each scanned position."""
+    counts = np.asarray(scan.n_concepts)
+    return np.asarray(getattr(scan, "neurons", np.arange(len(counts))), dtype=np.int64)
+
+
+def _scan_page(scan: Any, n: int) -> str:
+    return f"neuron_{n}" if getattr(scan, "kind", "neurons") == "neurons" else f"direction_{n}"
 
 
 def _page_name(name: str, cs: ConceptSet) -> str:
@@ -128,8 +147,9 @@ def write_report(
         raise ConceptvecError(f"run directory {run_dir} does not exist; give the --out folder of `conceptvec demo`, `disentangle` or `scan`.")
     out = Path(out) if out is not None else run_dir / REPORT_DIR
     saved = {name: ConceptSet.load(path) for name, path in find_conceptsets(run_dir).items()}
-    scan = _load_scan(run_dir)
-    store = _open_store(run_dir, saved.values())
+    scan_cls = _scan_class() if (run_dir / SCAN_DIR).exists() else None
+    store = _open_store(run_dir, [*saved.values(), *([_scan_store_path(run_dir)] if scan_cls else [])])
+    scan = scan_cls.load(run_dir / SCAN_DIR, acts=store) if scan_cls is not None else None
     if examples is None:
         examples = examples_for_store(store)
     pages = _choose_pages(run_dir, saved, scan, store, neurons)
@@ -158,11 +178,11 @@ def _choose_pages(
         for name, cs in saved.items():
             pages.setdefault(_page_name(name, cs), (cs, f"{name}/"))
         if scan is not None:
-            counts = np.asarray(scan.n_concepts)
-            order = np.lexsort((np.arange(len(counts)), -counts))[:MAX_DEFAULT_SCAN_PAGES]
-            for n in order:
-                if int(n) not in by_neuron:
-                    pages.setdefault(f"neuron_{int(n)}", (scan[int(n)], f"{SCAN_DIR}/"))
+            counts, scanned = np.asarray(scan.n_concepts), _scan_neurons(scan)
+            order = np.lexsort((scanned, -counts))[:MAX_DEFAULT_SCAN_PAGES]
+            for n in scanned[order]:
+                if _scan_page(scan, int(n)) not in pages:  # a saved ConceptSet of the neuron comes first
+                    pages[_scan_page(scan, int(n))] = (scan[int(n)], f"{SCAN_DIR}/")
         return pages
     from ..method import disentangle
 
@@ -174,7 +194,7 @@ def _choose_pages(
         if n in by_neuron:
             name, cs = by_neuron[n]
             pages[f"neuron_{n}"] = (cs, f"{name}/")
-        elif scan is not None:
+        elif scan is not None and getattr(scan, "kind", "neurons") == "neurons" and n in set(_scan_neurons(scan).tolist()):
             pages[f"neuron_{n}"] = (scan[n], f"{SCAN_DIR}/")
         else:
             pages[f"neuron_{n}"] = (disentangle(store, neuron=n, params=params), "computed for this report")
@@ -514,7 +534,7 @@ def _write_index(root: Path, run_dir: Path, store: ActivationStore, scan: Any, e
 
     matplotlib.use("Agg")
     meta = store.metadata
-    pages = {int(e["cs"].neuron): e["page"] for e in entries if e["cs"].neuron is not None}
+    pages = {e["page"]: e["page"] for e in entries}
     parts = [f"<h1>conceptvec report</h1><p class=lead>{esc(_describe(meta))}. Run directory: <code>{esc(run_dir.resolve())}</code>.</p>"]
 
     cards = []
@@ -536,11 +556,13 @@ def _write_index(root: Path, run_dir: Path, store: ActivationStore, scan: Any, e
         fig.savefig(root / ASSETS / "scan_histogram.png", dpi=DPI)
         n_agg = np.asarray(getattr(scan, "n_agglomerative", np.full(len(counts), -1)))
         rows = []
-        for n in range(len(counts)):
-            link = f'<a href="{esc(pages[n])}.html">neuron {n}</a>' if n in pages else f"neuron {n}"
+        for k, n in enumerate(_scan_neurons(scan)):
+            page = _scan_page(scan, int(n))
+            name = page.replace("_", " ")
+            link = f'<a href="{esc(page)}.html">{esc(name)}</a>' if page in pages else esc(name)
             rows.append(
-                f'<tr><td data-v="{n}">{link}</td><td>{int(counts[n])}</td><td>{int(n_agg[n])}</td>'
-                f'<td>{"yes" if counts[n] >= 2 else "no"}</td></tr>'
+                f'<tr><td data-v="{int(n)}">{link}</td><td>{int(counts[k])}</td><td>{int(n_agg[k])}</td>'
+                f'<td>{"yes" if counts[k] >= 2 else "no"}</td></tr>'
             )
         parts.append(
             f"<h2>Layer scan</h2><p>{d['n_polysemantic']} of {d['n_neurons']} neurons "
