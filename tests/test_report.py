@@ -217,3 +217,16 @@ def test_index_links_and_sorts_the_scan(run):
         pg.click("a[href='neuron_5.html'] >> nth=0")
         assert pg.url.endswith("neuron_5.html") and broken_images(pg) == []
         assert problems == []
+
+
+def test_cli_report_command(run, tmp_path):
+    from typer.testing import CliRunner
+
+    from conceptvec.cli import app
+
+    root, _, _ = run
+    result = CliRunner().invoke(app, ["report", str(root), "--neurons", "3", "--no-umap", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "report written to" in result.output and (tmp_path / "r" / "neuron_3.html").exists()
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "does not exist" in result.output

@@ -242,3 +242,18 @@ def scan(
         table.add_row(k, str(v))
     console.print(table)
     console.print(f"scan written to {out} (neurons.parquet, concepts.safetensors, summary.png)")
+
+
+@app.command()
+@cli_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory: store/, ConceptSet folders (neuron_N/), scan/.")],
+    neurons: Annotated[Optional[str], typer.Option("--neurons", help="Neurons to give a page, e.g. 35 or 0-9,35; default the saved ConceptSets and the scan's most polysemantic.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Report folder; default RUN_DIR/report (replaced as a whole).")] = None,
+    umap: Annotated[bool, typer.Option("--umap/--no-umap", help="Draw the UMAP figure (paper Fig. 2), a few seconds per neuron.")] = True,
+) -> None:
+    """Write a static HTML report (index + a page per neuron, every figure, a live distance-threshold slider) that opens offline."""
+    from .report.html import write_report
+
+    index = write_report(run_dir, neurons=neurons, out=out, umap=umap)
+    console.print(f"report written to {index}")

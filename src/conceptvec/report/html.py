@@ -119,7 +119,7 @@ def _page_name(name: str, cs: ConceptSet) -> str:
 # -- the report ------------------------------------------------------------------------------------
 def write_report(
     run_dir: str | os.PathLike,
-    neurons: Sequence[int] | None = None,
+    neurons: Sequence[int] | str | None = None,
     out: str | os.PathLike | None = None,
     examples: Examples | None = None,
     umap: bool = True,
@@ -131,7 +131,7 @@ def write_report(
     ----------
     run_dir : path
         A run directory (see the module docstring).
-    neurons : sequence of int, optional
+    neurons : sequence of int, or text such as ``"0-9,35"``, optional
         Neurons to give a page. Without it: every saved ConceptSet, and from a scan up to
         ``MAX_DEFAULT_SCAN_PAGES`` neurons with the most concepts. A neuron with no saved set is
         taken from the scan, else computed with ``cv.disentangle`` and the run's parameters.
@@ -170,7 +170,7 @@ def write_report(
 
 
 def _choose_pages(
-    run_dir: Path, saved: dict[str, ConceptSet], scan: Any, store: ActivationStore, neurons: Sequence[int] | None
+    run_dir: Path, saved: dict[str, ConceptSet], scan: Any, store: ActivationStore, neurons: Sequence[int] | str | None
 ) -> dict[str, tuple[ConceptSet, str]]:
     pages: dict[str, tuple[ConceptSet, str]] = {}
     by_neuron = {cs.neuron: (name, cs) for name, cs in saved.items() if cs.neuron is not None}
@@ -186,6 +186,10 @@ def _choose_pages(
         return pages
     from ..method import disentangle
 
+    if isinstance(neurons, str):
+        from ..scan import parse_neurons  # "0-9,35" as `conceptvec scan` reads it
+
+        neurons = parse_neurons(neurons, store.n_units).tolist()
     params = next(iter(saved.values())).params if saved else (getattr(scan, "params", None) if scan is not None else None)
     for n in neurons:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= int(n) < store.n_units:
