@@ -558,7 +558,7 @@ class ScanResult:
             "n_scanned": int(len(counts)),
             "n_concepts_total": int(counts.sum()),
             "concepts_per_neuron": {str(i): int(v) for i, v in enumerate(hist)},
-            "clusters_per_neuron": {str(i): int(v) for i, v in enumerate(c_hist)},
+            "clusters_per_neuron": {str(i): int(v) for i, v in enumerate(c_hist) if i >= 1},  # C >= 1 always
             "n_with_2_or_more_concepts": int(np.sum(counts >= 2)),
             "share_with_2_or_more_concepts": float(np.mean(counts >= 2)) if len(counts) else float("nan"),
             "mean_concepts_per_neuron": float(counts.mean()) if len(counts) else float("nan"),

@@ -1,0 +1,156 @@
+"""Benchmark: the whole-layer scan against the authors' per-neuron procedure, at the paper's scale.
+
+Generates (does not store) 128,000 x 2,048 float32 pooled activations with planted polysemantic
+neurons: 1,000 classes of 128 examples; neuron j fires (value 3) for m_j of the classes, m_j in
+1-4, so its top 100 examples hold m_j planted concepts. Then, in one run:
+
+1. the authors' procedure as they wrote it in ``scripts/neuron_method.py`` (lomahony/sw-interpretability),
+   per neuron: argsort of the full column, scikit-learn AgglomerativeClustering(distance_threshold=15,
+   ward) and KMeans(C, random_state=0, n_init=5, max_iter=1000), outlier and small-cluster removal in
+   Python loops, concept vectors, then every example projected on every concept vector in a Python
+   loop (dot product and cosine) and argsorted for the maximally projecting examples. Figures, UMAP and
+   file output are left out (they would only add to the authors' time). Run on a sample of neurons.
+2. ``cv.scan_layer`` on the same neurons, and on the whole layer (all 2,048), timed separately from
+   the maximally projecting examples of all the layer's concepts.
+3. agreement: identical concept counts and matched concept vectors with cosine >= 0.9999, neuron by
+   neuron; and the recovered counts against the planted ones.
+
+Usage: python benchmarks/bench_scan.py [--sample 8] [--workers 2] [--no-projecting]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+from sklearn.cluster import AgglomerativeClustering, KMeans
+
+import conceptvec as cv
+from conceptvec.scan import default_workers, maximally_projecting
+
+N_EXAMPLES, N_UNITS, N_CLASSES = 128_000, 2048, 1000
+
+
+def planted_activations(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(activations float32 (128000, 2048), planted concepts per neuron (2048,))."""
+    rng = np.random.default_rng(seed)
+    m = rng.choice([1, 2, 3, 4], size=N_UNITS, p=[0.3, 0.35, 0.25, 0.1])
+    prototypes = np.zeros((N_CLASSES, N_UNITS), dtype=np.float32)
+    for j in range(N_UNITS):
+        prototypes[rng.choice(N_CLASSES, m[j], replace=False), j] = 3.0
+    classes = rng.permutation(np.repeat(np.arange(N_CLASSES), N_EXAMPLES // N_CLASSES))
+    acts = np.empty((N_EXAMPLES, N_UNITS), dtype=np.float32)
+    for start in range(0, N_EXAMPLES, 8192):
+        c = classes[start : start + 8192]
+        block = rng.standard_normal((len(c), N_UNITS), dtype=np.float32)
+        block *= 0.05
+        block += rng.uniform(0.8, 1.2, size=(len(c), 1)).astype(np.float32) * prototypes[c]
+        np.maximum(block, 0, out=block)  # ReLU'd, like pooled Inception activations
+        acts[start : start + len(c)] = block
+    return acts, m
+
+
+def authors_procedure(conv_maps_avg: np.ndarray, direction: int, top: int = 100) -> dict:
+    """One neuron, step by step as ``neuron_method.py`` does it (plots and files left out)."""
+    activations = conv_maps_avg
+    top_ims = activations[:, direction].argsort()[-top:][::-1]
+    top_activations = activations[top_ims, :]
+    clusterer = AgglomerativeClustering(n_clusters=None, distance_threshold=15, metric="euclidean", linkage="ward")
+    clusterer.fit_predict(top_activations)
+    kmeans = KMeans(n_clusters=clusterer.n_clusters_, random_state=0, n_init=5, max_iter=1000).fit(top_activations)
+    clu_labs = kmeans.labels_
+    centroid_dist = kmeans.transform(top_activations) ** 2
+    nearest_centroid_dist = [centroid_dist[i, clu_labs[i]] for i in range(len(clu_labs))]
+    clu_labs_rm_outliers = np.empty(len(clu_labs))
+    clu_labs_rm_outliers[:] = 100
+    for i in range(len(clu_labs)):
+        if nearest_centroid_dist[i] < 15:
+            clu_labs_rm_outliers[i] = clu_labs[i]
+    for cluster in range(clusterer.n_clusters_):
+        count = sum(clu_labs_rm_outliers == cluster)
+        if count < 5:
+            clu_labs_rm_outliers[[clu_labs_rm_outliers[i] == cluster for i in range(len(clu_labs_rm_outliers))]] = 100
+    concept_vecs = []
+    for cluster in np.unique(clu_labs_rm_outliers):
+        if cluster != 100:
+            mean = top_activations[clu_labs_rm_outliers == cluster].mean(0)
+            concept_vecs.append(mean / np.linalg.norm(mean))
+    concepts_ims_dot = np.empty([len(conv_maps_avg), len(concept_vecs)])
+    concepts_ims_sim = np.empty([len(conv_maps_avg), len(concept_vecs)])
+    for i in range(len(conv_maps_avg)):
+        for concept_id in range(len(concept_vecs)):
+            concepts_ims_dot[i, concept_id] = np.dot(conv_maps_avg[i], concept_vecs[concept_id])
+            concepts_ims_sim[i, concept_id] = concepts_ims_dot[i, concept_id] / (
+                np.linalg.norm(conv_maps_avg[i]) * np.linalg.norm(conv_maps_avg[concept_id]))
+    top_projs = [concepts_ims_dot[:, c].argsort()[-top:][::-1] for c in range(len(concept_vecs))]
+    return {"C": clusterer.n_clusters_, "concept_vectors": np.array(concept_vecs), "top_ims": top_ims, "top_projs": top_projs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sample", type=int, default=8, help="neurons run with the authors' procedure")
+    parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--no-projecting", action="store_true", help="skip the maximally projecting examples of all concepts")
+    args = parser.parse_args()
+
+    print(f"machine: {os.cpu_count()} CPUs, {args.workers} workers; conceptvec {cv.__version__}")
+    t = time.perf_counter()
+    acts, planted = planted_activations()
+    print(f"generated {acts.shape[0]:,} x {acts.shape[1]:,} float32 activations ({acts.nbytes / 2**30:.2f} GiB) "
+          f"in {time.perf_counter() - t:.1f} s; planted concepts per neuron: "
+          f"{ {int(k): int(v) for k, v in zip(*np.unique(planted, return_counts=True))} }")
+    params = cv.Params()  # the paper's: top 100, distance and outlier thresholds 15
+    sample = np.random.default_rng(1).choice(N_UNITS, args.sample, replace=False)
+    sample.sort()
+
+    # 1. The authors' procedure on the sample.
+    t = time.perf_counter()
+    theirs = {int(j): authors_procedure(acts, int(j)) for j in sample}
+    t_theirs = time.perf_counter() - t
+    print(f"authors' procedure: {len(sample)} neurons in {t_theirs:.1f} s = {t_theirs / len(sample):.2f} s per neuron")
+
+    # 2a. Ours on the same neurons (with the maximally projecting examples, as theirs has them).
+    t = time.perf_counter()
+    ours_sample = cv.scan_layer(acts, params=params, neurons=sample, workers=args.workers, progress=False)
+    t_sample = time.perf_counter() - t
+    print(f"scan_layer, same {len(sample)} neurons (incl. maximally projecting examples, worker start-up): {t_sample:.2f} s")
+
+    # 2b. Ours on the whole layer: steps 1-4, then the maximally projecting examples of all concepts.
+    t = time.perf_counter()
+    layer = cv.scan_layer(acts, params=params, workers=args.workers, projecting=False, progress=False)
+    t_layer = time.perf_counter() - t
+    per_neuron = t_layer / N_UNITS
+    print(f"scan_layer, whole layer ({N_UNITS} neurons, steps 1-4): {t_layer:.2f} s = {1000 * per_neuron:.1f} ms per neuron")
+    if not args.no_projecting:
+        t = time.perf_counter()
+        idx, _, _ = maximally_projecting(acts, layer.concept_vectors, params.top)
+        t_proj = time.perf_counter() - t
+        print(f"maximally projecting examples of all {len(layer.concept_vectors)} concepts (one streamed A @ V.T, float64): {t_proj:.2f} s")
+
+    print(f"speed-up per neuron, authors' / whole-layer scan: {t_theirs / len(sample) / per_neuron:.0f}x")
+
+    # 3. Agreement on the sample.
+    same_counts, min_cos, same_top, same_proj = 0, 1.0, 0, 0
+    for i, j in enumerate(sample):
+        a, ours = theirs[int(j)], layer[int(j)]
+        if a["C"] == ours.n_agglomerative and len(a["concept_vectors"]) == ours.n_concepts:
+            same_counts += 1
+            if ours.n_concepts:
+                min_cos = min(min_cos, float(np.min(np.sum(a["concept_vectors"] * ours.concept_vectors, axis=1))))
+        else:
+            min_cos = float("nan")
+        same_top += np.array_equal(a["top_ims"], ours.top_indices)
+        s_i = ours_sample._position(int(j))
+        mine = ours_sample.projecting["indices"][ours_sample.concept_offsets[s_i] : ours_sample.concept_offsets[s_i + 1]]
+        same_proj += len(mine) == len(a["top_projs"]) and all(np.array_equal(x, y) for x, y in zip(a["top_projs"], mine))
+    print(f"agreement on {len(sample)} neurons: identical C and concept counts {same_counts}/{len(sample)}; "
+          f"same top-100 examples {same_top}/{len(sample)}; same maximally projecting examples {same_proj}/{len(sample)}; "
+          f"min cosine of concept vectors {min_cos:.12f}")
+    print(f"whole layer: concepts per neuron equal to the planted ones for {int(np.sum(layer.n_concepts == planted))}/{N_UNITS} neurons; "
+          f"share with 2 or more concepts {layer.summary()['share_with_2_or_more_concepts']:.3f} (planted {np.mean(planted >= 2):.3f})")
+
+
+if __name__ == "__main__":
+    main()
