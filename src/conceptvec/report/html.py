@@ -424,7 +424,8 @@ def _slider_html(cs: ConceptSet, examples: Examples, asset_dir: Path) -> str:
         badge = f"c{lab}" if lab >= 0 else ("outlier" if cs.outliers[k] else "removed")
         tiles.append(
             f'<div class=tile data-pos="{k}" title="{esc(examples.caption(i))}">{examples.html(int(i), asset_dir)}'
-            f'<div class=cap>#{k + 1} {esc(examples.caption(i))}</div>'
+            # The rank and class label fit under a thumbnail; the full caption (with the id) is the tooltip.
+            f'<div class=cap>#{k + 1} {esc(examples.label(i) or examples.caption(i))}</div>'
             f'<div class=badge style="background:{F.concept_colour(lab)}">{esc(badge)}</div></div>'
         )
     payload = {
