@@ -246,3 +246,22 @@ def test_summary_figure(planted):
     acts, _ = planted
     scan = cv.scan_layer(acts, params=PARAMS, workers=1, progress=False, projecting=False)
     assert isinstance(scan.plot_summary(), Figure)
+
+
+def test_cli_scan(tmp_path, planted):
+    from typer.testing import CliRunner
+
+    from conceptvec.cli import app
+
+    acts, m = planted
+    cv.ActivationStore.create(tmp_path / "store", acts)
+    args = ["scan", str(tmp_path / "store"), "--out", str(tmp_path / "scan"), "--top", "30", "--distance-threshold", "10",
+            "--outlier-threshold", "2", "--min-cluster-size", "4", "--workers", "1", "--no-projecting"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"16 neurons: {m.sum()} concepts" in result.output
+    assert np.array_equal(cv.ScanResult.load(tmp_path / "scan").n_concepts, m)
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "reusing it" in again.output
+    bad = CliRunner().invoke(app, ["scan", str(tmp_path / "store"), "--out", str(tmp_path / "x"), "--neurons", "0-99"])
+    assert bad.exit_code == 2 and "neurons must be within 0-15" in bad.output
