@@ -71,3 +71,15 @@ def test_control_network_trains_on_ten_classes(tmp_path):
     assert model.head[2].out_features == 10
     assert "test_accuracy_digits" in read_json(directory / "digits_cnn.json")
     assert cv.digits.load_digits_cnn(directory).head[2].out_features == 10
+
+
+def test_demo_command_prints_summary_and_writes_report(demo_run):
+    from typer.testing import CliRunner
+
+    from conceptvec.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--out", str(demo_run.out), "--epochs", "20"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"neuron {demo_run.neuron} chosen because" in result.output and "reused" in result.output
+    assert f"report {demo_run.out / 'report' / 'index.html'}" in result.output
+    assert (demo_run.out / "report" / f"neuron_{demo_run.neuron}.html").exists()

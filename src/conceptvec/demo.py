@@ -175,9 +175,7 @@ def _figures(cs: ConceptSet, store: ActivationStore, folder: Path) -> list[Path]
     return paths
 
 
-def _report(out: Path) -> Path | None:
-    try:
-        from .report.html import write_report
-    except ImportError:
-        return None
+def _report(out: Path) -> Path:
+    from .report.html import write_report
+
     return write_report(out)
