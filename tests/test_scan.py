@@ -265,3 +265,18 @@ def test_cli_scan(tmp_path, planted):
     assert again.exit_code == 0 and "reusing it" in again.output
     bad = CliRunner().invoke(app, ["scan", str(tmp_path / "store"), "--out", str(tmp_path / "x"), "--neurons", "0-99"])
     assert bad.exit_code == 2 and "neurons must be within 0-15" in bad.output
+
+
+def test_changed_direction_file_is_not_reused(tmp_path, planted):
+    acts, _ = planted
+    v = np.eye(acts.shape[1])[:3]
+    np.save(tmp_path / "v.npy", v)
+    first = cv.scan_layer(acts, params=PARAMS, directions=tmp_path / "v.npy", workers=1, progress=False,
+                          projecting=False, out=tmp_path / "scan")
+    again = cv.scan_layer(acts, params=PARAMS, directions=tmp_path / "v.npy", workers=1, progress=False,
+                          projecting=False, out=tmp_path / "scan")
+    assert getattr(again, "reused", False) and np.array_equal(again.top_indices, first.top_indices)
+    np.save(tmp_path / "v.npy", np.eye(acts.shape[1])[3:6])  # same path, other vectors
+    with pytest.raises(ConceptvecError, match="holds a different scan"):
+        cv.scan_layer(acts, params=PARAMS, directions=tmp_path / "v.npy", workers=1, progress=False,
+                      projecting=False, out=tmp_path / "scan")

@@ -748,7 +748,7 @@ def scan_layer(
             f"directions {directions!r} is not 'neurons', 'svd:K', or an existing .npy / .safetensors file."
         )
 
-    fingerprint_dirs = directions if not isinstance(directions, np.ndarray) else _digest(np.ascontiguousarray(directions))
+    fingerprint_dirs = _fingerprint_directions(directions, n_units)
     out_path = Path(out) if out is not None else None
     if out_path is not None and not overwrite and (out_path / SCAN_FILE).exists():
         done = read_json(out_path / SCAN_FILE).get("call")
@@ -874,6 +874,15 @@ def _run_parallel(todo, make_task, finished, n_workers, advance) -> None:
 # -- resuming -----------------------------------------------------------------------------------
 def _digest(arr: np.ndarray) -> str:
     return hashlib.sha1(arr.tobytes()).hexdigest()
+
+
+def _fingerprint_directions(directions: Any, n_units: int) -> Any:
+    # A file's contents, not its path, decide whether a finished or partial scan can be reused.
+    if isinstance(directions, np.ndarray):
+        return _digest(np.ascontiguousarray(directions))
+    if isinstance(directions, (str, os.PathLike)) and Path(directions).exists():
+        return f"{Path(directions).resolve()}#sha1={_digest(np.ascontiguousarray(load_directions(directions, n_units)))}"
+    return directions
 
 
 def _call(params: Params, neurons: Any, directions: Any, projecting: bool, matrix: np.ndarray, source: dict) -> dict[str, Any]:
