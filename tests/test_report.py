@@ -214,7 +214,9 @@ def test_index_links_and_sorts_the_scan(run):
         pg.click("table.scan th:nth-child(2)")
         counts = [int(x) for x in pg.eval_on_selector_all("table.scan tbody tr td:nth-child(2)", "ts => ts.map(t => t.textContent)")]
         assert counts == sorted(counts)
-        pg.click("a[href='neuron_5.html'] >> nth=0")
+        with pg.expect_navigation():
+            pg.click("a[href='neuron_5.html'] >> nth=0")
+        pg.wait_for_load_state("load")
         assert pg.url.endswith("neuron_5.html") and broken_images(pg) == []
         assert problems == []
 

@@ -322,7 +322,7 @@ def _page_data(cs: ConceptSet, acts: Any, examples: Examples, umap_d: dict | Non
         "params": cs.params.to_dict(),
         "summary": cs.summary(),
         "summary_table": F.summary_table(cs, examples),
-        "top_activating": F.top_activating_data(cs),
+        "top_activating": {**(top := F.top_activating_data(cs)), "caption": [examples.caption(i) for i in top["index"]]},
         "concepts": F.concept_groups_data(cs),
         "projecting": F.projecting_data(cs, acts),
         "projection_comparison": F.projection_comparison_data(cs),
@@ -344,7 +344,8 @@ def _numbers_html(stem: str, data: dict[str, Any]) -> str:
         return ""
     rows: list[dict[str, Any]] = []
     if stem == "top_activating":
-        rows = [dict(zip(("rank", "example", "activation", "concept"), r)) for r in zip(d["rank"], d["index"], d["activation"], d["concept"])]
+        rows = [dict(zip(("rank", "example", "id · label", "activation", "concept"), r))
+                for r in zip(d["rank"], d["index"], d["caption"], d["activation"], d["concept"])]
     elif stem == "concepts":
         rows = [{"group": F.concept_name(g["concept"]), "members": len(g["index"]), "ranks": " ".join(map(str, g["rank"]))} for g in d["groups"]]
     elif stem == "projecting":
