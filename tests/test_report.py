@@ -11,6 +11,7 @@ from PIL import Image
 from scipy.cluster.hierarchy import fcluster
 
 import conceptvec as cv
+from conceptvec.data import image_files
 from conceptvec.report.html import write_report
 
 CHROMIUM = "/usr/bin/chromium"
