@@ -13,7 +13,7 @@ from scipy.cluster.hierarchy import fcluster
 from scipy.spatial.distance import cdist
 
 import conceptvec as cv
-from conceptvec.metrics import maximally_projecting
+from conceptvec.metrics import maximally_projecting, most_similar
 from conceptvec.report import figures as F
 from conceptvec.report.examples import ImageExamples, TextExamples, examples_for_store
 
@@ -104,6 +104,18 @@ def test_projecting_grid_is_fig3(setup):
     np.testing.assert_allclose(cols[2]["value"], vals[1])
     with pytest.raises(cv.ConceptvecError, match="activation matrix"):
         F.projecting_grid(cs, store.activations[:, :5], ex)
+
+
+def test_projecting_grid_ranked_by_cosine(setup):
+    store, cs, ex, _ = setup
+    fig = F.projecting_grid(cs, store.activations, ex, n=6, rank="cosine")
+    idx, cos = most_similar(store.activations, cs.concept_vectors, top=6)
+    assert gids(fig) == [*cs.top_indices[:6], *idx[0], *idx[1]]
+    cols = F.projecting_data(cs, store.activations, n=6, rank="cosine")["columns"]
+    np.testing.assert_allclose(cols[1]["value"], cos[0])
+    assert np.all(np.asarray(cols[1]["value"]) <= 1.0 + 1e-12)
+    with pytest.raises(cv.ConceptvecError, match=r"rank must be one of \['projection', 'cosine'\]"):
+        F.projecting_data(cs, store.activations, rank="norm")
 
 
 def test_projection_comparison_is_fig5(setup):

@@ -57,7 +57,8 @@ def test_report_files_and_provenance(run):
     report = index.parent
     assert sorted(p.name for p in report.glob("*.html")) == ["index.html", "neuron_0.html", "neuron_3.html", "neuron_5.html"]
     page = (report / "neuron_3.html").read_text()
-    for text in ("test-model", "block9", "sklearn-digits", "&quot;distance_threshold&quot;: 10.0", "neuron_3/", "Fig. 3", "Fig. A.9"):
+    for text in ("test-model", "block9", "sklearn-digits", "&quot;distance_threshold&quot;: 10.0", "neuron_3/", "Fig. 3", "Fig. A.9",
+                 "most cosine-similar examples"):
         assert text in page
     assert "scan/" in (report / "neuron_5.html").read_text()  # taken from the scan: says so
     data = cv._io.read_json(report / "assets" / "neuron_3" / "data.json")

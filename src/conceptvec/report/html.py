@@ -214,6 +214,10 @@ _FIGURES = (
      "The same examples grouped by the concept they support; removed ones (outliers, members of too-small clusters) last."),
     ("projecting", "Maximally activating vs maximally projecting examples", "Fig. 3",
      "Left: the neuron's maximally activating examples. Right: the examples with the largest projection on each concept vector, over the whole dataset."),
+    ("projecting_cosine", "Maximally activating vs most cosine-similar examples", "",
+     "As Fig. 3, with each concept's examples ranked by cosine similarity instead of projection. Where activations share a "
+     "large common component (all-positive layers), projection favours examples of large norm whatever their direction; "
+     "cosine ranks by direction alone."),
     ("projection_comparison", "Projections and cosine similarities", "Fig. 5",
      "Each cluster's members projected on (left) and cosine-similar to (right) their concept vector (solid) and the neuron direction (dashed)."),
     ("distance_matrices", "Euclidean distance matrices", "Fig. 4",
@@ -246,6 +250,7 @@ def _write_neuron_page(
         "top_activating": lambda: F.top_activating_grid(cs, examples),
         "concepts": lambda: F.concept_groups_grid(cs, examples),
         "projecting": lambda: F.projecting_grid(cs, acts, examples),
+        "projecting_cosine": lambda: F.projecting_grid(cs, acts, examples, rank="cosine"),
         "projection_comparison": lambda: F.projection_comparison(cs),
         "distance_matrices": lambda: F.distance_matrices(cs),
         "umap": (lambda: F.umap_plot(cs, examples, data=umap_d)) if umap else None,
@@ -325,6 +330,7 @@ def _page_data(cs: ConceptSet, acts: Any, examples: Examples, umap_d: dict | Non
         "top_activating": {**(top := F.top_activating_data(cs)), "caption": [examples.caption(i) for i in top["index"]]},
         "concepts": F.concept_groups_data(cs),
         "projecting": F.projecting_data(cs, acts),
+        "projecting_cosine": F.projecting_data(cs, acts, rank="cosine"),
         "projection_comparison": F.projection_comparison_data(cs),
         "distance_matrices": {**dist, "top": dist["top"].tolist(), "kept": dist["kept"].tolist()},
         "dendrogram": {k: v for k, v in dendro.items() if k not in ("icoord", "dcoord")},
@@ -348,7 +354,7 @@ def _numbers_html(stem: str, data: dict[str, Any]) -> str:
                 for r in zip(d["rank"], d["index"], d["caption"], d["activation"], d["concept"])]
     elif stem == "concepts":
         rows = [{"group": F.concept_name(g["concept"]), "members": len(g["index"]), "ranks": " ".join(map(str, g["rank"]))} for g in d["groups"]]
-    elif stem == "projecting":
+    elif stem in ("projecting", "projecting_cosine"):
         rows = [{"column": c["name"], "examples (value)": ", ".join(f"{i} ({v:.3g})" for i, v in zip(c["index"], c["value"]))} for c in d["columns"]]
     elif stem == "projection_comparison":
         rows = [{
