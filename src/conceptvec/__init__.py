@@ -33,14 +33,36 @@ def extract(*args, **kwargs):
     return _extract(*args, **kwargs)
 
 
+def feature_visualisation(*args, **kwargs):
+    """Optimised images for a layer's directions: a neuron and its concept vectors (the paper's Fig. 3).
+
+    See :func:`conceptvec.featureviz.feature_visualisation`; imported on first call so that
+    ``import conceptvec`` does not load torch.
+    """
+    from .featureviz import feature_visualisation as _feature_visualisation
+
+    return _feature_visualisation(*args, **kwargs)
+
+
+def __getattr__(name: str):
+    # Classes of the torch-using modules, resolved on first access (PEP 562) for the same reason.
+    if name == "FeatureVisualisation":
+        from .featureviz import FeatureVisualisation
+
+        return FeatureVisualisation
+    raise AttributeError(f"module 'conceptvec' has no attribute {name!r}")
+
+
 __all__ = [
     "ActivationStore",
     "ConceptSet",
     "ConceptvecError",
+    "FeatureVisualisation",
     "Params",
     "ScanResult",
     "StoreError",
     "disentangle",
     "extract",
+    "feature_visualisation",
     "scan_layer",
 ]

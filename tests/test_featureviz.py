@@ -1,0 +1,225 @@
+"""Feature visualisation: the objective rises, an independent hook agrees, seeds, batch vs separate runs, errors, CLI.
+
+Kept tiny for 2 CPU cores: the digits CNN at 16 px and a random-weight resnet18 at 64 px, 30-60 steps.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import conceptvec as cv
+from conceptvec.cli import app
+from conceptvec.digits import TrainConfig, cached_digits_cnn, load_digits_cnn
+from conceptvec.featureviz import FeatureVisualisation, neuron_directions
+from conceptvec.models import find_layer, load_model
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # On a busy 2-core machine two OpenMP threads spin against other processes: one thread is
+    # often 10-50x faster there. Restored afterwards for the other test modules.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits_weights(tmp_path_factory):
+    _, directory, _ = cached_digits_cnn(tmp_path_factory.mktemp("model"), TrainConfig(epochs=10))
+    return str(directory)
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    return load_model("torchvision:resnet18", "none")
+
+
+def layer_mean(module, layer, x):
+    """Spatially averaged output of ``layer`` on ``x``: a full forward with the test's own hook."""
+    seen = {}
+    handle = find_layer(module, layer).register_forward_hook(lambda m, i, o: seen.__setitem__("out", o.detach()))
+    try:
+        with torch.inference_mode():
+            module(x)
+    finally:
+        handle.remove()
+    return seen["out"].mean(dim=(2, 3)).numpy()
+
+
+def live_units(module, layer, shape, n=3):
+    """Units that respond to random images (a ReLU unit that is zero everywhere has no gradient)."""
+    x = torch.rand(8, *shape, generator=torch.Generator().manual_seed(0))
+    return np.argsort(layer_mean(module, layer, x).mean(0))[::-1][:n].copy()
+
+
+def rises(history, factor):
+    start, end = history[:3].mean(0), history[-3:].mean(0)
+    return np.all(end > start + factor * np.abs(start) + 1e-3), start, end
+
+
+def test_objective_rises_on_digits_cnn(digits_weights):
+    module = load_digits_cnn(digits_weights)
+    units = live_units(module, "block3", (1, 16, 16))
+    fv = cv.feature_visualisation("digits", "block3", np.eye(64)[units], steps=60, size=16, weights=digits_weights, progress=False)
+    assert isinstance(fv, FeatureVisualisation)
+    assert fv.images.shape == (3, 16, 16, 3) and fv.images.dtype == np.float32
+    assert fv.images.min() >= 0 and fv.images.max() <= 1
+    # A grey model is optimised in one channel and returned as grey RGB.
+    assert fv.channels == 1 and np.array_equal(fv.images[..., 0], fv.images[..., 2])
+    assert fv.history.shape == (60, 3) and fv.steps_done == [60, 60, 60]
+    ok, start, end = rises(fv.history, 0.75)
+    assert ok, (start, end)
+    # An independent hook on the returned images gives the reported objective.
+    x = torch.as_tensor(fv.images[..., :1]).permute(0, 3, 1, 2)
+    projections = layer_mean(module, "block3", x)[np.arange(3), units]
+    np.testing.assert_allclose(projections, fv.objective, rtol=1e-4, atol=1e-5)
+
+
+def test_objective_rises_on_random_resnet_and_beats_random_images(resnet):
+    units = [0, 2]
+    fv = cv.feature_visualisation(resnet, "layer2", np.eye(128)[units], steps=150, size=64, seed=3, progress=False)
+    assert fv.images.shape == (2, 64, 64, 3) and fv.channels == 3
+    assert fv.normalisation == {"mean": pytest.approx([0.485, 0.456, 0.406]), "std": pytest.approx([0.229, 0.224, 0.225])}
+    ok, start, end = rises(fv.history, 3.0)
+    assert ok, (start, end)
+    mean, std = (torch.tensor(fv.normalisation[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+    norm = lambda im: (torch.as_tensor(im).permute(0, 3, 1, 2) - mean) / std
+    optimised = layer_mean(resnet.module, "layer2", norm(fv.images))[np.arange(2), units]
+    np.testing.assert_allclose(optimised, fv.objective, rtol=1e-4, atol=1e-5)
+    # Uniform noise is a strong stimulus for random filters; the optimised images are still far above it.
+    noise = np.random.default_rng(0).random((16, 64, 64, 3), dtype=np.float32)
+    baseline = layer_mean(resnet.module, "layer2", norm(noise))[:, units]
+    assert np.all(optimised > baseline.mean(0) + 10 * baseline.std(0)), (optimised, baseline.mean(0), baseline.std(0))
+    assert np.all(optimised > 1.5 * baseline.max(0))
+
+
+def test_same_seed_same_image_other_seed_other_image(digits_weights):
+    model = load_model("digits", digits_weights)
+    d = np.eye(64)[:2] + 0.1
+    a = cv.feature_visualisation(model, "block3", d, steps=10, size=16, seed=5, progress=False)
+    b = cv.feature_visualisation(model, "block3", d, steps=10, size=16, seed=5, progress=False)
+    c = cv.feature_visualisation(model, "block3", d, steps=10, size=16, seed=6, progress=False)
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.history, b.history)
+    assert not np.allclose(a.images, c.images, atol=1e-3)
+    assert a.seeds == [5, 6] and c.seeds == [6, 7]
+
+
+# float32 convolutions batched or alone use different blockings (oneDNN); differences of a few ulp
+# grow over the Adam steps but stay far below one grey level (1/255 = 0.004).
+BATCH_ATOL = 1e-3
+
+
+def test_batch_equals_separate_runs(digits_weights):
+    model = load_model("digits", digits_weights)
+    cs_like = np.abs(np.random.default_rng(1).normal(size=(2, 64)))
+    directions = np.concatenate([np.eye(64)[[7]], cs_like])
+    together = cv.feature_visualisation(model, "block3", directions, steps=30, size=16, seed=11, progress=False)
+    one_by_one = cv.feature_visualisation(model, "block3", directions, steps=30, size=16, seed=11, batch=False, progress=False)
+    np.testing.assert_allclose(together.images, one_by_one.images, atol=BATCH_ATOL)
+    for i in range(3):
+        alone = cv.feature_visualisation(model, "block3", directions[i : i + 1], steps=30, size=16, seed=11 + i, progress=False)
+        np.testing.assert_allclose(together.images[i], alone.images[0], atol=BATCH_ATOL)
+        np.testing.assert_allclose(together.history[:, i], alone.history[:, 0], rtol=1e-3, atol=1e-4)
+
+
+def test_batch_equals_separate_runs_on_resnet(resnet):
+    d = np.abs(np.random.default_rng(2).normal(size=(2, 64)))
+    together = cv.feature_visualisation(resnet, "layer1", d, steps=15, size=48, seed=0, progress=False)
+    alone = cv.feature_visualisation(resnet, "layer1", d[1:], steps=15, size=48, seed=1, progress=False)
+    np.testing.assert_allclose(together.images[1], alone.images[0], atol=BATCH_ATOL)
+
+
+def test_hooks_removed_and_model_state_restored(digits_weights):
+    module = load_digits_cnn(digits_weights).train()
+    flags = [p.requires_grad for p in module.parameters()]
+    cv.feature_visualisation(module, "block2", np.eye(32)[:1], steps=3, size=16, progress=False)
+    assert all(not m._forward_hooks for m in module.modules())
+    assert [p.requires_grad for p in module.parameters()] == flags and module.training
+    with pytest.raises(cv.ConceptvecError, match="directions have 64 units"):
+        cv.feature_visualisation(module, "block2", np.eye(64)[:1], steps=3, size=16, progress=False)
+    assert all(not m._forward_hooks for m in module.modules())
+
+
+def test_bare_module_with_transform_and_cosine_objective(digits_weights):
+    module = load_digits_cnn(digits_weights)
+    calls = []
+
+    def transform(x):
+        calls.append(tuple(x.shape))
+        return x * 0.9
+
+    fv = cv.feature_visualisation(module, "block3", np.ones((1, 64)), steps=5, size=16, transform=transform,
+                                  objective="cosine", transforms="none", progress=False)
+    assert calls[0] == (1, 1, 16, 16) and len(calls) == 6  # 5 steps and the final evaluation
+    assert -1 <= fv.objective[0] <= 1 and fv.describe()["transform"] == "given by the caller"
+
+
+def test_ctrl_c_keeps_the_images_so_far(digits_weights):
+    module = load_digits_cnn(digits_weights)
+    calls = {"n": 0}
+
+    def interrupt_at_step_7(x):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return x
+
+    fv = cv.feature_visualisation(module, "block3", np.eye(64)[:2], steps=50, size=16, transform=interrupt_at_step_7, progress=False)
+    assert fv.interrupted and fv.steps_done == [6, 6] and fv.history.shape == (6, 2)
+    assert np.all(np.isfinite(fv.images)) and np.all(np.isfinite(fv.objective))
+    assert fv.describe()["partial"] is True
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(layer="blok3"), "invalid layer 'blok3'"),
+    (dict(directions=np.ones((2, 10))), "directions have 10 units but layer 'block3' has 64"),
+    (dict(directions=np.zeros((1, 64))), "all zeros"),
+    (dict(directions=np.ones((2, 2, 64))), r"must be a \(k, n_units\) array"),
+    (dict(directions=np.full((1, 64), np.nan)), "NaN"),
+    (dict(objective="dot"), "unknown objective 'dot'; valid: projection, cosine"),
+    (dict(transforms="lucid"), "unknown transforms"),
+    (dict(steps=0), "steps must be a positive integer"),
+    (dict(size=4), "size must be an integer of at least 8"),
+    (dict(channels=2), "channels must be 1"),
+])
+def test_bad_arguments(digits_weights, kwargs, match):
+    args = dict(model="digits", layer="block3", directions=np.eye(64)[:1], steps=2, size=16, weights=digits_weights, progress=False)
+    args.update(kwargs)
+    with pytest.raises(cv.ConceptvecError, match=match):
+        cv.feature_visualisation(**args)
+
+
+def test_neuron_directions():
+    d = neuron_directions(4, 2, np.array([[0.5, 0.5, 0.5, 0.5]]))
+    assert d.tolist() == [[0, 0, 1, 0], [0.5, 0.5, 0.5, 0.5]]
+    with pytest.raises(cv.ConceptvecError, match="outside the layer's 0..3"):
+        neuron_directions(4, 4)
+
+
+def test_cli_featureviz_writes_images_and_parameters(tmp_path, digits_weights):
+    run = tmp_path / "run"
+    store = cv.extract("digits", "block3", "digits", run / "store", weights=digits_weights, progress=False)
+    neuron = int(np.argmax(store.activations[:].mean(0)))
+    cs = cv.disentangle(store, neuron=neuron)
+    cs.save(run / f"neuron_{neuron}")
+    runner = CliRunner()
+    done = runner.invoke(app, ["featureviz", str(run), "--neuron", str(neuron), "--steps", "12", "--seed", "4"])
+    assert done.exit_code == 0, done.output
+    out = run / f"neuron_{neuron}" / "featureviz"
+    names = ["neuron"] + [f"concept_{j}" for j in range(cs.n_concepts)]
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{n}.png" for n in names] + ["featureviz.json"])
+    meta = json.loads((out / "featureviz.json").read_text())
+    assert meta["params"]["steps"] == 12 and meta["params"]["size"] == 16 and meta["seeds"][0] == 4
+    assert meta["layer"] == "block3" and meta["model"]["name"] == "digits" and meta["neuron"] == neuron
+    assert meta["partial"] is False and len(meta["objective"]) == len(names) and len(meta["history"]) == 12
+    from PIL import Image
+
+    assert Image.open(out / "neuron.png").size == (16, 16)
+    again = runner.invoke(app, ["featureviz", str(run), "--neuron", str(neuron), "--steps", "2"])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    missing = runner.invoke(app, ["featureviz", str(run), "--neuron", "63" if neuron != 63 else "62", "--steps", "2"])
+    assert missing.exit_code == 2 and "no ConceptSet of neuron" in missing.output
