@@ -37,7 +37,7 @@ def test_float16(tmp_path):
 
 
 def test_partial_store_says_how_to_resume(tmp_path):
-    writer = StoreWriter(tmp_path / "s", 10, 4)
+    writer = StoreWriter(tmp_path / "s")
     writer.write(0, np.ones((3, 4)))
     del writer  # never finished, as after a crash
     with pytest.raises(cv.StoreError, match=r"incomplete.*Run the same `conceptvec extract"):
@@ -48,7 +48,7 @@ def test_killed_writer_leaves_no_final_directory(tmp_path):
     code = (
         "import numpy as np, os, signal\n"
         "from conceptvec.store import StoreWriter\n"
-        f"w = StoreWriter({str(tmp_path / 's')!r}, 100, 8)\n"
+        f"w = StoreWriter({str(tmp_path / 's')!r})\n"
         "w.write(0, np.ones((50, 8)))\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
@@ -98,10 +98,54 @@ def test_bad_inputs(tmp_path):
         cv.ActivationStore.create(tmp_path / "d", np.ones((2, 2)), {"label": [1]})
 
 
-def test_shrink_keeps_first_rows(tmp_path):
-    with StoreWriter(tmp_path / "s", 6, 2) as w:
-        w.write(0, np.arange(8).reshape(4, 2))
-        w.finish({"id": ["a", "b", "c", "d"]}, {}, n_rows=4)
+def test_skipped_examples_are_left_out(tmp_path):
+    with StoreWriter(tmp_path / "s") as w:
+        w.write_chunk(0, 0, 3, np.arange(4).reshape(2, 2), skipped=[1])
+        w.write_chunk(1, 3, 6, np.arange(4, 10).reshape(3, 2))
+        assert w.skipped() == [1]
+        w.finish({"id": list("abcdef"), "label": [0, 1, 2, 3, 4, 5]}, {})
     store = cv.ActivationStore.open(tmp_path / "s")
-    np.testing.assert_array_equal(store.activations, np.arange(8).reshape(4, 2))
-    assert store.n_examples == 4
+    np.testing.assert_array_equal(store.activations, np.arange(10).reshape(5, 2))
+    assert store.ids.tolist() == list("acdef") and store.labels.tolist() == [0, 2, 3, 4, 5]
+    assert not (store.path / "chunks").exists() and not (store.path / "progress.json").exists()
+
+
+def _chunked(path, chunks, fingerprint, kill_after=None):
+    """Write ``chunks`` (a list of row blocks) through StoreWriter; stop after ``kill_after`` chunks."""
+    w = StoreWriter(path, fingerprint, dtype="float16")
+    done = w.completed()
+    start = 0
+    for k, rows in enumerate(chunks):
+        if k == kill_after:
+            return w
+        if k not in done:
+            w.write_chunk(k, start, start + len(rows), rows)
+        start += len(rows)
+    w.finish({"id": [f"e{i}" for i in range(start)]}, {"layer": "l"})
+    return w
+
+
+def test_resumed_store_is_byte_identical(tmp_path):
+    rng = np.random.default_rng(0)
+    chunks = [rng.normal(size=(n, 5)) for n in (4, 4, 3)]
+    _chunked(tmp_path / "a", chunks, {"layer": "l"})
+    _chunked(tmp_path / "b", chunks, {"layer": "l"}, kill_after=2)
+    assert len(StoreWriter(tmp_path / "b", {"layer": "l"}, dtype="float16").completed()) == 2
+    _chunked(tmp_path / "b", [np.full((4, 5), 99.0)] * 2 + chunks[2:], {"layer": "l"})  # done chunks are not rewritten
+    for name in ("activations.npy", "examples.parquet"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_resume_with_other_fingerprint_is_refused(tmp_path):
+    _chunked(tmp_path / "s", [np.ones((2, 3))] * 2, {"layer": "l", "model": "m"}, kill_after=1)
+    with pytest.raises(cv.StoreError, match=r"different extraction \(layer: partial has 'l', asked 'k'\).*--overwrite"):
+        StoreWriter(tmp_path / "s", {"layer": "k", "model": "m"}, dtype="float16")
+    fresh = StoreWriter(tmp_path / "s", {"layer": "k", "model": "m"}, dtype="float16", overwrite=True)
+    assert fresh.completed() == {}
+
+
+def test_gap_in_chunks_is_an_error(tmp_path):
+    w = StoreWriter(tmp_path / "s")
+    w.write_chunk(1, 2, 4, np.ones((2, 2)))
+    with pytest.raises(cv.StoreError, match=r"examples 0:2 were never written"):
+        w.finish(None, {})

@@ -69,6 +69,7 @@ class ImageFiles:
     per_class: int | None = None
     seed: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
+    class_index: str | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -83,13 +84,17 @@ class ImageFiles:
             "n_classes": len(self.classes),
             "per_class": self.per_class,
             "seed": self.seed,
+            "class_index": self.class_index,
         }
 
 
-def image_files(data: str | os.PathLike, per_class: int | None = None, seed: int = 0) -> ImageFiles:
+def image_files(data: str | os.PathLike, per_class: int | None = None, seed: int = 0,
+                class_index: str | os.PathLike | None = None) -> ImageFiles:
     """Find images under ``data``: a class-per-folder tree (ImageNet layout), a flat folder, or a text file of paths.
 
     ``per_class`` samples that many images of each class with ``seed`` (the paper: 130 of each ImageNet class).
+    ``class_index`` is an ImageNet class-index JSON (``{"0": ["n01440764", "tench"], ...}``): folders named
+    by WordNet id then get the model's class number as label and the readable name as label name.
     """
     data = Path(data)
     if not data.exists():
@@ -111,14 +116,48 @@ def image_files(data: str | os.PathLike, per_class: int | None = None, seed: int
                     paths += found
                     classes.append(d.name)
             files = ImageFiles(data, paths, labels, classes, "class-folders")
+            if class_index is not None:
+                files = _apply_class_index(files, class_index)
         else:
             paths = _images_in(data, data)
             files = ImageFiles(data, paths, [-1] * len(paths), [], "flat")
         if not files.paths:
             raise ConceptvecError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {data}.")
+    if class_index is not None and files.layout != "class-folders":
+        raise ConceptvecError(f"a class index labels class folders; {data} is a {files.layout} layout, which has no classes.")
     if per_class is not None:
         files = _sample_per_class(files, per_class, seed)
     return files
+
+
+def read_class_index(path: str | os.PathLike) -> dict[str, tuple[int, str]]:
+    """An ImageNet class-index JSON (``{"0": ["n01440764", "tench"], ...}``) as folder name to (class number, name)."""
+    import json
+
+    try:
+        raw = json.loads(Path(path).read_text())
+        index = {str(wnid): (int(k), str(name)) for k, (wnid, name) in raw.items()}
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise ConceptvecError(
+            f"could not read {path} as an ImageNet class-index JSON ({exc}); expected {{\"0\": [\"n01440764\", \"tench\"], ...}} "
+            f"(Keras' imagenet_class_index.json)."
+        ) from None
+    return index
+
+
+def _apply_class_index(files: ImageFiles, class_index: str | os.PathLike) -> ImageFiles:
+    index = read_class_index(class_index)
+    unknown = [c for c in files.classes if c not in index]
+    if unknown:
+        raise ConceptvecError(
+            f"{len(unknown)} class folders are not in {class_index} (e.g. {unknown[:3]}); name the folders by the "
+            f"index's WordNet ids, or leave out the class index to label classes by folder name."
+        )
+    names = [""] * (max(i for i, _ in index.values()) + 1)
+    for i, name in index.values():
+        names[i] = name
+    labels = [index[files.classes[c]][0] for c in files.labels]
+    return ImageFiles(files.root, files.paths, labels, names, files.layout, class_index=str(Path(class_index).resolve()))
 
 
 def _images_in(folder: Path, root: Path) -> list[str]:
@@ -127,20 +166,25 @@ def _images_in(folder: Path, root: Path) -> list[str]:
     )
 
 
-def _sample_per_class(files: ImageFiles, per_class: int, seed: int) -> ImageFiles:
+def sample_per_class(labels: Any, per_class: int, seed: int) -> list[int]:
+    """Indices of ``per_class`` examples of each label (all of a smaller class), drawn with ``seed``, ascending."""
     if per_class < 1:
         raise ConceptvecError(f"per_class must be >= 1, got {per_class}.")
     rng = np.random.default_rng(seed)
-    labels = np.asarray(files.labels)
+    labels = np.asarray(labels)
     keep: list[int] = []
     for label in np.unique(labels):
         idx = np.flatnonzero(labels == label)
         chosen = idx if len(idx) <= per_class else np.sort(rng.choice(idx, size=per_class, replace=False))
         keep += chosen.tolist()
-    keep.sort()
+    return sorted(keep)
+
+
+def _sample_per_class(files: ImageFiles, per_class: int, seed: int) -> ImageFiles:
+    keep = sample_per_class(files.labels, per_class, seed)
     return ImageFiles(
         files.root, [files.paths[i] for i in keep], [files.labels[i] for i in keep], files.classes,
-        files.layout, per_class, seed,
+        files.layout, per_class, seed, class_index=files.class_index,
     )
 
 

@@ -6,12 +6,14 @@ A store is a directory::
     activations.npy    (n_examples, n_units) float32 or float16, opened memory-mapped
     examples.parquet   one row per example: id (stable), label, label_name, source
 
-It is written into ``<dir>.partial`` and renamed to ``<dir>`` only when complete, so a directory
-with the final name is always whole.
+It is written into ``<dir>.partial`` chunk by chunk (resumable, see ``StoreWriter``) and renamed to
+``<dir>`` only when complete, so a directory with the final name is always whole.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -29,6 +31,8 @@ METADATA_FILE = "metadata.json"
 ACTIVATIONS_FILE = "activations.npy"
 EXAMPLES_FILE = "examples.parquet"
 DTYPES = ("float32", "float16")
+CHUNKS_DIR = "chunks"
+PROGRESS_FILE = "progress.json"
 
 
 def partial_path(path: str | os.PathLike) -> Path:
@@ -155,87 +159,152 @@ class ActivationStore:
         activations = np.asarray(activations)
         if activations.ndim != 2 or 0 in activations.shape:
             raise StoreError(f"activations must be a non-empty 2-D array (n_examples, n_units), got shape {activations.shape}.")
-        with StoreWriter(path, activations.shape[0], activations.shape[1], dtype=dtype, overwrite=overwrite) as writer:
+        with StoreWriter(path, dict(metadata or {}), dtype=dtype, overwrite=overwrite) as writer:
             writer.write(0, activations)
             writer.finish(examples, metadata)
         return cls.open(path)
 
 
-class StoreWriter:
-    """Writes a store block by block into ``<path>.partial``; ``finish`` makes it final.
+def remove_leftovers(path: str | os.PathLike) -> None:
+    """Remove the chunk files left in a finished store when a run stopped between renaming and cleaning up."""
+    shutil.rmtree(Path(path) / CHUNKS_DIR, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(Path(path) / PROGRESS_FILE)
 
-    Used as a context manager, an exception (Ctrl-C included) leaves the partial directory for
-    inspection and never a directory with the final name.
+
+def _plain(value: Any) -> Any:
+    # Compare as JSON stores it (tuples become lists, paths strings).
+    return json.loads(json.dumps(value, default=str))
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class StoreWriter:
+    """Writes a store chunk by chunk into ``<path>.partial``; ``finish`` assembles it and makes it final.
+
+    Each chunk is a block of consecutive planned examples, saved as ``chunks/NNNNNN.npy`` (the rows of
+    its readable examples) and then marked complete by ``chunks/NNNNNN.json`` (its range and the
+    examples skipped in it). After Ctrl-C, a crash or ``kill -9`` a new writer with the same
+    ``fingerprint`` resumes: complete chunks are kept, anything else is written again. ``finish``
+    streams the chunks, one at a time, into ``activations.npy``, so the finished store does not depend
+    on where a run was interrupted, and never more than one chunk is in memory.
+
+    Parameters
+    ----------
+    path : the store's final directory
+    fingerprint : what is being extracted (model, layer, pooling, data, ...); resuming a partial store
+        made with a different fingerprint is refused, saying what differs
+    dtype : ``float32`` or ``float16``, the dtype on disk
+    overwrite : replace a finished store at ``path`` and discard any partial one
     """
 
-    def __init__(self, path: str | os.PathLike, n_examples: int, n_units: int, dtype: str = "float32", overwrite: bool = False):
+    def __init__(self, path: str | os.PathLike, fingerprint: Mapping[str, Any] | None = None, dtype: str = "float32", overwrite: bool = False):
         if dtype not in DTYPES:
             raise StoreError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}.")
         self.path = Path(path)
-        if self.path.exists():
-            if not overwrite:
-                raise StoreError(
-                    f"{self.path} already exists. Choose another --out, delete it, or pass overwrite=True (--overwrite)."
-                )
+        if self.path.exists() and not overwrite:
+            raise StoreError(f"{self.path} already exists. Choose another --out, delete it, or pass overwrite=True (--overwrite).")
         self.partial = partial_path(self.path)
-        if self.partial.exists():
-            shutil.rmtree(self.partial)
-        self.partial.mkdir(parents=True)
-        self.n_examples, self.n_units, self.dtype = int(n_examples), int(n_units), dtype
-        self.overwrite = overwrite
-        self._matrix = np.lib.format.open_memmap(
-            self.partial / ACTIVATIONS_FILE, mode="w+", dtype=np.dtype(dtype), shape=(self.n_examples, self.n_units)
-        )
-        self._finished = False
+        self.chunks = self.partial / CHUNKS_DIR
+        self.dtype = dtype
+        self.fingerprint = _plain({**dict(fingerprint or {}), "dtype": dtype})
+        progress_file = self.partial / PROGRESS_FILE
+        if self.partial.exists() and not overwrite and progress_file.exists():
+            before = read_json(progress_file).get("fingerprint", {})
+            differs = [k for k in sorted(set(before) | set(self.fingerprint)) if before.get(k) != self.fingerprint.get(k)]
+            if differs:
+                details = "; ".join(f"{k}: partial has {_short(before.get(k))}, asked {_short(self.fingerprint.get(k))}" for k in differs)
+                raise StoreError(
+                    f"{self.partial} holds part of a different extraction ({details}). Run the original command to finish "
+                    f"it, choose another --out, or pass overwrite=True (--overwrite) to discard it."
+                )
+        else:
+            # No partial, or one from an older version without a fingerprint: start afresh.
+            if self.partial.exists():
+                shutil.rmtree(self.partial)
+            self.chunks.mkdir(parents=True)
+            write_json(progress_file, {"format": FORMAT, "fingerprint": self.fingerprint})
+        self.chunks.mkdir(exist_ok=True)
 
     def __enter__(self) -> "StoreWriter":
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._matrix = None  # release the memory map whatever happened
+        pass  # the partial directory stays for the next run to resume
+
+    # -- chunks ----------------------------------------------------------------------------
+    def completed(self) -> dict[int, dict[str, Any]]:
+        """The complete chunks: index to ``{"start", "stop", "rows", "skipped", "index"}``."""
+        done = {}
+        for marker in sorted(self.chunks.glob("*.json")):
+            if (self.chunks / (marker.stem + ".npy")).exists():
+                done[int(marker.stem)] = {**read_json(marker), "index": int(marker.stem)}
+        return done
+
+    def write_chunk(self, index: int, start: int, stop: int, rows: np.ndarray, skipped: Sequence[int] = ()) -> None:
+        """Save chunk ``index``: planned examples ``start:stop``, ``rows`` for the readable ones in order, ``skipped`` the others."""
+        rows = np.asarray(rows)
+        skipped = sorted(int(i) for i in skipped)
+        if rows.ndim != 2 or len(rows) + len(skipped) != stop - start or any(not start <= i < stop for i in skipped):
+            raise StoreError(f"chunk {index} of examples {start}:{stop} got {rows.shape} rows and {len(skipped)} skipped; they must add up.")
+        name = f"{index:06d}"
+        tmp = self.chunks / f".{name}.npy.tmp"
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array(f, np.ascontiguousarray(rows, dtype=self.dtype), allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the marker says the chunk is complete
+        os.replace(tmp, self.chunks / f"{name}.npy")
+        write_json(self.chunks / f"{name}.json", {"start": int(start), "stop": int(stop), "rows": int(len(rows)), "skipped": skipped})
 
     def write(self, start: int, block: np.ndarray) -> None:
+        """Save ``block`` as the chunk of examples ``start:start + len(block)`` (chunk index = ``start``)."""
         block = np.asarray(block)
-        if block.ndim != 2 or block.shape[1] != self.n_units or start < 0 or start + len(block) > self.n_examples:
-            raise StoreError(f"block of shape {block.shape} at row {start} does not fit a ({self.n_examples}, {self.n_units}) store.")
-        self._matrix[start : start + len(block)] = block
+        self.write_chunk(int(start), int(start), int(start) + len(block), block)
 
-    def finish(self, examples: Mapping[str, Sequence] | None, metadata: Mapping[str, Any] | None, n_rows: int | None = None) -> None:
-        """Write the example index and metadata, flush, and rename ``<path>.partial`` to ``<path>``.
+    def skipped(self) -> list[int]:
+        """Planned example indices that the complete chunks could not read, ascending."""
+        return sorted(i for c in self.completed().values() for i in c["skipped"])
 
-        ``n_rows`` keeps only the first rows written (when some examples could not be read).
+    # -- finishing -------------------------------------------------------------------------
+    def finish(self, examples: Mapping[str, Sequence] | None, metadata: Mapping[str, Any] | None) -> None:
+        """Assemble the chunks, write the example index and metadata, and rename ``<path>.partial`` to ``<path>``.
+
+        ``examples`` lists every planned example; the skipped ones are left out of the store.
         """
-        if n_rows is not None and n_rows != self.n_examples:
-            self._shrink(n_rows)
-        n = self.n_examples
+        done = self.completed()
+        order = sorted(done.values(), key=lambda c: c["start"])
+        n_planned = order[-1]["stop"] if order else 0
+        covered = 0
+        for c in order:
+            if c["start"] != covered:
+                raise StoreError(f"{self.partial}: examples {covered}:{c['start']} were never written; run the extraction again to fill them.")
+            covered = c["stop"]
+        skipped = set(self.skipped())
+        n = sum(c["rows"] for c in order)
+        if n == 0:
+            raise StoreError("no example could be read; the store would be empty. Check the data path and file formats.")
         examples = dict(examples or {})
-        ids = [str(x) for x in examples.get("id", range(n))]
-        if len(set(ids)) != len(ids):
-            raise StoreError("example ids must be unique.")
+        planned = {k: list(v) for k, v in examples.items()}
+        for name, values in planned.items():
+            if len(values) != n_planned:
+                raise StoreError(f"examples[{name!r}] has {len(values)} entries, expected one per planned example ({n_planned}).")
+        kept = [i for i in range(n_planned) if i not in skipped]
         columns = {
-            "id": ids,
-            "label": [int(x) for x in examples.get("label", [-1] * n)],
-            "label_name": [str(x) for x in examples.get("label_name", [""] * n)],
-            "source": [str(x) for x in examples.get("source", [""] * n)],
+            "id": [str(planned["id"][i]) for i in kept] if "id" in planned else [str(i) for i in range(n)],
+            "label": [int(planned["label"][i]) for i in kept] if "label" in planned else [-1] * n,
+            "label_name": [str(planned["label_name"][i]) for i in kept] if "label_name" in planned else [""] * n,
+            "source": [str(planned["source"][i]) for i in kept] if "source" in planned else [""] * n,
         }
-        for name, values in columns.items():
-            if len(values) != n:
-                raise StoreError(f"examples[{name!r}] has {len(values)} entries, expected one per example ({n}).")
-        table = pa.table(
-            {k: pa.array(v, type=pa.int64() if k == "label" else pa.string()) for k, v in columns.items()}
-        )
+        if len(set(columns["id"])) != n:
+            raise StoreError("example ids must be unique.")
+        n_units = self._assemble(order, n)
+        table = pa.table({k: pa.array(v, type=pa.int64() if k == "label" else pa.string()) for k, v in columns.items()})
         pq.write_table(table, self.partial / EXAMPLES_FILE)
-        self._matrix.flush()
-        meta = {
-            "format": FORMAT,
-            **dict(metadata or {}),
-            "n_examples": n,
-            "n_units": self.n_units,
-            "dtype": self.dtype,
-            **environment(),
-        }
+        meta = {"format": FORMAT, **dict(metadata or {}), "n_examples": n, "n_units": n_units, "dtype": self.dtype, **environment()}
         write_json(self.partial / METADATA_FILE, meta)
-        self._matrix = None
         if self.path.exists():
             old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
             os.replace(self.path, old)
@@ -243,18 +312,23 @@ class StoreWriter:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(self.partial, self.path)
-        self._finished = True
+        remove_leftovers(self.path)
 
-    def _shrink(self, n_rows: int) -> None:
-        if not 0 < n_rows <= self.n_examples:
-            raise StoreError(f"cannot keep {n_rows} rows of a store allocated for {self.n_examples}; no example could be read.")
-        self._matrix.flush()
-        final = self.partial / ("shrunk-" + ACTIVATIONS_FILE)
-        smaller = np.lib.format.open_memmap(final, mode="w+", dtype=self._matrix.dtype, shape=(n_rows, self.n_units))
-        for start in range(0, n_rows, 65536):
-            smaller[start : start + 65536] = self._matrix[start : min(start + 65536, n_rows)]
-        smaller.flush()
-        self._matrix = None
-        os.replace(final, self.partial / ACTIVATIONS_FILE)
-        self._matrix = np.load(self.partial / ACTIVATIONS_FILE, mmap_mode="r+", allow_pickle=False)
-        self.n_examples = n_rows
+    def _assemble(self, order: list[dict[str, Any]], n: int) -> int:
+        # Stream chunk after chunk into one .npy: one chunk in memory, whatever the store's size.
+        n_units = None
+        tmp = self.partial / f".{ACTIVATIONS_FILE}.tmp"
+        with open(tmp, "wb") as f:
+            for c in order:
+                if c["rows"] == 0:
+                    continue  # a chunk whose every example was unreadable adds no bytes
+                rows = np.load(self.chunks / f"{c['index']:06d}.npy", allow_pickle=False)
+                if n_units is None:
+                    n_units = rows.shape[1]
+                    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(self.dtype)), "fortran_order": False, "shape": (n, n_units)}
+                    np.lib.format.write_array_header_1_0(f, header)
+                if rows.shape[1] != n_units or rows.dtype != np.dtype(self.dtype):
+                    raise StoreError(f"{self.partial}: chunk at example {c['start']} has {rows.shape[1]} units of {rows.dtype}, expected {n_units} of {self.dtype}.")
+                f.write(rows.tobytes())
+        os.replace(tmp, self.partial / ACTIVATIONS_FILE)
+        return int(n_units)
