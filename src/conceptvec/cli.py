@@ -126,26 +126,41 @@ def demo(
 @app.command()
 @cli_errors
 def extract(
-    model: Annotated[str, typer.Option("--model", help="digits or torchvision:NAME.")],
+    model: Annotated[str, typer.Option("--model", help="digits, torchvision:NAME, timm:NAME, hf:DIR or checkpoint:FILE (TorchScript).")],
     layer: Annotated[str, typer.Option("--layer", help="Module name as the model names it; 'list' prints them.")],
-    data: Annotated[Optional[str], typer.Option("--data", help="digits, an image folder, or a text file of paths.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Directory of the ActivationStore.")] = None,
-    weights: Annotated[Optional[str], typer.Option("--weights", help="Weights name (DEFAULT, IMAGENET1K_V1), a local file, or none.")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="digits, an image folder (class sub-folders or flat), or a text file of paths.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Directory of the ActivationStore (run again to resume).")] = None,
+    weights: Annotated[Optional[str], typer.Option("--weights", help="Weights name (DEFAULT, IMAGENET1K_V1), a local state-dict file, or none.")] = None,
+    key_map: Annotated[Optional[str], typer.Option("--key-map", help="State-dict keys named differently: 'order' or a JSON {file_key: model_key}.")] = None,
     per_class: Annotated[Optional[int], typer.Option("--per-class", help="Sample this many images per class (paper: 130).")] = None,
+    class_index: Annotated[Optional[Path], typer.Option("--class-index", help="ImageNet class-index JSON for WordNet-id folders.")] = None,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
-    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes.")] = 0,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "cpu",
-    dtype: Annotated[str, typer.Option("--dtype", help="float32 or float16.")] = "float32",
+    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes decoding images.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="float32 or float16 on disk.")] = "float32",
     pool: Annotated[str, typer.Option("--pool", help="avg (the paper's), max, or cls.")] = "avg",
+    autocast: Annotated[bool, typer.Option("--autocast", help="float16 autocast on CUDA.")] = False,
+    mean: Annotated[Optional[str], typer.Option("--mean", help="Override the normalisation mean, e.g. 0.5,0.5,0.5.")] = None,
+    std: Annotated[Optional[str], typer.Option("--std", help="Override the normalisation std, e.g. 0.5,0.5,0.5.")] = None,
+    size: Annotated[Optional[int], typer.Option("--size", help="Override the input size (crop side in pixels).")] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Pool a layer's activations over a dataset into an ActivationStore."""
+    """Pool a layer's activations over a dataset into an ActivationStore (resumable: run again after an interruption)."""
     from .extraction import extract as run_extract
     from .models import list_layers, load_model
 
+    def floats(text: Optional[str], name: str):
+        if text is None:
+            return None
+        try:
+            return tuple(float(v) for v in text.split(","))
+        except ValueError:
+            raise ConceptvecError(f"--{name} takes comma-separated numbers such as 0.5,0.5,0.5, got {text!r}.") from None
+
+    overrides = dict(key_map=key_map, mean=floats(mean, "mean"), std=floats(std, "std"), size=size)
     if layer == "list":
-        loaded = load_model(model, weights)
+        loaded = load_model(model, weights, **overrides)
         table = Table(title=f"layers of {loaded.name}")
         for col in ("layer", "type", "output shape"):
             table.add_column(col)
@@ -156,7 +171,8 @@ def extract(
     if data is None or out is None:
         raise ConceptvecError("extract needs --data and --out (or --layer list to see the layers).")
     store = run_extract(model, layer, data, out, weights=weights, per_class=per_class, seed=seed, batch_size=batch_size,
-                        workers=workers, device=device, dtype=dtype, pool=pool, overwrite=overwrite)
+                        workers=workers, device=device, dtype=dtype, pool=pool, overwrite=overwrite, autocast=autocast,
+                        class_index=class_index, **overrides)
     skipped = store.metadata.get("skipped", {}).get("count", 0)
     console.print(f"{store}" + (f"; {skipped} unreadable file(s) skipped, listed in metadata.json" if skipped else ""))
 
