@@ -250,3 +250,28 @@ def test_cli_extract_list_resume_and_bad_mean(tmp_path):
     assert store.metadata["preprocessing"]["overrides"] == {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "size": 64}
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "already complete" in again.output
+
+
+def test_ctrl_c_keeps_complete_chunks_and_resumes(tmp_path, capsys):
+    x = torch.randn(20, 3, 12, 12)
+
+    class Interrupting(torch.utils.data.Dataset):
+        def __init__(self, stop_at):
+            self.stop_at = stop_at
+
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, i):
+            if i == self.stop_at:
+                raise KeyboardInterrupt
+            return x[i]
+
+    reference = cv.extract(tiny_cnn(), "3", Interrupting(None), tmp_path / "ref", batch_size=3, chunk_size=6, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        cv.extract(tiny_cnn(), "3", Interrupting(14), tmp_path / "s", batch_size=3, chunk_size=6)
+    assert "Run the same command again to resume" in capsys.readouterr().err
+    assert len(list((tmp_path / "s.partial" / "chunks").glob("*.json"))) == 2
+    resumed = cv.extract(tiny_cnn(), "3", Interrupting(None), tmp_path / "s", batch_size=3, chunk_size=6)
+    assert "resuming" in capsys.readouterr().err.replace("\n", " ")
+    assert (reference.path / "activations.npy").read_bytes() == (resumed.path / "activations.npy").read_bytes()
