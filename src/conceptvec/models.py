@@ -197,7 +197,6 @@ def _timm(name: str, weights: str | None, key_map, overrides: dict[str, Any]) ->
 
 
 def _hf(name: str, weights: str | None, overrides: dict[str, Any]) -> LoadedModel:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder or the local cache; never the network
     try:
         from transformers import AutoConfig, AutoImageProcessor, AutoModel
     except ImportError:  # pragma: no cover - transformers is a dependency
