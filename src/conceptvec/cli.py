@@ -27,7 +27,7 @@ TopOpt = Annotated[int, typer.Option("--top", help="N, top activating examples c
 DistanceOpt = Annotated[float, typer.Option("--distance-threshold", help="d_max of the ward clustering (paper: 15 for Inception V3 Mixed_7b).")]
 OutlierOpt = Annotated[float, typer.Option("--outlier-threshold", help="Squared distance to the k-means centroid at which an example is an outlier.")]
 MinSizeOpt = Annotated[int, typer.Option("--min-cluster-size", help="Clusters with fewer remaining members are removed.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (k-means random_state, sampling).")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed, recorded with the output.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")]
 
 
