@@ -25,9 +25,8 @@ import os
 import time
 
 import numpy as np
-from sklearn.cluster import AgglomerativeClustering, KMeans
-
 import conceptvec as cv
+from conceptvec.reference import authors_procedure
 from conceptvec.scan import default_workers, maximally_projecting
 
 N_EXAMPLES, N_UNITS, N_CLASSES = 128_000, 2048, 1000
@@ -52,42 +51,6 @@ def planted_activations(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return acts, m
 
 
-def authors_procedure(conv_maps_avg: np.ndarray, direction: int, top: int = 100) -> dict:
-    """One neuron, step by step as ``neuron_method.py`` does it (plots and files left out)."""
-    activations = conv_maps_avg
-    top_ims = activations[:, direction].argsort()[-top:][::-1]
-    top_activations = activations[top_ims, :]
-    clusterer = AgglomerativeClustering(n_clusters=None, distance_threshold=15, metric="euclidean", linkage="ward")
-    clusterer.fit_predict(top_activations)
-    kmeans = KMeans(n_clusters=clusterer.n_clusters_, random_state=0, n_init=5, max_iter=1000).fit(top_activations)
-    clu_labs = kmeans.labels_
-    centroid_dist = kmeans.transform(top_activations) ** 2
-    nearest_centroid_dist = [centroid_dist[i, clu_labs[i]] for i in range(len(clu_labs))]
-    clu_labs_rm_outliers = np.empty(len(clu_labs))
-    clu_labs_rm_outliers[:] = 100
-    for i in range(len(clu_labs)):
-        if nearest_centroid_dist[i] < 15:
-            clu_labs_rm_outliers[i] = clu_labs[i]
-    for cluster in range(clusterer.n_clusters_):
-        count = sum(clu_labs_rm_outliers == cluster)
-        if count < 5:
-            clu_labs_rm_outliers[[clu_labs_rm_outliers[i] == cluster for i in range(len(clu_labs_rm_outliers))]] = 100
-    concept_vecs = []
-    for cluster in np.unique(clu_labs_rm_outliers):
-        if cluster != 100:
-            mean = top_activations[clu_labs_rm_outliers == cluster].mean(0)
-            concept_vecs.append(mean / np.linalg.norm(mean))
-    concepts_ims_dot = np.empty([len(conv_maps_avg), len(concept_vecs)])
-    concepts_ims_sim = np.empty([len(conv_maps_avg), len(concept_vecs)])
-    for i in range(len(conv_maps_avg)):
-        for concept_id in range(len(concept_vecs)):
-            concepts_ims_dot[i, concept_id] = np.dot(conv_maps_avg[i], concept_vecs[concept_id])
-            concepts_ims_sim[i, concept_id] = concepts_ims_dot[i, concept_id] / (
-                np.linalg.norm(conv_maps_avg[i]) * np.linalg.norm(conv_maps_avg[concept_id]))
-    top_projs = [concepts_ims_dot[:, c].argsort()[-top:][::-1] for c in range(len(concept_vecs))]
-    return {"C": clusterer.n_clusters_, "concept_vectors": np.array(concept_vecs), "top_ims": top_ims, "top_projs": top_projs}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sample", type=int, default=8, help="neurons run with the authors' procedure")
@@ -107,7 +70,7 @@ def main() -> None:
 
     # 1. The authors' procedure on the sample.
     t = time.perf_counter()
-    theirs = {int(j): authors_procedure(acts, int(j)) for j in sample}
+    theirs = {int(j): authors_procedure(acts, int(j), project_all=True) for j in sample}
     t_theirs = time.perf_counter() - t
     print(f"authors' procedure: {len(sample)} neurons in {t_theirs:.1f} s = {t_theirs / len(sample):.2f} s per neuron")
 

@@ -4,33 +4,8 @@ from sklearn.cluster import AgglomerativeClustering, KMeans
 
 import conceptvec as cv
 from conceptvec.method import kmeans_step, n_clusters_at, remove_outliers, ward_linkage
+from conceptvec.reference import REMOVED, authors_procedure
 from conftest import planted
-
-
-def authors_procedure(acts, neuron, top=100, distance_threshold=15, outlier_threshold=15, min_size=5):
-    """scripts/neuron_method.py of lomahony/sw-interpretability, steps 1-4, transcribed loop for loop."""
-    top_ims = acts[:, neuron].argsort()[-top:][::-1]
-    x = acts[top_ims, :]
-    clusterer = AgglomerativeClustering(n_clusters=None, distance_threshold=distance_threshold, metric="euclidean", linkage="ward")
-    clusterer.fit_predict(x)
-    kmeans = KMeans(n_clusters=clusterer.n_clusters_, random_state=0, n_init=5, max_iter=1000).fit(x)
-    clu_labs = kmeans.labels_
-    centroid_dist = kmeans.transform(x) ** 2
-    nearest = [centroid_dist[i, clu_labs[i]] for i in range(len(clu_labs))]
-    rm = np.empty(len(clu_labs))
-    rm[:] = 100
-    for i in range(len(clu_labs)):
-        if nearest[i] < outlier_threshold:
-            rm[i] = clu_labs[i]
-    for cluster in range(clusterer.n_clusters_):
-        if sum(rm == cluster) < min_size:
-            rm[[rm[i] == cluster for i in range(len(rm))]] = 100
-    vecs = []
-    for cluster in np.unique(rm):
-        if cluster != 100:
-            m = x[rm == cluster].mean(0)
-            vecs.append(m / np.linalg.norm(m))
-    return top_ims, clusterer.n_clusters_, rm, np.array(vecs).reshape(-1, acts.shape[1])
 
 
 def blobs(seed):
@@ -48,15 +23,16 @@ def test_matches_the_authors_procedure_exactly():
     for seed in (0, 1, 2):
         acts = blobs(seed)
         for neuron in (0, 5, 17):
-            top_ims, c, rm, vecs = authors_procedure(acts, neuron)
+            theirs = authors_procedure(acts, neuron)
+            rm = theirs["labels"]
             cs = cv.disentangle(acts, neuron=neuron)
-            np.testing.assert_array_equal(cs.top_indices, top_ims)
-            assert cs.n_agglomerative == c
+            np.testing.assert_array_equal(cs.top_indices, theirs["top_ims"])
+            assert cs.n_agglomerative == theirs["C"]
             expected_labels = np.full(100, -1)
-            for j, cluster in enumerate(k for k in np.unique(rm) if k != 100):
+            for j, cluster in enumerate(k for k in np.unique(rm) if k != REMOVED):
                 expected_labels[rm == cluster] = j
             np.testing.assert_array_equal(cs.labels, expected_labels)
-            np.testing.assert_array_equal(cs.concept_vectors, vecs)
+            np.testing.assert_array_equal(cs.concept_vectors, theirs["concept_vectors"])
             s = cs.summary()
             outliers += s["n_outliers"] > 0
             removed_small += s["n_in_removed_small_clusters"] > 0
