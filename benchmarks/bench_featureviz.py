@@ -14,8 +14,9 @@ In one run:
 3. Both final images are scored by one evaluator in this process: the image (no random transforms)
    normalised with ImageNet statistics, a full forward with a hook on the layer, the neuron's
    spatially averaged activation. Seconds per image are wall-clock of the optimisation alone (model
-   construction and imports excluded), both with the same torch thread count, over ``--seeds`` seeds
-   each (Lucent seeded through torch's and NumPy's global generators).
+   construction, imports and a 2-step warm-up excluded), both with the same torch thread count, over
+   ``--seeds`` seeds each, alternating conceptvec and Lucent seed by seed so that both meet the same
+   load (Lucent seeded through torch's and NumPy's global generators, one process per seed).
 
 Runtime patches, in the Lucent worker process only: torch-lucent 0.1.8 calls ``kornia.get_rotation_matrix2d``
 and ``kornia.warp_affine``, which kornia >= 0.6 only has under ``kornia.geometry.transform``; the worker
@@ -80,8 +81,11 @@ def run_lucent(args) -> dict:
     from lucent.optvis import objectives, param, render
 
     model = build_model(args.model)
+    # Untimed warm-up (oneDNN prepares its kernels on the first passes), as for conceptvec.
+    render.render_vis(model, objectives.channel(args.layer, args.neuron), param_f=lambda: param.image(args.size),
+                      thresholds=(2,), progress=False, show_image=False, show_inline=False)
     seconds, images = [], []
-    for seed in range(args.seeds):
+    for seed in [int(v) for v in args.seed_list.split(",")]:
         # Lucent draws its initial spectrum from torch's and its transforms from NumPy's global generators.
         np.random.seed(seed)
         torch.manual_seed(seed)
@@ -97,7 +101,7 @@ def run_lucent(args) -> dict:
             "kornia": kornia.__version__, "torch": torch.__version__}
 
 
-def run_ours(args, model: torch.nn.Module, seed: int, k: int = 1) -> tuple[np.ndarray, float]:
+def run_ours(args, model: torch.nn.Module, seed: int, k: int = 1, steps: int | None = None) -> tuple[np.ndarray, float]:
     """Images of the neuron (and, with k > 1, of k - 1 random positive directions in the same batch) and the seconds taken."""
     import conceptvec as cv
     from conceptvec.featureviz import neuron_directions
@@ -106,7 +110,7 @@ def run_ours(args, model: torch.nn.Module, seed: int, k: int = 1) -> tuple[np.nd
     directions = neuron_directions(n_units, args.neuron, np.abs(np.random.default_rng(seed).normal(size=(k - 1, n_units))))
     imagenet = lambda x: (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     start = time.perf_counter()
-    fv = cv.feature_visualisation(model, args.layer, directions, steps=args.steps, size=args.size, seed=seed,
+    fv = cv.feature_visualisation(model, args.layer, directions, steps=steps or args.steps, size=args.size, seed=seed,
                                   transform=imagenet, progress=False)
     return fv.images, time.perf_counter() - start
 
@@ -149,6 +153,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="Also save both images as PNG here.")
     ap.add_argument("--worker", choices=["lucent"], help=argparse.SUPPRESS)
     ap.add_argument("--image-out", help=argparse.SUPPRESS)
+    ap.add_argument("--seed-list", default="0", help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -163,26 +168,33 @@ def main() -> None:
     print(f"model torchvision:{args.model} (random weights, torch seed 0), layer {args.layer}, neuron {args.neuron}, "
           f"{args.steps} steps, {args.size} px, Adam lr 0.05, standard transforms")
     model = build_model(args.model)
-    ours = [run_ours(args, model, seed) for seed in range(args.seeds)]
-    ours_seconds = [t for _, t in ours]
-    ours_scores = [score(model, args.layer, args.neuron, images[0]) for images, _ in ours]
-    print(f"conceptvec: {fmt(ours_seconds)} s per image (seeds 0-{args.seeds - 1}: {', '.join(f'{t:.1f}' for t in ours_seconds)})")
-
-    lucent = None
-    with tempfile.TemporaryDirectory() as tmp:
-        image_out = Path(tmp) / "lucent.npy"
-        cmd = [args.lucent_python, __file__, "--worker", "lucent", "--model", args.model, "--layer", args.layer,
-               "--neuron", str(args.neuron), "--steps", str(args.steps), "--size", str(args.size),
-               "--threads", str(args.threads), "--seeds", str(args.seeds), "--image-out", str(image_out)]
+    run_ours(args, model, 0, steps=2)  # untimed warm-up, as in the Lucent worker
+    # Alternate the two per seed so that both see the same load on a shared machine.
+    ours, lucent_seconds, lucent_images, lucent = [], [], [], None
+    for seed in range(args.seeds):
+        ours.append(run_ours(args, model, seed))
+        print(f"seed {seed}: conceptvec {ours[-1][1]:.1f} s (load {os.getloadavg()[0]:.1f})", flush=True)
         if not Path(args.lucent_python).exists():
             print(f"torch-lucent: not run ({args.lucent_python} does not exist; see the module docstring)")
-        else:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            image_out = Path(tmp) / "lucent.npy"
+            cmd = [args.lucent_python, __file__, "--worker", "lucent", "--model", args.model, "--layer", args.layer,
+                   "--neuron", str(args.neuron), "--steps", str(args.steps), "--size", str(args.size),
+                   "--threads", str(args.threads), "--seed-list", str(seed), "--image-out", str(image_out)]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 print(f"torch-lucent: failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
-            else:
-                lucent = json.loads(done.stdout.strip().splitlines()[-1])
-                lucent_images = np.load(image_out)
+                break
+            lucent = json.loads(done.stdout.strip().splitlines()[-1])
+            lucent_seconds += lucent["seconds"]
+            lucent_images.append(np.load(image_out)[0])
+        print(f"seed {seed}: torch-lucent {lucent_seconds[-1]:.1f} s (load {os.getloadavg()[0]:.1f})", flush=True)
+    if lucent is not None:
+        lucent["seconds"] = lucent_seconds
+    ours_seconds = [t for _, t in ours]
+    ours_scores = [score(model, args.layer, args.neuron, images[0]) for images, _ in ours]
+    print(f"conceptvec: {fmt(ours_seconds)} s per image (seeds 0-{args.seeds - 1}: {', '.join(f'{t:.1f}' for t in ours_seconds)})")
     noise = [score(model, args.layer, args.neuron, np.random.default_rng(s).random((args.size, args.size, 3))) for s in range(3)]
     print(f"objective (the neuron's mean activation on the final image, one evaluator): conceptvec {fmt(ours_scores, 3)} "
           f"(per seed {', '.join(f'{v:.3f}' for v in ours_scores)}); uniform-noise images {np.mean(noise):.3f}")
