@@ -68,17 +68,16 @@ def _first_tensor(output: Any) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def capture_layer(layer: nn.Module, pool: str = "avg", to_cpu: bool = True) -> Iterator[dict[str, torch.Tensor]]:
-    """Hook ``layer`` for the block's duration: each forward stores the pooled output and stops.
+def stop_at_layer(layer: nn.Module, keep: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[dict[str, torch.Tensor]]:
+    """Hook ``layer`` for the block's duration: each forward stores ``keep(output)`` and stops there.
 
-    The pooled vectors are float32 (pooled in float32 under autocast too); ``to_cpu=False`` leaves them
-    on the model's device, so that a GPU loop does not wait for a copy after every batch.
+    The only hook of a run; it is removed however the block ends. Run the model with
+    :func:`forward_to_layer`.
     """
     captured: dict[str, torch.Tensor] = {}
 
     def hook(_module, _inputs, output):
-        pooled = pool_output(_first_tensor(output).detach().float(), pool)
-        captured["pooled"] = pooled.cpu() if to_cpu else pooled
+        captured["output"] = keep(_first_tensor(output))
         raise _StopForward
 
     handle = layer.register_forward_hook(hook)
@@ -88,15 +87,29 @@ def capture_layer(layer: nn.Module, pool: str = "avg", to_cpu: bool = True) -> I
         handle.remove()
 
 
+def capture_layer(layer: nn.Module, pool: str = "avg", to_cpu: bool = True) -> contextlib.AbstractContextManager[dict[str, torch.Tensor]]:
+    """Hook ``layer`` for the block's duration: each forward stores the pooled output and stops.
+
+    The pooled vectors are float32 (pooled in float32 under autocast too); ``to_cpu=False`` leaves them
+    on the model's device, so that a GPU loop does not wait for a copy after every batch.
+    """
+
+    def pooled(output: torch.Tensor) -> torch.Tensor:
+        vectors = pool_output(output.detach().float(), pool)
+        return vectors.cpu() if to_cpu else vectors
+
+    return stop_at_layer(layer, pooled)
+
+
 def forward_to_layer(model: nn.Module, x: torch.Tensor, captured: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Run ``model`` on ``x`` up to the hooked layer and return its pooled output."""
+    """Run ``model`` on ``x`` up to the layer hooked by :func:`stop_at_layer` and return what the hook kept."""
     try:
         model(x)
     except _StopForward:
         pass
-    if "pooled" not in captured:
+    if "output" not in captured:
         raise ConceptvecError("the forward pass finished without reaching the layer; is the layer used by forward()?")
-    return captured.pop("pooled")
+    return captured.pop("output")
 
 
 @contextlib.contextmanager

@@ -44,7 +44,7 @@ from torch.nn import functional as F
 from ._io import atomic_directory, environment, write_json
 from ._progress import progress_bar
 from .errors import ConceptvecError
-from .extraction import _StopForward, _resolve_device, pool_output
+from .extraction import _resolve_device, forward_to_layer, pool_output, stop_at_layer
 from .models import LoadedModel, find_layer, load_model
 
 RESULT_FILE = "featureviz.json"
@@ -239,35 +239,12 @@ def _transform(images: torch.Tensor, generators: Sequence[torch.Generator] | Non
 # The model: normalisation, a gradient-keeping hook that stops at the layer, frozen parameters
 # ---------------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def layer_output(layer: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+def layer_output(layer: nn.Module) -> contextlib.AbstractContextManager[dict[str, torch.Tensor]]:
     """Hook ``layer`` for the block's duration: each forward stores the raw output, graph kept, and stops.
 
     The gradient-keeping sibling of :func:`conceptvec.extraction.capture_layer`.
     """
-    captured: dict[str, torch.Tensor] = {}
-
-    def hook(_module, _inputs, output):
-        if isinstance(output, (tuple, list)):
-            output = output[0]
-        captured["output"] = output
-        raise _StopForward
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        yield captured
-    finally:
-        handle.remove()
-
-
-def _forward(model: nn.Module, x: torch.Tensor, captured: dict[str, torch.Tensor]) -> torch.Tensor:
-    try:
-        model(x)
-    except _StopForward:
-        pass
-    if "output" not in captured:
-        raise ConceptvecError("the forward pass finished without reaching the layer; is the layer used by forward()?")
-    return captured.pop("output")
+    return stop_at_layer(layer, lambda output: output)
 
 
 @contextlib.contextmanager
@@ -543,7 +520,7 @@ class _Run:
         x = self.prepare(_transform(self.image(), self.generators if random else None, self.sizes))
         if x.ndim == 4 and x.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        out = _forward(self.module, x, self.captured)
+        out = forward_to_layer(self.module, x, self.captured)
         _check_width(out, self.unit, self.layer)
         return _objective(out, self.unit, self.params.objective)
 
