@@ -79,3 +79,14 @@ def test_extract_list_and_run(tmp_path):
     assert wrong.exit_code == 2 and "Nearest layers: block3" in wrong.output
     missing = runner.invoke(app, ["extract", "--model", "digits", "--layer", "block3"])
     assert missing.exit_code == 2 and "needs --data and --out" in missing.output
+
+
+def test_disentangle_warns_on_a_neuron_that_is_not_live(tmp_path):
+    acts, _ = planted()
+    acts[:, 7] = 0.0
+    acts[:20, 7] = 1.0
+    cv.ActivationStore.create(tmp_path / "store", acts, metadata={"model": {"name": "m"}, "layer": "l"})
+    result = runner.invoke(app, ["disentangle", str(tmp_path / "store"), "--neuron", "7", "--out", str(tmp_path / "cs")],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "neuron 7 is not live: 80 of its top 100 examples do not activate it" in " ".join(result.output.split())

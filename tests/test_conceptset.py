@@ -66,3 +66,14 @@ def test_load_errors(tmp_path):
     (tmp_path / "metadata.json").write_text("{}")
     with pytest.raises(cv.StoreError, match="is an activation store"):
         cv.ConceptSet.load(tmp_path)
+
+
+def test_is_live():
+    acts, _ = planted()
+    assert _cs().is_live and _cs().summary()["live"] is True
+    acts = acts.copy()
+    acts[:, 5] = 0.0
+    acts[:10, 5] = 1.0  # active on 10 examples only: its top 60 are padded with zero ties
+    dead = cv.disentangle(acts, neuron=5, params=cv.Params(top=60))
+    assert not dead.is_live and dead.summary()["live"] is False
+    assert dead.top_indices[10:].tolist() == list(range(10, 60))  # the ties, in example order

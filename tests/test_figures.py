@@ -198,6 +198,11 @@ def test_scan_figures():
     assert d["n_polysemantic"] == 3 and d["share_polysemantic"] == pytest.approx(3 / 7)
     fig = F.scan_histogram(counts)
     assert [p.get_height() for p in fig.axes[0].patches] == [1, 3, 2, 1]
+    live = np.array([True, True, True, True, False, True, False])  # two dead units, with 3 and 2 "concepts"
+    d = F.scan_data(counts, live)
+    assert d["n_not_live"] == 2 and d["n_neurons"] == 5 and d["n_neurons_with"] == [1, 3, 1]
+    assert d["n_polysemantic"] == 1 and d["share_polysemantic"] == pytest.approx(1 / 5)
+    assert "2 not live, left out" in F.scan_histogram(counts, live).axes[0].get_title()
 
 
 def test_umap_is_fig2_seeded_and_separates_concepts(setup):

@@ -207,7 +207,7 @@ def test_index_links_and_sorts_the_scan(run):
     root, index, _ = run
     with browser() as b:
         pg, problems = open_page(b, index)
-        assert "of 3 neurons" in pg.inner_text("body")
+        assert "of 3 live neurons" in pg.inner_text("body")
         hrefs = pg.eval_on_selector_all("a", "as => as.map(a => a.getAttribute('href'))")
         assert {"neuron_0.html", "neuron_3.html", "neuron_5.html"} <= set(hrefs)
         pg.click("table.scan th:nth-child(2)")
@@ -234,3 +234,18 @@ def test_cli_report_command(run, tmp_path):
     assert "report written to" in result.output and (tmp_path / "r" / "neuron_3.html").exists()
     result = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_not_live_neurons_are_flagged(tmp_path):
+    from conceptvec.scan import scan_layer
+
+    acts, _ = planted()
+    acts = acts[:, :6].copy()
+    acts[:, 2] = 0.0  # a dead unit: its top 100 are ties at zero
+    store = digits_store(tmp_path / "store", acts)
+    scan_layer(store, params=PARAMS, workers=1, out=tmp_path / "scan", progress=False, projecting=False)
+    index = write_report(tmp_path, neurons=[2, 3], umap=False)
+    text = index.read_text()
+    assert "1 neuron(s) are not live" in text and "<td>not live</td>" in text
+    assert "Not live:</b> 100 of the top 100 examples" in (index.parent / "neuron_2.html").read_text()
+    assert "Not live" not in (index.parent / "neuron_3.html").read_text()

@@ -259,7 +259,7 @@ def test_cli_scan(tmp_path, planted):
             "--outlier-threshold", "2", "--min-cluster-size", "4", "--workers", "1", "--no-projecting"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert f"16 neurons: {m.sum()} concepts" in result.output
+    assert f"16 neurons, 16 live: {m.sum()} concepts" in result.output
     assert np.array_equal(cv.ScanResult.load(tmp_path / "scan").n_concepts, m)
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "reusing it" in again.output
@@ -280,3 +280,19 @@ def test_changed_direction_file_is_not_reused(tmp_path, planted):
     with pytest.raises(ConceptvecError, match="holds a different scan"):
         cv.scan_layer(acts, params=PARAMS, directions=tmp_path / "v.npy", workers=1, progress=False,
                       projecting=False, out=tmp_path / "scan")
+
+
+def test_not_live_neurons_are_flagged_and_left_out_of_the_share(planted):
+    acts, m = planted
+    acts = acts.copy()
+    acts[:, 4] = 0.0  # a dead unit
+    scan = cv.scan_layer(acts, params=PARAMS, workers=1, progress=False, projecting=False)
+    assert scan.live.tolist() == [j != 4 for j in range(acts.shape[1])]
+    s = scan.summary()
+    keep = np.arange(acts.shape[1]) != 4
+    assert s["n_live"] == acts.shape[1] - 1 and s["not_live"] == [4]
+    assert s["share_with_2_or_more_concepts"] == pytest.approx(np.mean(scan.n_concepts[keep] >= 2))
+    assert sum(s["concepts_per_neuron"].values()) == s["n_live"]
+    assert scan.table().column("live").to_pylist()[4] is False
+    assert scan[4].is_live is False
+    assert "not live, left out" in scan.plot_summary()._suptitle.get_text()

@@ -211,6 +211,9 @@ def disentangle(
     cs.save(out, overwrite=overwrite)
     start = f"neuron {neuron}" if neuron is not None else f"direction {direction}"
     console.print(f"{start}: C = {cs.n_agglomerative} clusters, {cs.n_concepts} concepts, {int(cs.outliers.sum())} outliers")
+    if not cs.is_live:
+        console.print(f"[yellow]warning:[/] {start} is not live: {int(np.sum(cs.top_scores <= 0))} of its top {params.top} "
+                      f"examples do not activate it, so its concepts group arbitrary examples. Lower --top or pick another.")
     console.print(concept_table(cs, acts.label_names))
     console.print(f"ConceptSet written to {out}")
 
@@ -249,8 +252,12 @@ def scan(
         console.print(f"{out} already holds this scan; reusing it.")
     elif result.resumed:
         console.print(f"resumed: {result.resumed} {what} were already done in {out}.partial")
-    console.print(f"{s['n_scanned']} {what}: {s['n_concepts_total']} concepts; {s['n_with_2_or_more_concepts']} "
-                  f"({s['share_with_2_or_more_concepts']:.1%}) have 2 or more")
+    console.print(f"{s['n_scanned']} {what}, {s['n_live']} live: {s['n_concepts_total']} concepts; {s['n_with_2_or_more_concepts']} "
+                  f"({s['share_with_2_or_more_concepts']:.1%} of live) have 2 or more")
+    if s["not_live"]:
+        shown = ", ".join(map(str, s["not_live"][:20])) + (" ..." if len(s["not_live"]) > 20 else "")
+        console.print(f"[yellow]not live[/] (their top {params.top} include zero activations; concepts of arbitrary "
+                      f"examples, left out of the counts): {shown}")
     table = Table(title="concepts per " + ("neuron" if result.kind == "neurons" else "direction"))
     table.add_column("concepts", justify="right")
     table.add_column("count", justify="right")

@@ -80,6 +80,15 @@ class ConceptSet:
         return int(self.top_activations.shape[1])
 
     @property
+    def is_live(self) -> bool:
+        """Whether every top example activates the neuron (the N-th top score is above zero).
+
+        A dead or rarely active unit has tied zero activations among its top examples, which step 1
+        orders by example index: its clusters and concepts then describe arbitrary examples.
+        """
+        return bool(len(self.top_scores) and self.top_scores[-1] > 0)
+
+    @property
     def outliers(self) -> np.ndarray:
         """Mask over the top examples: too far from their k-means centroid."""
         return self.centroid_sq_distances >= self.params.outlier_threshold
@@ -115,6 +124,7 @@ class ConceptSet:
             "concept_sizes": sizes,
             "n_outliers": int(self.outliers.sum()),
             "n_in_removed_small_clusters": int(np.sum(~self.outliers & ~self.kept)),
+            "live": self.is_live,
         }
 
     def __repr__(self) -> str:

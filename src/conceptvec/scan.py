@@ -549,13 +549,25 @@ class ScanResult:
         return self._acts
 
     # -- numbers, table, figure --------------------------------------------------------------
+    @property
+    def live(self) -> np.ndarray:
+        """Per scanned neuron: every top example activates it (see :attr:`ConceptSet.is_live`)."""
+        return self.top_scores[:, -1] > 0
+
     def summary(self) -> dict[str, Any]:
-        """Histogram of concepts per neuron and the share of neurons with 2 or more concepts."""
-        counts = self.n_concepts
+        """Histogram of concepts per neuron and the share of neurons with 2 or more concepts.
+
+        Counted over live neurons only: a neuron whose top examples include zero activations has
+        concepts of arbitrary examples (``not_live`` lists them).
+        """
+        live = self.live
+        counts = self.n_concepts[live]
         hist = np.bincount(counts, minlength=1)
-        c_hist = np.bincount(self.n_agglomerative, minlength=1)
+        c_hist = np.bincount(self.n_agglomerative[live], minlength=1)
         return {
-            "n_scanned": int(len(counts)),
+            "n_scanned": int(len(live)),
+            "n_live": int(live.sum()),
+            "not_live": self.neurons[~live].tolist(),
             "n_concepts_total": int(counts.sum()),
             "concepts_per_neuron": {str(i): int(v) for i, v in enumerate(hist)},
             "clusters_per_neuron": {str(i): int(v) for i, v in enumerate(c_hist) if i >= 1},  # C >= 1 always
@@ -576,6 +588,7 @@ class ScanResult:
             "outliers_removed": pa.array(outliers.sum(axis=1), pa.int64()),
             "small_cluster_examples_removed": pa.array(np.sum(~outliers & (self.labels < 0), axis=1), pa.int64()),
             "first_concept": pa.array(self.concept_offsets[:-1], pa.int64()),
+            "live": pa.array(self.live, pa.bool_()),
         })
 
     def plot_summary(self):
@@ -598,9 +611,11 @@ class ScanResult:
             ax.set_ylabel(f"{what}s")
             ax.set_xticks(xs)
             ax.margins(y=0.12)
+        not_live = s["n_scanned"] - s["n_live"]
         fig.suptitle(
-            f"{s['n_scanned']} {what}s scanned ({self.kind}): {s['n_with_2_or_more_concepts']} "
-            f"({100 * s['share_with_2_or_more_concepts']:.1f}%) have 2 or more concepts", fontsize=10,
+            f"{s['n_scanned']} {what}s scanned ({self.kind}): {s['n_with_2_or_more_concepts']} of {s['n_live']} live "
+            f"({100 * s['share_with_2_or_more_concepts']:.1f}%) have 2 or more concepts"
+            + (f"; {not_live} not live, left out" if not_live else ""), fontsize=10,
         )
         return fig
 
@@ -687,8 +702,8 @@ class ScanResult:
 
     def __repr__(self) -> str:
         s = self.summary()
-        return (f"ScanResult({self.kind}, {s['n_scanned']} scanned, {s['n_concepts_total']} concepts, "
-                f"{100 * s['share_with_2_or_more_concepts']:.1f}% with 2 or more)")
+        return (f"ScanResult({self.kind}, {s['n_scanned']} scanned, {s['n_live']} live, {s['n_concepts_total']} concepts, "
+                f"{100 * s['share_with_2_or_more_concepts']:.1f}% of live with 2 or more)")
 
 
 # -- the scan -----------------------------------------------------------------------------------

@@ -181,7 +181,8 @@ def _choose_pages(
             pages.setdefault(_page_name(name, cs), (cs, f"{name}/"))
         if scan is not None:
             counts, scanned = np.asarray(scan.n_concepts), _scan_neurons(scan)
-            order = np.lexsort((scanned, -counts))[:MAX_DEFAULT_SCAN_PAGES]
+            # live neurons first: a dead unit's many "concepts" group arbitrary examples
+            order = np.lexsort((scanned, -counts, ~np.asarray(scan.live)))[:MAX_DEFAULT_SCAN_PAGES]
             for n in scanned[order]:
                 if _scan_page(scan, int(n)) not in pages:  # a saved ConceptSet of the neuron comes first
                     pages[_scan_page(scan, int(n))] = (scan[int(n)], f"{SCAN_DIR}/")
@@ -293,6 +294,7 @@ def _write_neuron_page(
 <p class=lead>{esc(_describe(meta))}. {summary['n_top']} top activating examples, C = {summary['n_agglomerative']} clusters at
 distance threshold {cs.params.distance_threshold:g}, <b>{summary['n_concepts']} concept(s)</b> of sizes {esc(summary['concept_sizes'])},
 {summary['n_outliers']} outlier(s), {summary['n_in_removed_small_clusters']} in removed small clusters.</p>
+{"" if cs.is_live else f"<p class=warn><b>Not live:</b> {int(np.sum(cs.top_scores <= 0))} of the top {summary['n_top']} examples do not activate this {'neuron' if cs.neuron is not None else 'direction'} (ties at zero, taken in example order), so its clusters and concepts group arbitrary examples.</p>"}
 {_table_html(F.summary_table(cs, examples), "concept-table")}
 {_slider_html(cs, examples, root / ASSETS)}
 <h2>Figures</h2>
@@ -622,9 +624,9 @@ def _write_index(root: Path, run_dir: Path, store: ActivationStore, scan: Any, e
     parts.append(f"<h2>Neuron pages</h2><div class=cards>{''.join(cards)}</div>")
 
     if scan is not None:
-        counts = np.asarray(scan.n_concepts)
-        d = F.scan_data(counts)
-        fig = F.scan_histogram(counts)
+        counts, live = np.asarray(scan.n_concepts), np.asarray(scan.live)
+        d = F.scan_data(counts, live)
+        fig = F.scan_histogram(counts, live)
         fig.savefig(root / ASSETS / "scan_histogram.png", dpi=DPI)
         n_agg = np.asarray(getattr(scan, "n_agglomerative", np.full(len(counts), -1)))
         rows = []
@@ -634,11 +636,14 @@ def _write_index(root: Path, run_dir: Path, store: ActivationStore, scan: Any, e
             link = f'<a href="{esc(page)}.html">{esc(name)}</a>' if page in pages else esc(name)
             rows.append(
                 f'<tr><td data-v="{int(n)}">{link}</td><td>{int(counts[k])}</td><td>{int(n_agg[k])}</td>'
-                f'<td>{"yes" if counts[k] >= 2 else "no"}</td></tr>'
+                f'<td>{"not live" if not live[k] else "yes" if counts[k] >= 2 else "no"}</td></tr>'
             )
         parts.append(
-            f"<h2>Layer scan</h2><p>{d['n_polysemantic']} of {d['n_neurons']} neurons "
-            f"({100 * d['share_polysemantic']:.1f}%) have two or more concepts.</p>"
+            f"<h2>Layer scan</h2><p>{d['n_polysemantic']} of {d['n_neurons']} live neurons "
+            f"({100 * d['share_polysemantic']:.1f}%) have two or more concepts."
+            + (f" {d['n_not_live']} neuron(s) are not live (their top {scan.params.top} examples include zero "
+               f"activations, so their clusters group arbitrary examples) and are left out of these counts." if d["n_not_live"] else "")
+            + "</p>"
             f'<figure><img src="{ASSETS}/scan_histogram.png" alt="concepts per neuron"><figcaption>Concepts per neuron across the layer.</figcaption></figure>'
             f"{_table_html([{'concepts': v, 'neurons': f} for v, f in zip(d['n_concepts'], d['n_neurons_with'])])}"
             "<p>Click a column to sort. Neurons without a page can be added with "
@@ -653,7 +658,7 @@ def _write_index(root: Path, run_dir: Path, store: ActivationStore, scan: Any, e
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1180px;padding:1em 1.5em;color:#222;line-height:1.4}
 h1{margin:.3em 0}h2{margin-top:1.6em;border-bottom:1px solid #ddd}h3{margin:.4em 0}.ref{color:#777;font-weight:normal}
-.lead{font-size:1.05em;color:#333}nav a{color:#1f4e79}
+.lead{font-size:1.05em;color:#333}.warn{background:#fff4d6;border-left:4px solid #e0a000;padding:.4em .8em}nav a{color:#1f4e79}
 table{border-collapse:collapse;margin:.6em 0;font-size:.88em}th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}
 th{background:#f4f4f4}table.sortable th{cursor:pointer}table.sortable th[data-dir=asc]::after{content:" ▲"}table.sortable th[data-dir=desc]::after{content:" ▼"}
 table.prov pre{margin:0;white-space:pre-wrap;font-size:.9em;max-height:22em;overflow:auto}
