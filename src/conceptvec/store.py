@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ._io import environment, read_json, write_json
+from ._io import environment, read_json, replace_directory, write_json
 from .errors import StoreError
 
 FORMAT = "conceptvec.ActivationStore/1"
@@ -305,13 +305,7 @@ class StoreWriter:
         pq.write_table(table, self.partial / EXAMPLES_FILE)
         meta = {"format": FORMAT, **dict(metadata or {}), "n_examples": n, "n_units": n_units, "dtype": self.dtype, **environment()}
         write_json(self.partial / METADATA_FILE, meta)
-        if self.path.exists():
-            old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
-            os.replace(self.path, old)
-            os.replace(self.partial, self.path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.partial, self.path)
+        replace_directory(self.partial, self.path)
         remove_leftovers(self.path)
 
     def _assemble(self, order: list[dict[str, Any]], n: int) -> int:
