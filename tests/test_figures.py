@@ -114,6 +114,8 @@ def test_projecting_grid_ranked_by_cosine(setup):
     cols = F.projecting_data(cs, store.activations, n=6, rank="cosine")["columns"]
     np.testing.assert_allclose(cols[1]["value"], cos[0])
     assert np.all(np.asarray(cols[1]["value"]) <= 1.0 + 1e-12)
+    precomputed = F.projecting_data(cs, store.activations, n=6, rank="cosine")
+    assert gids(F.projecting_grid(cs, None, ex, data=precomputed)) == gids(fig)  # no second pass over the store
     with pytest.raises(cv.ConceptvecError, match=r"rank must be one of \['projection', 'cosine'\]"):
         F.projecting_data(cs, store.activations, rank="norm")
 

@@ -164,10 +164,15 @@ def projecting_data(cs: ConceptSet, acts: Any, n: int = 10, rank: str = "project
     return {"columns": columns}
 
 
-def projecting_grid(cs: ConceptSet, acts: Any, examples: Examples, n: int = 10, rank: str = "projection") -> Figure:
+def projecting_grid(
+    cs: ConceptSet, acts: Any, examples: Examples, n: int = 10, rank: str = "projection", data: dict | None = None
+) -> Figure:
     """Paper Fig. 3: the neuron's maximally activating examples beside the maximally projecting
-    examples along each concept vector, one column each (``rank="cosine"``: most cosine-similar)."""
-    columns = projecting_data(cs, acts, n, rank)["columns"]
+    examples along each concept vector, one column each (``rank="cosine"``: most cosine-similar).
+
+    ``data`` from :func:`projecting_data` with the same ``rank`` saves a second pass over ``acts``.
+    """
+    columns = (data if data is not None else projecting_data(cs, acts, n, rank))["columns"]
     nrows = max(len(c["index"]) for c in columns)
     fig = Figure(figsize=(1.45 * len(columns) + 0.2, 1.45 * nrows + 0.6), layout="constrained")
     subfigs = np.atleast_1d(fig.subfigures(1, len(columns), wspace=0.02))

@@ -250,11 +250,13 @@ def _write_neuron_page(
     folder.mkdir(parents=True)
     acts = store.activations
     umap_d = F.umap_data(cs) if umap else None
+    data = _page_data(cs, acts, examples, umap_d)
     makers = {
         "top_activating": lambda: F.top_activating_grid(cs, examples),
         "concepts": lambda: F.concept_groups_grid(cs, examples),
-        "projecting": lambda: F.projecting_grid(cs, acts, examples),
-        "projecting_cosine": lambda: F.projecting_grid(cs, acts, examples, rank="cosine"),
+        # Each ranking streams the whole store once, for the numbers and the figure alike.
+        "projecting": lambda: F.projecting_grid(cs, acts, examples, data=data["projecting"]),
+        "projecting_cosine": lambda: F.projecting_grid(cs, acts, examples, rank="cosine", data=data["projecting_cosine"]),
         "projection_comparison": lambda: F.projection_comparison(cs),
         "distance_matrices": lambda: F.distance_matrices(cs),
         "umap": (lambda: F.umap_plot(cs, examples, data=umap_d)) if umap else None,
@@ -263,7 +265,6 @@ def _write_neuron_page(
         "components": lambda: F.components_plot(cs),
         "class_makeup": lambda: F.class_makeup(cs, examples),
     }
-    data = _page_data(cs, acts, examples, umap_d)
     write_json(folder / "data.json", data)
 
     sections = []
