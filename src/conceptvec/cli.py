@@ -304,3 +304,95 @@ def featureviz(
         console.print(f"[bold]interrupted[/] after {max(fv.steps_done)} of {steps} steps; the images so far are in {out} (marked partial)")
         raise typer.Exit(130)
     console.print(f"feature visualisation written to {out}")
+
+
+humaneval_app = typer.Typer(
+    help="The paper's human evaluation: make an offline intruder/labelling form from a run's concepts, then score the answers.",
+    no_args_is_help=True,
+)
+app.add_typer(humaneval_app, name="humaneval")
+
+
+@humaneval_app.command("make")
+@cli_errors
+def humaneval_make(
+    run: Annotated[Path, typer.Argument(help="A scan directory, a ConceptSet, or a run directory holding scan/ or neuron_N/ sets.")],
+    out: Annotated[Path, typer.Option("--out", help="Study folder: form.html (for participants), key.json and study.json (yours).")],
+    neurons: Annotated[Optional[str], typer.Option("--neurons", help="Neurons whose concepts are asked about, e.g. 0-7; default the run's first 8 (the paper).")] = None,
+    seed: SeedOpt = 0,
+    intruder_questions: Annotated[int, typer.Option("--intruder-questions", help="Pick-the-intruder questions (paper: 4).")] = 4,
+    label_questions: Annotated[int, typer.Option("--label-questions", help="Understandability questions (paper: 6), free labels first.")] = 6,
+    free_labels: Annotated[int, typer.Option("--free-labels", help="Of the label questions, how many ask for a free-text label (paper: 2); the rest ask to agree with a given label.")] = 2,
+    images: Annotated[int, typer.Option("--images", help="Examples of the concept shown per question (an intruder question adds one).")] = 4,
+    pool: Annotated[int, typer.Option("--pool", help="Images are drawn from each concept's this many maximally projecting examples.")] = 20,
+    rank: Annotated[str, typer.Option("--rank", help="projection (the paper's maximally projecting examples) or cosine.")] = "projection",
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels for the agree questions: JSON {\"35:0\": \"apples\"} or CSV neuron,concept,label; default the most common class among each concept's members.")] = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Write an offline study form (form.html) and its separate answer key (key.json)."""
+    from .humaneval import make_study
+
+    study = make_study(run, out, neurons=neurons, labels=labels, overwrite=overwrite, seed=seed,
+                       intruder_questions=intruder_questions, label_questions=label_questions, free_labels=free_labels,
+                       images=images, pool=pool, rank=rank)
+    counts = {kind: len(study.questions(kind)) for kind in ("intruder", "label", "agree")}
+    console.print(f"study {study.study_id}: {counts['intruder']} intruder, {counts['label']} free-label and {counts['agree']} "
+                  f"agree question(s) on the concepts of neurons {study.meta['neurons']}")
+    other = sum(study.key[q]["intruder"]["from"] == "another neuron" for q in study.questions("intruder"))
+    if other:
+        console.print(f"{other} intruder question(s) take the intruder from another neuron (their neuron has one concept)")
+    if study.meta["not_live_left_out"]:
+        console.print(f"[yellow]left out[/] (not live): neurons {study.meta['not_live_left_out']}")
+    console.print(f"give participants {out / 'form.html'} only; keep {out / 'key.json'} to score their CSVs with "
+                  f"`conceptvec humaneval score {out} ANSWERS.csv ...`")
+
+
+@humaneval_app.command("score")
+@cli_errors
+def humaneval_score(
+    study: Annotated[Path, typer.Argument(help="The study folder from `conceptvec humaneval make`.")],
+    answers: Annotated[list[Path], typer.Argument(help="CSV files exported from the form (rater,question,answer).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON only.")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Where scores.json and scores.png go; default STUDY/scores (replaced).")] = None,
+) -> None:
+    """Score participants' answers: intruder accuracy (95 % Wilson interval, chance), agreement, Fleiss' kappa, labels."""
+    import json
+
+    from .humaneval import SCORE_DIR, score_study, write_scores
+
+    scores = score_study(study, answers)
+    folder = write_scores(scores, out or study / SCORE_DIR, answers)
+    d = scores.to_dict()
+    if as_json:
+        print(json.dumps(d, indent=2))
+        return
+    lo, hi = d["intruder_ci95"]
+    console.print(f"study {d['study_id']}: {d['n_raters']} rater(s)")
+    if d["intruder_answers"]:
+        console.print(f"[bold]intruder accuracy[/] {d['intruder_accuracy']:.1%} of {d['intruder_answers']} answers "
+                      f"(95 % Wilson {lo:.1%}-{hi:.1%}; chance {d['intruder_chance']:.1%})")
+    if d["agreement_answers"]:
+        lo, hi = d["agreement_ci95"]
+        console.print(f"[bold]agreement with given labels[/] {d['agreement_rate']:.1%} of {d['agreement_answers']} answers "
+                      f"(95 % Wilson {lo:.1%}-{hi:.1%})")
+    for kind, k in d["fleiss_kappa"].items():
+        if k["questions"]:
+            value = "undefined" if k["kappa"] != k["kappa"] else f"{k['kappa']:.3f}"
+            console.print(f"Fleiss' kappa ({kind}): {value} over {k['raters']} rater(s) who answered all {k['questions']}"
+                          + (f" ({k['note']})" if "note" in k else ""))
+    table = Table(title="per question")
+    for col in ("question", "type", "concept", "answers", "share", "95 % CI", "note"):
+        table.add_column(col)
+    for kind, key in (("intruder", "intruder_questions"), ("agree", "agree_questions")):
+        for q, v in d[key].items():
+            share = v["accuracy"] if kind == "intruder" else v["rate"]
+            note = f"from {v['intruder_from']}, chance {v['chance']:.0%}" if kind == "intruder" else f"label {v['label']!r}"
+            table.add_row(q, kind, f"{v['neuron']}:{v['concept']}", str(v["n"]), "-" if share != share else f"{share:.0%}",
+                          "-" if v["n"] == 0 else f"{v['ci95'][0]:.0%}-{v['ci95'][1]:.0%}", note)
+    console.print(table)
+    for item in d["labels"]:
+        given = "; ".join(f"{x['label']} ({x['rater']})" for x in item["labels"]) or "-"
+        console.print(f"labels for concept {item['neuron']}:{item['concept']} ({item['question']}): {given}")
+    if d["unanswered"]:
+        console.print(f"[yellow]unanswered[/] {d['unanswered']}")
+    console.print(f"scores written to {folder} (scores.json, scores.png)")
