@@ -357,6 +357,7 @@ def humaneval_score(
 ) -> None:
     """Score participants' answers: intruder accuracy (95 % Wilson interval, chance), agreement, Fleiss' kappa, labels."""
     import json
+    from collections import Counter
 
     from .humaneval import SCORE_DIR, score_study, write_scores
 
@@ -391,7 +392,8 @@ def humaneval_score(
                           "-" if v["n"] == 0 else f"{v['ci95'][0]:.0%}-{v['ci95'][1]:.0%}", note)
     console.print(table)
     for item in d["labels"]:
-        given = "; ".join(f"{x['label']} ({x['rater']})" for x in item["labels"]) or "-"
+        counts = Counter(x["label"] for x in item["labels"])
+        given = "; ".join(f"{label!r} x{n}" for label, n in counts.most_common()) or "-"
         console.print(f"labels for concept {item['neuron']}:{item['concept']} ({item['question']}): {given}")
     if d["unanswered"]:
         console.print(f"[yellow]unanswered[/] {d['unanswered']}")

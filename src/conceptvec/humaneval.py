@@ -241,6 +241,10 @@ def make_study(
         raise ConceptvecError(f"unknown study setting(s) {sorted(set(kwargs) - fields)}; the settings are {sorted(fields)}.")
     config = StudyConfig(**{**(asdict(config) if config else {}), **kwargs})
     config.check()
+    target = Path(out)
+    if target.exists() and any(target.iterdir()) and not overwrite:  # before any work; atomic_directory checks again
+        raise ConceptvecError(f"{target} already exists and is not empty. Choose another --out, delete it, or pass "
+                              "overwrite=True (--overwrite) to replace this study.")
     all_neurons, store, source = _load_run(Path(run))
     selected = _select_neurons(all_neurons, neurons)
     not_live = [n["neuron"] for n in selected if not n["live"]]
