@@ -307,6 +307,8 @@ def test_scores_are_written_and_plotted(study, tmp_path):
     out = write_scores(score_study(study, files), tmp_path / "scores", files)
     data = json.loads((out / "scores.json").read_text())
     assert data["intruder_accuracy"] == 1.0 and data["n_raters"] == 2 and data["answer_files"] == [str(f) for f in files]
+    assert data["fleiss_kappa"]["agree"]["kappa"] is None  # undefined (all "yes") is null in JSON, never NaN
+    assert "NaN" not in (out / "scores.json").read_text()
     assert (out / "scores.png").stat().st_size > 10_000
 
 

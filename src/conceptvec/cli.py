@@ -378,7 +378,7 @@ def humaneval_score(
                       f"(95 % Wilson {lo:.1%}-{hi:.1%})")
     for kind, k in d["fleiss_kappa"].items():
         if k["questions"]:
-            value = "undefined" if k["kappa"] != k["kappa"] else f"{k['kappa']:.3f}"
+            value = "undefined" if k["kappa"] is None else f"{k['kappa']:.3f}"
             console.print(f"Fleiss' kappa ({kind}): {value} over {k['raters']} rater(s) who answered all {k['questions']}"
                           + (f" ({k['note']})" if "note" in k else ""))
     table = Table(title="per question")
@@ -388,7 +388,7 @@ def humaneval_score(
         for q, v in d[key].items():
             share = v["accuracy"] if kind == "intruder" else v["rate"]
             note = f"from {v['intruder_from']}, chance {v['chance']:.0%}" if kind == "intruder" else f"label {v['label']!r}"
-            table.add_row(q, kind, f"{v['neuron']}:{v['concept']}", str(v["n"]), "-" if share != share else f"{share:.0%}",
+            table.add_row(q, kind, f"{v['neuron']}:{v['concept']}", str(v["n"]), "-" if share is None else f"{share:.0%}",
                           "-" if v["n"] == 0 else f"{v['ci95'][0]:.0%}-{v['ci95'][1]:.0%}", note)
     console.print(table)
     for item in d["labels"]:

@@ -107,7 +107,7 @@ class StudyConfig:
 
 
 # -- the concepts of a run -----------------------------------------------------------------------
-@dataclass
+@dataclass(eq=False)  # compared by identity: the same concept object, not equal arrays
 class _Concept:
     neuron: int
     index: int  # concept index within the neuron
@@ -710,7 +710,8 @@ class StudyScores:
         return self.agree["rate"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The numbers as plain JSON values; an undefined number (NaN) becomes None (null)."""
+        return _json_ready({
             "study_id": self.study_id,
             "n_raters": self.n_raters,
             "raters": self.raters,
@@ -726,7 +727,7 @@ class StudyScores:
             "agree_questions": self.agree["questions"],
             "labels": self.labels,
             "unanswered": self.unanswered,
-        }
+        })
 
     def plot(self):
         """Intruder accuracy and label agreement per question, with 95 % Wilson intervals; a matplotlib Figure."""
@@ -761,6 +762,16 @@ class StudyScores:
             axes[0].set_axis_off()
         fig.suptitle(f"study {self.study_id}: {self.n_raters} rater(s); bars: 95 % Wilson intervals", fontsize=10)
         return fig
+
+
+def _json_ready(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_ready(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return None if np.isnan(obj) else float(obj)
+    return obj
 
 
 def score_study(study: str | os.PathLike | Study, answer_files: Sequence[str | os.PathLike]) -> StudyScores:
