@@ -1,6 +1,10 @@
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.cluster import AgglomerativeClustering, KMeans
+from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
 
 import conceptvec as cv
 from conceptvec.method import kmeans_step, n_clusters_at, remove_outliers, ward_linkage
@@ -110,6 +114,79 @@ def test_kmeans_step_squared_distances_match_transform():
     km = KMeans(n_clusters=3, n_init=5, max_iter=1000, random_state=0).fit(x)
     np.testing.assert_array_equal(labels, km.labels_)
     np.testing.assert_array_equal(sq, (km.transform(x) ** 2)[np.arange(40), km.labels_])
+
+
+def _sklearn_kmeans_step(x, k, params):
+    """What the authors ran: the KMeans estimator, then squared transform() distances."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # duplicate points: fewer distinct clusters than k
+        km = KMeans(n_clusters=k, n_init=params.n_init, max_iter=params.max_iter, random_state=params.seed).fit(x)
+    return km.labels_, (km.transform(x) ** 2)[np.arange(len(x)), km.labels_]
+
+
+def _kmeans_cases():
+    """Random, blob and planted data of many shapes; every k, seeds, n_init, and max_iter small enough to stop on the
+    iteration limit or on the tolerance rather than strict convergence; duplicate rows; float32, integer and
+    non-contiguous input."""
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        n, d = int(rng.integers(12, 130)), int(rng.choice([2, 3, 8, 40, 300, 2048]))
+        kind = trial % 4
+        if kind == 0:
+            x = rng.normal(size=(n, d))
+        elif kind == 1:
+            centres = rng.normal(0, 3, size=(6, d))
+            x = centres[rng.integers(0, 6, n)] + rng.normal(0, 0.5 + rng.random(), size=(n, d))
+        elif kind == 2:
+            x = np.maximum(rng.standard_normal((n, d)) * 0.05 + 3.0 * (rng.random((n, 1)) < 0.4) * (rng.random(d) < 0.01), 0)
+        else:
+            x = rng.normal(size=(n // 3 + 2, d))[rng.integers(0, n // 3 + 2, n)]  # many duplicate rows
+        k = int(rng.integers(1, min(9, n) + 1))
+        params = cv.Params(top=n, n_init=int(rng.integers(1, 6)), max_iter=int(rng.choice([1, 2, 3, 1000])),
+                           seed=int(rng.integers(0, 4)))
+        yield x, k, params
+    planted_x, _ = planted(n_units=64, per_facet=35)
+    for k in range(1, 7):
+        yield planted_x[:100], k, cv.Params()
+    x = blobs(4)[:100]
+    yield x.astype(np.float32), 4, cv.Params()
+    yield np.asfortranarray(x), 4, cv.Params()
+    yield x[:, ::2], 3, cv.Params()
+    yield np.round(x * 10).astype(np.int64), 5, cv.Params()
+
+
+def test_kmeans_step_equals_sklearn_kmeans_bit_for_bit():
+    # kmeans_step runs KMeans.fit's own steps with scikit-learn's kernels, not the estimator: same draws, same bits.
+    # One OpenMP/BLAS thread, as in the scan's workers (two threads on 100 rows are 20x slower on a busy machine);
+    # test_kmeans_step_squared_distances_match_transform and the authors' comparison run with the default threads.
+    n = 0
+    with threadpool_limits(1):
+        for x, k, params in _kmeans_cases():
+            labels, sq = kmeans_step(x, k, params)
+            expected_labels, expected_sq = _sklearn_kmeans_step(x, k, params)
+            np.testing.assert_array_equal(labels, expected_labels)
+            np.testing.assert_array_equal(sq, expected_sq)
+            assert labels.dtype == np.int64
+            n += 1
+    assert n == 70
+
+
+def test_kmeans_step_on_the_scan_benchmark_data_equals_sklearn():
+    # Top-100 examples of generated neurons as bench_scan.py plants them (ReLU'd noise plus 1-4 firing classes).
+    rng = np.random.default_rng(0)
+    with threadpool_limits(1):
+        for trial in range(12):
+            m = trial % 4 + 1
+            classes = rng.integers(0, m, 100)
+            proto = np.zeros((m, 2048))
+            for c in range(m):
+                proto[c, rng.choice(2048, 8, replace=False)] = 3.0
+            x = np.maximum(rng.standard_normal((100, 2048)) * 0.05 + rng.uniform(0.8, 1.2, (100, 1)) * proto[classes], 0)
+            k = n_clusters_at(ward_linkage(x), 15.0)
+            labels, sq = kmeans_step(x, k, cv.Params())
+            expected_labels, expected_sq = _sklearn_kmeans_step(x, k, cv.Params())
+            np.testing.assert_array_equal(labels, expected_labels)
+            np.testing.assert_array_equal(sq, expected_sq)
 
 
 def test_same_seed_same_result_and_seed_is_used():
