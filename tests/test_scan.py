@@ -67,16 +67,24 @@ def test_parallel_workers_and_subset_match(planted):
         serial[0]
 
 
-def test_top_examples_match_top_k_desc_with_ties():
+@pytest.mark.parametrize("block_bytes", [None, 4096])
+def test_top_examples_match_top_k_desc_with_ties(monkeypatch, block_bytes):
+    if block_bytes:  # many blocks of 256 rows: ties and candidates cross block boundaries
+        monkeypatch.setattr(scan_module, "BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(1)
     acts = rng.random((5000, 7)).astype(np.float32)
     acts[::3, 2] = 0.999  # many ties around the cut, kept in ascending example order
     acts[:, 4] = 1.0  # a constant column
-    idx, scores = top_examples(acts, 50)
-    for j in range(acts.shape[1]):
-        expected = top_k_desc(acts[:, j].astype(np.float64), 50)
-        assert np.array_equal(idx[j], expected)
-        assert np.array_equal(scores[j], acts[expected, j].astype(np.float64))
+    acts[:, 5] = np.round(acts[:, 5] * 20)  # 21 values, ties everywhere
+    acts[4000:, 6] += 1.0  # the best rows arrive last
+    for a in (acts, acts.astype(np.float16), -acts):
+        idx, scores = top_examples(a, 50)
+        for j in range(acts.shape[1]):
+            expected = top_k_desc(a[:, j].astype(np.float64), 50)
+            assert np.array_equal(idx[j], expected)
+            assert np.array_equal(scores[j], a[expected, j].astype(np.float64))
+    idx, _ = top_examples(acts, 5000)  # k = all examples
+    assert all(np.array_equal(idx[j], top_k_desc(acts[:, j].astype(np.float64), 5000)) for j in range(7))
 
 
 def test_store_input_workers_read_memory_map(tmp_path, planted):

@@ -249,17 +249,15 @@ class _TopK:
     """Per column, the k best rows seen so far in ``metrics.top_k_desc`` order (score desc, row asc).
 
     Blocks arrive in row order, so a later row that ties the k-th score never enters; a row
-    enters only when it beats a column's current k-th score. Candidates live in flat arrays
-    (column, row, score) sorted by that order, at most k per column.
+    enters only when it beats a column's current k-th score. Candidates live in two (n_cols, k)
+    arrays, scores and rows, each column sorted by that order; free places hold score -inf
+    (scores are finite), so the k-th score of a column not yet full is -inf and every row enters.
     """
 
     def __init__(self, n_cols: int, k: int):
         self.n_cols, self.k = n_cols, k
-        self.col = np.empty(0, dtype=np.int64)
-        self.row = np.empty(0, dtype=np.int64)
-        self.val = np.empty(0, dtype=np.float64)
-        self.threshold = np.full(n_cols, -np.inf)
-        self.full = np.zeros(n_cols, dtype=bool)
+        self.val = np.full((n_cols, k), -np.inf)
+        self.row = np.full((n_cols, k), -1, dtype=np.int64)
         self.seen = 0
 
     def update(self, block: np.ndarray, start: int) -> None:
@@ -270,33 +268,36 @@ class _TopK:
             size = min(len(block) - pos, max(self.k, self.seen))
             sub = block[pos : pos + size]
             # Thresholds are values of earlier blocks (or -inf), so casting them to the block's dtype is exact.
-            mask = sub > self.threshold.astype(sub.dtype)
-            mask[:, ~self.full] = True  # fewer than k so far: every row is a candidate
-            r, c = np.nonzero(mask)
+            mask = sub > self.val[:, -1].astype(sub.dtype)
+            # Flat indices (row-major: by row, then column) are much faster to find than 2-D ones.
+            r, c = np.divmod(np.flatnonzero(mask), sub.shape[1])
             if r.size:
                 self._merge(c, r + start + pos, sub[r, c])
             pos += size
             self.seen += size
 
     def _merge(self, col: np.ndarray, row: np.ndarray, val: np.ndarray) -> None:
-        col = np.concatenate([self.col, col.astype(np.int64)])
-        row = np.concatenate([self.row, row.astype(np.int64)])
-        val = np.concatenate([self.val, val.astype(np.float64)])
-        order = np.lexsort((row, -val, col))
+        # New candidates grouped by column, in ascending row order within a column (stable sort).
+        order = np.argsort(col, kind="stable")
         col, row, val = col[order], row[order], val[order]
         counts = np.bincount(col, minlength=self.n_cols)
-        starts = np.cumsum(counts) - counts
-        rank = np.arange(len(col)) - starts[col]
-        keep = rank < self.k
-        self.col, self.row, self.val = col[keep], row[keep], val[keep]
-        self.full = counts >= self.k
-        self.threshold = np.where(self.full, val[starts + np.minimum(counts, self.k) - 1] if len(val) else -np.inf, -np.inf)
+        place = np.arange(len(col)) - (np.cumsum(counts) - counts)[col] + self.k
+        width = self.k + int(counts.max())
+        vals = np.full((self.n_cols, width), -np.inf)
+        rows = np.full((self.n_cols, width), -1, dtype=np.int64)
+        vals[:, : self.k], rows[:, : self.k] = self.val, self.row
+        vals[col, place], rows[col, place] = val, row
+        # Kept candidates (earlier rows) come first, new ones follow in row order: a stable sort by
+        # descending score therefore orders ties by ascending row.
+        best = np.argsort(-vals, axis=1, kind="stable")[:, : self.k]
+        self.val = np.take_along_axis(vals, best, axis=1)
+        self.row = np.take_along_axis(rows, best, axis=1)
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(indices, scores), both of shape (n_cols, k), best first."""
-        if not self.full.all():
+        if self.seen < self.k:
             raise ConceptvecError(f"fewer than {self.k} examples; use top <= the number of examples.")
-        return self.row.reshape(self.n_cols, self.k), self.val.reshape(self.n_cols, self.k)
+        return self.row, self.val
 
 
 def top_examples(
