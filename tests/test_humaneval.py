@@ -420,3 +420,13 @@ def test_form_in_chromium_exports_answers_that_score_as_expected(study, tmp_path
     assert s.agreement_rate == 1.0 and s.agree["n"] == 3
     assert [x["labels"][0]["label"] for x in s.labels] == ['round, "loopy"'] * 2
     assert s.unanswered == {'ann, the "first"': [study.questions("agree")[-1]]}
+
+
+def test_text_examples_show_without_their_id_and_escaped():
+    from conceptvec.humaneval import _example_html
+    from conceptvec.report.examples import TextExamples
+
+    texts = TextExamples(["doc-7"], ["sports"], [["The", " <script>", " pitch"]], strengths=[[0.1, 0.2, 0.9]])
+    fragment = _example_html(texts, 0)
+    assert fragment == '<span class="snippet">The &lt;script&gt;<mark> pitch</mark></span>'
+    assert "doc-7" not in fragment and "sports" not in fragment
