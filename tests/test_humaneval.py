@@ -188,8 +188,10 @@ def test_bad_settings_get_clear_errors(run, tmp_path):
         make_study(root, tmp_path / "a", neurons="0-9")
     capped = make_study(root, tmp_path / "b", free_labels=3, label_questions=2, intruder_questions=0)
     assert [e["type"] for e in capped.key.values()] == ["label", "label"]
-    with pytest.raises(ConceptvecError, match="must be 0 or more"):
+    with pytest.raises(ConceptvecError, match="intruder_questions must be >= 0"):
         make_study(root, tmp_path / "b2", intruder_questions=-1)
+    with pytest.raises(ConceptvecError, match="seed must be a whole number"):
+        make_study(root, tmp_path / "b3", seed=1.5)
     with pytest.raises(ConceptvecError, match="pool"):
         make_study(root, tmp_path / "c", images=8, pool=5)
     with pytest.raises(ConceptvecError, match="rank must be one of"):

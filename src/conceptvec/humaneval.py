@@ -53,6 +53,7 @@ from .conceptset import METADATA_FILE as CONCEPTSET_FILE
 from .conceptset import ConceptSet
 from .errors import ConceptvecError, StoreError
 from .metrics import maximally_projecting, most_similar
+from .params import whole_number
 
 FORM_FILE = "form.html"
 KEY_FILE = "key.json"
@@ -92,13 +93,12 @@ class StudyConfig:
     pool: int = 20
     rank: str = "projection"
 
-    def check(self) -> None:
-        for name in ("intruder_questions", "label_questions", "free_labels"):
-            if getattr(self, name) < 0:
-                raise ConceptvecError(f"{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}.")
+    def __post_init__(self) -> None:
+        for name, low in (("seed", 0), ("intruder_questions", 0), ("label_questions", 0), ("free_labels", 0), ("images", 1), ("pool", 1)):
+            object.__setattr__(self, name, whole_number(name, getattr(self, name), low))
         if self.intruder_questions + self.label_questions == 0:
             raise ConceptvecError("a study needs at least one question; set --intruder-questions or --label-questions.")
-        if not 1 <= self.images <= 25:
+        if self.images > 25:  # an intruder question's options are named a-z
             raise ConceptvecError(f"images must be between 1 and 25 per question, got {self.images}.")
         if self.pool < self.images:
             raise ConceptvecError(f"pool ({self.pool}) must hold at least the {self.images} images drawn per question.")
@@ -240,7 +240,6 @@ def make_study(
     if set(kwargs) - fields:
         raise ConceptvecError(f"unknown study setting(s) {sorted(set(kwargs) - fields)}; the settings are {sorted(fields)}.")
     config = StudyConfig(**{**(asdict(config) if config else {}), **kwargs})
-    config.check()
     target = Path(out)
     if target.exists() and any(target.iterdir()) and not overwrite:  # before any work; atomic_directory checks again
         raise ConceptvecError(f"{target} already exists and is not empty. Choose another --out, delete it, or pass "

@@ -11,6 +11,15 @@ import numpy as np
 from .errors import ConceptvecError
 
 
+def whole_number(name: str, value: Any, low: int) -> int:
+    """``value`` as an int when it is a whole number >= ``low``; otherwise an error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) and not isinstance(value, np.integer):
+        raise ConceptvecError(f"{name} must be a whole number, got {value!r}.")
+    if value < low:
+        raise ConceptvecError(f"{name} must be >= {low}, got {value}.")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Params:
     """Parameters of the paper's method; every output records them.
@@ -41,12 +50,7 @@ class Params:
 
     def __post_init__(self) -> None:
         for name, low in (("top", 2), ("min_cluster_size", 1), ("n_init", 1), ("max_iter", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) and not isinstance(value, np.integer):
-                raise ConceptvecError(f"{name} must be a whole number, got {value!r}.")
-            if value < low:
-                raise ConceptvecError(f"{name} must be >= {low}, got {value}.")
-            object.__setattr__(self, name, int(value))
+            object.__setattr__(self, name, whole_number(name, getattr(self, name), low))
         for name in ("distance_threshold", "outlier_threshold"):
             value = getattr(self, name)
             try:
