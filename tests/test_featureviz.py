@@ -225,6 +225,47 @@ def test_cli_featureviz_writes_images_and_parameters(tmp_path, digits_weights):
     assert missing.exit_code == 2 and "no ConceptSet of neuron" in missing.output
 
 
+def _store_with_model(path, model_meta, preprocessing):
+    from conftest import planted
+
+    acts, _ = planted(n_examples=120, n_units=24)
+    examples = {"id": [str(i) for i in range(120)], "label": [0] * 120, "label_name": [""] * 120, "source": [""] * 120}
+    meta = {"model": model_meta, "layer": "blocks.6", "preprocessing": preprocessing, "data": {"kind": "image-files"}}
+    store = cv.ActivationStore.create(path / "store", acts, examples=examples, metadata=meta)
+    cv.disentangle(store, neuron=3, params=cv.Params(top=60, distance_threshold=10.0, outlier_threshold=40.0)).save(path / "neuron_3")
+
+
+def test_featureviz_reloads_the_model_as_it_was_extracted(tmp_path, monkeypatch):
+    """The key map and the mean / std / size overrides of extraction are applied again when featureviz reloads the model."""
+    import conceptvec.featureviz as fvmod
+
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    calls = []
+
+    class Loaded(Exception):
+        pass
+
+    def fake_load_model(*args, **kwargs):
+        calls.append((args, kwargs))
+        raise Loaded
+
+    monkeypatch.setattr(fvmod, "load_model", fake_load_model)
+    _store_with_model(tmp_path / "a", {"name": "timm:efficientnet_lite0", "weights": str(weights), "key_map": "order"},
+                      {"overrides": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "size": 240}})
+    with pytest.raises(Loaded):
+        fvmod.run_featureviz(tmp_path / "a", 3, steps=2, progress=False)
+    assert calls[-1] == (("timm:efficientnet_lite0", str(weights)),
+                         {"key_map": "order", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "size": 240})
+    _store_with_model(tmp_path / "b", {"name": "torchvision:resnet18", "weights": "none"}, {"transform": "..."})
+    with pytest.raises(Loaded):
+        fvmod.run_featureviz(tmp_path / "b", 3, steps=2, progress=False)
+    assert calls[-1] == (("torchvision:resnet18", "none"), {})
+    _store_with_model(tmp_path / "c", {"name": "timm:x", "weights": str(weights), "key_map": "explicit mapping of 3 keys"}, {})
+    with pytest.raises(cv.ConceptvecError, match="key map 'explicit mapping of 3 keys'.*cv.feature_visualisation"):
+        fvmod.run_featureviz(tmp_path / "c", 3, steps=2, progress=False)
+
+
 def test_report_shows_featureviz_beside_fig_3(tmp_path):
     from conftest import planted
 

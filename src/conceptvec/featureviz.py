@@ -755,7 +755,7 @@ def run_featureviz(run_dir: str | os.PathLike, neuron: int, steps: int = 512, si
     if out.exists() and any(out.iterdir()) and not overwrite:
         # Refuse before minutes of optimisation, not after.
         raise ConceptvecError(f"{out} already exists. Pass --overwrite to replace it, or delete it.")
-    loaded = load_model(source["model"]["name"], source["model"].get("weights"))
+    loaded = load_model(source["model"]["name"], source["model"].get("weights"), **source["load"])
     if size is None:
         size = int(loaded.input_shape[-1]) if loaded.input_shape else 224
     directions = neuron_directions(cs.n_units, cs.neuron, cs.concept_vectors)
@@ -777,4 +777,22 @@ def _model_and_layer(run_dir: Path, cs) -> dict[str, Any]:
     if not isinstance(meta.get("model"), dict) or "name" not in meta["model"] or not meta.get("layer"):
         raise ConceptvecError(f"cannot tell which model and layer made {run_dir}: no store/ with metadata and no model in the "
                               f"ConceptSet's provenance; use cv.feature_visualisation(model, layer, directions) from Python.")
-    return {"model": meta["model"], "layer": meta["layer"]}
+    return {"model": meta["model"], "layer": meta["layer"], "load": _load_options(meta)}
+
+
+def _load_options(meta: dict[str, Any]) -> dict[str, Any]:
+    """The key map and preprocessing overrides the store was extracted with, to load the same model again."""
+    options: dict[str, Any] = {}
+    key_map = meta["model"].get("key_map")
+    if key_map is not None:
+        if key_map != "order" and not Path(key_map).exists():
+            raise ConceptvecError(
+                f"the store was extracted with key map {key_map!r}, which cannot be read back from here; load the model as "
+                "for extraction and call cv.feature_visualisation(model, layer, directions) from Python."
+            )
+        options["key_map"] = key_map
+    overrides = (meta.get("preprocessing") or {}).get("overrides") or {}
+    options.update({k: tuple(overrides[k]) for k in ("mean", "std") if k in overrides})
+    if "size" in overrides:
+        options["size"] = int(overrides["size"])
+    return options
