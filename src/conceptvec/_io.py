@@ -20,11 +20,11 @@ def _is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
 
 
-@contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike, overwrite: bool = False, what: str = "output") -> Iterator[Path]:
-    """Yield a fresh temporary directory that replaces ``target`` only if the block completes.
+def refuse_existing(target: str | os.PathLike, overwrite: bool = False, what: str = "output") -> None:
+    """Raise unless ``target`` is absent, an empty directory, or ``overwrite`` is set.
 
-    A crash or Ctrl-C inside the block leaves ``target`` as it was and removes the temporary directory.
+    Long stages call it before their work as well as through ``atomic_directory``, so that a
+    refusal comes before minutes of computing, not after.
     """
     target = Path(target)
     if target.exists() and not _is_empty_dir(target) and not overwrite:
@@ -32,6 +32,16 @@ def atomic_directory(target: str | os.PathLike, overwrite: bool = False, what: s
             f"{target} already exists and is not empty. Choose another --out, delete it, "
             f"or pass overwrite=True (--overwrite) to replace this {what}."
         )
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike, overwrite: bool = False, what: str = "output") -> Iterator[Path]:
+    """Yield a fresh temporary directory that replaces ``target`` only if the block completes.
+
+    A crash or Ctrl-C inside the block leaves ``target`` as it was and removes the temporary directory.
+    """
+    target = Path(target)
+    refuse_existing(target, overwrite, what)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:

@@ -49,7 +49,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._io import atomic_directory, environment, write_json
+from ._io import atomic_directory, environment, refuse_existing, write_json
 from ._progress import progress_bar
 from .errors import ConceptvecError
 from .extraction import _resolve_device, forward_to_layer, pool_output, stop_at_layer
@@ -752,9 +752,7 @@ def run_featureviz(run_dir: str | os.PathLike, neuron: int, steps: int = 512, si
         raise ConceptvecError(f"{cs_dir} was started from a direction, not a neuron; use cv.feature_visualisation with its vectors.")
     source = _model_and_layer(run_dir, cs)
     out = cs_dir / FEATUREVIZ_DIR
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        # Refuse before minutes of optimisation, not after.
-        raise ConceptvecError(f"{out} already exists. Pass --overwrite to replace it, or delete it.")
+    refuse_existing(out, overwrite, what="feature visualisation")  # before minutes of optimisation, not after
     loaded = load_model(source["model"]["name"], source["model"].get("weights"), **source["load"])
     if size is None:
         size = int(loaded.input_shape[-1]) if loaded.input_shape else 224

@@ -48,7 +48,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._io import atomic_directory, environment, read_json, write_json
+from ._io import atomic_directory, environment, read_json, refuse_existing, write_json
 from .conceptset import METADATA_FILE as CONCEPTSET_FILE
 from .conceptset import ConceptSet
 from .errors import ConceptvecError, StoreError
@@ -240,10 +240,7 @@ def make_study(
     if set(kwargs) - fields:
         raise ConceptvecError(f"unknown study setting(s) {sorted(set(kwargs) - fields)}; the settings are {sorted(fields)}.")
     config = StudyConfig(**{**(asdict(config) if config else {}), **kwargs})
-    target = Path(out)
-    if target.exists() and any(target.iterdir()) and not overwrite:  # before any work; atomic_directory checks again
-        raise ConceptvecError(f"{target} already exists and is not empty. Choose another --out, delete it, or pass "
-                              "overwrite=True (--overwrite) to replace this study.")
+    refuse_existing(out, overwrite, what="study")
     all_neurons, store, source = _load_run(Path(run))
     selected = _select_neurons(all_neurons, neurons)
     not_live = [n["neuron"] for n in selected if not n["live"]]
@@ -416,20 +413,12 @@ def _examples(store: Any) -> Any:
 
 def _example_html(examples: Any, i: int) -> str:
     """The example with nothing that names it: an embedded PNG, or the snippet with its strongest token marked."""
-    from PIL import Image
-
     from .report.examples import TextExamples
 
     if isinstance(examples, TextExamples):
-        k = examples.strongest(i)
-        parts = [f"<mark>{html.escape(t)}</mark>" if j == k else html.escape(t) for j, t in enumerate(examples.tokens[i])]
-        return f'<span class="snippet">{"".join(parts)}</span>'
-    im = examples.image(i)
-    scale = IMAGE_SIDE / max(im.size)
-    size = (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale)))
-    resample = Image.Resampling.NEAREST if scale >= 2 else Image.Resampling.LANCZOS
+        return f'<span class="snippet">{examples.marked_html(i)}</span>'
     buf = io.BytesIO()
-    im.resize(size, resample).save(buf, format="PNG")  # a fresh PNG: no file name or metadata of the original
+    examples.scaled(i, IMAGE_SIDE).save(buf, format="PNG")  # a fresh PNG: no file name or metadata of the original
     return f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}" alt="">'
 
 

@@ -132,19 +132,24 @@ class ImageExamples(_Labelled):
         ax.set_xticks([])
         ax.set_yticks([])
 
-    def thumbnail(self, i: int, asset_dir: Path) -> Path:
-        """Write example i's thumbnail under ``asset_dir`` once and return its path (reused afterwards)."""
+    def scaled(self, i: int, side: int):
+        """Example i as a PIL image whose longest side is ``side`` pixels; small images (the 8 x 8
+        digits) are scaled up with nearest-neighbour so their pixels stay sharp."""
         from PIL import Image
 
+        im = self.image(i)
+        scale = side / max(im.size)
+        size = (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale)))
+        resample = Image.Resampling.NEAREST if scale >= 2 else Image.Resampling.LANCZOS
+        return im.resize(size, resample)
+
+    def thumbnail(self, i: int, asset_dir: Path) -> Path:
+        """Write example i's thumbnail under ``asset_dir`` once and return its path (reused afterwards)."""
         # Named by example index, never by the user's file name, so no path or markup leaks in.
         path = Path(asset_dir) / THUMB_DIR / f"{self._check(i)}.png"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            im = self.image(i)
-            scale = self.thumb_size / max(im.size)
-            size = (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale)))
-            resample = Image.Resampling.NEAREST if scale >= 2 else Image.Resampling.LANCZOS
-            im.resize(size, resample).save(path, optimize=True)
+            self.scaled(i, self.thumb_size).save(path, optimize=True)
         return path
 
     def html(self, i: int, asset_dir: Path) -> str:
@@ -195,12 +200,13 @@ class TextExamples(_Labelled):
         ax.set_xticks([])
         ax.set_yticks([])
 
-    def html(self, i: int, asset_dir: Path) -> str:
+    def marked_html(self, i: int) -> str:
+        """The snippet's escaped text with its strongest token in ``<mark>``, and nothing naming the example."""
         k = self.strongest(self._check(i))
-        parts = [
-            f"<mark>{html.escape(t)}</mark>" if j == k else html.escape(t) for j, t in enumerate(self.tokens[i])
-        ]
-        return f'<span class="snippet" title="{html.escape(self.caption(i), quote=True)}">{"".join(parts)}</span>'
+        return "".join(f"<mark>{html.escape(t)}</mark>" if j == k else html.escape(t) for j, t in enumerate(self.tokens[i]))
+
+    def html(self, i: int, asset_dir: Path) -> str:
+        return f'<span class="snippet" title="{html.escape(self.caption(i), quote=True)}">{self.marked_html(i)}</span>'
 
 
 # Renderers for a store, picked by the store's ``metadata["data"]["kind"]``; text stores add theirs here.
