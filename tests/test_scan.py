@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -65,6 +67,55 @@ def test_parallel_workers_and_subset_match(planted):
         assert_same_conceptset(serial[j], parallel[j])
     with pytest.raises(KeyError, match="neuron 0 was not scanned"):
         serial[0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_parallel_rows_through_shared_slots_equal_disentangle(planted, monkeypatch, dtype, tmp_path):
+    # Batches of 2 neurons: 8 batches through the 4 shared slots of 2 workers, so slots are reused.
+    monkeypatch.setattr(scan_module, "BATCH", 2)
+    made = []
+    real = scan_module._RowSlots
+
+    class Recorded(real):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self.path)
+
+    monkeypatch.setattr(scan_module, "_RowSlots", Recorded)
+    acts = planted[0].astype(dtype)
+    scan = cv.scan_layer(acts, params=PARAMS, workers=2, progress=False, projecting=False)
+    assert len(made) == 1 and not os.path.exists(made[0])  # the shared file is removed when the scan ends
+    for j in range(acts.shape[1]):
+        assert_same_conceptset(scan[j], cv.disentangle(acts, neuron=j, params=PARAMS))
+
+
+def test_interrupted_parallel_scan_removes_its_shared_rows(planted, monkeypatch):
+    made = []
+    real = scan_module._RowSlots
+
+    class Recorded(real):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self.path)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scan_module, "BATCH", 4)  # 4 batches: run in 2 workers
+    monkeypatch.setattr(scan_module, "_RowSlots", Recorded)
+    monkeypatch.setattr(scan_module, "_run_parallel", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cv.scan_layer(planted[0], params=PARAMS, workers=2, progress=False, projecting=False)
+    assert len(made) == 1 and not os.path.exists(made[0])
+
+
+def test_in_process_scan_leaves_the_callers_thread_settings(planted):
+    from threadpoolctl import threadpool_info
+
+    before = [m["num_threads"] for m in threadpool_info()]
+    cv.scan_layer(planted[0], params=PARAMS, neurons="0-3", workers=1, progress=False, projecting=False)
+    assert [m["num_threads"] for m in threadpool_info()] == before
+    assert not scan_module._WORKER_READY  # worker set-up (one thread, malloc thresholds) ran in no caller
 
 
 @pytest.mark.parametrize("block_bytes", [None, 4096])

@@ -14,7 +14,9 @@ Where the time goes, and what this module does about it:
    by ascending example index), so the selection is the one ``disentangle`` makes.
 2. Steps 2-4 (``method.cluster_top``): per neuron, in parallel worker processes, each with one
    OpenMP/BLAS thread (k-means on 100 rows gains nothing from threads and loses much to their
-   start-up when cores are shared).
+   start-up when cores are shared) and malloc thresholds that keep freed pages (``_prepare_worker``).
+   Workers read a store's rows from its memory-mapped .npy; an in-memory array's top rows are
+   gathered by this process into shared slots (``_RowSlots``) rather than pickled into each task.
 3. Maximally projecting examples of all concepts: one streamed product A @ V.T, chunk by chunk.
 
 On disk a scan is a directory (see ``ScanResult.save``); with ``out=`` the scan writes its
@@ -366,28 +368,51 @@ def maximally_projecting(
 
 
 # -- steps 2-4 in worker processes --------------------------------------------------------------
-_THREAD_LIMIT = None
+_WORKER_READY = False
 
 
-def _limit_threads() -> None:
-    """One OpenMP/BLAS thread in this process (kept for the process' life): see module notes."""
-    global _THREAD_LIMIT
-    if _THREAD_LIMIT is None:
-        from threadpoolctl import threadpool_limits
+def _prepare_worker() -> None:
+    """Once per worker process (never in the caller's): one OpenMP/BLAS thread, and a malloc that keeps freed memory.
 
-        _THREAD_LIMIT = threadpool_limits(1)
+    Steps 2-4 allocate and free arrays of a neuron's size (100 x 2048 float64: 1.6 MB) many times.
+    glibc's malloc serves such sizes with fresh mmap'd pages, or trims them off its heap when freed,
+    so every new array pays page faults again: about a fifth of a neuron's time here. Fixing the
+    mmap threshold at 32 MiB and the trim threshold at 256 MiB keeps the pages in the worker.
+    """
+    global _WORKER_READY
+    if _WORKER_READY:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # kept for the process' life (see module notes)
+    try:
+        import ctypes
+        import platform
+
+        if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+            libc = ctypes.CDLL(None)
+            libc.mallopt(-3, 32 * 2**20)  # M_MMAP_THRESHOLD
+            libc.mallopt(-1, 256 * 2**20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # pragma: no cover - another C library: its defaults
+        pass
+    _WORKER_READY = True
 
 
 _MMAPS: dict[str, np.ndarray] = {}
 
 
 def _cluster_batch(task: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Steps 2-4 for a batch of neurons; rows come in the task or from the memory-mapped .npy."""
-    _limit_threads()
+    """Steps 2-4 for a batch of neurons; rows come in the task, in a shared slot, or from the memory-mapped .npy."""
+    if task.get("worker"):
+        _prepare_worker()
     params = Params.from_dict(task["params"])
     top = task["top_indices"]
     if "rows" in task:
         rows = task["rows"]
+    elif "slot" in task:
+        # Mapped for this task only (the file is removed when the scan ends): read in place, cast per neuron.
+        slot = task["slot"]
+        rows = np.memmap(slot["path"], dtype=np.dtype(slot["dtype"]), mode="r", offset=slot["offset"], shape=slot["shape"])
     else:
         path = task["npy"]
         if path not in _MMAPS:
@@ -401,7 +426,7 @@ def _cluster_batch(task: dict[str, Any]) -> dict[str, np.ndarray]:
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
         for i in range(len(top)):
             if rows is not None:
-                x = np.asarray(rows[i], dtype=np.float64)
+                x = np.array(rows[i], dtype=np.float64)  # a private C-ordered copy, also of shared rows
             else:
                 # As disentangle: read the memory-mapped rows in file order.
                 order = np.argsort(top[i])
@@ -804,13 +829,15 @@ def scan_layer(
     todo = [b for b in range(len(batches)) if b not in results]
     npy = _npy_path(matrix)
 
-    def make_task(b: int) -> dict[str, Any]:
+    def make_task(b: int, slots: _RowSlots | None = None) -> dict[str, Any]:
         rows = top_indices[batches[b]]
         task: dict[str, Any] = {"params": params.to_dict(), "top_indices": rows, "n_units": n_units}
-        if npy is None:
-            task["rows"] = np.asarray(matrix[rows])  # (batch, top, n_units), in A's dtype: cast in the worker
+        if npy is not None:
+            task["npy"] = npy  # the worker reads the rows from the memory-mapped store itself
+        elif slots is not None:
+            task["slot"] = slots.put(b, matrix, rows)  # (batch, top, n_units) in A's dtype, in shared memory
         else:
-            task["npy"] = npy
+            task["rows"] = np.asarray(matrix[rows])  # in this process: cast per neuron in _cluster_batch
         return task
 
     def finished(b: int, res: dict[str, np.ndarray]) -> None:
@@ -831,7 +858,14 @@ def scan_layer(
                     finished(b, _cluster_batch(make_task(b)))
                     bar.advance(task_id, len(batches[b]))
         else:
-            _run_parallel(todo, make_task, finished, n_workers, lambda b: bar.advance(task_id, len(batches[b])))
+            in_flight = 2 * n_workers
+            slots = None if npy is not None else _RowSlots(in_flight, (BATCH, params.top, n_units), matrix.dtype)
+            try:
+                _run_parallel(todo, lambda b: make_task(b, slots), finished, n_workers, in_flight,
+                              lambda b: bar.advance(task_id, len(batches[b])), slots)
+            finally:
+                if slots is not None:
+                    slots.close()
 
     parts = [results[b] for b in range(len(batches))]
     n_concepts = np.concatenate([p["n_concepts"] for p in parts])
@@ -862,8 +896,11 @@ def scan_layer(
     return result
 
 
-def _run_parallel(todo, make_task, finished, n_workers, advance) -> None:
-    """Steps 2-4 of the batches in ``todo`` on a reusable pool, at most 2 tasks per worker in flight."""
+def _run_parallel(todo, make_task, finished, n_workers, in_flight, advance, slots) -> None:
+    """Steps 2-4 of the batches in ``todo`` on a reusable pool, at most ``in_flight`` tasks at a time.
+
+    With ``slots``, each task's rows wait in a shared slot until its result is back.
+    """
     from concurrent.futures import FIRST_COMPLETED, wait
 
     from joblib.externals.loky import get_reusable_executor
@@ -873,18 +910,63 @@ def _run_parallel(todo, make_task, finished, n_workers, advance) -> None:
     queue = list(todo)
     try:
         while queue or pending:
-            while queue and len(pending) < 2 * n_workers:
+            while queue and len(pending) < in_flight:
                 b = queue.pop(0)
-                pending[executor.submit(_cluster_batch, make_task(b))] = b
+                pending[executor.submit(_cluster_batch, {**make_task(b), "worker": True})] = b
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 b = pending.pop(fut)
+                if slots is not None:
+                    slots.release(b)
                 finished(b, fut.result())
                 advance(b)
     except BaseException:
         for fut in pending:
             fut.cancel()
         raise
+
+
+class _RowSlots:
+    """Shared memory for the top rows of the batches in flight: a file in /dev/shm that workers map.
+
+    Sending a batch's rows with the task costs a pickled copy in this process and an unpickled one
+    in the worker (1.7 GB each for a 2,048-neuron layer); here this process gathers them once into
+    a free slot and the worker reads them in place. Only batches in flight hold a slot.
+    """
+
+    def __init__(self, n_slots: int, shape: tuple[int, int, int], dtype: np.dtype):
+        import tempfile
+
+        shm = "/dev/shm"
+        fd, self.path = tempfile.mkstemp(prefix="conceptvec-scan-", suffix=".rows",
+                                         dir=shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None)
+        os.close(fd)
+        self.shape, self.dtype = shape, np.dtype(dtype)
+        self.slot_bytes = int(np.prod(shape)) * self.dtype.itemsize
+        self.array = np.memmap(self.path, dtype=self.dtype, mode="w+", shape=(n_slots, *shape))
+        self.free = list(range(n_slots))
+        self.held: dict[int, int] = {}
+
+    def put(self, b: int, matrix: np.ndarray, rows: np.ndarray) -> dict[str, Any]:
+        slot = self.free.pop()
+        self.held[b] = slot
+        out = self.array[slot, : len(rows)]
+        if isinstance(matrix, np.ndarray) and matrix.flags.c_contiguous:
+            np.take(matrix, rows, axis=0, out=out, mode="clip")  # indices are valid; 'raise' would buffer `out`
+        else:
+            out[...] = np.asarray(matrix[rows])
+        return {"path": self.path, "offset": slot * self.slot_bytes, "dtype": self.dtype.str,
+                "shape": (len(rows), *self.shape[1:])}
+
+    def release(self, b: int) -> None:
+        self.free.append(self.held.pop(b))
+
+    def close(self) -> None:
+        del self.array
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:  # pragma: no cover
+            pass
 
 
 # -- resuming -----------------------------------------------------------------------------------
