@@ -58,7 +58,8 @@ def main() -> None:
     parser.add_argument("--no-projecting", action="store_true", help="skip the maximally projecting examples of all concepts")
     args = parser.parse_args()
 
-    print(f"machine: {os.cpu_count()} CPUs, {args.workers} workers; conceptvec {cv.__version__}")
+    print(f"machine: {os.cpu_count()} CPUs, {args.workers} workers; conceptvec {cv.__version__}; "
+          f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     t = time.perf_counter()
     acts, planted = planted_activations()
     print(f"generated {acts.shape[0]:,} x {acts.shape[1]:,} float32 activations ({acts.nbytes / 2**30:.2f} GiB) "
@@ -111,6 +112,7 @@ def main() -> None:
     print(f"agreement on {len(sample)} neurons: identical C and concept counts {same_counts}/{len(sample)}; "
           f"same top-100 examples {same_top}/{len(sample)}; same maximally projecting examples {same_proj}/{len(sample)}; "
           f"min cosine of concept vectors {min_cos:.12f}")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"whole layer: concepts per neuron equal to the planted ones for {int(np.sum(layer.n_concepts == planted))}/{N_UNITS} neurons; "
           f"share with 2 or more concepts {layer.summary()['share_with_2_or_more_concepts']:.3f} (planted {np.mean(planted >= 2):.3f})")
 
