@@ -272,3 +272,26 @@ def test_nan_activations_are_reported_with_examples(planted_acts):
 def test_bad_activation_arrays(acts, match):
     with pytest.raises(cv.ConceptvecError, match=match):
         cv.disentangle(acts, neuron=0)
+
+
+def test_kmeans_step_falls_back_to_the_estimator_when_the_kernels_misbehave(monkeypatch):
+    """Private scikit-learn kernels that fail or differ in the self-check are not used; results stay the estimator's."""
+    import conceptvec.method as m
+    from sklearn.cluster import KMeans
+
+    assert m._kernels() is not None  # the installed scikit-learn passes the self-check: the fast path is what is tested
+
+    def broken():
+        from types import SimpleNamespace
+
+        return SimpleNamespace(tolerance=lambda *a: 1e-4, kmeans_plusplus=None)  # kmeans_plusplus is not callable
+
+    monkeypatch.setattr(m, "_load_kernels", broken)
+    monkeypatch.setattr(m, "_KERNELS_CHECKED", False)
+    monkeypatch.setattr(m, "_KERNELS", None)
+    x = np.random.default_rng(1).normal(size=(40, 6))
+    params = cv.Params(top=40, seed=2)
+    labels, sq = m.kmeans_step(x, 3, params)
+    assert m._kernels() is None
+    km = KMeans(n_clusters=3, n_init=params.n_init, max_iter=params.max_iter, random_state=params.seed).fit(x)
+    assert np.array_equal(labels, km.labels_) and np.array_equal(sq, (km.transform(x) ** 2)[np.arange(40), km.labels_])

@@ -54,16 +54,10 @@ def kmeans_step(x: np.ndarray, n_clusters: int, params: Params) -> tuple[np.ndar
     scikit-learn's own k-means++ and Lloyd kernels, without the estimator's per-call machinery,
     which cost about a third of the time on the scan's 100 x 2048 arrays.
     """
-    if _KERNELS is None:  # pragma: no cover - a scikit-learn without the kernels: the estimator itself
-        km = KMeans(n_clusters=n_clusters, n_init=params.n_init, max_iter=params.max_iter, random_state=params.seed)
-        km.fit(x)
-        labels, sq = km.labels_, km.transform(x) ** 2
+    if _kernels() is None:  # a scikit-learn whose kernels moved or changed: the estimator itself
+        labels, sq = _estimator_kmeans(x, n_clusters, params)
     else:
-        X = _as_kmeans_input(x)
-        labels, centers = _sklearn_kmeans(X, n_clusters, params)
-        # As the authors: squared transform() distances, not inertia terms, so values match theirs to the bit.
-        # transform(x) is euclidean_distances(x, centers): its computational part, without re-validation.
-        sq = _KERNELS.euclidean_distances(X, centers, squared=False) ** 2
+        labels, sq = _kernel_kmeans(x, n_clusters, params)
     kmeans_labels = labels.astype(np.int64)
     return kmeans_labels, sq[np.arange(len(kmeans_labels)), kmeans_labels]
 
@@ -83,7 +77,45 @@ def _load_kernels() -> SimpleNamespace | None:
                            euclidean_distances=_euclidean_distances, effective_n_threads=_openmp_effective_n_threads)
 
 
-_KERNELS = _load_kernels()
+def _estimator_kmeans(x: np.ndarray, n_clusters: int, params: Params) -> tuple[np.ndarray, np.ndarray]:
+    km = KMeans(n_clusters=n_clusters, n_init=params.n_init, max_iter=params.max_iter, random_state=params.seed)
+    km.fit(x)
+    return km.labels_, km.transform(x) ** 2
+
+
+def _kernel_kmeans(x: np.ndarray, n_clusters: int, params: Params) -> tuple[np.ndarray, np.ndarray]:
+    X = _as_kmeans_input(x)
+    labels, centers = _sklearn_kmeans(X, n_clusters, params)
+    # As the authors: squared transform() distances, not inertia terms, so values match theirs to the bit.
+    # transform(x) is euclidean_distances(x, centers): its computational part, without re-validation.
+    return labels, _KERNELS.euclidean_distances(X, centers, squared=False) ** 2
+
+
+_KERNELS: SimpleNamespace | None = None
+_KERNELS_CHECKED = False
+
+
+def _kernels() -> SimpleNamespace | None:
+    """The kernels, once they have given KMeans' own result on a small case in this process; else None.
+
+    Private names can change signature or behaviour in any scikit-learn release; a failed or
+    different self-check makes ``kmeans_step`` fall back to the estimator (slower, the same result).
+    """
+    global _KERNELS, _KERNELS_CHECKED
+    if not _KERNELS_CHECKED:
+        _KERNELS_CHECKED = True
+        _KERNELS = _load_kernels()
+        if _KERNELS is not None:
+            x = np.random.default_rng(0).normal(size=(30, 4)) + np.repeat(np.eye(4)[:3] * 6, 10, axis=0)
+            check = Params(top=30, seed=3)
+            try:
+                ours, theirs = _kernel_kmeans(x, 3, check), _estimator_kmeans(x, 3, check)
+                same = np.array_equal(ours[0], theirs[0]) and np.array_equal(ours[1], theirs[1])
+            except Exception:  # noqa: BLE001 - any failure of private names means: do not use them
+                same = False
+            if not same:
+                _KERNELS = None
+    return _KERNELS
 
 
 def _as_kmeans_input(x: np.ndarray) -> np.ndarray:
