@@ -56,3 +56,30 @@ def test_most_similar_ignores_norm():
     np.testing.assert_allclose(cos, [[1.0, 10 / np.hypot(10, 1), 0.0]])
     p_idx, _ = metrics.maximally_projecting(a, np.array([[1.0, 0.0]]), top=1)
     assert p_idx.tolist() == [[0]]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 64, 10_000])
+def test_streamed_rankings_equal_full_sort_with_ties(chunk_rows):
+    """Streaming over chunks gives what sorting the whole column gives: score descending, ties by lower index."""
+    rng = np.random.default_rng(0)
+    a = np.round(rng.normal(size=(300, 5)), 1)  # rounded: many tied projections
+    a[17] = 0.0  # an all-zero example: cosine 0
+    v = np.vstack([np.eye(5)[:3], rng.normal(size=(2, 5))])
+    proj = a @ metrics.unit_vectors(v).T
+    norms = np.linalg.norm(a, axis=1)[:, None]
+    cos = np.where(norms > 0, proj / np.where(norms > 0, norms, 1), 0.0)
+    for rank, full in ((metrics.maximally_projecting, proj), (metrics.most_similar, cos)):
+        idx, vals = rank(a, v, top=40, chunk_rows=chunk_rows)
+        for j in range(len(v)):
+            expected = metrics.top_k_desc(full[:, j], 40)
+            assert idx[j].tolist() == expected.tolist()
+            np.testing.assert_allclose(vals[j], full[expected, j], rtol=0, atol=1e-12)
+    idx, _ = metrics.maximally_projecting(a[:10], v, top=100, chunk_rows=chunk_rows)
+    assert idx.shape == (5, 10)  # top clamps to the number of examples
+
+
+def test_rankings_reject_non_finite_activations():
+    a = np.ones((20, 3))
+    a[12, 1] = np.nan
+    with pytest.raises(ConceptvecError, match=r"NaN or inf values in example\(s\) 12"):
+        metrics.maximally_projecting(a, np.eye(3), top=5, chunk_rows=8)

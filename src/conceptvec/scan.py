@@ -44,7 +44,7 @@ from ._io import atomic_directory, environment, read_json, write_json
 from .conceptset import ConceptSet
 from .errors import ConceptvecError, StoreError
 from .method import _as_matrix, cluster_top
-from .metrics import unit_vectors
+from .metrics import _check_block_finite, _TopK, unit_vectors
 from .params import Params
 from .store import ActivationStore
 
@@ -235,71 +235,6 @@ def _blocks(
                 block = block.astype(np.float64)
             yield start, block
             bar.advance(task, len(block))
-
-
-def _check_block_finite(block: np.ndarray, start: int) -> None:
-    bad = ~np.isfinite(block)
-    if bad.any():
-        rows = (np.flatnonzero(bad.any(axis=1)) + start).tolist()
-        shown = ", ".join(map(str, rows[:10])) + (" ..." if len(rows) > 10 else "")
-        raise ConceptvecError(
-            f"the activations contain NaN or inf values in example(s) {shown}. Remove or repair these examples before scanning."
-        )
-
-
-class _TopK:
-    """Per column, the k best rows seen so far in ``metrics.top_k_desc`` order (score desc, row asc).
-
-    Blocks arrive in row order, so a later row that ties the k-th score never enters; a row
-    enters only when it beats a column's current k-th score. Candidates live in two (n_cols, k)
-    arrays, scores and rows, each column sorted by that order; free places hold score -inf
-    (scores are finite), so the k-th score of a column not yet full is -inf and every row enters.
-    """
-
-    def __init__(self, n_cols: int, k: int):
-        self.n_cols, self.k = n_cols, k
-        self.val = np.full((n_cols, k), -np.inf)
-        self.row = np.full((n_cols, k), -1, dtype=np.int64)
-        self.seen = 0
-
-    def update(self, block: np.ndarray, start: int) -> None:
-        pos = 0
-        while pos < len(block):
-            # Sub-blocks no longer than the rows already seen: a column then gains about k new
-            # candidates per step, however low its threshold still is.
-            size = min(len(block) - pos, max(self.k, self.seen))
-            sub = block[pos : pos + size]
-            # Thresholds are values of earlier blocks (or -inf), so casting them to the block's dtype is exact.
-            mask = sub > self.val[:, -1].astype(sub.dtype)
-            # Flat indices (row-major: by row, then column) are much faster to find than 2-D ones.
-            r, c = np.divmod(np.flatnonzero(mask), sub.shape[1])
-            if r.size:
-                self._merge(c, r + start + pos, sub[r, c])
-            pos += size
-            self.seen += size
-
-    def _merge(self, col: np.ndarray, row: np.ndarray, val: np.ndarray) -> None:
-        # New candidates grouped by column, in ascending row order within a column (stable sort).
-        order = np.argsort(col, kind="stable")
-        col, row, val = col[order], row[order], val[order]
-        counts = np.bincount(col, minlength=self.n_cols)
-        place = np.arange(len(col)) - (np.cumsum(counts) - counts)[col] + self.k
-        width = self.k + int(counts.max())
-        vals = np.full((self.n_cols, width), -np.inf)
-        rows = np.full((self.n_cols, width), -1, dtype=np.int64)
-        vals[:, : self.k], rows[:, : self.k] = self.val, self.row
-        vals[col, place], rows[col, place] = val, row
-        # Kept candidates (earlier rows) come first, new ones follow in row order: a stable sort by
-        # descending score therefore orders ties by ascending row.
-        best = np.argsort(-vals, axis=1, kind="stable")[:, : self.k]
-        self.val = np.take_along_axis(vals, best, axis=1)
-        self.row = np.take_along_axis(rows, best, axis=1)
-
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        """(indices, scores), both of shape (n_cols, k), best first."""
-        if self.seen < self.k:
-            raise ConceptvecError(f"fewer than {self.k} examples; use top <= the number of examples.")
-        return self.row, self.val
 
 
 def top_examples(
