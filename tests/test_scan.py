@@ -69,10 +69,9 @@ def test_parallel_workers_and_subset_match(planted):
         serial[0]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
-def test_parallel_rows_through_shared_slots_equal_disentangle(planted, monkeypatch, dtype, tmp_path):
-    # Batches of 2 neurons: 8 batches through the 4 shared slots of 2 workers, so slots are reused.
-    monkeypatch.setattr(scan_module, "BATCH", 2)
+@pytest.fixture
+def slot_files(monkeypatch):
+    """The paths of the shared-row files the scan makes (recorded as they are made)."""
     made = []
     real = scan_module._RowSlots
 
@@ -82,6 +81,14 @@ def test_parallel_rows_through_shared_slots_equal_disentangle(planted, monkeypat
             made.append(self.path)
 
     monkeypatch.setattr(scan_module, "_RowSlots", Recorded)
+    return made
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_parallel_rows_through_shared_slots_equal_disentangle(planted, monkeypatch, dtype, slot_files):
+    # Batches of 2 neurons: 8 batches through the 4 shared slots of 2 workers, so slots are reused.
+    monkeypatch.setattr(scan_module, "BATCH", 2)
+    made = slot_files
     acts = planted[0].astype(dtype)
     scan = cv.scan_layer(acts, params=PARAMS, workers=2, progress=False, projecting=False)
     assert len(made) == 1 and not os.path.exists(made[0])  # the shared file is removed when the scan ends
@@ -89,20 +96,13 @@ def test_parallel_rows_through_shared_slots_equal_disentangle(planted, monkeypat
         assert_same_conceptset(scan[j], cv.disentangle(acts, neuron=j, params=PARAMS))
 
 
-def test_interrupted_parallel_scan_removes_its_shared_rows(planted, monkeypatch):
-    made = []
-    real = scan_module._RowSlots
-
-    class Recorded(real):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            made.append(self.path)
+def test_interrupted_parallel_scan_removes_its_shared_rows(planted, monkeypatch, slot_files):
+    made = slot_files
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(scan_module, "BATCH", 4)  # 4 batches: run in 2 workers
-    monkeypatch.setattr(scan_module, "_RowSlots", Recorded)
     monkeypatch.setattr(scan_module, "_run_parallel", interrupted)
     with pytest.raises(KeyboardInterrupt):
         cv.scan_layer(planted[0], params=PARAMS, workers=2, progress=False, projecting=False)
