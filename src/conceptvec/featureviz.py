@@ -336,11 +336,6 @@ def _is_1x1(m: nn.Module) -> bool:
             and m.padding in ((0, 0), "valid") and m.weight.dtype == torch.float32)
 
 
-def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, child, new)
-
-
 def _conv_bn_pairs(module: nn.Module, layer: str) -> list[tuple[str, str]]:
     """(convolution, batch norm) module names where the norm is applied to the convolution's output alone.
 
@@ -391,25 +386,23 @@ def _fast_copy(module: nn.Module, layer: str, dev: torch.device) -> nn.Module | 
     except Exception:  # noqa: BLE001 - a module that cannot be copied runs as it is
         return None
     net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
     net.to(dev)
     if "fold_batchnorm" in _SPEEDUPS:
         from torch.nn.utils.fusion import fuse_conv_bn_eval
 
         for conv_name, bn_name in _conv_bn_pairs(net, layer):
-            _set_submodule(net, conv_name, fuse_conv_bn_eval(net.get_submodule(conv_name), net.get_submodule(bn_name)))
-            _set_submodule(net, bn_name, nn.Identity())
+            net.set_submodule(conv_name, fuse_conv_bn_eval(net.get_submodule(conv_name), net.get_submodule(bn_name)))
+            net.set_submodule(bn_name, nn.Identity())
     if dev.type == "cpu":
         if "onednn_1x1" in _SPEEDUPS and torch.backends.mkldnn.is_available():
             for name, m in list(net.named_modules()):
                 if _is_1x1(m) and not _hooked(m):
-                    _set_submodule(net, name, _Conv1x1(m))
+                    net.set_submodule(name, _Conv1x1(m))
         net.to(memory_format=torch.channels_last)
         for m in net.modules():
             if isinstance(m, _Conv1x1):
                 m.weight_t = m.weight_t.contiguous(memory_format=torch.channels_last)
-    for p in net.parameters():
+    for p in net.parameters():  # after the swaps: folded convolutions come with fresh parameters
         p.requires_grad_(False)
     return net
 
