@@ -161,6 +161,12 @@ def test_save_load_table_and_summary(tmp_path, planted):
     assert table.column_names[:5] == ["neuron", "C", "concepts", "cluster_sizes", "outliers_removed"]
     assert table.column("concepts").to_pylist() == m.tolist()
     assert [sum(s) for s in table.column("cluster_sizes").to_pylist()] == [int((scan.labels[i] >= 0).sum()) for i in range(len(m))]
+    # The promise: pandas reads the table.
+    import pandas as pd
+
+    frame = pd.read_parquet(tmp_path / "scan" / "neurons.parquet")
+    assert frame["concepts"].tolist() == m.tolist() and frame["neuron"].tolist() == list(range(len(m)))
+    assert [list(x) for x in frame["cluster_sizes"]] == table.column("cluster_sizes").to_pylist()
     s = scan.summary()
     assert s["share_with_2_or_more_concepts"] == pytest.approx(np.mean(m >= 2))
     assert sum(s["concepts_per_neuron"].values()) == len(m)
