@@ -204,6 +204,8 @@ def test_bad_settings_get_clear_errors(run, tmp_path):
     cs.save(tmp_path / "twins")
     with pytest.raises(ConceptvecError, match="concepts 0:0 and 0:1 share 20 of their 20 .* raise --pool or try --rank cosine"):
         make_study(tmp_path / "twins", tmp_path / "f", label_questions=0)
+    with pytest.raises(ConceptvecError, match=r"share 10 of their 10 most cosine-similar examples, .* raise --pool\.$"):
+        make_study(tmp_path / "twins", tmp_path / "f", label_questions=0, rank="cosine", pool=10)
     make_study(root, tmp_path / "g", label_questions=0)
     with pytest.raises(ConceptvecError, match="already exists"):
         make_study(root, tmp_path / "g", label_questions=0)

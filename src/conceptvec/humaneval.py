@@ -65,7 +65,7 @@ FORMAT = "conceptvec.HumanEvalStudy/1"
 QUESTION_TYPES = ("intruder", "label", "agree")
 AGREE_OPTIONS = ("yes", "no")
 CSV_COLUMNS = ("rater", "question", "answer")
-RANKINGS = ("projection", "cosine")
+RANKINGS = {"projection": "maximally projecting", "cosine": "most cosine-similar"}  # --rank: the pool each image comes from
 IMAGE_SIDE = 160  # pixels, longest side of an image in the form
 
 
@@ -138,15 +138,10 @@ def _load_run(run: Path) -> tuple[list[dict[str, Any]], Any, dict[str, Any]]:
         scan = ScanResult.load(scan_dir)
         if scan.kind != "neurons":
             raise ConceptvecError(f"{scan_dir} scanned directions ({scan.kind}), not neurons; humaneval asks about neurons' concepts.")
-        neurons = []
-        for i, n in enumerate(scan.neurons):
-            a, b = scan.concept_offsets[i], scan.concept_offsets[i + 1]
-            neurons.append({
-                "neuron": int(n), "live": bool(scan.live[i]), "vectors": scan.concept_vectors[a:b],
-                "members": [scan.top_indices[i][scan.labels[i] == j] for j in range(b - a)],
-            })
-        store_path = scan.provenance.get("activations", {}).get("store")
-        store = _open_store(run, [store_path] if store_path else [])
+        neurons = [{"neuron": int(n), "live": bool(scan.live[i]), "vectors": scan.concepts_of(n),
+                    "members": [scan.top_indices[i][scan.labels[i] == j] for j in range(scan.n_concepts[i])]}
+                   for i, n in enumerate(scan.neurons)]
+        store = _open_store(run, [scan.store_path] if scan.store_path else [])
         return neurons, store, {"kind": "scan", "path": str(scan_dir), "params": scan.params.to_dict(),
                                 "provenance": scan.provenance}
     if (run / CONCEPTSET_FILE).exists():
@@ -258,11 +253,8 @@ def make_study(
     _fill_pools(concepts, store.activations, config)
     rng = np.random.default_rng(config.seed)
     questions = _intruder_questions(concepts, config, rng) + _label_questions(concepts, config, rng, label_map, store)
-    key: dict[str, dict[str, Any]] = {}
-    for number, q in enumerate(questions, start=1):
-        key[f"q{number:02d}"] = q
-    for q in key.values():
-        q["example_ids"] = {o: str(store.ids[i]) for o, i in q["examples"].items()}
+    key = {f"q{number:02d}": {**q, "example_ids": {o: str(store.ids[i]) for o, i in q["examples"].items()}}
+           for number, q in enumerate(questions, start=1)}
     study_id = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     form = _form_html(study_id, key, examples)
     key_text = json.dumps(key, indent=2) + "\n"
@@ -326,8 +318,9 @@ def _intruder_questions(concepts: list[_Concept], config: StudyConfig, rng: np.r
         theirs = other.pool[~np.isin(other.pool, shared)]
         if len(own) < config.images or len(theirs) < 1:
             raise ConceptvecError(
-                f"concepts {concept.name} and {other.name} share {len(shared)} of their {config.pool} maximally projecting "
-                f"examples, leaving too few to draw {config.images} + 1 distinct images; raise --pool or try --rank cosine."
+                f"concepts {concept.name} and {other.name} share {len(shared)} of their {config.pool} {RANKINGS[config.rank]} "
+                f"examples, leaving too few to draw {config.images} + 1 distinct images; raise --pool"
+                + (" or try --rank cosine." if config.rank == "projection" else ".")
             )
         shown = [int(i) for i in rng.choice(own, size=config.images, replace=False)] + [int(rng.choice(theirs))]
         options, examples = _shuffled(shown, rng)

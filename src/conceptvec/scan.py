@@ -497,9 +497,14 @@ class ScanResult:
             provenance={**self.provenance, "scan": {"kind": self.kind, "index": int(self.neurons[i])}},
         )
 
+    @property
+    def store_path(self) -> str | None:
+        """The activation store the scan was made from, as recorded (None for an array)."""
+        return self.provenance.get("activations", {}).get("store")
+
     def _matrix(self) -> np.ndarray:
         if self._acts is None:
-            store = self.provenance.get("activations", {}).get("store")
+            store = self.store_path
             if store and Path(store).exists():
                 self._acts = ActivationStore.open(store).activations
             else:
