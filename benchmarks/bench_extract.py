@@ -35,8 +35,8 @@ import torchvision
 from PIL import Image
 
 import conceptvec as cv
-from conceptvec.data import image_files
-from conceptvec.models import find_layer, load_model
+from conceptvec.nn.data import image_files
+from conceptvec.nn.models import find_layer, load_model
 
 
 def write_jpegs(root: Path, n: int, seed: int = 0) -> Path:
@@ -73,7 +73,7 @@ def ours(loaded, layer: str, root: Path, out: Path, batch_size: int, workers: in
          autocast: bool, dtype: str = "float32") -> tuple[np.ndarray, float]:
     # The loaded module and its transform: model loading is outside both timings.
     start = time.perf_counter()
-    store = cv.extract(loaded.module, layer, root, out, transform=loaded.transform, batch_size=batch_size, workers=workers,
+    store = cv.extract(loaded.module, layer=layer, data=root, out=out, transform=loaded.transform, batch_size=batch_size, workers=workers,
                        device=device, autocast=autocast, dtype=dtype, progress=False)
     seconds = time.perf_counter() - start
     return np.asarray(store.activations, dtype=np.float64), seconds
@@ -81,7 +81,7 @@ def ours(loaded, layer: str, root: Path, out: Path, batch_size: int, workers: in
 
 def store_scale(directory: Path, n: int = 1_281_167, units: int = 2048, chunk: int = 4096) -> None:
     """Write and read an ImageNet-sized float16 store through the resumable writer; report time and peak memory."""
-    from conceptvec.store import StoreWriter
+    from conceptvec.storage.store import StoreWriter
 
     rng = np.random.default_rng(0)
     block = rng.normal(size=(chunk, units)).astype(np.float16)

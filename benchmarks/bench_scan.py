@@ -27,7 +27,8 @@ import time
 import numpy as np
 import conceptvec as cv
 from conceptvec.reference import authors_procedure
-from conceptvec.scan import default_workers, maximally_projecting
+from conceptvec.scan.engine import default_workers
+from conceptvec.scan.layer import projecting_and_cosine
 
 N_EXAMPLES, N_UNITS, N_CLASSES = 128_000, 2048, 1000
 
@@ -89,7 +90,7 @@ def main() -> None:
     print(f"scan_layer, whole layer ({N_UNITS} neurons, steps 1-4): {t_layer:.2f} s = {1000 * per_neuron:.1f} ms per neuron")
     if not args.no_projecting:
         t = time.perf_counter()
-        idx, _, _ = maximally_projecting(acts, layer.concept_vectors, params.top)
+        idx, _, _ = projecting_and_cosine(acts, layer.concept_vectors, top=params.top)
         t_proj = time.perf_counter() - t
         print(f"maximally projecting examples of all {len(layer.concept_vectors)} concepts (one streamed A @ V.T, float64): {t_proj:.2f} s")
 

@@ -1,20 +1,26 @@
 """conceptvec: disentangle polysemantic neurons into concept vectors.
 
 Implements O'Mahony, Andrearczyk, Müller, Graziani, "Disentangling Neuron Representations with
-Concept Vectors" (CVPR 2023 workshops). The algorithm core (method, metrics, store) needs no torch;
-``extract`` and the models import torch only when called.
+Concept Vectors" (CVPR 2023 workshops). The package is laid out by the data flow (see
+``docs/architecture.md``): ``nn`` (models, data, hooks, extraction, feature visualisation; the only
+part that imports torch), ``storage`` (stores, ConceptSets, run folders), ``core`` (the method on
+arrays), ``scan`` (whole layers), ``report``, ``study``, ``demo``, ``cli``. ``import conceptvec``
+does not load torch; ``extract`` and ``feature_visualisation`` import it when they run.
 """
 
 from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from .conceptset import ConceptSet
+from .core.method import disentangle
+from .core.params import Params
 from .errors import ConceptvecError, StoreError
-from .method import disentangle
-from .params import Params
+from .nn.config import ExtractConfig
+from .nn.extraction import extract
 from .scan import ScanResult, scan_layer
-from .store import ActivationStore
+from .storage.conceptset import ConceptSet
+from .storage.rundir import RunDir
+from .storage.store import ActivationStore
 
 try:
     __version__ = _metadata.version("conceptvec")
@@ -22,34 +28,14 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
     __version__ = "0.0.0"
 
 
-def extract(*args, **kwargs):
-    """Pooled activations of a model layer over a dataset, written to an ActivationStore.
-
-    See :func:`conceptvec.extraction.extract`; imported on first call so that ``import conceptvec``
-    does not load torch.
-    """
-    from .extraction import extract as _extract
-
-    return _extract(*args, **kwargs)
-
-
-def feature_visualisation(*args, **kwargs):
-    """Optimised images for a layer's directions: a neuron and its concept vectors (the paper's Fig. 3).
-
-    See :func:`conceptvec.featureviz.feature_visualisation`; imported on first call so that
-    ``import conceptvec`` does not load torch.
-    """
-    from .featureviz import feature_visualisation as _feature_visualisation
-
-    return _feature_visualisation(*args, **kwargs)
-
 
 def __getattr__(name: str):
-    # Classes of the torch-using modules, resolved on first access (PEP 562) for the same reason.
-    if name == "FeatureVisualisation":
-        from .featureviz import FeatureVisualisation
+    # Feature visualisation is torch through and through: resolved on first access (PEP 562), so that
+    # ``import conceptvec`` stays torch-free while ``help(conceptvec.feature_visualisation)`` shows the function itself.
+    if name in ("feature_visualisation", "FeatureVisualisation"):
+        from .nn import featureviz
 
-        return FeatureVisualisation
+        return getattr(featureviz, name)
     raise AttributeError(f"module 'conceptvec' has no attribute {name!r}")
 
 
@@ -57,8 +43,10 @@ __all__ = [
     "ActivationStore",
     "ConceptSet",
     "ConceptvecError",
+    "ExtractConfig",
     "FeatureVisualisation",
     "Params",
+    "RunDir",
     "ScanResult",
     "StoreError",
     "disentangle",

@@ -71,7 +71,7 @@ class _Labelled:
 
 
 class ImageExamples(_Labelled):
-    """Image examples loaded lazily from their ``source`` strings (see ``conceptvec.data``).
+    """Image examples loaded lazily from their ``source`` strings (see ``conceptvec.nn.data``).
 
     Parameters
     ----------
@@ -112,7 +112,7 @@ class ImageExamples(_Labelled):
         return cls(store.ids, store.label_names, store.sources, root=root, **kwargs)
 
     def _load(self, i: int):
-        from ..data import load_example_image
+        from ..nn.data import load_example_image
 
         i = self._check(i)
         try:

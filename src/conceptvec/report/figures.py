@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..conceptset import ConceptSet
+from ..storage.conceptset import ConceptSet
 from ..errors import ConceptvecError
-from ..method import n_clusters_at
-from ..metrics import cosine_similarity, distance_matrix, intra_inter_distances, maximally_projecting, most_similar, project
+from ..core.method import n_clusters_at
+from ..core.metrics import cosine_similarity, distance_matrix, intra_inter_distances, maximally_projecting, most_similar, project
 from .examples import Examples
 
 REMOVED_COLOUR = "#9a9a9a"

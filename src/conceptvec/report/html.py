@@ -30,10 +30,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .._io import atomic_directory, environment, write_json
-from ..conceptset import METADATA_FILE, ConceptSet
+from ..storage.atomic import atomic_directory, read_json, write_json
+from ..storage.provenance import environment
+from ..storage.conceptset import METADATA_FILE, ConceptSet
 from ..errors import ConceptvecError, StoreError
-from ..store import ActivationStore
+from ..storage.store import ActivationStore
 from . import figures as F
 from .examples import Examples, examples_for_store
 
@@ -90,7 +91,6 @@ def _scan_class() -> Any | None:
 
 
 def _scan_store_path(run_dir: Path) -> str | None:
-    from .._io import read_json
 
     meta = run_dir / SCAN_DIR / "scan.json"
     if not meta.exists():
@@ -187,10 +187,10 @@ def _choose_pages(
                 if _scan_page(scan, int(n)) not in pages:  # a saved ConceptSet of the neuron comes first
                     pages[_scan_page(scan, int(n))] = (scan[int(n)], f"{SCAN_DIR}/")
         return pages
-    from ..method import disentangle
+    from ..core.method import disentangle
 
     if isinstance(neurons, str):
-        from ..scan import parse_neurons  # "0-9,35" as `conceptvec scan` reads it
+        from ..core.selection import parse_neurons  # "0-9,35" as `conceptvec scan` reads it
 
         neurons = parse_neurons(neurons, store.n_units).tolist()
     params = next(iter(saved.values())).params if saved else (getattr(scan, "params", None) if scan is not None else None)

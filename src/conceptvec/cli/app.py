@@ -1,0 +1,400 @@
+"""`conceptvec ...`: a thin command-line shell over the Python API."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import ConceptvecError
+from ..core.params import Params
+
+app = typer.Typer(
+    help="Disentangle polysemantic neurons into concept vectors (O'Mahony et al., CVPR 2023 workshops).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+_DEFAULTS = Params()
+TopOpt = Annotated[int, typer.Option("--top", help="N, top activating examples clustered.")]
+DistanceOpt = Annotated[float, typer.Option("--distance-threshold", help="d_max of the ward clustering (paper: 15 for Inception V3 Mixed_7b).")]
+OutlierOpt = Annotated[float, typer.Option("--outlier-threshold", help="Squared distance to the k-means centroid at which an example is an outlier.")]
+MinSizeOpt = Annotated[int, typer.Option("--min-cluster-size", help="Clusters with fewer remaining members are removed.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed, recorded with the output.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")]
+
+
+def cli_errors(command: Callable) -> Callable:
+    """Print a ConceptvecError as one clear line and exit with status 2, instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except ConceptvecError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def make_params(top: int, distance_threshold: float, outlier_threshold: float, min_cluster_size: int, seed: int) -> Params:
+    return Params(top=top, distance_threshold=distance_threshold, outlier_threshold=outlier_threshold,
+                  min_cluster_size=min_cluster_size, seed=seed)
+
+
+def concept_table(cs, label_names=None, title: str | None = None) -> Table:
+    """A rich table, one row per concept: size, class make-up, and its members' mean cosine similarity
+    with the concept vector and with the starting neuron (or direction), as in the paper's Fig. 5."""
+    from collections import Counter
+
+    import numpy as np
+
+    from ..core.metrics import cosine_similarity
+
+    table = Table(title=title)
+    table.add_column("concept", justify="right")
+    table.add_column("members", justify="right")
+    if label_names is not None:
+        table.add_column("labels of members (count)")
+    table.add_column("cos with concept", justify="right")
+    table.add_column("cos with " + ("neuron" if cs.neuron is not None else "direction"), justify="right")
+    for j in range(cs.n_concepts):
+        rows = cs.top_activations[cs.labels == j]
+        row = [str(j), str(len(rows))]
+        if label_names is not None:
+            counts = Counter(label_names[cs.members(j)].tolist()).most_common(3)
+            row.append(", ".join(f"{name}: {n}" for name, n in counts))
+        row.append(f"{cosine_similarity(rows, cs.concept_vectors[j]).mean():.3f}")
+        row.append(f"{cosine_similarity(rows, cs.neuron_direction).mean():.3f}")
+        table.add_row(*row)
+    return table
+
+
+@app.command()
+@cli_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the demo run.")] = Path("conceptvec-demo"),
+    epochs: Annotated[int, typer.Option(help="Training epochs of the digits CNN.")] = 120,
+    seed: SeedOpt = 0,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report.")] = True,
+    control: Annotated[bool, typer.Option("--control", help="Also train a 10-class control network and compare (about 40 s more).")] = False,
+) -> None:
+    """Offline demo: split a polysemantic neuron of a CNN trained on bundled digits into concept vectors."""
+    from ..demo.demo import control_comparison, run_demo
+
+    result = run_demo(out, epochs=epochs, seed=seed, report=report)
+    cs, store = result.concept_set, result.store
+    p = result.params
+    console.print(f"[bold]model[/] digits CNN, classes merging 0|5 1|6 2|7 3|8 4|9, "
+                  f"{'reused' if result.reused_model else 'trained'}: {result.test_accuracy:.1%} test accuracy; "
+                  f"layer {store.metadata['layer']}, {store.n_examples} examples x {store.n_units} units")
+    console.print(f"[bold]thresholds[/] distance {p.distance_threshold:.2f}, outlier {p.outlier_threshold:.2f} "
+                  f"(layer-wide rule, see {result.out / 'demo.json'})")
+    split = sum(r["split"] for r in result.merged_units)
+    console.print(f"[bold]planted evidence[/] {len(result.merged_units)} units mix a merged pair among their top "
+                  f"{p.top}; the method splits the pair into separate concepts in {split} of them")
+    console.print(f"[bold]neuron {result.neuron}[/] chosen because {cs.provenance['chosen_because']}")
+    console.print(f"C = {cs.n_agglomerative} clusters, {cs.n_concepts} concepts kept, "
+                  f"{int(cs.outliers.sum())} outliers, {int((~cs.kept).sum())} of {len(cs.labels)} examples removed")
+    console.print(concept_table(cs, store.label_names, title=f"concepts of neuron {result.neuron}"))
+    console.print(f"[bold]ConceptSet[/] {result.out / f'neuron_{result.neuron}'}")
+    for path in result.figures:
+        console.print(f"[bold]figure[/] {path}")
+    if result.report:
+        console.print(f"[bold]report[/] {result.report}")
+    if control:
+        rows = control_comparison(out, epochs=epochs, seed=seed)
+        table = Table(title="planted vs control: units whose top examples mix two digits")
+        for col in ("network", "test accuracy", "mixing units", "of them a merged pair"):
+            table.add_column(col, justify="right")
+        for name in ("merged", "control"):
+            r = rows[name]
+            table.add_row(f"{r['classes']} classes" + (" (pairs merged)" if name == "merged" else " (control)"),
+                          f"{r['test_accuracy']:.1%}", str(r["mixing"]), str(r["mixing_a_merged_pair"]))
+        console.print(table)
+        console.print(f"by chance {rows['chance_share_of_merged_pairs']:.0%} of digit pairs are merged pairs; see {Path(out) / 'control.json'}")
+
+
+@app.command()
+@cli_errors
+def extract(
+    model: Annotated[str, typer.Option("--model", help="digits, torchvision:NAME, timm:NAME, hf:DIR or checkpoint:FILE (TorchScript).")],
+    layer: Annotated[str, typer.Option("--layer", help="Module name as the model names it; 'list' prints them.")],
+    data: Annotated[Optional[str], typer.Option("--data", help="digits, an image folder (class sub-folders or flat), or a text file of paths.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Directory of the ActivationStore (run again to resume).")] = None,
+    weights: Annotated[Optional[str], typer.Option("--weights", help="Weights name (DEFAULT, IMAGENET1K_V1), a local state-dict file, or none.")] = None,
+    key_map: Annotated[Optional[str], typer.Option("--key-map", help="State-dict keys named differently: 'order' or a JSON {file_key: model_key}.")] = None,
+    per_class: Annotated[Optional[int], typer.Option("--per-class", help="Sample this many images per class (paper: 130).")] = None,
+    class_index: Annotated[Optional[Path], typer.Option("--class-index", help="ImageNet class-index JSON for WordNet-id folders.")] = None,
+    seed: SeedOpt = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes decoding images.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="float32 or float16 on disk.")] = "float32",
+    pool: Annotated[str, typer.Option("--pool", help="avg (the paper's), max, or cls.")] = "avg",
+    autocast: Annotated[bool, typer.Option("--autocast", help="float16 autocast on CUDA.")] = False,
+    mean: Annotated[Optional[str], typer.Option("--mean", help="Override the normalisation mean, e.g. 0.5,0.5,0.5.")] = None,
+    std: Annotated[Optional[str], typer.Option("--std", help="Override the normalisation std, e.g. 0.5,0.5,0.5.")] = None,
+    size: Annotated[Optional[int], typer.Option("--size", help="Override the input size (crop side in pixels).")] = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Pool a layer's activations over a dataset into an ActivationStore (resumable: run again after an interruption)."""
+    from ..nn.extraction import extract as run_extract
+    from ..nn.models import list_layers, load_model
+
+    def floats(text: Optional[str], name: str):
+        if text is None:
+            return None
+        try:
+            return tuple(float(v) for v in text.split(","))
+        except ValueError:
+            raise ConceptvecError(f"--{name} takes comma-separated numbers such as 0.5,0.5,0.5, got {text!r}.") from None
+
+    overrides = dict(key_map=key_map, mean=floats(mean, "mean"), std=floats(std, "std"), size=size)
+    if layer == "list":
+        loaded = load_model(model, weights, **overrides)
+        table = Table(title=f"layers of {loaded.name}")
+        for col in ("layer", "type", "output shape"):
+            table.add_column(col)
+        for name, kind, shape in list_layers(loaded):
+            table.add_row(name, kind, "x".join(map(str, shape)) if shape else "-")
+        console.print(table)
+        return
+    if data is None or out is None:
+        raise ConceptvecError("extract needs --data and --out (or --layer list to see the layers).")
+    store = run_extract(model, layer=layer, data=data, out=out, weights=weights, per_class=per_class, seed=seed, batch_size=batch_size,
+                        workers=workers, device=device, dtype=dtype, pool=pool, overwrite=overwrite, autocast=autocast,
+                        class_index=class_index, **overrides)
+    skipped = store.metadata.get("skipped", {}).get("count", 0)
+    console.print(f"{store}" + (f"; {skipped} unreadable file(s) skipped, listed in metadata.json" if skipped else ""))
+
+
+@app.command()
+@cli_errors
+def disentangle(
+    store: Annotated[Path, typer.Argument(help="ActivationStore directory (from `conceptvec extract`).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the ConceptSet.")],
+    neuron: Annotated[Optional[int], typer.Option("--neuron", help="Unit to disentangle.")] = None,
+    direction: Annotated[Optional[Path], typer.Option("--direction", help="A .npy vector to start from instead of a neuron.")] = None,
+    top: TopOpt = _DEFAULTS.top,
+    distance_threshold: DistanceOpt = _DEFAULTS.distance_threshold,
+    outlier_threshold: OutlierOpt = _DEFAULTS.outlier_threshold,
+    min_cluster_size: MinSizeOpt = _DEFAULTS.min_cluster_size,
+    seed: SeedOpt = _DEFAULTS.seed,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Split one neuron (or direction) of a store into concept vectors with the paper's method."""
+    import numpy as np
+
+    from ..core.method import disentangle as run
+    from ..storage.store import ActivationStore
+
+    acts = ActivationStore.open(store)
+    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed)
+    vector = None
+    if direction is not None:
+        if not direction.exists():
+            raise ConceptvecError(f"direction file {direction} does not exist.")
+        try:
+            vector = np.load(direction, allow_pickle=False)
+        except ValueError as exc:
+            raise ConceptvecError(f"could not read {direction} as a .npy array without pickle: {exc}") from None
+    cs = run(acts, neuron=neuron, direction=vector, params=params)
+    cs.save(out, overwrite=overwrite)
+    start = f"neuron {neuron}" if neuron is not None else f"direction {direction}"
+    console.print(f"{start}: C = {cs.n_agglomerative} clusters, {cs.n_concepts} concepts, {int(cs.outliers.sum())} outliers")
+    if not cs.is_live:
+        console.print(f"[yellow]warning:[/] {start} is not live: {int(np.sum(cs.top_scores <= 0))} of its top {params.top} "
+                      f"examples do not activate it, so its concepts group arbitrary examples. Lower --top or pick another.")
+    console.print(concept_table(cs, acts.label_names))
+    console.print(f"ConceptSet written to {out}")
+
+
+def main() -> None:  # pragma: no cover - the console-script entry point
+    app()
+
+
+@app.command()
+@cli_errors
+def scan(
+    store: Annotated[Path, typer.Argument(help="ActivationStore directory (from `conceptvec extract`).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the scan (resumable: run again to continue).")],
+    neurons: Annotated[Optional[str], typer.Option("--neurons", help="Which neurons (or directions), e.g. 0-99 or 0-99,512; default all.")] = None,
+    directions: Annotated[str, typer.Option("--directions", help="neurons, svd:K (top K right singular vectors), or a .npy / .safetensors file of vectors.")] = "neurons",
+    top: TopOpt = _DEFAULTS.top,
+    distance_threshold: DistanceOpt = _DEFAULTS.distance_threshold,
+    outlier_threshold: OutlierOpt = _DEFAULTS.outlier_threshold,
+    min_cluster_size: MinSizeOpt = _DEFAULTS.min_cluster_size,
+    seed: SeedOpt = _DEFAULTS.seed,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes for the clustering; default all CPUs.")] = None,
+    projecting: Annotated[bool, typer.Option("--projecting/--no-projecting", help="Also find the maximally projecting examples of every concept.")] = True,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Run the method on every neuron of a layer (or on SVD / given directions) and summarise."""
+    from ..scan.layer import scan_layer
+    from ..storage.store import ActivationStore
+
+    acts = ActivationStore.open(store)
+    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed)
+    result = scan_layer(acts, params=params, neurons=neurons, workers=workers, directions=directions,
+                        projecting=projecting, out=out, overwrite=overwrite, progress=True)
+    s = result.summary()
+    what = "neurons" if result.kind == "neurons" else f"directions ({result.kind})"
+    if result.reused:
+        console.print(f"{out} already holds this scan; reusing it.")
+    elif result.resumed:
+        console.print(f"resumed: {result.resumed} {what} were already done in {out}.partial")
+    console.print(f"{s['n_scanned']} {what}, {s['n_live']} live: {s['n_concepts_total']} concepts; {s['n_with_2_or_more_concepts']} "
+                  f"({s['share_with_2_or_more_concepts']:.1%} of live) have 2 or more")
+    if s["not_live"]:
+        shown = ", ".join(map(str, s["not_live"][:20])) + (" ..." if len(s["not_live"]) > 20 else "")
+        console.print(f"[yellow]not live[/] (their top {params.top} include zero activations; concepts of arbitrary "
+                      f"examples, left out of the counts): {shown}")
+    table = Table(title="concepts per " + ("neuron" if result.kind == "neurons" else "direction"))
+    table.add_column("concepts", justify="right")
+    table.add_column("count", justify="right")
+    for k, v in s["concepts_per_neuron"].items():
+        table.add_row(k, str(v))
+    console.print(table)
+    console.print(f"scan written to {out} (neurons.parquet, concepts.safetensors, summary.png)")
+
+
+@app.command()
+@cli_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory: store/, ConceptSet folders (neuron_N/), scan/.")],
+    neurons: Annotated[Optional[str], typer.Option("--neurons", help="Neurons to give a page, e.g. 35 or 0-9,35; default the saved ConceptSets and the scan's most polysemantic.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Report folder; default RUN_DIR/report (replaced as a whole).")] = None,
+    umap: Annotated[bool, typer.Option("--umap/--no-umap", help="Draw the UMAP figure (paper Fig. 2), a few seconds per neuron.")] = True,
+) -> None:
+    """Write a static HTML report (index + a page per neuron, every figure, a live distance-threshold slider) that opens offline."""
+    from ..report.html import write_report
+
+    index = write_report(run_dir, neurons=neurons, out=out, umap=umap)
+    console.print(f"report written to {index}")
+
+
+@app.command()
+@cli_errors
+def featureviz(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory: store/ and the neuron's ConceptSet neuron_N/.")],
+    neuron: Annotated[int, typer.Option("--neuron", help="Neuron whose ConceptSet (RUN_DIR/neuron_N) is visualised.")],
+    steps: Annotated[int, typer.Option("--steps", help="Adam steps (paper, via Lucent: 512).")] = 512,
+    size: Annotated[Optional[int], typer.Option("--size", help="Image side in pixels; default the model's input size (224 for torchvision).")] = None,
+    seed: SeedOpt = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "cpu",
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Feature visualisation of a neuron and of its concept vectors, optimised in one batch (the paper's Fig. 3)."""
+    from ..nn.featureviz import run_featureviz
+
+    result = run_featureviz(run_dir, neuron, steps=steps, size=size, seed=seed, device=device, overwrite=overwrite, progress=True)
+    fv, out = result
+    for name, value in zip(["neuron"] + [f"concept {j}" for j in range(len(fv.images) - 1)], fv.objective):
+        console.print(f"{name}: objective {value:.3f}")
+    if fv.interrupted:
+        console.print(f"[bold]interrupted[/] after {max(fv.steps_done)} of {steps} steps; the images so far are in {out} (marked partial)")
+        raise typer.Exit(130)
+    console.print(f"feature visualisation written to {out}")
+
+
+humaneval_app = typer.Typer(
+    help="The paper's human evaluation: make an offline intruder/labelling form from a run's concepts, then score the answers.",
+    no_args_is_help=True,
+)
+app.add_typer(humaneval_app, name="humaneval")
+
+
+@humaneval_app.command("make")
+@cli_errors
+def humaneval_make(
+    run: Annotated[Path, typer.Argument(help="A scan directory, a ConceptSet, or a run directory holding scan/ or neuron_N/ sets.")],
+    out: Annotated[Path, typer.Option("--out", help="Study folder: form.html (for participants), key.json and study.json (yours).")],
+    neurons: Annotated[Optional[str], typer.Option("--neurons", help="Neurons whose concepts are asked about, e.g. 0-7; default the run's first 8 (the paper).")] = None,
+    seed: SeedOpt = 0,
+    intruder_questions: Annotated[int, typer.Option("--intruder-questions", help="Pick-the-intruder questions (paper: 4).")] = 4,
+    label_questions: Annotated[int, typer.Option("--label-questions", help="Understandability questions (paper: 6), free labels first.")] = 6,
+    free_labels: Annotated[int, typer.Option("--free-labels", help="Of the label questions, how many ask for a free-text label (paper: 2); the rest ask to agree with a given label.")] = 2,
+    images: Annotated[int, typer.Option("--images", help="Examples of the concept shown per question (an intruder question adds one).")] = 4,
+    pool: Annotated[int, typer.Option("--pool", help="Images are drawn from each concept's this many maximally projecting examples.")] = 20,
+    rank: Annotated[str, typer.Option("--rank", help="projection (the paper's maximally projecting examples) or cosine.")] = "projection",
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels for the agree questions: JSON {\"35:0\": \"apples\"} or CSV neuron,concept,label; default the most common class among each concept's members.")] = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Write an offline study form (form.html) and its separate answer key (key.json)."""
+    from ..study.humaneval import make_study
+
+    study = make_study(run, out, neurons=neurons, labels=labels, overwrite=overwrite, seed=seed,
+                       intruder_questions=intruder_questions, label_questions=label_questions, free_labels=free_labels,
+                       images=images, pool=pool, rank=rank)
+    counts = {kind: len(study.questions(kind)) for kind in ("intruder", "label", "agree")}
+    console.print(f"study {study.study_id}: {counts['intruder']} intruder, {counts['label']} free-label and {counts['agree']} "
+                  f"agree question(s) on the concepts of neurons {study.meta['neurons']}")
+    other = sum(study.key[q]["intruder"]["from"] == "another neuron" for q in study.questions("intruder"))
+    if other:
+        console.print(f"{other} intruder question(s) take the intruder from another neuron (their neuron has one concept)")
+    if study.meta["not_live_left_out"]:
+        console.print(f"[yellow]left out[/] (not live): neurons {study.meta['not_live_left_out']}")
+    console.print(f"give participants {out / 'form.html'} only; keep {out / 'key.json'} to score their CSVs with "
+                  f"`conceptvec humaneval score {out} ANSWERS.csv ...`")
+
+
+@humaneval_app.command("score")
+@cli_errors
+def humaneval_score(
+    study: Annotated[Path, typer.Argument(help="The study folder from `conceptvec humaneval make`.")],
+    answers: Annotated[list[Path], typer.Argument(help="CSV files exported from the form (rater,question,answer).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON only.")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Where scores.json and scores.png go; default STUDY/scores (replaced).")] = None,
+) -> None:
+    """Score participants' answers: intruder accuracy (95 % Wilson interval, chance), agreement, Fleiss' kappa, labels."""
+    import json
+    from collections import Counter
+
+    from ..study.humaneval import SCORE_DIR, score_study, write_scores
+
+    scores = score_study(study, answers)
+    folder = write_scores(scores, out or study / SCORE_DIR, answers)
+    d = scores.to_dict()
+    if as_json:
+        print(json.dumps(d, indent=2))
+        return
+    lo, hi = d["intruder_ci95"]
+    console.print(f"study {d['study_id']}: {d['n_raters']} rater(s)")
+    if d["intruder_answers"]:
+        console.print(f"[bold]intruder accuracy[/] {d['intruder_accuracy']:.1%} of {d['intruder_answers']} answers "
+                      f"(95 % Wilson {lo:.1%}-{hi:.1%}; chance {d['intruder_chance']:.1%})")
+    if d["agreement_answers"]:
+        lo, hi = d["agreement_ci95"]
+        console.print(f"[bold]agreement with given labels[/] {d['agreement_rate']:.1%} of {d['agreement_answers']} answers "
+                      f"(95 % Wilson {lo:.1%}-{hi:.1%})")
+    for kind, k in d["fleiss_kappa"].items():
+        if k["questions"]:
+            value = "undefined" if k["kappa"] is None else f"{k['kappa']:.3f}"
+            console.print(f"Fleiss' kappa ({kind}): {value} over {k['raters']} rater(s) who answered all {k['questions']}"
+                          + (f" ({k['note']})" if "note" in k else ""))
+    table = Table(title="per question")
+    for col in ("question", "type", "concept", "answers", "share", "95 % CI", "note"):
+        table.add_column(col)
+    for kind, key in (("intruder", "intruder_questions"), ("agree", "agree_questions")):
+        for q, v in d[key].items():
+            share = v["accuracy"] if kind == "intruder" else v["rate"]
+            note = f"from {v['intruder_from']}, chance {v['chance']:.0%}" if kind == "intruder" else f"label {v['label']!r}"
+            table.add_row(q, kind, f"{v['neuron']}:{v['concept']}", str(v["n"]), "-" if share is None else f"{share:.0%}",
+                          "-" if v["n"] == 0 else f"{v['ci95'][0]:.0%}-{v['ci95'][1]:.0%}", note)
+    console.print(table)
+    for item in d["labels"]:
+        counts = Counter(x["label"] for x in item["labels"])
+        given = "; ".join(f"{label!r} x{n}" for label, n in counts.most_common()) or "-"
+        console.print(f"labels for concept {item['neuron']}:{item['concept']} ({item['question']}): {given}")
+    if d["unanswered"]:
+        console.print(f"[yellow]unanswered[/] {d['unanswered']}")
+    console.print(f"scores written to {folder} (scores.json, scores.png)")

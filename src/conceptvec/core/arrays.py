@@ -1,0 +1,51 @@
+"""Activations as the algorithm reads them: a 2-D array of numbers (or a store's memory-mapped one), checked."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConceptvecError
+from ..storage.store import ActivationStore
+
+
+def as_matrix(acts: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """(A, source): the matrix of an array or ActivationStore, shape (n_examples, n_units), and where it came from."""
+    if isinstance(acts, ActivationStore):
+        return acts.activations, acts.provenance()
+    if not hasattr(acts, "shape") or not hasattr(acts, "dtype"):
+        acts = np.asarray(acts)
+    if acts.ndim != 2:
+        raise ConceptvecError(
+            f"activations must be a 2-D array (n_examples, n_units), got {acts.ndim}-D shape {tuple(acts.shape)}. "
+            f"Pool spatial maps first (mean over H, W) or reshape a single vector with x[None, :]."
+        )
+    if 0 in acts.shape:
+        raise ConceptvecError(f"activations are empty (shape {tuple(acts.shape)}); give at least one example and one unit.")
+    if not (np.issubdtype(acts.dtype, np.floating) or np.issubdtype(acts.dtype, np.integer)):
+        raise ConceptvecError(f"activations must be numbers, got dtype {acts.dtype}.")
+    return acts, {"activations": "array", "dtype": str(acts.dtype)}
+
+
+def check_neuron(neuron: Any, n_units: int) -> int:
+    """``neuron`` as an int when it is a unit index of a layer with ``n_units`` units."""
+    if isinstance(neuron, bool) or not isinstance(neuron, numbers.Integral):
+        raise ConceptvecError(f"neuron must be a whole number from 0 to {n_units - 1}, got {neuron!r}.")
+    if not 0 <= neuron < n_units:
+        raise ConceptvecError(f"neuron {neuron} is out of range: this layer has {n_units} units, so neuron must be 0 to {n_units - 1}.")
+    return int(neuron)
+
+
+def check_finite(values: np.ndarray, what: str, *, rows: np.ndarray | None = None) -> None:
+    """Raise, naming the examples, when ``values`` (a vector, or one row per example) hold NaN or inf."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        bad_rows = np.flatnonzero(bad.any(axis=1) if bad.ndim == 2 else bad)
+        examples = (rows[bad_rows] if rows is not None else bad_rows).tolist()
+        shown = ", ".join(map(str, examples[:10])) + (" ..." if len(examples) > 10 else "")
+        raise ConceptvecError(
+            f"{what} contain {int(bad.sum())} NaN or inf value(s), in {len(examples)} example(s): {shown}. "
+            f"Remove or repair these examples before disentangling."
+        )

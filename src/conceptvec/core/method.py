@@ -1,0 +1,164 @@
+"""The paper's method on one direction (a neuron, an SVD direction, any vector).
+
+Notation: A is the activation matrix, shape (n_examples, n_units), globally average-pooled;
+X = A[top_indices] holds the N top activating examples, shape (N, n_units), in float64 as the
+authors computed. The four steps follow ``scripts/neuron_method.py`` of lomahony/sw-interpretability:
+
+1. ``top_indices``: the N examples with the largest activation (or projection on a direction),
+   most activating first; ties keep ascending example order.
+2. ward agglomerative clustering of X (euclidean); C = the number of merges whose height is
+   ``>= distance_threshold``, plus one (scikit-learn's ``AgglomerativeClustering`` rule).
+3. ``KMeans(C, n_init, max_iter, random_state=seed)`` on X; an example is an outlier when its
+   squared distance to its own centroid is ``>= outlier_threshold``; clusters with fewer than
+   ``min_cluster_size`` remaining members are removed.
+4. each remaining cluster's mean, normalised, is a concept vector; concepts are ordered by
+   ascending k-means label.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.cluster.hierarchy import linkage
+
+from ..errors import ConceptvecError
+from ..storage.conceptset import ConceptSet
+from ..storage.provenance import environment
+from ..storage.store import ActivationStore
+from .arrays import as_matrix, check_finite, check_neuron
+from .kmeans import kmeans_step
+from .metrics import project, unit_vectors
+from .params import Params
+from .streaming import top_k_desc
+
+REMOVED = -1
+
+
+def ward_linkage(x: np.ndarray) -> np.ndarray:
+    """SciPy linkage matrix (ward, euclidean) of the rows of ``x``: shape (N - 1, 4), heights in column 2."""
+    return linkage(np.asarray(x, dtype=np.float64), method="ward", metric="euclidean")
+
+
+def n_clusters_at(linkage_matrix: np.ndarray, distance_threshold: float) -> int:
+    """Number of clusters when merges at heights ``>= distance_threshold`` are not made (step 2)."""
+    return int(np.count_nonzero(linkage_matrix[:, 2] >= distance_threshold)) + 1
+
+
+def remove_outliers(
+    kmeans_labels: np.ndarray, sq_distances: np.ndarray, outlier_threshold: float, min_cluster_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Concept index of every example (-1 when removed) and the k-means label each concept came from.
+
+    Outliers (``sq_distance >= outlier_threshold``) go first, then clusters left with fewer than
+    ``min_cluster_size`` members; kept clusters are numbered by ascending k-means label.
+    """
+    kept = np.where(sq_distances < outlier_threshold, kmeans_labels, REMOVED)
+    clusters, counts = np.unique(kept[kept != REMOVED], return_counts=True)
+    kept_clusters = clusters[counts >= min_cluster_size]
+    labels = np.full(len(kmeans_labels), REMOVED, dtype=np.int64)
+    for concept, cluster in enumerate(kept_clusters):
+        labels[kept == cluster] = concept
+    return labels, kept_clusters.astype(np.int64)
+
+
+def concept_means(x: np.ndarray, labels: np.ndarray, n_concepts: int) -> np.ndarray:
+    """Step 4: each concept's normalised mean of its members' activations, shape (n_concepts, n_units)."""
+    vectors = np.empty((n_concepts, x.shape[1]), dtype=np.float64)
+    for j in range(n_concepts):
+        mean = x[labels == j].mean(axis=0)
+        norm = np.linalg.norm(mean)
+        if norm == 0:
+            raise ConceptvecError(f"concept {j}: its members' mean activation is the zero vector, which has no direction.")
+        vectors[j] = mean / norm
+    return vectors
+
+
+def cluster_top(x: np.ndarray, params: Params) -> dict[str, Any]:
+    """Steps 2-4 on X, the top examples' activations (float64, shape (N, n_units)).
+
+    Shared by ``disentangle`` and ``scan_layer``, so a scanned neuron goes through the same code.
+    Returns the ConceptSet fields ``linkage``, ``n_agglomerative``, ``kmeans_labels``,
+    ``centroid_sq_distances``, ``labels``, ``kmeans_cluster_ids`` and ``concept_vectors``.
+    """
+    z = ward_linkage(x)
+    n_agglomerative = n_clusters_at(z, params.distance_threshold)
+    kmeans_labels, sq = kmeans_step(x, n_agglomerative, params)
+    labels, cluster_ids = remove_outliers(kmeans_labels, sq, params.outlier_threshold, params.min_cluster_size)
+    vectors = concept_means(x, labels, len(cluster_ids))
+    return {
+        "linkage": z,
+        "n_agglomerative": n_agglomerative,
+        "kmeans_labels": kmeans_labels,
+        "centroid_sq_distances": sq,
+        "labels": labels,
+        "kmeans_cluster_ids": cluster_ids,
+        "concept_vectors": vectors,
+    }
+
+
+def disentangle(
+    acts: np.ndarray | ActivationStore,
+    *,
+    neuron: int | None = None,
+    direction: np.ndarray | None = None,
+    params: Params | None = None,
+) -> ConceptSet:
+    """Split a neuron (or any direction) into concept vectors with the paper's method.
+
+    Parameters
+    ----------
+    acts : array of shape (n_examples, n_units), or an ActivationStore
+        Pooled activations of one layer.
+    neuron : int, optional
+        The unit whose top activating examples are clustered.
+    direction : array of shape (n_units,), optional
+        Instead of a neuron: examples are ranked by their projection on this vector.
+    params : Params, optional
+        Defaults to the paper's ``Params()``.
+    """
+    params = params or Params()
+    if not isinstance(params, Params):
+        raise ConceptvecError(f"params must be a conceptvec.Params, got {type(params).__name__}.")
+    matrix, source = as_matrix(acts)
+    n_examples, n_units = matrix.shape
+
+    if (neuron is None) == (direction is None):
+        raise ConceptvecError("give exactly one of neuron= (a unit index) or direction= (a vector of length n_units).")
+    if neuron is not None:
+        neuron = check_neuron(neuron, n_units)
+        scores = np.asarray(matrix[:, neuron], dtype=np.float64)
+        what = f"neuron {neuron}"
+        unit_direction = None
+    else:
+        d = np.asarray(direction, dtype=np.float64)
+        if d.ndim != 1 or d.shape[0] != n_units:
+            raise ConceptvecError(f"direction must be a vector of length {n_units} (one value per unit), got shape {d.shape}.")
+        if not np.all(np.isfinite(d)):
+            raise ConceptvecError("direction contains NaN or inf values; give a finite vector.")
+        unit_direction = unit_vectors(d)[0]
+        scores = project(matrix, unit_direction)[:, 0]
+        what = "the direction"
+
+    if params.top > n_examples:
+        raise ConceptvecError(
+            f"top={params.top} is larger than the number of examples ({n_examples}); use top <= {n_examples} "
+            f"(e.g. Params(top={min(100, n_examples)}))."
+        )
+    check_finite(scores, f"the activations along {what}")
+    top_indices = top_k_desc(scores, params.top).astype(np.int64)
+    order = np.argsort(top_indices)  # read memory-mapped rows in file order
+    x = np.empty((params.top, n_units), dtype=np.float64)
+    x[order] = matrix[top_indices[order]]
+    check_finite(x, "the top examples' activations", rows=top_indices)
+
+    return ConceptSet(
+        top_indices=top_indices,
+        top_scores=scores[top_indices],
+        top_activations=x,
+        **cluster_top(x, params),
+        params=params,
+        neuron=neuron,
+        direction=unit_direction,
+        provenance={"activations": source, "n_examples": n_examples, "n_units": n_units, **environment()},
+    )

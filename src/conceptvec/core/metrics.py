@@ -1,0 +1,129 @@
+"""Numbers that evaluate concept vectors: projections, cosine similarities, distances.
+
+Notation: A is the activation matrix of shape (n_examples, n_units); V holds k direction vectors
+of shape (k, n_units). Everything here takes NumPy arrays (memory-mapped ones included) and
+streams over rows, so a store larger than RAM is fine.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from scipy.spatial.distance import pdist, squareform
+
+from ..errors import ConceptvecError
+from .streaming import TopK, check_block_finite, row_blocks, top_k_desc  # noqa: F401 - top_k_desc is also metrics' public name
+
+__all__ = ["cosine_similarity", "distance_matrix", "intra_inter_distances", "maximally_projecting", "most_similar",
+           "project", "top_k_desc", "unit_vectors"]
+
+
+def unit_vectors(vectors: np.ndarray) -> np.ndarray:
+    """Rows of ``vectors`` scaled to unit euclidean norm (float64); a zero row is an error."""
+    v = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
+    norms = np.linalg.norm(v, axis=1)
+    if np.any(norms == 0) or not np.all(np.isfinite(norms)):
+        bad = np.flatnonzero((norms == 0) | ~np.isfinite(norms)).tolist()
+        raise ConceptvecError(f"direction vector(s) {bad} have zero or non-finite norm; give non-zero, finite vectors.")
+    return v / norms[:, None]
+
+
+def project(acts: np.ndarray, vectors: np.ndarray, *, chunk_rows: int | None = None) -> np.ndarray:
+    """Projections A @ V.T of every example on each (normalised) vector, shape (n_examples, k), float64.
+
+    Rows are read in blocks (``chunk_rows``, default :func:`~conceptvec.core.streaming.block_rows`), so a
+    float16 memory-mapped store is never upcast whole.
+    """
+    v = unit_vectors(vectors)
+    if v.shape[1] != acts.shape[1]:
+        raise ConceptvecError(f"vectors have {v.shape[1]} components but the activations have {acts.shape[1]} units.")
+    out = np.empty((acts.shape[0], v.shape[0]), dtype=np.float64)
+    for start, block in row_blocks(acts, rows=chunk_rows):
+        out[start : start + len(block)] = block @ v.T
+    return out
+
+
+def cosine_similarity(acts: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of ``acts`` with each vector, shape (n_rows, k); 0 for a zero row."""
+    a = np.asarray(acts, dtype=np.float64)
+    norms = np.linalg.norm(a, axis=1)
+    proj = a @ unit_vectors(vectors).T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = proj / norms[:, None]
+    cos[norms == 0] = 0.0
+    return cos
+
+
+def maximally_projecting(acts: np.ndarray, vectors: np.ndarray, *, top: int = 100, chunk_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``top`` examples with the largest projection on each vector, streamed over A in chunks.
+
+    Returns
+    -------
+    indices : array of shape (k, top), most projecting first (ties: lower example index first)
+    projections : array of shape (k, top), the projections on the normalised vectors
+    """
+    v = _checked_vectors(acts, vectors)
+    return _stream_top(acts, lambda block: block @ v.T, len(v), top, chunk_rows)
+
+
+def most_similar(acts: np.ndarray, vectors: np.ndarray, *, top: int = 100, chunk_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``top`` examples with the largest cosine similarity to each vector, streamed over A in chunks.
+
+    Where activations share a large common component (all-positive post-ReLU layers), ranking by
+    projection favours examples of large norm whatever their direction; cosine ranks by direction only.
+
+    Returns
+    -------
+    indices : array of shape (k, top), most similar first (ties: lower example index first)
+    similarities : array of shape (k, top); 0 for an all-zero example
+    """
+    v = _checked_vectors(acts, vectors)
+
+    def cosine(block: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(block, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(norms[:, None] > 0, (block @ v.T) / norms[:, None], 0.0)
+
+    return _stream_top(acts, cosine, len(v), top, chunk_rows)
+
+
+def _checked_vectors(acts: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    v = unit_vectors(vectors) if len(vectors) else np.empty((0, acts.shape[1]))
+    if v.shape[1] != acts.shape[1]:
+        raise ConceptvecError(f"vectors have {v.shape[1]} components but the activations have {acts.shape[1]} units.")
+    return v
+
+
+def _stream_top(acts: np.ndarray, score: Callable[[np.ndarray], np.ndarray], k: int, top: int, chunk_rows: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of ``score(block)``, the ``top`` best rows of A in ``top_k_desc`` order, one chunk of rows at a time."""
+    top = min(top, acts.shape[0])
+    if k == 0:
+        return np.empty((0, top), dtype=np.int64), np.empty((0, top))
+    selector = TopK(k, top)
+    for start, block in row_blocks(acts, rows=chunk_rows):
+        check_block_finite(block, start)
+        selector.update(score(block), start)
+    idx, vals = selector.result()
+    return idx.astype(np.int64), vals
+
+
+
+
+
+def distance_matrix(acts: np.ndarray) -> np.ndarray:
+    """Euclidean distances between all pairs of rows (paper Fig. 4)."""
+    return squareform(pdist(np.asarray(acts, dtype=np.float64), metric="euclidean"))
+
+
+def intra_inter_distances(acts: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Mean euclidean distance within clusters and between clusters; rows labelled -1 are ignored."""
+    labels = np.asarray(labels)
+    keep = labels >= 0
+    d = distance_matrix(np.asarray(acts)[keep])
+    lab = labels[keep]
+    same = lab[:, None] == lab[None, :]
+    off_diag = ~np.eye(len(lab), dtype=bool)
+    intra = d[same & off_diag]
+    inter = d[~same]
+    return (float(intra.mean()) if intra.size else float("nan"), float(inter.mean()) if inter.size else float("nan"))

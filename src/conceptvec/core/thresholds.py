@@ -1,0 +1,79 @@
+"""Setting the two thresholds for a layer by a stated rule, when the paper's 15/15 does not fit its scale.
+
+The paper's ``distance_threshold = outlier_threshold = 15`` are tuned to Inception V3 ``Mixed_7b``;
+a layer with other activation magnitudes needs its own. The rule here is layer-wide, so it is the
+same for every neuron and chosen without looking at any one neuron's result:
+
+- ``distance_threshold``: the ``distance_percentile``-th percentile of the ward merge heights of the
+  top-N examples of every live unit;
+- ``outlier_threshold``: the ``outlier_percentile``-th percentile of the squared distances of those
+  examples to their own k-means centroid, with C from that distance threshold.
+
+A unit is live when its N-th largest activation is above zero (its top examples are not padded
+with examples that do not activate it at all).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConceptvecError
+from ..progress import progress_bar
+from .kmeans import kmeans_step
+from .method import n_clusters_at, ward_linkage
+from .params import Params
+from .streaming import top_k_desc
+
+__all__ = ["layer_thresholds", "live_units"]
+
+
+def live_units(acts: np.ndarray, top: int) -> np.ndarray:
+    """Units whose ``top``-th largest activation is above zero."""
+    kth = np.partition(np.asarray(acts, dtype=np.float64), acts.shape[0] - top, axis=0)[acts.shape[0] - top]
+    return np.flatnonzero(kth > 0)
+
+
+def layer_thresholds(
+    acts: np.ndarray,
+    *,
+    params: Params = Params(),
+    distance_percentile: float = 97.0,
+    outlier_percentile: float = 90.0,
+    progress: bool = False,
+) -> tuple[Params, dict[str, Any]]:
+    """``params`` with both thresholds set by the layer-wide rule, and a record of the rule and its inputs."""
+    acts = np.asarray(acts)
+    for name, q in (("distance_percentile", distance_percentile), ("outlier_percentile", outlier_percentile)):
+        if not 0 < q <= 100:
+            raise ConceptvecError(f"{name} must be in (0, 100], got {q}.")
+    if params.top > acts.shape[0]:
+        raise ConceptvecError(f"top={params.top} is larger than the number of examples ({acts.shape[0]}).")
+    units = live_units(acts, params.top)
+    if len(units) == 0:
+        raise ConceptvecError("no live unit in this layer (every unit's top examples include zero activations); the rule needs at least one.")
+    tops = {u: np.asarray(acts[top_k_desc(acts[:, u], params.top)], dtype=np.float64) for u in units.tolist()}
+    linkages = {u: ward_linkage(x) for u, x in tops.items()}
+    distance = float(np.percentile(np.concatenate([z[:, 2] for z in linkages.values()]), distance_percentile))
+    sq_all = []
+    with progress_bar("unit", disable=not progress, transient=True) as bar:
+        task = bar.add_task("calibrate thresholds", total=len(units))
+        for u, x in tops.items():
+            _, sq = kmeans_step(x, n_clusters_at(linkages[u], distance), params)
+            sq_all.append(sq)
+            bar.advance(task)
+    outlier = float(np.percentile(np.concatenate(sq_all), outlier_percentile))
+    record = {
+        "rule": (
+            f"distance_threshold = {distance_percentile:g}th percentile of the ward merge heights of every live unit's "
+            f"top-{params.top}; outlier_threshold = {outlier_percentile:g}th percentile of their squared distances to "
+            f"their k-means centroid"
+        ),
+        "distance_percentile": distance_percentile,
+        "outlier_percentile": outlier_percentile,
+        "n_live_units": int(len(units)),
+        "distance_threshold": distance,
+        "outlier_threshold": outlier,
+    }
+    return params.replace(distance_threshold=distance, outlier_threshold=outlier), record

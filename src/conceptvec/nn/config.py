@@ -1,0 +1,101 @@
+"""Options of extraction, validated when made (as ``Params`` is for the method); imports no torch."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Mapping
+
+from ..core.params import whole_number
+from ..errors import ConceptvecError
+
+CHUNK_SIZE = 4096  # examples per resumable chunk: 4096 x 2048 float32 pooled vectors are 32 MiB
+DTYPES = ("float32", "float16")
+POOLS = {
+    "avg": "global average over space (N, C, H, W) or over tokens (N, T, D)",
+    "max": "global max over space or tokens",
+    "cls": "first token of (N, T, D) outputs",
+}
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """How ``extract`` runs the model over the data; recorded in the store's metadata.
+
+    Parameters
+    ----------
+    weights, key_map, mean, std, size
+        See :func:`conceptvec.nn.models.load_model`.
+    per_class, seed : int
+        Sample this many examples per class with this seed (the paper: 130); None takes all.
+    class_index : path, optional
+        An ImageNet class-index JSON labelling WordNet-id folders with the model's classes.
+    batch_size : int
+        Examples per forward pass.
+    workers : int
+        DataLoader processes that read and preprocess examples (0: in this process).
+    device : str
+        ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+    dtype : str
+        ``float32`` or ``float16`` on disk.
+    pool : str
+        ``avg`` (the paper's global average), ``max``, or ``cls`` (first token).
+    autocast : bool
+        float16 autocast on CUDA (ignored on CPU, as recorded in the metadata).
+    channels_last : bool, optional
+        Memory format of 4-D inputs; default: when the model has 2-D convolutions.
+    chunk_size : int
+        Examples per resumable chunk.
+    """
+
+    weights: str | None = None
+    key_map: str | Mapping[str, str] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    size: int | None = None
+    per_class: int | None = None
+    seed: int = 0
+    class_index: str | os.PathLike | None = None
+    batch_size: int = 64
+    workers: int = 0
+    device: str = "auto"
+    dtype: str = "float32"
+    pool: str = "avg"
+    autocast: bool = False
+    channels_last: bool | None = None
+    chunk_size: int = CHUNK_SIZE
+
+    def __post_init__(self) -> None:
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
+        for name, low in (("batch_size", 1), ("chunk_size", 1), ("workers", 0), ("seed", 0)):
+            set_(name, whole_number(name, getattr(self, name), low))
+        if self.per_class is not None:
+            set_("per_class", whole_number("per_class", self.per_class, 1))
+        if self.size is not None:
+            set_("size", whole_number("size", self.size, 1))
+        if self.pool not in POOLS:
+            raise ConceptvecError(f"unknown pooling {self.pool!r}; valid: {', '.join(POOLS)}.")
+        if self.dtype not in DTYPES:
+            raise ConceptvecError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}.")
+        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConceptvecError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}.")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    numbers = tuple(float(v) for v in value)
+                except (TypeError, ValueError):
+                    raise ConceptvecError(f"{name} must be numbers, one per colour channel (e.g. 0.5,0.5,0.5), got {value!r}.") from None
+                set_(name, numbers)
+        if self.std is not None and any(v <= 0 for v in self.std):
+            raise ConceptvecError(f"std must be > 0 for every channel (it divides the image), got {self.std}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def replace(self, **changes: Any) -> "ExtractConfig":
+        """A copy with some values changed (validated again)."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise ConceptvecError(f"unknown extraction option(s) {unknown}; valid ones are {sorted(f.name for f in fields(self))}.")
+        return replace(self, **changes)

@@ -1,0 +1,177 @@
+"""Pooled activations of one layer over a dataset, written to an ActivationStore.
+
+The forward pass stops at the layer (a hook pools the output and raises; TorchScript graphs are cut
+after it), runs under ``torch.inference_mode`` in batches from a DataLoader, and only the pooled
+vectors leave the hook. Chunks of pooled vectors are written as they complete, so a run resumes
+after any interruption and never holds more than one chunk in memory.
+
+This module imports torch only when ``extract`` runs, so ``conceptvec.extract`` and
+``help(conceptvec.extract)`` work without loading it; the work is in ``runner`` and ``hooks``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from rich.console import Console
+
+from ..errors import ConceptvecError, StoreError
+from ..storage.store import ActivationStore, StoreWriter, remove_leftovers
+from .config import CHUNK_SIZE, ExtractConfig
+
+_stderr = Console(stderr=True)
+
+
+def extract(
+    model: Any,
+    *,
+    layer: str,
+    data: Any,
+    out: str | os.PathLike,
+    config: ExtractConfig | None = None,
+    weights: str | None = None,
+    key_map: str | Mapping[str, str] | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    size: int | None = None,
+    per_class: int | None = None,
+    seed: int = 0,
+    class_index: str | os.PathLike | None = None,
+    batch_size: int = 64,
+    workers: int = 0,
+    device: str = "auto",
+    dtype: str = "float32",
+    pool: str = "avg",
+    autocast: bool = False,
+    channels_last: bool | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    transform: Callable[[Any], Any] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ActivationStore:
+    """Pool ``layer`` of ``model`` over ``data`` into an ActivationStore at ``out``; resumable.
+
+    The store is written in chunks of ``chunk_size`` examples into ``<out>.partial``. Run again after
+    Ctrl-C, a crash or ``kill -9``, the same call keeps the complete chunks and the finished store is
+    identical to an uninterrupted run's; on a finished store it does nothing; a store or partial store
+    of a different model, layer, pooling or data is refused with what differs.
+
+    Parameters
+    ----------
+    model : a spec (``digits``, ``torchvision:NAME``, ``timm:NAME``, ``hf:DIR``, ``checkpoint:FILE``) or an nn.Module
+    layer : the module name as the model names it (``block3``, ``layer4.1``, ``Mixed_7b``, ``blocks.6``)
+    data : ``digits`` (scikit-learn's bundled digits), an image folder (class sub-folders or flat), a
+        text file listing image paths, or a torch Dataset of prepared tensors (no preprocessing applied)
+    out : the store's directory
+    config : ExtractConfig, optional
+        All options below in one validated object; give either it or the options as keywords.
+    weights, key_map, mean, std, size, per_class, seed, class_index, batch_size, workers, device, dtype,
+    pool, autocast, channels_last, chunk_size : see :class:`ExtractConfig`
+    transform : preprocessing for an nn.Module given with image files (specs bring their own)
+    overwrite : replace an existing store made by another extraction
+    progress : show a progress bar
+    """
+    from torch import nn
+
+    from .hooks import resolve_device
+    from .models import find_layer, is_script, load_model
+    from .runner import prepare_data, run_chunks
+
+    c = _config(config, locals())
+    weights, per_class, seed, batch_size, workers = c.weights, c.per_class, c.seed, c.batch_size, c.workers
+    dtype, pool, key_map, mean, std, size = c.dtype, c.pool, c.key_map, c.mean, c.std, c.size
+    class_index, autocast, channels_last, chunk_size = c.class_index, c.autocast, c.channels_last, c.chunk_size
+    dev = resolve_device(c.device)
+    loaded = load_model(model, weights, key_map=key_map, mean=mean, std=std, size=size)
+    if transform is not None:
+        loaded.transform = transform
+        loaded.preprocessing = {"transform": repr(transform), "note": "given to extract()"}
+    find_layer(loaded.module, layer)
+    data_desc, examples, dataset, preprocessing = prepare_data(loaded, data, per_class, seed, class_index)
+    n = len(dataset)
+    use_autocast = bool(autocast and dev.type == "cuda")
+    if channels_last is None:
+        channels_last = any(isinstance(m, nn.Conv2d) for m in loaded.module.modules()) or is_script(loaded.module)
+    metadata = {
+        "model": loaded.describe(), "layer": layer, "pooling": pool, "data": data_desc, "preprocessing": preprocessing,
+    }
+    fingerprint = {**metadata, "chunk_size": int(chunk_size)}
+    out = Path(out)
+    existing = _existing_store(out, metadata, dtype, overwrite)
+    if existing is not None:
+        _say(progress, f"{out} is already complete for this model, layer and data; nothing to do.")
+        return existing
+
+    metadata.update({
+        "device": str(dev), "batch_size": batch_size, "workers": workers, "autocast": use_autocast,
+        "channels_last": bool(channels_last), "chunk_size": int(chunk_size),
+    })
+    if autocast and not use_autocast:
+        _say(progress, "autocast applies on CUDA only; running in float32 on the CPU.")
+    with StoreWriter(out, fingerprint, dtype=dtype, overwrite=overwrite) as writer:
+        done = writer.completed()
+        chunks = [(k, start, min(start + chunk_size, n)) for k, start in enumerate(range(0, n, chunk_size))]
+        todo = [c for c in chunks if c[0] not in done]
+        finished = sum(stop - start for k, start, stop in chunks if k in done)
+        if finished:
+            _say(progress, f"resuming {out}: {finished} of {n} examples already done.")
+        try:
+            run_chunks(loaded.module, layer, pool, dataset, todo, writer, n, finished, dev, batch_size, workers,
+                        use_autocast, bool(channels_last), progress)
+        except KeyboardInterrupt:
+            _say(True, f"interrupted; the complete chunks are kept in {writer.partial}. Run the same command again to resume.")
+            raise
+        skipped = writer.skipped()
+        # Unreadable files are listed, not fatal; the store holds the readable ones in data order.
+        metadata["skipped"] = {"count": len(skipped), "sources": [examples["source"][i] for i in skipped]}
+        writer.finish(examples, metadata)
+    return ActivationStore.open(out)
+
+
+def _config(config: ExtractConfig | None, given: dict[str, Any]) -> ExtractConfig:
+    """``config``, or one made from the keyword options; both at once only when the keywords are left at their defaults."""
+    names = [f.name for f in fields(ExtractConfig)]
+    keywords = {k: given[k] for k in names}
+    if config is None:
+        return ExtractConfig(**keywords)
+    if not isinstance(config, ExtractConfig):
+        raise ConceptvecError(f"config must be a conceptvec.ExtractConfig, got {type(config).__name__}.")
+    defaults = ExtractConfig()
+    clash = [k for k in names if keywords[k] != getattr(defaults, k)]
+    if clash:
+        raise ConceptvecError(f"give the options either in config= or as keywords, not both (keywords given: {', '.join(clash)}); "
+                              f"use config.replace({clash[0]}=...) to change one.")
+    return config
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        _stderr.print(message, highlight=False, soft_wrap=True)
+
+
+def _existing_store(out: Path, metadata: dict[str, Any], dtype: str, overwrite: bool) -> ActivationStore | None:
+    if not out.exists() or overwrite:
+        return None
+    store = ActivationStore.open(out)
+    asked = {**metadata, "dtype": dtype}
+    differs = [k for k in ("model", "layer", "pooling", "data", "preprocessing", "dtype")
+               if _comparable(store.metadata.get(k)) != _comparable(asked.get(k))]
+    if differs:
+        details = "; ".join(f"{k}: store has {_short(store.metadata.get(k))}, asked {_short(asked.get(k))}" for k in differs)
+        raise StoreError(f"{out} already holds a different extraction ({details}). Use another --out or --overwrite.")
+    remove_leftovers(out)
+    return store
+
+
+def _comparable(value: Any) -> Any:
+    # Compare as the metadata file stores it (tuples become lists, paths strings).
+    return json.loads(json.dumps(value, default=str))
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = repr(_comparable(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."

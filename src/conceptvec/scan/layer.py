@@ -1,0 +1,245 @@
+"""The paper's method over every neuron of a layer (or many directions), vectorised and parallel.
+
+Notation as in ``core.method``: A is the activation matrix, shape (n_examples, n_units); a scan runs
+the method from m starting directions (neurons, SVD directions, or vectors from a file) and keeps,
+for each, the N = ``params.top`` top examples and the method's results (``ScanResult``).
+
+Where the time goes, and what is done about it:
+
+1. Top examples: one pass over A in blocks of rows (``core.streaming``) keeps, per column, the N
+   best candidates in ``top_k_desc`` order, so the selection is the one ``disentangle`` makes.
+2. Steps 2-4 (``core.method.cluster_top``): per neuron, in batches run by an engine (``engine``).
+3. Maximally projecting examples of all concepts: one streamed product A @ V.T.
+
+With ``out=`` the scan keeps its progress in ``<out>.partial`` (``resume``) and a call again continues.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.arrays import as_matrix
+from ..core.metrics import unit_vectors
+from ..core.params import Params
+from ..core.selection import parse_neurons
+from ..core.streaming import TopK, block_rows, check_block_finite, row_blocks
+from ..errors import ConceptvecError
+from ..progress import progress_bar
+from ..storage.atomic import read_json
+from ..storage.provenance import environment
+from ..storage.store import ActivationStore
+from .directions import fingerprint_directions, resolve_directions
+from .engine import BATCH, BatchResult, BatchTask, Engine, make_engine
+from .result import SCAN_FILE, ScanResult
+from .resume import ScanPartial, scan_call
+
+
+def top_examples(
+    acts: np.ndarray | ActivationStore,
+    k: int,
+    *,
+    neurons: np.ndarray | None = None,
+    directions: np.ndarray | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` examples of many neurons (or unit directions) in one chunked pass over A.
+
+    Gives for every column what ``metrics.top_k_desc`` gives on that column alone (scores of a
+    neuron are its float64 activations; of a direction, the projections A @ v).
+
+    Returns
+    -------
+    indices : array of shape (m, k), most activating first
+    scores : array of shape (m, k), float64
+    """
+    matrix, _ = as_matrix(acts)
+    cols = np.arange(matrix.shape[1]) if neurons is None else np.asarray(neurons)
+    m = len(directions) if directions is not None else len(cols)
+    if k > matrix.shape[0]:
+        raise ConceptvecError(f"top={k} is larger than the number of examples ({matrix.shape[0]}); use top <= {matrix.shape[0]}.")
+    selector = TopK(m, k)
+    every_column = directions is None and len(cols) == matrix.shape[1]
+    for start, block in row_blocks(matrix, native=directions is None, description="top examples", progress=progress):
+        check_block_finite(block, start)
+        if directions is not None:
+            scores = block @ directions.T
+        else:
+            scores = block if every_column else block[:, cols]
+        selector.update(scores, start)
+    return selector.result()
+
+
+def projecting_and_cosine(
+    acts: np.ndarray | ActivationStore, vectors: np.ndarray, *, top: int = 100, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``top`` maximally projecting examples of each vector, with their cosine similarity, from one streamed A @ V.T.
+
+    The selection is ``core.metrics.maximally_projecting``'s; the row norms for the cosines come from the same pass.
+
+    Returns
+    -------
+    indices : array of shape (k, top), most projecting first
+    projections : array of shape (k, top), on the normalised vectors
+    cosine : array of shape (k, top), cosine similarity of each example with the vector (0 for a zero example)
+    """
+    matrix, _ = as_matrix(acts)
+    v = unit_vectors(vectors) if len(vectors) else np.empty((0, matrix.shape[1]))
+    top = min(top, matrix.shape[0])
+    if len(v) == 0:
+        empty = np.empty((0, top))
+        return empty.astype(np.int64), empty, empty.copy()
+    selector = TopK(len(v), top)
+    norms = np.empty(matrix.shape[0])
+    # Keep the (rows, k) product block near BLOCK_BYTES whatever the number of concepts.
+    rows = min(block_rows(matrix), block_rows(matrix, row_bytes=8 * len(v)))
+    for start, block in row_blocks(matrix, rows=rows, description="maximally projecting", progress=progress):
+        norms[start : start + len(block)] = np.linalg.norm(block, axis=1)
+        selector.update(block @ v.T, start)
+    idx, proj = selector.result()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = proj / norms[idx]
+    cos[norms[idx] == 0] = 0.0
+    return idx, proj, cos
+
+
+def scan_layer(
+    acts: np.ndarray | ActivationStore,
+    *,
+    params: Params | None = None,
+    neurons: Any = None,
+    workers: int | None = None,
+    directions: Any = "neurons",
+    projecting: bool = True,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    engine: str | Engine = "local",
+) -> ScanResult:
+    """Run the paper's method on every neuron of a layer (or on many directions) at once.
+
+    The result for each neuron equals ``disentangle(acts, neuron=j, params=params)``: the same top
+    examples, clusters, labels and concept vectors (it runs the same ``cluster_top``).
+
+    Parameters
+    ----------
+    acts : array of shape (n_examples, n_units), or an ActivationStore
+    params : Params, optional
+        Defaults to the paper's ``Params()``.
+    neurons : None, int, sequence of ints, or text such as ``"0-99,512"``
+        Which neurons (or which rows of the directions) to scan; None scans all.
+    workers : int, optional
+        Processes for steps 2-4; default: the usable CPUs. 1 runs in this process.
+    directions : 'neurons', 'svd:K', a path, or an array of shape (k, n_units)
+        Starting directions: the neurons (default); the top K right singular vectors of A; or
+        vectors from a .npy / .safetensors file or scan / ConceptSet directory (e.g. another run's
+        concept vectors, or CAVs). Top examples of a direction are ranked by projection on it.
+    projecting : bool
+        Also find the maximally projecting examples of every concept (one streamed A @ V.T).
+    out : path, optional
+        Directory to write the scan to. Progress is kept in ``<out>.partial`` chunk by chunk, so a
+        killed scan called again continues from the neurons already done; a finished ``out`` made by
+        the same call is read back instead of recomputed (``result.reused``).
+    overwrite : bool
+        Replace an existing ``out`` made by a different call.
+    progress : bool
+        Show progress bars.
+    engine : 'local' or an Engine
+        Where steps 2-4 run (``scan.engine.ENGINES``); the result does not depend on it.
+    """
+    params = params or Params()
+    if not isinstance(params, Params):
+        raise ConceptvecError(f"params must be a conceptvec.Params, got {type(params).__name__}.")
+    matrix, source = as_matrix(acts)
+    n_examples, n_units = matrix.shape
+    if params.top > n_examples:
+        raise ConceptvecError(
+            f"top={params.top} is larger than the number of examples ({n_examples}); use top <= {n_examples}."
+        )
+    runner = make_engine(engine, workers=workers)
+    if isinstance(directions, str) and directions not in ("neurons",) and not directions.startswith("svd") and not Path(directions).exists():
+        raise ConceptvecError(
+            f"directions {directions!r} is not 'neurons', 'svd:K', or an existing .npy / .safetensors file."
+        )
+
+    fingerprint_dirs = fingerprint_directions(directions, n_units)
+    out_path = Path(out) if out is not None else None
+    if out_path is not None and not overwrite and (out_path / SCAN_FILE).exists():
+        done = read_json(out_path / SCAN_FILE).get("call")
+        if done is not None and done == scan_call(params=params, neurons=neurons, directions=fingerprint_dirs, projecting=projecting, matrix=matrix, source=source):
+            result = ScanResult.load(out_path, acts=matrix)
+            result.reused = True
+            return result
+    if out_path is not None and out_path.exists() and not overwrite and any(out_path.iterdir()):
+        raise ConceptvecError(
+            f"{out_path} already exists and holds a different scan (or other files). Choose another --out, "
+            f"delete it, or pass overwrite=True (--overwrite)."
+        )
+
+    kind, vectors = resolve_directions(directions, matrix, params=params, progress=progress)
+    m_total = n_units if vectors is None else len(vectors)
+    selected = parse_neurons(neurons, m_total, what="neuron" if vectors is None else "direction")
+    call = scan_call(params=params, neurons=neurons, directions=fingerprint_dirs, projecting=projecting, matrix=matrix, source=source)
+
+    partial = ScanPartial(out_path, call) if out_path is not None else None
+    provenance = {"activations": source, "n_examples": n_examples, "n_units": n_units, **environment()}
+
+    # Step 1 for all neurons at once.
+    top = partial.load_top() if partial else None
+    if top is None:
+        dirs = vectors[selected] if vectors is not None else None
+        top_indices, top_scores = top_examples(matrix, params.top, neurons=selected if dirs is None else None,
+                                               directions=dirs, progress=progress)
+        if partial:
+            partial.save_top(top_indices, top_scores)
+    else:
+        top_indices, top_scores = top
+
+    # Steps 2-4, in batches of neurons; finished batches are saved when resumable.
+    batches = [np.arange(s, min(s + BATCH, len(selected))) for s in range(0, len(selected), BATCH)]
+    results: dict[int, dict[str, np.ndarray]] = partial.load_parts(len(batches)) if partial else {}
+    resumed = sum(len(batches[b]) for b in results)
+    todo = [b for b in range(len(batches)) if b not in results]
+    tasks = [(b, BatchTask(params=params.to_dict(), top_indices=top_indices[batches[b]], n_units=n_units)) for b in todo]
+
+    with progress_bar("neurons", disable=not progress, transient=True) as bar:
+        task_id = bar.add_task("clustering", total=len(selected), completed=resumed)
+
+        def finished(b: int, res: BatchResult) -> None:
+            results[b] = res
+            if partial:
+                partial.save_part(b, res)
+            bar.advance(task_id, len(batches[b]))
+
+        runner.run(matrix, tasks, finished=finished)
+
+    parts = [results[b] for b in range(len(batches))]
+    n_concepts = np.concatenate([p["n_concepts"] for p in parts])
+    result = ScanResult(
+        neurons=selected,
+        top_indices=top_indices,
+        top_scores=top_scores,
+        linkage=np.concatenate([p["linkage"] for p in parts]),
+        n_agglomerative=np.concatenate([p["n_agglomerative"] for p in parts]),
+        kmeans_labels=np.concatenate([p["kmeans_labels"] for p in parts]),
+        centroid_sq_distances=np.concatenate([p["centroid_sq_distances"] for p in parts]),
+        labels=np.concatenate([p["labels"] for p in parts]),
+        concept_vectors=np.concatenate([p["concept_vectors"] for p in parts]),
+        concept_offsets=np.concatenate([[0], np.cumsum(n_concepts)]).astype(np.int64),
+        kmeans_cluster_ids=np.concatenate([p["kmeans_cluster_ids"] for p in parts]),
+        params=params,
+        kind=kind,
+        directions=vectors[selected] if vectors is not None else None,
+        provenance=provenance,
+        resumed=resumed,
+        activations=matrix,
+    )
+    if projecting:
+        idx, proj, cos = projecting_and_cosine(matrix, result.concept_vectors, top=params.top, progress=progress)
+        result.projecting = {"indices": idx, "projections": proj, "cosine": cos}
+    if partial:
+        partial.finish(result)
+    return result

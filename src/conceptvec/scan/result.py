@@ -1,0 +1,312 @@
+"""The result of a layer scan: every scanned neuron's concepts, a table, a summary figure, and its files.
+
+Notation as in ``core.method``: A is the activation matrix, shape (n_examples, n_units); a scan ran
+the method from m starting directions and stacks all concept vectors in V, shape
+(n_total_concepts, n_units), with ``concept_offsets`` (m + 1,) as the index: the concepts of the
+i-th scanned direction are rows ``concept_offsets[i]:concept_offsets[i + 1]``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from safetensors.numpy import load_file, save_file
+
+from ..core.arrays import as_matrix
+from ..core.params import Params
+from ..errors import ConceptvecError, StoreError
+from ..storage.atomic import atomic_directory, read_json, write_json
+from ..storage.conceptset import ConceptSet
+from ..storage.store import ActivationStore
+
+FORMAT = "conceptvec.ScanResult/1"
+SCAN_FILE = "scan.json"
+CONCEPTS_FILE = "concepts.safetensors"
+METHOD_FILE = "method.safetensors"
+PROJECTING_FILE = "projecting.safetensors"
+TABLE_FILE = "neurons.parquet"
+SUMMARY_FILE = "summary.json"
+FIGURE_FILE = "summary.png"
+
+METHOD_ARRAYS = ("top_indices", "top_scores", "linkage", "n_agglomerative", "kmeans_labels",
+                 "centroid_sq_distances", "labels")
+
+
+@dataclass
+class ScanResult:
+    """The method's results for every scanned neuron (or direction) of a layer.
+
+    Attributes
+    ----------
+    neurons : array of shape (m,)
+        The scanned neurons (for directions: the row index of each direction), ascending.
+    n_agglomerative, n_concepts : arrays of shape (m,)
+        C and the number of concepts kept, per scanned neuron.
+    top_indices, top_scores : arrays of shape (m, top)
+        Top activating examples (step 1) and their activations (or projections).
+    linkage : array of shape (m, top - 1, 4); kmeans_labels, centroid_sq_distances, labels : (m, top)
+        As in ConceptSet, per neuron.
+    concept_vectors : array of shape (n_total_concepts, n_units)
+        All unit concept vectors of the scan; ``concept_offsets`` (m + 1,) is the index.
+    kmeans_cluster_ids : array of shape (n_total_concepts,)
+    directions : array of shape (m, n_units) or None
+        The unit starting directions when not neurons; ``kind`` names them ('neurons', 'svd:K', 'file:...').
+    projecting : dict or None
+        Maximally projecting examples of every concept: ``indices``, ``projections``, ``cosine``,
+        each of shape (n_total_concepts, top).
+    """
+
+    neurons: np.ndarray
+    top_indices: np.ndarray
+    top_scores: np.ndarray
+    linkage: np.ndarray
+    n_agglomerative: np.ndarray
+    kmeans_labels: np.ndarray
+    centroid_sq_distances: np.ndarray
+    labels: np.ndarray
+    concept_vectors: np.ndarray
+    concept_offsets: np.ndarray
+    kmeans_cluster_ids: np.ndarray
+    params: Params
+    kind: str = "neurons"
+    directions: np.ndarray | None = None
+    projecting: dict[str, np.ndarray] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    resumed: int = 0  # neurons taken from a previous, interrupted run of the same scan
+    reused: bool = False  # the whole result was read from a finished scan directory
+    activations: Any = field(default=None, repr=False)  # A, read for scan[neuron]; None: opened from store_path when needed
+
+    @property
+    def n_concepts(self) -> np.ndarray:
+        return np.diff(self.concept_offsets)
+
+    @property
+    def n_units(self) -> int:
+        return int(self.concept_vectors.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.neurons)
+
+    def _position(self, neuron: int) -> int:
+        i = int(np.searchsorted(self.neurons, neuron))
+        if i == len(self.neurons) or self.neurons[i] != neuron:
+            shown = f"{self.neurons[0]}-{self.neurons[-1]}" if len(self.neurons) > 1 else str(self.neurons[0])
+            raise KeyError(f"neuron {neuron} was not scanned (this scan holds {len(self.neurons)} of them, {shown}).")
+        return i
+
+    def concepts_of(self, neuron: int) -> np.ndarray:
+        """Concept vectors of one scanned neuron, shape (n_concepts, n_units)."""
+        i = self._position(neuron)
+        return self.concept_vectors[self.concept_offsets[i] : self.concept_offsets[i + 1]]
+
+    def __getitem__(self, neuron: int) -> ConceptSet:
+        """The neuron's ConceptSet, as ``disentangle`` gives it (top activations are read from A)."""
+        i = self._position(int(neuron))
+        matrix = self._matrix()
+        top = self.top_indices[i]
+        order = np.argsort(top)
+        x = np.empty((len(top), matrix.shape[1]), dtype=np.float64)
+        x[order] = matrix[top[order]]
+        a, b = self.concept_offsets[i], self.concept_offsets[i + 1]
+        return ConceptSet(
+            top_indices=top.copy(),
+            top_scores=self.top_scores[i].copy(),
+            top_activations=x,
+            linkage=self.linkage[i].copy(),
+            n_agglomerative=int(self.n_agglomerative[i]),
+            kmeans_labels=self.kmeans_labels[i].copy(),
+            centroid_sq_distances=self.centroid_sq_distances[i].copy(),
+            labels=self.labels[i].copy(),
+            kmeans_cluster_ids=self.kmeans_cluster_ids[a:b].copy(),
+            concept_vectors=self.concept_vectors[a:b].copy(),
+            params=self.params,
+            neuron=int(self.neurons[i]) if self.kind == "neurons" else None,
+            direction=self.directions[i].copy() if self.directions is not None else None,
+            provenance={**self.provenance, "scan": {"kind": self.kind, "index": int(self.neurons[i])}},
+        )
+
+    def with_activations(self, acts: np.ndarray | ActivationStore) -> "ScanResult":
+        """This scan reading its top examples' activations from ``acts`` (for ``scan[neuron]``); returns self."""
+        self.activations = as_matrix(acts)[0]
+        return self
+
+    @property
+    def store_path(self) -> str | None:
+        """The activation store the scan was made from, as recorded (None for an array)."""
+        return self.provenance.get("activations", {}).get("store")
+
+    def _matrix(self) -> np.ndarray:
+        if self.activations is None:
+            store = self.store_path
+            if store and Path(store).exists():
+                self.activations = ActivationStore.open(store).activations
+            else:
+                raise ConceptvecError(
+                    "this scan's activations are not at hand (the scan was made from an array, or the store moved); "
+                    "load it with cv.ScanResult.load(path, acts=...) to read the top examples' activations."
+                )
+        return self.activations
+
+    # -- numbers, table, figure --------------------------------------------------------------
+    @property
+    def live(self) -> np.ndarray:
+        """Per scanned neuron: every top example activates it (see :attr:`ConceptSet.is_live`)."""
+        return self.top_scores[:, -1] > 0
+
+    def summary(self) -> dict[str, Any]:
+        """Histogram of concepts per neuron and the share of neurons with 2 or more concepts.
+
+        Counted over live neurons only: a neuron whose top examples include zero activations has
+        concepts of arbitrary examples (``not_live`` lists them).
+        """
+        live = self.live
+        counts = self.n_concepts[live]
+        hist = np.bincount(counts, minlength=1)
+        c_hist = np.bincount(self.n_agglomerative[live], minlength=1)
+        return {
+            "n_scanned": int(len(live)),
+            "n_live": int(live.sum()),
+            "not_live": self.neurons[~live].tolist(),
+            "n_concepts_total": int(counts.sum()),
+            "concepts_per_neuron": {str(i): int(v) for i, v in enumerate(hist)},
+            "clusters_per_neuron": {str(i): int(v) for i, v in enumerate(c_hist) if i >= 1},  # C >= 1 always
+            "n_with_2_or_more_concepts": int(np.sum(counts >= 2)),
+            "share_with_2_or_more_concepts": float(np.mean(counts >= 2)) if len(counts) else float("nan"),
+            "mean_concepts_per_neuron": float(counts.mean()) if len(counts) else float("nan"),
+        }
+
+    def table(self) -> pa.Table:
+        """One row per scanned neuron: neuron, C, concepts, cluster sizes, outliers removed, small-cluster examples removed."""
+        outliers = self.centroid_sq_distances >= self.params.outlier_threshold
+        sizes = [[int(np.sum(self.labels[i] == j)) for j in range(int(c))] for i, c in enumerate(self.n_concepts)]
+        return pa.table({
+            "neuron": pa.array(self.neurons, pa.int64()),
+            "C": pa.array(self.n_agglomerative, pa.int64()),
+            "concepts": pa.array(self.n_concepts, pa.int64()),
+            "cluster_sizes": pa.array(sizes, pa.list_(pa.int64())),
+            "outliers_removed": pa.array(outliers.sum(axis=1), pa.int64()),
+            "small_cluster_examples_removed": pa.array(np.sum(~outliers & (self.labels < 0), axis=1), pa.int64()),
+            "first_concept": pa.array(self.concept_offsets[:-1], pa.int64()),
+            "live": pa.array(self.live, pa.bool_()),
+        })
+
+    def plot_summary(self):
+        """Histograms of C and of concepts per neuron; returns a matplotlib Figure."""
+        from matplotlib.figure import Figure
+
+        s = self.summary()
+        fig = Figure(figsize=(9, 3.6), layout="constrained")
+        what = "neuron" if self.kind == "neurons" else "direction"
+        for ax, key, label in zip(fig.subplots(1, 2), ("clusters_per_neuron", "concepts_per_neuron"),
+                                  ("C, clusters at the distance threshold", "concepts kept")):
+            hist = s[key]
+            xs = np.array([int(k) for k in hist])
+            ys = np.array(list(hist.values()))
+            ax.bar(xs, ys, color="#4477aa", width=0.8)
+            for x, y in zip(xs, ys):
+                if y:
+                    ax.text(x, y, str(y), ha="center", va="bottom", fontsize=8)
+            ax.set_xlabel(label)
+            ax.set_ylabel(f"{what}s")
+            ax.set_xticks(xs)
+            ax.margins(y=0.12)
+        not_live = s["n_scanned"] - s["n_live"]
+        fig.suptitle(
+            f"{s['n_scanned']} {what}s scanned ({self.kind}): {s['n_with_2_or_more_concepts']} of {s['n_live']} live "
+            f"({100 * s['share_with_2_or_more_concepts']:.1f}%) have 2 or more concepts"
+            + (f"; {not_live} not live, left out" if not_live else ""), fontsize=10,
+        )
+        return fig
+
+    # -- files -------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the scan to directory ``path`` atomically.
+
+        Files: ``scan.json`` (params, provenance, versions, summary), ``concepts.safetensors``
+        (all concept vectors, ``concept_offsets`` index, ``concept_neuron``, ``kmeans_cluster_ids``),
+        ``method.safetensors`` (per-neuron top examples, linkage, labels), ``projecting.safetensors``,
+        ``neurons.parquet`` (the table), ``summary.json`` and ``summary.png``.
+        """
+        with atomic_directory(path, overwrite=overwrite, what="scan") as tmp:
+            self.write_files(tmp)
+        return Path(path)
+
+    def write_files(self, directory: Path, *, call: dict[str, Any] | None = None) -> None:
+        """Write the scan's files into an existing ``directory`` (``save`` does it atomically); ``call`` identifies the scan for reuse."""
+        save_file(self._concept_arrays(), str(directory / CONCEPTS_FILE))
+        method = {name: np.ascontiguousarray(getattr(self, name)) for name in METHOD_ARRAYS}
+        method["neurons"] = self.neurons
+        if self.directions is not None:
+            method["directions"] = np.ascontiguousarray(self.directions)
+        save_file(method, str(directory / METHOD_FILE))
+        if self.projecting is not None:
+            save_file({k: np.ascontiguousarray(v) for k, v in self.projecting.items()}, str(directory / PROJECTING_FILE))
+        pq.write_table(self.table(), directory / TABLE_FILE)
+        summary = self.summary()
+        write_json(directory / SUMMARY_FILE, summary)
+        self.plot_summary().savefig(directory / FIGURE_FILE, dpi=120)
+        write_json(directory / SCAN_FILE, {
+            "format": FORMAT,
+            "kind": self.kind,
+            "params": self.params.to_dict(),
+            "n_scanned": int(len(self.neurons)),
+            "n_units": self.n_units,
+            "summary": summary,
+            "files": {"concepts": CONCEPTS_FILE, "method": METHOD_FILE, "table": TABLE_FILE, "summary": SUMMARY_FILE,
+                      "figure": FIGURE_FILE, **({"projecting": PROJECTING_FILE} if self.projecting is not None else {})},
+            "provenance": self.provenance,
+            **({"call": call} if call is not None else {}),
+        })
+
+    def _concept_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "concept_vectors": np.ascontiguousarray(self.concept_vectors),
+            "concept_offsets": self.concept_offsets.astype(np.int64),
+            "concept_neuron": np.repeat(self.neurons, self.n_concepts).astype(np.int64),
+            "kmeans_cluster_ids": self.kmeans_cluster_ids.astype(np.int64),
+        }
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, acts: np.ndarray | ActivationStore | None = None) -> "ScanResult":
+        """Read a scan written by ``save`` or ``scan_layer(out=...)`` (safetensors and JSON; nothing unpickled).
+
+        ``acts`` (optional) is the activation matrix, for ``scan[neuron]`` when the store is not
+        where the scan recorded it.
+        """
+        path = Path(path)
+        meta_file = path / SCAN_FILE
+        if not meta_file.exists():
+            hint = (f" ({path.name}.partial holds an unfinished scan: run the same scan again to finish it)"
+                    if Path(str(path) + ".partial").exists() else "")
+            raise StoreError(f"no scan at {path} ({SCAN_FILE} not found){hint}; make one with cv.scan_layer(...) or `conceptvec scan`.")
+        meta = read_json(meta_file)
+        if meta.get("format") != FORMAT:
+            raise StoreError(f"{meta_file} is not a scan (format {meta.get('format')!r}, expected {FORMAT!r}).")
+        concepts = load_file(str(path / CONCEPTS_FILE))
+        method = load_file(str(path / METHOD_FILE))
+        projecting = load_file(str(path / PROJECTING_FILE)) if (path / PROJECTING_FILE).exists() else None
+        matrix = as_matrix(acts)[0] if acts is not None else None
+        return cls(
+            neurons=method["neurons"],
+            **{name: method[name] for name in METHOD_ARRAYS},
+            concept_vectors=concepts["concept_vectors"],
+            concept_offsets=concepts["concept_offsets"],
+            kmeans_cluster_ids=concepts["kmeans_cluster_ids"],
+            params=Params.from_dict(meta["params"]),
+            kind=meta.get("kind", "neurons"),
+            directions=method.get("directions"),
+            projecting=projecting,
+            provenance=meta.get("provenance", {}),
+            activations=matrix,
+        )
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        return (f"ScanResult({self.kind}, {s['n_scanned']} scanned, {s['n_live']} live, {s['n_concepts_total']} concepts, "
+                f"{100 * s['share_with_2_or_more_concepts']:.1f}% of live with 2 or more)")

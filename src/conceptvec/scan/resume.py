@@ -1,0 +1,82 @@
+"""Resuming a scan: ``<out>.partial`` keeps the top examples and each finished batch of neurons.
+
+A scan is identified by its call (``scan_call``): parameters, selection, directions and a sample
+of the activations. A finished ``out`` made by the same call is reused; a partial folder made by
+another call is discarded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from ..core.params import Params
+from ..storage.atomic import atomic_directory, read_json, write_json
+from .directions import digest
+from .result import ScanResult
+
+STATE_FILE = "state.json"
+TOP_FILE = "top.safetensors"
+PART_FILE = "part-{:06d}.safetensors"
+
+
+def scan_call(*, params: Params, neurons: Any, directions: Any, projecting: bool, matrix: np.ndarray, source: dict) -> dict[str, Any]:
+    """What makes two scans the same: parameters, selection, directions and the activations."""
+    n = matrix.shape[0]
+    sample = np.asarray(matrix[[0, n // 2, n - 1]])
+    return {
+        "params": params.to_dict(),
+        "neurons": neurons if neurons is None or isinstance(neurons, str) else np.asarray(neurons).tolist(),
+        "directions": str(directions),
+        "projecting": bool(projecting),
+        "activations": {"shape": list(matrix.shape), "dtype": str(matrix.dtype), "sample_sha1": digest(sample),
+                        **({"store": source["store"]} if "store" in source else {})},
+    }
+
+
+class ScanPartial:
+    """``<out>.partial``: the top examples and finished batches of an unfinished scan."""
+
+    def __init__(self, out: Path, call: dict[str, Any]):
+        self.out = out
+        self.dir = Path(str(out) + ".partial")
+        self.call = call
+        state = self.dir / STATE_FILE
+        if self.dir.exists() and (not state.exists() or read_json(state) != call):
+            # A different scan stopped here: its progress cannot be reused.
+            shutil.rmtree(self.dir)
+        if not self.dir.exists():
+            self.dir.mkdir(parents=True)
+            write_json(state, call)
+
+    def _save(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        tmp = self.dir / f".{name}.tmp"
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
+        os.replace(tmp, self.dir / name)
+
+    def load_top(self) -> tuple[np.ndarray, np.ndarray] | None:
+        f = self.dir / TOP_FILE
+        if not f.exists():
+            return None
+        t = load_file(str(f))
+        return t["top_indices"], t["top_scores"]
+
+    def save_top(self, indices: np.ndarray, scores: np.ndarray) -> None:
+        self._save(TOP_FILE, {"top_indices": indices, "top_scores": scores})
+
+    def load_parts(self, n_batches: int) -> dict[int, dict[str, np.ndarray]]:
+        return {b: load_file(str(self.dir / PART_FILE.format(b))) for b in range(n_batches) if (self.dir / PART_FILE.format(b)).exists()}
+
+    def save_part(self, b: int, res: dict[str, np.ndarray]) -> None:
+        self._save(PART_FILE.format(b), res)
+
+    def finish(self, result: ScanResult) -> None:
+        """Write the finished scan to ``out`` atomically and remove the partial folder."""
+        with atomic_directory(self.out, overwrite=True, what="scan") as tmp:
+            result.write_files(tmp, call=self.call)
+        shutil.rmtree(self.dir, ignore_errors=True)

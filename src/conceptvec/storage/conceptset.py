@@ -1,0 +1,175 @@
+"""ConceptSet: the result of the method for one neuron or direction, and its file format.
+
+On disk a ConceptSet is a directory::
+
+    conceptset.json       parameters, neuron, counts, provenance (model, layer, data, versions)
+    arrays.safetensors    top_indices, top_scores, top_activations, linkage, kmeans_labels,
+                          centroid_sq_distances, labels, kmeans_cluster_ids, concept_vectors[, direction]
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from .atomic import atomic_directory, read_json, write_json
+from ..errors import StoreError
+from ..core.params import Params
+
+FORMAT = "conceptvec.ConceptSet/1"
+METADATA_FILE = "conceptset.json"
+ARRAYS_FILE = "arrays.safetensors"
+_ARRAYS = (
+    "top_indices", "top_scores", "top_activations", "linkage", "kmeans_labels",
+    "centroid_sq_distances", "labels", "kmeans_cluster_ids", "concept_vectors",
+)
+
+
+@dataclass
+class ConceptSet:
+    """Concept vectors of one neuron (or direction) and everything that led to them.
+
+    Attributes
+    ----------
+    top_indices : array of shape (top,)
+        Example indices of the top activating examples, most activating first (step 1).
+    top_scores : array of shape (top,)
+        Their activation of the neuron (or projection on the unit direction).
+    top_activations : array of shape (top, n_units)
+        Their activations, float64; X in the method.
+    linkage : array of shape (top - 1, 4)
+        SciPy ward linkage matrix of X (step 2); re-cut it to try other distance thresholds.
+    n_agglomerative : int
+        C, the number of clusters at ``params.distance_threshold``.
+    kmeans_labels, centroid_sq_distances : arrays of shape (top,)
+        k-means cluster of each top example and its squared distance to that centroid (step 3).
+    labels : array of shape (top,)
+        Concept index of each top example, -1 when removed as an outlier or in a small cluster.
+    kmeans_cluster_ids : array of shape (n_concepts,)
+        The k-means cluster each concept came from.
+    concept_vectors : array of shape (n_concepts, n_units)
+        Unit-norm concept vectors (step 4).
+    """
+
+    top_indices: np.ndarray
+    top_scores: np.ndarray
+    top_activations: np.ndarray
+    linkage: np.ndarray
+    n_agglomerative: int
+    kmeans_labels: np.ndarray
+    centroid_sq_distances: np.ndarray
+    labels: np.ndarray
+    kmeans_cluster_ids: np.ndarray
+    concept_vectors: np.ndarray
+    params: Params
+    neuron: int | None = None
+    direction: np.ndarray | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_concepts(self) -> int:
+        return int(self.concept_vectors.shape[0])
+
+    @property
+    def n_units(self) -> int:
+        return int(self.top_activations.shape[1])
+
+    @property
+    def is_live(self) -> bool:
+        """Whether every top example activates the neuron (the N-th top score is above zero).
+
+        A dead or rarely active unit has tied zero activations among its top examples, which step 1
+        orders by example index: its clusters and concepts then describe arbitrary examples.
+        """
+        return bool(len(self.top_scores) and self.top_scores[-1] > 0)
+
+    @property
+    def outliers(self) -> np.ndarray:
+        """Mask over the top examples: too far from their k-means centroid."""
+        return self.centroid_sq_distances >= self.params.outlier_threshold
+
+    @property
+    def kept(self) -> np.ndarray:
+        """Mask over the top examples: members of a concept."""
+        return self.labels >= 0
+
+    def members(self, concept: int) -> np.ndarray:
+        """Example indices of a concept's members, in activation order."""
+        if not 0 <= concept < self.n_concepts:
+            raise IndexError(f"concept {concept} out of range: this set has {self.n_concepts} concept(s).")
+        return self.top_indices[self.labels == concept]
+
+    @property
+    def neuron_direction(self) -> np.ndarray:
+        """The starting direction: the neuron's basis vector, or the given unit direction."""
+        if self.direction is not None:
+            return self.direction
+        e = np.zeros(self.n_units)
+        e[self.neuron] = 1.0
+        return e
+
+    def summary(self) -> dict[str, Any]:
+        """Counts in plain numbers, as written to conceptset.json."""
+        sizes = [int(np.sum(self.labels == j)) for j in range(self.n_concepts)]
+        return {
+            "neuron": self.neuron,
+            "n_top": int(len(self.top_indices)),
+            "n_agglomerative": int(self.n_agglomerative),
+            "n_concepts": self.n_concepts,
+            "concept_sizes": sizes,
+            "n_outliers": int(self.outliers.sum()),
+            "n_in_removed_small_clusters": int(np.sum(~self.outliers & ~self.kept)),
+            "live": self.is_live,
+        }
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        start = f"neuron={self.neuron}" if self.neuron is not None else "direction"
+        return (
+            f"ConceptSet({start}, top={s['n_top']}, C={s['n_agglomerative']}, "
+            f"concepts={s['n_concepts']} of sizes {s['concept_sizes']}, outliers={s['n_outliers']})"
+        )
+
+    # -- files -----------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the set to directory ``path`` atomically; an existing non-empty one needs ``overwrite``."""
+        arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAYS}
+        if self.direction is not None:
+            arrays["direction"] = np.ascontiguousarray(self.direction)
+        meta = {
+            "format": FORMAT,
+            "params": self.params.to_dict(),
+            **self.summary(),
+            "provenance": self.provenance,
+        }
+        with atomic_directory(path, overwrite=overwrite, what="ConceptSet") as tmp:
+            save_file(arrays, str(tmp / ARRAYS_FILE))
+            write_json(tmp / METADATA_FILE, meta)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ConceptSet":
+        """Read a set written by ``save`` (safetensors and JSON only; nothing is unpickled)."""
+        path = Path(path)
+        meta_file = path / METADATA_FILE
+        if not meta_file.exists():
+            if (path / "metadata.json").exists():
+                raise StoreError(f"{path} is an activation store, not a ConceptSet; open it with cv.ActivationStore.open.")
+            raise StoreError(f"no ConceptSet at {path} ({METADATA_FILE} not found); make one with cv.disentangle(...).save(path) or `conceptvec disentangle`.")
+        meta = read_json(meta_file)
+        if meta.get("format") != FORMAT:
+            raise StoreError(f"{meta_file} is not a ConceptSet (format {meta.get('format')!r}, expected {FORMAT!r}).")
+        arrays = load_file(str(path / ARRAYS_FILE))
+        return cls(
+            **{name: arrays[name] for name in _ARRAYS if name != "n_agglomerative"},
+            n_agglomerative=int(meta["n_agglomerative"]),
+            params=Params.from_dict(meta["params"]),
+            neuron=meta.get("neuron"),
+            direction=arrays.get("direction"),
+            provenance=meta.get("provenance", {}),
+        )

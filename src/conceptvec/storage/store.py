@@ -1,0 +1,329 @@
+"""ActivationStore: the examples x units matrix of pooled activations of one layer, on disk.
+
+A store is a directory::
+
+    metadata.json      model, layer, pooling, data, preprocessing, package versions, shape, dtype
+    activations.npy    (n_examples, n_units) float32 or float16, opened memory-mapped
+    examples.parquet   one row per example: id (stable), label, label_name, source
+
+It is written into ``<dir>.partial`` chunk by chunk (resumable, see ``StoreWriter``) and renamed to
+``<dir>`` only when complete, so a directory with the final name is always whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .atomic import read_json, replace_directory, write_json
+from .provenance import environment
+from ..errors import StoreError
+
+FORMAT = "conceptvec.ActivationStore/1"
+METADATA_FILE = "metadata.json"
+ACTIVATIONS_FILE = "activations.npy"
+EXAMPLES_FILE = "examples.parquet"
+DTYPES = ("float32", "float16")
+CHUNKS_DIR = "chunks"
+PROGRESS_FILE = "progress.json"
+
+
+def partial_path(path: str | os.PathLike) -> Path:
+    """Where an unfinished store is written before it is renamed to ``path``."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+class ActivationStore:
+    """A finished store, opened read-only; ``activations`` is memory-mapped."""
+
+    def __init__(self, path: Path, metadata: dict[str, Any]):
+        self.path = path
+        self.metadata = metadata
+        self._activations: np.ndarray | None = None
+        self._examples: pa.Table | None = None
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "ActivationStore":
+        """Open a complete store; a missing, partial or foreign directory raises StoreError saying what to do."""
+        path = Path(path)
+        if not path.exists():
+            if partial_path(path).exists():
+                raise StoreError(
+                    f"the activation store {path} is incomplete: extraction stopped before it finished "
+                    f"({partial_path(path)} holds the part done). Run the same `conceptvec extract ... --out {path}` "
+                    f"command again to finish it."
+                )
+            raise StoreError(
+                f"no activation store at {path}. Create one with `conceptvec extract --model ... --layer ... "
+                f"--data ... --out {path}` or cv.extract(...), or check the path."
+            )
+        if not path.is_dir():
+            raise StoreError(f"{path} is a file, not an activation store directory.")
+        meta_file = path / METADATA_FILE
+        if not meta_file.exists():
+            if (path / "conceptset.json").exists():
+                raise StoreError(f"{path} is a ConceptSet, not an activation store; open it with cv.ConceptSet.load({str(path)!r}).")
+            raise StoreError(
+                f"{path} is not an activation store (it has no {METADATA_FILE}). Point to the --out directory "
+                f"of `conceptvec extract`."
+            )
+        metadata = read_json(meta_file)
+        if metadata.get("format") != FORMAT:
+            raise StoreError(f"{path}/{METADATA_FILE} is not an activation store's metadata (format {metadata.get('format')!r}, expected {FORMAT!r}).")
+        for name in (ACTIVATIONS_FILE, EXAMPLES_FILE):
+            if not (path / name).exists():
+                raise StoreError(f"the activation store {path} is damaged: {name} is missing. Extract it again.")
+        store = cls(path, metadata)
+        shape = store.activations.shape
+        expected = (metadata["n_examples"], metadata["n_units"])
+        if shape != expected:
+            raise StoreError(f"the activation store {path} is damaged: activations have shape {shape}, metadata says {expected}. Extract it again.")
+        return store
+
+    # -- contents --------------------------------------------------------------------------
+    @property
+    def activations(self) -> np.ndarray:
+        """(n_examples, n_units) memory-mapped, read-only."""
+        if self._activations is None:
+            self._activations = np.load(self.path / ACTIVATIONS_FILE, mmap_mode="r", allow_pickle=False)
+        return self._activations
+
+    @property
+    def examples(self) -> pa.Table:
+        """The example index as a pyarrow Table (``.to_pandas()`` for a DataFrame)."""
+        if self._examples is None:
+            self._examples = pq.read_table(self.path / EXAMPLES_FILE)
+        return self._examples
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.examples.column("id").to_numpy(zero_copy_only=False)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.examples.column("label").to_numpy()
+
+    @property
+    def label_names(self) -> np.ndarray:
+        return self.examples.column("label_name").to_numpy(zero_copy_only=False)
+
+    @property
+    def sources(self) -> np.ndarray:
+        return self.examples.column("source").to_numpy(zero_copy_only=False)
+
+    @property
+    def n_examples(self) -> int:
+        return int(self.metadata["n_examples"])
+
+    @property
+    def n_units(self) -> int:
+        return int(self.metadata["n_units"])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_examples, self.n_units)
+
+    def provenance(self) -> dict[str, Any]:
+        """What made these activations, for the metadata of results computed from them."""
+        keys = ("model", "layer", "pooling", "data", "preprocessing")
+        return {"store": str(self.path.resolve()), **{k: self.metadata.get(k) for k in keys}}
+
+    def __repr__(self) -> str:
+        m = self.metadata
+        return (
+            f"ActivationStore({str(self.path)!r}, {self.n_examples} examples x {self.n_units} units, "
+            f"model={m.get('model', {}).get('name')!r}, layer={m.get('layer')!r})"
+        )
+
+    # -- writing ---------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        activations: np.ndarray,
+        examples: Mapping[str, Sequence] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        dtype: str = "float32",
+        overwrite: bool = False,
+    ) -> "ActivationStore":
+        """Write a complete store from an in-memory matrix (for arrays made elsewhere, and tests)."""
+        activations = np.asarray(activations)
+        if activations.ndim != 2 or 0 in activations.shape:
+            raise StoreError(f"activations must be a non-empty 2-D array (n_examples, n_units), got shape {activations.shape}.")
+        with StoreWriter(path, dict(metadata or {}), dtype=dtype, overwrite=overwrite) as writer:
+            writer.write(0, activations)
+            writer.finish(examples, metadata)
+        return cls.open(path)
+
+
+def remove_leftovers(path: str | os.PathLike) -> None:
+    """Remove the chunk files left in a finished store when a run stopped between renaming and cleaning up."""
+    shutil.rmtree(Path(path) / CHUNKS_DIR, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(Path(path) / PROGRESS_FILE)
+
+
+def _plain(value: Any) -> Any:
+    # Compare as JSON stores it (tuples become lists, paths strings).
+    return json.loads(json.dumps(value, default=str))
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class StoreWriter:
+    """Writes a store chunk by chunk into ``<path>.partial``; ``finish`` assembles it and makes it final.
+
+    Each chunk is a block of consecutive planned examples, saved as ``chunks/NNNNNN.npy`` (the rows of
+    its readable examples) and then marked complete by ``chunks/NNNNNN.json`` (its range and the
+    examples skipped in it). After Ctrl-C, a crash or ``kill -9`` a new writer with the same
+    ``fingerprint`` resumes: complete chunks are kept, anything else is written again. ``finish``
+    streams the chunks, one at a time, into ``activations.npy``, so the finished store does not depend
+    on where a run was interrupted, and never more than one chunk is in memory.
+
+    Parameters
+    ----------
+    path : the store's final directory
+    fingerprint : what is being extracted (model, layer, pooling, data, ...); resuming a partial store
+        made with a different fingerprint is refused, saying what differs
+    dtype : ``float32`` or ``float16``, the dtype on disk
+    overwrite : replace a finished store at ``path`` and discard any partial one
+    """
+
+    def __init__(self, path: str | os.PathLike, fingerprint: Mapping[str, Any] | None = None, dtype: str = "float32", overwrite: bool = False):
+        if dtype not in DTYPES:
+            raise StoreError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}.")
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise StoreError(f"{self.path} already exists. Choose another --out, delete it, or pass overwrite=True (--overwrite).")
+        self.partial = partial_path(self.path)
+        self.chunks = self.partial / CHUNKS_DIR
+        self.dtype = dtype
+        self.fingerprint = _plain({**dict(fingerprint or {}), "dtype": dtype})
+        progress_file = self.partial / PROGRESS_FILE
+        if self.partial.exists() and not overwrite and progress_file.exists():
+            before = read_json(progress_file).get("fingerprint", {})
+            differs = [k for k in sorted(set(before) | set(self.fingerprint)) if before.get(k) != self.fingerprint.get(k)]
+            if differs:
+                details = "; ".join(f"{k}: partial has {_short(before.get(k))}, asked {_short(self.fingerprint.get(k))}" for k in differs)
+                raise StoreError(
+                    f"{self.partial} holds part of a different extraction ({details}). Run the original command to finish "
+                    f"it, choose another --out, or pass overwrite=True (--overwrite) to discard it."
+                )
+        else:
+            # No partial, or one from an older version without a fingerprint: start afresh.
+            if self.partial.exists():
+                shutil.rmtree(self.partial)
+            self.chunks.mkdir(parents=True)
+            write_json(progress_file, {"format": FORMAT, "fingerprint": self.fingerprint})
+        self.chunks.mkdir(exist_ok=True)
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass  # the partial directory stays for the next run to resume
+
+    # -- chunks ----------------------------------------------------------------------------
+    def completed(self) -> dict[int, dict[str, Any]]:
+        """The complete chunks: index to ``{"start", "stop", "rows", "skipped", "index"}``."""
+        done = {}
+        for marker in sorted(self.chunks.glob("*.json")):
+            if (self.chunks / (marker.stem + ".npy")).exists():
+                done[int(marker.stem)] = {**read_json(marker), "index": int(marker.stem)}
+        return done
+
+    def write_chunk(self, index: int, start: int, stop: int, rows: np.ndarray, skipped: Sequence[int] = ()) -> None:
+        """Save chunk ``index``: planned examples ``start:stop``, ``rows`` for the readable ones in order, ``skipped`` the others."""
+        rows = np.asarray(rows)
+        skipped = sorted(int(i) for i in skipped)
+        if rows.ndim != 2 or len(rows) + len(skipped) != stop - start or any(not start <= i < stop for i in skipped):
+            raise StoreError(f"chunk {index} of examples {start}:{stop} got {rows.shape} rows and {len(skipped)} skipped; they must add up.")
+        name = f"{index:06d}"
+        tmp = self.chunks / f".{name}.npy.tmp"
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array(f, np.ascontiguousarray(rows, dtype=self.dtype), allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the marker says the chunk is complete
+        os.replace(tmp, self.chunks / f"{name}.npy")
+        write_json(self.chunks / f"{name}.json", {"start": int(start), "stop": int(stop), "rows": int(len(rows)), "skipped": skipped})
+
+    def write(self, start: int, block: np.ndarray) -> None:
+        """Save ``block`` as the chunk of examples ``start:start + len(block)`` (chunk index = ``start``)."""
+        block = np.asarray(block)
+        self.write_chunk(int(start), int(start), int(start) + len(block), block)
+
+    def skipped(self) -> list[int]:
+        """Planned example indices that the complete chunks could not read, ascending."""
+        return sorted(i for c in self.completed().values() for i in c["skipped"])
+
+    # -- finishing -------------------------------------------------------------------------
+    def finish(self, examples: Mapping[str, Sequence] | None, metadata: Mapping[str, Any] | None) -> None:
+        """Assemble the chunks, write the example index and metadata, and rename ``<path>.partial`` to ``<path>``.
+
+        ``examples`` lists every planned example; the skipped ones are left out of the store.
+        """
+        done = self.completed()
+        order = sorted(done.values(), key=lambda c: c["start"])
+        n_planned = order[-1]["stop"] if order else 0
+        covered = 0
+        for c in order:
+            if c["start"] != covered:
+                raise StoreError(f"{self.partial}: examples {covered}:{c['start']} were never written; run the extraction again to fill them.")
+            covered = c["stop"]
+        skipped = set(self.skipped())
+        n = sum(c["rows"] for c in order)
+        if n == 0:
+            raise StoreError("no example could be read; the store would be empty. Check the data path and file formats.")
+        examples = dict(examples or {})
+        planned = {k: list(v) for k, v in examples.items()}
+        for name, values in planned.items():
+            if len(values) != n_planned:
+                raise StoreError(f"examples[{name!r}] has {len(values)} entries, expected one per planned example ({n_planned}).")
+        kept = [i for i in range(n_planned) if i not in skipped]
+        columns = {
+            "id": [str(planned["id"][i]) for i in kept] if "id" in planned else [str(i) for i in range(n)],
+            "label": [int(planned["label"][i]) for i in kept] if "label" in planned else [-1] * n,
+            "label_name": [str(planned["label_name"][i]) for i in kept] if "label_name" in planned else [""] * n,
+            "source": [str(planned["source"][i]) for i in kept] if "source" in planned else [""] * n,
+        }
+        if len(set(columns["id"])) != n:
+            raise StoreError("example ids must be unique.")
+        n_units = self._assemble(order, n)
+        table = pa.table({k: pa.array(v, type=pa.int64() if k == "label" else pa.string()) for k, v in columns.items()})
+        pq.write_table(table, self.partial / EXAMPLES_FILE)
+        meta = {"format": FORMAT, **dict(metadata or {}), "n_examples": n, "n_units": n_units, "dtype": self.dtype, **environment()}
+        write_json(self.partial / METADATA_FILE, meta)
+        replace_directory(self.partial, self.path)
+        remove_leftovers(self.path)
+
+    def _assemble(self, order: list[dict[str, Any]], n: int) -> int:
+        # Stream chunk after chunk into one .npy: one chunk in memory, whatever the store's size.
+        n_units = None
+        tmp = self.partial / f".{ACTIVATIONS_FILE}.tmp"
+        with open(tmp, "wb") as f:
+            for c in order:
+                if c["rows"] == 0:
+                    continue  # a chunk whose every example was unreadable adds no bytes
+                rows = np.load(self.chunks / f"{c['index']:06d}.npy", allow_pickle=False)
+                if n_units is None:
+                    n_units = rows.shape[1]
+                    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(self.dtype)), "fortran_order": False, "shape": (n, n_units)}
+                    np.lib.format.write_array_header_1_0(f, header)
+                if rows.shape[1] != n_units or rows.dtype != np.dtype(self.dtype):
+                    raise StoreError(f"{self.partial}: chunk at example {c['start']} has {rows.shape[1]} units of {rows.dtype}, expected {n_units} of {self.dtype}.")
+                f.write(rows.tobytes())
+        os.replace(tmp, self.partial / ACTIVATIONS_FILE)
+        return int(n_units)

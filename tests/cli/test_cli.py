@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import conceptvec as cv
+from conceptvec.cli import app
+from conceptvec.nn.digits import TrainConfig, cached_digits_cnn
+from conftest import planted
+
+runner = CliRunner()
+
+
+def _store(tmp_path):
+    acts, _ = planted()
+    names = {"label_name": [f"group {i % 3}" for i in range(len(acts))]}
+    return cv.ActivationStore.create(tmp_path / "store", acts, names, {"model": {"name": "m"}, "layer": "l"})
+
+
+def test_help_lists_each_command():
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for command in ("demo", "extract", "disentangle"):
+        lines = [ln for ln in result.output.splitlines() if f" {command} " in ln]
+        assert len(lines) == 1, command
+
+
+def test_disentangle_writes_conceptset(tmp_path):
+    _store(tmp_path)
+    result = runner.invoke(app, ["disentangle", str(tmp_path / "store"), "--neuron", "3", "--top", "60",
+                                 "--distance-threshold", "10", "--outlier-threshold", "30", "--out", str(tmp_path / "cs")])
+    assert result.exit_code == 0, result.output
+    assert "C = 2 clusters, 2 concepts" in result.output and "group" in result.output
+    cs = cv.ConceptSet.load(tmp_path / "cs")
+    assert cs.n_concepts == 2 and cs.params.distance_threshold == 10.0
+    assert cs.provenance["activations"]["layer"] == "l"
+
+
+def test_disentangle_direction_file(tmp_path):
+    _store(tmp_path)
+    v = np.zeros(24)
+    v[12:20] = 1
+    np.save(tmp_path / "v.npy", v)
+    result = runner.invoke(app, ["disentangle", str(tmp_path / "store"), "--direction", str(tmp_path / "v.npy"),
+                                 "--top", "30", "--distance-threshold", "10", "--outlier-threshold", "30", "--out", str(tmp_path / "cs")])
+    assert result.exit_code == 0, result.output
+    assert set(cv.ConceptSet.load(tmp_path / "cs").top_indices) == set(range(30, 60))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--neuron", "99"], "neuron 99 is out of range"),
+    (["--neuron", "1", "--top", "1000"], "top=1000 is larger than the number of examples (400)"),
+    (["--neuron", "1", "--distance-threshold", "-2"], "distance_threshold must be a finite number > 0"),
+    ([], "give exactly one of neuron"),
+    (["--direction", "missing.npy"], "direction file missing.npy does not exist"),
+])
+def test_disentangle_errors_are_one_clear_line(tmp_path, args, message):
+    _store(tmp_path)
+    result = runner.invoke(app, ["disentangle", str(tmp_path / "store"), "--out", str(tmp_path / "cs"), *args])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_missing_store(tmp_path):
+    result = runner.invoke(app, ["disentangle", str(tmp_path / "nope"), "--neuron", "1", "--out", str(tmp_path / "cs")])
+    assert result.exit_code == 2 and "no activation store at" in result.output
+
+
+def test_extract_list_and_run(tmp_path):
+    _, directory, _ = cached_digits_cnn(tmp_path / "m", TrainConfig(epochs=1))
+    listing = runner.invoke(app, ["extract", "--model", "digits", "--weights", str(directory), "--layer", "list"], env={"COLUMNS": "200"})
+    assert listing.exit_code == 0 and "block3" in listing.output and "64x8x8" in listing.output
+    run = runner.invoke(app, ["extract", "--model", "digits", "--weights", str(directory), "--layer", "block3",
+                              "--data", "digits", "--out", str(tmp_path / "s")])
+    assert run.exit_code == 0, run.output
+    assert cv.ActivationStore.open(tmp_path / "s").shape == (1797, 64)
+    wrong = runner.invoke(app, ["extract", "--model", "digits", "--weights", str(directory), "--layer", "blok3",
+                                "--data", "digits", "--out", str(tmp_path / "t")])
+    assert wrong.exit_code == 2 and "Nearest layers: block3" in wrong.output
+    missing = runner.invoke(app, ["extract", "--model", "digits", "--layer", "block3"])
+    assert missing.exit_code == 2 and "needs --data and --out" in missing.output
+
+
+def test_disentangle_warns_on_a_neuron_that_is_not_live(tmp_path):
+    acts, _ = planted()
+    acts[:, 7] = 0.0
+    acts[:20, 7] = 1.0
+    cv.ActivationStore.create(tmp_path / "store", acts, metadata={"model": {"name": "m"}, "layer": "l"})
+    result = runner.invoke(app, ["disentangle", str(tmp_path / "store"), "--neuron", "7", "--out", str(tmp_path / "cs")],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "neuron 7 is not live: 80 of its top 100 examples do not activate it" in " ".join(result.output.split())

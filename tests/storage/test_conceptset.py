@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+
+import conceptvec as cv
+from conftest import planted
+
+
+def _cs():
+    acts, _ = planted()
+    return cv.disentangle(acts, neuron=3, params=cv.Params(top=60, distance_threshold=10.0, outlier_threshold=30.0))
+
+
+def test_save_load_roundtrip(tmp_path):
+    cs = _cs()
+    cs.save(tmp_path / "cs")
+    back = cv.ConceptSet.load(tmp_path / "cs")
+    for name in ("top_indices", "top_scores", "top_activations", "linkage", "kmeans_labels",
+                 "centroid_sq_distances", "labels", "kmeans_cluster_ids", "concept_vectors"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(cs, name))
+    assert back.params == cs.params and back.neuron == 3 and back.n_agglomerative == cs.n_agglomerative
+    assert back.provenance["n_examples"] == 400
+    assert sorted(p.name for p in (tmp_path / "cs").iterdir()) == ["arrays.safetensors", "conceptset.json"]
+
+
+def test_direction_and_empty_sets_roundtrip(tmp_path):
+    acts, _ = planted()
+    cs = cv.disentangle(acts, direction=np.ones(acts.shape[1]), params=cv.Params(top=20, outlier_threshold=1e-9))
+    assert cs.n_concepts == 0
+    cs.save(tmp_path / "d")
+    back = cv.ConceptSet.load(tmp_path / "d")
+    assert back.neuron is None and back.concept_vectors.shape == (0, acts.shape[1])
+    np.testing.assert_array_equal(back.direction, cs.direction)
+
+
+def test_summary_and_members():
+    cs = _cs()
+    s = cs.summary()
+    assert s["n_concepts"] == 2 and sum(s["concept_sizes"]) + s["n_outliers"] + s["n_in_removed_small_clusters"] == 60
+    assert len(cs.members(0)) == s["concept_sizes"][0]
+    with pytest.raises(IndexError, match="has 2 concept"):
+        cs.members(2)
+    assert "C=2" in repr(cs)
+    np.testing.assert_array_equal(cs.neuron_direction, np.eye(24)[3])
+
+
+def test_save_refuses_non_empty_target_and_is_atomic(tmp_path, monkeypatch):
+    cs = _cs()
+    target = tmp_path / "cs"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    with pytest.raises(cv.ConceptvecError, match="already exists and is not empty.*--overwrite"):
+        cs.save(target)
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("conceptvec.storage.conceptset.write_json", boom)
+    with pytest.raises(KeyboardInterrupt):
+        cs.save(target, overwrite=True)
+    assert (target / "keep.txt").read_text() == "mine"  # interrupted: the old content is untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["cs"]  # and no temporary directory is left
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(cv.StoreError, match="no ConceptSet at"):
+        cv.ConceptSet.load(tmp_path)
+    (tmp_path / "metadata.json").write_text("{}")
+    with pytest.raises(cv.StoreError, match="is an activation store"):
+        cv.ConceptSet.load(tmp_path)
+
+
+def test_is_live():
+    acts, _ = planted()
+    assert _cs().is_live and _cs().summary()["live"] is True
+    acts = acts.copy()
+    acts[:, 5] = 0.0
+    acts[:10, 5] = 1.0  # active on 10 examples only: its top 60 are padded with zero ties
+    dead = cv.disentangle(acts, neuron=5, params=cv.Params(top=60))
+    assert not dead.is_live and dead.summary()["live"] is False
+    assert dead.top_indices[10:].tolist() == list(range(10, 60))  # the ties, in example order
