@@ -191,7 +191,7 @@ def test_complete_store_does_nothing_and_mismatched_resume_is_refused(tmp_path, 
     from conceptvec.storage.store import StoreWriter
 
     fingerprint = {k: store.metadata[k] for k in ("model", "layer", "pooling", "data", "preprocessing")}
-    StoreWriter(tmp_path / "p", {**fingerprint, "chunk_size": 3}).write_chunk(0, 0, 3, np.ones((3, 8)))
+    StoreWriter(tmp_path / "p", fingerprint={**fingerprint, "chunk_size": 3}).write_chunk(0, 0, 3, np.ones((3, 8)))
     with pytest.raises(cv.StoreError, match=r"part of a different extraction \(layer: partial has '2', asked '3'\)"):
         cv.extract(tiny_cnn(), layer="3", data=root, out=tmp_path / "p", transform=TRANSFORM, chunk_size=3, progress=False)
     (root / "a" / "extra.png").write_bytes((root / "a" / "img_0.png").read_bytes())

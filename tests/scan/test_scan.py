@@ -112,6 +112,17 @@ def test_interrupted_parallel_scan_removes_its_shared_rows(planted, monkeypatch,
     assert len(made) == 1 and not os.path.exists(made[0])
 
 
+def test_zero_workers_runs_in_this_process(planted, monkeypatch):
+    # The glossary's count: 0 or 1 worker means this process alone, no pool.
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a process pool was started")
+
+    monkeypatch.setattr(engine.LocalEngine, "_run_pool", staticmethod(no_pool))
+    zero = cv.scan_layer(planted[0], params=PARAMS, neurons="0-5", workers=0, progress=False, projecting=False)
+    one = cv.scan_layer(planted[0], params=PARAMS, neurons="0-5", workers=1, progress=False, projecting=False)
+    assert np.array_equal(zero.concept_vectors, one.concept_vectors)
+
+
 def test_in_process_scan_leaves_the_callers_thread_settings(planted):
     from threadpoolctl import threadpool_info
 
@@ -272,7 +283,9 @@ def test_bad_neuron_ranges(planted):
     with pytest.raises(ConceptvecError, match="no neurons selected"):
         parse_neurons([], 16)
     with pytest.raises(ConceptvecError, match="workers must be"):
-        cv.scan_layer(acts, params=PARAMS, workers=0, progress=False)
+        cv.scan_layer(acts, params=PARAMS, workers=-1, progress=False)
+    with pytest.raises(ConceptvecError, match="unknown engine 'spark'; choose one of local"):
+        cv.scan_layer(acts, params=PARAMS, engine="spark", progress=False)
     with pytest.raises(ConceptvecError, match="top=1000 is larger than the number of examples"):
         cv.scan_layer(acts, params=PARAMS.replace(top=1000), progress=False)
     bad = acts.copy()

@@ -15,7 +15,7 @@ def _make(tmp_path, dtype="float32"):
     examples = {"id": [f"e{i}" for i in range(10)], "label": list(range(10)), "label_name": [f"c{i}" for i in range(10)],
                 "source": [f"img/{i}.png" for i in range(10)]}
     meta = {"model": {"name": "m", "weights": "w"}, "layer": "l", "pooling": "avg", "data": {"kind": "test"}}
-    return acts, cv.ActivationStore.create(tmp_path / "s", acts, examples, meta, dtype=dtype)
+    return acts, cv.ActivationStore.create(tmp_path / "s", acts, examples=examples, metadata=meta, dtype=dtype)
 
 
 def test_roundtrip_memory_mapped(tmp_path):
@@ -93,9 +93,9 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(cv.StoreError, match="dtype must be one of"):
         cv.ActivationStore.create(tmp_path / "b", np.ones((2, 2)), dtype="int8")
     with pytest.raises(cv.StoreError, match="unique"):
-        cv.ActivationStore.create(tmp_path / "c", np.ones((2, 2)), {"id": ["a", "a"]})
+        cv.ActivationStore.create(tmp_path / "c", np.ones((2, 2)), examples={"id": ["a", "a"]})
     with pytest.raises(cv.StoreError, match=r"examples\['label'\] has 1 entries"):
-        cv.ActivationStore.create(tmp_path / "d", np.ones((2, 2)), {"label": [1]})
+        cv.ActivationStore.create(tmp_path / "d", np.ones((2, 2)), examples={"label": [1]})
 
 
 def test_skipped_examples_are_left_out(tmp_path):
@@ -112,7 +112,7 @@ def test_skipped_examples_are_left_out(tmp_path):
 
 def _chunked(path, chunks, fingerprint, kill_after=None):
     """Write ``chunks`` (a list of row blocks) through StoreWriter; stop after ``kill_after`` chunks."""
-    w = StoreWriter(path, fingerprint, dtype="float16")
+    w = StoreWriter(path, fingerprint=fingerprint, dtype="float16")
     done = w.completed()
     start = 0
     for k, rows in enumerate(chunks):
@@ -130,7 +130,7 @@ def test_resumed_store_is_byte_identical(tmp_path):
     chunks = [rng.normal(size=(n, 5)) for n in (4, 4, 3)]
     _chunked(tmp_path / "a", chunks, {"layer": "l"})
     _chunked(tmp_path / "b", chunks, {"layer": "l"}, kill_after=2)
-    assert len(StoreWriter(tmp_path / "b", {"layer": "l"}, dtype="float16").completed()) == 2
+    assert len(StoreWriter(tmp_path / "b", fingerprint={"layer": "l"}, dtype="float16").completed()) == 2
     _chunked(tmp_path / "b", [np.full((4, 5), 99.0)] * 2 + chunks[2:], {"layer": "l"})  # done chunks are not rewritten
     for name in ("activations.npy", "examples.parquet"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
@@ -139,8 +139,8 @@ def test_resumed_store_is_byte_identical(tmp_path):
 def test_resume_with_other_fingerprint_is_refused(tmp_path):
     _chunked(tmp_path / "s", [np.ones((2, 3))] * 2, {"layer": "l", "model": "m"}, kill_after=1)
     with pytest.raises(cv.StoreError, match=r"different extraction \(layer: partial has 'l', asked 'k'\).*--overwrite"):
-        StoreWriter(tmp_path / "s", {"layer": "k", "model": "m"}, dtype="float16")
-    fresh = StoreWriter(tmp_path / "s", {"layer": "k", "model": "m"}, dtype="float16", overwrite=True)
+        StoreWriter(tmp_path / "s", fingerprint={"layer": "k", "model": "m"}, dtype="float16")
+    fresh = StoreWriter(tmp_path / "s", fingerprint={"layer": "k", "model": "m"}, dtype="float16", overwrite=True)
     assert fresh.completed() == {}
 
 

@@ -136,7 +136,7 @@ def extract(
     class_index: Annotated[Optional[Path], typer.Option("--class-index", help="ImageNet class-index JSON for WordNet-id folders.")] = None,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
-    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes decoding images.")] = 0,
+    workers: Annotated[int, typer.Option("--workers", help="Processes reading and decoding examples; 0 or 1: this process alone.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="float32 or float16 on disk.")] = "float32",
     pool: Annotated[str, typer.Option("--pool", help="avg (the paper's), max, or cls.")] = "avg",
@@ -234,7 +234,7 @@ def scan(
     outlier_threshold: OutlierOpt = _DEFAULTS.outlier_threshold,
     min_cluster_size: MinSizeOpt = _DEFAULTS.min_cluster_size,
     seed: SeedOpt = _DEFAULTS.seed,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes for the clustering; default all CPUs.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Processes clustering neurons; 0 or 1: this process alone; default all CPUs.")] = None,
     projecting: Annotated[bool, typer.Option("--projecting/--no-projecting", help="Also find the maximally projecting examples of every concept.")] = True,
     overwrite: OverwriteOpt = False,
 ) -> None:

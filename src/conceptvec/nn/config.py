@@ -33,7 +33,7 @@ class ExtractConfig:
     batch_size : int
         Examples per forward pass.
     workers : int
-        DataLoader processes that read and preprocess examples (0: in this process).
+        Processes that read and preprocess examples; 0 or 1: this process alone, N >= 2: N DataLoader workers.
     device : str
         ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
     dtype : str

@@ -233,14 +233,14 @@ class LocalEngine:
     Parameters
     ----------
     workers : int, optional
-        Processes; default: the CPUs this process may use. 1 runs in this process, on one thread.
+        Processes clustering neurons; default: the CPUs this process may use. 0 or 1: this process alone, on one thread.
     """
 
     name = "local"
 
     def __init__(self, *, workers: int | None = None):
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1):
-            raise ConceptvecError(f"workers must be a whole number >= 1, got {workers!r}.")
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0):
+            raise ConceptvecError(f"workers must be a whole number >= 0 (0 or 1: this process alone), got {workers!r}.")
         self.workers = workers
 
     def run(self, matrix: np.ndarray, tasks: Sequence[tuple[int, BatchTask]], *,
@@ -249,7 +249,7 @@ class LocalEngine:
         if not tasks:
             return
         npy = npy_path(matrix)
-        n_workers = min(self.workers or default_workers(), len(tasks))
+        n_workers = min(default_workers() if self.workers is None else max(self.workers, 1), len(tasks))
         if n_workers <= 1:
             from threadpoolctl import threadpool_limits
 

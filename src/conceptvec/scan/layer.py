@@ -132,7 +132,7 @@ def scan_layer(
     neurons : None, int, sequence of ints, or text such as ``"0-99,512"``
         Which neurons (or which rows of the directions) to scan; None scans all.
     workers : int, optional
-        Processes for steps 2-4; default: the usable CPUs. 1 runs in this process.
+        Processes for steps 2-4; default: the usable CPUs. 0 or 1: this process alone.
     directions : 'neurons', 'svd:K', a path, or an array of shape (k, n_units)
         Starting directions: the neurons (default); the top K right singular vectors of A; or
         vectors from a .npy / .safetensors file or scan / ConceptSet directory (e.g. another run's

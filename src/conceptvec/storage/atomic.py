@@ -17,7 +17,7 @@ def _is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
 
 
-def refuse_existing(target: str | os.PathLike, overwrite: bool = False, what: str = "output") -> None:
+def refuse_existing(target: str | os.PathLike, *, overwrite: bool = False, what: str = "output") -> None:
     """Raise unless ``target`` is absent, an empty directory, or ``overwrite`` is set.
 
     Long stages call it before their work as well as through ``atomic_directory``, so that a
@@ -32,13 +32,13 @@ def refuse_existing(target: str | os.PathLike, overwrite: bool = False, what: st
 
 
 @contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike, overwrite: bool = False, what: str = "output") -> Iterator[Path]:
+def atomic_directory(target: str | os.PathLike, *, overwrite: bool = False, what: str = "output") -> Iterator[Path]:
     """Yield a fresh temporary directory that replaces ``target`` only if the block completes.
 
     A crash or Ctrl-C inside the block leaves ``target`` as it was and removes the temporary directory.
     """
     target = Path(target)
-    refuse_existing(target, overwrite, what)
+    refuse_existing(target, overwrite=overwrite, what=what)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:

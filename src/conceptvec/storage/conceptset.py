@@ -136,7 +136,7 @@ class ConceptSet:
         )
 
     # -- files -----------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the set to directory ``path`` atomically; an existing non-empty one needs ``overwrite``."""
         arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAYS}
         if self.direction is not None:

@@ -151,6 +151,7 @@ class ActivationStore:
         cls,
         path: str | os.PathLike,
         activations: np.ndarray,
+        *,
         examples: Mapping[str, Sequence] | None = None,
         metadata: Mapping[str, Any] | None = None,
         dtype: str = "float32",
@@ -160,7 +161,7 @@ class ActivationStore:
         activations = np.asarray(activations)
         if activations.ndim != 2 or 0 in activations.shape:
             raise StoreError(f"activations must be a non-empty 2-D array (n_examples, n_units), got shape {activations.shape}.")
-        with StoreWriter(path, dict(metadata or {}), dtype=dtype, overwrite=overwrite) as writer:
+        with StoreWriter(path, fingerprint=dict(metadata or {}), dtype=dtype, overwrite=overwrite) as writer:
             writer.write(0, activations)
             writer.finish(examples, metadata)
         return cls.open(path)
@@ -202,7 +203,7 @@ class StoreWriter:
     overwrite : replace a finished store at ``path`` and discard any partial one
     """
 
-    def __init__(self, path: str | os.PathLike, fingerprint: Mapping[str, Any] | None = None, dtype: str = "float32", overwrite: bool = False):
+    def __init__(self, path: str | os.PathLike, *, fingerprint: Mapping[str, Any] | None = None, dtype: str = "float32", overwrite: bool = False):
         if dtype not in DTYPES:
             raise StoreError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}.")
         self.path = Path(path)
