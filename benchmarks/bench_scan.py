@@ -15,7 +15,11 @@ neurons: 1,000 classes of 128 examples; neuron j fires (value 3) for m_j of the 
 3. agreement: identical concept counts and matched concept vectors with cosine >= 0.9999, neuron by
    neuron; and the recovered counts against the planted ones.
 
-Usage: python benchmarks/bench_scan.py [--sample 8] [--workers 2] [--no-projecting]
+4. a small layer (30,000 x 160, ``--small-only`` runs just this): the authors' procedure on every
+   neuron against ``cv.scan_layer`` with its defaults (as ``conceptvec scan`` runs it), maximally
+   projecting examples included on both sides; a scan this small runs in the calling process.
+
+Usage: python benchmarks/bench_scan.py [--sample 8] [--workers 2] [--no-projecting] [--small-only]
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ from conceptvec.scan.layer import projecting_and_cosine
 N_EXAMPLES, N_UNITS, N_CLASSES = 128_000, 2048, 1000
 
 
-def planted_activations(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(activations float32 (128000, 2048), planted concepts per neuron (2048,))."""
+def planted_activations(seed: int = 0, n_examples: int = N_EXAMPLES, n_units: int = N_UNITS,
+                        n_classes: int = N_CLASSES) -> tuple[np.ndarray, np.ndarray]:
+    """(activations float32 (n_examples, n_units), planted concepts per neuron (n_units,))."""
+    N_EXAMPLES, N_UNITS, N_CLASSES = n_examples, n_units, n_classes  # noqa: N806 - the module's names, resized
     rng = np.random.default_rng(seed)
     m = rng.choice([1, 2, 3, 4], size=N_UNITS, p=[0.3, 0.35, 0.25, 0.1])
     prototypes = np.zeros((N_CLASSES, N_UNITS), dtype=np.float32)
@@ -57,7 +63,14 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=8, help="neurons run with the authors' procedure")
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--no-projecting", action="store_true", help="skip the maximally projecting examples of all concepts")
+    parser.add_argument("--small-only", action="store_true", help="only the small layer (30,000 x 160)")
     args = parser.parse_args()
+    if args.small_only:
+        print(f"machine: {os.cpu_count()} CPUs; conceptvec {cv.__version__}; "
+              f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        small_layer()
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        return
 
     print(f"machine: {os.cpu_count()} CPUs, {args.workers} workers; conceptvec {cv.__version__}; "
           f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -107,7 +120,7 @@ def main() -> None:
         else:
             min_cos = float("nan")
         same_top += np.array_equal(a["top_ims"], ours.top_indices)
-        s_i = ours_sample._position(int(j))
+        s_i = ours_sample.position(int(j))
         mine = ours_sample.projecting["indices"][ours_sample.concept_offsets[s_i] : ours_sample.concept_offsets[s_i + 1]]
         same_proj += len(mine) == len(a["top_projs"]) and all(np.array_equal(x, y) for x, y in zip(a["top_projs"], mine))
     print(f"agreement on {len(sample)} neurons: identical C and concept counts {same_counts}/{len(sample)}; "
@@ -116,6 +129,24 @@ def main() -> None:
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"whole layer: concepts per neuron equal to the planted ones for {int(np.sum(layer.n_concepts == planted))}/{N_UNITS} neurons; "
           f"share with 2 or more concepts {layer.summary()['share_with_2_or_more_concepts']:.3f} (planted {np.mean(planted >= 2):.3f})")
+    small_layer()
+
+
+def small_layer() -> None:
+    """The authors' procedure and scan_layer's defaults on every neuron of a 30,000 x 160 layer."""
+    acts, _ = planted_activations(seed=2, n_examples=30_000, n_units=160, n_classes=250)
+    params = cv.Params()
+    t = time.perf_counter()
+    theirs = [authors_procedure(acts, j, project_all=True) for j in range(acts.shape[1])]
+    t_theirs = time.perf_counter() - t
+    t = time.perf_counter()
+    ours = cv.scan_layer(acts, params=params, progress=False)  # workers=None: as `conceptvec scan` runs it
+    t_ours = time.perf_counter() - t
+    same = sum(a["C"] == ours.n_agglomerative[j] and len(a["concept_vectors"]) == ours.n_concepts[j]
+               for j, a in enumerate(theirs))
+    print(f"small layer {acts.shape[0]:,} x {acts.shape[1]}: authors' procedure {t_theirs:.2f} s, scan_layer (defaults, "
+          f"incl. maximally projecting) {t_ours:.2f} s, ratio {t_theirs / t_ours:.1f}x; identical C and concept counts "
+          f"{same}/{acts.shape[1]}")
 
 
 if __name__ == "__main__":

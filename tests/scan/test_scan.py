@@ -123,6 +123,25 @@ def test_zero_workers_runs_in_this_process(planted, monkeypatch):
     assert np.array_equal(zero.concept_vectors, one.concept_vectors)
 
 
+def test_small_scan_by_default_runs_in_this_process(planted, monkeypatch):
+    class PoolStarted(Exception):
+        pass
+
+    def pool(*args, **kwargs):
+        raise PoolStarted
+
+    monkeypatch.setattr(engine.LocalEngine, "_run_pool", staticmethod(pool))
+    monkeypatch.setattr(layer, "BATCH", 4)  # 6 batches, so a pool would have work for 2 workers
+    cv.scan_layer(planted[0], params=PARAMS, progress=False, projecting=False)  # 24 neurons x 30 top x 24 units: small
+    monkeypatch.setattr(engine, "SMALL_SCAN_CELLS", 0)  # every scan counts as large: the pool is used
+    with pytest.raises(PoolStarted):
+        cv.scan_layer(planted[0], params=PARAMS, progress=False, projecting=False)
+    # an explicit count is obeyed whatever the size
+    monkeypatch.setattr(engine, "SMALL_SCAN_CELLS", 10**12)
+    with pytest.raises(PoolStarted):
+        cv.scan_layer(planted[0], params=PARAMS, workers=2, progress=False, projecting=False)
+
+
 def test_in_process_scan_leaves_the_callers_thread_settings(planted):
     from threadpoolctl import threadpool_info
 

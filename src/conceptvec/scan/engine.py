@@ -28,6 +28,10 @@ from ..core.params import Params
 from ..errors import ConceptvecError
 
 BATCH = 32  # neurons per task, and per chunk of saved progress
+# Below this many cells (neurons x top x units) the default engine clusters in this process: starting a
+# pool costs 2-4 s of imports per worker, more than a scan that small takes (a 100 x 2048 neuron is
+# about 4 ms, so 10**8 cells are about 2 s of clustering on one core).
+SMALL_SCAN_CELLS = 10**8
 
 BatchResult = dict[str, np.ndarray]
 """Per batch: ``linkage`` (b, top - 1, 4), ``n_agglomerative`` (b,), ``kmeans_labels``,
@@ -233,7 +237,8 @@ class LocalEngine:
     Parameters
     ----------
     workers : int, optional
-        Processes clustering neurons; default: the CPUs this process may use. 0 or 1: this process alone, on one thread.
+        Processes clustering neurons; default: the CPUs this process may use, or this process alone when
+        the scan is small (``SMALL_SCAN_CELLS``). 0 or 1: this process alone, on one thread.
     """
 
     name = "local"
@@ -249,7 +254,11 @@ class LocalEngine:
         if not tasks:
             return
         npy = npy_path(matrix)
-        n_workers = min(default_workers() if self.workers is None else max(self.workers, 1), len(tasks))
+        if self.workers is not None:
+            n_workers = min(max(self.workers, 1), len(tasks))
+        else:
+            cells = sum(t.top_indices.size for _, t in tasks) * matrix.shape[1]
+            n_workers = 1 if cells < SMALL_SCAN_CELLS else min(default_workers(), len(tasks))
         if n_workers <= 1:
             from threadpoolctl import threadpool_limits
 

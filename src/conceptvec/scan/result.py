@@ -93,7 +93,8 @@ class ScanResult:
     def __len__(self) -> int:
         return len(self.neurons)
 
-    def _position(self, neuron: int) -> int:
+    def position(self, neuron: int) -> int:
+        """The row of a scanned neuron (or direction) in the scan's per-neuron arrays; KeyError when not scanned."""
         i = int(np.searchsorted(self.neurons, neuron))
         if i == len(self.neurons) or self.neurons[i] != neuron:
             shown = f"{self.neurons[0]}-{self.neurons[-1]}" if len(self.neurons) > 1 else str(self.neurons[0])
@@ -102,12 +103,12 @@ class ScanResult:
 
     def concepts_of(self, neuron: int) -> np.ndarray:
         """Concept vectors of one scanned neuron, shape (n_concepts, n_units)."""
-        i = self._position(neuron)
+        i = self.position(neuron)
         return self.concept_vectors[self.concept_offsets[i] : self.concept_offsets[i + 1]]
 
     def __getitem__(self, neuron: int) -> ConceptSet:
         """The neuron's ConceptSet, as ``disentangle`` gives it (top activations are read from A)."""
-        i = self._position(int(neuron))
+        i = self.position(int(neuron))
         matrix = self._matrix()
         top = self.top_indices[i]
         order = np.argsort(top)
