@@ -9,3 +9,7 @@ class ConceptvecError(ValueError):
 
 class StoreError(ConceptvecError):
     """A directory that is missing, incomplete, or not what it was expected to be."""
+
+
+class ThresholdScaleWarning(UserWarning):
+    """The thresholds do not fit the scale of the layer's distances: the result says more about them than about the neurons."""

@@ -27,6 +27,10 @@ def test_roundtrip_and_replace():
     (dict(top=True), r"whole number"),
     (dict(min_cluster_size=0), r"min_cluster_size must be >= 1"),
     (dict(seed=-1), r"seed must be >= 0"),
+    (dict(distance_threshold="15"), r"distance_threshold must be a number, got '15'"),
+    (dict(outlier_threshold=True), r"outlier_threshold must be a number, got True"),
+    (dict(distance_threshold=np.bool_(True)), r"must be a number"),
+    (dict(top=10, min_cluster_size=11), r"min_cluster_size \(11\) is larger than top \(10\)"),
 ])
 def test_bad_values(kwargs, match):
     with pytest.raises(cv.ConceptvecError, match=match):

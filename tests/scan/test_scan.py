@@ -289,7 +289,7 @@ def test_scan_of_directions_equals_disentangle_direction(tmp_path, planted):
     assert np.array_equal(from_npy.top_indices, from_dir.top_indices)
 
 
-def test_bad_neuron_ranges(planted):
+def test_bad_neuron_ranges(planted, tmp_path):
     acts, _ = planted
     with pytest.raises(ConceptvecError, match=r"out of bounds: neurons must be within 0-15 \(this layer has 16\)"):
         cv.scan_layer(acts, params=PARAMS, neurons="0-99", progress=False)
@@ -303,6 +303,11 @@ def test_bad_neuron_ranges(planted):
         parse_neurons([], 16)
     with pytest.raises(ConceptvecError, match="workers must be"):
         cv.scan_layer(acts, params=PARAMS, workers=-1, progress=False)
+    with pytest.raises(ConceptvecError, match="real numbers, got dtype complex128"):
+        cv.scan_layer(acts, params=PARAMS, directions=np.ones((2, acts.shape[1])) * 1j, progress=False)
+    np.save(tmp_path / "bool.npy", np.ones((2, acts.shape[1]), dtype=bool))
+    with pytest.raises(ConceptvecError, match="holds bool values; expected real numbers"):
+        cv.scan_layer(acts, params=PARAMS, directions=tmp_path / "bool.npy", progress=False)
     with pytest.raises(ConceptvecError, match="unknown engine 'spark'; choose one of local"):
         cv.scan_layer(acts, params=PARAMS, engine="spark", progress=False)
     with pytest.raises(ConceptvecError, match="top=1000 is larger than the number of examples"):

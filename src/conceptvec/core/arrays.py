@@ -49,3 +49,20 @@ def check_finite(values: np.ndarray, what: str, *, rows: np.ndarray | None = Non
             f"{what} contain {int(bad.sum())} NaN or inf value(s), in {len(examples)} example(s): {shown}. "
             f"Remove or repair these examples before disentangling."
         )
+
+
+def check_directions(vectors: Any, n_units: int, *, what: str = "direction") -> np.ndarray:
+    """Real, finite, non-zero direction vectors as float64, shape (k, n_units) (a vector becomes one row)."""
+    v = np.asarray(vectors)
+    if v.dtype == bool or not (np.issubdtype(v.dtype, np.integer) or np.issubdtype(v.dtype, np.floating)):
+        raise ConceptvecError(f"{what} must hold real numbers, got dtype {v.dtype}; give a float vector of length {n_units}.")
+    v = np.atleast_2d(v.astype(np.float64))
+    if v.ndim != 2 or v.shape[1] != n_units:
+        raise ConceptvecError(f"{what} must be of length {n_units} (one value per unit), got shape {np.shape(vectors)}.")
+    finite = np.isfinite(v).all(axis=1)
+    if not finite.all():
+        raise ConceptvecError(f"{what} row(s) {np.flatnonzero(~finite)[:10].tolist()} hold NaN or inf values; give finite vectors.")
+    zero = np.flatnonzero(np.linalg.norm(v, axis=1) == 0)
+    if zero.size:
+        raise ConceptvecError(f"{what} row(s) {zero[:10].tolist()} have zero or non-finite norm; a direction needs a non-zero vector.")
+    return v

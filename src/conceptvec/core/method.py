@@ -26,10 +26,11 @@ from ..errors import ConceptvecError
 from ..storage.conceptset import ConceptSet
 from ..storage.provenance import environment
 from ..storage.store import ActivationStore
-from .arrays import as_matrix, check_finite, check_neuron
+from .arrays import as_matrix, check_directions, check_finite, check_neuron
 from .kmeans import kmeans_step
 from .metrics import project, unit_vectors
 from .params import Params
+from .scale import SCALE_HINT, scale_problems, warn_scale
 from .streaming import top_k_desc
 
 REMOVED = -1
@@ -131,12 +132,9 @@ def disentangle(
         what = f"neuron {neuron}"
         unit_direction = None
     else:
-        d = np.asarray(direction, dtype=np.float64)
-        if d.ndim != 1 or d.shape[0] != n_units:
-            raise ConceptvecError(f"direction must be a vector of length {n_units} (one value per unit), got shape {d.shape}.")
-        if not np.all(np.isfinite(d)):
-            raise ConceptvecError("direction contains NaN or inf values; give a finite vector.")
-        unit_direction = unit_vectors(d)[0]
+        if np.ndim(direction) != 1:
+            raise ConceptvecError(f"direction must be a vector of length {n_units} (one value per unit), got shape {np.shape(direction)}.")
+        unit_direction = unit_vectors(check_directions(direction, n_units))[0]
         scores = project(matrix, unit_direction)[:, 0]
         what = "the direction"
 
@@ -152,7 +150,7 @@ def disentangle(
     x[order] = matrix[top_indices[order]]
     check_finite(x, "the top examples' activations", rows=top_indices)
 
-    return ConceptSet(
+    cs = ConceptSet(
         top_indices=top_indices,
         top_scores=scores[top_indices],
         top_activations=x,
@@ -162,3 +160,6 @@ def disentangle(
         direction=unit_direction,
         provenance={"activations": source, "n_examples": n_examples, "n_units": n_units, **environment()},
     )
+    if cs.is_live:
+        warn_scale(scale_problems(cs.linkage, cs.centroid_sq_distances, cs.labels, params, what=what), hint=SCALE_HINT)
+    return cs

@@ -53,16 +53,21 @@ class Params:
             object.__setattr__(self, name, whole_number(name, getattr(self, name), low))
         for name in ("distance_threshold", "outlier_threshold"):
             value = getattr(self, name)
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise ConceptvecError(f"{name} must be a number, got {value!r}.") from None
+            # A bool or the text "15" is a slip, not a threshold: only real numbers are taken.
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise ConceptvecError(f"{name} must be a number, got {value!r}.")
+            number = float(value)
             if not math.isfinite(number) or number <= 0:
                 raise ConceptvecError(
                     f"{name} must be a finite number > 0, got {value!r}. "
                     f"The paper uses 15 for Inception V3 Mixed_7b; other layers need their own scale."
                 )
             object.__setattr__(self, name, number)
+        if self.min_cluster_size > self.top:
+            raise ConceptvecError(
+                f"min_cluster_size ({self.min_cluster_size}) is larger than top ({self.top}): no cluster of the top "
+                f"examples could ever be kept; use min_cluster_size <= top (the paper: 5 of 100)."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

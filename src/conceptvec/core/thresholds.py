@@ -10,7 +10,7 @@ same for every neuron and chosen without looking at any one neuron's result:
   examples to their own k-means centroid, with C from that distance threshold.
 
 A unit is live when its N-th largest activation is above zero (its top examples are not padded
-with examples that do not activate it at all).
+with examples that do not activate it at all) and below its largest (a constant unit ties them all).
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ __all__ = ["layer_thresholds", "live_units"]
 
 
 def live_units(acts: np.ndarray, top: int) -> np.ndarray:
-    """Units whose ``top``-th largest activation is above zero."""
-    kth = np.partition(np.asarray(acts, dtype=np.float64), acts.shape[0] - top, axis=0)[acts.shape[0] - top]
-    return np.flatnonzero(kth > 0)
+    """Units whose ``top``-th largest activation is above zero and below their largest (see ConceptSet.is_live)."""
+    a = np.asarray(acts, dtype=np.float64)
+    kth = np.partition(a, a.shape[0] - top, axis=0)[a.shape[0] - top]
+    return np.flatnonzero((kth > 0) & (a.max(axis=0) > kth))
 
 
 def layer_thresholds(

@@ -15,7 +15,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
-from ..core.arrays import as_matrix
+from ..core.arrays import as_matrix, check_directions
 from ..core.metrics import unit_vectors
 from ..core.params import Params
 from ..core.streaming import check_block_finite, row_blocks
@@ -100,8 +100,8 @@ def load_directions(path: str | os.PathLike, n_units: int) -> np.ndarray:
             f"direction file {path} has shape {arr.shape}; expected shape (k, {n_units}) (one row per direction, "
             f"one value per unit of this layer) or ({n_units},)."
         )
-    if not np.issubdtype(arr.dtype, np.number):
-        raise ConceptvecError(f"direction file {path} holds {arr.dtype} values; expected numbers.")
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ConceptvecError(f"direction file {path} holds {arr.dtype} values; expected real numbers (float).")
     arr = arr.astype(np.float64)
     norms = np.linalg.norm(arr, axis=1)
     bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
@@ -116,10 +116,9 @@ def resolve_directions(directions: Any, matrix: np.ndarray, *, params: Params, p
     if directions is None or (isinstance(directions, str) and directions == "neurons"):
         return "neurons", None
     if isinstance(directions, np.ndarray):
-        d = directions[None, :] if directions.ndim == 1 else directions
-        if d.ndim != 2 or d.shape[1] != n_units:
+        if directions.ndim not in (1, 2):
             raise ConceptvecError(f"directions array has shape {directions.shape}; expected shape (k, {n_units}).")
-        return "array", unit_vectors(d)
+        return "array", unit_vectors(check_directions(directions, n_units, what="directions array"))
     if isinstance(directions, str) and directions.startswith("svd"):
         m = re.fullmatch(r"svd:(\d+)", directions)
         if not m:

@@ -25,6 +25,7 @@ import numpy as np
 from ..core.arrays import as_matrix
 from ..core.metrics import unit_vectors
 from ..core.params import Params
+from ..core.scale import SCALE_HINT, scale_problems, warn_scale
 from ..core.selection import parse_neurons
 from ..core.streaming import TopK, block_rows, check_block_finite, row_blocks
 from ..errors import ConceptvecError
@@ -240,6 +241,11 @@ def scan_layer(
     if projecting:
         idx, proj, cos = projecting_and_cosine(matrix, result.concept_vectors, top=params.top, progress=progress)
         result.projecting = {"indices": idx, "projections": proj, "cosine": cos}
+    live = result.live
+    if live.any():
+        what = f"the {int(live.sum())} live {'neurons' if kind == 'neurons' else 'directions'} scanned"
+        warn_scale(scale_problems(result.linkage[live], result.centroid_sq_distances[live], result.labels[live], params,
+                                  what=what), hint=SCALE_HINT)
     if partial:
         partial.finish(result)
     return result

@@ -157,8 +157,8 @@ class ScanResult:
     # -- numbers, table, figure --------------------------------------------------------------
     @property
     def live(self) -> np.ndarray:
-        """Per scanned neuron: every top example activates it (see :attr:`ConceptSet.is_live`)."""
-        return self.top_scores[:, -1] > 0
+        """Per scanned neuron: every top example activates it, not all alike (see :attr:`ConceptSet.is_live`)."""
+        return (self.top_scores[:, -1] > 0) & (self.top_scores[:, 0] > self.top_scores[:, -1])
 
     def summary(self) -> dict[str, Any]:
         """Histogram of concepts per neuron and the share of neurons with 2 or more concepts.

@@ -81,12 +81,13 @@ class ConceptSet:
 
     @property
     def is_live(self) -> bool:
-        """Whether every top example activates the neuron (the N-th top score is above zero).
+        """Whether every top example activates the neuron and the neuron tells them apart.
 
-        A dead or rarely active unit has tied zero activations among its top examples, which step 1
-        orders by example index: its clusters and concepts then describe arbitrary examples.
+        Live: the N-th top score is above zero and below the first. A dead or rarely active unit has
+        tied zero activations among its top examples, and a constant unit ties them all; step 1 orders
+        ties by example index, so such a unit's clusters and concepts describe arbitrary examples.
         """
-        return bool(len(self.top_scores) and self.top_scores[-1] > 0)
+        return bool(len(self.top_scores) and self.top_scores[-1] > 0 and self.top_scores[0] > self.top_scores[-1])
 
     @property
     def outliers(self) -> np.ndarray:

@@ -1,0 +1,78 @@
+"""Whether the two thresholds fit the scale of a layer's distances, said in numbers of that layer.
+
+The paper's ``distance_threshold = outlier_threshold = 15`` are tuned to Inception V3 ``Mixed_7b``.
+Distances scale with the activations, so on another layer the same numbers can cut no merge (every
+neuron one cluster), cut every merge (every example its own cluster, none big enough to keep), or
+call every example an outlier (no concept anywhere). Any of these, over all the live neurons looked
+at, makes the result a statement about the thresholds; ``scale_problems`` says so with the layer's
+own merge heights and squared centroid distances, so that a user can pick thresholds on its scale.
+
+Notation: for m neurons, ``linkage`` (m, N - 1, 4) SciPy ward linkages of their top-N examples,
+``centroid_sq_distances`` (m, N) and ``labels`` (m, N) as in ConceptSet.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..errors import ThresholdScaleWarning
+from .params import Params
+
+OFF_SCALE = 2.0  # a distance threshold this many times the largest merge height cannot tell one neuron from another
+
+
+def scale_problems(linkage: np.ndarray, centroid_sq_distances: np.ndarray, labels: np.ndarray, params: Params,
+                   *, what: str = "these neurons") -> list[str]:
+    """Sentences describing how the thresholds miss the scale of ``what`` (empty when they fit).
+
+    Parameters
+    ----------
+    linkage : array of shape (m, N - 1, 4) or (N - 1, 4)
+    centroid_sq_distances, labels : arrays of shape (m, N) or (N,)
+    params : Params
+    """
+    z = np.asarray(linkage, dtype=np.float64).reshape(-1, *np.shape(linkage)[-2:])
+    sq = np.asarray(centroid_sq_distances, dtype=np.float64).reshape(len(z), -1)
+    lab = np.asarray(labels).reshape(len(z), -1)
+    if len(z) == 0:
+        return []
+    heights = z[:, :, 2]
+    n_top = heights.shape[1] + 1
+    c = np.count_nonzero(heights >= params.distance_threshold, axis=1) + 1
+    scale = (f"the ward merge heights of the top {n_top} examples of {what} have median {np.median(heights):.3g} "
+             f"and 97th percentile {np.percentile(heights, 97):.3g}")
+    problems = []
+    d = params.distance_threshold
+    # One cluster is a fair answer for one neuron (a monosemantic one); for every neuron of a scan, with a
+    # threshold far above every merge, it is the threshold speaking.
+    if len(z) > 1 and d > OFF_SCALE * heights.max():
+        problems.append(f"distance_threshold {d:g} is more than {OFF_SCALE:g}x every merge height of {what} (largest "
+                        f"{heights.max():.3g}), so each is one cluster whatever its examples; {scale}.")
+    outliers = sq >= params.outlier_threshold
+    sq_scale = (f"the squared distances of the top examples of {what} to their k-means centroid have median "
+                f"{np.median(sq):.3g} and 90th percentile {np.percentile(sq, 90):.3g}")
+    if np.all(outliers.mean(axis=1) > 0.5):
+        problems.append(f"outlier_threshold {params.outlier_threshold:g} makes most of the top examples of {what} "
+                        f"outliers; {sq_scale}.")
+    elif np.all(lab < 0):
+        if np.all(c * params.min_cluster_size > n_top):
+            problems.append(f"no concept was kept for {what}: distance_threshold {d:g} cuts {int(c.min())} or more clusters "
+                            f"from {n_top} examples, fewer than min_cluster_size ({params.min_cluster_size}) members on "
+                            f"average; {scale}.")
+        else:
+            problems.append(f"no concept was kept for {what}: every cluster lost its members to outlier_threshold "
+                            f"{params.outlier_threshold:g} or was smaller than min_cluster_size ({params.min_cluster_size}); "
+                            f"{scale}; {sq_scale}.")
+    return problems
+
+
+def warn_scale(problems: list[str], *, hint: str) -> None:
+    """Issue a ThresholdScaleWarning for each problem, ending with ``hint`` (what to set instead)."""
+    for problem in problems:
+        warnings.warn(f"{problem} {hint}", ThresholdScaleWarning, stacklevel=3)
+
+
+SCALE_HINT = ("The paper's 15 fits Inception V3 Mixed_7b only: choose thresholds on this layer's scale "
+              "(distance_threshold near the merge heights above, or thresholds.layer_thresholds).")
