@@ -11,5 +11,9 @@ class StoreError(ConceptvecError):
     """A directory that is missing, incomplete, or not what it was expected to be."""
 
 
-class ThresholdScaleWarning(UserWarning):
+class ConceptvecWarning(UserWarning):
+    """Something the user should know about a result that was still computed; the CLI prints it in one line."""
+
+
+class ThresholdScaleWarning(ConceptvecWarning):
     """The thresholds do not fit the scale of the layer's distances: the result says more about them than about the neurons."""

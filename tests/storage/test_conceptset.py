@@ -50,14 +50,32 @@ def test_save_refuses_non_empty_target_and_is_atomic(tmp_path, monkeypatch):
     (target / "keep.txt").write_text("mine")
     with pytest.raises(cv.ConceptvecError, match="already exists and is not empty.*--overwrite"):
         cs.save(target)
+    # --overwrite replaces an earlier ConceptSet only, never a folder of the user's files
+    with pytest.raises(cv.ConceptvecError, match="holds other files, not a ConceptSet.*replaces only an earlier ConceptSet"):
+        cs.save(target, overwrite=True)
+    assert (target / "keep.txt").read_text() == "mine"
+
+    earlier = tmp_path / "earlier"
+    cs.save(earlier)
+    before = {p.name: p.read_bytes() for p in earlier.iterdir()}
 
     def boom(*a, **k):
         raise KeyboardInterrupt
     monkeypatch.setattr("conceptvec.storage.conceptset.write_json", boom)
     with pytest.raises(KeyboardInterrupt):
-        cs.save(target, overwrite=True)
-    assert (target / "keep.txt").read_text() == "mine"  # interrupted: the old content is untouched
-    assert [p.name for p in tmp_path.iterdir()] == ["cs"]  # and no temporary directory is left
+        cs.save(earlier, overwrite=True)
+    assert {p.name: p.read_bytes() for p in earlier.iterdir()} == before  # interrupted: the old set is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cs", "earlier"]  # and no temporary directory is left
+
+
+def test_save_never_replaces_its_own_store(tmp_path):
+    acts, _ = planted()
+    store = cv.ActivationStore.create(tmp_path / "store", acts)
+    cs = cv.disentangle(store, neuron=3, params=cv.Params(top=60, distance_threshold=10.0, outlier_threshold=30.0))
+    for out in (tmp_path / "store", tmp_path):  # the store itself, or a folder holding it
+        with pytest.raises(cv.ConceptvecError, match="holds|is this command's input"):
+            cs.save(out, overwrite=True)
+    assert cv.ActivationStore.open(tmp_path / "store").shape == acts.shape
 
 
 def test_load_errors(tmp_path):

@@ -32,17 +32,65 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an exis
 
 
 def cli_errors(command: Callable) -> Callable:
-    """Print a ConceptvecError as one clear line and exit with status 2, instead of a traceback."""
+    """Run a command so that the user sees one line, never a traceback.
+
+    A ConceptvecError (bad input, with its fix) and an operating-system error (a full disk, a
+    read-only folder, a missing file) exit with status 2; Ctrl-C with 130, after saying so; a
+    ThresholdScaleWarning or other warning of the package is one ``warning:`` line. Anything else is
+    a bug of conceptvec: one line saying so (status 1), the traceback with ``CONCEPTVEC_DEBUG=1``.
+    """
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        import os
+        import warnings
+
+        def show(message, category, *_args, **_kwargs):
+            err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = show
+                return command(*args, **kwargs)
         except ConceptvecError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except OSError as exc:
+            err_console.print(f"[bold red]error:[/] {os_error_message(exc)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("[bold red]interrupted[/] (Ctrl-C); finished outputs are complete, unfinished ones were not written "
+                              "under their final name.", highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
+            if os.environ.get("CONCEPTVEC_DEBUG"):
+                raise
+            err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}. This is a bug of conceptvec; "
+                              f"run again with CONCEPTVEC_DEBUG=1 for the traceback and report it.", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an operating-system error: what failed on which file, and what to do."""
+    import errno
+
+    where = f" {exc.filename}" if exc.filename else ""
+    fixes = {
+        errno.ENOSPC: "free some space or choose an --out on another disk",
+        errno.EDQUOT: "free some space or choose an --out on another disk",
+        errno.EACCES: "choose a folder you may write to (--out) or fix its permissions",
+        errno.EPERM: "choose a folder you may write to (--out) or fix its permissions",
+        errno.EROFS: "the disk is read-only; choose an --out on a writable disk",
+        errno.ENOENT: "check the path",
+        errno.EISDIR: "give a file, not a folder",
+        errno.ENOTDIR: "give a folder, not a file",
+    }
+    fix = fixes.get(exc.errno, "check the path and the disk")
+    return f"{exc.strerror or exc}:{where}; {fix}."
 
 
 def make_params(top: int, distance_threshold: float, outlier_threshold: float, min_cluster_size: int, seed: int) -> Params:

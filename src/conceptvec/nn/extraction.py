@@ -112,7 +112,8 @@ def extract(
     })
     if autocast and not use_autocast:
         _say(progress, "autocast applies on CUDA only; running in float32 on the CPU.")
-    with StoreWriter(out, fingerprint=fingerprint, dtype=dtype, overwrite=overwrite) as writer:
+    protect = [p for p in (data, weights, class_index, key_map) if isinstance(p, (str, os.PathLike)) and Path(p).exists()]
+    with StoreWriter(out, fingerprint=fingerprint, dtype=dtype, overwrite=overwrite, protect=protect) as writer:
         done = writer.completed()
         chunks = [(k, start, min(start + chunk_size, n)) for k, start in enumerate(range(0, n, chunk_size))]
         todo = [c for c in chunks if c[0] not in done]

@@ -30,7 +30,7 @@ from ..core.selection import parse_neurons
 from ..core.streaming import TopK, block_rows, check_block_finite, row_blocks
 from ..errors import ConceptvecError
 from ..progress import progress_bar
-from ..storage.atomic import read_json
+from ..storage.atomic import read_json, refuse_existing
 from ..storage.provenance import environment
 from ..storage.store import ActivationStore
 from .directions import fingerprint_directions, resolve_directions
@@ -176,9 +176,11 @@ def scan_layer(
             return result
     if out_path is not None and out_path.exists() and not overwrite and any(out_path.iterdir()):
         raise ConceptvecError(
-            f"{out_path} already exists and holds a different scan (or other files). Choose another --out, "
-            f"delete it, or pass overwrite=True (--overwrite)."
+            f"{out_path} already exists and holds a different scan (or other files). Choose another output folder, "
+            f"or pass --overwrite (overwrite=True) to replace the scan."
         )
+    if out_path is not None:
+        refuse_existing(out_path, overwrite=overwrite, what="scan", marker=SCAN_FILE, protect=[source.get("store")])
 
     kind, vectors = resolve_directions(directions, matrix, params=params, progress=progress)
     m_total = n_units if vectors is None else len(vectors)

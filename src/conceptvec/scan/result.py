@@ -234,7 +234,7 @@ class ScanResult:
         ``method.safetensors`` (per-neuron top examples, linkage, labels), ``projecting.safetensors``,
         ``neurons.parquet`` (the table), ``summary.json`` and ``summary.png``.
         """
-        with atomic_directory(path, overwrite=overwrite, what="scan") as tmp:
+        with atomic_directory(path, overwrite=overwrite, what="scan", marker=SCAN_FILE, protect=[self.store_path]) as tmp:
             self.write_files(tmp)
         return Path(path)
 

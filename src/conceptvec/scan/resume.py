@@ -7,18 +7,22 @@ another call is discarded.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from ..core.params import Params
+from ..errors import ConceptvecError, ConceptvecWarning
 from ..storage.atomic import atomic_directory, read_json, write_json
 from .directions import digest
-from .result import ScanResult
+from .result import SCAN_FILE, ScanResult
 
 STATE_FILE = "state.json"
 TOP_FILE = "top.safetensors"
@@ -47,11 +51,19 @@ class ScanPartial:
         self.dir = Path(str(out) + ".partial")
         self.call = call
         state = self.dir / STATE_FILE
-        if self.dir.exists() and (not state.exists() or read_json(state) != call):
-            # A different scan stopped here: its progress cannot be reused.
-            shutil.rmtree(self.dir)
-        if not self.dir.exists():
-            self.dir.mkdir(parents=True)
+        if self.dir.exists() and not state.exists() and any(self.dir.iterdir()):
+            raise ConceptvecError(f"{self.dir} exists but is not the progress of a scan ({STATE_FILE} is missing); move it "
+                                  f"away or choose another output folder.")
+        if state.exists():
+            before = _read_state(state)
+            if before != call:
+                # A different scan stopped here: its progress cannot be reused, and this scan's takes its place.
+                differs = sorted(k for k in set(before) | set(call) if before.get(k) != call.get(k))
+                warnings.warn(f"discarding {self.dir}: it holds the progress of another scan (differs in "
+                              f"{', '.join(differs)}); this scan starts afresh.", ConceptvecWarning, stacklevel=3)
+                shutil.rmtree(self.dir)
+        if not state.exists():
+            self.dir.mkdir(parents=True, exist_ok=True)
             write_json(state, call)
 
     def _save(self, name: str, arrays: dict[str, np.ndarray]) -> None:
@@ -59,24 +71,39 @@ class ScanPartial:
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
         os.replace(tmp, self.dir / name)
 
+    def _load(self, name: str) -> dict[str, np.ndarray]:
+        try:
+            return load_file(str(self.dir / name))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ConceptvecError(f"{self.dir / name} is damaged ({exc}); delete {self.dir} to start the scan over.") from None
+
     def load_top(self) -> tuple[np.ndarray, np.ndarray] | None:
-        f = self.dir / TOP_FILE
-        if not f.exists():
+        if not (self.dir / TOP_FILE).exists():
             return None
-        t = load_file(str(f))
+        t = self._load(TOP_FILE)
         return t["top_indices"], t["top_scores"]
 
     def save_top(self, indices: np.ndarray, scores: np.ndarray) -> None:
         self._save(TOP_FILE, {"top_indices": indices, "top_scores": scores})
 
     def load_parts(self, n_batches: int) -> dict[int, dict[str, np.ndarray]]:
-        return {b: load_file(str(self.dir / PART_FILE.format(b))) for b in range(n_batches) if (self.dir / PART_FILE.format(b)).exists()}
+        return {b: self._load(PART_FILE.format(b)) for b in range(n_batches) if (self.dir / PART_FILE.format(b)).exists()}
 
     def save_part(self, b: int, res: dict[str, np.ndarray]) -> None:
         self._save(PART_FILE.format(b), res)
 
     def finish(self, result: ScanResult) -> None:
         """Write the finished scan to ``out`` atomically and remove the partial folder."""
-        with atomic_directory(self.out, overwrite=True, what="scan") as tmp:
+        with atomic_directory(self.out, overwrite=True, what="scan", marker=SCAN_FILE, protect=[result.store_path]) as tmp:
             result.write_files(tmp, call=self.call)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _read_state(state: Path) -> dict[str, Any]:
+    try:
+        value = read_json(state)
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise ConceptvecError(f"{state} is damaged ({exc}); delete {state.parent} to start the scan over.") from None
+    if not isinstance(value, dict):
+        raise ConceptvecError(f"{state} is damaged (not a JSON object); delete {state.parent} to start the scan over.")
+    return value

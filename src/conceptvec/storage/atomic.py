@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from ..errors import ConceptvecError
 
@@ -17,28 +17,65 @@ def _is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
 
 
-def refuse_existing(target: str | os.PathLike, *, overwrite: bool = False, what: str = "output") -> None:
-    """Raise unless ``target`` is absent, an empty directory, or ``overwrite`` is set.
+def refuse_existing(
+    target: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    what: str = "output",
+    marker: str | None = None,
+    protect: Iterable[str | os.PathLike | None] = (),
+) -> None:
+    """Raise unless writing ``target`` can destroy nothing that the caller did not write itself.
 
-    Long stages call it before their work as well as through ``atomic_directory``, so that a
+    ``target`` may be absent or an empty folder; with ``overwrite`` it may also be an earlier output
+    of the same kind, recognised by its ``marker`` file (for example ``conceptset.json``), but never
+    a folder of other files. It may never be, or hold, one of the command's inputs (``protect``).
+    Long stages call this before their work as well as through ``atomic_directory``, so that a
     refusal comes before minutes of computing, not after.
     """
     target = Path(target)
-    if target.exists() and not _is_empty_dir(target) and not overwrite:
+    here = target.resolve()
+    for item in protect:
+        if item is None:
+            continue
+        source = Path(item).resolve()
+        if source == here or here in source.parents:
+            raise ConceptvecError(
+                f"the output {target} {'is' if source == here else 'holds'} this command's input {Path(item)}; writing there "
+                f"would destroy the input. Choose another output folder."
+            )
+    if not target.exists() or _is_empty_dir(target):
+        return
+    if not target.is_dir():
+        raise ConceptvecError(f"{target} is a file, not a folder; choose another output folder.")
+    if not overwrite:
         raise ConceptvecError(
-            f"{target} already exists and is not empty. Choose another --out, delete it, "
-            f"or pass overwrite=True (--overwrite) to replace this {what}."
+            f"{target} already exists and is not empty. Choose another output folder, or pass --overwrite "
+            f"(overwrite=True) to replace this {what}."
+        )
+    if marker is not None and not (target / marker).is_file():
+        raise ConceptvecError(
+            f"{target} holds other files, not a {what} ({marker} is missing): --overwrite replaces only an earlier "
+            f"{what}. Choose another output folder."
         )
 
 
 @contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike, *, overwrite: bool = False, what: str = "output") -> Iterator[Path]:
+def atomic_directory(
+    target: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    what: str = "output",
+    marker: str | None = None,
+    protect: Iterable[str | os.PathLike | None] = (),
+) -> Iterator[Path]:
     """Yield a fresh temporary directory that replaces ``target`` only if the block completes.
 
-    A crash or Ctrl-C inside the block leaves ``target`` as it was and removes the temporary directory.
+    ``target`` is checked first as :func:`refuse_existing` checks it. A crash or Ctrl-C inside the
+    block leaves ``target`` as it was and removes the temporary directory.
     """
     target = Path(target)
-    refuse_existing(target, overwrite=overwrite, what=what)
+    refuse_existing(target, overwrite=overwrite, what=what, marker=marker, protect=protect)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:

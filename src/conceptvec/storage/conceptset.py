@@ -148,7 +148,8 @@ class ConceptSet:
             **self.summary(),
             "provenance": self.provenance,
         }
-        with atomic_directory(path, overwrite=overwrite, what="ConceptSet") as tmp:
+        with atomic_directory(path, overwrite=overwrite, what="ConceptSet", marker=METADATA_FILE,
+                              protect=[recorded_store(self)]) as tmp:
             save_file(arrays, str(tmp / ARRAYS_FILE))
             write_json(tmp / METADATA_FILE, meta)
         return Path(path)
@@ -174,3 +175,12 @@ class ConceptSet:
             direction=arrays.get("direction"),
             provenance=meta.get("provenance", {}),
         )
+
+
+def recorded_store(cs: ConceptSet) -> str | None:
+    """The store path a ConceptSet's provenance records, if any."""
+    prov = cs.provenance or {}
+    for where in (prov, prov.get("activations") if isinstance(prov.get("activations"), dict) else {}):
+        if isinstance(where, dict) and where.get("store"):
+            return str(where["store"])
+    return None

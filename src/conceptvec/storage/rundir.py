@@ -22,8 +22,10 @@ from typing import Iterable
 
 from ..errors import StoreError
 from .conceptset import METADATA_FILE as CONCEPTSET_FILE
-from .conceptset import ConceptSet
+from .conceptset import ConceptSet, recorded_store
 from .store import ActivationStore
+
+__all__ = ["RunDir", "recorded_store"]
 
 
 @dataclass(frozen=True)
@@ -101,12 +103,3 @@ class RunDir:
             f"no activation store for {self.path}: {self.store} does not exist and nothing in {self.path} names an "
             f"existing store. Extract one with `conceptvec extract ... --out {self.store}`."
         )
-
-
-def recorded_store(cs: ConceptSet) -> str | None:
-    """The store path a ConceptSet's provenance records, if any."""
-    prov = cs.provenance or {}
-    for where in (prov, prov.get("activations") if isinstance(prov.get("activations"), dict) else {}):
-        if isinstance(where, dict) and where.get("store"):
-            return str(where["store"])
-    return None

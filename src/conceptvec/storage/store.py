@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic import read_json, replace_directory, write_json
+from .atomic import read_json, refuse_existing, replace_directory, write_json
 from .provenance import environment
 from ..errors import StoreError
 
@@ -201,15 +201,21 @@ class StoreWriter:
         made with a different fingerprint is refused, saying what differs
     dtype : ``float32`` or ``float16``, the dtype on disk
     overwrite : replace a finished store at ``path`` and discard any partial one
+    protect : the extraction's inputs (data folder, weights file); ``path`` may not be or hold one of them
     """
 
-    def __init__(self, path: str | os.PathLike, *, fingerprint: Mapping[str, Any] | None = None, dtype: str = "float32", overwrite: bool = False):
+    def __init__(self, path: str | os.PathLike, *, fingerprint: Mapping[str, Any] | None = None, dtype: str = "float32",
+                 overwrite: bool = False, protect: Sequence[str | os.PathLike | None] = ()):
         if dtype not in DTYPES:
             raise StoreError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}.")
         self.path = Path(path)
         if self.path.exists() and not overwrite:
-            raise StoreError(f"{self.path} already exists. Choose another --out, delete it, or pass overwrite=True (--overwrite).")
+            raise StoreError(f"{self.path} already exists. Choose another output folder, or pass --overwrite (overwrite=True) "
+                             f"to replace the store.")
+        # --overwrite replaces an earlier store only, never a folder of other files or the extraction's own input.
+        refuse_existing(self.path, overwrite=True, what="activation store", marker=METADATA_FILE, protect=protect)
         self.partial = partial_path(self.path)
+        refuse_existing(self.partial, overwrite=True, what="partial activation store", marker=PROGRESS_FILE, protect=protect)
         self.chunks = self.partial / CHUNKS_DIR
         self.dtype = dtype
         self.fingerprint = _plain({**dict(fingerprint or {}), "dtype": dtype})
