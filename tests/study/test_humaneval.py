@@ -177,6 +177,11 @@ def test_labels_file_json_and_csv(run, tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"zero": "x"}))
     with pytest.raises(ConceptvecError, match="NEURON:CONCEPT"):
         read_labels(tmp_path / "bad.json")
+    # A given label is text, escaped as html.escape does (forms made before the templates read the same).
+    marked = make_study(root, tmp_path / "m", labels={"0:0": "<b>\"round\" & 'zero'</b>"}, intruder_questions=0,
+                        free_labels=0, label_questions=1)
+    assert ('<b class="given">&lt;b&gt;&quot;round&quot; &amp; &#x27;zero&#x27;&lt;/b&gt;</b>'
+            in (marked.path / "form.html").read_text())
     (tmp_path / "unknown.json").write_text(json.dumps({"9:0": "x"}))
     with pytest.raises(ConceptvecError, match=r"9:0.*not among the study's concepts"):
         make_study(root, tmp_path / "u", labels=tmp_path / "unknown.json")
@@ -232,6 +237,16 @@ def test_form_holds_no_answer(run, study):
     assert not re.search(r'(src|href)\s*=\s*"?(https?:)?//', page) and "Content-Security-Policy" in page
 
 
+def test_form_is_one_page_with_its_style_and_script_inlined(study):
+    from importlib import resources
+
+    page = (study.path / "form.html").read_text()
+    static = resources.files("conceptvec.study") / "static"
+    assert f"<style>\n{(static / 'form.css').read_text()}</style>" in page
+    assert f"<script>\n{(static / 'form.js').read_text()}</script>" in page
+    assert page.count("<section") == len(study.key) and page.endswith("</body></html>\n")
+
+
 def test_intruder_position_is_shuffled(run, tmp_path):
     s = make_study(run[0], tmp_path / "many", intruder_questions=40, label_questions=0, seed=5)
     positions = [s.key[q]["answer"] for q in s.key]
@@ -244,11 +259,11 @@ def test_wilson_interval_against_hand_computed_values():
     # p = 8/8: centre (1 + z^2/16) / (1 + z^2/8), half-width z / (1 + z^2/8) * sqrt(z^2 / 256).
     z2 = 1.959963984540054**2
     lo = (1 + z2 / 16) / (1 + z2 / 8) - (z2**0.5) / (1 + z2 / 8) * (z2 / 256) ** 0.5
-    assert wilson_interval(8, 8) == pytest.approx((lo, 1.0), abs=1e-9)
+    assert wilson_interval(8, n=8) == pytest.approx((lo, 1.0), abs=1e-9)
     assert lo == pytest.approx(0.6756, abs=1e-4)
-    assert wilson_interval(7, 10) == pytest.approx((0.3968, 0.8922), abs=1e-4)
-    assert wilson_interval(0, 5) == pytest.approx((0.0, 0.4345), abs=1e-4)
-    assert all(np.isnan(wilson_interval(0, 0)))
+    assert wilson_interval(7, n=10) == pytest.approx((0.3968, 0.8922), abs=1e-4)
+    assert wilson_interval(0, n=5) == pytest.approx((0.0, 0.4345), abs=1e-4)
+    assert all(np.isnan(wilson_interval(0, n=0)))
 
 
 def test_fleiss_kappa_against_hand_computed_values():
@@ -270,7 +285,7 @@ def test_perfect_raters(study, tmp_path):
     files = [write_csv(tmp_path / f"r{i}.csv", perfect_answers(study, f"r{i}")) for i in range(8)]
     s = score_study(study.path, files)
     assert s.n_raters == 8 and s.intruder_accuracy == 1.0 and s.agreement_rate == 1.0
-    assert s.intruder["n"] == 32 and s.intruder["ci95"][1] == 1.0 and s.intruder["ci95"][0] == pytest.approx(wilson_interval(32, 32)[0])
+    assert s.intruder["n"] == 32 and s.intruder["ci95"][1] == 1.0 and s.intruder["ci95"][0] == pytest.approx(wilson_interval(32, n=32)[0])
     assert s.intruder["chance"] == pytest.approx(0.2)
     answers = {study.key[q]["answer"] for q in study.questions("intruder")}
     assert s.fleiss_kappa["intruder"]["kappa"] == (1.0 if len(answers) > 1 else pytest.approx(np.nan, nan_ok=True))
@@ -427,10 +442,10 @@ def test_form_in_chromium_exports_answers_that_score_as_expected(study, tmp_path
 
 
 def test_text_examples_show_without_their_id_and_escaped():
-    from conceptvec.study.humaneval import _example_html
     from conceptvec.report.examples import TextExamples
+    from conceptvec.study.form import example_html
 
     texts = TextExamples(["doc-7"], ["sports"], [["The", " <script>", " pitch"]], strengths=[[0.1, 0.2, 0.9]])
-    fragment = _example_html(texts, 0)
+    fragment = example_html(texts, index=0)
     assert fragment == '<span class="snippet">The &lt;script&gt;<mark> pitch</mark></span>'
     assert "doc-7" not in fragment and "sports" not in fragment

@@ -378,7 +378,7 @@ def humaneval_make(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Write an offline study form (form.html) and its separate answer key (key.json)."""
-    from ..study.humaneval import make_study
+    from ..study import make_study
 
     study = make_study(run, out, neurons=neurons, labels=labels, overwrite=overwrite, seed=seed,
                        intruder_questions=intruder_questions, label_questions=label_questions, free_labels=free_labels,
@@ -407,7 +407,7 @@ def humaneval_score(
     import json
     from collections import Counter
 
-    from ..study.humaneval import SCORE_DIR, score_study, write_scores
+    from ..study import SCORE_DIR, score_study, write_scores
 
     scores = score_study(study, answers)
     folder = write_scores(scores, out or study / SCORE_DIR, answers)
