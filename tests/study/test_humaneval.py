@@ -323,12 +323,38 @@ def test_mixed_panel_scores_the_expected_value(study, tmp_path):
 
 def test_scores_are_written_and_plotted(study, tmp_path):
     files = [write_csv(tmp_path / "a.csv", perfect_answers(study, "a")), write_csv(tmp_path / "b.csv", perfect_answers(study, "b"))]
-    out = write_scores(score_study(study, files), tmp_path / "scores", files)
+    out = write_scores(score_study(study, files), tmp_path / "scores", answer_files=files)
     data = json.loads((out / "scores.json").read_text())
     assert data["intruder_accuracy"] == 1.0 and data["n_raters"] == 2 and data["answer_files"] == [str(f) for f in files]
     assert data["fleiss_kappa"]["agree"]["kappa"] is None  # undefined (all "yes") is null in JSON, never NaN
     assert "NaN" not in (out / "scores.json").read_text()
     assert (out / "scores.png").stat().st_size > 10_000
+
+
+def test_scoring_never_replaces_the_study_or_other_folders(study, tmp_path):
+    from typer.testing import CliRunner
+
+    from conceptvec.cli import app
+
+    answers = write_csv(tmp_path / "a.csv", perfect_answers(study, "a"))
+    before = {p.name: p.read_bytes() for p in study.path.iterdir() if p.is_file()}
+    result = CliRunner().invoke(app, ["humaneval", "score", str(study.path), str(answers), "--out", str(study.path)])
+    assert result.exit_code == 2 and "this command's input" in result.output
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    result = CliRunner().invoke(app, ["humaneval", "score", str(study.path), str(answers), "--out", str(mine)])
+    assert result.exit_code == 2 and "not a scores folder" in result.output
+    assert (mine / "notes.txt").read_text() == "keep"
+    assert {p.name: p.read_bytes() for p in study.path.iterdir() if p.is_file()} == before
+    # scoring again replaces the earlier scores
+    for _ in range(2):
+        assert CliRunner().invoke(app, ["humaneval", "score", str(study.path), str(answers), "--out", str(tmp_path / "s")]).exit_code == 0
+
+
+def test_making_a_study_never_replaces_its_run(run, tmp_path):
+    with pytest.raises(ConceptvecError, match="this command's input"):
+        make_study(run[0], run[0], neurons="0-3", overwrite=True)
 
 
 def test_bad_answers_get_clear_errors(study, tmp_path):

@@ -410,7 +410,7 @@ def humaneval_score(
     from ..study import SCORE_DIR, score_study, write_scores
 
     scores = score_study(study, answers)
-    folder = write_scores(scores, out or study / SCORE_DIR, answers)
+    folder = write_scores(scores, out or study / SCORE_DIR, answer_files=answers, study=study)
     d = scores.to_dict()
     if as_json:
         print(json.dumps(d, indent=2))

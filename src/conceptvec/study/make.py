@@ -70,7 +70,7 @@ def make_study(
     if set(kwargs) - fields:
         raise ConceptvecError(f"unknown study setting(s) {sorted(set(kwargs) - fields)}; the settings are {sorted(fields)}.")
     config = StudyConfig(**{**(asdict(config) if config else {}), **kwargs})
-    refuse_existing(out, overwrite, what="study")
+    refuse_existing(out, overwrite=overwrite, what="study", marker=STUDY_FILE, protect=[run])
     all_neurons, store, source = _load_run(Path(run))
     selected = _select_neurons(all_neurons, neurons)
     not_live = [n["neuron"] for n in selected if not n["live"]]
@@ -105,7 +105,7 @@ def make_study(
         "checksums": {FORM_FILE: _sha256(form.encode()), KEY_FILE: _sha256(key_text.encode())},
         **environment(),
     }
-    with atomic_directory(out, overwrite=overwrite, what="study") as tmp:
+    with atomic_directory(out, overwrite=overwrite, what="study", marker=STUDY_FILE, protect=[run, store.path]) as tmp:
         (tmp / FORM_FILE).write_text(form, encoding="utf-8")
         (tmp / KEY_FILE).write_text(key_text, encoding="utf-8")
         write_json(tmp / STUDY_FILE, meta)

@@ -188,13 +188,15 @@ def score_study(study: str | os.PathLike | Study, answer_files: Sequence[str | o
                        labels=labels, fleiss_kappa=kappas, unanswered=unanswered)
 
 
-def write_scores(scores: StudyScores, out: str | os.PathLike, answer_files: Sequence[str | os.PathLike] = ()) -> Path:
-    """Write scores.json and scores.png to ``out`` (replaced as a whole); returns ``out``.
+def write_scores(scores: StudyScores, out: str | os.PathLike, *, answer_files: Sequence[str | os.PathLike] = (),
+                 study: str | os.PathLike | None = None) -> Path:
+    """Write scores.json and scores.png to ``out``; returns ``out``.
 
-    ``answer_files`` are recorded in scores.json.
+    An earlier scores folder at ``out`` is replaced as a whole; any other folder is refused, and so is
+    an ``out`` that is or holds the ``study`` folder or one of the ``answer_files`` (recorded in scores.json).
     """
-    # out and answer_files stay positional: `conceptvec humaneval score` passes them so.
-    with atomic_directory(out, overwrite=True, what="scores") as tmp:
+    with atomic_directory(out, overwrite=True, what="scores folder", marker=SCORE_FILE,
+                          protect=[study, *answer_files]) as tmp:
         write_json(tmp / SCORE_FILE, {**scores.to_dict(), "answer_files": [str(p) for p in answer_files], **environment()})
         scores.plot().savefig(tmp / SCORE_FIGURE, dpi=120)
     return Path(out)
