@@ -207,13 +207,33 @@ def test_bad_settings_get_clear_errors(run, tmp_path):
     cs = cv.disentangle(run[1], neuron=0, params=PARAMS)
     cs.concept_vectors[1] = cs.concept_vectors[0]
     cs.save(tmp_path / "twins")
-    with pytest.raises(ConceptvecError, match="concepts 0:0 and 0:1 share 20 of their 20 .* raise --pool or try --rank cosine"):
+    with pytest.raises(ConceptvecError, match="concepts 0:0 and 0:1 share 20 of their 20 .* even 200 down their rankings .* or try --rank cosine"):
         make_study(tmp_path / "twins", tmp_path / "f", label_questions=0)
-    with pytest.raises(ConceptvecError, match=r"share 10 of their 10 most cosine-similar examples, .* raise --pool\.$"):
+    with pytest.raises(ConceptvecError, match=r"share 10 of their 10 most cosine-similar examples, .* choose other neurons\.$"):
         make_study(tmp_path / "twins", tmp_path / "f", label_questions=0, rank="cosine", pool=10)
     make_study(root, tmp_path / "g", label_questions=0)
     with pytest.raises(ConceptvecError, match="already exists"):
         make_study(root, tmp_path / "g", label_questions=0)
+
+
+def test_overlapping_pools_draw_from_what_each_concept_does_not_share(run, tmp_path):
+    # Two concepts pointing almost the same way: their 20 maximally projecting examples are mostly the same.
+    cs = cv.disentangle(run[1], neuron=0, params=PARAMS)
+    v0, v1 = cs.concept_vectors
+    cs.concept_vectors[1] = (0.9 * v0 + 0.1 * v1) / np.linalg.norm(0.9 * v0 + 0.1 * v1)
+    cs.save(tmp_path / "close")
+    with pytest.warns(cv.errors.ConceptvecWarning, match=r"concepts 0:\d and 0:\d share \d+ of their 20 .*not in the other's first"):
+        study = make_study(tmp_path / "close", tmp_path / "s", label_questions=0, intruder_questions=2)
+    acts = run[1].activations
+    pools = maximally_projecting(acts, cs.concept_vectors, top=20)[0]
+    for q in study.key.values():
+        assert "drawn_to_rank" in q and q["shared_pool_examples_left_out"] > 20 - 4  # too few left in the pools alone
+        own_pool, their_pool = pools[q["concept"]], pools[q["intruder"]["concept"]]
+        shown = [i for o, i in q["examples"].items() if o != q["answer"]]
+        assert not np.isin(shown, their_pool).any()  # the concept's images are none of the other's pool
+        assert q["examples"][q["answer"]] not in own_pool  # and the intruder is none of the concept's
+        depth = q["drawn_to_rank"]["depth"]
+        assert 40 <= depth <= 200 and depth % 20 == 0
 
 
 # -- the form holds no answer ---------------------------------------------------------------------

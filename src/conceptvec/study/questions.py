@@ -13,12 +13,18 @@ Question types:
 Images are drawn with ``numpy.random.default_rng(seed)`` from each concept's ``pool`` maximally
 projecting examples (the paper's "random number generator ... each concept's maximally
 projecting images"). Examples in the pools of both concepts of an intruder question are left out of
-it, so the intruder is never also one of the concept's own maximally projecting examples.
+it, so the intruder is never also one of the concept's own maximally projecting examples. When the
+two pools share so much that too few examples are left (on an all-positive layer, projection ranks
+the same high-norm examples first for every concept), both rankings are read further down, a pool
+at a time (to ``DEEPEST`` x ``pool``), until each holds enough examples that the other's does not to
+the same depth; each side is drawn from its first ``pool`` such examples. The key records how deep
+(``drawn_to_rank``) and the study warns which questions did so.
 """
 
 from __future__ import annotations
 
 import string
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -26,11 +32,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..core.metrics import maximally_projecting, most_similar
-from ..errors import ConceptvecError
+from ..errors import ConceptvecError, ConceptvecWarning
 from ..storage.store import ActivationStore
 from .config import RANKINGS, StudyConfig
 
 QUESTION_TYPES = ("intruder", "label", "agree")
+DEEPEST = 10  # how far down its ranking, in pools, an intruder question may look for unshared examples
 AGREE_OPTIONS = ("yes", "no")
 
 
@@ -41,6 +48,7 @@ class Concept:
     vector : array of shape (n_units,)
     members : array of shape (n_members,), example indices of its cluster members
     pool : array of shape (pool,), its maximally projecting (or most similar) examples, best first
+    ranking : array of shape (DEEPEST * pool,) or fewer, the same ranking further down
     """
 
     neuron: int
@@ -49,6 +57,7 @@ class Concept:
     members: np.ndarray
     n_concepts_of_neuron: int
     pool: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    ranking: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     @property
     def name(self) -> str:
@@ -83,6 +92,7 @@ class Question:
     answer: str | None = None
     intruder: Intruder | None = None
     shared_pool_examples_left_out: int = 0
+    drawn_to_rank: dict[str, int] | None = None  # set when the pools were too alike: how deep each side was drawn
     label: str | None = None
     label_source: str | None = None
 
@@ -100,6 +110,8 @@ class Question:
         entry["examples"] = dict(self.examples)
         if self.type == "intruder":
             entry["shared_pool_examples_left_out"] = self.shared_pool_examples_left_out
+            if self.drawn_to_rank is not None:
+                entry["drawn_to_rank"] = dict(self.drawn_to_rank)
         entry["example_ids"] = {o: str(ids[i]) for o, i in self.examples.items()}
         return entry
 
@@ -120,9 +132,10 @@ def draw_questions(
 def _fill_pools(concepts: list[Concept], acts: np.ndarray, config: StudyConfig) -> None:
     vectors = np.stack([c.vector for c in concepts])
     rank = maximally_projecting if config.rank == "projection" else most_similar
-    indices, _ = rank(acts, vectors, top=config.pool)  # one pass over the store for every concept
+    indices, _ = rank(acts, vectors, top=min(DEEPEST * config.pool, acts.shape[0]))  # one pass for every concept
     for c, idx in zip(concepts, indices):
-        c.pool = idx
+        c.ranking = idx
+        c.pool = idx[: config.pool]
 
 
 def _cycle(order: list[Concept], n: int) -> list[Concept]:
@@ -151,12 +164,22 @@ def _intruder_questions(concepts: list[Concept], config: StudyConfig, rng: np.ra
         shared = np.intersect1d(concept.pool, other.pool)
         own = concept.pool[~np.isin(concept.pool, shared)]
         theirs = other.pool[~np.isin(other.pool, shared)]
+        deeper = None
         if len(own) < config.images or len(theirs) < 1:
-            raise ConceptvecError(
-                f"concepts {concept.name} and {other.name} share {len(shared)} of their {config.pool} {RANKINGS[config.rank]} "
-                f"examples, leaving too few to draw {config.images} + 1 distinct images; raise --pool"
-                + (" or try --rank cosine." if config.rank == "projection" else ".")
-            )
+            own, theirs, depth = _exclusive(concept, other, pool=config.pool, images=config.images)
+            if depth is None:
+                raise ConceptvecError(
+                    f"concepts {concept.name} and {other.name} share {len(shared)} of their {config.pool} {RANKINGS[config.rank]} "
+                    f"examples, and even {DEEPEST * config.pool} down their rankings too few others are left to draw "
+                    f"{config.images} + 1 distinct images; choose other neurons"
+                    + (" or try --rank cosine." if config.rank == "projection" else ".")
+                )
+            deeper = {"depth": depth}
+            warnings.warn(
+                f"intruder question {len(questions) + 1}: concepts {concept.name} and {other.name} share {len(shared)} of their "
+                f"{config.pool} {RANKINGS[config.rank]} examples, so each side is drawn from examples in its first {depth} "
+                f"that are not in the other's first {depth}; the key records it (drawn_to_rank).",
+                ConceptvecWarning, stacklevel=4)
         shown = [int(i) for i in rng.choice(own, size=config.images, replace=False)] + [int(rng.choice(theirs))]
         options, examples = _shuffled(shown, rng)
         questions.append(Question(
@@ -168,8 +191,23 @@ def _intruder_questions(concepts: list[Concept], config: StudyConfig, rng: np.ra
             answer=options[examples.index(shown[-1])],
             intruder=Intruder(other.neuron, other.index, "same neuron" if other.neuron == concept.neuron else "another neuron"),
             shared_pool_examples_left_out=int(len(shared)),
+            drawn_to_rank=deeper,
         ))
     return questions
+
+
+def _exclusive(concept: Concept, other: Concept, *, pool: int, images: int) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Each concept's first ``pool`` examples that the other's ranking lacks to the same depth, at the least depth
+    (a multiple of ``pool``) that leaves ``images`` of the concept's and one of the other's; depth None when none does."""
+    deepest = min(len(concept.ranking), len(other.ranking))
+    none = np.empty(0, dtype=np.int64)
+    for depth in range(2 * pool, deepest + pool, pool):
+        depth = min(depth, deepest)
+        mine, theirs = concept.ranking[:depth], other.ranking[:depth]
+        own, their = mine[~np.isin(mine, theirs)][:pool], theirs[~np.isin(theirs, mine)][:pool]
+        if len(own) >= images and len(their) >= 1:
+            return own, their, depth
+    return none, none, None
 
 
 def _shuffled(shown: list[int], rng: np.random.Generator) -> tuple[list[str], list[int]]:
