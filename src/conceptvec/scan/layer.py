@@ -16,6 +16,7 @@ With ``out=`` the scan keeps its progress in ``<out>.partial`` (``resume``) and 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from ..core.selection import parse_neurons
 from ..core.streaming import TopK, block_rows, check_block_finite, row_blocks
 from ..errors import ConceptvecError
 from ..progress import progress_bar
-from ..storage.atomic import read_json, refuse_existing
+from ..storage.atomic import read_json, refuse_existing, writer_lock
 from ..storage.provenance import environment
 from ..storage.store import ActivationStore
 from .directions import fingerprint_directions, resolve_directions
@@ -187,6 +188,16 @@ def scan_layer(
     selected = parse_neurons(neurons, m_total, what="neuron" if vectors is None else "direction")
     call = scan_call(params=params, neurons=neurons, directions=fingerprint_dirs, projecting=projecting, matrix=matrix, source=source)
 
+    with writer_lock(out_path) if out_path is not None else contextlib.nullcontext():  # one writer per --out
+        return _scan(matrix, source, params=params, selected=selected, kind=kind, vectors=vectors, call=call,
+                     out_path=out_path, projecting=projecting, progress=progress, runner=runner)
+
+
+def _scan(matrix: np.ndarray, source: dict[str, Any], *, params: Params, selected: np.ndarray, kind: str,
+          vectors: np.ndarray | None, call: dict[str, Any], out_path: Path | None, projecting: bool, progress: bool,
+          runner: Engine) -> ScanResult:
+    """Steps 1-4 for the ``selected`` neurons (or rows of ``vectors``), resumable in ``<out_path>.partial``."""
+    n_examples, n_units = matrix.shape
     partial = ScanPartial(out_path, call) if out_path is not None else None
     provenance = {"activations": source, "n_examples": n_examples, "n_units": n_units, **environment()}
 

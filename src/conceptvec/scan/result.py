@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from ..core.arrays import as_matrix
@@ -286,12 +287,27 @@ class ScanResult:
             hint = (f" ({path.name}.partial holds an unfinished scan: run the same scan again to finish it)"
                     if Path(str(path) + ".partial").exists() else "")
             raise StoreError(f"no scan at {path} ({SCAN_FILE} not found){hint}; make one with cv.scan_layer(...) or `conceptvec scan`.")
-        meta = read_json(meta_file)
-        if meta.get("format") != FORMAT:
-            raise StoreError(f"{meta_file} is not a scan (format {meta.get('format')!r}, expected {FORMAT!r}).")
-        concepts = load_file(str(path / CONCEPTS_FILE))
-        method = load_file(str(path / METHOD_FILE))
-        projecting = load_file(str(path / PROJECTING_FILE)) if (path / PROJECTING_FILE).exists() else None
+        again = "run the scan again into a new folder"
+        meta = read_json(meta_file, fix=again)
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise StoreError(f"{meta_file} is not a scan (format {found!r}, expected {FORMAT!r}).")
+
+        def arrays(name: str, needed: tuple[str, ...]) -> dict[str, np.ndarray]:
+            try:
+                found = load_file(str(path / name))
+            except (SafetensorError, OSError, ValueError) as exc:
+                raise StoreError(f"{path / name} is missing or damaged ({exc}); {again}.") from None
+            lacking = [k for k in needed if k not in found]
+            if lacking:
+                raise StoreError(f"{path / name} is damaged: it lacks {', '.join(lacking)}; {again}.")
+            return found
+
+        concepts = arrays(CONCEPTS_FILE, ("concept_vectors", "concept_offsets", "kmeans_cluster_ids"))
+        method = arrays(METHOD_FILE, ("neurons", *METHOD_ARRAYS))
+        projecting = arrays(PROJECTING_FILE, ()) if (path / PROJECTING_FILE).exists() else None
+        if "params" not in meta:
+            raise StoreError(f"{meta_file} is damaged: it lacks params; {again}.")
         matrix = as_matrix(acts)[0] if acts is not None else None
         return cls(
             neurons=method["neurons"],

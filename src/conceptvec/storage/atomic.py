@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..errors import ConceptvecError
+from ..errors import ConceptvecError, StoreError
 
 
 def _is_empty_dir(path: Path) -> bool:
@@ -113,9 +113,47 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         raise
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    with open(path) as f:
-        return json.load(f)
+def read_json(path: str | os.PathLike, *, fix: str = "restore it, or write that output again") -> Any:
+    """The JSON in ``path``; a file that is not valid UTF-8 JSON raises StoreError naming it and ``fix``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{path} is damaged: it is not valid JSON ({exc}); {fix}.") from None
+
+
+LOCK_SIGNATURE = "conceptvec writer lock\n"
+
+
+@contextlib.contextmanager
+def writer_lock(target: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on writing ``target`` for the block; a second writer is refused at once.
+
+    The lock is ``.<name>.lock`` beside ``target`` (flock, released by the system if the process dies);
+    the file is removed afterwards only when it is a conceptvec lock.
+    """
+    import fcntl
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = target.with_name(f".{target.name}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConceptvecError(f"another conceptvec process is writing {target} right now; wait for it to finish, or "
+                                  f"choose another output folder.") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, LOCK_SIGNATURE.encode())
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                if lock.read_text() == LOCK_SIGNATURE:
+                    lock.unlink()
+    finally:
+        os.close(fd)
 
 
 def _json_default(obj: Any) -> Any:

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic import read_json, refuse_existing, replace_directory, write_json
+from .atomic import read_json, refuse_existing, replace_directory, write_json, writer_lock
 from .provenance import environment
 from ..errors import StoreError
 
@@ -74,20 +74,39 @@ class ActivationStore:
             if (path / "conceptset.json").exists():
                 raise StoreError(f"{path} is a ConceptSet, not an activation store; open it with cv.ConceptSet.load({str(path)!r}).")
             raise StoreError(
-                f"{path} is not an activation store (it has no {METADATA_FILE}). Point to the --out directory "
-                f"of `conceptvec extract`."
+                f"{path} is not an activation store (it has no {METADATA_FILE}); give the folder that "
+                f"`conceptvec extract --out` wrote."
             )
-        metadata = read_json(meta_file)
-        if metadata.get("format") != FORMAT:
-            raise StoreError(f"{path}/{METADATA_FILE} is not an activation store's metadata (format {metadata.get('format')!r}, expected {FORMAT!r}).")
+        again = f"extract it again into a new folder (`conceptvec extract ... --out {path}` after moving the damaged store away)"
+        metadata = read_json(meta_file, fix=again)
+        if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+            found = metadata.get("format") if isinstance(metadata, dict) else type(metadata).__name__
+            raise StoreError(f"{meta_file} is not an activation store's metadata (format {found!r}, expected {FORMAT!r}).")
+        missing = [k for k in ("n_examples", "n_units", "dtype") if k not in metadata]
+        if missing:
+            raise StoreError(f"{meta_file} is damaged: it lacks {', '.join(missing)}; {again}.")
         for name in (ACTIVATIONS_FILE, EXAMPLES_FILE):
             if not (path / name).exists():
-                raise StoreError(f"the activation store {path} is damaged: {name} is missing. Extract it again.")
+                raise StoreError(f"the activation store {path} is damaged: {name} is missing; {again}.")
         store = cls(path, metadata)
-        shape = store.activations.shape
+        try:
+            acts = store.activations
+        except (ValueError, OSError, EOFError) as exc:
+            raise StoreError(f"{path / ACTIVATIONS_FILE} is damaged or not a float array ({exc}); {again}.") from None
         expected = (metadata["n_examples"], metadata["n_units"])
-        if shape != expected:
-            raise StoreError(f"the activation store {path} is damaged: activations have shape {shape}, metadata says {expected}. Extract it again.")
+        if acts.shape != expected:
+            raise StoreError(f"the activation store {path} is damaged: activations have shape {acts.shape}, metadata says "
+                             f"{tuple(expected)}; {again}.")
+        if acts.dtype != np.dtype(str(metadata["dtype"])) or str(acts.dtype) not in DTYPES:
+            raise StoreError(f"{path / ACTIVATIONS_FILE} holds {acts.dtype} values but the store's metadata says "
+                             f"{metadata['dtype']} (stores hold {' or '.join(DTYPES)}); {again}.")
+        try:
+            rows = pq.ParquetFile(path / EXAMPLES_FILE).metadata.num_rows
+        except (pa.ArrowException, OSError) as exc:
+            raise StoreError(f"{path / EXAMPLES_FILE} is damaged ({exc}); {again}.") from None
+        if rows != expected[0]:
+            raise StoreError(f"the activation store {path} is damaged: {EXAMPLES_FILE} lists {rows} examples for "
+                             f"{expected[0]} rows of activations; {again}.")
         return store
 
     # -- contents --------------------------------------------------------------------------
@@ -209,6 +228,16 @@ class StoreWriter:
         if dtype not in DTYPES:
             raise StoreError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}.")
         self.path = Path(path)
+        self._lock = writer_lock(self.path)
+        self._lock.__enter__()  # held until __exit__: a second extraction into the same folder is refused
+        try:
+            self._prepare(dtype, fingerprint, overwrite, protect)
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+
+    def _prepare(self, dtype: str, fingerprint: Mapping[str, Any] | None, overwrite: bool,
+                 protect: Sequence[str | os.PathLike | None]) -> None:
         if self.path.exists() and not overwrite:
             raise StoreError(f"{self.path} already exists. Choose another output folder, or pass --overwrite (overwrite=True) "
                              f"to replace the store.")
@@ -221,7 +250,7 @@ class StoreWriter:
         self.fingerprint = _plain({**dict(fingerprint or {}), "dtype": dtype})
         progress_file = self.partial / PROGRESS_FILE
         if self.partial.exists() and not overwrite and progress_file.exists():
-            before = read_json(progress_file).get("fingerprint", {})
+            before = read_json(progress_file, fix=f"delete {self.partial} to start the extraction over").get("fingerprint", {})
             differs = [k for k in sorted(set(before) | set(self.fingerprint)) if before.get(k) != self.fingerprint.get(k)]
             if differs:
                 details = "; ".join(f"{k}: partial has {_short(before.get(k))}, asked {_short(self.fingerprint.get(k))}" for k in differs)
@@ -241,7 +270,16 @@ class StoreWriter:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        pass  # the partial directory stays for the next run to resume
+        self.close()
+
+    def close(self) -> None:
+        """Let another writer at the store; the partial directory stays for the next run to resume."""
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            lock.__exit__(None, None, None)
+
+    def __del__(self) -> None:
+        self.close()
 
     # -- chunks ----------------------------------------------------------------------------
     def completed(self) -> dict[int, dict[str, Any]]:
@@ -249,7 +287,8 @@ class StoreWriter:
         done = {}
         for marker in sorted(self.chunks.glob("*.json")):
             if (self.chunks / (marker.stem + ".npy")).exists():
-                done[int(marker.stem)] = {**read_json(marker), "index": int(marker.stem)}
+                info = read_json(marker, fix=f"delete {self.partial} to start the extraction over")
+                done[int(marker.stem)] = {**info, "index": int(marker.stem)}
         return done
 
     def write_chunk(self, index: int, start: int, stop: int, rows: np.ndarray, skipped: Sequence[int] = ()) -> None:
@@ -324,7 +363,12 @@ class StoreWriter:
             for c in order:
                 if c["rows"] == 0:
                     continue  # a chunk whose every example was unreadable adds no bytes
-                rows = np.load(self.chunks / f"{c['index']:06d}.npy", allow_pickle=False)
+                chunk = self.chunks / f"{c['index']:06d}.npy"
+                try:
+                    rows = np.load(chunk, allow_pickle=False)
+                except (ValueError, OSError, EOFError) as exc:
+                    raise StoreError(f"{chunk} is damaged ({exc}); delete it (its examples are extracted again) or delete "
+                                     f"{self.partial} to start over.") from None
                 if n_units is None:
                     n_units = rows.shape[1]
                     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(self.dtype)), "fortran_order": False, "shape": (n, n_units)}
