@@ -237,7 +237,7 @@ def _store_with_model(path, model_meta, preprocessing):
 
 def test_featureviz_reloads_the_model_as_it_was_extracted(tmp_path, monkeypatch):
     """The key map and the mean / std / size overrides of extraction are applied again when featureviz reloads the model."""
-    import conceptvec.nn.featureviz as fvmod
+    import conceptvec.nn.featureviz.render as fvmod
 
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"")
@@ -338,7 +338,7 @@ def assert_user_model_unchanged(module, snapshot):
 
 @pytest.mark.parametrize("layer", ["layer2", "layer3.1", "layer2.0.conv1", "layer2.0.bn1", "layer2.0.downsample.0"])
 def test_fast_copy_computes_the_same_layer_output_and_gradient(layer):
-    from conceptvec.nn.featureviz import _Conv1x1, _fast_copy
+    from conceptvec.nn.featureviz.render import _Conv1x1, _fast_copy
 
     module = load_model("torchvision:resnet18", "none").module
     # Non-trivial batch-norm statistics, as trained weights have (fresh ones are the identity).
@@ -371,7 +371,7 @@ def test_fast_copy_computes_the_same_layer_output_and_gradient(layer):
 
 @pytest.mark.parametrize("stride, channels_last", [(1, True), (2, True), (2, False), (3, True)])
 def test_onednn_1x1_convolution_and_its_input_gradient(stride, channels_last):
-    from conceptvec.nn.featureviz import _Conv1x1
+    from conceptvec.nn.featureviz.render import _Conv1x1
 
     g = torch.Generator().manual_seed(stride)
     conv = torch.nn.Conv2d(24, 40, 1, stride=stride, bias=True).requires_grad_(False)
@@ -389,7 +389,7 @@ def test_onednn_1x1_convolution_and_its_input_gradient(stride, channels_last):
 
 
 def test_fast_copy_leaves_hooked_and_untraceable_models_unfolded():
-    from conceptvec.nn.featureviz import _conv_bn_pairs, _fast_copy
+    from conceptvec.nn.featureviz.render import _conv_bn_pairs, _fast_copy
 
     module = load_model("torchvision:resnet18", "none").module
     handle = module.layer1[0].bn1.register_forward_hook(lambda m, i, o: None)
@@ -415,7 +415,7 @@ def test_fast_copy_leaves_hooked_and_untraceable_models_unfolded():
 
 
 def test_fast_copy_gives_the_images_of_the_plain_model(resnet, monkeypatch):
-    from conceptvec.nn import featureviz
+    from conceptvec.nn.featureviz import render as featureviz
 
     d = np.abs(np.random.default_rng(4).normal(size=(2, 128)))
     run = lambda steps: cv.feature_visualisation(resnet, "layer2", d, steps=steps, size=48, seed=2, progress=False)

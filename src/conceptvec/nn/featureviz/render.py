@@ -49,12 +49,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..storage.atomic import atomic_directory, refuse_existing, write_json
-from ..storage.provenance import environment
-from ..progress import progress_bar
-from ..errors import ConceptvecError
-from .hooks import forward_to_layer, pool_output, resolve_device, stop_at_layer
-from .models import LoadedModel, find_layer, is_script, load_model
+from ...storage.atomic import atomic_directory, refuse_existing, write_json
+from ...storage.provenance import environment
+from ...progress import progress_bar
+from ...errors import ConceptvecError
+from ..hooks import forward_to_layer, pool_output, resolve_device, stop_at_layer
+from ..models import LoadedModel, find_layer, is_script, load_model
 
 RESULT_FILE = "featureviz.json"
 
@@ -734,7 +734,7 @@ def run_featureviz(run_dir: str | os.PathLike, neuron: int, steps: int = 512, si
     provenance). ``size`` defaults to the model's input size. Writes ``neuron.png``,
     ``concept_<j>.png`` and ``featureviz.json``; after Ctrl-C the images so far, marked partial.
     """
-    from ..storage.conceptset import ConceptSet
+    from ...storage.conceptset import ConceptSet
 
     run_dir = Path(run_dir)
     cs_dir = run_dir / f"neuron_{neuron}"
@@ -761,7 +761,7 @@ def run_featureviz(run_dir: str | os.PathLike, neuron: int, steps: int = 512, si
 def _model_and_layer(run_dir: Path, cs) -> dict[str, Any]:
     store_meta = run_dir / "store" / "metadata.json"
     if store_meta.exists():
-        from ..storage.store import ActivationStore
+        from ...storage.store import ActivationStore
 
         meta = ActivationStore.open(run_dir / "store").metadata
     else:
