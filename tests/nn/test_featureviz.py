@@ -237,7 +237,7 @@ def _store_with_model(path, model_meta, preprocessing):
 
 def test_featureviz_reloads_the_model_as_it_was_extracted(tmp_path, monkeypatch):
     """The key map and the mean / std / size overrides of extraction are applied again when featureviz reloads the model."""
-    import conceptvec.nn.featureviz as fvmod
+    import conceptvec.nn.featureviz.run as fvrun
 
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"")
@@ -250,20 +250,20 @@ def test_featureviz_reloads_the_model_as_it_was_extracted(tmp_path, monkeypatch)
         calls.append((args, kwargs))
         raise Loaded
 
-    monkeypatch.setattr(fvmod, "load_model", fake_load_model)
+    monkeypatch.setattr(fvrun, "load_model", fake_load_model)
     _store_with_model(tmp_path / "a", {"name": "timm:efficientnet_lite0", "weights": str(weights), "key_map": "order"},
                       {"overrides": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "size": 240}})
     with pytest.raises(Loaded):
-        fvmod.run_featureviz(tmp_path / "a", 3, steps=2, progress=False)
+        fvrun.run_featureviz(tmp_path / "a", neuron=3, steps=2, progress=False)
     assert calls[-1] == (("timm:efficientnet_lite0", str(weights)),
                          {"key_map": "order", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "size": 240})
     _store_with_model(tmp_path / "b", {"name": "torchvision:resnet18", "weights": "none"}, {"transform": "..."})
     with pytest.raises(Loaded):
-        fvmod.run_featureviz(tmp_path / "b", 3, steps=2, progress=False)
+        fvrun.run_featureviz(tmp_path / "b", neuron=3, steps=2, progress=False)
     assert calls[-1] == (("torchvision:resnet18", "none"), {})
     _store_with_model(tmp_path / "c", {"name": "timm:x", "weights": str(weights), "key_map": "explicit mapping of 3 keys"}, {})
     with pytest.raises(cv.ConceptvecError, match="key map 'explicit mapping of 3 keys'.*cv.feature_visualisation"):
-        fvmod.run_featureviz(tmp_path / "c", 3, steps=2, progress=False)
+        fvrun.run_featureviz(tmp_path / "c", neuron=3, steps=2, progress=False)
 
 
 def test_report_shows_featureviz_beside_fig_3(tmp_path):
@@ -338,7 +338,7 @@ def assert_user_model_unchanged(module, snapshot):
 
 @pytest.mark.parametrize("layer", ["layer2", "layer3.1", "layer2.0.conv1", "layer2.0.bn1", "layer2.0.downsample.0"])
 def test_fast_copy_computes_the_same_layer_output_and_gradient(layer):
-    from conceptvec.nn.featureviz import _Conv1x1, _fast_copy
+    from conceptvec.nn.featureviz.fast import Conv1x1, fast_copy
 
     module = load_model("torchvision:resnet18", "none").module
     # Non-trivial batch-norm statistics, as trained weights have (fresh ones are the identity).
@@ -350,7 +350,7 @@ def test_fast_copy_computes_the_same_layer_output_and_gradient(layer):
             m.running_var.data = torch.rand(m.running_var.shape, generator=g) + 0.5
     module.train()  # the copy is in eval mode whatever the caller's mode
     snapshot = user_model_snapshot(module)
-    net = _fast_copy(module, layer, torch.device("cpu"))
+    net = fast_copy(module, layer, torch.device("cpu"))
     assert_user_model_unchanged(module, snapshot)
     assert all(not p.requires_grad for p in net.parameters()) and not net.training
     norms = [n for n, m in net.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -358,7 +358,7 @@ def test_fast_copy_computes_the_same_layer_output_and_gradient(layer):
     # separates stays (a hook on the convolution must see its unnormalised output).
     assert norms == (["layer2.0.bn1"] if layer in ("layer2.0.conv1", "layer2.0.bn1") else
                      ["layer2.0.downsample.1"] if layer == "layer2.0.downsample.0" else [])
-    assert sum(isinstance(m, _Conv1x1) for m in net.modules()) == 3  # resnet18's strided 1x1 downsamples
+    assert sum(isinstance(m, Conv1x1) for m in net.modules()) == 3  # resnet18's strided 1x1 downsamples
 
     x = torch.rand(2, 3, 45, 45, generator=g)  # odd: a stride-2 1x1 convolution skips the last row
     reference = module.eval()
@@ -371,11 +371,11 @@ def test_fast_copy_computes_the_same_layer_output_and_gradient(layer):
 
 @pytest.mark.parametrize("stride, channels_last", [(1, True), (2, True), (2, False), (3, True)])
 def test_onednn_1x1_convolution_and_its_input_gradient(stride, channels_last):
-    from conceptvec.nn.featureviz import _Conv1x1
+    from conceptvec.nn.featureviz.fast import Conv1x1
 
     g = torch.Generator().manual_seed(stride)
     conv = torch.nn.Conv2d(24, 40, 1, stride=stride, bias=True).requires_grad_(False)
-    fast = _Conv1x1(conv)
+    fast = Conv1x1(conv)
     x = torch.randn(2, 24, 13, 11, generator=g)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -389,12 +389,12 @@ def test_onednn_1x1_convolution_and_its_input_gradient(stride, channels_last):
 
 
 def test_fast_copy_leaves_hooked_and_untraceable_models_unfolded():
-    from conceptvec.nn.featureviz import _conv_bn_pairs, _fast_copy
+    from conceptvec.nn.featureviz.fast import conv_bn_pairs, fast_copy
 
     module = load_model("torchvision:resnet18", "none").module
     handle = module.layer1[0].bn1.register_forward_hook(lambda m, i, o: None)
     try:
-        pairs = _conv_bn_pairs(module, "layer2")
+        pairs = conv_bn_pairs(module, "layer2")
     finally:
         handle.remove()
     assert len(pairs) == 19 and ("layer1.0.conv1", "layer1.0.bn1") not in pairs
@@ -408,19 +408,19 @@ def test_fast_copy_leaves_hooked_and_untraceable_models_unfolded():
             return self.bn(self.conv(x)) if x.sum() > 0 else self.conv(x)
 
     branchy = Branchy().eval()
-    assert _conv_bn_pairs(branchy, "bn") == []
+    assert conv_bn_pairs(branchy, "bn") == []
     x = torch.rand(1, 3, 10, 10)
     with torch.no_grad():
-        torch.testing.assert_close(_fast_copy(branchy, "bn", torch.device("cpu"))(x), branchy(x))
+        torch.testing.assert_close(fast_copy(branchy, "bn", torch.device("cpu"))(x), branchy(x))
 
 
 def test_fast_copy_gives_the_images_of_the_plain_model(resnet, monkeypatch):
-    from conceptvec.nn import featureviz
+    from conceptvec.nn.featureviz import fast
 
     d = np.abs(np.random.default_rng(4).normal(size=(2, 128)))
     run = lambda steps: cv.feature_visualisation(resnet, "layer2", d, steps=steps, size=48, seed=2, progress=False)
     fast_1, fast_20 = run(1), run(20)
-    monkeypatch.setattr(featureviz, "_SPEEDUPS", frozenset())
+    monkeypatch.setattr(fast, "SPEEDUPS", frozenset())
     plain_1, plain_20 = run(1), run(20)
     # One step: the same update up to float rounding (folded weights round differently).
     np.testing.assert_allclose(fast_1.images, plain_1.images, atol=1e-5)

@@ -338,13 +338,13 @@ def featureviz(
     steps: Annotated[int, typer.Option("--steps", help="Adam steps (paper, via Lucent: 512).")] = 512,
     size: Annotated[Optional[int], typer.Option("--size", help="Image side in pixels; default the model's input size (224 for torchvision).")] = None,
     seed: SeedOpt = 0,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "cpu",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Feature visualisation of a neuron and of its concept vectors, optimised in one batch (the paper's Fig. 3)."""
     from ..nn.featureviz import run_featureviz
 
-    result = run_featureviz(run_dir, neuron, steps=steps, size=size, seed=seed, device=device, overwrite=overwrite, progress=True)
+    result = run_featureviz(run_dir, neuron=neuron, steps=steps, size=size, seed=seed, device=device, overwrite=overwrite, progress=True)
     fv, out = result
     for name, value in zip(["neuron"] + [f"concept {j}" for j in range(len(fv.images) - 1)], fv.objective):
         console.print(f"{name}: objective {value:.3f}")
