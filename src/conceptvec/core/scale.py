@@ -74,5 +74,5 @@ def warn_scale(problems: list[str], *, hint: str) -> None:
         warnings.warn(f"{problem} {hint}", ThresholdScaleWarning, stacklevel=3)
 
 
-SCALE_HINT = ("The paper's 15 fits Inception V3 Mixed_7b only: choose thresholds on this layer's scale "
-              "(distance_threshold near the merge heights above, or thresholds.layer_thresholds).")
+SCALE_HINT = ("The paper's 15 and 15 fit Inception V3 Mixed_7b only: choose thresholds on this layer's scale "
+              "(from the numbers above, or with thresholds.layer_thresholds).")

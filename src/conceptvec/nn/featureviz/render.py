@@ -104,7 +104,7 @@ class FeatureVisualisation:
             "objective": self.objective.tolist(), "history": self.history.tolist(), **self.extra,
         }
 
-    def save(self, directory: str | os.PathLike, names: Sequence[str] | None = None, overwrite: bool = False,
+    def save(self, directory: str | os.PathLike, *, names: Sequence[str] | None = None, overwrite: bool = False,
              extra: dict[str, Any] | None = None) -> Path:
         """Write ``<name>.png`` per image and ``featureviz.json`` into ``directory``, atomically.
 
@@ -115,7 +115,7 @@ class FeatureVisualisation:
         names = list(names) if names is not None else [f"direction_{i}" for i in range(len(self.images))]
         if len(names) != len(self.images) or len(set(names)) != len(names):
             raise ConceptvecError(f"need {len(self.images)} distinct image names, got {names}.")
-        with atomic_directory(directory, overwrite=overwrite, what="feature visualisation") as tmp:
+        with atomic_directory(directory, overwrite=overwrite, what="feature visualisation", marker=RESULT_FILE) as tmp:
             files = []
             for name, image in zip(names, self.images):
                 Image.fromarray(np.round(image * 255).astype(np.uint8)).save(tmp / f"{name}.png")

@@ -21,7 +21,7 @@ from ...storage.store import ActivationStore
 from ..hooks import resolve_device
 from ..models import load_model
 from .objectives import neuron_directions
-from .render import FeatureVisualisation, feature_visualisation
+from .render import RESULT_FILE, FeatureVisualisation, feature_visualisation
 
 
 def run_featureviz(run_dir: str | os.PathLike, *, neuron: int, steps: int = 512, size: int | None = None, seed: int = 0,
@@ -57,7 +57,8 @@ def run_featureviz(run_dir: str | os.PathLike, *, neuron: int, steps: int = 512,
         raise ConceptvecError(f"{cs_dir} was started from a direction, not a neuron; use cv.feature_visualisation with its vectors.")
     source = _model_and_layer(run, cs)
     out = run.featureviz(int(neuron))
-    refuse_existing(out, overwrite, what="feature visualisation")  # before minutes of optimisation, not after
+    # before minutes of optimisation, not after
+    refuse_existing(out, overwrite=overwrite, what="feature visualisation", marker=RESULT_FILE)
     dev = resolve_device(device)  # before loading the model: an unavailable GPU fails at once
     loaded = load_model(source["model"]["name"], source["model"].get("weights"), **source["load"])
     if size is None:
