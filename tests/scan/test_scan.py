@@ -324,8 +324,11 @@ def test_bad_direction_files(tmp_path, planted):
     with pytest.raises(ConceptvecError, match=r"has shape \(3, 5\); expected shape \(k, 16\)"):
         cv.scan_layer(acts, params=PARAMS, directions=tmp_path / "wrong.npy", progress=False)
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object))
-    with pytest.raises(ConceptvecError, match="without pickle"):
+    with pytest.raises(ConceptvecError, match="holds Python objects, not numbers; conceptvec never unpickles"):
         load_directions(tmp_path / "objects.npy", 16)
+    (tmp_path / "random.npy").write_bytes(np.random.default_rng(0).bytes(200))  # not a .npy, nor pickled data
+    with pytest.raises(ConceptvecError, match="random.npy is not a .npy file"):
+        cv.scan_layer(acts, params=PARAMS, directions=tmp_path / "random.npy", progress=False)
     zero = np.ones((2, 16))
     zero[1] = 0
     np.save(tmp_path / "zero.npy", zero)

@@ -243,6 +243,7 @@ def disentangle(
     import numpy as np
 
     from ..core.method import disentangle as run
+    from ..storage.npy import read_npy
     from ..storage.store import ActivationStore
 
     acts = ActivationStore.open(store)
@@ -251,10 +252,7 @@ def disentangle(
     if direction is not None:
         if not direction.exists():
             raise ConceptvecError(f"direction file {direction} does not exist.")
-        try:
-            vector = np.load(direction, allow_pickle=False)
-        except ValueError as exc:
-            raise ConceptvecError(f"could not read {direction} as a .npy array without pickle: {exc}") from None
+        vector = read_npy(direction, what="--direction")
     cs = run(acts, neuron=neuron, direction=vector, params=params)
     cs.save(out, overwrite=overwrite)
     start = f"neuron {neuron}" if neuron is not None else f"direction {direction}"

@@ -141,7 +141,7 @@ def disentangle(
     if params.top > n_examples:
         raise ConceptvecError(
             f"top={params.top} is larger than the number of examples ({n_examples}); use top <= {n_examples} "
-            f"(e.g. Params(top={min(100, n_examples)}))."
+            f"(--top on the command line, Params(top=...) in Python)."
         )
     check_finite(scores, f"the activations along {what}")
     top_indices = top_k_desc(scores, params.top).astype(np.int64)

@@ -41,7 +41,10 @@ def parse_neurons(neurons: Any, n_units: int | None, *, what: str = "neuron") ->
             values.extend(range(lo, hi + 1))
         arr = np.asarray(values, dtype=np.int64)
     else:
-        arr = np.atleast_1d(np.asarray(neurons))
+        try:
+            arr = np.atleast_1d(np.asarray(neurons))
+        except (ValueError, TypeError):  # ragged nested lists
+            raise ConceptvecError(f"{what}s must be an int, a flat list of ints, or text such as '0-99'; got {neurons!r}.") from None
         if arr.size == 0:
             raise ConceptvecError(f"no {what}s selected; {valid}.")
         if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer) and arr.dtype != bool):

@@ -101,7 +101,12 @@ def image_files(data: str | os.PathLike, per_class: int | None = None, seed: int
         raise ConceptvecError(f"data path {data} does not exist; give an image folder (one sub-folder per class, or flat) or a text file listing image paths.")
     if data.is_file():
         root = data.parent
-        lines = [ln.strip() for ln in data.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+        try:
+            text = data.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConceptvecError(f"{data} is not a text file (not UTF-8): give an image folder (one sub-folder per class, "
+                                  f"or flat) or a .txt file listing one image path per line.") from None
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
         if not lines:
             raise ConceptvecError(f"{data} lists no image paths (one path per line expected).")
         files = ImageFiles(root, lines, [-1] * len(lines), [], "list")

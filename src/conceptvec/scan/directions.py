@@ -21,6 +21,7 @@ from ..core.params import Params
 from ..core.streaming import check_block_finite, row_blocks
 from ..errors import ConceptvecError
 from ..storage.conceptset import ARRAYS_FILE as CONCEPTSET_ARRAYS
+from ..storage.npy import read_npy
 from ..storage.store import ActivationStore
 from .result import CONCEPTS_FILE
 
@@ -71,10 +72,7 @@ def load_directions(path: str | os.PathLike, n_units: int) -> np.ndarray:
         raise ConceptvecError(f"{path} is a directory without {CONCEPTS_FILE} or {CONCEPTSET_ARRAYS}; give a .npy or .safetensors file.")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise ConceptvecError(f"could not read {path} as a .npy array without pickle ({exc}); save it with np.save of a float array.") from None
+        arr = read_npy(path, what="direction file")
     elif suffix == ".safetensors":
         try:
             tensors = load_file(str(path))
