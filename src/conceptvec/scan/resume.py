@@ -7,7 +7,6 @@ another call is discarded.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import warnings
@@ -100,10 +99,8 @@ class ScanPartial:
 
 
 def _read_state(state: Path) -> dict[str, Any]:
-    try:
-        value = read_json(state)
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise ConceptvecError(f"{state} is damaged ({exc}); delete {state.parent} to start the scan over.") from None
+    fix = f"delete {state.parent} to start the scan over"
+    value = read_json(state, fix=fix)
     if not isinstance(value, dict):
-        raise ConceptvecError(f"{state} is damaged (not a JSON object); delete {state.parent} to start the scan over.")
+        raise ConceptvecError(f"{state} is damaged (not a JSON object); {fix}.")
     return value
