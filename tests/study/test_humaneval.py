@@ -191,8 +191,10 @@ def test_bad_settings_get_clear_errors(run, tmp_path):
     root = run[0]
     with pytest.raises(ConceptvecError, match=r"neuron\(s\) \[8, 9\] are not in this run \(it holds 8 neuron\(s\), 0-7\)"):
         make_study(root, tmp_path / "a", neurons="0-9")
-    capped = make_study(root, tmp_path / "b", free_labels=3, label_questions=2, intruder_questions=0)
-    assert [e["type"] for e in capped.key.values()] == ["label", "label"]
+    with pytest.raises(ConceptvecError, match=r"free_labels \(3\) is more than label_questions \(2\).*--free-labels"):
+        make_study(root, tmp_path / "b", free_labels=3, label_questions=2, intruder_questions=0)
+    only_free = make_study(root, tmp_path / "b1", free_labels=2, label_questions=2, intruder_questions=0)
+    assert [e["type"] for e in only_free.key.values()] == ["label", "label"]
     with pytest.raises(ConceptvecError, match="intruder_questions must be >= 0"):
         make_study(root, tmp_path / "b2", intruder_questions=-1)
     with pytest.raises(ConceptvecError, match="seed must be a whole number"):

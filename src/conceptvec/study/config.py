@@ -43,6 +43,10 @@ class StudyConfig:
             object.__setattr__(self, name, whole_number(name, getattr(self, name), low))
         if self.intruder_questions + self.label_questions == 0:
             raise ConceptvecError("a study needs at least one question; set --intruder-questions or --label-questions.")
+        if 0 < self.label_questions < self.free_labels:  # 0 label questions: none, free or not
+            raise ConceptvecError(f"free_labels ({self.free_labels}) is more than label_questions ({self.label_questions}): the "
+                                  f"free-label questions are some of the label questions. Lower --free-labels or raise "
+                                  f"--label-questions.")
         if self.images > 25:  # an intruder question's options are named a-z
             raise ConceptvecError(f"images must be between 1 and 25 per question, got {self.images}.")
         if self.pool < self.images:
