@@ -379,6 +379,20 @@ def test_making_a_study_never_replaces_its_run(run, tmp_path):
         make_study(run[0], run[0], neurons="0-3", overwrite=True)
 
 
+def test_answer_files_in_other_encodings_or_not_files(study, tmp_path):
+    rows = perfect_answers(study, "José")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(("rater,question,answer\n" + "".join(f"{r},{q},{a}\n" for r, q, a in rows)).encode("cp1252"))
+    scores = score_study(study, [latin])
+    assert scores.raters == ["José"] and scores.to_dict()["intruder_accuracy"] == 1.0
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(ConceptvecError, match="binary.csv is not a text file"):
+        score_study(study, [binary])
+    with pytest.raises(ConceptvecError, match="is a folder"):
+        score_study(study, [tmp_path])
+
+
 def test_bad_answers_get_clear_errors(study, tmp_path):
     def score(text, name="x.csv"):
         (tmp_path / name).write_text(text)

@@ -40,7 +40,20 @@ def read_answers(paths: Sequence[str | os.PathLike], *, study: Study) -> list[An
     for path in map(Path, paths):
         if not path.exists():
             raise ConceptvecError(f"answer file {path} does not exist.")
-        text = path.read_text(encoding="utf-8-sig")
+        if path.is_dir():
+            raise ConceptvecError(f"answer file {path} is a folder; give the CSV files exported from the form.")
+        raw = path.read_bytes()
+        if b"\x00" in raw:
+            raise ConceptvecError(f"answer file {path} is not a text file; give the CSV exported from the form "
+                                  f"(rater,question,answer).")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            # A spreadsheet re-saved in Latin-1 (Windows-1252) is read as such, rather than refused.
+            try:
+                text = raw.decode("cp1252")
+            except UnicodeDecodeError:
+                raise ConceptvecError(f"answer file {path} is not UTF-8 text; save it as CSV (UTF-8) and score again.") from None
         if not text.strip():
             raise ConceptvecError(f"answer file {path} is empty; export it from the form (it starts with the row rater,question,answer).")
         reader = csv.reader(io.StringIO(text, newline=""))
