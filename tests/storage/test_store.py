@@ -149,3 +149,15 @@ def test_gap_in_chunks_is_an_error(tmp_path):
     w.write_chunk(1, 2, 4, np.ones((2, 2)))
     with pytest.raises(cv.StoreError, match=r"examples 0:2 were never written"):
         w.finish(None, {})
+
+
+def test_results_know_which_store_they_came_from(tmp_path):
+    acts = np.abs(np.random.default_rng(0).normal(size=(50, 4)))
+    a = cv.ActivationStore.create(tmp_path / "a", acts, metadata={"model": {"name": "m"}, "layer": "x"})
+    b = cv.ActivationStore.create(tmp_path / "b", acts, metadata={"model": {"name": "m"}, "layer": "y"})  # same shape
+    cs = cv.disentangle(a, neuron=0, params=cv.Params(top=10, distance_threshold=5.0))
+    assert cs.provenance["activations"]["store_id"] == a.store_id != b.store_id
+    a.check_made_from(cs.provenance, what="the set")
+    with pytest.raises(cv.StoreError, match="computed from another activation store"):
+        b.check_made_from(cs.provenance, what="the set")
+    b.check_made_from({"activations": "array"}, what="a set made from an array")  # nothing recorded: nothing to refuse

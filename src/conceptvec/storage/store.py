@@ -152,10 +152,29 @@ class ActivationStore:
     def shape(self) -> tuple[int, int]:
         return (self.n_examples, self.n_units)
 
+    @property
+    def store_id(self) -> str:
+        """What tells this store from another of the same shape: a digest of its metadata (what made it, when)."""
+        import hashlib
+
+        return hashlib.sha256(json.dumps(self.metadata, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
     def provenance(self) -> dict[str, Any]:
         """What made these activations, for the metadata of results computed from them."""
         keys = ("model", "layer", "pooling", "data", "preprocessing")
-        return {"store": str(self.path.resolve()), **{k: self.metadata.get(k) for k in keys}}
+        return {"store": str(self.path.resolve()), "store_id": self.store_id, **{k: self.metadata.get(k) for k in keys}}
+
+    def check_made_from(self, provenance: Mapping[str, Any], *, what: str) -> None:
+        """Refuse a result (``what``) whose provenance names another store than this one.
+
+        Results from before store ids were recorded, or from plain arrays, carry no id and pass.
+        """
+        source = provenance.get("activations", provenance) if isinstance(provenance, Mapping) else {}
+        recorded = source.get("store_id") if isinstance(source, Mapping) else None
+        if recorded is not None and recorded != self.store_id:
+            raise StoreError(f"{what} was computed from another activation store ({source.get('store')}, id {recorded}) "
+                             f"than {self.path} (id {self.store_id}); give them the store they came from, or compute "
+                             f"them again from this one.")
 
     def __repr__(self) -> str:
         m = self.metadata
