@@ -96,6 +96,16 @@ def test_report_neurons_option_and_errors(run, tmp_path):
     assert (index.parent / "neuron_7.html").exists() and "computed for this report" in (index.parent / "neuron_7.html").read_text()
 
 
+def test_templates_escape_what_they_print():
+    from conceptvec.report.pages import table
+    from conceptvec.report.render import jinja_environment
+
+    macros = jinja_environment().get_template("macros.html").module
+    printed = str(macros.table(table([{"<b>": "<script>'&"}], cls='"x')))
+    assert printed == ('<table class="&quot;x"><thead><tr><th>&lt;b&gt;</th></tr></thead>'
+                       "<tbody><tr><td>&lt;script&gt;&#x27;&amp;</td></tr></tbody></table>")
+
+
 def test_hostile_names_are_escaped(tmp_path):
     folder = tmp_path / "images" / "<b>cls</b>"
     folder.mkdir(parents=True)
