@@ -306,3 +306,48 @@ def test_threshold_off_scale_is_a_warning_line(store, tmp_path):
                        "--out", tmp_path / "cs")
     assert code == 0 and "warning: no concept was kept for neuron 3" in output and "median" in output
     shutil.rmtree(tmp_path / "cs")
+
+
+# -- the report --------------------------------------------------------------------------------------
+@pytest.fixture
+def run_dir(tmp_path):
+    acts, _ = planted()
+    run = tmp_path / "run"
+    examples = {"source": [f"sklearn-digits:{i}" for i in range(len(acts))]}  # images the report can show
+    store = cv.ActivationStore.create(run / "store", acts, examples=examples, metadata={"model": {"name": "m"}, "layer": "l"})
+    cv.disentangle(store, neuron=3, params=cv.Params(top=60, distance_threshold=10.0, outlier_threshold=30.0)).save(run / "neuron_3")
+    return run
+
+
+def test_report_never_replaces_other_folders_or_its_run(run_dir, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "index.html").write_text("my website")
+    one_line_error(*run("report", run_dir, "--no-umap", "--out", mine), "not a report", "replaces only an earlier report")
+    assert (mine / "index.html").read_text() == "my website"
+    before = snapshot(run_dir)
+    for out in (run_dir, tmp_path):
+        one_line_error(*run("report", run_dir, "--no-umap", "--out", out), "this command's input")
+    assert snapshot(run_dir) == before
+    for _ in range(2):  # an earlier report is replaced
+        code, output = run("report", run_dir, "--no-umap")
+        assert code == 0, output
+    assert (run_dir / "report" / "report.json").exists()
+
+
+def test_report_refuses_a_set_of_another_store_of_the_same_shape(run_dir, tmp_path):
+    acts = cv.ActivationStore.open(run_dir / "store").activations
+    other = cv.ActivationStore.create(tmp_path / "other", np.asarray(acts) * 2, examples={"source": [f"sklearn-digits:{i}" for i in range(len(acts))]},
+                                      metadata={"model": {"name": "m"}, "layer": "other"})
+    cv.disentangle(other, neuron=5, params=cv.Params(top=60, distance_threshold=20.0, outlier_threshold=120.0)).save(run_dir / "neuron_5")
+    one_line_error(*run("report", run_dir, "--no-umap"), "computed from another activation store")
+
+
+def test_report_leaves_out_a_damaged_set_and_says_which(run_dir):
+    cv.disentangle(cv.ActivationStore.open(run_dir / "store"), neuron=4,
+                   params=cv.Params(top=60, distance_threshold=10.0, outlier_threshold=30.0)).save(run_dir / "neuron_4")
+    (run_dir / "neuron_4" / "arrays.safetensors").write_bytes(b"broken")
+    code, output = run("report", run_dir, "--no-umap")
+    assert code == 0, output
+    assert "warning: left out of the report" in output and "neuron_4/arrays.safetensors is missing or damaged" in output
+    assert (run_dir / "report" / "neuron_3.html").exists() and not (run_dir / "report" / "neuron_4.html").exists()

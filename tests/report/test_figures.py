@@ -196,14 +196,14 @@ def test_class_makeup_counts_labels(setup):
 def test_scan_figures():
     counts = np.array([0, 1, 1, 2, 3, 1, 2])
     d = F.scan_data(counts)
-    assert d["n_concepts"] == [0, 1, 2, 3] and d["n_neurons_with"] == [1, 3, 2, 1]
-    assert d["n_polysemantic"] == 3 and d["share_polysemantic"] == pytest.approx(3 / 7)
+    assert d["concepts_per_neuron"] == {"0": 1, "1": 3, "2": 2, "3": 1}
+    assert d["n_with_2_or_more_concepts"] == 3 and d["share_with_2_or_more_concepts"] == pytest.approx(3 / 7)
     fig = F.scan_histogram(counts)
     assert [p.get_height() for p in fig.axes[0].patches] == [1, 3, 2, 1]
     live = np.array([True, True, True, True, False, True, False])  # two dead units, with 3 and 2 "concepts"
     d = F.scan_data(counts, live)
-    assert d["n_not_live"] == 2 and d["n_neurons"] == 5 and d["n_neurons_with"] == [1, 3, 1]
-    assert d["n_polysemantic"] == 1 and d["share_polysemantic"] == pytest.approx(1 / 5)
+    assert d["n_not_live"] == 2 and d["n_live"] == 5 and list(d["concepts_per_neuron"].values()) == [1, 3, 1]
+    assert d["n_with_2_or_more_concepts"] == 1 and d["share_with_2_or_more_concepts"] == pytest.approx(1 / 5)
     assert "2 not live, left out" in F.scan_histogram(counts, live).axes[0].get_title()
 
 

@@ -7,7 +7,7 @@ streams over rows, so a store larger than RAM is fine.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from scipy.spatial.distance import pdist, squareform
@@ -15,7 +15,7 @@ from scipy.spatial.distance import pdist, squareform
 from ..errors import ConceptvecError
 from .streaming import TopK, check_block_finite, row_blocks, top_k_desc  # noqa: F401 - top_k_desc is also metrics' public name
 
-__all__ = ["cosine_similarity", "distance_matrix", "intra_inter_distances", "maximally_projecting", "most_similar",
+__all__ = ["concept_counts", "cosine_similarity", "distance_matrix", "intra_inter_distances", "maximally_projecting", "most_similar",
            "project", "top_k_desc", "unit_vectors"]
 
 
@@ -127,3 +127,30 @@ def intra_inter_distances(acts: np.ndarray, labels: np.ndarray) -> tuple[float, 
     intra = d[same & off_diag]
     inter = d[~same]
     return (float(intra.mean()) if intra.size else float("nan"), float(inter.mean()) if inter.size else float("nan"))
+
+
+def concept_counts(n_concepts: np.ndarray, live: np.ndarray | None = None) -> dict[str, Any]:
+    """How many concepts the scanned neurons have: the one summary of a scan, used by ScanResult and the report.
+
+    Counted over live neurons only (``live``, a mask of shape (m,); all when None): a dead or constant
+    unit's concepts group arbitrary examples.
+
+    Parameters
+    ----------
+    n_concepts : array of shape (m,)
+    live : array of shape (m,), optional
+    """
+    counts = np.asarray(n_concepts, dtype=np.int64)
+    live = np.ones(len(counts), dtype=bool) if live is None else np.asarray(live, dtype=bool)
+    kept = counts[live]
+    hist = np.bincount(kept, minlength=1)
+    n = int(len(kept))
+    return {
+        "n_scanned": int(len(counts)),
+        "n_live": n,
+        "n_concepts_total": int(kept.sum()),
+        "concepts_per_neuron": {str(i): int(v) for i, v in enumerate(hist)},
+        "n_with_2_or_more_concepts": int(np.sum(kept >= 2)),
+        "share_with_2_or_more_concepts": float(np.mean(kept >= 2)) if n else float("nan"),
+        "mean_concepts_per_neuron": float(kept.mean()) if n else float("nan"),
+    }

@@ -19,22 +19,25 @@ fills the templates in ``templates/`` with it.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..core.selection import parse_neurons
-from ..errors import ConceptvecError
+from ..errors import ConceptvecError, ConceptvecWarning, StoreError
 from ..scan.result import ScanResult
-from ..storage.atomic import atomic_directory
+from ..storage.atomic import atomic_directory, refuse_existing, write_json
 from ..storage.conceptset import ConceptSet
+from ..storage.provenance import environment
 from ..storage.rundir import RunDir
 from ..storage.store import ActivationStore
 from .examples import Examples, examples_for_store
 from .pages import ASSETS, Page, index_page, neuron_page, scan_page, set_page
 from .render import write_page
 
+REPORT_FILE = "report.json"  # what the report was made from; marks a folder as a report (so it may be replaced)
 MAX_DEFAULT_SCAN_PAGES = 12  # pages made from a scan when no --neurons are given; the rest are listed
 
 
@@ -58,22 +61,28 @@ def write_report(
         ``MAX_DEFAULT_SCAN_PAGES`` neurons with the most concepts. A neuron with no saved set is
         taken from the scan, else computed with ``cv.disentangle`` and the run's parameters.
     out : path, optional
-        The report folder; default ``<run_dir>/report``. It is replaced as a whole, atomically.
+        The report folder; default ``<run_dir>/report``. An earlier report there (it holds
+        ``report.json``) is replaced as a whole, atomically; any other folder, or one that is or
+        holds the run, is refused.
     examples : Examples, optional
         Renderer of the examples; default chosen from the store's data kind (images).
     umap : bool
         Draw Fig. 2 (a UMAP fit per page, a few seconds each).
     overwrite : bool
-        Replace an existing report folder.
+        Replace an earlier report at ``out`` (never anything else).
     """
     run = RunDir(run_dir)
     if not run.path.is_dir():
         raise ConceptvecError(f"run directory {run.path} does not exist; give the --out folder of `conceptvec demo`, `disentangle` or `scan`.")
     out = Path(out) if out is not None else run.report
-    saved = {name: ConceptSet.load(path) for name, path in run.conceptsets().items()}
+    refuse_existing(out, overwrite=overwrite, what="report", marker=REPORT_FILE, protect=[run.path])  # before the work
+    saved = readable_sets(run)
     scan = ScanResult.load(run.scan) if run.scan.exists() else None
     store = run.open_store([*saved.values(), *([scan.store_path] if scan is not None else [])])
+    for name, cs in saved.items():
+        store.check_made_from(cs.provenance, what=f"the ConceptSet {run.path / name}")
     if scan is not None:
+        store.check_made_from(scan.provenance, what=f"the scan {run.scan}")
         scan.with_activations(store)
     if examples is None:
         examples = examples_for_store(store)
@@ -83,12 +92,26 @@ def write_report(
             f"nothing to report in {run.path}: it has no ConceptSet folder and no scan. Make one with "
             f"`conceptvec disentangle ... --out {run.path}/neuron_N` or pass --neurons."
         )
-    with atomic_directory(out, overwrite=overwrite, what="report") as tmp:
+    with atomic_directory(out, overwrite=overwrite, what="report", marker=REPORT_FILE, protect=[run.path, store.path]) as tmp:
         (tmp / ASSETS).mkdir()
         for page in pages:
             write_page(tmp / f"{page.name}.html", "neuron.html", **neuron_page(tmp, page, store, examples, umap=umap))
         write_page(tmp / "index.html", "index.html", **index_page(tmp, run.path, store, scan, pages, examples))
+        write_json(tmp / REPORT_FILE, {"run": str(run.path.resolve()), "store": str(store.path.resolve()),
+                                       "store_id": store.store_id, "pages": [p.name for p in pages], "umap": umap,
+                                       **environment()})
     return out / "index.html"
+
+
+def readable_sets(run: RunDir) -> dict[str, ConceptSet]:
+    """The run's ConceptSets by folder name; a damaged one is left out with a warning naming it and the fix."""
+    saved = {}
+    for name, path in run.conceptsets().items():
+        try:
+            saved[name] = ConceptSet.load(path)
+        except StoreError as exc:
+            warnings.warn(f"left out of the report: {exc}", ConceptvecWarning, stacklevel=3)
+    return saved
 
 
 def choose_pages(
@@ -138,13 +161,3 @@ def choose_pages(
         else:
             pages[page] = Page(page, disentangle(store, neuron=n, params=params), "computed for this report")
     return list(pages.values())
-
-
-def find_conceptsets(run_dir: str | os.PathLike) -> dict[str, Path]:
-    """Direct sub-directories of ``run_dir`` holding a ConceptSet, by name (``RunDir.conceptsets``)."""
-    return RunDir(run_dir).conceptsets()
-
-
-def _open_store(run_dir: str | os.PathLike, recorded: Iterable[ConceptSet | str | None] = ()) -> ActivationStore:
-    # study/humaneval.py still imports this name; it goes once humaneval asks RunDir.open_store itself.
-    return RunDir(run_dir).open_store(recorded)

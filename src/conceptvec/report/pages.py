@@ -361,6 +361,6 @@ def _scan_section(root: Path, scan: ScanResult, named: set[str]) -> dict[str, An
         "data": d,
         "top": scan.params.top,
         "histogram": f"{ASSETS}/scan_histogram.png",
-        "histogram_table": table([{"concepts": v, "neurons": f} for v, f in zip(d["n_concepts"], d["n_neurons_with"])]),
+        "histogram_table": table([{"concepts": int(v), "neurons": f} for v, f in d["concepts_per_neuron"].items() if f]),
         "rows": rows,
     }

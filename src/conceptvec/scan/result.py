@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from ..core.arrays import as_matrix
+from ..core.metrics import concept_counts
 from ..core.params import Params
 from ..errors import ConceptvecError, StoreError
 from ..storage.atomic import atomic_directory, read_json, write_json
@@ -168,19 +169,11 @@ class ScanResult:
         concepts of arbitrary examples (``not_live`` lists them).
         """
         live = self.live
-        counts = self.n_concepts[live]
-        hist = np.bincount(counts, minlength=1)
         c_hist = np.bincount(self.n_agglomerative[live], minlength=1)
         return {
-            "n_scanned": int(len(live)),
-            "n_live": int(live.sum()),
+            **concept_counts(self.n_concepts, live),
             "not_live": self.neurons[~live].tolist(),
-            "n_concepts_total": int(counts.sum()),
-            "concepts_per_neuron": {str(i): int(v) for i, v in enumerate(hist)},
             "clusters_per_neuron": {str(i): int(v) for i, v in enumerate(c_hist) if i >= 1},  # C >= 1 always
-            "n_with_2_or_more_concepts": int(np.sum(counts >= 2)),
-            "share_with_2_or_more_concepts": float(np.mean(counts >= 2)) if len(counts) else float("nan"),
-            "mean_concepts_per_neuron": float(counts.mean()) if len(counts) else float("nan"),
         }
 
     def table(self) -> pa.Table:
