@@ -243,7 +243,7 @@ def disentangle(
     import numpy as np
 
     from ..core.method import disentangle as run
-    from ..storage.npy import read_npy
+    from ..storage.files import read_npy
     from ..storage.store import ActivationStore
 
     acts = ActivationStore.open(store)

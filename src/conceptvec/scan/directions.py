@@ -21,7 +21,7 @@ from ..core.params import Params
 from ..core.streaming import check_block_finite, row_blocks
 from ..errors import ConceptvecError
 from ..storage.conceptset import ARRAYS_FILE as CONCEPTSET_ARRAYS
-from ..storage.npy import read_npy
+from ..storage.files import read_npy
 from ..storage.store import ActivationStore
 from .result import CONCEPTS_FILE
 

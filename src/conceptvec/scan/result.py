@@ -16,15 +16,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from ..core.arrays import as_matrix
 from ..core.metrics import concept_counts
 from ..core.params import Params
 from ..errors import ConceptvecError, StoreError
-from ..storage.atomic import atomic_directory, read_json, write_json
+from ..storage.atomic import atomic_directory, write_json
 from ..storage.conceptset import ConceptSet
+from ..storage.files import read_arrays, read_format
 from ..storage.store import ActivationStore
 
 FORMAT = "conceptvec.ScanResult/1"
@@ -281,24 +281,10 @@ class ScanResult:
                     if Path(str(path) + ".partial").exists() else "")
             raise StoreError(f"no scan at {path} ({SCAN_FILE} not found){hint}; make one with cv.scan_layer(...) or `conceptvec scan`.")
         again = "run the scan again into a new folder"
-        meta = read_json(meta_file, fix=again)
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-            raise StoreError(f"{meta_file} is not a scan (format {found!r}, expected {FORMAT!r}).")
-
-        def arrays(name: str, needed: tuple[str, ...]) -> dict[str, np.ndarray]:
-            try:
-                found = load_file(str(path / name))
-            except (SafetensorError, OSError, ValueError) as exc:
-                raise StoreError(f"{path / name} is missing or damaged ({exc}); {again}.") from None
-            lacking = [k for k in needed if k not in found]
-            if lacking:
-                raise StoreError(f"{path / name} is damaged: it lacks {', '.join(lacking)}; {again}.")
-            return found
-
-        concepts = arrays(CONCEPTS_FILE, ("concept_vectors", "concept_offsets", "kmeans_cluster_ids"))
-        method = arrays(METHOD_FILE, ("neurons", *METHOD_ARRAYS))
-        projecting = arrays(PROJECTING_FILE, ()) if (path / PROJECTING_FILE).exists() else None
+        meta = read_format(meta_file, expected=FORMAT, what="a scan", fix=again)
+        concepts = read_arrays(path / CONCEPTS_FILE, needed=("concept_vectors", "concept_offsets", "kmeans_cluster_ids"), fix=again)
+        method = read_arrays(path / METHOD_FILE, needed=("neurons", *METHOD_ARRAYS), fix=again)
+        projecting = read_arrays(path / PROJECTING_FILE, fix=again) if (path / PROJECTING_FILE).exists() else None
         if "params" not in meta:
             raise StoreError(f"{meta_file} is damaged: it lacks params; {again}.")
         matrix = as_matrix(acts)[0] if acts is not None else None

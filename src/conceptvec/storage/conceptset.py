@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
-from .atomic import atomic_directory, read_json, write_json
+from .atomic import atomic_directory, write_json
+from .files import read_arrays, read_format
 from ..errors import StoreError
 from ..core.params import Params
 
@@ -165,16 +165,9 @@ class ConceptSet:
                 raise StoreError(f"{path} is an activation store, not a ConceptSet; open it with cv.ActivationStore.open.")
             raise StoreError(f"no ConceptSet at {path} ({METADATA_FILE} not found); make one with cv.disentangle(...).save(path) or `conceptvec disentangle`.")
         again = "disentangle the neuron again into a new folder"
-        meta = read_json(meta_file, fix=again)
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-            raise StoreError(f"{meta_file} is not a ConceptSet (format {found!r}, expected {FORMAT!r}).")
-        try:
-            arrays = load_file(str(path / ARRAYS_FILE))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise StoreError(f"{path / ARRAYS_FILE} is missing or damaged ({exc}); {again}.") from None
-        missing = [name for name in _ARRAYS if name != "n_agglomerative" and name not in arrays]
-        missing += [key for key in ("n_agglomerative", "params") if key not in meta]
+        meta = read_format(meta_file, expected=FORMAT, what="a ConceptSet", fix=again)
+        arrays = read_arrays(path / ARRAYS_FILE, needed=tuple(n for n in _ARRAYS if n != "n_agglomerative"), fix=again)
+        missing = [key for key in ("n_agglomerative", "params") if key not in meta]
         if missing:
             raise StoreError(f"the ConceptSet {path} is damaged: it lacks {', '.join(missing)}; {again}.")
         return cls(

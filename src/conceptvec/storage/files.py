@@ -1,4 +1,8 @@
-"""Reading a user's ``.npy`` file: numbers only, never pickled objects, and a message that says what the file is."""
+"""Reading files with checks: a message names the file, what is wrong with it and the fix.
+
+A user's ``.npy`` is read as numbers only, never pickled objects; an output's JSON must carry its
+format; a safetensors file must hold the arrays asked for.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
 
-from ..errors import ConceptvecError
+from ..errors import ConceptvecError, StoreError
+from .atomic import read_json
 
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -37,3 +44,24 @@ def read_npy(path: str | os.PathLike, *, what: str = "array") -> np.ndarray:
     except (OSError, EOFError) as exc:
         raise ConceptvecError(f"{what} {path} is damaged ({exc}); save it again with np.save.") from None
     return arr
+
+
+def read_format(path: Path, *, expected: str, what: str, fix: str) -> dict:
+    """The JSON object in ``path`` whose ``format`` is ``expected``; else StoreError saying it is not a ``what``."""
+    meta = read_json(path, fix=fix)
+    if not isinstance(meta, dict) or meta.get("format") != expected:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise StoreError(f"{path} is not {what} (format {found!r}, expected {expected!r}).")
+    return meta
+
+
+def read_arrays(path: Path, *, needed: tuple[str, ...] = (), fix: str) -> dict[str, np.ndarray]:
+    """The arrays of a safetensors file, holding at least ``needed``; else StoreError naming the file and ``fix``."""
+    try:
+        found = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise StoreError(f"{path} is missing or damaged ({exc}); {fix}.") from None
+    lacking = [k for k in needed if k not in found]
+    if lacking:
+        raise StoreError(f"{path} is damaged: it lacks {', '.join(lacking)}; {fix}.")
+    return found
