@@ -351,3 +351,24 @@ def test_report_leaves_out_a_damaged_set_and_says_which(run_dir):
     assert code == 0, output
     assert "warning: left out of the report" in output and "neuron_4/arrays.safetensors is missing or damaged" in output
     assert (run_dir / "report" / "neuron_3.html").exists() and not (run_dir / "report" / "neuron_4.html").exists()
+
+
+def test_out_none_is_named(store):
+    cs = cv.disentangle(store, neuron=3, params=cv.Params(top=60, distance_threshold=10.0, outlier_threshold=30.0))
+    for bad in (None, "", 3):
+        with pytest.raises(cv.ConceptvecError, match="needs a folder to be written to"):
+            cs.save(bad)
+    with pytest.raises(cv.ConceptvecError, match="activation store needs a folder"):
+        cv.extract("digits", layer="block3", data="digits", out=None, progress=False)
+
+
+def test_ctrl_c_during_a_report_is_not_swallowed(run_dir, monkeypatch):
+    from conceptvec.report import html
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(html, "neuron_page", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        html.write_report(run_dir, umap=False)
+    assert not (run_dir / "report").exists() and not [p for p in run_dir.iterdir() if p.name.startswith(".report")]

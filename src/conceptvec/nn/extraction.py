@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 from rich.console import Console
 
 from ..errors import ConceptvecError, StoreError
+from ..storage.atomic import output_path
 from ..storage.store import ActivationStore, StoreWriter, remove_leftovers
 from .config import CHUNK_SIZE, ExtractConfig
 
@@ -81,6 +82,7 @@ def extract(
     from .models import find_layer, is_script, load_model
     from .runner import prepare_data, run_chunks
 
+    out = output_path(out, what="activation store")  # before minutes of loading
     c = _config(config, locals())
     weights, per_class, seed, batch_size, workers = c.weights, c.per_class, c.seed, c.batch_size, c.workers
     dtype, pool, key_map, mean, std, size = c.dtype, c.pool, c.key_map, c.mean, c.std, c.size
@@ -100,7 +102,6 @@ def extract(
         "model": loaded.describe(), "layer": layer, "pooling": pool, "data": data_desc, "preprocessing": preprocessing,
     }
     fingerprint = {**metadata, "chunk_size": int(chunk_size)}
-    out = Path(out)
     existing = _existing_store(out, metadata, dtype, overwrite)
     if existing is not None:
         _say(progress, f"{out} is already complete for this model, layer and data; nothing to do.")

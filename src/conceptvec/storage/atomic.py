@@ -17,6 +17,13 @@ def _is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
 
 
+def output_path(value: Any, *, what: str = "output") -> Path:
+    """``value`` as the path of an output folder; None, an empty text or another type is an error naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise ConceptvecError(f"the {what} needs a folder to be written to (out=PATH, --out PATH), got {value!r}.")
+    return Path(value)
+
+
 def refuse_existing(
     target: str | os.PathLike,
     *,
@@ -33,7 +40,7 @@ def refuse_existing(
     Long stages call this before their work as well as through ``atomic_directory``, so that a
     refusal comes before minutes of computing, not after.
     """
-    target = Path(target)
+    target = output_path(target, what=what)
     here = target.resolve()
     for item in protect:
         if item is None:
@@ -74,7 +81,7 @@ def atomic_directory(
     ``target`` is checked first as :func:`refuse_existing` checks it. A crash or Ctrl-C inside the
     block leaves ``target`` as it was and removes the temporary directory.
     """
-    target = Path(target)
+    target = output_path(target, what=what)
     refuse_existing(target, overwrite=overwrite, what=what, marker=marker, protect=protect)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic import read_json, refuse_existing, replace_directory, write_json, writer_lock
+from .atomic import output_path, read_json, refuse_existing, replace_directory, write_json, writer_lock
 from .provenance import environment
 from ..errors import StoreError
 
@@ -246,7 +246,7 @@ class StoreWriter:
                  overwrite: bool = False, protect: Sequence[str | os.PathLike | None] = ()):
         if dtype not in DTYPES:
             raise StoreError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}.")
-        self.path = Path(path)
+        self.path = output_path(path, what="activation store")
         self._lock = writer_lock(self.path)
         self._lock.__enter__()  # held until __exit__: a second extraction into the same folder is refused
         try:
