@@ -86,7 +86,7 @@ def store_scale(directory: Path, n: int = 1_281_167, units: int = 2048, chunk: i
     rng = np.random.default_rng(0)
     block = rng.normal(size=(chunk, units)).astype(np.float16)
     start = time.perf_counter()
-    with StoreWriter(directory / "big", {"benchmark": "store scale"}, dtype="float16") as w:
+    with StoreWriter(directory / "big", fingerprint={"benchmark": "store scale"}, dtype="float16") as w:
         for k, s in enumerate(range(0, n, chunk)):
             rows = block[: min(chunk, n - s)]
             w.write_chunk(k, s, s + len(rows), rows)
