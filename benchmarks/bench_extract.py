@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--layer", default="Mixed_7b")
     parser.add_argument("--images", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=1, help="DataLoader workers of cv.extract")
+    parser.add_argument("--workers", type=int, default=2, help="cv.extract's workers: this process and workers - 1 DataLoader processes")
     parser.add_argument("--gpu", action="store_true", help="also time cv.extract on CUDA with float16 autocast")
     parser.add_argument("--store-scale", action="store_true", help="also write and read a 1.28M x 2048 float16 store")
     parser.add_argument("--only-store-scale", action="store_true", help="run the store-scale part alone (its memory unmixed with the models')")

@@ -184,7 +184,7 @@ def extract(
     class_index: Annotated[Optional[Path], typer.Option("--class-index", help="ImageNet class-index JSON for WordNet-id folders.")] = None,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
-    workers: Annotated[int, typer.Option("--workers", help="Processes reading and decoding examples; 0 or 1: this process alone.")] = 0,
+    workers: Annotated[int, typer.Option("--workers", help="Processes at work, this one included: N-1 of them read and decode examples while this one runs the model; 0 or 1: this process alone.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="float32 or float16 on disk.")] = "float32",
     pool: Annotated[str, typer.Option("--pool", help="avg (the paper's), max, or cls.")] = "avg",

@@ -33,7 +33,8 @@ class ExtractConfig:
     batch_size : int
         Examples per forward pass.
     workers : int
-        Processes that read and preprocess examples; 0 or 1: this process alone, N >= 2: N DataLoader workers.
+        Processes at work, this one included: this process runs the model and ``workers - 1`` more read and
+        decode examples (DataLoader workers); 0 or 1: this process does both.
     device : str
         ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
     dtype : str

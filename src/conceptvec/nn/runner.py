@@ -80,8 +80,9 @@ def run_chunks(module, layer, pool, dataset, todo, writer, n, finished, dev, bat
     # Batches never cross a chunk boundary, so a resumed run computes the very batches of an uninterrupted one.
     batches = [list(range(b, min(b + batch_size, stop))) for _, start, stop in todo for b in range(start, stop, batch_size)]
     cuda = dev.type == "cuda"
-    # workers as the glossary counts them: processes reading examples, this one included (1 or 0: only this one).
-    loaders = workers if workers > 1 else 0
+    # workers as the glossary counts them, this process included: it runs the model while workers - 1
+    # DataLoader processes read and decode examples (0 or 1: this process does both).
+    loaders = workers - 1 if workers > 1 else 0
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=loaders, collate_fn=collate, pin_memory=cuda,
                         prefetch_factor=4 if loaders else None)
     module = module.to(dev)
