@@ -13,7 +13,7 @@ runner = CliRunner()
 def _store(tmp_path):
     acts, _ = planted()
     names = {"label_name": [f"group {i % 3}" for i in range(len(acts))]}
-    return cv.ActivationStore.create(tmp_path / "store", acts, names, {"model": {"name": "m"}, "layer": "l"})
+    return cv.ActivationStore.create(tmp_path / "store", acts, examples=names, metadata={"model": {"name": "m"}, "layer": "l"})
 
 
 def test_help_lists_each_command():
