@@ -258,9 +258,9 @@ def test_control_comparison_with_the_shipped_networks(demo_run):
 def readme_blocks() -> tuple[list[str], list[str]]:
     """The demo's printed output in README.md ("See it work"), and the lines of its --control table."""
     text = (ROOT / "README.md").read_text()
-    demo = re.search(r"```\n\$ conceptvec demo --out conceptvec-demo\n(.*?)```", text, re.S).group(1).splitlines()
+    demo = [line.rstrip() for line in re.search(r"```\n\$ conceptvec demo --out conceptvec-demo\n(.*?)```", text, re.S).group(1).splitlines()]
     control = re.search(r"```\n(\s*┃\s+network.*?)```", text, re.S).group(1).splitlines()
-    return demo, [line.strip() for line in control]
+    return demo, [line.strip() for line in control if line.strip()]
 
 
 def test_readme_output_is_the_demo_output(tmp_path, monkeypatch):
@@ -272,9 +272,10 @@ def test_readme_output_is_the_demo_output(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["demo", "--out", "conceptvec-demo", "--control"], env={"COLUMNS": "100"})
     assert result.exit_code == 0, result.output
-    printed = result.stdout.splitlines()  # progress bars go to stderr
+    printed = [line.rstrip() for line in result.stdout.splitlines()]
     demo, control = readme_blocks()
-    assert printed[: len(demo)] == demo
+    first = printed.index(demo[0])  # after the progress bars
+    assert printed[first : first + len(demo)] == demo
     stripped = [line.strip() for line in printed]
     assert all(line in stripped for line in control[:-1]), control
     assert any(line.startswith(control[-1]) for line in stripped), control[-1]
