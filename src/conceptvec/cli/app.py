@@ -83,7 +83,7 @@ def concept_table(cs, label_names=None, title: str | None = None) -> Table:
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Where to write the demo run (a new or empty folder, or an earlier run of the same settings).")] = Path("conceptvec-demo"),
     retrain: Annotated[bool, typer.Option("--retrain", help="Train the digits CNN here instead of using the shipped weights. Seeded training still "
-                                          "differs across CPUs and thread counts, so the numbers then differ from the README's.")] = False,
+                                          "differs across CPUs and thread counts, so the numbers may then differ from the README's.")] = False,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs with --retrain (default 120, as the shipped weights).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the method's k-means, and of the training with --retrain.")] = 0,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report.")] = True,
