@@ -1,18 +1,39 @@
+import re
+import tomllib
 from collections import Counter
+from fnmatch import fnmatch
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import conceptvec as cv
+from conceptvec.demo.demo import control_comparison, run_demo
+from conceptvec.nn.digits import (WEIGHTS_FILE, DigitsCNN, TrainConfig, are_merged, load_digits_cnn, save_digits_cnn,
+                                  shipped_digits_dir, training_results)
 from conceptvec.storage.atomic import read_json
-from conceptvec.demo.demo import run_demo
-from conceptvec.nn.digits import are_merged
+from conceptvec.storage.provenance import file_digest
+
+ROOT = Path(__file__).resolve().parents[2]
+RETRAIN_EPOCHS = 20  # enough for units that mix a merged pair; a few seconds on one thread
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    return run_demo(out, epochs=20, progress=False, report=False)
+    out = tmp_path_factory.mktemp("demo") / "run"
+    return run_demo(out, progress=False, report=False)
+
+
+@pytest.fixture(scope="module")
+def retrained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("retrained") / "run"
+    return run_demo(out, retrain=True, epochs=RETRAIN_EPOCHS, progress=False, report=False)
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder`` with its size and modification time."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_demo_end_to_end(demo_run):
@@ -27,6 +48,7 @@ def test_demo_end_to_end(demo_run):
     assert cs.params.distance_threshold == pytest.approx(cs.provenance["thresholds"]["distance_threshold"])
     assert cs.provenance["activations"]["model"]["name"] == "digits"
     summary = read_json(r.out / "demo.json")
+    assert summary["status"] == "complete"
     assert summary["neuron"] == r.neuron and summary["n_merged_pair_units"] == len(r.merged_units) > 0
     assert summary["params"] == cs.params.to_dict() and "percentile" in summary["thresholds"]["rule"]
     makeup = read_json(r.out / f"neuron_{r.neuron}" / "digit_makeup.json")
@@ -36,19 +58,168 @@ def test_demo_end_to_end(demo_run):
     assert all(p.stat().st_size > 10_000 for p in r.figures)
 
 
+def test_demo_records_the_shipped_weights_by_content(demo_run):
+    shipped = shipped_digits_dir() / WEIGHTS_FILE
+    digest = file_digest(shipped)
+    summary = read_json(demo_run.out / "demo.json")
+    assert summary["weights"]["source"] == "shipped" and not (demo_run.out / "model").exists()  # nothing trained
+    assert summary["weights"]["sha256"] == digest["sha256"] == demo_run.weights["sha256"]
+    assert summary["model"]["weights_sha256"] == digest["sha256"] and summary["model"]["weights_size"] == digest["size"]
+    assert demo_run.store.metadata["model"]["weights_sha256"] == digest["sha256"]
+    assert training_results(shipped_digits_dir())["weights"] == digest  # the record shipped beside the file
+
+
+def test_shipped_weights_give_the_readme_numbers(demo_run):
+    # The numbers README.md prints under "See it work" (test_readme_output_is_the_demo_output checks the text itself).
+    r, cs = demo_run, demo_run.concept_set
+    assert f"{r.test_accuracy:.1%}" == "95.5%"
+    assert f"{r.params.distance_threshold:.2f} {r.params.outlier_threshold:.2f}" == "18.26 17.61"
+    assert len(r.merged_units) == 16 and sum(u["split"] for u in r.merged_units) == 14
+    assert r.neuron == 29
+    assert (cs.n_agglomerative, cs.n_concepts, int(cs.outliers.sum()), int((~cs.kept).sum())) == (3, 3, 9, 9)
+    makeup = read_json(r.out / "neuron_29" / "digit_makeup.json")
+    assert makeup["top_examples"] == {"7": 47, "2": 47, "5": 2, "9": 2, "3": 2}
+    assert makeup["concepts"] == [{"7": 19}, {"2": 43}, {"7": 27, "2": 1, "3": 1}]
+
+
 def test_merged_units_are_split_by_the_method(demo_run):
     # The planted evidence: most units mixing a merged pair get a concept for each digit of the pair.
     split = sum(u["split"] for u in demo_run.merged_units)
     assert split >= len(demo_run.merged_units) / 2
 
 
-def test_demo_reuses_model_and_store(demo_run):
+def test_demo_reuses_its_store(demo_run):
     store_file = demo_run.out / "store" / "activations.npy"
     before = store_file.stat().st_mtime_ns
-    again = run_demo(demo_run.out, epochs=20, progress=False, report=False)
-    assert again.reused_model and store_file.stat().st_mtime_ns == before
+    again = run_demo(demo_run.out, progress=False, report=False)
+    assert store_file.stat().st_mtime_ns == before and again.weights["sha256"] == demo_run.weights["sha256"]
     assert again.neuron == demo_run.neuron
     np.testing.assert_array_equal(again.concept_set.labels, demo_run.concept_set.labels)
+
+
+def test_demo_runs_on_one_thread_and_restores_the_setting(tmp_path, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    import conceptvec.demo.demo as demo
+
+    seen = {}
+
+    def spy(acts, **kwargs):  # the threshold rule runs scikit-learn's OpenMP k-means
+        seen["torch"] = torch.get_num_threads()
+        seen["pools"] = {p["user_api"]: p["num_threads"] for p in threadpool_info()}
+        return real(acts, **kwargs)
+
+    real = demo.layer_thresholds
+    monkeypatch.setattr(demo, "layer_thresholds", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run_demo(tmp_path / "run", progress=False, report=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen["torch"] == 1 and seen["pools"] and set(seen["pools"].values()) == {1}, seen
+
+
+def test_demo_refuses_other_settings_before_changing_anything(demo_run):
+    before = snapshot(demo_run.out)
+    with pytest.raises(cv.ConceptvecError, match=r"holds the demo run of the shipped weights .* --out"):
+        run_demo(demo_run.out, retrain=True, epochs=RETRAIN_EPOCHS, progress=False, report=False)
+    with pytest.raises(cv.ConceptvecError, match=r"method seed 0, not of .* method seed 1.*--out \S+-seed-1\)"):
+        run_demo(demo_run.out, seed=1, progress=False, report=False)
+    assert snapshot(demo_run.out) == before and not (demo_run.out / "model").exists()
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(cv.ConceptvecError, match="holds no demo run"):
+        run_demo(tmp_path, progress=False, report=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"] and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_epochs_apply_only_when_retraining(tmp_path):
+    with pytest.raises(cv.ConceptvecError, match="--retrain"):
+        run_demo(tmp_path / "run", epochs=20, progress=False, report=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_retrain_trains_into_the_run_and_reuses_it(retrained_run):
+    r = retrained_run
+    model_dir = r.out / "model"
+    record = training_results(model_dir)
+    assert r.weights["source"] == "retrained" and not r.weights["reused"]
+    assert record["train"]["epochs"] == RETRAIN_EPOCHS and record["weights"] == file_digest(model_dir / WEIGHTS_FILE)
+    assert r.store.metadata["model"]["weights_sha256"] == record["weights"]["sha256"] == r.weights["sha256"]
+    assert record["trained_on"]["torch_threads"] == 1
+    before = snapshot(model_dir)
+    again = run_demo(r.out, retrain=True, epochs=RETRAIN_EPOCHS, progress=False, report=False)
+    assert again.weights["reused"] and snapshot(model_dir) == before and again.neuron == r.neuron
+    # Other training settings: refused before the model (or anything else) is touched.
+    everything = snapshot(r.out)
+    with pytest.raises(cv.ConceptvecError, match=r"retrained here \(20 epochs.*not of weights retrained here \(21 epochs.*--out"):
+        run_demo(r.out, retrain=True, epochs=RETRAIN_EPOCHS + 1, progress=False, report=False)
+    assert snapshot(r.out) == everything
+
+
+def test_retrained_weights_replaced_at_the_same_path_are_not_reused(retrained_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(retrained_run.out, out)
+    model_dir, store_dir = out / "model", out / "store"
+    old_acts = np.array(cv.ActivationStore.open(store_dir).activations)
+    # As if trained again elsewhere (other CPU, other weights), saved with its own record, at the same path.
+    model = load_digits_cnn(model_dir)
+    with torch.no_grad():
+        model.block3[0].bias += 0.05
+    record = training_results(model_dir)
+    config = TrainConfig(**record["train"])
+    save_digits_cnn(model, model_dir, config, {"test_accuracy_merged_classes": record["test_accuracy_merged_classes"]}, overwrite=True)
+    new_sha = file_digest(model_dir / WEIGHTS_FILE)["sha256"]
+    assert new_sha != retrained_run.weights["sha256"]
+
+    again = run_demo(out, retrain=True, epochs=RETRAIN_EPOCHS, progress=False, report=False)
+    store = cv.ActivationStore.open(store_dir)
+    assert store.metadata["model"]["weights_sha256"] == new_sha == read_json(out / "demo.json")["weights"]["sha256"]
+    assert not np.array_equal(np.asarray(store.activations), old_acts)  # extracted again, not reused
+    assert again.weights["sha256"] == new_sha and (out / f"neuron_{again.neuron}").exists()
+
+    # A file that its training did not write is refused, and the store is left as it was.
+    (model_dir / WEIGHTS_FILE).write_bytes((shipped_digits_dir() / WEIGHTS_FILE).read_bytes())
+    before = snapshot(out)
+    with pytest.raises(cv.ConceptvecError, match="not the file its training wrote"):
+        run_demo(out, retrain=True, epochs=RETRAIN_EPOCHS, progress=False, report=False)
+    assert snapshot(out) == before
+
+
+def test_shipped_weights_are_checked_against_their_record(tmp_path, monkeypatch):
+    import shutil
+
+    import conceptvec.nn.digits as digits
+
+    copy = tmp_path / "digits-merged"
+    shutil.copytree(shipped_digits_dir(), copy)
+    state = {k: v.clone() for k, v in load_digits_cnn(copy).state_dict().items()}
+    state["head.2.bias"] += 1.0
+    from safetensors.torch import save_file
+
+    save_file(state, str(copy / WEIGHTS_FILE))
+    monkeypatch.setattr(digits, "shipped_digits_dir", lambda *, merged=True: copy)
+    with pytest.raises(cv.ConceptvecError, match="do not match the digest"):
+        digits.load_shipped_digits_cnn()
+
+
+def test_shipped_weights_are_package_data():
+    # Every shipped file is matched by a package-data glob, so that wheels and sdists carry it.
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = config["tool"]["setuptools"]["package-data"]["conceptvec"]
+    package = ROOT / "src" / "conceptvec"
+    files = [p.relative_to(package).as_posix() for p in (package / "nn" / "weights").rglob("*") if p.is_file()]
+    assert sorted(Path(f).name for f in files) == ["digits_cnn.json", "digits_cnn.json", "digits_cnn.safetensors", "digits_cnn.safetensors"]
+    assert [f for f in files if not any(fnmatch(f, g) for g in globs)] == []
+    for merged, classes in ((True, 5), (False, 10)):
+        model = load_digits_cnn(shipped_digits_dir(merged=merged))
+        assert isinstance(model, DigitsCNN) and model.head[2].out_features == classes
 
 
 def test_mixing_counts_by_hand():
@@ -65,7 +236,7 @@ def test_mixing_counts_by_hand():
 
 
 def test_control_network_trains_on_ten_classes(tmp_path):
-    from conceptvec.nn.digits import TrainConfig, cached_digits_cnn, load_digits_cnn
+    from conceptvec.nn.digits import cached_digits_cnn
 
     model, directory, _ = cached_digits_cnn(tmp_path / "c", TrainConfig(epochs=1, merged=False))
     assert model.head[2].out_features == 10
@@ -73,13 +244,40 @@ def test_control_network_trains_on_ten_classes(tmp_path):
     assert load_digits_cnn(directory).head[2].out_features == 10
 
 
-def test_demo_command_prints_summary_and_writes_report(demo_run):
+def test_control_comparison_with_the_shipped_networks(demo_run):
+    rows = control_comparison(demo_run.out, progress=False)
+    assert rows["merged"]["weights"]["source"] == rows["control"]["weights"]["source"] == "shipped"
+    assert (rows["merged"]["classes"], rows["control"]["classes"]) == (5, 10)
+    # README's --control table
+    assert [f"{rows[n]['test_accuracy']:.1%}" for n in ("merged", "control")] == ["95.5%", "98.3%"]
+    assert [(rows[n]["mixing"], rows[n]["mixing_a_merged_pair"]) for n in ("merged", "control")] == [(59, 16), (51, 1)]
+    assert read_json(demo_run.out / "control.json")["control"]["weights"]["sha256"] == file_digest(
+        shipped_digits_dir(merged=False) / WEIGHTS_FILE)["sha256"]
+
+
+def readme_blocks() -> tuple[list[str], list[str]]:
+    """The demo's printed output in README.md ("See it work"), and the lines of its --control table."""
+    text = (ROOT / "README.md").read_text()
+    demo = [line.rstrip() for line in re.search(r"```\n\$ conceptvec demo --out conceptvec-demo\n(.*?)```", text, re.S).group(1).splitlines()]
+    control = re.search(r"```\n(\s*┃\s+network.*?)```", text, re.S).group(1).splitlines()
+    return demo, [line.strip() for line in control if line.strip()]
+
+
+def test_readme_output_is_the_demo_output(tmp_path, monkeypatch):
+    # README's command as written, in a fresh folder; its printed lines are the README's, character for character.
     from typer.testing import CliRunner
 
     from conceptvec.cli import app
 
-    result = CliRunner().invoke(app, ["demo", "--out", str(demo_run.out), "--epochs", "20"], env={"COLUMNS": "200"})
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["demo", "--out", "conceptvec-demo", "--control"], env={"COLUMNS": "100"})
     assert result.exit_code == 0, result.output
-    assert f"neuron {demo_run.neuron} chosen because" in result.output and "reused" in result.output
-    assert f"report {demo_run.out / 'report' / 'index.html'}" in result.output
-    assert (demo_run.out / "report" / f"neuron_{demo_run.neuron}.html").exists()
+    printed = [line.rstrip() for line in result.stdout.splitlines()]
+    demo, control = readme_blocks()
+    first = printed.index(demo[0])  # after the progress bars
+    assert printed[first : first + len(demo)] == demo
+    stripped = [line.strip() for line in printed]
+    assert all(line in stripped for line in control[:-1]), control
+    assert any(line.startswith(control[-1]) for line in stripped), control[-1]
+    assert (tmp_path / "conceptvec-demo" / "report" / "neuron_29.html").exists()
+    assert "report conceptvec-demo/report/index.html" in printed

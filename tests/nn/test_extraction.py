@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -90,6 +92,34 @@ def test_reuse_and_refuse_mismatch(tmp_path, digits_weights, capsys):
     assert (tmp_path / "s" / "activations.npy").stat().st_mtime_ns == mtime and b.shape == a.shape
     with pytest.raises(cv.StoreError, match=r"different extraction \(layer: store has 'block3', asked 'block2'\)"):
         cv.extract("digits", layer="block2", data="digits", out=tmp_path / "s", weights=digits_weights, progress=False)
+
+
+def test_weights_replaced_at_the_same_path_are_another_model(tmp_path, digits_weights):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from conceptvec.storage.provenance import file_digest
+
+    weights = tmp_path / "w.safetensors"
+    shutil.copyfile(Path(digits_weights) / "digits_cnn.safetensors", weights)
+    a = cv.extract("digits", layer="block3", data="digits", out=tmp_path / "s", weights=str(weights), progress=False)
+    assert a.metadata["model"]["weights_sha256"] == file_digest(weights)["sha256"]
+    assert a.metadata["model"]["weights_size"] == weights.stat().st_size
+    state = {k: v.clone() for k, v in load_digits_cnn(weights).state_dict().items()}
+    state["block3.0.bias"] += 0.5
+    save_file(state, str(weights))  # same path, same size, other content
+    with pytest.raises(cv.StoreError, match=r"model\.weights_sha256: store has '[0-9a-f]{64}', asked '[0-9a-f]{64}'"):
+        cv.extract("digits", layer="block3", data="digits", out=tmp_path / "s", weights=str(weights), progress=False)
+    b = cv.extract("digits", layer="block3", data="digits", out=tmp_path / "s", weights=str(weights), overwrite=True, progress=False)
+    assert b.metadata["model"]["weights_sha256"] == file_digest(weights)["sha256"] != a.metadata["model"]["weights_sha256"]
+    assert not np.array_equal(np.asarray(b.activations), np.asarray(a.activations))
+    # The same content at another path (a moved folder) is the same model: reused, not refused.
+    moved = tmp_path / "moved.safetensors"
+    shutil.copyfile(weights, moved)
+    mtime = (tmp_path / "s" / "activations.npy").stat().st_mtime_ns
+    cv.extract("digits", layer="block3", data="digits", out=tmp_path / "s", weights=str(moved), progress=False)
+    assert (tmp_path / "s" / "activations.npy").stat().st_mtime_ns == mtime
 
 
 def test_per_class_digits(tmp_path, digits_weights):
@@ -195,7 +225,7 @@ def test_complete_store_does_nothing_and_mismatched_resume_is_refused(tmp_path, 
     with pytest.raises(cv.StoreError, match=r"part of a different extraction \(layer: partial has '2', asked '3'\)"):
         cv.extract(tiny_cnn(), layer="3", data=root, out=tmp_path / "p", transform=TRANSFORM, chunk_size=3, progress=False)
     (root / "a" / "extra.png").write_bytes((root / "a" / "img_0.png").read_bytes())
-    with pytest.raises(cv.StoreError, match=r"different extraction \(data: .*'n_examples': 12.*'n_examples': 13"):
+    with pytest.raises(cv.StoreError, match=r"different extraction \(.*data\.n_examples: store has 12, asked 13"):
         _extract_module(root, tmp_path / "s")
 
 

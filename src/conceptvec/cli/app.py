@@ -129,21 +129,27 @@ def concept_table(cs, label_names=None, title: str | None = None) -> Table:
 @app.command()
 @cli_errors
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Where to write the demo run.")] = Path("conceptvec-demo"),
-    epochs: Annotated[int, typer.Option(help="Training epochs of the digits CNN.")] = 120,
-    seed: SeedOpt = 0,
+    out: Annotated[Path, typer.Option("--out", help="Where to write the demo run (a new or empty folder, or an earlier run of the same settings).")] = Path("conceptvec-demo"),
+    retrain: Annotated[bool, typer.Option("--retrain", help="Train the digits CNN here instead of using the shipped weights. Seeded training still "
+                                          "differs across CPUs and thread counts, so the numbers may then differ from the README's.")] = False,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs with --retrain (default 120, as the shipped weights).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the method's k-means, and of the training with --retrain.")] = 0,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report.")] = True,
-    control: Annotated[bool, typer.Option("--control", help="Also train a 10-class control network and compare (about 40 s more).")] = False,
+    control: Annotated[bool, typer.Option("--control", help="Also compare with a 10-class control network (shipped, or trained with --retrain).")] = False,
 ) -> None:
     """Offline demo: split a polysemantic neuron of a CNN trained on bundled digits into concept vectors."""
     from ..demo.demo import control_comparison, run_demo
 
-    result = run_demo(out, epochs=epochs, seed=seed, report=report)
+    result = run_demo(out, retrain=retrain, epochs=epochs, seed=seed, report=report)
     cs, store = result.concept_set, result.store
     p = result.params
-    console.print(f"[bold]model[/] digits CNN, classes merging 0|5 1|6 2|7 3|8 4|9, "
-                  f"{'reused' if result.reused_model else 'trained'}: {result.test_accuracy:.1%} test accuracy; "
-                  f"layer {store.metadata['layer']}, {store.n_examples} examples x {store.n_units} units")
+    w = result.weights
+    if w["source"] == "shipped":
+        weights = "shipped weights"
+    else:
+        weights = f"{'reused, ' if w['reused'] else ''}trained here ({w['train']['epochs']} epochs, seed {w['train']['seed']})"
+    console.print(f"[bold]model[/] digits CNN, classes merging 0|5 1|6 2|7 3|8 4|9, {weights}: "
+                  f"{result.test_accuracy:.1%} test accuracy; layer {store.metadata['layer']}, {store.n_examples} examples x {store.n_units} units")
     console.print(f"[bold]thresholds[/] distance {p.distance_threshold:.2f}, outlier {p.outlier_threshold:.2f} "
                   f"(layer-wide rule, see {result.out / 'demo.json'})")
     split = sum(r["split"] for r in result.merged_units)
@@ -159,7 +165,7 @@ def demo(
     if result.report:
         console.print(f"[bold]report[/] {result.report}")
     if control:
-        rows = control_comparison(out, epochs=epochs, seed=seed)
+        rows = control_comparison(out, retrain=retrain, epochs=epochs, seed=seed)
         table = Table(title="planted vs control: units whose top examples mix two digits")
         for col in ("network", "test accuracy", "mixing units", "of them a merged pair"):
             table.add_column(col, justify="right")

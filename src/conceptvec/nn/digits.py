@@ -7,7 +7,9 @@ pushed to make units that respond to two digits: polysemantic neurons planted by
 from __future__ import annotations
 
 import os
+import platform
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..storage.atomic import atomic_directory, read_json, write_json
-from ..storage.provenance import environment
+from ..storage.provenance import environment, file_digest
 from .data import DIGITS_PREFIX, load_digits_images
 from ..errors import ConceptvecError
 
@@ -26,6 +28,10 @@ WEIGHTS_FILE = "digits_cnn.safetensors"
 CONFIG_FILE = "digits_cnn.json"
 INPUT_SIZE = 16
 DEFAULT_LAYER = "block3"
+# The trained networks shipped as package data (nn/weights/<folder>/digits_cnn.*), each the model folder
+# that `conceptvec demo --retrain --control` writes: seeded training gives other weights on other CPUs
+# and thread counts, so a fixed copy is what makes the demo's numbers the same everywhere.
+SHIPPED = {True: "digits-merged", False: "digits-control"}
 
 
 def merged_class(digits: np.ndarray) -> np.ndarray:
@@ -104,14 +110,60 @@ def train_digits_cnn(config: TrainConfig = TrainConfig(), progress: Callable[[in
     return model, {key: accuracy, "n_train": len(train), "n_test": n_test}
 
 
-def save_digits_cnn(model: DigitsCNN, directory: str | os.PathLike, config: TrainConfig, results: dict[str, Any], overwrite: bool = False) -> Path:
+def save_digits_cnn(model: DigitsCNN, directory: str | os.PathLike, config: TrainConfig, results: dict[str, Any], *, overwrite: bool = False) -> Path:
     with atomic_directory(directory, overwrite=overwrite, what="model") as tmp:
         save_file(model.state_dict(), str(tmp / WEIGHTS_FILE))
         write_json(tmp / CONFIG_FILE, {
             "model": "conceptvec DigitsCNN", "merged_pairs": [[d, d + 5] for d in range(5)] if config.merged else [],
-            "train": asdict(config), **results, "preprocessing": PREPROCESSING, **environment(),
+            "train": asdict(config), **results, "weights": file_digest(tmp / WEIGHTS_FILE),
+            # Seeded training still differs across CPUs and thread counts: where these weights came from.
+            "trained_on": {"cpu": cpu_name(), "machine": platform.machine(), "torch_threads": torch.get_num_threads()},
+            "preprocessing": PREPROCESSING, **environment(),
         })
     return Path(directory)
+
+
+def cpu_name() -> str:
+    """The processor's model name as the OS reports it ('unknown' where it does not)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def training_results(directory: str | os.PathLike) -> dict[str, Any]:
+    """What training recorded beside the weights in ``directory`` (its config, test accuracy, weights' digest)."""
+    return read_json(Path(directory) / CONFIG_FILE)
+
+
+def recorded_accuracy(results: dict[str, Any]) -> float:
+    """The test accuracy training recorded: on the merged classes, or on the digits for the control network."""
+    return float(results.get("test_accuracy_merged_classes", results.get("test_accuracy_digits")))
+
+
+def shipped_digits_dir(*, merged: bool = True) -> Path:
+    """The folder of the trained CNN shipped with conceptvec (merged classes, or the 10-class control)."""
+    folder = resources.files("conceptvec.nn").joinpath("weights", SHIPPED[merged])
+    if not isinstance(folder, Path) or not (folder / WEIGHTS_FILE).is_file():
+        raise ConceptvecError(
+            f"the shipped digits CNN ({SHIPPED[merged]}) is missing from this installation of conceptvec ({folder}); "
+            f"reinstall conceptvec, or train one with `conceptvec demo --retrain`."
+        )
+    return folder
+
+
+def load_shipped_digits_cnn(*, merged: bool = True) -> tuple[DigitsCNN, Path, dict[str, Any]]:
+    """The shipped trained CNN, its folder and its training record; checked against the digest recorded there."""
+    folder = shipped_digits_dir(merged=merged)
+    results = training_results(folder)
+    if file_digest(folder / WEIGHTS_FILE) != results.get("weights"):
+        raise ConceptvecError(f"the shipped weights {folder / WEIGHTS_FILE} do not match the digest recorded in "
+                              f"{folder / CONFIG_FILE}; reinstall conceptvec.")
+    return load_digits_cnn(folder), folder, results
 
 
 def load_digits_cnn(weights: str | os.PathLike) -> DigitsCNN:
@@ -120,7 +172,7 @@ def load_digits_cnn(weights: str | os.PathLike) -> DigitsCNN:
     if path.is_dir():
         path = path / WEIGHTS_FILE
     if not path.exists():
-        raise ConceptvecError(f"no digits CNN weights at {path}; train them with `conceptvec demo` or omit --weights to train into the cache.")
+        raise ConceptvecError(f"no digits CNN weights at {path}; give a file that `conceptvec demo --retrain` wrote (DIR/model), or omit --weights to use the shipped ones.")
     state = load_file(str(path))
     model = DigitsCNN(n_classes=state["head.2.weight"].shape[0])
     model.load_state_dict(state)

@@ -59,7 +59,8 @@ def extract(
     The store is written in chunks of ``chunk_size`` examples into ``<out>.partial``. Run again after
     Ctrl-C, a crash or ``kill -9``, the same call keeps the complete chunks and the finished store is
     identical to an uninterrupted run's; on a finished store it does nothing; a store or partial store
-    of a different model, layer, pooling or data is refused with what differs.
+    of a different model, layer, pooling or data is refused with what differs. Local weights files are
+    compared by content (sha256 and size), so weights replaced at the same path make a different model.
 
     Parameters
     ----------
@@ -160,13 +161,29 @@ def _existing_store(out: Path, metadata: dict[str, Any], dtype: str, overwrite: 
         return None
     store = ActivationStore.open(out)
     asked = {**metadata, "dtype": dtype}
-    differs = [k for k in ("model", "layer", "pooling", "data", "preprocessing", "dtype")
-               if _comparable(store.metadata.get(k)) != _comparable(asked.get(k))]
+    had = dict(store.metadata)
+    model, wanted = had.get("model"), asked["model"]
+    if isinstance(model, dict) and model.get("weights_sha256") and model.get("weights_sha256") == wanted.get("weights_sha256"):
+        # The same weights by content at another path (a moved or copied run folder) are the same model.
+        had["model"] = {**model, "weights": wanted.get("weights")}
+    differs = [d for k in ("model", "layer", "pooling", "data", "preprocessing", "dtype")
+               for d in _differences(k, had.get(k), asked.get(k))]
     if differs:
-        details = "; ".join(f"{k}: store has {_short(store.metadata.get(k))}, asked {_short(asked.get(k))}" for k in differs)
+        details = "; ".join(f"{name}: store has {_short(had)}, asked {_short(wanted)}" for name, had, wanted in differs)
         raise StoreError(f"{out} already holds a different extraction ({details}). Use another --out or --overwrite.")
     remove_leftovers(out)
     return store
+
+
+def _differences(name: str, had: Any, wanted: Any) -> list[tuple[str, Any, Any]]:
+    """(name, stored, asked) of what differs; within a dict, the differing entries by name, so that a changed
+    weights digest is shown rather than cut off behind a long path."""
+    had, wanted = _comparable(had), _comparable(wanted)
+    if had == wanted:
+        return []
+    if isinstance(had, dict) and isinstance(wanted, dict):
+        return [(f"{name}.{k}", had.get(k), wanted.get(k)) for k in sorted(set(had) | set(wanted), key=str) if had.get(k) != wanted.get(k)]
+    return [(name, had, wanted)]
 
 
 def _comparable(value: Any) -> Any:

@@ -3,7 +3,7 @@
 Specs: ``digits`` (the bundled CNN), ``torchvision:NAME``, ``timm:NAME``, ``hf:NAME_OR_PATH`` (a
 transformers vision model in a local folder), ``checkpoint:FILE`` (TorchScript); or pass an
 ``nn.Module`` directly. Weights never unpickle code: state dicts load with ``weights_only=True`` or
-from safetensors.
+from safetensors. Local weights files are fingerprinted by content (sha256 and size, in ``describe()``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import ConceptvecError
+from ..storage.provenance import file_digest
 
 SPEC_KINDS = ("digits", "torchvision:NAME", "timm:NAME", "hf:NAME_OR_PATH", "checkpoint:FILE")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -36,12 +37,29 @@ class LoadedModel:
     input_shape: tuple[int, ...]
     preprocessing: dict[str, Any] = field(default_factory=dict)
     key_map: str | None = None
+    # Content of the local weights file(s) loaded, as read at load time: a store records it, so that
+    # a file replaced at the same path makes another extraction, not the same one.
+    weights_digest: dict[str, Any] | None = None
 
     def describe(self) -> dict[str, Any]:
         out = {"name": self.name, "weights": self.weights}
+        if self.weights_digest is not None:
+            out["weights_sha256"] = self.weights_digest["sha256"]
+            out["weights_size"] = self.weights_digest["size"]
         if self.key_map is not None:
             out["key_map"] = self.key_map
         return out
+
+
+def files_digest(files: list[Path]) -> dict[str, Any]:
+    """sha256 and size of one weights file; of several (a model folder), the sha256 of their names and digests."""
+    if len(files) == 1:
+        return file_digest(files[0])
+    import hashlib
+
+    digests = {f.name: file_digest(f) for f in sorted(files)}
+    listing = "".join(f"{name} {d['sha256']}\n" for name, d in digests.items())
+    return {"sha256": hashlib.sha256(listing.encode()).hexdigest(), "size": sum(d["size"] for d in digests.values())}
 
 
 def load_model(
@@ -60,8 +78,8 @@ def load_model(
     weights : for ``torchvision``, a weights name (``DEFAULT``, ``IMAGENET1K_V1``); for ``torchvision`` and
         ``timm``, a local state-dict file (``.pt``/``.pth`` read with ``weights_only=True``, or ``.safetensors``);
         ``none`` for random weights (torch seed 0). For ``hf``, ``none`` builds the model from its config
-        with random weights. For ``digits``, a safetensors file or directory; without it the CNN is trained
-        (seeded) into the cache, or reused from there.
+        with random weights. For ``digits``, a safetensors file or directory; without it the trained CNN
+        shipped with conceptvec.
     key_map : how the state dict's key names map to the architecture's, when they differ: ``"order"``
         (the i-th tensor of the file is the i-th of the architecture), or ``{file_key: model_key}`` /
         a JSON file of it. Every tensor must find its place and shapes must match one to one.
@@ -96,12 +114,13 @@ def load_model(
 def _digits(weights: str | None) -> LoadedModel:
     from . import digits
 
-    if weights is None:
-        module, directory, _ = digits.cached_digits_cnn()
-        weights = str(directory / digits.WEIGHTS_FILE)
-    else:
-        module = digits.load_digits_cnn(weights)
-    return LoadedModel(module, "digits", str(weights), None, (1, digits.INPUT_SIZE, digits.INPUT_SIZE), dict(digits.PREPROCESSING))
+    path = digits.shipped_digits_dir() if weights is None else Path(weights)
+    if path.is_dir():
+        path = path / digits.WEIGHTS_FILE
+    digest = file_digest(path) if path.is_file() else None  # before loading: the digest is of what was loaded or earlier
+    module = digits.load_digits_cnn(path)
+    return LoadedModel(module, "digits", str(path if weights is None else weights), None,
+                       (1, digits.INPUT_SIZE, digits.INPUT_SIZE), dict(digits.PREPROCESSING), weights_digest=digest)
 
 
 def _random(weights: str | None) -> bool:
@@ -125,6 +144,7 @@ def _torchvision(name: str, weights: str | None, key_map, overrides: dict[str, A
         raise ConceptvecError(f"torchvision has no model {name!r}; nearest: {', '.join(near)}. All: torchvision.models.list_models().")
     weight_enum = get_model_weights(name)
     spec = "none" if weights is None else weights
+    digest = None  # named torchvision weights are identified by their name (their files carry a hash prefix)
     if _random(spec):
         torch.manual_seed(0)  # random weights, but the same ones every run
         module = get_model(name, weights=None)
@@ -132,6 +152,7 @@ def _torchvision(name: str, weights: str | None, key_map, overrides: dict[str, A
         loaded = "none (random, torch seed 0)"
     elif os.path.exists(spec):
         module = get_model(name, weights=None)
+        digest = files_digest([Path(spec)])
         module.load_state_dict(read_state_dict(spec, module, key_map))
         meta_weights = weight_enum.DEFAULT
         loaded = str(Path(spec).resolve())
@@ -159,6 +180,7 @@ def _torchvision(name: str, weights: str | None, key_map, overrides: dict[str, A
     return LoadedModel(
         module.eval(), f"torchvision:{name}", loaded, transform, _input_shape(transform),
         {"transforms_of": str(meta_weights), "transform": repr(transform), **({"overrides": overrides} if overrides else {})},
+        weights_digest=digest,
     )
 
 
@@ -173,9 +195,11 @@ def _timm(name: str, weights: str | None, key_map, overrides: dict[str, Any]) ->
         raise ConceptvecError(f"timm has no model {name!r}; nearest: {', '.join(near)}. All: timm.list_models().")
     torch.manual_seed(0)
     module = timm.create_model(name, pretrained=False)  # pretrained=True would download
+    digest = None
     if _random(weights):
         loaded = "none (random, torch seed 0)"
     elif os.path.exists(weights):
+        digest = files_digest([Path(weights)])
         module.load_state_dict(read_state_dict(weights, module, key_map))
         loaded = str(Path(weights).resolve())
     else:
@@ -193,6 +217,7 @@ def _timm(name: str, weights: str | None, key_map, overrides: dict[str, Any]) ->
         module.eval(), f"timm:{name}", loaded, transform, _input_shape(transform),
         {"data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}, "transform": repr(transform),
          **({"overrides": overrides} if overrides else {})},
+        weights_digest=digest,
     )
 
 
@@ -201,6 +226,7 @@ def _hf(name: str, weights: str | None, overrides: dict[str, Any]) -> LoadedMode
         from transformers import AutoConfig, AutoImageProcessor, AutoModel
     except ImportError:  # pragma: no cover - transformers is a dependency
         raise ConceptvecError("hf:NAME needs the transformers package; pip install transformers.") from None
+    digest = None
     try:
         config = AutoConfig.from_pretrained(name, local_files_only=True)
         if weights is not None and _random(weights):
@@ -208,6 +234,8 @@ def _hf(name: str, weights: str | None, overrides: dict[str, Any]) -> LoadedMode
             module = AutoModel.from_config(config)
             loaded = "none (random, torch seed 0)"
         elif weights is None:
+            files = _hf_weight_files(name)
+            digest = files_digest(files) if files else None
             module = AutoModel.from_pretrained(name, local_files_only=True)
             loaded = str(Path(name).resolve()) if Path(name).exists() else name
         else:
@@ -236,7 +264,16 @@ def _hf(name: str, weights: str | None, overrides: dict[str, Any]) -> LoadedMode
     return LoadedModel(
         module.eval(), f"hf:{name}", loaded, transform, _input_shape(transform),
         {"image_processor": processor.to_dict(), **({"overrides": overrides} if overrides else {})},
+        weights_digest=digest,
     )
+
+
+def _hf_weight_files(name: str) -> list[Path]:
+    """The weight files of a transformers model folder (none when ``name`` is not a local folder)."""
+    folder = Path(name)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
 
 
 def _checkpoint(path: str, weights: str | None, overrides: dict[str, Any]) -> LoadedModel:
@@ -248,6 +285,7 @@ def _checkpoint(path: str, weights: str | None, overrides: dict[str, Any]) -> Lo
         raise ConceptvecError(f"checkpoint {path} does not exist; give a TorchScript file saved with torch.jit.save.")
     if weights is not None:
         raise ConceptvecError("a TorchScript checkpoint holds its own weights; pass no --weights.")
+    digest = files_digest([Path(path)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream but is the format asked for
         try:
@@ -261,6 +299,7 @@ def _checkpoint(path: str, weights: str | None, overrides: dict[str, Any]) -> Lo
     return LoadedModel(
         module.eval(), f"checkpoint:{Path(path).resolve()}", str(Path(path).resolve()), transform, (3, size, size),
         {"transform": repr(transform), "note": "TorchScript has no preprocessing of its own; ImageNet's or the overrides"},
+        weights_digest=digest,
     )
 
 

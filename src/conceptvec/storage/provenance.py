@@ -1,7 +1,9 @@
-"""What every output records about how it was made: package versions and the time of writing."""
+"""What every output records about how it was made: package versions, the time of writing, the files it came from."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
 from datetime import datetime, timezone
 from importlib import metadata
@@ -19,3 +21,18 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             continue
     return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions}
+
+
+def file_digest(path: str | os.PathLike) -> dict[str, Any]:
+    """A file's content fingerprint: its size and SHA-256.
+
+    Outputs record it for the files they were made from (model weights), so that a file replaced at
+    the same path is seen as different; the path alone, or a modification time, is not the content.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return {"sha256": digest.hexdigest(), "size": size}

@@ -10,7 +10,7 @@ writes one (demo, report, feature visualisation, study, command line) asks it fo
         featureviz/           feature visualisations of the neuron and its concepts
       <name>/                 any other ConceptSet (a direction's), found by its conceptset.json
       report/                 the HTML report
-      figures/, model/, demo.json   written by `conceptvec demo`
+      figures/, model/, control-model/, demo.json, control.json   written by `conceptvec demo`
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class RunDir:
     FEATUREVIZ = "featureviz"
     FIGURES = "figures"
     MODEL = "model"
+    CONTROL_MODEL = "control-model"
 
     def __init__(self, path: str | os.PathLike):
         object.__setattr__(self, "path", Path(path))
@@ -63,6 +64,11 @@ class RunDir:
     @property
     def model(self) -> Path:
         return self.path / self.MODEL
+
+    @property
+    def control_model(self) -> Path:
+        """The demo's 10-class control network, when trained here (`conceptvec demo --control --retrain`)."""
+        return self.path / self.CONTROL_MODEL
 
     @staticmethod
     def neuron_name(neuron: int) -> str:
