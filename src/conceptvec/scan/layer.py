@@ -167,26 +167,25 @@ def scan_layer(
             f"directions {directions!r} is not 'neurons', 'svd:K', or an existing .npy / .safetensors file."
         )
 
-    fingerprint_dirs = fingerprint_directions(directions, n_units)
+    call = scan_call(params=params, neurons=neurons, directions=fingerprint_directions(directions, n_units),
+                     projecting=projecting, matrix=matrix, source=source)
     out_path = Path(out) if out is not None else None
-    if out_path is not None and not overwrite and (out_path / SCAN_FILE).exists():
-        done = read_json(out_path / SCAN_FILE).get("call")
-        if done is not None and done == scan_call(params=params, neurons=neurons, directions=fingerprint_dirs, projecting=projecting, matrix=matrix, source=source):
+    if out_path is not None and not overwrite:
+        if (out_path / SCAN_FILE).exists() and read_json(out_path / SCAN_FILE).get("call") == call:
             result = ScanResult.load(out_path, acts=matrix)
             result.reused = True
             return result
-    if out_path is not None and out_path.exists() and not overwrite and any(out_path.iterdir()):
-        raise ConceptvecError(
-            f"{out_path} already exists and holds a different scan (or other files). Choose another output folder, "
-            f"or pass --overwrite (overwrite=True) to replace the scan."
-        )
+        if out_path.exists() and any(out_path.iterdir()):
+            raise ConceptvecError(
+                f"{out_path} already exists and holds a different scan (or other files). Choose another output folder, "
+                f"or pass --overwrite (overwrite=True) to replace the scan."
+            )
     if out_path is not None:
         refuse_existing(out_path, overwrite=overwrite, what="scan", marker=SCAN_FILE, protect=[source.get("store")])
 
     kind, vectors = resolve_directions(directions, matrix, params=params, progress=progress)
     m_total = n_units if vectors is None else len(vectors)
     selected = parse_neurons(neurons, m_total, what="neuron" if vectors is None else "direction")
-    call = scan_call(params=params, neurons=neurons, directions=fingerprint_dirs, projecting=projecting, matrix=matrix, source=source)
 
     with writer_lock(out_path) if out_path is not None else contextlib.nullcontext():  # one writer per --out
         return _scan(matrix, source, params=params, selected=selected, kind=kind, vectors=vectors, call=call,
