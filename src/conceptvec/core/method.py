@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from scipy.cluster.hierarchy import linkage
+from threadpoolctl import threadpool_limits
 
 from ..errors import ConceptvecError
 from ..storage.conceptset import ConceptSet
@@ -150,11 +151,14 @@ def disentangle(
     x[order] = matrix[top_indices[order]]
     check_finite(x, "the top examples' activations", rows=top_indices)
 
+    # k-means on N rows gains nothing from threads and loses much when the cores are shared.
+    with threadpool_limits(1):
+        steps = cluster_top(x, params)
     cs = ConceptSet(
         top_indices=top_indices,
         top_scores=scores[top_indices],
         top_activations=x,
-        **cluster_top(x, params),
+        **steps,
         params=params,
         neuron=neuron,
         direction=unit_direction,

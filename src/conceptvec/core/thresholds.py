@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..errors import ConceptvecError
 from ..progress import progress_bar
@@ -58,7 +59,8 @@ def layer_thresholds(
     linkages = {u: ward_linkage(x) for u, x in tops.items()}
     distance = float(np.percentile(np.concatenate([z[:, 2] for z in linkages.values()]), distance_percentile))
     sq_all = []
-    with progress_bar("unit", disable=not progress, transient=True) as bar:
+    # one thread: k-means on a neuron's top rows is small work (see core.method.disentangle)
+    with progress_bar("unit", disable=not progress, transient=True) as bar, threadpool_limits(1):
         task = bar.add_task("calibrate thresholds", total=len(units))
         for u, x in tops.items():
             _, sq = kmeans_step(x, n_clusters_at(linkages[u], distance), params)
