@@ -233,3 +233,19 @@ def test_text_examples_plug_into_the_figures(setup):
     fig = F.top_activating_grid(cs, text, n=4)
     assert gids(fig) == cs.top_indices[:4].tolist()
     assert "[<cat>]" in fig.axes[0].texts[0].get_text()
+
+
+def test_threshold_sweep_figure_marks_the_given_threshold_and_the_rule():
+    from conceptvec.core.sweep import threshold_sweep
+
+    acts, _ = planted()
+    sweep = threshold_sweep(acts, params=cv.Params(top=60, distance_threshold=10.0, outlier_threshold=30.0), n_grid=10)
+    d = F.threshold_sweep_data(sweep)
+    fig = F.threshold_sweep_plot(sweep)
+    left, right = fig.axes[:2]
+    marked = sorted(line.get_xdata()[0] for line in left.lines)
+    assert marked == sorted([10.0, d["layer_rule"]["distance_threshold"]])
+    labels = [t.get_text() for t in left.get_legend().get_texts()]
+    assert labels[0].startswith(f"given 10: {100 * d['given']['quantile']:.1f}% of merges below")
+    assert sum(int(p.get_height()) for p in left.patches) == sweep.heights.size
+    assert len(right.collections) == 5  # 0, 1, 2, 3, 4+ concepts
