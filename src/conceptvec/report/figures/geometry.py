@@ -55,7 +55,7 @@ def projection_comparison(cs: ConceptSet, data: dict | None = None) -> Figure:
     unsplit direction (dotted) and the nearest other concept (dash-dot), the baselines a component
     shared by the whole layer cannot fool. ``data`` from :func:`projection_comparison_data`."""
     data = (data if data is not None else projection_comparison_data(cs))["concepts"]
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    fig = Figure(figsize=(11.5, 3.9), layout="constrained")
     axes = fig.subplots(1, 2)
     start = f"neuron {cs.neuron}" if cs.neuron is not None else "start direction"
     for ax, key, what in ((axes[0], "projection", "Projection"), (axes[1], "cosine", "Cosine similarity")):
@@ -71,7 +71,8 @@ def projection_comparison(cs: ConceptSet, data: dict | None = None) -> Figure:
                             label=f"concept {c['concept']} · nearest other (concept {c['nearest_other']})")
         ax.set_xlabel("member of the cluster (activation order)")
         ax.set_ylabel(what)
-        ax.set_title(f"{what} along the concept vector vs {start}" + (", unsplit, nearest other" if key == "cosine" else ""), fontsize=9)
+        ax.set_title(f"{what} with the concept vector vs {start}" + ("\n(and the unsplit direction, the nearest other concept)"
+                                                                   if key == "cosine" else ""), fontsize=9)
         ax.grid(alpha=0.3)
     if data:
         axes[1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
