@@ -43,7 +43,7 @@ def snapshot(folder):
 
 
 # -- data loss -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("command", ["disentangle", "scan"])
+@pytest.mark.parametrize("command", ["disentangle", "scan", "thresholds"])
 def test_output_equal_to_or_holding_the_input_is_refused(store, tmp_path, command):
     before = snapshot(store.path)
     extra = ["--neuron", "3"] if command == "disentangle" else ["--neurons", "0-3"]
@@ -52,7 +52,7 @@ def test_output_equal_to_or_holding_the_input_is_refused(store, tmp_path, comman
     assert snapshot(store.path) == before
 
 
-@pytest.mark.parametrize("command", ["disentangle", "scan"])
+@pytest.mark.parametrize("command", ["disentangle", "scan", "thresholds"])
 def test_overwrite_replaces_only_an_earlier_output_of_the_command(store, tmp_path, command):
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -203,6 +203,18 @@ def test_a_second_writer_of_the_same_output_is_refused(store, tmp_path):
 ])
 def test_bad_parameters(store, tmp_path, args, says):
     one_line_error(*run("disentangle", store.path, "--neuron", "3", *args, "--out", tmp_path / "cs"), says)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--neurons", "0-99"], "out of bounds"),
+    (["--neurons", "7-3"], "is backwards"),
+    (["--top", "1000"], "--top"),
+    (["--grid", "1"], "n_grid must be a whole number >= 2"),
+    (["--outlier-threshold", "-1"], "outlier_threshold must be a finite number > 0"),
+])
+def test_bad_thresholds_input(store, tmp_path, args, says):
+    one_line_error(*run("thresholds", store.path, *args, "--out", tmp_path / "thr"), says)
+    assert not (tmp_path / "thr").exists()
 
 
 def test_top_message_names_the_option(store, tmp_path):

@@ -90,3 +90,23 @@ def test_disentangle_warns_on_a_neuron_that_is_not_live(tmp_path):
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "neuron 7 is not live: 80 of its top 100 examples do not activate it" in " ".join(result.output.split())
+
+
+def test_thresholds_reports_the_quantile_and_writes_json_and_figure(tmp_path):
+    import json
+
+    _store(tmp_path)
+    out = tmp_path / "thr"
+    result = runner.invoke(app, ["thresholds", str(tmp_path / "store"), "--top", "60", "--distance-threshold", "10",
+                                 "--outlier-threshold", "30", "--grid", "8", "--out", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    d = json.loads((out / "thresholds.json").read_text())
+    assert (out / "thresholds.png").stat().st_size > 1000 and sorted(p.name for p in out.iterdir()) == ["thresholds.json", "thresholds.png"]
+    assert f"distance_threshold 10 falls at quantile {d['given']['quantile']:.3f}" in result.output
+    assert d["params"]["distance_threshold"] == 10.0 and d["n_live"] == 24 and d["store"]["store"] == str((tmp_path / "store").resolve())
+    assert "numpy" in d["versions"] and len(d["curve"]["threshold"]) >= 8
+    from conceptvec.thresholds import layer_thresholds
+
+    assert d["layer_rule"]["distance_threshold"] == pytest.approx(layer_thresholds(
+        cv.ActivationStore.open(tmp_path / "store").activations, params=cv.Params(top=60, distance_threshold=10.0, outlier_threshold=30.0)
+    )[0].distance_threshold)

@@ -116,8 +116,21 @@ def test_projecting_grid_ranked_by_cosine(setup):
     assert np.all(np.asarray(cols[1]["value"]) <= 1.0 + 1e-12)
     precomputed = F.projecting_data(cs, store.activations, n=6, rank="cosine")
     assert gids(F.projecting_grid(cs, None, ex, data=precomputed)) == gids(fig)  # no second pass over the store
-    with pytest.raises(cv.ConceptvecError, match=r"rank must be one of \['projection', 'cosine'\]"):
+    with pytest.raises(cv.ConceptvecError, match=r"rank must be one of \['projection', 'cosine', 'centred'\]"):
         F.projecting_data(cs, store.activations, rank="norm")
+
+
+def test_projecting_grid_ranked_centred(setup):
+    from conceptvec.metrics import layer_mean
+
+    store, cs, ex, _ = setup
+    mean = layer_mean(store.activations)
+    fig = F.projecting_grid(cs, store.activations, ex, n=6, rank="centred")
+    idx, cos = most_similar(store.activations, cs.concept_vectors, top=6, centre=mean)
+    assert gids(fig) == [*cs.top_indices[:6], *idx[0], *idx[1]]
+    cols = F.projecting_data(cs, store.activations, n=6, rank="centred", centre=mean)["columns"]
+    np.testing.assert_allclose(cols[2]["value"], cos[1])
+    assert "centred cosine" in fig.subfigs[1]._suptitle.get_text()
 
 
 def test_projection_comparison_is_fig5(setup):
@@ -132,7 +145,27 @@ def test_projection_comparison_is_fig5(setup):
         # The paper's finding, which the planted facets reproduce: members are far closer to their concept.
         assert np.mean(c["cosine_concept"]) > np.mean(c["cosine_neuron"]) + 0.2
     fig = F.projection_comparison(cs)
-    assert len(fig.axes) == 2 and all(len(ax.lines) == 2 * cs.n_concepts for ax in fig.axes)
+    # Projection: concept and neuron; cosine: also the unsplit direction and the nearest other concept.
+    assert len(fig.axes) == 2 and [len(ax.lines) for ax in fig.axes] == [2 * cs.n_concepts, 4 * cs.n_concepts]
+
+
+def test_fig5_baselines_unsplit_nearest_other_and_centred(setup):
+    from conceptvec.metrics import layer_mean
+
+    store, cs, _, _ = setup
+    mean = layer_mean(store.activations)
+    data = F.projection_comparison_data(cs, centre=mean)["concepts"]
+    for c in data:
+        j = c["concept"]
+        x = cs.top_activations[cs.labels == j]
+        assert c["nearest_other"] == 1 - j
+        np.testing.assert_allclose(c["cosine_unsplit"], x @ cs.unsplit_direction / np.linalg.norm(x, axis=1))
+        np.testing.assert_allclose(c["cosine_nearest_other"], x @ cs.concept_vectors[1 - j] / np.linalg.norm(x, axis=1))
+        # Two far facets: each concept beats the unsplit direction and, by far, the other concept.
+        assert np.mean(c["cosine_concept"]) > np.mean(c["cosine_unsplit"]) + 0.1 > np.mean(c["cosine_nearest_other"]) + 0.2
+        d = x - mean
+        assert c["centred_concept"] == pytest.approx(np.mean(d @ cs.concept_vectors[j] / np.linalg.norm(d, axis=1)))
+    assert "centred_concept" not in F.projection_comparison_data(cs)["concepts"][0]
 
 
 def test_distance_matrices_is_fig4(setup):
@@ -233,3 +266,19 @@ def test_text_examples_plug_into_the_figures(setup):
     fig = F.top_activating_grid(cs, text, n=4)
     assert gids(fig) == cs.top_indices[:4].tolist()
     assert "[<cat>]" in fig.axes[0].texts[0].get_text()
+
+
+def test_threshold_sweep_figure_marks_the_given_threshold_and_the_rule():
+    from conceptvec.core.sweep import threshold_sweep
+
+    acts, _ = planted()
+    sweep = threshold_sweep(acts, params=cv.Params(top=60, distance_threshold=10.0, outlier_threshold=30.0), n_grid=10)
+    d = F.threshold_sweep_data(sweep)
+    fig = F.threshold_sweep_plot(sweep)
+    left, right = fig.axes[:2]
+    marked = sorted(line.get_xdata()[0] for line in left.lines)
+    assert marked == sorted([10.0, d["layer_rule"]["distance_threshold"]])
+    labels = [t.get_text() for t in left.get_legend().get_texts()]
+    assert labels[0].startswith(f"given 10: {100 * d['given']['quantile']:.1f}% of merges below")
+    assert sum(int(p.get_height()) for p in left.patches) == sweep.heights.size
+    assert len(right.collections) == 5  # 0, 1, 2, 3, 4+ concepts

@@ -212,6 +212,40 @@ def test_save_load_table_and_summary(tmp_path, planted):
         cv.ScanResult.load(tmp_path / "store")
 
 
+def test_concept_table_has_each_concepts_baselines(tmp_path, planted):
+    from conceptvec.metrics import layer_mean, member_cosines
+
+    acts, m = planted
+    store = cv.ActivationStore.create(tmp_path / "store", acts)
+    scan = cv.scan_layer(store, params=PARAMS, workers=1, progress=False, projecting=False)
+    scan.save(tmp_path / "scan")
+    table = pq.read_table(tmp_path / "scan" / "concepts.parquet").to_pydict()
+    assert len(table["neuron"]) == int(scan.n_concepts.sum()) == len(scan.concept_vectors)
+    assert table["neuron"] == np.repeat(scan.neurons, scan.n_concepts).tolist()
+    mean = layer_mean(acts)
+    for n in np.flatnonzero(scan.n_concepts):
+        cs = scan[int(n)]
+        rows = [r for r, neuron in enumerate(table["neuron"]) if neuron == n]
+        plain = member_cosines(cs.top_activations, cs.labels, cs.concept_vectors)
+        centred = member_cosines(cs.top_activations, cs.labels, cs.concept_vectors, centre=mean)
+        assert [table["members"][r] for r in rows] == plain["members"].tolist()
+        np.testing.assert_allclose([table["cos_concept"][r] for r in rows], plain["concept"])
+        np.testing.assert_allclose([table["cos_unsplit"][r] for r in rows], plain["unsplit"])
+        np.testing.assert_allclose([table["cos_nearest_other"][r] for r in rows], plain["nearest_other"])  # NaN when alone
+        np.testing.assert_allclose([table["cos_concept_centred"][r] for r in rows], centred["concept"])
+    # A neuron planted with two classes: each concept's members are far closer to it than to the other one.
+    two = int(np.flatnonzero(m == 2)[0])
+    rows = [r for r, neuron in enumerate(table["neuron"]) if neuron == two]
+    assert len(rows) == 2 and all(table["cos_concept"][r] > table["cos_nearest_other"][r] + 0.3 for r in rows)
+    assert "concept_table" in __import__("json").loads((tmp_path / "scan" / "scan.json").read_text())["files"]
+    # A scan of an array whose activations are no longer at hand is saved without it.
+    loaded = cv.ScanResult.load(tmp_path / "scan")
+    loaded.provenance = {}
+    loaded.activations = None
+    loaded.save(tmp_path / "again")
+    assert not (tmp_path / "again" / "concepts.parquet").exists() and (tmp_path / "again" / "neurons.parquet").exists()
+
+
 def test_maximally_projecting_of_every_concept(planted):
     acts, _ = planted
     scan = cv.scan_layer(acts, params=PARAMS, workers=1, progress=False)

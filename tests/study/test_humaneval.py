@@ -153,6 +153,20 @@ def test_cosine_ranking_draws_from_the_most_similar(run, tmp_path):
         assert set(e["examples"].values()) - {e["examples"].get(e.get("answer"))} <= pool[e["neuron"], e["concept"]]
 
 
+def test_centred_ranking_draws_from_the_centred_most_similar_and_is_recorded(run, tmp_path):
+    import json
+
+    from conceptvec.metrics import layer_mean
+
+    root, store, _, scan = run
+    s = make_study(root, tmp_path / "s", rank="centred", pool=10, seed=2)
+    mean = layer_mean(store.activations)
+    pool = pools(store, scan, range(8), pool=10, rank=lambda a, v, top: most_similar(a, v, top=top, centre=mean))
+    for e in s.key.values():
+        assert set(e["examples"].values()) - {e["examples"].get(e.get("answer"))} <= pool[e["neuron"], e["concept"]]
+    assert json.loads((tmp_path / "s" / "study.json").read_text())["config"]["rank"] == "centred"
+
+
 def test_a_single_conceptset_and_a_run_of_conceptsets(run, tmp_path):
     root, store, _, scan = run
     cs = cv.disentangle(store, neuron=0, params=PARAMS)

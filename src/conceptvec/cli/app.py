@@ -316,7 +316,7 @@ def scan(
     for k, v in s["concepts_per_neuron"].items():
         table.add_row(k, str(v))
     console.print(table)
-    console.print(f"scan written to {out} (neurons.parquet, concepts.safetensors, summary.png)")
+    console.print(f"scan written to {out} (neurons.parquet, concepts.parquet, concepts.safetensors, summary.png)")
 
 
 @app.command()
@@ -377,7 +377,7 @@ def humaneval_make(
     free_labels: Annotated[int, typer.Option("--free-labels", help="Of the label questions, how many ask for a free-text label (paper: 2); the rest ask to agree with a given label.")] = 2,
     images: Annotated[int, typer.Option("--images", help="Examples of the concept shown per question (an intruder question adds one).")] = 4,
     pool: Annotated[int, typer.Option("--pool", help="Images are drawn from each concept's this many maximally projecting examples.")] = 20,
-    rank: Annotated[str, typer.Option("--rank", help="projection (the paper's maximally projecting examples) or cosine.")] = "projection",
+    rank: Annotated[str, typer.Option("--rank", help="projection (the paper's maximally projecting examples), cosine, or centred (cosine once the layer's mean is subtracted).")] = "projection",
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels for the agree questions: JSON {\"35:0\": \"apples\"} or CSV neuron,concept,label; default the most common class among each concept's members.")] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:

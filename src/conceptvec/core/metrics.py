@@ -15,8 +15,8 @@ from scipy.spatial.distance import pdist, squareform
 from ..errors import ConceptvecError
 from .streaming import TopK, check_block_finite, row_blocks, top_k_desc  # noqa: F401 - top_k_desc is also metrics' public name
 
-__all__ = ["concept_counts", "cosine_similarity", "distance_matrix", "intra_inter_distances", "maximally_projecting", "most_similar",
-           "project", "top_k_desc", "unit_vectors"]
+__all__ = ["concept_counts", "cosine_similarity", "distance_matrix", "intra_inter_distances", "layer_mean", "maximally_projecting",
+           "member_cosines", "most_similar", "project", "top_k_desc", "unit_vectors", "unsplit_direction"]
 
 
 def unit_vectors(vectors: np.ndarray) -> np.ndarray:
@@ -55,8 +55,87 @@ def cosine_similarity(acts: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     return cos
 
 
-def maximally_projecting(acts: np.ndarray, vectors: np.ndarray, *, top: int = 100, chunk_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def layer_mean(acts: np.ndarray, *, chunk_rows: int | None = None) -> np.ndarray:
+    """The layer's mean activation, shape (n_units,), float64, in one streamed pass over A.
+
+    On an all-positive (post-ReLU) layer every example, and so every concept vector, lies near this
+    direction: cosines with any direction near it are high whatever the concept. ``centre=`` of the
+    rankings below subtracts it, so that a ranking compares examples by how they differ from the layer.
+    """
+    total = np.zeros(acts.shape[1], dtype=np.float64)
+    for start, block in row_blocks(acts, rows=chunk_rows):
+        check_block_finite(block, start)
+        total += block.sum(axis=0)
+    return total / acts.shape[0]
+
+
+def unsplit_direction(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The neuron's unsplit direction: the normalised mean of its kept top examples, what C = 1 would give.
+
+    The baseline a concept vector must beat: a concept that describes its members better than the
+    neuron does may still describe them no better than the mean of all of the neuron's examples.
+
+    Parameters
+    ----------
+    x : array of shape (N, n_units), the top examples' activations
+    labels : array of shape (N,), concept of each example, -1 when removed
+
+    Returns
+    -------
+    array of shape (n_units,), unit norm
+    """
+    kept = np.asarray(x, dtype=np.float64)[np.asarray(labels) >= 0]
+    if len(kept) == 0:
+        raise ConceptvecError("no top example was kept (every label is -1), so there is no unsplit direction; lower "
+                              "min_cluster_size or raise outlier_threshold.")
+    return unit_vectors(kept.mean(axis=0))[0]
+
+
+def member_cosines(x: np.ndarray, labels: np.ndarray, vectors: np.ndarray, *, centre: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per concept, its members' mean cosine with their concept vector, with the unsplit direction and with the
+    nearest other concept of the neuron (the other concept vector most cosine-similar to its own; NaN when alone).
+
+    ``centre`` (n_units,), e.g. :func:`layer_mean`, is subtracted from the members' activations first.
+
+    Parameters
+    ----------
+    x : array of shape (N, n_units); labels : array of shape (N,); vectors : array of shape (k, n_units)
+
+    Returns
+    -------
+    dict of arrays of shape (k,): ``members``, ``concept``, ``unsplit``, ``nearest_other`` (cosines) and
+    ``nearest_other_index`` (-1 when alone)
+    """
+    x = np.asarray(x, dtype=np.float64)
+    labels = np.asarray(labels)
+    k = len(vectors)
+    out = {"members": np.zeros(k, dtype=np.int64), "concept": np.full(k, np.nan), "unsplit": np.full(k, np.nan),
+           "nearest_other": np.full(k, np.nan), "nearest_other_index": np.full(k, -1, dtype=np.int64)}
+    if k == 0:
+        return out
+    v = unit_vectors(vectors)
+    similar = v @ v.T
+    np.fill_diagonal(similar, -np.inf)
+    rows = x - centre if centre is not None else x
+    cos = cosine_similarity(rows, np.vstack([v, unsplit_direction(x, labels)]))
+    for j in range(k):
+        mine = labels == j
+        out["members"][j] = int(mine.sum())
+        out["concept"][j] = cos[mine, j].mean()
+        out["unsplit"][j] = cos[mine, k].mean()
+        if k > 1:
+            other = int(np.argmax(similar[j]))
+            out["nearest_other_index"][j] = other
+            out["nearest_other"][j] = cos[mine, other].mean()
+    return out
+
+
+def maximally_projecting(acts: np.ndarray, vectors: np.ndarray, *, top: int = 100, chunk_rows: int | None = None,
+                         centre: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``top`` examples with the largest projection on each vector, streamed over A in chunks.
+
+    ``centre`` (n_units,), e.g. :func:`layer_mean`, is subtracted from every example first: the
+    ranking is the same (a shift per vector), the values are projections of the difference from it.
 
     Returns
     -------
@@ -64,14 +143,19 @@ def maximally_projecting(acts: np.ndarray, vectors: np.ndarray, *, top: int = 10
     projections : array of shape (k, top), the projections on the normalised vectors
     """
     v = _checked_vectors(acts, vectors)
-    return _stream_top(acts, lambda block: block @ v.T, len(v), top, chunk_rows)
+    shift = _checked_centre(acts, centre)
+    return _stream_top(acts, lambda block: (block - shift) @ v.T, len(v), top, chunk_rows)
 
 
-def most_similar(acts: np.ndarray, vectors: np.ndarray, *, top: int = 100, chunk_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def most_similar(acts: np.ndarray, vectors: np.ndarray, *, top: int = 100, chunk_rows: int | None = None,
+                 centre: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``top`` examples with the largest cosine similarity to each vector, streamed over A in chunks.
 
     Where activations share a large common component (all-positive post-ReLU layers), ranking by
     projection favours examples of large norm whatever their direction; cosine ranks by direction only.
+    With ``centre`` (n_units,), e.g. :func:`layer_mean`, it is the cosine of each example's difference
+    from the centre (the *centred* ranking): an example near the layer's mean no longer scores high on
+    every vector near the mean direction.
 
     Returns
     -------
@@ -79,8 +163,10 @@ def most_similar(acts: np.ndarray, vectors: np.ndarray, *, top: int = 100, chunk
     similarities : array of shape (k, top); 0 for an all-zero example
     """
     v = _checked_vectors(acts, vectors)
+    shift = _checked_centre(acts, centre)
 
     def cosine(block: np.ndarray) -> np.ndarray:
+        block = block - shift
         norms = np.linalg.norm(block, axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(norms[:, None] > 0, (block @ v.T) / norms[:, None], 0.0)
@@ -93,6 +179,16 @@ def _checked_vectors(acts: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     if v.shape[1] != acts.shape[1]:
         raise ConceptvecError(f"vectors have {v.shape[1]} components but the activations have {acts.shape[1]} units.")
     return v
+
+
+def _checked_centre(acts: np.ndarray, centre: np.ndarray | None) -> np.ndarray | float:
+    if centre is None:
+        return 0.0
+    c = np.asarray(centre, dtype=np.float64)
+    if c.shape != (acts.shape[1],) or not np.all(np.isfinite(c)):
+        raise ConceptvecError(f"centre must be a finite vector of length {acts.shape[1]} (e.g. metrics.layer_mean(acts)), "
+                              f"got shape {c.shape}.")
+    return c
 
 
 def _stream_top(acts: np.ndarray, score: Callable[[np.ndarray], np.ndarray], k: int, top: int, chunk_rows: int | None) -> tuple[np.ndarray, np.ndarray]:

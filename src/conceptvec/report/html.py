@@ -25,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..core.metrics import layer_mean
 from ..core.selection import parse_neurons
 from ..errors import ConceptvecError, ConceptvecWarning, StoreError
 from ..scan.result import ScanResult
@@ -94,8 +95,9 @@ def write_report(
         )
     with atomic_directory(out, overwrite=overwrite, what="report", marker=REPORT_FILE, protect=[run.path, store.path]) as tmp:
         (tmp / ASSETS).mkdir()
+        centre = layer_mean(store.activations)  # one pass for every page's centred ranking and baselines
         for page in pages:
-            write_page(tmp / f"{page.name}.html", "neuron.html", **neuron_page(tmp, page, store, examples, umap=umap))
+            write_page(tmp / f"{page.name}.html", "neuron.html", **neuron_page(tmp, page, store, examples, umap=umap, centre=centre))
         write_page(tmp / "index.html", "index.html", **index_page(tmp, run.path, store, scan, pages, examples))
         write_json(tmp / REPORT_FILE, {"run": str(run.path.resolve()), "store": str(store.path.resolve()),
                                        "store_id": store.store_id, "pages": [p.name for p in pages], "umap": umap,

@@ -6,12 +6,13 @@ from typing import Any
 
 import numpy as np
 
+from ..core.metrics import layer_mean
 from ..storage.conceptset import ConceptSet
 from . import figures as F
 from .examples import Examples
 
 
-def page_data(cs: ConceptSet, acts: Any, examples: Examples, umap_d: dict | None) -> dict[str, Any]:
+def page_data(cs: ConceptSet, acts: Any, examples: Examples, umap_d: dict | None, *, centre: Any = None) -> dict[str, Any]:
     """Every figure's numbers for one page, as plain JSON-ready lists, keyed by the figure's file stem.
 
     Parameters
@@ -22,7 +23,11 @@ def page_data(cs: ConceptSet, acts: Any, examples: Examples, umap_d: dict | None
     examples : Examples
     umap_d : dict or None
         A ``figures.umap_data`` result; None leaves the UMAP out.
+    centre : array of shape (n_units,), optional
+        The layer's mean activation (``metrics.layer_mean(acts)``, one more pass when not given).
     """
+    if centre is None and cs.n_concepts:
+        centre = layer_mean(acts)
     dist = F.distance_matrices_data(cs)
     dendro = F.dendrogram_data(cs)
     data = {
@@ -34,7 +39,8 @@ def page_data(cs: ConceptSet, acts: Any, examples: Examples, umap_d: dict | None
         "concepts": F.concept_groups_data(cs),
         "projecting": F.projecting_data(cs, acts),
         "projecting_cosine": F.projecting_data(cs, acts, rank="cosine"),
-        "projection_comparison": F.projection_comparison_data(cs),
+        "projecting_centred": F.projecting_data(cs, acts, rank="centred", centre=centre),
+        "projection_comparison": F.projection_comparison_data(cs, centre=centre),
         "distance_matrices": {**dist, "top": dist["top"].tolist(), "kept": dist["kept"].tolist()},
         "dendrogram": {k: v for k, v in dendro.items() if k not in ("icoord", "dcoord")},
         "threshold_curve": F.threshold_curve_data(cs, thresholds=np.unique(np.append(cs.linkage[:, 2], cs.params.distance_threshold))),
@@ -57,13 +63,17 @@ def number_rows(stem: str, data: dict[str, Any]) -> list[dict[str, Any]]:
                 for r in zip(d["rank"], d["index"], d["caption"], d["activation"], d["concept"])]
     elif stem == "concepts":
         rows = [{"group": F.concept_name(g["concept"]), "members": len(g["index"]), "ranks": " ".join(map(str, g["rank"]))} for g in d["groups"]]
-    elif stem in ("projecting", "projecting_cosine"):
+    elif stem in ("projecting", "projecting_cosine", "projecting_centred"):
         rows = [{"column": c["name"], "examples (value)": ", ".join(f"{i} ({v:.3g})" for i, v in zip(c["index"], c["value"]))} for c in d["columns"]]
     elif stem == "projection_comparison":
         rows = [{
             "concept": c["concept"], "members": len(c["index"]),
             "mean projection, concept vector": np.mean(c["projection_concept"]), "mean projection, neuron": np.mean(c["projection_neuron"]),
             "mean cosine, concept vector": np.mean(c["cosine_concept"]), "mean cosine, neuron": np.mean(c["cosine_neuron"]),
+            "mean cosine, unsplit direction": np.mean(c["cosine_unsplit"]),
+            "mean cosine, nearest other concept": np.mean(c["cosine_nearest_other"]) if c["nearest_other"] is not None else float("nan"),
+            **({"centred: concept vector": c["centred_concept"], "centred: unsplit": c["centred_unsplit"],
+                "centred: nearest other": c["centred_nearest_other"]} if "centred_concept" in c else {}),
         } for c in d["concepts"]]
     elif stem == "distance_matrices":
         rows = [{"top examples": len(d["top"]), "kept examples": len(d["kept_index"]), "mean intra-cluster": d["intra"], "mean inter-cluster": d["inter"]}]

@@ -43,8 +43,15 @@ FIGURES = (
      "As Fig. 3, with each concept's examples ranked by cosine similarity instead of projection. Where activations share a "
      "large common component (all-positive layers), projection favours examples of large norm whatever their direction; "
      "cosine ranks by direction alone."),
+    ("projecting_centred", "Maximally activating vs most similar once the layer's mean is subtracted", "",
+     "As Fig. 3, with each concept's examples ranked by the cosine of their difference from the layer's mean activation. On a "
+     "layer whose examples all lie near its mean direction, every concept vector does too, and uncentred rankings favour "
+     "whatever is near that mean; this ranking cannot be won that way."),
     ("projection_comparison", "Projections and cosine similarities", "Fig. 5",
-     "Each cluster's members projected on (left) and cosine-similar to (right) their concept vector (solid) and the neuron direction (dashed)."),
+     "Each cluster's members projected on (left) and cosine-similar to (right) their concept vector (solid) and the neuron direction "
+     "(dashed); on the right also the baselines a shared component cannot fool: the neuron's unsplit direction (the mean of all its "
+     "kept examples, dotted) and the nearest other concept of the neuron (dash-dot). The table adds the same means with the "
+     "layer's mean activation subtracted from the members."),
     ("distance_matrices", "Euclidean distance matrices", "Fig. 4",
      "Distances between the top-N activations in activation order (left) and between the kept ones ordered by concept (right)."),
     ("umap", "UMAP of the kept examples", "Fig. 2",
@@ -130,7 +137,7 @@ def provenance_rows(items: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 # -- one neuron's page -------------------------------------------------------------------------------
-def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Examples, *, umap: bool) -> dict[str, Any]:
+def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Examples, *, umap: bool, centre: Any = None) -> dict[str, Any]:
     """Draw one page's figures into ``root/assets/<page.name>/`` with its ``data.json``; return the page's context.
 
     Parameters
@@ -143,6 +150,8 @@ def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Exampl
     examples : Examples
     umap : bool
         Draw Fig. 2 (a UMAP fit, a few seconds).
+    centre : array of shape (n_units,), optional
+        The layer's mean activation, for the centred ranking and baselines (computed when not given).
 
     Returns
     -------
@@ -158,14 +167,15 @@ def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Exampl
     folder.mkdir(parents=True)
     acts = store.activations
     umap_d = F.umap_data(cs) if umap else None
-    data = page_data(cs, acts, examples, umap_d)
+    data = page_data(cs, acts, examples, umap_d, centre=centre)
     makers = {
         "top_activating": lambda: F.top_activating_grid(cs, examples),
         "concepts": lambda: F.concept_groups_grid(cs, examples),
         # Each ranking streams the whole store once, for the numbers and the figure alike.
         "projecting": lambda: F.projecting_grid(cs, acts, examples, data=data["projecting"]),
         "projecting_cosine": lambda: F.projecting_grid(cs, acts, examples, rank="cosine", data=data["projecting_cosine"]),
-        "projection_comparison": lambda: F.projection_comparison(cs),
+        "projecting_centred": lambda: F.projecting_grid(cs, acts, examples, rank="centred", data=data["projecting_centred"]),
+        "projection_comparison": lambda: F.projection_comparison(cs, data=data["projection_comparison"]),
         "distance_matrices": lambda: F.distance_matrices(cs),
         "umap": (lambda: F.umap_plot(cs, examples, data=umap_d)) if umap else None,
         "dendrogram": lambda: F.dendrogram_plot(cs),

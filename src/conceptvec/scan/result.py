@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from safetensors.numpy import save_file
 
 from ..core.arrays import as_matrix
-from ..core.metrics import concept_counts
+from ..core.metrics import concept_counts, layer_mean, member_cosines
 from ..core.params import Params
 from ..errors import ConceptvecError, StoreError
 from ..storage.atomic import atomic_directory, write_json
@@ -33,6 +33,8 @@ CONCEPTS_FILE = "concepts.safetensors"
 METHOD_FILE = "method.safetensors"
 PROJECTING_FILE = "projecting.safetensors"
 TABLE_FILE = "neurons.parquet"
+CONCEPT_TABLE_FILE = "concepts.parquet"
+BATCH_NEURONS = 256  # neurons whose top examples are read from A together
 SUMMARY_FILE = "summary.json"
 FIGURE_FILE = "summary.png"
 
@@ -191,6 +193,42 @@ class ScanResult:
             "live": pa.array(self.live, pa.bool_()),
         })
 
+    def concept_table(self, *, centre: np.ndarray | None = None) -> pa.Table:
+        """One row per concept: its neuron, index, members, and its members' mean cosine with their concept vector,
+        with the neuron's unsplit direction (the mean of all its kept examples) and with the nearest other concept
+        of the same neuron (NaN when it has one), as they are and (``*_centred``) with ``centre`` subtracted.
+
+        ``centre`` (n_units,) defaults to the layer's mean activation (``metrics.layer_mean``, one pass over A).
+        The members' activations are read from A for a batch of neurons at a time.
+        """
+        matrix = self._matrix()
+        centre = layer_mean(matrix) if centre is None else centre
+        columns: dict[str, list] = {name: [] for name in (
+            "neuron", "concept", "members", "cos_concept", "cos_unsplit", "cos_nearest_other", "nearest_other",
+            "cos_concept_centred", "cos_unsplit_centred", "cos_nearest_other_centred", "live")}
+        live = self.live
+        with_concepts = np.flatnonzero(self.n_concepts > 0)
+        for first in range(0, len(with_concepts), BATCH_NEURONS):
+            batch = with_concepts[first : first + BATCH_NEURONS]
+            rows = np.unique(self.top_indices[batch])  # ascending: memory-mapped rows in file order
+            block = np.asarray(matrix[rows], dtype=np.float64)
+            for i in batch:
+                x = block[np.searchsorted(rows, self.top_indices[i])]
+                vectors = self.concept_vectors[self.concept_offsets[i] : self.concept_offsets[i + 1]]
+                plain = member_cosines(x, self.labels[i], vectors)
+                centred = member_cosines(x, self.labels[i], vectors, centre=centre)
+                k = len(vectors)
+                columns["neuron"] += [int(self.neurons[i])] * k
+                columns["concept"] += list(range(k))
+                columns["members"] += plain["members"].tolist()
+                for key in ("concept", "unsplit", "nearest_other"):
+                    columns[f"cos_{key}"] += plain[key].tolist()
+                    columns[f"cos_{key}_centred"] += centred[key].tolist()
+                columns["nearest_other"] += plain["nearest_other_index"].tolist()
+                columns["live"] += [bool(live[i])] * k
+        types = {"neuron": pa.int64(), "concept": pa.int64(), "members": pa.int64(), "nearest_other": pa.int64(), "live": pa.bool_()}
+        return pa.table({name: pa.array(values, types.get(name, pa.float64())) for name, values in columns.items()})
+
     def plot_summary(self):
         """Histograms of C and of concepts per neuron; returns a matplotlib Figure."""
         from matplotlib.figure import Figure
@@ -226,7 +264,8 @@ class ScanResult:
         Files: ``scan.json`` (params, provenance, versions, summary), ``concepts.safetensors``
         (all concept vectors, ``concept_offsets`` index, ``concept_neuron``, ``kmeans_cluster_ids``),
         ``method.safetensors`` (per-neuron top examples, linkage, labels), ``projecting.safetensors``,
-        ``neurons.parquet`` (the table), ``summary.json`` and ``summary.png``.
+        ``neurons.parquet`` (the table), ``concepts.parquet`` (one row per concept: :meth:`concept_table`,
+        when A is at hand), ``summary.json`` and ``summary.png``.
         """
         with atomic_directory(path, overwrite=overwrite, what="scan", marker=SCAN_FILE, protect=[self.store_path]) as tmp:
             self.write_files(tmp)
@@ -243,6 +282,11 @@ class ScanResult:
         if self.projecting is not None:
             save_file({k: np.ascontiguousarray(v) for k, v in self.projecting.items()}, str(directory / PROJECTING_FILE))
         pq.write_table(self.table(), directory / TABLE_FILE)
+        try:
+            pq.write_table(self.concept_table(), directory / CONCEPT_TABLE_FILE)
+            concept_table = {"concept_table": CONCEPT_TABLE_FILE}
+        except ConceptvecError:  # A is not at hand (a scan of an array, reloaded): the rest of the scan stands without it
+            concept_table = {}
         summary = self.summary()
         write_json(directory / SUMMARY_FILE, summary)
         self.plot_summary().savefig(directory / FIGURE_FILE, dpi=120)
@@ -253,7 +297,7 @@ class ScanResult:
             "n_scanned": int(len(self.neurons)),
             "n_units": self.n_units,
             "summary": summary,
-            "files": {"concepts": CONCEPTS_FILE, "method": METHOD_FILE, "table": TABLE_FILE, "summary": SUMMARY_FILE,
+            "files": {"concepts": CONCEPTS_FILE, "method": METHOD_FILE, "table": TABLE_FILE, **concept_table, "summary": SUMMARY_FILE,
                       "figure": FIGURE_FILE, **({"projecting": PROJECTING_FILE} if self.projecting is not None else {})},
             "provenance": self.provenance,
             **({"call": call} if call is not None else {}),

@@ -19,7 +19,7 @@ from safetensors.numpy import save_file
 
 from .atomic import atomic_directory, write_json
 from .files import read_arrays, read_format
-from ..errors import StoreError
+from ..errors import ConceptvecError, StoreError
 from ..core.params import Params
 
 FORMAT = "conceptvec.ConceptSet/1"
@@ -114,6 +114,20 @@ class ConceptSet:
         e = np.zeros(self.n_units)
         e[self.neuron] = 1.0
         return e
+
+    @property
+    def unsplit_direction(self) -> np.ndarray:
+        """The normalised mean of the kept top examples, shape (n_units,): what C = 1 would give.
+
+        The baseline a concept vector must beat (``core.metrics.unsplit_direction`` on arrays; computed
+        here because storage takes from core only the parameters). A set with no kept example has none.
+        """
+        kept = self.top_activations[self.labels >= 0]
+        mean = kept.mean(axis=0) if len(kept) else np.zeros(self.n_units)
+        norm = np.linalg.norm(mean)
+        if norm == 0 or not np.isfinite(norm):
+            raise ConceptvecError("this set kept no top example with a direction (no concept), so it has no unsplit direction.")
+        return mean / norm
 
     def summary(self) -> dict[str, Any]:
         """Counts in plain numbers, as written to conceptset.json."""

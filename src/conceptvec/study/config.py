@@ -12,7 +12,8 @@ from pathlib import Path
 from ..core.params import whole_number
 from ..errors import ConceptvecError
 
-RANKINGS = {"projection": "maximally projecting", "cosine": "most cosine-similar"}  # --rank: the pool each image comes from
+# --rank: the pool each image comes from; "centred": cosine of each example's difference from the layer's mean activation
+RANKINGS = {"projection": "maximally projecting", "cosine": "most cosine-similar", "centred": "most cosine-similar once the layer's mean is subtracted"}
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,8 @@ class StudyConfig:
     pool : int
         How many of each concept's maximally projecting examples the images are drawn from.
     rank : str
-        'projection' (the paper's maximally projecting examples) or 'cosine' (most cosine-similar).
+        'projection' (the paper's maximally projecting examples), 'cosine' (most cosine-similar) or
+        'centred' (most cosine-similar once the layer's mean activation is subtracted from every example).
     """
 
     seed: int = 0

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..core.metrics import maximally_projecting, most_similar
+from ..core.metrics import layer_mean, maximally_projecting, most_similar
 from ..errors import ConceptvecError, ConceptvecWarning
 from ..storage.store import ActivationStore
 from .config import RANKINGS, StudyConfig
@@ -131,8 +131,11 @@ def draw_questions(
 
 def _fill_pools(concepts: list[Concept], acts: np.ndarray, config: StudyConfig) -> None:
     vectors = np.stack([c.vector for c in concepts])
-    rank = maximally_projecting if config.rank == "projection" else most_similar
-    indices, _ = rank(acts, vectors, top=min(DEEPEST * config.pool, acts.shape[0]))  # one pass for every concept
+    top = min(DEEPEST * config.pool, acts.shape[0])
+    if config.rank == "projection":
+        indices, _ = maximally_projecting(acts, vectors, top=top)  # one pass for every concept
+    else:
+        indices, _ = most_similar(acts, vectors, top=top, centre=layer_mean(acts) if config.rank == "centred" else None)
     for c, idx in zip(concepts, indices):
         c.ranking = idx
         c.pool = idx[: config.pool]

@@ -11,7 +11,7 @@ renderer (``conceptvec.report.examples.Examples``). Panels that show an example 
 
 Modules: ``grids`` (examples: top activating, by concept, Fig. 3), ``geometry`` (Figs. 5, 4, 2),
 ``tree`` (Figs. A.7, A.8), ``concepts`` (Fig. A.9, class labels, the summary table), ``scan``
-(a layer scan), ``common`` (colours and panels); every name is importable from here.
+(a layer scan), ``thresholds`` (Fig. A.8 over a layer: ``core.sweep``), ``common`` (colours and panels); every name is importable from here.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from .grids import (
     top_activating_grid,
 )
 from .scan import scan_data, scan_histogram
+from .thresholds import threshold_sweep_data, threshold_sweep_plot
 from .tree import dendrogram_data, dendrogram_plot, threshold_curve, threshold_curve_data
 
 __all__ = [
@@ -47,5 +48,5 @@ __all__ = [
     "umap_data", "umap_plot",
     "dendrogram_data", "dendrogram_plot", "threshold_curve_data", "threshold_curve",
     "components_data", "components_plot", "class_makeup_data", "class_makeup", "summary_table",
-    "scan_data", "scan_histogram",
+    "scan_data", "scan_histogram", "threshold_sweep_data", "threshold_sweep_plot",
 ]

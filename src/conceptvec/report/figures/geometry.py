@@ -7,24 +7,33 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from ...core.metrics import cosine_similarity, distance_matrix, intra_inter_distances, project
+from ...core.metrics import cosine_similarity, distance_matrix, intra_inter_distances, member_cosines, project
 from ...storage.conceptset import ConceptSet
 from ..examples import Examples
 from .common import concept_colour
 
 
 # -- Fig. 5: projections and cosine similarities, concept vector vs neuron direction ----------
-def projection_comparison_data(cs: ConceptSet) -> dict[str, list]:
+def projection_comparison_data(cs: ConceptSet, centre: Any = None) -> dict[str, list]:
     """Per concept, its members' projections and cosine similarities along the concept vector
-    and along the neuron direction (members in activation order)."""
+    and along the neuron direction (members in activation order), and their cosines with the two
+    baselines a component shared by the whole layer cannot fool: the neuron's unsplit direction
+    (``cs.unsplit_direction``) and the nearest other concept of the neuron (``nearest_other``, None
+    when it has one concept). With ``centre`` (n_units,), the layer's mean activation
+    (``metrics.layer_mean``), also the members' mean cosines once it is subtracted (``centred_*``)."""
     concepts = []
     direction = cs.neuron_direction
+    unsplit = cs.unsplit_direction if cs.n_concepts else None
+    centred = member_cosines(cs.top_activations, cs.labels, cs.concept_vectors, centre=centre) if centre is not None else None
+    nearest = member_cosines(cs.top_activations, cs.labels, cs.concept_vectors)["nearest_other_index"]
     for j in range(cs.n_concepts):
         pos = np.flatnonzero(cs.labels == j)
         x = cs.top_activations[pos]
+        other = int(nearest[j]) if nearest[j] >= 0 else None
         both = np.stack([cs.concept_vectors[j], direction])
         proj = project(x, both)
-        cos = cosine_similarity(x, both)
+        cos = cosine_similarity(x, np.stack([cs.concept_vectors[j], direction, unsplit,
+                                             cs.concept_vectors[other] if other is not None else unsplit]))
         concepts.append({
             "concept": j,
             "index": cs.top_indices[pos].tolist(),
@@ -32,15 +41,21 @@ def projection_comparison_data(cs: ConceptSet) -> dict[str, list]:
             "projection_neuron": proj[:, 1].tolist(),
             "cosine_concept": cos[:, 0].tolist(),
             "cosine_neuron": cos[:, 1].tolist(),
+            "cosine_unsplit": cos[:, 2].tolist(),
+            "nearest_other": other,
+            "cosine_nearest_other": cos[:, 3].tolist() if other is not None else [],
+            **({f"centred_{key}": float(centred[key][j]) for key in ("concept", "unsplit", "nearest_other")} if centred is not None else {}),
         })
     return {"concepts": concepts}
 
 
-def projection_comparison(cs: ConceptSet) -> Figure:
+def projection_comparison(cs: ConceptSet, data: dict | None = None) -> Figure:
     """Paper Fig. 5: each concept's members projected on (left) and cosine-similar to (right)
-    their concept vector (solid) and the neuron direction (dashed)."""
-    data = projection_comparison_data(cs)["concepts"]
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    their concept vector (solid) and the neuron direction (dashed); on the right also the neuron's
+    unsplit direction (dotted) and the nearest other concept (dash-dot), the baselines a component
+    shared by the whole layer cannot fool. ``data`` from :func:`projection_comparison_data`."""
+    data = (data if data is not None else projection_comparison_data(cs))["concepts"]
+    fig = Figure(figsize=(11.5, 3.9), layout="constrained")
     axes = fig.subplots(1, 2)
     start = f"neuron {cs.neuron}" if cs.neuron is not None else "start direction"
     for ax, key, what in ((axes[0], "projection", "Projection"), (axes[1], "cosine", "Cosine similarity")):
@@ -49,12 +64,18 @@ def projection_comparison(cs: ConceptSet) -> Figure:
             x = np.arange(1, len(c["index"]) + 1)
             ax.plot(x, c[f"{key}_concept"], "-o", ms=3, color=colour, label=f"concept {c['concept']} · its vector")
             ax.plot(x, c[f"{key}_neuron"], "--", marker="x", ms=3, color=colour, alpha=0.75, label=f"concept {c['concept']} · {start}")
+            if key == "cosine":
+                ax.plot(x, c["cosine_unsplit"], ":", lw=1.4, color=colour, alpha=0.9, label=f"concept {c['concept']} · unsplit direction")
+                if c["nearest_other"] is not None:
+                    ax.plot(x, c["cosine_nearest_other"], "-.", lw=1.0, color=colour, alpha=0.6,
+                            label=f"concept {c['concept']} · nearest other (concept {c['nearest_other']})")
         ax.set_xlabel("member of the cluster (activation order)")
         ax.set_ylabel(what)
-        ax.set_title(f"{what} along the concept vector vs {start}", fontsize=9)
+        ax.set_title(f"{what} with the concept vector vs {start}" + ("\n(and the unsplit direction, the nearest other concept)"
+                                                                   if key == "cosine" else ""), fontsize=9)
         ax.grid(alpha=0.3)
     if data:
-        axes[1].legend(fontsize=7, loc="best")
+        axes[1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     else:
         for ax in axes:
             ax.text(0.5, 0.5, "no concept kept", ha="center", va="center", transform=ax.transAxes)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from ...core.metrics import maximally_projecting, most_similar
+from ...core.metrics import layer_mean, maximally_projecting, most_similar
 from ...errors import ConceptvecError
 from ...storage.conceptset import ConceptSet
 from ..examples import Examples
@@ -85,12 +85,15 @@ def concept_groups_grid(cs: ConceptSet, examples: Examples, ncols: int = 10) -> 
 
 
 # -- Fig. 3: maximally activating vs maximally projecting examples ---------------------------
-RANKINGS = {"projection": "maximally projecting (the paper's)", "cosine": "most cosine-similar"}
+RANKINGS = {"projection": "maximally projecting (the paper's)", "cosine": "most cosine-similar",
+            "centred": "most cosine-similar once the layer's mean is subtracted"}
+HEADS = {"projection": "projecting", "cosine": "cosine", "centred": "centred cosine"}
 
 
-def projecting_data(cs: ConceptSet, acts: Any, n: int = 10, rank: str = "projection") -> dict[str, list]:
+def projecting_data(cs: ConceptSet, acts: Any, n: int = 10, rank: str = "projection", centre: Any = None) -> dict[str, list]:
     """Columns of Fig. 3: the neuron's top ``n`` examples, then each concept's ``n`` maximally projecting
-    ones (``rank="cosine"``: the ``n`` most cosine-similar ones instead)."""
+    ones (``rank="cosine"``: the ``n`` most cosine-similar ones instead; ``rank="centred"``: most
+    cosine-similar after subtracting ``centre``, by default the layer's mean, ``metrics.layer_mean(acts)``)."""
     if rank not in RANKINGS:
         raise ConceptvecError(f"rank must be one of {list(RANKINGS)}, got {rank!r}.")
     check_acts(cs, acts)
@@ -102,8 +105,12 @@ def projecting_data(cs: ConceptSet, acts: Any, n: int = 10, rank: str = "project
         "value": cs.top_scores[:n].tolist(),
     }]
     if cs.n_concepts:
-        rank_by = maximally_projecting if rank == "projection" else most_similar
-        idx, vals = rank_by(acts, cs.concept_vectors, top=n)
+        if rank == "projection":
+            idx, vals = maximally_projecting(acts, cs.concept_vectors, top=n)
+        else:
+            if rank == "centred" and centre is None:
+                centre = layer_mean(acts)
+            idx, vals = most_similar(acts, cs.concept_vectors, top=n, centre=centre if rank == "centred" else None)
         for j in range(cs.n_concepts):
             columns.append({"name": f"concept {j}", "concept": j, "index": idx[j].tolist(), "value": vals[j].tolist()})
     return {"columns": columns}
@@ -113,7 +120,8 @@ def projecting_grid(
     cs: ConceptSet, acts: Any, examples: Examples, n: int = 10, rank: str = "projection", data: dict | None = None
 ) -> Figure:
     """Paper Fig. 3: the neuron's maximally activating examples beside the maximally projecting
-    examples along each concept vector, one column each (``rank="cosine"``: most cosine-similar).
+    examples along each concept vector, one column each (``rank="cosine"``: most cosine-similar;
+    ``rank="centred"``: most cosine-similar to the concept once the layer's mean is subtracted).
 
     ``data`` from :func:`projecting_data` with the same ``rank`` saves a second pass over ``acts``.
     """
@@ -124,7 +132,7 @@ def projecting_grid(
     for sub, col in zip(subfigs, columns):
         j = col["concept"]
         colour = NEURON_COLOUR if j is None else concept_colour(j)
-        head = "activating" if j is None else ("projecting" if rank == "projection" else "cosine")
+        head = "activating" if j is None else HEADS[rank]
         sub.suptitle(f"{col['name']}\n(max {head})", fontsize=9, color=colour)
         axes = np.atleast_1d(sub.subplots(nrows, 1, squeeze=False)).ravel()
         hide_axes(axes)

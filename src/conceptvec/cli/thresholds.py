@@ -1,0 +1,80 @@
+"""`conceptvec thresholds`: what a distance threshold (the paper's 15) means on a layer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..core.params import Params
+from .app import DistanceOpt, MinSizeOpt, OutlierOpt, OverwriteOpt, SeedOpt, TopOpt, app, cli_errors, console, make_params
+
+DEFAULTS = Params()
+
+JSON_FILE = "thresholds.json"
+FIGURE_FILE = "thresholds.png"
+
+
+@app.command()
+@cli_errors
+def thresholds(
+    store: Annotated[Path, typer.Argument(help="ActivationStore directory (from `conceptvec extract`).")],
+    neurons: Annotated[Optional[str], typer.Option("--neurons", help="Which neurons, e.g. 0-99 or 0-99,512; default all (live ones only count).")] = None,
+    top: TopOpt = DEFAULTS.top,
+    distance_threshold: DistanceOpt = DEFAULTS.distance_threshold,
+    outlier_threshold: OutlierOpt = DEFAULTS.outlier_threshold,
+    min_cluster_size: MinSizeOpt = DEFAULTS.min_cluster_size,
+    seed: SeedOpt = DEFAULTS.seed,
+    grid: Annotated[int, typer.Option("--grid", help="Distance thresholds swept over the layer's merge heights.")] = 40,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for thresholds.json and thresholds.png; default: print only.")] = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Where a distance threshold falls among a layer's ward merge heights, and the concepts per neuron it gives
+    against the layer-wide rule and every other threshold (the layer-wide paper Fig. A.8)."""
+    from ..core.sweep import threshold_sweep
+    from ..storage.atomic import atomic_directory, refuse_existing, write_json
+    from ..storage.provenance import environment
+    from ..storage.store import ActivationStore
+
+    acts = ActivationStore.open(store)
+    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed)
+    if out is not None:  # refuse before the work, not after it
+        refuse_existing(out, overwrite=overwrite, what="thresholds report", marker=JSON_FILE, protect=[store])
+    sweep = threshold_sweep(acts, params=params, neurons=neurons, n_grid=grid, progress=True)
+    d = sweep.to_dict()
+    given, rule, h = d["given"], d["layer_rule"], d["merge_heights"]
+    console.print(f"{d['n_live']} live neurons" + (f" ({len(d['not_live'])} selected ones not live, left out)" if d["not_live"] else "")
+                  + f"; {h['n']} ward merge heights of their top {params.top}: median {h['quantiles']['0.5']:.3g}, "
+                  f"97th percentile {h['quantiles']['0.97']:.3g}, largest {h['quantiles']['1']:.3g}")
+    console.print(f"[bold]distance_threshold {distance_threshold:g}[/] falls at quantile {given['quantile']:.3f} of them "
+                  f"({100 * (1 - given['quantile']):.1f}% of merges are cut)")
+    table = Table(title="concepts per live neuron")
+    table.add_column("threshold")
+    table.add_column("distance", justify="right")
+    table.add_column("outlier", justify="right")
+    table.add_column("quantile", justify="right")
+    table.add_column("mean C", justify="right")
+    table.add_column("mean concepts", justify="right")
+    table.add_column("neurons with 0/1/2/3/4+ concepts")
+    for name, values in (("given", given), ("layer rule", rule)):
+        hist = {int(k): v for k, v in values["concepts_per_neuron"].items()}
+        binned = [hist.get(k, 0) for k in range(4)] + [sum(v for k, v in hist.items() if k >= 4)]
+        mean_c = sum(int(k) * v for k, v in values["clusters_per_neuron"].items()) / max(1, d["n_live"])
+        table.add_row(name, f"{values['distance_threshold']:.4g}", f"{values['outlier_threshold']:.4g}", f"{values['quantile']:.3f}",
+                      f"{mean_c:.2f}", f"{values['mean_concepts_per_neuron']:.2f}", "/".join(map(str, binned)))
+    console.print(table)
+    console.print(f"layer rule: {rule['rule']}")
+    if out is None:
+        console.print("give --out DIR to write thresholds.json and the figure thresholds.png")
+        return
+    from ..report.figures.thresholds import threshold_sweep_plot
+
+    record = {"format": "conceptvec.thresholds/1", "params": params.to_dict(), "neurons": neurons, "n_grid": grid,
+              "units": sweep.units.tolist(), **d, "store": acts.provenance(), **environment()}
+    figure = threshold_sweep_plot(sweep)
+    with atomic_directory(out, overwrite=overwrite, what="thresholds report", marker=JSON_FILE, protect=[store]) as tmp:
+        figure.savefig(tmp / FIGURE_FILE, dpi=120)
+        write_json(tmp / JSON_FILE, record)
+    console.print(f"written to {out} ({JSON_FILE}, {FIGURE_FILE})")

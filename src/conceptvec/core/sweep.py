@@ -1,0 +1,252 @@
+"""What a distance threshold means on a layer: where it falls among the layer's merge heights, and
+how many concepts per neuron it gives, against every other threshold (the layer-wide paper Fig. A.8).
+
+The paper's ``distance_threshold = 15`` is a height on Inception V3 ``Mixed_7b``'s scale. On another
+layer, what it means is where it falls among that layer's ward merge heights: a threshold above the
+q-th quantile of them cuts the (1 - q) share of merges, and C = 1 + the number of merges cut. This
+module measures that for the live neurons of a layer (``thresholds.live_units``), with one ward
+linkage per neuron reused for every threshold, and one k-means per distinct C per neuron (k-means
+depends on C alone, so every threshold giving the same C shares it).
+
+Notation: A is the activation matrix, shape (n_examples, n_units); for m live neurons with top-N
+examples, ``heights`` is (m, N - 1), their ward merge heights; ``grid`` (g,) the thresholds swept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConceptvecError
+from ..progress import progress_bar
+from .arrays import as_matrix
+from .kmeans import kmeans_step
+from .method import n_clusters_at, remove_outliers, ward_linkage
+from .metrics import concept_counts
+from .params import Params
+from .selection import parse_neurons
+from .streaming import TopK, check_block_finite, row_blocks
+
+__all__ = ["QUANTILES", "ThresholdSweep", "quantile_of", "threshold_grid", "threshold_sweep"]
+
+QUANTILES = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.97, 0.99, 1.0)
+MAX_BINNED = 4  # concepts per neuron are counted 0, 1, 2, 3 and "4 or more" along the grid
+
+
+def quantile_of(heights: np.ndarray, threshold: float) -> float:
+    """The share of merge heights below ``threshold``: the share of merges made at it (a quantile in [0, 1])."""
+    h = np.asarray(heights, dtype=np.float64).ravel()
+    if h.size == 0:
+        raise ConceptvecError("no merge heights: the layer needs at least one live neuron with 2 or more top examples.")
+    return float(np.count_nonzero(h < threshold) / h.size)
+
+
+def threshold_grid(heights: np.ndarray, marked: tuple[float, ...] = (), *, n: int = 40) -> np.ndarray:
+    """``n`` thresholds spaced geometrically over the layer's merge heights, from their median (where C is about
+    N / 2, so no concept survives) to above the highest (C = 1), widened to hold and holding exactly every ``marked``."""
+    h = np.asarray(heights, dtype=np.float64).ravel()
+    positive = h[h > 0]
+    if positive.size == 0:
+        raise ConceptvecError("every merge height is zero (the top examples are identical); no threshold can split them.")
+    lo = min([float(np.median(positive))] + [float(t) for t in marked])
+    hi = max([float(positive.max()) * 1.1] + [float(t) * 1.1 for t in marked])
+    return np.unique(np.concatenate([np.geomspace(lo, hi, n), np.asarray(marked, dtype=np.float64)]))
+
+
+@dataclass(frozen=True)
+class ThresholdSweep:
+    """The method's step 2 and 3 counts over a grid of distance thresholds, for the live neurons of a layer.
+
+    Attributes
+    ----------
+    units : array of shape (m,)
+        The live neurons looked at.
+    not_live : array
+        The selected neurons left out: their top examples include zero activations, or all tie.
+    heights : array of shape (m, N - 1)
+        Ward merge heights of each neuron's top-N examples.
+    grid : array of shape (g,)
+        Distance thresholds, ascending; it holds ``params.distance_threshold`` and the rule's threshold.
+    n_clusters, n_concepts : arrays of shape (m, g)
+        C and the number of concepts kept per neuron at each threshold (``params.outlier_threshold``).
+    params : Params
+        The thresholds given (the paper's 15 and 15 by default) and the rest of the method.
+    rule : dict
+        ``thresholds.layer_thresholds``' rule over these neurons: its record, and ``n_concepts`` (m,).
+    """
+
+    units: np.ndarray
+    not_live: np.ndarray
+    heights: np.ndarray
+    grid: np.ndarray
+    n_clusters: np.ndarray
+    n_concepts: np.ndarray
+    params: Params
+    rule: dict[str, Any]
+
+    def at(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """(C, concepts kept) per neuron at a threshold of the grid, each of shape (m,)."""
+        hits = np.flatnonzero(self.grid == threshold)
+        if hits.size == 0:
+            raise ConceptvecError(f"distance threshold {threshold:g} is not on the sweep's grid; give it as thresholds=[...] .")
+        return self.n_clusters[:, hits[0]], self.n_concepts[:, hits[0]]
+
+    def binned_shares(self) -> dict[str, list[float]]:
+        """Per grid threshold, the share of neurons with 0, 1, 2, 3 and 4 or more concepts."""
+        m = max(1, len(self.units))
+        shares = {str(k): (np.sum(self.n_concepts == k, axis=0) / m).tolist() for k in range(MAX_BINNED)}
+        shares[f"{MAX_BINNED}+"] = (np.sum(self.n_concepts >= MAX_BINNED, axis=0) / m).tolist()
+        return shares
+
+    def to_dict(self) -> dict[str, Any]:
+        """The numbers, as plain JSON values: what the threshold means here, the rule, and the curve."""
+        t = self.params.distance_threshold
+        c, k = self.at(t)
+        rule_c, _ = self.at(self.rule["distance_threshold"])
+        h = self.heights.ravel()
+        return {
+            "n_live": int(len(self.units)),
+            "not_live": self.not_live.tolist(),
+            "merge_heights": {
+                "n": int(h.size),
+                "quantiles": {f"{q:g}": float(np.quantile(h, q)) for q in QUANTILES},
+                "mean": float(h.mean()),
+            },
+            "given": {
+                "distance_threshold": t,
+                "outlier_threshold": self.params.outlier_threshold,
+                "quantile": quantile_of(h, t),
+                "clusters_per_neuron": _histogram(c),
+                "mean_clusters_per_neuron": float(c.mean()),
+                **concept_counts(k),
+            },
+            "layer_rule": {
+                **{key: value for key, value in self.rule.items() if key != "n_concepts"},
+                "quantile": quantile_of(h, self.rule["distance_threshold"]),
+                "clusters_per_neuron": _histogram(rule_c),
+                **concept_counts(self.rule["n_concepts"]),
+            },
+            "curve": {
+                "threshold": self.grid.tolist(),
+                "quantile": [quantile_of(h, g) for g in self.grid],
+                "mean_clusters_per_neuron": self.n_clusters.mean(axis=0).tolist(),
+                "mean_concepts_per_neuron": self.n_concepts.mean(axis=0).tolist(),
+                "share_of_neurons_with_concepts": self.binned_shares(),
+            },
+        }
+
+
+def _histogram(values: np.ndarray) -> dict[str, int]:
+    counts = np.bincount(np.asarray(values, dtype=np.int64), minlength=1)
+    return {str(i): int(v) for i, v in enumerate(counts) if v}
+
+
+def threshold_sweep(
+    acts: Any,
+    *,
+    params: Params = Params(),
+    neurons: Any = None,
+    thresholds: Any = None,
+    n_grid: int = 40,
+    distance_percentile: float = 97.0,
+    outlier_percentile: float = 90.0,
+    progress: bool = False,
+) -> ThresholdSweep:
+    """Concepts per live neuron across distance thresholds, and where ``params.distance_threshold`` falls.
+
+    Parameters
+    ----------
+    acts : array of shape (n_examples, n_units), or an ActivationStore
+    params : Params
+        ``distance_threshold`` is the threshold asked about (paper: 15); ``outlier_threshold``,
+        ``min_cluster_size``, ``top`` and the k-means settings are used at every threshold.
+    neurons : int, sequence or text such as ``"0-99"``, optional
+        The neurons looked at (default all); only the live ones count.
+    thresholds : array of shape (g,), optional
+        The grid; default :func:`threshold_grid` (``n_grid`` thresholds over the layer's merge heights).
+        The given threshold and the rule's are always added.
+    distance_percentile, outlier_percentile : float
+        ``thresholds.layer_thresholds``' rule, computed over the same neurons for comparison.
+
+    Returns
+    -------
+    ThresholdSweep
+    """
+    if not isinstance(params, Params):
+        raise ConceptvecError(f"params must be a conceptvec.Params, got {type(params).__name__}.")
+    for name, q in (("distance_percentile", distance_percentile), ("outlier_percentile", outlier_percentile)):
+        if not 0 < q <= 100:
+            raise ConceptvecError(f"{name} must be in (0, 100], got {q}.")
+    if isinstance(n_grid, bool) or not isinstance(n_grid, (int, np.integer)) or n_grid < 2:
+        raise ConceptvecError(f"n_grid must be a whole number >= 2, got {n_grid!r}.")
+    matrix, _ = as_matrix(acts)
+    n_examples, n_units = matrix.shape
+    selected = parse_neurons(neurons, n_units)
+    if params.top > n_examples:
+        raise ConceptvecError(f"top={params.top} is larger than the number of examples ({n_examples}); use --top (Params(top=...)) "
+                              f"<= {n_examples}.")
+
+    # One pass over A for every selected neuron's top examples, in the method's top-k order.
+    selector = TopK(len(selected), params.top)
+    for start, block in row_blocks(matrix, progress=progress, description="top examples"):
+        check_block_finite(block, start)
+        selector.update(block[:, selected], start)
+    top_rows, top_scores = selector.result()
+    live = (top_scores[:, -1] > 0) & (top_scores[:, 0] > top_scores[:, -1])
+    units, rows = selected[live], top_rows[live]
+    if len(units) == 0:
+        raise ConceptvecError(f"none of the {len(selected)} selected neuron(s) is live (each one's top {params.top} examples "
+                              f"include zero activations, or all tie); select others with --neurons, or lower --top.")
+
+    def top_x(i: int) -> np.ndarray:
+        order = np.argsort(rows[i])  # read memory-mapped rows in file order
+        x = np.empty((params.top, n_units), dtype=np.float64)
+        x[order] = matrix[rows[i][order]]
+        return x
+
+    linkages = [ward_linkage(top_x(i)) for i in range(len(units))]
+    heights = np.stack([z[:, 2] for z in linkages])
+    rule_distance = float(np.percentile(heights, distance_percentile))
+    grid = (threshold_grid(heights, (params.distance_threshold, rule_distance), n=n_grid) if thresholds is None
+            else np.unique(np.concatenate([_checked_grid(thresholds), [params.distance_threshold, rule_distance]])))
+
+    n_clusters = np.stack([[n_clusters_at(z, t) for t in grid] for z in linkages]).astype(np.int64)
+    n_concepts = np.zeros_like(n_clusters)
+    at_rule = []
+    with progress_bar("neuron", disable=not progress, transient=True) as bar:
+        task = bar.add_task("k-means at each C", total=len(units))
+        for i in range(len(units)):
+            x = top_x(i)
+            cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            for g, c in enumerate(n_clusters[i]):
+                if c not in cache:
+                    cache[c] = kmeans_step(x, int(c), params)
+                labels, sq = cache[c]
+                n_concepts[i, g] = len(remove_outliers(labels, sq, params.outlier_threshold, params.min_cluster_size)[1])
+            at_rule.append(cache[n_clusters_at(linkages[i], rule_distance)])
+            bar.advance(task)
+    rule_outlier = float(np.percentile(np.concatenate([sq for _, sq in at_rule]), outlier_percentile))
+    rule_concepts = np.array([len(remove_outliers(labels, sq, rule_outlier, params.min_cluster_size)[1]) for labels, sq in at_rule],
+                             dtype=np.int64)
+    rule = {
+        "rule": (f"distance_threshold = {distance_percentile:g}th percentile of the ward merge heights of every live neuron's "
+                 f"top-{params.top}; outlier_threshold = {outlier_percentile:g}th percentile of their squared distances to "
+                 f"their k-means centroid (thresholds.layer_thresholds)"),
+        "distance_percentile": distance_percentile,
+        "outlier_percentile": outlier_percentile,
+        "n_live_units": int(len(units)),
+        "distance_threshold": rule_distance,
+        "outlier_threshold": rule_outlier,
+        "n_concepts": rule_concepts,
+    }
+    return ThresholdSweep(units=units, not_live=selected[~live], heights=heights, grid=grid, n_clusters=n_clusters,
+                          n_concepts=n_concepts, params=params, rule=rule)
+
+
+def _checked_grid(thresholds: Any) -> np.ndarray:
+    t = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
+    if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)) or np.any(t <= 0):
+        raise ConceptvecError(f"thresholds must be finite numbers > 0, got {thresholds!r}.")
+    return t

@@ -1,0 +1,75 @@
+"""What a distance threshold means on a layer (``core.sweep``): the layer's merge heights with the
+threshold's quantile, and concepts per neuron across thresholds (the layer-wide paper Fig. A.8)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from matplotlib import ticker
+from matplotlib.figure import Figure
+
+from ...core.sweep import MAX_BINNED, ThresholdSweep
+
+GIVEN_COLOUR = "#d62728"
+RULE_COLOUR = "#2ca02c"
+BIN_COLOURS = ("#9a9a9a", "#1f77b4", "#ff7f0e", "#d62728", "#7b3294")  # 0, 1, 2, 3, 4+ concepts
+
+
+def threshold_sweep_data(sweep: ThresholdSweep) -> dict[str, Any]:
+    """The numbers the figure draws: ``ThresholdSweep.to_dict()``."""
+    return sweep.to_dict()
+
+
+def threshold_sweep_plot(sweep: ThresholdSweep) -> Figure:
+    """Left: histogram of every live neuron's ward merge heights, the given threshold and the layer rule's
+    marked with their quantile. Right: share of neurons with 0, 1, 2, 3, 4+ concepts at each threshold,
+    with the mean number of clusters C and of concepts per neuron."""
+    d = threshold_sweep_data(sweep)
+    given, rule, curve = d["given"], d["layer_rule"], d["curve"]
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=(1, 1.3))
+    heights = sweep.heights.ravel()
+    positive = heights[heights > 0]
+    lo = min(positive.min(), given["distance_threshold"], rule["distance_threshold"])
+    hi = max(positive.max(), given["distance_threshold"], rule["distance_threshold"])
+    left.hist(positive, bins=np.geomspace(lo, hi * 1.01, 50), color="#4477aa")
+    left.margins(y=0.35)  # room for the legend above the bars
+    left.set_xscale("log")
+    left.set_xlabel("ward merge height")
+    left.set_ylabel("merges")
+    left.set_title(f"merge heights of the top {sweep.params.top} of {d['n_live']} live neurons", fontsize=9)
+
+    x = np.asarray(curve["threshold"])
+    shares = curve["share_of_neurons_with_concepts"]
+    keys = [str(k) for k in range(MAX_BINNED)] + [f"{MAX_BINNED}+"]
+    right.stackplot(x, *[shares[k] for k in keys], labels=[f"{k} concept{'' if k == '1' else 's'}" for k in keys],
+                    colors=BIN_COLOURS, alpha=0.75, step="post")
+    right.set_xscale("log")
+    right.set_xlim(x[0], x[-1])
+    right.set_ylim(0, 1)
+    right.set_xlabel("distance_threshold")
+    right.set_ylabel("share of live neurons")
+    right.set_title(f"concepts per neuron at each distance threshold (outlier_threshold {sweep.params.outlier_threshold:g})",
+                    fontsize=9)
+    means = right.twinx()
+    means.step(x, curve["mean_concepts_per_neuron"], where="post", color="black", lw=1.4, label="mean concepts")
+    means.step(x, curve["mean_clusters_per_neuron"], where="post", color="black", lw=1.0, ls=":", label="mean C")
+    means.set_yscale("log")
+    means.set_ylabel("mean per neuron (log)")
+
+    for what, colour, values in (("given", GIVEN_COLOUR, given), ("layer rule", RULE_COLOUR, rule)):
+        t = values["distance_threshold"]
+        left.axvline(t, color=colour, ls="--", lw=1.3, label=f"{what} {t:.3g}: {100 * values['quantile']:.1f}% of merges below, "
+                     f"{values['mean_concepts_per_neuron']:.2f} concepts / neuron")
+        right.axvline(t, color=colour, ls="--", lw=1.3)
+    left.legend(fontsize=7, loc="upper right")
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    means.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    handles, labels = right.get_legend_handles_labels()
+    more, more_labels = means.get_legend_handles_labels()
+    right.legend(handles[::-1] + more, labels[::-1] + more_labels, fontsize=7, loc="center left", bbox_to_anchor=(1.12, 0.5))
+    return fig

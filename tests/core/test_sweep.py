@@ -1,0 +1,87 @@
+"""What a distance threshold means on a layer (core.sweep): known answers on planted data."""
+
+import numpy as np
+import pytest
+from conftest import planted
+
+import conceptvec as cv
+from conceptvec.core.method import ward_linkage
+from conceptvec.core.sweep import quantile_of, threshold_grid, threshold_sweep
+from conceptvec.thresholds import layer_thresholds
+
+PARAMS = cv.Params(top=60, distance_threshold=10.0, outlier_threshold=30.0)
+
+
+@pytest.fixture(scope="module")
+def acts():
+    a, _ = planted()
+    a[:, 23] = 0.0  # a dead unit
+    a[:2, 23] = 1.0
+    return a
+
+
+@pytest.fixture(scope="module")
+def sweep(acts):
+    return threshold_sweep(acts, params=PARAMS, n_grid=12)
+
+
+def test_two_planted_facets_give_two_concepts_between_the_last_two_merges(acts, sweep):
+    i = int(np.flatnonzero(sweep.units == 3)[0])
+    h = np.sort(sweep.heights[i])
+    assert np.array_equal(sweep.heights[i], ward_linkage(acts[np.argsort(-acts[:, 3], kind="stable")[:60]])[:, 2])
+    # The two facets are 24 apart (6 on 8 units each): the last merge joins them, far above every other.
+    assert h[-1] > 20 > 5 > h[-2]
+    stated = np.linspace(h[-2] * 1.01, h[-1], 7)
+    within = threshold_sweep(acts, params=PARAMS, neurons=[3], thresholds=stated)
+    assert [within.at(t) for t in stated] == [(np.array([2]), np.array([2]))] * 7
+    above = threshold_sweep(acts, params=PARAMS, neurons=[3], thresholds=[h[-1] * 1.01, h[-1] * 5])
+    # One cluster of both facets: every member is ~12 from the joint centroid (144 >= 30), an outlier.
+    assert above.at(h[-1] * 1.01) == (np.array([1]), np.array([0]))
+
+
+def test_the_given_threshold_and_the_rule_are_what_the_method_and_layer_thresholds_give(acts, sweep):
+    assert sweep.not_live.tolist() == [23] and 23 not in sweep.units
+    c, k = sweep.at(PARAMS.distance_threshold)
+    for u, cu, ku in zip(sweep.units, c, k):
+        cs = cv.disentangle(acts, neuron=int(u), params=PARAMS)
+        assert (cs.n_agglomerative, cs.n_concepts) == (cu, ku)
+    rule_params, record = layer_thresholds(acts, params=PARAMS)
+    assert sweep.rule["distance_threshold"] == rule_params.distance_threshold
+    assert sweep.rule["outlier_threshold"] == rule_params.outlier_threshold
+    _, rule_k = sweep.at(rule_params.distance_threshold)
+    expected = [cv.disentangle(acts, neuron=int(u), params=rule_params).n_concepts for u in sweep.units[:5]]
+    assert sweep.rule["n_concepts"][:5].tolist() == expected
+    d = sweep.to_dict()
+    assert d["layer_rule"]["n_live_units"] == record["n_live_units"] == 23
+    assert d["given"]["quantile"] == pytest.approx(np.mean(sweep.heights < PARAMS.distance_threshold))
+    assert d["given"]["concepts_per_neuron"] == {str(i): int(v) for i, v in enumerate(np.bincount(k))}
+    shares = d["curve"]["share_of_neurons_with_concepts"]
+    assert np.allclose(np.sum([shares[key] for key in shares], axis=0), 1.0)
+
+
+def test_scaling_the_activations_scales_every_merge_height_and_keeps_the_quantile(acts, sweep):
+    ten = threshold_sweep(acts * 10, params=PARAMS.replace(distance_threshold=100.0, outlier_threshold=3000.0), n_grid=12)
+    assert np.allclose(ten.heights, 10 * sweep.heights)
+    assert ten.to_dict()["given"]["quantile"] == sweep.to_dict()["given"]["quantile"]
+    assert np.array_equal(ten.at(100.0)[1], sweep.at(10.0)[1])
+    assert ten.rule["distance_threshold"] == pytest.approx(10 * sweep.rule["distance_threshold"])
+
+
+def test_grid_spans_the_merge_heights_and_holds_the_marked_thresholds():
+    heights = np.array([[1.0, 2.0, 4.0, 8.0]])
+    grid = threshold_grid(heights, (15.0,), n=5)
+    assert 15.0 in grid and grid[0] == pytest.approx(3.0) and grid[-1] == pytest.approx(16.5)
+    assert quantile_of(heights, 4.0) == 0.5 and quantile_of(heights, 100) == 1.0
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    (dict(neurons=[23]), "none of the 1 selected neuron(s) is live"),
+    (dict(neurons="0-99"), "out of bounds"),
+    (dict(n_grid=1), "n_grid must be"),
+    (dict(thresholds=[-1.0]), "thresholds must be finite numbers > 0"),
+    (dict(distance_percentile=0), "distance_percentile must be in"),
+    (dict(params=cv.Params(top=1000)), "top=1000 is larger than the number of examples"),
+])
+def test_bad_input_is_named(acts, kwargs, says):
+    with pytest.raises(cv.ConceptvecError, match=says.replace("(", r"\(").replace(")", r"\)")):
+        threshold_sweep(acts, **{"params": PARAMS, **kwargs})
