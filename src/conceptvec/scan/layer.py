@@ -167,6 +167,8 @@ def scan_layer(
             f"directions {directions!r} is not 'neurons', 'svd:K', or an existing .npy / .safetensors file."
         )
 
+    if neurons is not None:
+        parse_neurons(neurons, None)  # the form now; the bounds once the directions are known
     call = scan_call(params=params, neurons=neurons, directions=fingerprint_directions(directions, n_units),
                      projecting=projecting, matrix=matrix, source=source)
     out_path = Path(out) if out is not None else None
