@@ -1,0 +1,60 @@
+import warnings
+
+import numpy as np
+import pytest
+
+import conceptvec as cv
+from conceptvec.core.stability import concept_stability
+
+PARAMS = cv.Params(top=60, distance_threshold=10.0, outlier_threshold=30.0)
+
+
+def test_planted_facets_come_back_in_every_run(planted_acts):
+    acts, groups = planted_acts
+    cs = cv.disentangle(acts, neuron=3, params=PARAMS)
+    s = concept_stability(cs.top_activations, cs.labels, params=PARAMS, runs=15)
+    assert cs.n_concepts == 2
+    assert s.reappearance.tolist() == [1.0, 1.0] and s.count_agreement == 1.0 and s.jaccard.min() > 0.95
+    assert not s.unstable().any()
+
+
+def test_an_arbitrary_split_of_one_blob_does_not(planted_acts):
+    # One continuous blob cut by a low threshold: its "concepts" depend on which examples were drawn.
+    rng = np.random.default_rng(0)
+    blob = np.abs(rng.normal(0, 1, size=(400, 24)))
+    blob[:, 3] += 5
+    params = cv.Params(top=60, distance_threshold=4.0, outlier_threshold=30.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cs = cv.disentangle(blob, neuron=3, params=params)
+    s = concept_stability(cs.top_activations, cs.labels, params=params, runs=15)
+    assert cs.n_concepts >= 2
+    assert s.jaccard.mean(axis=0).max() < 0.5 and s.unstable().all() and s.count_agreement < 0.5
+    # the same concept vectors, compared by direction, would look alike: the layer's shared component
+    assert (cs.concept_vectors @ cs.concept_vectors.T).min() > 0.9
+
+
+def test_scale_free_and_seeded(planted_acts):
+    acts, _ = planted_acts
+    cs = cv.disentangle(acts, neuron=3, params=PARAMS)
+    a = concept_stability(cs.top_activations, cs.labels, params=PARAMS, runs=8, seed=3)
+    b = concept_stability(cs.top_activations, cs.labels, params=PARAMS, runs=8, seed=3)
+    scaled = PARAMS.replace(distance_threshold=100.0, outlier_threshold=3000.0)
+    c = concept_stability(cs.top_activations * 10, cs.labels, params=scaled, runs=8, seed=3)
+    assert np.array_equal(a.jaccard, b.jaccard) and np.array_equal(a.jaccard, c.jaccard)
+    assert a.to_dict()["runs"] == 8 and len(a.to_dict()["mean_jaccard"]) == 2
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(runs=0), "runs must be >= 1"),
+    (dict(min_jaccard=0), r"min_jaccard must be a number in \(0, 1\]"),
+    (dict(min_jaccard=True), "min_jaccard"),
+    (dict(seed=-1), "seed must be >= 0"),
+])
+def test_bad_arguments(planted_acts, kwargs, match):
+    acts, _ = planted_acts
+    cs = cv.disentangle(acts, neuron=3, params=PARAMS)
+    with pytest.raises(cv.ConceptvecError, match=match):
+        concept_stability(cs.top_activations, cs.labels, params=PARAMS, **kwargs)
+    with pytest.raises(cv.ConceptvecError, match="one entry per top example"):
+        concept_stability(cs.top_activations, cs.labels[:-1], params=PARAMS)
