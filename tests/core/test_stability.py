@@ -58,3 +58,32 @@ def test_bad_arguments(planted_acts, kwargs, match):
         concept_stability(cs.top_activations, cs.labels, params=PARAMS, **kwargs)
     with pytest.raises(cv.ConceptvecError, match="one entry per top example"):
         concept_stability(cs.top_activations, cs.labels[:-1], params=PARAMS)
+
+
+def test_disentangle_records_stability_and_the_set_keeps_it(planted_acts, tmp_path):
+    acts, _ = planted_acts
+    plain = cv.disentangle(acts, neuron=3, params=PARAMS)
+    cs = cv.disentangle(acts, neuron=3, params=PARAMS, stability=6)
+    assert plain.stability is None and plain.unstable() is None
+    np.testing.assert_array_equal(cs.concept_vectors, plain.concept_vectors)  # the concepts do not depend on it
+    assert cs.stability["runs"] == 6 and cs.stability["reappearance"] == [1.0, 1.0]
+    assert cs.unstable().tolist() == [False, False]
+    cs.save(tmp_path / "cs")
+    assert cv.ConceptSet.load(tmp_path / "cs").stability == cs.stability
+    with pytest.raises(cv.ConceptvecError, match="stability must be >= 0"):
+        cv.disentangle(acts, neuron=3, params=PARAMS, stability=-1)
+
+
+def test_cli_disentangle_shows_whether_concepts_come_back(planted_acts, tmp_path):
+    from typer.testing import CliRunner
+
+    from conceptvec.cli import app
+
+    acts, _ = planted_acts
+    cv.ActivationStore.create(tmp_path / "store", acts)
+    result = CliRunner().invoke(app, ["disentangle", str(tmp_path / "store"), "--neuron", "3", "--top", "60",
+                                      "--distance-threshold", "10", "--outlier-threshold", "30", "--stability", "5",
+                                      "--out", str(tmp_path / "cs")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "comes back (5 runs)" in result.output and "100%" in result.output
+    assert cv.ConceptSet.load(tmp_path / "cs").stability["runs"] == 5

@@ -114,6 +114,8 @@ def concept_table(cs, label_names=None, title: str | None = None) -> Table:
         table.add_column("labels of members (count)")
     table.add_column("cos with concept", justify="right")
     table.add_column("cos with " + ("neuron" if cs.neuron is not None else "direction"), justify="right")
+    if cs.stability is not None:
+        table.add_column(f"comes back ({cs.stability['runs']} runs)", justify="right")
     for j in range(cs.n_concepts):
         rows = cs.top_activations[cs.labels == j]
         row = [str(j), str(len(rows))]
@@ -122,6 +124,9 @@ def concept_table(cs, label_names=None, title: str | None = None) -> Table:
             row.append(", ".join(f"{name}: {n}" for name, n in counts))
         row.append(f"{cosine_similarity(rows, cs.concept_vectors[j]).mean():.3f}")
         row.append(f"{cosine_similarity(rows, cs.neuron_direction).mean():.3f}")
+        if cs.stability is not None:
+            share = cs.stability["reappearance"][j]
+            row.append(f"{share:.0%}" + (" [yellow]unstable[/]" if share < 0.5 else ""))
         table.add_row(*row)
     return table
 
@@ -243,6 +248,7 @@ def disentangle(
     outlier_threshold: OutlierOpt = _DEFAULTS.outlier_threshold,
     min_cluster_size: MinSizeOpt = _DEFAULTS.min_cluster_size,
     seed: SeedOpt = _DEFAULTS.seed,
+    stability: Annotated[int, typer.Option("--stability", help="Bootstrap runs that check each concept comes back (members' Jaccard >= 0.75); 0 skips.")] = 20,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Split one neuron (or direction) of a store into concept vectors with the paper's method."""
@@ -259,7 +265,7 @@ def disentangle(
         if not direction.exists():
             raise ConceptvecError(f"direction file {direction} does not exist.")
         vector = read_npy(direction, what="--direction")
-    cs = run(acts, neuron=neuron, direction=vector, params=params)
+    cs = run(acts, neuron=neuron, direction=vector, params=params, stability=stability)
     cs.save(out, overwrite=overwrite)
     start = f"neuron {neuron}" if neuron is not None else f"direction {direction}"
     console.print(f"{start}: C = {cs.n_agglomerative} clusters, {cs.n_concepts} concepts, {int(cs.outliers.sum())} outliers")

@@ -30,7 +30,7 @@ from ..storage.store import ActivationStore
 from .arrays import as_matrix, check_directions, check_finite, check_neuron
 from .kmeans import kmeans_step
 from .metrics import project, unit_vectors
-from .params import Params
+from .params import Params, whole_number
 from .scale import SCALE_HINT, scale_problems, warn_scale
 from .streaming import top_k_desc
 
@@ -105,6 +105,7 @@ def disentangle(
     neuron: int | None = None,
     direction: np.ndarray | None = None,
     params: Params | None = None,
+    stability: int = 0,
 ) -> ConceptSet:
     """Split a neuron (or any direction) into concept vectors with the paper's method.
 
@@ -118,6 +119,9 @@ def disentangle(
         Instead of a neuron: examples are ranked by their projection on this vector.
     params : Params, optional
         Defaults to the paper's ``Params()``.
+    stability : int
+        Bootstrap runs of ``core.stability.concept_stability`` (seeded with ``params.seed``), recorded
+        in ``cs.stability``; 0 (the default) skips it. The concepts themselves do not depend on it.
     """
     params = params or Params()
     if not isinstance(params, Params):
@@ -164,6 +168,10 @@ def disentangle(
         direction=unit_direction,
         provenance={"activations": source, "n_examples": n_examples, "n_units": n_units, **environment()},
     )
+    if whole_number("stability", stability, 0):
+        from .stability import concept_stability
+
+        cs.stability = concept_stability(x, cs.labels, params=params, runs=stability, seed=params.seed).to_dict()
     if cs.is_live:
         warn_scale(scale_problems(cs.linkage, cs.centroid_sq_distances, cs.labels, params, what=what), hint=SCALE_HINT)
     return cs

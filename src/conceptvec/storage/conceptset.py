@@ -55,6 +55,9 @@ class ConceptSet:
         The k-means cluster each concept came from.
     concept_vectors : array of shape (n_concepts, n_units)
         Unit-norm concept vectors (step 4).
+    stability : dict, optional
+        ``core.stability.Stability.to_dict()`` when it was measured: per concept ``reappearance`` and
+        ``mean_jaccard`` over bootstrap runs, ``count_agreement``, ``runs``, ``min_jaccard``, ``seed``.
     """
 
     top_indices: np.ndarray
@@ -71,6 +74,13 @@ class ConceptSet:
     neuron: int | None = None
     direction: np.ndarray | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    stability: dict[str, Any] | None = None
+
+    def unstable(self, *, level: float = 0.5) -> np.ndarray | None:
+        """Mask of shape (n_concepts,): concepts that came back in fewer than ``level`` of the stability runs; None if not measured."""
+        if self.stability is None:
+            return None
+        return np.asarray(self.stability["reappearance"], dtype=np.float64) < level
 
     @property
     def n_concepts(self) -> int:
@@ -162,6 +172,7 @@ class ConceptSet:
             "params": self.params.to_dict(),
             **self.summary(),
             "provenance": self.provenance,
+            **({"stability": self.stability} if self.stability is not None else {}),
         }
         with atomic_directory(path, overwrite=overwrite, what="ConceptSet", marker=METADATA_FILE,
                               protect=[recorded_store(self)]) as tmp:
@@ -191,6 +202,7 @@ class ConceptSet:
             neuron=meta.get("neuron"),
             direction=arrays.get("direction"),
             provenance=meta.get("provenance", {}),
+            stability=meta.get("stability"),
         )
 
 
