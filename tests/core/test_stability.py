@@ -87,3 +87,14 @@ def test_cli_disentangle_shows_whether_concepts_come_back(planted_acts, tmp_path
     assert result.exit_code == 0, result.output
     assert "comes back (5 runs)" in result.output and "100%" in result.output
     assert cv.ConceptSet.load(tmp_path / "cs").stability["runs"] == 5
+
+
+def test_the_report_table_flags_unstable_concepts(planted_acts):
+    from conceptvec.report import figures
+
+    acts, _ = planted_acts
+    cs = cv.disentangle(acts, neuron=3, params=PARAMS, stability=4)
+    cs.stability["reappearance"] = [1.0, 0.25]  # as if the second concept came back once in four runs
+    rows = figures.summary_table(cs)
+    assert [r.get("comes back (of 4 runs)") for r in rows[:2]] == ["100%", "25% unstable"]
+    assert "comes back (of 4 runs)" not in figures.summary_table(cv.disentangle(acts, neuron=3, params=PARAMS))[0]
