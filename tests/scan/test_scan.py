@@ -17,7 +17,7 @@ from conceptvec.metrics import maximally_projecting as reference_projecting
 from conceptvec.metrics import top_k_desc
 from conceptvec.core.selection import parse_neurons
 from conceptvec.scan.directions import load_directions, svd_directions
-from conceptvec.scan.layer import top_examples
+from conceptvec.core.streaming import top_examples
 
 FIELDS = ("top_indices", "top_scores", "top_activations", "linkage", "n_agglomerative", "kmeans_labels",
           "centroid_sq_distances", "labels", "kmeans_cluster_ids", "concept_vectors", "neuron")

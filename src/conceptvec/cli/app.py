@@ -103,8 +103,6 @@ def concept_table(cs, label_names=None, title: str | None = None) -> Table:
     with the concept vector and with the starting neuron (or direction), as in the paper's Fig. 5."""
     from collections import Counter
 
-    import numpy as np
-
     from ..core.metrics import cosine_similarity
 
     table = Table(title=title)

@@ -66,3 +66,25 @@ def check_directions(vectors: Any, n_units: int, *, what: str = "direction") -> 
     if zero.size:
         raise ConceptvecError(f"{what} row(s) {zero[:10].tolist()} have zero or non-finite norm; a direction needs a non-zero vector.")
     return v
+
+
+def read_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``matrix[rows]`` as a C-ordered float64 array of shape (len(rows), n_units), read in file order.
+
+    A memory-mapped store is read fastest row after row, so the rows are fetched sorted and put back
+    in the order asked for.
+    """
+    rows = np.asarray(rows)
+    order = np.argsort(rows)
+    x = np.empty((len(rows), matrix.shape[1]), dtype=np.float64)
+    x[order] = matrix[rows[order]]
+    return x
+
+
+def live_mask(top_scores: np.ndarray) -> np.ndarray:
+    """Per row of ``top_scores`` (shape (m, top), best first): every top example activates the neuron and not all tie.
+
+    The rule of ``ConceptSet.is_live`` (which storage keeps on its own, as it imports no core module but params).
+    """
+    s = np.atleast_2d(np.asarray(top_scores))
+    return (s[:, -1] > 0) & (s[:, 0] > s[:, -1])

@@ -27,7 +27,7 @@ from ..errors import ConceptvecError
 from ..storage.conceptset import ConceptSet
 from ..storage.provenance import environment
 from ..storage.store import ActivationStore
-from .arrays import as_matrix, check_directions, check_finite, check_neuron
+from .arrays import as_matrix, check_directions, check_finite, check_neuron, read_rows
 from .kmeans import kmeans_step
 from .metrics import project, unit_vectors
 from .params import Params, whole_number
@@ -150,9 +150,7 @@ def disentangle(
         )
     check_finite(scores, f"the activations along {what}")
     top_indices = top_k_desc(scores, params.top).astype(np.int64)
-    order = np.argsort(top_indices)  # read memory-mapped rows in file order
-    x = np.empty((params.top, n_units), dtype=np.float64)
-    x[order] = matrix[top_indices[order]]
+    x = read_rows(matrix, top_indices)
     check_finite(x, "the top examples' activations", rows=top_indices)
 
     # k-means on N rows gains nothing from threads and loses much when the cores are shared.

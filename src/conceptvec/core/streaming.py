@@ -9,12 +9,13 @@ or streams many (``TopK``).
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from ..errors import ConceptvecError
 from ..progress import progress_bar
+from .arrays import as_matrix
 
 BLOCK_BYTES = 64 * 2**20  # about this many bytes of activations per block of rows
 MIN_BLOCK_ROWS = 256
@@ -128,3 +129,38 @@ class TopK:
         if self.seen < self.k:
             raise ConceptvecError(f"fewer than {self.k} examples; use top <= the number of examples.")
         return self.row, self.val
+
+
+def top_examples(
+    acts: Any,
+    k: int,
+    *,
+    neurons: np.ndarray | None = None,
+    directions: np.ndarray | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` examples of many neurons (or unit directions) in one chunked pass over A.
+
+    Gives for every column what ``metrics.top_k_desc`` gives on that column alone (scores of a
+    neuron are its float64 activations; of a direction, the projections A @ v).
+
+    Returns
+    -------
+    indices : array of shape (m, k), most activating first
+    scores : array of shape (m, k), float64
+    """
+    matrix, _ = as_matrix(acts)
+    cols = np.arange(matrix.shape[1]) if neurons is None else np.asarray(neurons)
+    m = len(directions) if directions is not None else len(cols)
+    if k > matrix.shape[0]:
+        raise ConceptvecError(f"top={k} is larger than the number of examples ({matrix.shape[0]}); use top <= {matrix.shape[0]}.")
+    selector = TopK(m, k)
+    every_column = directions is None and len(cols) == matrix.shape[1]
+    for start, block in row_blocks(matrix, native=directions is None, description="top examples", progress=progress):
+        check_block_finite(block, start)
+        if directions is not None:
+            scores = block @ directions.T
+        else:
+            scores = block if every_column else block[:, cols]
+        selector.update(scores, start)
+    return selector.result()

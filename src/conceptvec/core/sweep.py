@@ -21,13 +21,14 @@ import numpy as np
 
 from ..errors import ConceptvecError
 from ..progress import progress_bar
-from .arrays import as_matrix
+from .arrays import as_matrix, live_mask, read_rows
 from .kmeans import kmeans_step
 from .method import n_clusters_at, remove_outliers, ward_linkage
 from .metrics import concept_counts
 from .params import Params
 from .selection import parse_neurons
-from .streaming import TopK, check_block_finite, row_blocks
+from .streaming import top_examples
+from .thresholds import rule_description
 
 __all__ = ["QUANTILES", "ThresholdSweep", "quantile_of", "threshold_grid", "threshold_sweep"]
 
@@ -189,24 +190,14 @@ def threshold_sweep(
                               f"<= {n_examples}.")
 
     # One pass over A for every selected neuron's top examples, in the method's top-k order.
-    selector = TopK(len(selected), params.top)
-    for start, block in row_blocks(matrix, progress=progress, description="top examples"):
-        check_block_finite(block, start)
-        selector.update(block[:, selected], start)
-    top_rows, top_scores = selector.result()
-    live = (top_scores[:, -1] > 0) & (top_scores[:, 0] > top_scores[:, -1])
+    top_rows, top_scores = top_examples(matrix, params.top, neurons=selected, progress=progress)
+    live = live_mask(top_scores)
     units, rows = selected[live], top_rows[live]
     if len(units) == 0:
         raise ConceptvecError(f"none of the {len(selected)} selected neuron(s) is live (each one's top {params.top} examples "
                               f"include zero activations, or all tie); select others with --neurons, or lower --top.")
 
-    def top_x(i: int) -> np.ndarray:
-        order = np.argsort(rows[i])  # read memory-mapped rows in file order
-        x = np.empty((params.top, n_units), dtype=np.float64)
-        x[order] = matrix[rows[i][order]]
-        return x
-
-    linkages = [ward_linkage(top_x(i)) for i in range(len(units))]
+    linkages = [ward_linkage(read_rows(matrix, rows[i])) for i in range(len(units))]
     heights = np.stack([z[:, 2] for z in linkages])
     rule_distance = float(np.percentile(heights, distance_percentile))
     grid = (threshold_grid(heights, (params.distance_threshold, rule_distance), n=n_grid) if thresholds is None
@@ -218,7 +209,7 @@ def threshold_sweep(
     with progress_bar("neuron", disable=not progress, transient=True) as bar:
         task = bar.add_task("k-means at each C", total=len(units))
         for i in range(len(units)):
-            x = top_x(i)
+            x = read_rows(matrix, rows[i])
             cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
             for g, c in enumerate(n_clusters[i]):
                 if c not in cache:
@@ -231,9 +222,8 @@ def threshold_sweep(
     rule_concepts = np.array([len(remove_outliers(labels, sq, rule_outlier, params.min_cluster_size)[1]) for labels, sq in at_rule],
                              dtype=np.int64)
     rule = {
-        "rule": (f"distance_threshold = {distance_percentile:g}th percentile of the ward merge heights of every live neuron's "
-                 f"top-{params.top}; outlier_threshold = {outlier_percentile:g}th percentile of their squared distances to "
-                 f"their k-means centroid (thresholds.layer_thresholds)"),
+        "rule": rule_description(distance_percentile=distance_percentile, outlier_percentile=outlier_percentile,
+                                 top=params.top) + " (thresholds.layer_thresholds)",
         "distance_percentile": distance_percentile,
         "outlier_percentile": outlier_percentile,
         "n_live_units": int(len(units)),

@@ -27,7 +27,7 @@ from .method import n_clusters_at, ward_linkage
 from .params import Params
 from .streaming import top_k_desc
 
-__all__ = ["layer_thresholds", "live_units"]
+__all__ = ["layer_thresholds", "live_units", "rule_description"]
 
 
 def live_units(acts: np.ndarray, top: int) -> np.ndarray:
@@ -68,11 +68,7 @@ def layer_thresholds(
             bar.advance(task)
     outlier = float(np.percentile(np.concatenate(sq_all), outlier_percentile))
     record = {
-        "rule": (
-            f"distance_threshold = {distance_percentile:g}th percentile of the ward merge heights of every live unit's "
-            f"top-{params.top}; outlier_threshold = {outlier_percentile:g}th percentile of their squared distances to "
-            f"their k-means centroid"
-        ),
+        "rule": rule_description(distance_percentile=distance_percentile, outlier_percentile=outlier_percentile, top=params.top),
         "distance_percentile": distance_percentile,
         "outlier_percentile": outlier_percentile,
         "n_live_units": int(len(units)),
@@ -80,3 +76,10 @@ def layer_thresholds(
         "outlier_threshold": outlier,
     }
     return params.replace(distance_threshold=distance, outlier_threshold=outlier), record
+
+
+def rule_description(*, distance_percentile: float, outlier_percentile: float, top: int) -> str:
+    """The layer-wide rule in words, as every output that applies it records it."""
+    return (f"distance_threshold = {distance_percentile:g}th percentile of the ward merge heights of every live unit's "
+            f"top-{top}; outlier_threshold = {outlier_percentile:g}th percentile of their squared distances to "
+            f"their k-means centroid")

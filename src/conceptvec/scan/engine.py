@@ -23,6 +23,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from ..core.arrays import read_rows
 from ..core.method import cluster_top
 from ..core.params import Params
 from ..errors import ConceptvecError
@@ -149,11 +150,7 @@ def cluster_batch(task: BatchTask) -> BatchResult:
             if rows is not None:
                 x = np.array(rows[i], dtype=np.float64)  # a private C-ordered copy, also of shared rows
             else:
-                # As disentangle: read the memory-mapped rows in file order.
-                order = np.argsort(top[i])
-                mapped = _MMAPS[task.npy]
-                x = np.empty((len(top[i]), mapped.shape[1]), dtype=np.float64)
-                x[order] = mapped[top[i][order]]
+                x = read_rows(_MMAPS[task.npy], top[i])  # as disentangle reads them
             for key, value in cluster_top(x, params).items():
                 out[key].append(value)
     return {

@@ -28,7 +28,7 @@ from ..core.metrics import unit_vectors
 from ..core.params import Params
 from ..core.scale import SCALE_HINT, scale_problems, warn_scale
 from ..core.selection import parse_neurons
-from ..core.streaming import TopK, block_rows, check_block_finite, row_blocks
+from ..core.streaming import TopK, block_rows, row_blocks, top_examples
 from ..errors import ConceptvecError
 from ..progress import progress_bar
 from ..storage.atomic import read_json, refuse_existing, writer_lock
@@ -38,41 +38,6 @@ from .directions import fingerprint_directions, resolve_directions
 from .engine import BATCH, BatchResult, BatchTask, Engine, make_engine
 from .result import SCAN_FILE, ScanResult
 from .resume import ScanPartial, scan_call
-
-
-def top_examples(
-    acts: np.ndarray | ActivationStore,
-    k: int,
-    *,
-    neurons: np.ndarray | None = None,
-    directions: np.ndarray | None = None,
-    progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` examples of many neurons (or unit directions) in one chunked pass over A.
-
-    Gives for every column what ``metrics.top_k_desc`` gives on that column alone (scores of a
-    neuron are its float64 activations; of a direction, the projections A @ v).
-
-    Returns
-    -------
-    indices : array of shape (m, k), most activating first
-    scores : array of shape (m, k), float64
-    """
-    matrix, _ = as_matrix(acts)
-    cols = np.arange(matrix.shape[1]) if neurons is None else np.asarray(neurons)
-    m = len(directions) if directions is not None else len(cols)
-    if k > matrix.shape[0]:
-        raise ConceptvecError(f"top={k} is larger than the number of examples ({matrix.shape[0]}); use top <= {matrix.shape[0]}.")
-    selector = TopK(m, k)
-    every_column = directions is None and len(cols) == matrix.shape[1]
-    for start, block in row_blocks(matrix, native=directions is None, description="top examples", progress=progress):
-        check_block_finite(block, start)
-        if directions is not None:
-            scores = block @ directions.T
-        else:
-            scores = block if every_column else block[:, cols]
-        selector.update(scores, start)
-    return selector.result()
 
 
 def projecting_and_cosine(

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from safetensors.numpy import save_file
 
-from ..core.arrays import as_matrix
+from ..core.arrays import as_matrix, live_mask, read_rows
 from ..core.metrics import concept_counts, layer_mean, member_cosines
 from ..core.params import Params
 from ..errors import ConceptvecError, StoreError
@@ -115,9 +115,7 @@ class ScanResult:
         i = self.position(int(neuron))
         matrix = self._matrix()
         top = self.top_indices[i]
-        order = np.argsort(top)
-        x = np.empty((len(top), matrix.shape[1]), dtype=np.float64)
-        x[order] = matrix[top[order]]
+        x = read_rows(matrix, top)
         a, b = self.concept_offsets[i], self.concept_offsets[i + 1]
         return ConceptSet(
             top_indices=top.copy(),
@@ -162,7 +160,7 @@ class ScanResult:
     @property
     def live(self) -> np.ndarray:
         """Per scanned neuron: every top example activates it, not all alike (see :attr:`ConceptSet.is_live`)."""
-        return (self.top_scores[:, -1] > 0) & (self.top_scores[:, 0] > self.top_scores[:, -1])
+        return live_mask(self.top_scores)
 
     def summary(self) -> dict[str, Any]:
         """Histogram of concepts per neuron and the share of neurons with 2 or more concepts.
