@@ -152,7 +152,8 @@ def cluster_batch(task: BatchTask) -> BatchResult:
             else:
                 x = read_rows(_MMAPS[task.npy], top[i])  # as disentangle reads them
             for key, value in cluster_top(x, params).items():
-                out[key].append(value)
+                if key in out:  # split_tests stay with disentangle's ConceptSet; the scan keeps C
+                    out[key].append(value)
     return {
         "linkage": np.stack(out["linkage"]),
         "n_agglomerative": np.asarray(out["n_agglomerative"], dtype=np.int64),

@@ -178,7 +178,7 @@ class ScanResult:
 
     def table(self) -> pa.Table:
         """One row per scanned neuron: neuron, C, concepts, cluster sizes, outliers removed, small-cluster examples removed."""
-        outliers = self.centroid_sq_distances >= self.params.outlier_threshold
+        outliers = self.params.outliers(self.kmeans_labels, self.centroid_sq_distances)
         sizes = [[int(np.sum(self.labels[i] == j)) for j in range(int(c))] for i, c in enumerate(self.n_concepts)]
         return pa.table({
             "neuron": pa.array(self.neurons, pa.int64()),
