@@ -24,8 +24,9 @@ err_console = Console(stderr=True)
 
 _DEFAULTS = Params()
 TopOpt = Annotated[int, typer.Option("--top", help="N, top activating examples clustered.")]
-DistanceOpt = Annotated[float, typer.Option("--distance-threshold", help="d_max of the ward clustering (paper: 15 for Inception V3 Mixed_7b).")]
-OutlierOpt = Annotated[float, typer.Option("--outlier-threshold", help="Squared distance to the k-means centroid at which an example is an outlier.")]
+DistanceOpt = Annotated[str, typer.Option("--distance-threshold", help="d_max of the ward clustering (paper: 15 for Inception V3 Mixed_7b), or 'auto': a significance test, the same on every layer.")]
+OutlierOpt = Annotated[Optional[str], typer.Option("--outlier-threshold", show_default="15, or auto with --distance-threshold auto", help="Squared distance to the k-means centroid at which an example is an outlier, or 'auto' (beyond its cluster's far-out fence).")]
+SignificanceOpt = Annotated[float, typer.Option("--significance", help="With --distance-threshold auto: keep a split into two concepts when one concept would show it with probability below this.")]
 MinSizeOpt = Annotated[int, typer.Option("--min-cluster-size", help="Clusters with fewer remaining members are removed.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed, recorded with the output.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")]
@@ -93,9 +94,21 @@ def os_error_message(exc: OSError) -> str:
     return f"{exc.strerror or exc}:{where}; {fix}."
 
 
-def make_params(top: int, distance_threshold: float, outlier_threshold: float, min_cluster_size: int, seed: int) -> Params:
-    return Params(top=top, distance_threshold=distance_threshold, outlier_threshold=outlier_threshold,
-                  min_cluster_size=min_cluster_size, seed=seed)
+def threshold_value(name: str, text: str | None) -> float | str | None:
+    """A threshold option's text as Params takes it: 'auto', a number, or None (left out)."""
+    if text is None or text.strip().lower() == "auto":
+        return None if text is None else "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise ConceptvecError(f"--{name.replace('_', '-')} must be a number or 'auto', got {text!r}.") from None
+
+
+def make_params(top: int, distance_threshold: str, outlier_threshold: str | None, min_cluster_size: int, seed: int,
+                significance: float = Params().significance) -> Params:
+    return Params(top=top, distance_threshold=threshold_value("distance_threshold", distance_threshold),
+                  outlier_threshold=threshold_value("outlier_threshold", outlier_threshold),
+                  min_cluster_size=min_cluster_size, seed=seed, significance=significance)
 
 
 def concept_table(cs, label_names=None, title: str | None = None) -> Table:
@@ -242,8 +255,9 @@ def disentangle(
     neuron: Annotated[Optional[int], typer.Option("--neuron", help="Unit to disentangle.")] = None,
     direction: Annotated[Optional[Path], typer.Option("--direction", help="A .npy vector to start from instead of a neuron.")] = None,
     top: TopOpt = _DEFAULTS.top,
-    distance_threshold: DistanceOpt = _DEFAULTS.distance_threshold,
-    outlier_threshold: OutlierOpt = _DEFAULTS.outlier_threshold,
+    distance_threshold: DistanceOpt = "15",
+    outlier_threshold: OutlierOpt = None,
+    significance: SignificanceOpt = _DEFAULTS.significance,
     min_cluster_size: MinSizeOpt = _DEFAULTS.min_cluster_size,
     seed: SeedOpt = _DEFAULTS.seed,
     stability: Annotated[int, typer.Option("--stability", help="Bootstrap runs that check each concept comes back (members' Jaccard >= 0.75); 0 skips.")] = 20,
@@ -257,7 +271,7 @@ def disentangle(
     from ..storage.store import ActivationStore
 
     acts = ActivationStore.open(store)
-    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed)
+    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed, significance)
     vector = None
     if direction is not None:
         if not direction.exists():
@@ -286,8 +300,9 @@ def scan(
     neurons: Annotated[Optional[str], typer.Option("--neurons", help="Which neurons (or directions), e.g. 0-99 or 0-99,512; default all.")] = None,
     directions: Annotated[str, typer.Option("--directions", help="neurons, svd:K (top K right singular vectors), or a .npy / .safetensors file of vectors.")] = "neurons",
     top: TopOpt = _DEFAULTS.top,
-    distance_threshold: DistanceOpt = _DEFAULTS.distance_threshold,
-    outlier_threshold: OutlierOpt = _DEFAULTS.outlier_threshold,
+    distance_threshold: DistanceOpt = "15",
+    outlier_threshold: OutlierOpt = None,
+    significance: SignificanceOpt = _DEFAULTS.significance,
     min_cluster_size: MinSizeOpt = _DEFAULTS.min_cluster_size,
     seed: SeedOpt = _DEFAULTS.seed,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Processes clustering neurons; 0 or 1: this process alone; default all CPUs.")] = None,
@@ -299,7 +314,7 @@ def scan(
     from ..storage.store import ActivationStore
 
     acts = ActivationStore.open(store)
-    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed)
+    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed, significance)
     result = scan_layer(acts, params=params, neurons=neurons, workers=workers, directions=directions,
                         projecting=projecting, out=out, overwrite=overwrite, progress=True)
     s = result.summary()
