@@ -307,6 +307,7 @@ def scan(
     seed: SeedOpt = _DEFAULTS.seed,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Processes clustering neurons; 0 or 1: this process alone; default all CPUs.")] = None,
     projecting: Annotated[bool, typer.Option("--projecting/--no-projecting", help="Also find the maximally projecting examples of every concept.")] = True,
+    stability: Annotated[int, typer.Option("--stability", help="Resampling runs per neuron that check each concept comes back (about B times the clustering time); 0 skips.")] = 0,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Run the method on every neuron of a layer (or on SVD / given directions) and summarise."""
@@ -316,7 +317,7 @@ def scan(
     acts = ActivationStore.open(store)
     params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed, significance)
     result = scan_layer(acts, params=params, neurons=neurons, workers=workers, directions=directions,
-                        projecting=projecting, out=out, overwrite=overwrite, progress=True)
+                        projecting=projecting, out=out, overwrite=overwrite, progress=True, stability=stability)
     s = result.summary()
     what = "neurons" if result.kind == "neurons" else f"directions ({result.kind})"
     if result.reused:
@@ -335,6 +336,15 @@ def scan(
     for k, v in s["concepts_per_neuron"].items():
         table.add_row(k, str(v))
     console.print(table)
+    if result.stability is not None:
+        import numpy as np
+
+        st = result.stability
+        live_concepts = np.repeat(result.live, result.n_concepts)
+        unstable = int(np.sum(st["concept_reappearance"][live_concepts] < result.UNSTABLE))
+        console.print(f"[bold]stability[/] ({st['runs']} runs, {st['resampling']}): {unstable} of {int(live_concepts.sum())} concepts of "
+                      f"live neurons come back in fewer than half of the runs (flagged 'unstable' in concepts.parquet); "
+                      f"{float(np.mean(st['count_agreement'][result.live])):.0%} of runs agree on a live neuron's count on average")
     console.print(f"scan written to {out} (neurons.parquet, concepts.parquet, concepts.safetensors, summary.png)")
 
 
