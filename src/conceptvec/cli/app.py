@@ -166,8 +166,8 @@ def demo(
         weights = f"{'reused, ' if w['reused'] else ''}trained here ({w['train']['epochs']} epochs, seed {w['train']['seed']})"
     console.print(f"[bold]model[/] digits CNN, classes merging 0|5 1|6 2|7 3|8 4|9, {weights}: "
                   f"{result.test_accuracy:.1%} test accuracy; layer {store.metadata['layer']}, {store.n_examples} examples x {store.n_units} units")
-    console.print(f"[bold]thresholds[/] distance {p.distance_threshold:.2f}, outlier {p.outlier_threshold:.2f} "
-                  f"(layer-wide rule, see {result.out / 'demo.json'})")
+    console.print(f"[bold]thresholds[/] auto: a split is kept when one concept alone would look this split with probability "
+                  f"below {p.significance:g}; no scale to tune (see {result.out / 'demo.json'})")
     split = sum(r["split"] for r in result.merged_units)
     console.print(f"[bold]planted evidence[/] {len(result.merged_units)} units mix a merged pair among their top "
                   f"{p.top}; the method splits the pair into separate concepts in {split} of them")
