@@ -13,7 +13,14 @@
    share of the 10-class control network's live units split into 2 or more concepts (no unit there
    was pushed to mix two digits).
 
-Usage: python benchmarks/bench_truth.py [--widths 256,512,1024,2048] [--neurons 40]
+3. ``--alternatives``: the criteria studied before ``auto`` was chosen, each deciding C for ward's tree
+   of the same planted neurons: the gap statistic with a PCA-aligned uniform reference (Tibshirani et
+   al. 2001; 10 references, k <= 6, the smallest k with Gap(k) >= Gap(k+1) - s(k+1)), subsample
+   stability (Ben-Hur et al. 2002; 10 pairs of 80 % subsamples per k, the k with the largest mean
+   adjusted Rand index on their overlap, 1 when none reaches 0.9), both on unit-length examples; and
+   auto's own test on the examples as they are (not scaled to unit length).
+
+Usage: python benchmarks/bench_truth.py [--widths 256,512,1024,2048] [--neurons 40] [--alternatives]
 """
 
 from __future__ import annotations
@@ -126,11 +133,77 @@ def digits_part() -> None:
         print(f"{rule_name:<12} {row[0]:>32} {row[1]:>34} {merged_split:>28}")
 
 
+def _within(x: np.ndarray, labels: np.ndarray) -> float:
+    return float(sum(((x[labels == c] - x[labels == c].mean(0)) ** 2).sum() for c in np.unique(labels)))
+
+
+def _ward_cut(x: np.ndarray, k: int) -> np.ndarray:
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    return fcluster(linkage(x, "ward"), k, "maxclust")
+
+
+def gap_count(x: np.ndarray, *, k_max: int = 6, refs: int = 10, seed: int = 0) -> int:
+    rng = np.random.default_rng(seed)
+    centred = x - x.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    z = centred @ vt.T
+    log_w = np.log([_within(x, _ward_cut(x, k)) for k in range(1, k_max + 1)])
+    ref = np.array([[np.log(_within(r, _ward_cut(r, k))) for k in range(1, k_max + 1)]
+                    for r in (rng.uniform(z.min(0), z.max(0), size=z.shape) for _ in range(refs))])
+    gap, s = ref.mean(0) - log_w, ref.std(0) * np.sqrt(1 + 1 / refs)
+    return next((k + 1 for k in range(k_max - 1) if gap[k] >= gap[k + 1] - s[k + 1]), k_max)
+
+
+def subsample_stability_count(x: np.ndarray, *, k_max: int = 6, pairs: int = 10, seed: int = 0) -> int:
+    rng = np.random.default_rng(seed)
+    n, best = len(x), (1, 0.0)
+    for k in range(2, k_max + 1):
+        scores = []
+        for _ in range(pairs):
+            a, b = (np.sort(rng.choice(n, int(0.8 * n), replace=False)) for _ in range(2))
+            la, lb = dict(zip(a, _ward_cut(x[a], k))), dict(zip(b, _ward_cut(x[b], k)))
+            both = np.intersect1d(a, b)
+            scores.append(adjusted_rand_score([la[i] for i in both], [lb[i] for i in both]))
+        if np.mean(scores) > best[1]:
+            best = (k, float(np.mean(scores)))
+    return best[0] if best[1] >= 0.9 else 1
+
+
+def alternatives_part(n_neurons: int) -> None:
+    from scipy.cluster.hierarchy import linkage
+
+    from conceptvec.core.auto import auto_clusters, unit_rows
+
+    def auto_raw(x: np.ndarray) -> int:
+        return auto_clusters(x, linkage(x, "ward"), significance=0.01, min_cluster_size=5, seed=0)[0]
+
+    def auto_unit(x: np.ndarray) -> int:
+        u = unit_rows(x)
+        return auto_clusters(u, linkage(u, "ward"), significance=0.01, min_cluster_size=5, seed=0)[0]
+
+    criteria = {"gap (unit rows)": lambda x: gap_count(unit_rows(x)),
+                "subsample stability (unit rows)": lambda x: subsample_stability_count(unit_rows(x)),
+                "auto's test on raw rows": auto_raw, "auto": auto_unit}
+    print(f"\ncriteria studied (C from ward's tree of each planted neuron's top 100; {n_neurons} neurons, scale 1)")
+    print(f"{'layer':<22} {'criterion':<33} {'exact':>7} {'one-if-1':>9} {'ms/neuron':>10}")
+    for width, strength in ((256, (0.5, 1.5)), (1024, (0.5, 1.5)), (512, (0.2, 2.0))):
+        layer = planted_layer(width, n_neurons=n_neurons, strength=strength, seed=width)
+        single = layer.n_facets == 1
+        for name, count in criteria.items():
+            start = time.perf_counter()
+            got = np.array([count(layer.acts[layer.owner == j].astype(np.float64)) for j in range(n_neurons)])
+            ms = 1000 * (time.perf_counter() - start) / n_neurons
+            print(f"{f'{width} wide, strength {strength[0]:g}-{strength[1]:g}':<22} {name:<33} {np.mean(got == layer.n_facets):>7.1%} "
+                  f"{np.mean(got[single] == 1):>9.1%} {ms:>10.0f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--widths", default="256,512,1024,2048")
     ap.add_argument("--neurons", type=int, default=40)
     ap.add_argument("--no-digits", action="store_true")
+    ap.add_argument("--alternatives", action="store_true", help="also the criteria studied before auto was chosen")
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, conceptvec {cv.__version__}; "
           f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
@@ -140,6 +213,8 @@ def main() -> None:
         planted_part([int(w) for w in args.widths.split(",")], args.neurons)
         if not args.no_digits:
             digits_part()
+        if args.alternatives:
+            alternatives_part(args.neurons)
     print(f"\ntotal {time.perf_counter() - start:.0f} s; load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 

@@ -50,7 +50,7 @@ def test_demo_end_to_end(demo_run):
     summary = read_json(r.out / "demo.json")
     assert summary["status"] == "complete"
     assert summary["neuron"] == r.neuron and summary["n_merged_pair_units"] == len(r.merged_units) > 0
-    assert summary["params"] == cs.params.to_dict() and "significance" in summary["thresholds"]["rule"]
+    assert summary["params"] == cs.params.to_dict() and summary["thresholds"]["significance"] == cs.params.significance
     makeup = read_json(r.out / f"neuron_{r.neuron}" / "digit_makeup.json")
     assert sum(makeup["top_examples"].values()) == 100
     assert sum(sum(c.values()) for c in makeup["concepts"]) + sum(makeup["removed"].values()) == 100

@@ -454,6 +454,7 @@ def test_auto_scan_equals_disentangle_and_stability_is_recorded(tmp_path):
         a, b = scan.concept_offsets[j], scan.concept_offsets[j + 1]
         np.testing.assert_array_equal(scan.stability["concept_reappearance"][a:b], cs.stability["reappearance"])
         assert scan.stability["count_agreement"][j] == cs.stability["count_agreement"]
+        assert scan[j].stability["reappearance"] == cs.stability["reappearance"]  # the report's neuron pages show it
     assert scan.stability["resampling"] == "subsample 0.8"
     # on disk: the flag per concept and the count agreement per neuron, and the same numbers back
     concepts = pq.read_table(tmp_path / "scan" / "concepts.parquet").to_pydict()

@@ -139,6 +139,10 @@ class ScanResult:
             neuron=int(self.neurons[i]) if self.kind == "neurons" else None,
             direction=self.directions[i].copy() if self.directions is not None else None,
             provenance={**self.provenance, "scan": {"kind": self.kind, "index": int(self.neurons[i])}},
+            # the scan keeps each concept's reappearance and the count agreement (not the per-run Jaccards)
+            stability=({"reappearance": self.stability["concept_reappearance"][a:b].tolist(),
+                        "count_agreement": float(self.stability["count_agreement"][i]), "runs": self.stability["runs"],
+                        "resampling": self.stability["resampling"]} if self.stability is not None else None),
         )
 
     def with_activations(self, acts: np.ndarray | ActivationStore) -> "ScanResult":
