@@ -127,6 +127,14 @@ def auto_clusters(
     return n_clusters, tests
 
 
+def outlier_mask(kmeans_labels: np.ndarray, sq_distances: np.ndarray, outlier_threshold: float | str) -> np.ndarray:
+    """Examples the outlier rule removes, shape (N,): ``sq >= outlier_threshold``, or beyond the fence with ``"auto"``."""
+    sq = np.asarray(sq_distances, dtype=np.float64)
+    if isinstance(outlier_threshold, str):  # "auto" (Params checks the value)
+        return sq > outlier_fences(kmeans_labels, sq)
+    return sq >= outlier_threshold
+
+
 def outlier_fences(kmeans_labels: np.ndarray, sq_distances: np.ndarray) -> np.ndarray:
     """Per example, its cluster's far-out fence Q3 + OUTLIER_FENCE x IQR of the squared distances, shape (N,)."""
     labels = np.asarray(kmeans_labels)

@@ -30,8 +30,8 @@ from ..storage.store import ActivationStore
 from .arrays import as_matrix, check_directions, check_finite, check_neuron, read_rows
 from .kmeans import kmeans_step
 from .metrics import project, unit_vectors
-from .auto import auto_clusters, outlier_fences, unit_rows
-from .params import Params, is_auto, whole_number
+from .auto import auto_clusters, outlier_mask, unit_rows
+from .params import Params, whole_number
 from .scale import SCALE_HINT, scale_problems, warn_scale
 from .streaming import top_k_desc
 
@@ -57,11 +57,7 @@ def remove_outliers(
     see ``Params.outliers``) go first, then clusters left with fewer than ``min_cluster_size``
     members; kept clusters are numbered by ascending k-means label.
     """
-    if is_auto(outlier_threshold):
-        outliers = sq_distances > outlier_fences(kmeans_labels, sq_distances)
-    else:
-        outliers = sq_distances >= outlier_threshold
-    kept = np.where(~outliers, kmeans_labels, REMOVED)
+    kept = np.where(~outlier_mask(kmeans_labels, sq_distances, outlier_threshold), kmeans_labels, REMOVED)
     clusters, counts = np.unique(kept[kept != REMOVED], return_counts=True)
     kept_clusters = clusters[counts >= min_cluster_size]
     labels = np.full(len(kmeans_labels), REMOVED, dtype=np.int64)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConceptvecError
-from .auto import outlier_fences
+from .auto import outlier_mask
 
 AUTO = "auto"
 
@@ -109,12 +109,10 @@ class Params:
     def outliers(self, kmeans_labels: np.ndarray, sq_distances: np.ndarray) -> np.ndarray:
         """Mask of the examples the outlier rule removes; arrays of shape (N,) or (m, N), one neuron a row."""
         sq = np.asarray(sq_distances, dtype=np.float64)
-        if not self.auto_outliers:
-            return sq >= self.outlier_threshold
-        labels = np.asarray(kmeans_labels)
-        if sq.ndim == 1:
-            return sq > outlier_fences(labels, sq)
-        return np.stack([row > outlier_fences(lab, row) for lab, row in zip(labels, sq)]) if len(sq) else sq.astype(bool)
+        if not self.auto_outliers or sq.ndim == 1:
+            return outlier_mask(kmeans_labels, sq, self.outlier_threshold)
+        rows = [outlier_mask(lab, row, AUTO) for lab, row in zip(np.asarray(kmeans_labels), sq)]
+        return np.stack(rows) if rows else sq.astype(bool)
 
     def describe(self) -> str:
         """The thresholds in words, for messages and pages."""
