@@ -2,12 +2,13 @@
 
 1. Planted layers (``core.planted.planted_layer``) of widths 256 to 2048 at activation scales 0.2, 1
    and 5: 40 neurons each, with 1-4 facets (every fourth neuron one, whose top examples vary
-   continuously in strength). For the paper's fixed thresholds (15, 15), the demo's layer-quantile
+   continuously in strength), noise of total norm 0.35 against facets of norm about 1.4. For the paper's fixed thresholds (15, 15), the demo's layer-quantile
    rule (97th / 90th percentiles, ``thresholds.layer_thresholds``, over the planted neurons) and
    ``distance_threshold="auto"``: the exact-count rate, the rate of one concept on single-facet
    neurons, the adjusted Rand index of kept members against the planted facets (multi-facet neurons),
    and whether every neuron's count is the same at every scale. A harder strength range (0.2-2, a 10x
-   spread, where weak examples are mostly noise) is printed as a stress line.
+   spread, where weak examples are mostly noise) and a noisier layer (noise norm 1.0, facets blurred into
+   each other) are printed as stress lines.
 2. The digits CNN of the demo (shipped weights): of the units whose top examples mix a merged pair of
    digits, the share whose pair the method splits (each digit the majority of a concept), against the
    share of the 10-class control network's live units split into 2 or more concepts (no unit there
@@ -70,22 +71,23 @@ def planted_part(widths: list[int], n_neurons: int) -> None:
     print(f"{'width':>6} {'rule':<12} " + " ".join(f"{'scale ' + format(s, 'g'):>26}" for s in SCALES) + "  same counts")
     print(f"{'':>6} {'':<12} " + " ".join(f"{'exact  one-if-1  ARI':>26}" for _ in SCALES))
     summary: dict[str, list] = {}
-    cases = [(w, (0.5, 1.5)) for w in widths] + [(512, (0.2, 2.0))]
-    for width, strength in cases:
+    cases = [(w, (0.5, 1.5), 0.35, "") for w in widths] + [(512, (0.2, 2.0), 0.35, "*"), (512, (0.5, 1.5), 1.0, "**")]
+    for width, strength, noise, mark in cases:
         per_rule: dict[str, list] = {}
         for scale in SCALES:
-            layer = planted_layer(width, n_neurons=n_neurons, strength=strength, scale=scale, seed=width)
+            layer = planted_layer(width, n_neurons=n_neurons, strength=strength, noise=noise, scale=scale, seed=width)
             for name, params in rules_for(layer.acts, n_neurons).items():
                 per_rule.setdefault(name, []).append(score(layer.acts, layer, params, n_neurons))
-        label = f"{width}" + ("*" if strength != (0.5, 1.5) else "")
+        label = f"{width}{mark}"
         for name, results in per_rule.items():
             same = all(np.array_equal(results[0]["counts"], r["counts"]) for r in results)
             cells = " ".join(f"{r['exact']:>10.1%} {r['single_one']:>7.1%} {r['ari']:>6.3f}" for r in results)
             print(f"{label:>6} {name:<12} {cells}  {'yes' if same else 'no'}")
-            if strength == (0.5, 1.5):
+            if not mark:
                 summary.setdefault(name, []).append((min(r["exact"] for r in results), min(r["single_one"] for r in results),
                                                      min(r["ari"] for r in results), same))
     print("* stress: strengths uniform 0.2-2 (a 10x spread; the weakest examples are mostly noise)")
+    print("** stress: noise of norm 1.0 instead of 0.35 (facets blur into each other)")
     for name, rows in summary.items():
         print(f"{name:<12} worst over widths and scales: exact {min(r[0] for r in rows):.1%}, one concept on single-facet "
               f"{min(r[1] for r in rows):.1%}, ARI {min(r[2] for r in rows):.3f}, same counts at every scale: "
@@ -186,15 +188,16 @@ def alternatives_part(n_neurons: int) -> None:
                 "subsample stability (unit rows)": lambda x: subsample_stability_count(unit_rows(x)),
                 "auto's test on raw rows": auto_raw, "auto": auto_unit}
     print(f"\ncriteria studied (C from ward's tree of each planted neuron's top 100; {n_neurons} neurons, scale 1)")
-    print(f"{'layer':<22} {'criterion':<33} {'exact':>7} {'one-if-1':>9} {'ms/neuron':>10}")
-    for width, strength in ((256, (0.5, 1.5)), (1024, (0.5, 1.5)), (512, (0.2, 2.0))):
-        layer = planted_layer(width, n_neurons=n_neurons, strength=strength, seed=width)
+    print(f"{'layer':<34} {'criterion':<33} {'exact':>7} {'one-if-1':>9} {'ms/neuron':>10}")
+    for width, strength, noise in ((256, (0.5, 1.5), 0.35), (1024, (0.5, 1.5), 0.35), (512, (0.2, 2.0), 0.35),
+                                   (512, (0.5, 1.5), 1.0)):
+        layer = planted_layer(width, n_neurons=n_neurons, strength=strength, noise=noise, seed=width)
         single = layer.n_facets == 1
         for name, count in criteria.items():
             start = time.perf_counter()
             got = np.array([count(layer.acts[layer.owner == j].astype(np.float64)) for j in range(n_neurons)])
             ms = 1000 * (time.perf_counter() - start) / n_neurons
-            print(f"{f'{width} wide, strength {strength[0]:g}-{strength[1]:g}':<22} {name:<33} {np.mean(got == layer.n_facets):>7.1%} "
+            print(f"{f'{width} wide, strength {strength[0]:g}-{strength[1]:g}, noise {noise:g}':<34} {name:<33} {np.mean(got == layer.n_facets):>7.1%} "
                   f"{np.mean(got[single] == 1):>9.1%} {ms:>10.0f}")
 
 
