@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -86,7 +86,7 @@ def reference_mean(mean: Any, n_units: int) -> np.ndarray | float:
     if hasattr(mean, "activations"):  # an ActivationStore: its memory-mapped matrix, read in row blocks
         from ..core.metrics import layer_mean
 
-        return np.asarray(layer_mean(mean), dtype=np.float64)
+        return np.asarray(layer_mean(mean.activations), dtype=np.float64)
     if isinstance(mean, torch.Tensor):
         mean = mean.detach().cpu().numpy()
     m = np.asarray(mean, dtype=np.float64)
@@ -288,24 +288,25 @@ def intervene(model: Any, layer: str | nn.Module, directions: Any, mode: str = "
         yield state
 
 
-def branch_forward(module: nn.Module, layer: nn.Module, name: str, x: Any, edits: Edits, *, share: bool) -> Any:
+def branch_forward(module: nn.Module, layer: nn.Module, name: str, x: Any, edits: Edits, *, share: bool,
+                   after: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Any:
     """One forward giving the model's output under every edit, stacked branch-major: batch B * N.
 
     ``share=True`` runs the layers below once on the N examples and repeats the layer's output B times
     inside the hook, so only the layers above run B times; ``share=False`` repeats the input (every
     model allows it). The caller checks once that sharing gives the unshared result (see
     ``nn.causal``): a model whose upper part reuses a tensor from below the layer (a skip connection,
-    a mask) cannot share.
+    a mask) cannot share. ``after`` sees the edited layer output (B * N, ...).
     """
     branches = edits.n_branches
-    if share:
-        def edit(out: torch.Tensor) -> torch.Tensor:
-            return edits.apply(out.repeat(branches, *([1] * (out.ndim - 1))), branches)
-        inputs = x
-    else:
-        def edit(out: torch.Tensor) -> torch.Tensor:
-            return edits.apply(out, branches)
-        inputs = x.repeat(branches, *([1] * (x.ndim - 1)))
+
+    def edit(out: torch.Tensor) -> torch.Tensor:
+        if share:
+            out = out.repeat(branches, *([1] * (out.ndim - 1)))
+        new = edits.apply(out, branches)
+        return new if after is None else after(new)
+
+    inputs = x if share else x.repeat(branches, *([1] * (x.ndim - 1)))
     with layer_edit(module, layer, name, edit):
         return module(inputs)
 
