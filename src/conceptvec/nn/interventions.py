@@ -118,21 +118,28 @@ class Edits:
     def n_branches(self) -> int:
         return len(self.vectors)
 
-    def apply(self, x: torch.Tensor, branches: int) -> torch.Tensor:
-        """Edit ``x`` of batch (B * N, ...) laid out branch-major: rows b*N..(b+1)*N get edit b."""
-        dim = unit_dim(x)
-        n_units = x.shape[dim]
+    def apply(self, x: torch.Tensor, branches: int, *, shared: bool = False) -> torch.Tensor:
+        """Edit ``x`` into a batch (B * N, ...) laid out branch-major: rows b*N..(b+1)*N get edit b.
+
+        ``x`` is the N examples' output (``shared``: every branch starts from it) or already (B * N, ...).
+        """
+        xb = x.unsqueeze(0) if shared else x.reshape(branches, -1, *x.shape[1:])  # (1 or B, N, ...)
+        dim = unit_dim(xb[0]) + 1
+        n_units = xb.shape[dim]
         if n_units != self.vectors.shape[1]:
             raise ConceptvecError(f"the directions have {self.vectors.shape[1]} units but the layer's output has {n_units} along "
-                                  f"its unit dimension (dim {dim}, shape {tuple(x.shape)}); give vectors of length {n_units}.")
+                                  f"its unit dimension (dim {dim - 1}, shape {tuple(x.shape)}); give vectors of length {n_units}.")
         v, s, t = (torch.as_tensor(a, dtype=x.dtype, device=x.device) for a in (self.vectors, self.scale, self.shift))
-        xl = x.movedim(dim, -1)
-        xb = xl.reshape(branches, -1, *xl.shape[1:])  # (B, N, ..., units)
-        shape = (branches,) + (1,) * (xb.ndim - 1)
-        proj = torch.einsum("bn...u,bu->bn...", xb, v)
+        # the projections in the output's own layout, so that the edited batch is written once, contiguous
+        letters = {2: "nd", 3: "ntd", 4: "nchw"}[xb.ndim - 1]
+        unit = letters[dim - 1]
+        rest = letters.replace(unit, "")
+        proj = torch.einsum(f"{'' if shared else 'b'}{letters},b{unit}->b{rest}", xb[0] if shared else xb, v)
+        shape = [branches] + [1] * (xb.ndim - 1)
         coeff = s.view(shape[:-1]) * proj - t.view(shape[:-1])
-        out = xb - coeff.unsqueeze(-1) * v.view(branches, *([1] * (xb.ndim - 2)), n_units)
-        return out.reshape(xl.shape).movedim(-1, dim)
+        shape[dim] = n_units
+        out = torch.addcmul(xb, coeff.unsqueeze(dim), v.view(shape), value=-1)
+        return out.reshape(branches * xb.shape[1], *xb.shape[2:])
 
 
 def replace_first(output: Any, new: torch.Tensor) -> Any:
@@ -292,8 +299,8 @@ def branch_forward(module: nn.Module, layer: nn.Module, name: str, x: Any, edits
                    after: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Any:
     """One forward giving the model's output under every edit, stacked branch-major: batch B * N.
 
-    ``share=True`` runs the layers below once on the N examples and repeats the layer's output B times
-    inside the hook, so only the layers above run B times; ``share=False`` repeats the input (every
+    ``share=True`` runs the layers below once on the N examples and edits the layer's output into B
+    branches inside the hook, so only the layers above run B times; ``share=False`` repeats the input (every
     model allows it). The caller checks once that sharing gives the unshared result (see
     ``nn.causal``): a model whose upper part reuses a tensor from below the layer (a skip connection,
     a mask) cannot share. ``after`` sees the edited layer output (B * N, ...).
@@ -301,9 +308,7 @@ def branch_forward(module: nn.Module, layer: nn.Module, name: str, x: Any, edits
     branches = edits.n_branches
 
     def edit(out: torch.Tensor) -> torch.Tensor:
-        if share:
-            out = out.repeat(branches, *([1] * (out.ndim - 1)))
-        new = edits.apply(out, branches)
+        new = edits.apply(out, branches, shared=share)
         return new if after is None else after(new)
 
     inputs = x if share else x.repeat(branches, *([1] * (x.ndim - 1)))
