@@ -264,3 +264,66 @@ def _steering(run: Brancher, data, cs: ConceptSet, concepts: np.ndarray, groups,
             rows.append({"concept": f"concept {j}", "alpha": alpha, "projection": float(proj), "neuron_activation": float(act),
                          "target_logit": float(logit)})
     return rows
+
+
+def store_inputs(store: Any, loaded: LoadedModel) -> Any:
+    """The model's input for every example of ``store``, in its order, from the examples' ``source`` strings:
+    a tensor for the bundled digits, else a dataset that reads and prepares each image when asked."""
+    from torch.utils.data import Dataset
+
+    from .data import DIGITS_PREFIX, load_digits_images, load_example_image
+    from .digits import preprocess_digits
+
+    sources = [str(s) for s in store.sources]
+    if sources and all(s.startswith(DIGITS_PREFIX) for s in sources):
+        images, _ = load_digits_images()
+        return preprocess_digits(images[[int(s[len(DIGITS_PREFIX):]) for s in sources]])
+    if loaded.transform is None:
+        raise ConceptvecError(f"model {loaded.name} has no preprocessing of its own to prepare the store's examples; call "
+                              f"cv.causal_effects(model, layer, concept_set, data=...) with the prepared inputs.")
+    data = store.metadata.get("data")
+    root = data.get("root") if isinstance(data, dict) else None
+
+    class StoreImages(Dataset):
+        def __len__(self) -> int:
+            return len(sources)
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            return loaded.transform(load_example_image(sources[i], root))
+
+    return StoreImages()
+
+
+def run_causal(run_dir: Any, *, neuron: int, mode: str = "ablate", n_random: int | None = None, random_examples: int = 500,
+               alphas: Sequence[float] = ALPHAS, seed: int = 0, batch_size: int = 64, device: str = "auto",
+               overwrite: bool = False, progress: bool = True) -> tuple[CausalEffects, Any]:
+    """Causal effects of neuron ``neuron`` of a run: its ConceptSet ``RUN/neuron_<n>``, the model, layer and examples
+    its store records; written to ``RUN/neuron_<n>/causal/``. Returns the effects and that folder."""
+    from ..storage.atomic import refuse_existing
+    from ..storage.conceptset import METADATA_FILE as CONCEPTSET_FILE
+    from ..storage.causal import METADATA_FILE as CAUSAL_FILE
+    from ..storage.rundir import RunDir
+    from .featureviz.run import model_and_layer
+    from .models import load_model
+
+    run = RunDir(run_dir)
+    cs_dir = run.neuron(neuron)
+    if not (cs_dir / CONCEPTSET_FILE).exists():
+        raise ConceptvecError(f"no ConceptSet of neuron {neuron} in {run.path} ({cs_dir} is missing); make it with "
+                              f"`conceptvec disentangle {run.store} --neuron {neuron} --out {cs_dir}`.")
+    cs = ConceptSet.load(cs_dir)
+    if cs.neuron is None:
+        raise ConceptvecError(f"{cs_dir} was started from a direction, not a neuron; use cv.causal_effects from Python.")
+    out = run.causal(int(neuron))
+    refuse_existing(out, overwrite=overwrite, what="causal effects", marker=CAUSAL_FILE)
+    dev = resolve_device(device)
+    source = model_and_layer(run, cs)
+    store = run.open_store([cs])
+    loaded = load_model(source["model"]["name"], source["model"].get("weights"), **source["load"])
+    effects = causal_effects(loaded, source["layer"], cs, data=store_inputs(store, loaded), mode=mode,
+                             mean=store if mode == "mean" else None, n_random=n_random, random_examples=random_examples,
+                             alphas=alphas, seed=seed, batch_size=batch_size, device=str(dev), progress=progress)
+    effects.provenance["store"] = store.provenance()
+    effects.provenance["conceptset_path"] = str(cs_dir.resolve())
+    effects.save(out, overwrite=True)
+    return effects, out

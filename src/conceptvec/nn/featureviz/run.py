@@ -55,7 +55,7 @@ def run_featureviz(run_dir: str | os.PathLike, *, neuron: int, steps: int = 512,
     cs = ConceptSet.load(cs_dir)
     if cs.neuron is None:
         raise ConceptvecError(f"{cs_dir} was started from a direction, not a neuron; use cv.feature_visualisation with its vectors.")
-    source = _model_and_layer(run, cs)
+    source = model_and_layer(run, cs)
     out = run.featureviz(int(neuron))
     # before minutes of optimisation, not after
     refuse_existing(out, overwrite=overwrite, what="feature visualisation", marker=RESULT_FILE)
@@ -71,14 +71,15 @@ def run_featureviz(run_dir: str | os.PathLike, *, neuron: int, steps: int = 512,
     return fv, out
 
 
-def _model_and_layer(run: RunDir, cs: ConceptSet) -> dict[str, Any]:
+def model_and_layer(run: RunDir, cs: ConceptSet) -> dict[str, Any]:
+    """The model spec, layer and load options that made a run's activations (its store, else the ConceptSet's provenance)."""
     if (run.store / STORE_METADATA_FILE).exists():
         meta = ActivationStore.open(run.store).metadata
     else:
         meta = (cs.provenance or {}).get("activations") or {}
     if not isinstance(meta.get("model"), dict) or "name" not in meta["model"] or not meta.get("layer"):
         raise ConceptvecError(f"cannot tell which model and layer made {run.path}: no store/ with metadata and no model in the "
-                              f"ConceptSet's provenance; use cv.feature_visualisation(model, layer, directions) from Python.")
+                              f"ConceptSet's provenance; load the model in Python and pass it to cv.feature_visualisation or cv.causal_effects.")
     return {"model": meta["model"], "layer": meta["layer"], "load": _load_options(meta)}
 
 
@@ -90,7 +91,7 @@ def _load_options(meta: dict[str, Any]) -> dict[str, Any]:
         if key_map != "order" and not Path(key_map).exists():
             raise ConceptvecError(
                 f"the store was extracted with key map {key_map!r}, which cannot be read back from here; load the model as "
-                "for extraction and call cv.feature_visualisation(model, layer, directions) from Python."
+                "for extraction and pass it to cv.feature_visualisation or cv.causal_effects from Python."
             )
         options["key_map"] = key_map
     overrides = (meta.get("preprocessing") or {}).get("overrides") or {}
