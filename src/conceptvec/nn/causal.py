@@ -9,7 +9,7 @@ first batch against repeating the input; a skip connection or a mask from below 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -138,8 +138,8 @@ class Brancher:
 
 
 def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any, mode: str = "ablate", mean: Any = None,
-                   n_random: int | None = None, random_examples: int = 500, alphas: Sequence[float] = ALPHAS,
-                   targets: Any = None, task: str = "auto", seed: int = 0, batch_size: int = 64, share: bool | None = None,
+                   n_random: int | None = None, random_examples: int = 500, groups: Mapping[str, Any] | None = None,
+                   alphas: Sequence[float] = ALPHAS, targets: Any = None, task: str = "auto", seed: int = 0, batch_size: int = 64, share: bool | None = None,
                    device: str = "cpu", progress: bool = False) -> CausalEffects:
     """Ablate each concept vector of ``concept_set`` (and the neuron, and random directions) at ``layer`` and measure.
 
@@ -153,6 +153,7 @@ def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any
     mode : ``ablate`` (x - (x . v) v) or ``mean`` (x - ((x . v) - m) v; ``mean`` defaults to the store's mean row)
     n_random : random unit directions as controls (default: as many as concepts, at least 3), seeded by ``seed``
     random_examples : size of the group of random examples (seeded by ``seed``)
+    groups : more example groups to measure on, by name: example indices (e.g. every example of a class)
     alphas : steering strengths along each concept, in units of its members' mean projection on it
     targets : the class whose logit is measured for each example (n_examples,); default the unedited prediction
     task : ``auto``, ``classify`` (logits (N, C)), ``causal-lm`` (logits (N, T, V); next-token loss) or ``embed``
@@ -191,16 +192,23 @@ def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any
     if top.max() >= n_data:
         raise ConceptvecError(f"the ConceptSet refers to example {int(top.max())} but data has {n_data} examples; give the inputs of every example of its store, in its order.")
     rng = np.random.default_rng(seed)
-    groups = {f"concept {j}": concept_set.members(j) for j in range(len(concepts))}
-    groups["random"] = np.sort(rng.choice(n_data, size=min(random_examples, n_data), replace=False))
+    named = {str(k): np.asarray(v, dtype=np.int64).ravel() for k, v in (groups or {}).items()}
+    clash = [k for k in named if k == "random" or k.startswith("concept ")]
+    if clash or any(len(v) == 0 or v.min() < 0 or v.max() >= n_data for v in named.values()):
+        raise ConceptvecError(f"groups must map new names (not 'random' or 'concept j') to non-empty example indices below {n_data}.")
+    measured = {f"concept {j}": concept_set.members(j) for j in range(len(concepts))}
+    measured.update(named)
+    measured["random"] = np.sort(rng.choice(n_data, size=min(random_examples, n_data), replace=False))
     target_all = None if targets is None else torch.as_tensor(np.asarray(targets), dtype=torch.long)
+    if target_all is not None and target_all.shape != (n_data,):
+        raise ConceptvecError(f"targets must hold one class per example ({n_data},), got shape {tuple(target_all.shape)}.")
     dev = resolve_device(device)
     run = Brancher(module, layer_module, name, dev, share)
     found_task = task
     effects = []
     with progress_bar("ex", disable=not progress) as bar:
-        job = bar.add_task(f"causal {name}", total=sum(len(g) for g in groups.values()))
-        for group, idx in groups.items():
+        job = bar.add_task(f"causal {name}", total=sum(len(g) for g in measured.values()))
+        for group, idx in measured.items():
             sums: dict[str, torch.Tensor] = {}
             start = 0
             for x in example_batches(data, idx, batch_size):
@@ -214,8 +222,9 @@ def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any
             for b in range(1, edits.n_branches):
                 effects.append({"intervention": names[b - 1], "kind": kinds[b - 1], "group": group, "n_examples": int(len(idx)),
                                 **{k: float(sums[k][b]) / len(idx) for k in sums}})
-    steering = _steering(run, data, concept_set, concepts, groups, alphas, target_all, found_task, batch_size)
-    params = {"mode": mode, "seed": seed, "n_random": n_random, "random_examples": int(len(groups["random"])), "alphas": alphas,
+    steering = _steering(run, data, concept_set, concepts, measured, alphas, target_all, found_task, batch_size)
+    params = {"mode": mode, "seed": seed, "n_random": n_random, "random_examples": int(len(measured["random"])),
+              "groups": list(named), "alphas": alphas,
               "alpha_unit": "the concept members' mean projection on the concept vector", "task": found_task,
               "targets": "given" if targets is not None else "the unedited model's prediction", "batch_size": batch_size,
               "shared_layers_below": bool(run.share)}

@@ -7,7 +7,7 @@ On disk a folder (``RunDir.causal(neuron)``, that is ``RUN/neuron_<n>/causal/``)
     steering.parquet   one row per (concept, alpha): the layer's projection, the neuron's activation, the target logit
 
 Interventions are named ``concept j``, ``neuron`` and ``random r``; example groups ``concept j``
-(the concept's members) and ``random`` (random examples). "Hurt" is the drop of the target logit,
+(the concept's members), any groups the caller named, and ``random`` (random examples). "Hurt" is the drop of the target logit,
 ``-d_logit``. Torch-free, so that a report reads it.
 """
 
@@ -72,15 +72,16 @@ class CausalEffects:
 
     @property
     def concepts(self) -> list[str]:
-        return sorted({r["intervention"] for r in self.effects if r["kind"] == "concept"}, key=_order)
+        return list(dict.fromkeys(r["intervention"] for r in self.effects if r["kind"] == "concept"))
 
     @property
     def randoms(self) -> list[str]:
-        return sorted({r["intervention"] for r in self.effects if r["kind"] == "random"}, key=_order)
+        return list(dict.fromkeys(r["intervention"] for r in self.effects if r["kind"] == "random"))
 
     @property
     def groups(self) -> list[str]:
-        return sorted({r["group"] for r in self.effects}, key=_order)
+        """Example groups in the order they were measured: the concepts' members, any given groups, random examples."""
+        return list(dict.fromkeys(r["group"] for r in self.effects))
 
     def selectivity(self) -> list[dict[str, Any]]:
         """Per concept: does ablating it hurt its own members more than the other concepts' members and the
@@ -88,7 +89,7 @@ class CausalEffects:
         rows = []
         for name in self.concepts:
             own = self.hurt(name, name)
-            others = [self.hurt(name, g) for g in self.groups if g not in (name, "random")]
+            others = [self.hurt(name, g) for g in self.concepts if g != name]
             randoms = [self.hurt(r, name) for r in self.randoms]
             rows.append({
                 "concept": name, "hurt_own": own,
@@ -137,9 +138,3 @@ class CausalEffects:
 def _steering_schema() -> pa.Schema:
     return pa.schema([(k, pa.float64()) for k in ("alpha", "projection", "neuron_activation", "target_logit")]).insert(0, pa.field("concept", pa.string()))
 
-
-def _order(name: str) -> tuple[int, int]:
-    # concept 0, concept 1, ..., neuron, random 0, ..., random
-    kind, _, number = name.partition(" ")
-    rank = {"concept": 0, "neuron": 1, "random": 2}.get(kind, 3)
-    return rank, int(number) if number.isdigit() else -1
