@@ -141,3 +141,23 @@ def test_bad_input(setting):
         cv.causal_effects(model, "layer", cs, data=acts[:50])
     with pytest.raises(cv.ConceptvecError, match="alphas must be finite"):
         cv.causal_effects(model, "layer", cs, data=acts, alphas=(float("inf"),))
+
+
+def test_a_layer_inside_a_skip_connection_falls_back_to_repeating_the_input():
+    from conceptvec.nn.models import load_model
+
+    module = load_model("torchvision:resnet18", "none").module
+    x = torch.rand(24, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    acts = np.abs(np.random.default_rng(0).normal(size=(24, 128)))
+    cs = cv.disentangle(acts, neuron=5, params=cv.Params(top=12, min_cluster_size=2, distance_threshold=12.0, outlier_threshold=500.0))
+    eff = cv.causal_effects(module, "layer2.0.conv1", cs, data=x, n_random=1, random_examples=6, alphas=(), batch_size=8)
+    # the block adds its input (computed below the layer) to the edited branch: the layers below cannot be shared
+    assert eff.params["shared_layers_below"] is False
+    v = cs.concept_vectors[0] / np.linalg.norm(cs.concept_vectors[0])
+    idx = torch.as_tensor(cs.members(0))
+    with torch.no_grad():
+        base = module(x[idx])
+        with cv.intervene(module, "layer2.0.conv1", v):
+            edited = module(x[idx])
+    expected = (edited - base).gather(1, base.argmax(1, keepdim=True)).mean()
+    assert eff.value("concept 0", "concept 0") == pytest.approx(float(expected), abs=1e-4)

@@ -103,19 +103,31 @@ def branch_metrics(task: str, outs: torch.Tensor, x: torch.Tensor, targets: torc
 
 
 class Brancher:
-    """Runs edits as branches, sharing the layers below when the model allows (decided on the first call)."""
+    """Runs edits as branches, sharing the layers below when the model allows (decided on the first call of 2+ examples).
+
+    Called with N examples and B edits, it returns (task, outputs of shape (B, N, ...)) and keeps the
+    edited layer output, pooled, in ``pooled`` (B, N, n_units). Unshared, the examples go in chunks of
+    about N / B, so that each forward holds about N rows whichever way it runs.
+    """
 
     def __init__(self, module, layer, name, dev, share: bool | None):
         self.module, self.layer, self.name, self.dev, self.share = module, layer, name, dev, share
         self.pooled: torch.Tensor | None = None
 
-    def __call__(self, x: torch.Tensor, edits: Edits) -> Any:
+    def __call__(self, x: torch.Tensor, edits: Edits, task: str) -> tuple[str, torch.Tensor]:
         x = x.to(self.dev)
-        if self.share is None:
-            if len(x) < 2:  # one example broadcasts where several would not: decide on a larger batch
-                return self.run(x, edits, False)
-            self.share = self.can_share(x[:2], edits)
-        return self.run(x, edits, self.share)
+        if self.share is None and len(x) >= 2:  # one example broadcasts where several would not: decide on two
+            self.share = self.can_share(x[:2], edits, task)
+        share = bool(self.share)
+        step = len(x) if share else -(-len(x) // edits.n_branches)
+        outs, pooled = [], []
+        for start in range(0, len(x), step):
+            part = x[start:start + step]
+            task, out = model_outputs(self.run(part, edits, share), task)
+            outs.append(out.view(edits.n_branches, len(part), *out.shape[1:]))
+            pooled.append(self.pooled)
+        self.pooled = torch.cat(pooled, 1)
+        return task, torch.cat(outs, 1)
 
     def run(self, x, edits, share):
         keep = self
@@ -127,13 +139,13 @@ class Brancher:
         with torch.inference_mode():
             return branch_forward(self.module, self.layer, self.name, x, edits, share=share, after=pooled)
 
-    def can_share(self, x, edits) -> bool:
+    def can_share(self, x, edits, task) -> bool:
         try:
             shared = self.run(x, edits, True)
         except (RuntimeError, ValueError):
             return False
         repeated = self.run(x, edits, False)
-        a, b = (model_outputs(o, "auto")[1] for o in (shared, repeated))
+        a, b = (model_outputs(o, task)[1] for o in (shared, repeated))
         return a.shape == b.shape and bool(torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max().clamp(min=1))))
 
 
@@ -212,8 +224,8 @@ def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any
             sums: dict[str, torch.Tensor] = {}
             start = 0
             for x in example_batches(data, idx, batch_size):
-                found_task, outs = model_outputs(run(x, edits), found_task)
-                outs = outs.cpu().view(edits.n_branches, len(x), *outs.shape[1:])
+                found_task, outs = run(x, edits, found_task)
+                outs = outs.cpu()
                 tgt = None if target_all is None else target_all[torch.as_tensor(idx[start:start + len(x)])]
                 for k, v in branch_metrics(found_task, outs, x.cpu(), tgt).items():
                     sums[k] = sums.get(k, 0) + v.sum(1)
@@ -257,8 +269,8 @@ def _steering(run: Brancher, data, cs: ConceptSet, concepts: np.ndarray, groups,
         sums = np.zeros((len(a), 3))
         done = 0
         for x in example_batches(data, idx, batch_size):
-            _, outs = model_outputs(run(x, edits), task)
-            outs = outs.cpu().view(edits.n_branches, len(x), *outs.shape[1:])
+            _, outs = run(x, edits, task)
+            outs = outs.cpu()
             pooled = run.pooled.cpu().double().numpy()[1:]
             if targets is not None and task == "classify":
                 tgt = targets[torch.as_tensor(idx[done:done + len(x)])].view(1, -1, 1)
