@@ -161,3 +161,19 @@ def test_a_layer_inside_a_skip_connection_falls_back_to_repeating_the_input():
             edited = module(x[idx])
     expected = (edited - base).gather(1, base.argmax(1, keepdim=True)).mean()
     assert eff.value("concept 0", "concept 0") == pytest.approx(float(expected), abs=1e-4)
+
+
+def test_centred_directions_are_the_members_mean_minus_the_layer_mean(setting):
+    acts, cs, model = setting
+    centre = acts.mean(0)
+    eff = cv.causal_effects(model, "layer", cs, data=acts, centre=centre, n_random=1, random_examples=20, alphas=())
+    w = model.head.weight.detach().double().numpy()
+    v = cs.top_activations[cs.labels == 0].mean(0) - centre
+    v /= np.linalg.norm(v)
+    idx = cs.members(0)
+    pred = (acts[idx] @ w.T).argmax(1)
+    change = -(acts[idx] @ v)[:, None] * (w @ v)[None]
+    assert eff.value("concept 0", "concept 0") == pytest.approx(change[np.arange(len(idx)), pred].mean(), abs=1e-3)
+    assert eff.params["directions"].startswith("centred")
+    with pytest.raises(cv.ConceptvecError, match="centre must be the layer's mean activation"):
+        cv.causal_effects(model, "layer", cs, data=acts, centre=1.0)

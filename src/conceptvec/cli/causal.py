@@ -18,6 +18,7 @@ def causal(
     run_dir: Annotated[Path, typer.Argument(help="Run directory: store/ and the neuron's ConceptSet neuron_N/.")],
     neuron: Annotated[int, typer.Option("--neuron", help="Neuron whose concepts (RUN_DIR/neuron_N) are ablated.")],
     mode: Annotated[str, typer.Option("--mode", help="ablate: x - (x.v)v; mean: x - ((x.v) - m)v with m the store's mean projection.")] = "ablate",
+    centred: Annotated[bool, typer.Option("--centred/--paper", help="Ablate each concept's members' mean minus the layer's mean (normalised) instead of the paper's concept vector, which on an all-positive layer lies near the mean.")] = False,
     n_random: Annotated[Optional[int], typer.Option("--random", help="Random unit directions as controls; default as many as concepts, at least 3.")] = None,
     random_examples: Annotated[int, typer.Option("--random-examples", help="Size of the group of random examples.")] = 500,
     seed: SeedOpt = 0,
@@ -29,7 +30,7 @@ def causal(
     predicted class's logit on each concept's members and on random examples, and a steering curve."""
     from ..nn.causal import run_causal
 
-    effects, out = run_causal(run_dir, neuron=neuron, mode=mode, n_random=n_random, random_examples=random_examples, seed=seed,
+    effects, out = run_causal(run_dir, neuron=neuron, mode=mode, centred=centred, n_random=n_random, random_examples=random_examples, seed=seed,
                               batch_size=batch_size, device=device, overwrite=overwrite, progress=True)
     rows, groups, values = effects.matrix("d_logit")
     table = Table(title=f"neuron {neuron}: change of the target logit when a direction is {mode}d (rows) on each example group (columns)")

@@ -7,7 +7,7 @@ digit a and of digit b. Selectivity holds for (unit, a) when the logit drops mor
 on b's, and more than any random direction (same number as concepts, at least 3) drops it on a's
 examples; a unit holds when it holds for both digits. Run::
 
-    python -m conceptvec.demo.causal RUN [--mode ablate|mean] [--out FILE.json]
+    python -m conceptvec.demo.causal RUN [--mode ablate|mean] [--centred] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -51,8 +51,12 @@ def unit_selectivity(effects, cs, digits: np.ndarray, pair: list[int]) -> list[d
     return rows
 
 
-def merged_pair_causal(run_dir: str | os.PathLike, *, mode: str = "ablate", seed: int = 0, progress: bool = False) -> dict[str, Any]:
-    """Causal selectivity of every split merged-pair unit of a demo run; the record written by :func:`main`."""
+def merged_pair_causal(run_dir: str | os.PathLike, *, mode: str = "ablate", centred: bool = False, seed: int = 0,
+                       progress: bool = False) -> dict[str, Any]:
+    """Causal selectivity of every split merged-pair unit of a demo run; the record written by :func:`main`.
+
+    ``centred``: ablate each concept's members' mean minus the layer's mean (normalised) instead of its concept vector.
+    """
     from ..nn.causal import causal_effects, store_inputs
     from ..nn.digits import merged_class
     from ..nn.models import load_model
@@ -74,14 +78,14 @@ def merged_pair_causal(run_dir: str | os.PathLike, *, mode: str = "ablate", seed
             top = cs.top_indices
             groups = {f"top digit {d}": top[digits[top] == d] for d in unit["pair"]}
             effects = causal_effects(loaded, store.metadata["layer"], cs, data=data, mode=mode, mean=store if mode == "mean" else None,
-                                     groups=groups, targets=merged_class(digits), alphas=(), seed=seed, random_examples=200,
+                                     centre=store if centred else None, groups=groups, targets=merged_class(digits), alphas=(), seed=seed, random_examples=200,
                                      device="cpu", progress=progress)
             units.append({"neuron": unit["neuron"], "pair": unit["pair"], "n_concepts": cs.n_concepts,
                           "digits": unit_selectivity(effects, cs, digits, unit["pair"])})
     checks = [d for u in units for d in u["digits"]]
     held = [u for u in units if len(u["digits"]) == 2 and all(d["holds"] for d in u["digits"])]
     return {
-        "run": str(run.path.resolve()), "mode": mode, "seed": seed, "params": params.to_dict(), "layer": store.metadata["layer"],
+        "run": str(run.path.resolve()), "mode": mode, "centred": centred, "seed": seed, "params": params.to_dict(), "layer": store.metadata["layer"],
         "model": store.metadata["model"], "target": "the merged class's logit (digit % 5)",
         "n_split_units": len(units), "n_units_where_it_holds": len(held),
         "share_of_units": len(held) / len(units) if units else None,
@@ -97,17 +101,18 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - exercised
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--mode", default="ablate", choices=("ablate", "mean"))
+    parser.add_argument("--centred", action="store_true", help="ablate the concept directions centred on the layer's mean")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    result = merged_pair_causal(args.run, mode=args.mode, seed=args.seed)
+    result = merged_pair_causal(args.run, mode=args.mode, centred=args.centred, seed=args.seed)
     for u in result["units"]:
         for d in u["digits"]:
             print(f"unit {u['neuron']:2d} ({u['pair'][0]}|{u['pair'][1]}) digit {d['digit']}: concept {d['concept']} ablated, merged-class "
                   f"logit drops {d['drop_on_digit']:+.3f} on its top examples, {d['drop_on_other']:+.3f} on digit {d['other']}'s, "
                   f"largest random {d['largest_random_drop_on_digit']:+.3f}, neuron {d['drop_by_neuron_on_digit']:+.3f} -> "
                   f"{'holds' if d['holds'] else 'does not hold'}")
-    print(f"mode {result['mode']}: selectivity holds for both digits in {result['n_units_where_it_holds']} of {result['n_split_units']} "
+    print(f"mode {result['mode']}{', centred directions' if args.centred else ''}: selectivity holds for both digits in {result['n_units_where_it_holds']} of {result['n_split_units']} "
           f"split units; {result['n_digit_checks_held']} of {result['n_digit_checks']} digit checks "
           f"({result['n_more_than_other_digit']} beat the other digit, {result['n_more_than_random']} beat random directions; median "
           f"margin over the other digit {result['median_margin_over_other']:+.1%} of the larger drop)")

@@ -149,7 +149,7 @@ class Brancher:
         return a.shape == b.shape and bool(torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max().clamp(min=1))))
 
 
-def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any, mode: str = "ablate", mean: Any = None,
+def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any, mode: str = "ablate", mean: Any = None, centre: Any = None,
                    n_random: int | None = None, random_examples: int = 500, groups: Mapping[str, Any] | None = None,
                    alphas: Sequence[float] = ALPHAS, targets: Any = None, task: str = "auto", seed: int = 0, batch_size: int = 64, share: bool | None = None,
                    device: str = "cpu", progress: bool = False) -> CausalEffects:
@@ -163,6 +163,9 @@ def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any
     data : the model's inputs for every example of the store, (n_examples, ...) tensor or array, or a
         dataset whose item i is example i's input (or a tuple starting with it); token ids for LMs
     mode : ``ablate`` (x - (x . v) v) or ``mean`` (x - ((x . v) - m) v; ``mean`` defaults to the store's mean row)
+    centre : the layer's mean activation (n_units,) or an ActivationStore (its mean row): the concept directions are
+        then the members' mean minus it, normalised (what sets a concept apart from the layer's average),
+        instead of the paper's concept vectors, which on an all-positive layer all lie near the mean
     n_random : random unit directions as controls (default: as many as concepts, at least 3), seeded by ``seed``
     random_examples : size of the group of random examples (seeded by ``seed``)
     groups : more example groups to measure on, by name: example indices (e.g. every example of a class)
@@ -189,6 +192,12 @@ def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any
     n_data = len(data)
     n_units = concept_set.n_units
     concepts = as_directions(concept_set.concept_vectors, what="concept vectors")
+    if centre is not None:
+        c = reference_mean(centre, n_units)
+        if isinstance(c, float):
+            raise ConceptvecError(f"centre must be the layer's mean activation ({n_units},) or an ActivationStore, not one number.")
+        means = [concept_set.top_activations[concept_set.labels == j].mean(axis=0) - c for j in range(len(concepts))]
+        concepts = as_directions(np.stack(means), what="centred concept directions")
     neuron = concept_set.neuron_direction if concept_set.neuron is None else basis_direction(n_units, concept_set.neuron)
     n_random = max(3, len(concepts)) if n_random is None else int(n_random)
     directions = np.vstack([concepts, neuron[None], random_directions(n_random, n_units, seed)])
@@ -235,7 +244,8 @@ def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any
                 effects.append({"intervention": names[b - 1], "kind": kinds[b - 1], "group": group, "n_examples": int(len(idx)),
                                 **{k: float(sums[k][b]) / len(idx) for k in sums}})
     steering = _steering(run, data, concept_set, concepts, measured, alphas, target_all, found_task, batch_size)
-    params = {"mode": mode, "seed": seed, "n_random": n_random, "random_examples": int(len(measured["random"])),
+    params = {"mode": mode, "directions": "concept vectors" if centre is None else "centred: members' mean minus the layer mean, normalised",
+              "seed": seed, "n_random": n_random, "random_examples": int(len(measured["random"])),
               "groups": list(named), "alphas": alphas,
               "alpha_unit": "the concept members' mean projection on the concept vector", "task": found_task,
               "targets": "given" if targets is not None else "the unedited model's prediction", "batch_size": batch_size,
@@ -315,11 +325,13 @@ def store_inputs(store: Any, loaded: LoadedModel) -> Any:
     return StoreImages()
 
 
-def run_causal(run_dir: Any, *, neuron: int, mode: str = "ablate", n_random: int | None = None, random_examples: int = 500,
+def run_causal(run_dir: Any, *, neuron: int, mode: str = "ablate", centred: bool = False, n_random: int | None = None,
+               random_examples: int = 500,
                alphas: Sequence[float] = ALPHAS, seed: int = 0, batch_size: int = 64, device: str = "auto",
                overwrite: bool = False, progress: bool = True) -> tuple[CausalEffects, Any]:
     """Causal effects of neuron ``neuron`` of a run: its ConceptSet ``RUN/neuron_<n>``, the model, layer and examples
-    its store records; written to ``RUN/neuron_<n>/causal/``. Returns the effects and that folder."""
+    its store records; written to ``RUN/neuron_<n>/causal/``. ``centred``: ablate the concept directions centred
+    on the store's mean row (see :func:`causal_effects`). Returns the effects and that folder."""
     from ..storage.atomic import refuse_existing
     from ..storage.conceptset import METADATA_FILE as CONCEPTSET_FILE
     from ..storage.causal import METADATA_FILE as CAUSAL_FILE
@@ -342,7 +354,7 @@ def run_causal(run_dir: Any, *, neuron: int, mode: str = "ablate", n_random: int
     store = run.open_store([cs])
     loaded = load_model(source["model"]["name"], source["model"].get("weights"), **source["load"])
     effects = causal_effects(loaded, source["layer"], cs, data=store_inputs(store, loaded), mode=mode,
-                             mean=store if mode == "mean" else None, n_random=n_random, random_examples=random_examples,
+                             mean=store if mode == "mean" else None, centre=store if centred else None, n_random=n_random, random_examples=random_examples,
                              alphas=alphas, seed=seed, batch_size=batch_size, device=str(dev), progress=progress)
     effects.provenance["store"] = store.provenance()
     effects.provenance["conceptset_path"] = str(cs_dir.resolve())
