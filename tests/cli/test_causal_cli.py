@@ -57,6 +57,9 @@ def test_causal_writes_effects_with_provenance(run_dir):
     code, out = invoke("causal", run_dir.path, "--neuron", 29, "--device", "cpu", "--mode", "mean", "--overwrite")
     assert code == 0, out
     assert CausalEffects.load(run_dir.causal(29)).params["mode"] == "mean"
+    code, out = invoke("causal", run_dir.path, "--neuron", 29, "--device", "cpu", "--centred", "--overwrite")
+    assert code == 0, out
+    assert CausalEffects.load(run_dir.causal(29)).params["directions"].startswith("centred")
 
 
 def test_causal_refusals(run_dir):
