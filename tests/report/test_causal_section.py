@@ -2,6 +2,7 @@
 
 import numpy as np
 from conftest import planted
+from test_report import broken_images, browser, needs_chromium, open_page
 
 import conceptvec as cv
 from conceptvec.report.figures.causal import selectivity_data, steering_data
@@ -25,6 +26,7 @@ def effects(neuron):
                                           "targets": "the unedited model's prediction", "task": "classify"}, {}, neuron)
 
 
+@needs_chromium
 def test_causal_section_on_the_neuron_page(tmp_path):
     acts, _ = planted()
     run = cv.RunDir(tmp_path / "run")
@@ -44,6 +46,11 @@ def test_causal_section_on_the_neuron_page(tmp_path):
     for name in ("causal_selectivity.png", "causal_steering.png", "causal.json"):
         assert (run.report / "assets" / "neuron_3" / name).stat().st_size > 0
     assert "Causal effect" not in (run.report / "neuron_5.html").read_text()
+    with browser() as b:
+        pg, problems = open_page(b, run.report / "neuron_3.html")
+        assert problems == [] and broken_images(pg) == []
+        assert pg.locator("#causal").is_visible()
+        assert pg.locator("img[alt='selectivity heatmap']").evaluate("i => i.naturalWidth") > 200
     # the figures' numbers are the saved effects
     d = selectivity_data(eff)
     assert d["rows"] == ["concept 0", "concept 1", "neuron", "random (mean)"] and d["groups"] == ["concept 0", "concept 1", "random"]

@@ -268,7 +268,7 @@ def intervention_edit(directions: Any, mode: str, alpha: Any, mean: Any, positio
 
 
 @contextlib.contextmanager
-def intervene(model: Any, layer: str | nn.Module, directions: Any, mode: str = "ablate", alpha: Any = None, mean: Any = None, *,
+def intervene(model: Any, layer: str | nn.Module, directions: Any, *, mode: str = "ablate", alpha: Any = None, mean: Any = None,
               positions: Sequence[int] | slice | None = None) -> Iterator[dict[str, Any]]:
     """Edit ``layer``'s output along ``directions`` in every forward of ``model`` inside the block.
 
