@@ -1,6 +1,7 @@
 """The neuron page's "Causal effect" section: shown when `conceptvec causal` wrote its folder, absent otherwise."""
 
 import numpy as np
+import pytest
 from conftest import planted
 from test_report import broken_images, browser, needs_chromium, open_page
 
@@ -26,10 +27,10 @@ def effects(neuron):
                                           "targets": "the unedited model's prediction", "task": "classify"}, {}, neuron)
 
 
-@needs_chromium
-def test_causal_section_on_the_neuron_page(tmp_path):
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
     acts, _ = planted()
-    run = cv.RunDir(tmp_path / "run")
+    run = cv.RunDir(tmp_path_factory.mktemp("causal") / "run")
     n = len(acts)
     examples = {"id": [f"d{i}" for i in range(n)], "label": [0] * n, "label_name": ["0"] * n, "source": [f"sklearn-digits:{i}" for i in range(n)]}
     store = cv.ActivationStore.create(run.store, acts.astype(np.float32), examples=examples,
@@ -40,17 +41,17 @@ def test_causal_section_on_the_neuron_page(tmp_path):
     eff = effects(3)
     eff.save(run.causal(3))
     write_report(run.path, umap=False)
+    return run, eff
+
+
+def test_causal_section_on_the_neuron_page(report):
+    run, eff = report
     page = (run.report / "neuron_3.html").read_text()
     assert "Causal effect" in page and "causal_selectivity.png" in page and "causal_steering.png" in page
     assert "drop on its members" in page and "beats random directions" in page
     for name in ("causal_selectivity.png", "causal_steering.png", "causal.json"):
         assert (run.report / "assets" / "neuron_3" / name).stat().st_size > 0
     assert "Causal effect" not in (run.report / "neuron_5.html").read_text()
-    with browser() as b:
-        pg, problems = open_page(b, run.report / "neuron_3.html")
-        assert problems == [] and broken_images(pg) == []
-        assert pg.locator("#causal").is_visible()
-        assert pg.locator("img[alt='selectivity heatmap']").evaluate("i => i.naturalWidth") > 200
     # the figures' numbers are the saved effects
     d = selectivity_data(eff)
     assert d["rows"] == ["concept 0", "concept 1", "neuron", "random (mean)"] and d["groups"] == ["concept 0", "concept 1", "random"]
@@ -58,3 +59,13 @@ def test_causal_section_on_the_neuron_page(tmp_path):
     assert steering_data(eff)["concept 1"]["target_logit"] == [-3.0, 0.0, 3.0]
     sel = eff.selectivity()
     assert all(r["more_than_other_concepts"] and r["more_than_random_directions"] for r in sel)
+
+
+@needs_chromium
+def test_causal_section_in_the_browser(report):
+    run, _ = report
+    with browser() as b:
+        pg, problems = open_page(b, run.report / "neuron_3.html")
+        assert problems == [] and broken_images(pg) == []
+        assert pg.locator("#causal").is_visible()
+        assert pg.locator("img[alt='selectivity heatmap']").evaluate("i => i.naturalWidth") > 200
