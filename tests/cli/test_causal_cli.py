@@ -67,3 +67,27 @@ def test_causal_refusals(run_dir):
     assert code == 2 and "no ConceptSet of neuron 3" in out and "conceptvec disentangle" in out and "Traceback" not in out
     code, out = invoke("causal", run_dir.path, "--neuron", 29, "--mode", "steer", "--overwrite", "--device", "cpu")
     assert code == 2 and "unknown mode 'steer'" in out
+
+
+def test_causal_on_an_image_folder_store_with_random_weights(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in "ab":
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray((rng.random((40, 40, 3)) * 255).astype("uint8")).save(tmp_path / "imgs" / c / f"{i}.png")
+    run = cv.RunDir(tmp_path / "run")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        store = cv.extract("torchvision:resnet18", layer="layer3", data=tmp_path / "imgs", out=run.store, weights="none", size=32,
+                           device="cpu", progress=False)
+        cv.disentangle(store, neuron=3, params=cv.Params(top=8, min_cluster_size=2, distance_threshold=5.0, outlier_threshold=500.0)).save(run.neuron(3))
+        code, out = invoke("causal", run.path, "--neuron", 3, "--random-examples", 6, "--device", "cpu")
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0, out
+    eff = CausalEffects.load(run.causal(3))
+    assert eff.provenance["model"]["name"] == "torchvision:resnet18" and eff.params["random_examples"] == 6
+    assert np.isfinite(eff.value("concept 0", "concept 0"))

@@ -80,7 +80,10 @@ def model_and_layer(run: RunDir, cs: ConceptSet) -> dict[str, Any]:
     if not isinstance(meta.get("model"), dict) or "name" not in meta["model"] or not meta.get("layer"):
         raise ConceptvecError(f"cannot tell which model and layer made {run.path}: no store/ with metadata and no model in the "
                               f"ConceptSet's provenance; load the model in Python and pass it to cv.feature_visualisation or cv.causal_effects.")
-    return {"model": meta["model"], "layer": meta["layer"], "load": _load_options(meta)}
+    model = dict(meta["model"])
+    if str(model.get("weights") or "").startswith("none (random"):
+        model["weights"] = "none"  # the store describes random weights in words; load_model takes "none"
+    return {"model": model, "layer": meta["layer"], "load": _load_options(meta)}
 
 
 def _load_options(meta: dict[str, Any]) -> dict[str, Any]:
