@@ -11,12 +11,7 @@ from conceptvec.storage.causal import CausalEffects
 from conftest import planted
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class Planted(nn.Module):

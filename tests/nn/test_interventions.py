@@ -13,12 +13,7 @@ from conceptvec.nn.interventions import Edits, branch_forward, intervene, orthon
 D, C = 6, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class Readout(nn.Module):

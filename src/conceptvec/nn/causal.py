@@ -333,20 +333,13 @@ def run_causal(run_dir: Any, *, neuron: int, mode: str = "ablate", centred: bool
     its store records; written to ``RUN/neuron_<n>/causal/``. ``centred``: ablate the concept directions centred
     on the store's mean row (see :func:`causal_effects`). Returns the effects and that folder."""
     from ..storage.atomic import refuse_existing
-    from ..storage.conceptset import METADATA_FILE as CONCEPTSET_FILE
     from ..storage.causal import METADATA_FILE as CAUSAL_FILE
     from ..storage.rundir import RunDir
-    from .featureviz.run import model_and_layer
+    from .featureviz.run import model_and_layer, neuron_conceptset
     from .models import load_model
 
     run = RunDir(run_dir)
-    cs_dir = run.neuron(neuron)
-    if not (cs_dir / CONCEPTSET_FILE).exists():
-        raise ConceptvecError(f"no ConceptSet of neuron {neuron} in {run.path} ({cs_dir} is missing); make it with "
-                              f"`conceptvec disentangle {run.store} --neuron {neuron} --out {cs_dir}`.")
-    cs = ConceptSet.load(cs_dir)
-    if cs.neuron is None:
-        raise ConceptvecError(f"{cs_dir} was started from a direction, not a neuron; use cv.causal_effects from Python.")
+    cs, cs_dir = neuron_conceptset(run, neuron, python="cv.causal_effects from Python")
     out = run.causal(int(neuron))
     refuse_existing(out, overwrite=overwrite, what="causal effects", marker=CAUSAL_FILE)
     dev = resolve_device(device)

@@ -48,13 +48,7 @@ def run_featureviz(run_dir: str | os.PathLike, *, neuron: int, steps: int = 512,
         The images, (1 + n_concepts, size, size, 3), and the folder they were written to.
     """
     run = RunDir(run_dir)
-    cs_dir = run.neuron(neuron)
-    if not (cs_dir / CONCEPTSET_FILE).exists():
-        raise ConceptvecError(f"no ConceptSet of neuron {neuron} in {run.path} ({cs_dir} is missing); make it with "
-                              f"`conceptvec disentangle {run.store} --neuron {neuron} --out {cs_dir}`.")
-    cs = ConceptSet.load(cs_dir)
-    if cs.neuron is None:
-        raise ConceptvecError(f"{cs_dir} was started from a direction, not a neuron; use cv.feature_visualisation with its vectors.")
+    cs, cs_dir = neuron_conceptset(run, neuron, python="cv.feature_visualisation with its vectors")
     source = model_and_layer(run, cs)
     out = run.featureviz(int(neuron))
     # before minutes of optimisation, not after
@@ -69,6 +63,19 @@ def run_featureviz(run_dir: str | os.PathLike, *, neuron: int, steps: int = 512,
     names = ["neuron"] + [f"concept_{j}" for j in range(cs.n_concepts)]
     fv.save(out, names=names, overwrite=True, extra={"neuron": cs.neuron, "conceptset": str(cs_dir.resolve())})
     return fv, out
+
+
+def neuron_conceptset(run: RunDir, neuron: int, *, python: str) -> tuple[ConceptSet, Path]:
+    """The ConceptSet of neuron ``neuron`` of a run and its folder; a missing one, or a direction's, is refused
+    (``python`` names what to use from Python instead)."""
+    cs_dir = run.neuron(neuron)
+    if not (cs_dir / CONCEPTSET_FILE).exists():
+        raise ConceptvecError(f"no ConceptSet of neuron {neuron} in {run.path} ({cs_dir} is missing); make it with "
+                              f"`conceptvec disentangle {run.store} --neuron {neuron} --out {cs_dir}`.")
+    cs = ConceptSet.load(cs_dir)
+    if cs.neuron is None:
+        raise ConceptvecError(f"{cs_dir} was started from a direction, not a neuron; use {python}.")
+    return cs, cs_dir
 
 
 def model_and_layer(run: RunDir, cs: ConceptSet) -> dict[str, Any]:
