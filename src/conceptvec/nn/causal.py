@@ -149,10 +149,10 @@ class Brancher:
         return a.shape == b.shape and bool(torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max().clamp(min=1))))
 
 
-def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any, mode: str = "ablate", mean: Any = None, centre: Any = None,
-                   n_random: int | None = None, random_examples: int = 500, groups: Mapping[str, Any] | None = None,
-                   alphas: Sequence[float] = ALPHAS, targets: Any = None, task: str = "auto", seed: int = 0, batch_size: int = 64, share: bool | None = None,
-                   device: str = "cpu", progress: bool = False) -> CausalEffects:
+def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any, mode: str = "ablate", mean: Any = None,
+                   centre: Any = None, n_random: int | None = None, random_examples: int = 500, groups: Mapping[str, Any] | None = None,
+                   alphas: Sequence[float] = ALPHAS, targets: Any = None, task: str = "auto", seed: int = 0, batch_size: int = 64,
+                   share: bool | None = None, device: str | None = None, progress: bool = False) -> CausalEffects:
     """Ablate each concept vector of ``concept_set`` (and the neuron, and random directions) at ``layer`` and measure.
 
     Parameters
@@ -173,6 +173,7 @@ def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any
     targets : the class whose logit is measured for each example (n_examples,); default the unedited prediction
     task : ``auto``, ``classify`` (logits (N, C)), ``causal-lm`` (logits (N, T, V); next-token loss) or ``embed``
     share : run the layers below once and branch (None: when a check on the first batch allows it)
+    device : where to run; None: where the model's parameters are (a device given moves the model there)
 
     Returns
     -------
@@ -188,6 +189,9 @@ def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any
     alphas = [float(a) for a in alphas]
     if not all(np.isfinite(alphas)):
         raise ConceptvecError(f"alphas must be finite, got {alphas}.")
+    if random_examples < 1 or batch_size < 1 or (n_random is not None and n_random < 0):
+        raise ConceptvecError(f"random_examples and batch_size must be at least 1 and n_random at least 0, got {random_examples}, "
+                              f"{batch_size} and {n_random}.")
     module, layer_module, name = resolve_layer(model, layer)
     n_data = len(data)
     n_units = concept_set.n_units
@@ -223,7 +227,11 @@ def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any
     target_all = None if targets is None else torch.as_tensor(np.asarray(targets), dtype=torch.long)
     if target_all is not None and target_all.shape != (n_data,):
         raise ConceptvecError(f"targets must hold one class per example ({n_data},), got shape {tuple(target_all.shape)}.")
-    dev = resolve_device(device)
+    if device is None:
+        dev = next((p.device for p in module.parameters()), torch.device("cpu"))
+    else:
+        dev = resolve_device(device)
+        module.to(dev)
     run = Brancher(module, layer_module, name, dev, share)
     found_task = task
     effects = []
@@ -247,7 +255,7 @@ def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any
     params = {"mode": mode, "directions": "concept vectors" if centre is None else "centred: members' mean minus the layer mean, normalised",
               "seed": seed, "n_random": n_random, "random_examples": int(len(measured["random"])),
               "groups": list(named), "alphas": alphas,
-              "alpha_unit": "the concept members' mean projection on the concept vector", "task": found_task,
+              "alpha_unit": "the concept members' mean projection on the concept direction", "task": found_task,
               "targets": "given" if targets is not None else "the unedited model's prediction", "batch_size": batch_size,
               "shared_layers_below": bool(run.share)}
     provenance = {"model": model.describe() if isinstance(model, LoadedModel) else {"name": type(module).__name__},

@@ -9,7 +9,7 @@ average-pooled activation moves by exactly the same amount (pooling is linear):
 - ``mean``:   x' = x - Q (Q^T x - Q^T mu), mu the reference mean activation (one v: x - ((x . v) - m) v);
 - ``steer``:  x' = x + sum_i alpha_i v_i.
 
-:func:`intervene` is the public context manager; :func:`branch_edits` and :class:`Edits` serve
+:func:`intervene` is the public context manager; :func:`branch_forward` and :class:`Edits` serve
 ``causal_effects``, which runs several single-direction edits as branches of one batch.
 """
 
