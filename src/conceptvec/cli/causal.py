@@ -30,10 +30,11 @@ def causal(
     predicted class's logit on each concept's members and on random examples, and a steering curve."""
     from ..nn.causal import run_causal
 
-    effects, out = run_causal(run_dir, neuron=neuron, mode=mode, centred=centred, n_random=n_random, random_examples=random_examples, seed=seed,
-                              batch_size=batch_size, device=device, overwrite=overwrite, progress=True)
+    effects, out = run_causal(run_dir, neuron=neuron, mode=mode, centred=centred, n_random=n_random, random_examples=random_examples,
+                              seed=seed, batch_size=batch_size, device=device, overwrite=overwrite, progress=True)
     rows, groups, values = effects.matrix("d_logit")
-    table = Table(title=f"neuron {neuron}: change of the target logit when a direction is {mode}d (rows) on each example group (columns)")
+    edited = "set to its mean projection" if mode == "mean" else "ablated"
+    table = Table(title=f"neuron {neuron}: change of the target logit when a direction is {edited} (rows), on each example group (columns)")
     table.add_column("direction")
     for g in groups:
         table.add_column(g if g == "random" else f"{g} members", justify="right")
@@ -45,6 +46,6 @@ def causal(
                     ("more than random directions do", r["more_than_random_directions"])]
         said = "; ".join(f"{'yes' if ok else 'no'}: {what}" for what, ok in verdicts if ok is not None)
         own = r["hurt_own"]
-        console.print(f"{r['concept']}: ablating it lowers its members' target logit by {own:.3f}" if not math.isnan(own)
+        console.print(f"{r['concept']}: its members' target logit changes by {-own:+.3f}" if not math.isnan(own)
                       else f"{r['concept']}: no logit to measure", f"({said})")
     console.print(f"causal effects written to {out} (causal.json, effects.parquet, steering.parquet)")
