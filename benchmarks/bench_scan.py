@@ -109,6 +109,18 @@ def main() -> None:
 
     print(f"speed-up per neuron, authors' / whole-layer scan: {t_theirs / len(sample) / per_neuron:.0f}x")
 
+    # 2c. The same whole layer with distance_threshold="auto" (issue 14: within 3x of the fixed threshold).
+    t = time.perf_counter()
+    auto = cv.scan_layer(acts, params=cv.Params(distance_threshold="auto"), workers=args.workers, projecting=False,
+                         progress=False)
+    t_auto = time.perf_counter() - t
+    print(f"scan_layer, whole layer with distance_threshold='auto' (steps 1-4): {t_auto:.2f} s = "
+          f"{1000 * t_auto / N_UNITS:.1f} ms per neuron; auto / fixed: {t_auto / t_layer:.2f}x (steps 1-4)"
+          + ("" if args.no_projecting else f", {(t_auto + t_proj) / (t_layer + t_proj):.2f}x with the maximally projecting "
+             f"examples that `conceptvec scan` adds"))
+    print(f"auto: concepts per neuron equal to the planted ones for {int(np.sum(auto.n_concepts == planted))}/{N_UNITS} neurons "
+          f"(fixed 15: {int(np.sum(layer.n_concepts == planted))})")
+
     # 3. Agreement on the sample.
     same_counts, min_cos, same_top, same_proj = 0, 1.0, 0, 0
     for i, j in enumerate(sample):

@@ -15,6 +15,6 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = "".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", []))
-    assert "concepts, thresholds" in outputs and "ScanResult(neurons" in outputs and "index.html" in outputs
+    assert "concepts; distance_threshold auto" in outputs and "ScanResult(neurons" in outputs and "index.html" in outputs
     figure = [o for o in nb.cells[9].outputs if "image/png" in o.get("data", {})]
     assert figure, "the figure cell shows a picture"

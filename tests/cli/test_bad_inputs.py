@@ -262,7 +262,7 @@ def test_binary_file_as_data(tmp_path):
 def test_python_api_errors_name_the_problem(store):
     with pytest.raises(cv.ConceptvecError, match="flat list of ints"):
         cv.scan_layer(store, neurons=[[1, 2], [3]], progress=False)
-    with pytest.raises(cv.ConceptvecError, match="must be a number, got '15'"):
+    with pytest.raises(cv.ConceptvecError, match="must be a number or 'auto', got '15'"):
         cv.Params(distance_threshold="15")
 
 

@@ -110,3 +110,20 @@ def test_thresholds_reports_the_quantile_and_writes_json_and_figure(tmp_path):
     assert d["layer_rule"]["distance_threshold"] == pytest.approx(layer_thresholds(
         cv.ActivationStore.open(tmp_path / "store").activations, params=cv.Params(top=60, distance_threshold=10.0, outlier_threshold=30.0)
     )[0].distance_threshold)
+
+
+def test_auto_thresholds_from_the_command_line(tmp_path):
+    _store(tmp_path)
+    result = runner.invoke(app, ["disentangle", str(tmp_path / "store"), "--neuron", "3", "--top", "60", "--stability", "0",
+                                 "--distance-threshold", "auto", "--out", str(tmp_path / "cs")])
+    assert result.exit_code == 0, result.output
+    cs = cv.ConceptSet.load(tmp_path / "cs")
+    assert cs.params.distance_threshold == "auto" and cs.params.outlier_threshold == "auto" and cs.split_tests
+    assert cs.n_concepts == 2  # the planted two facets of neuron 3
+    bad = runner.invoke(app, ["disentangle", str(tmp_path / "store"), "--neuron", "3", "--distance-threshold", "otto",
+                              "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "--distance-threshold must be a number or 'auto', got 'otto'" in bad.output
+    mixed = runner.invoke(app, ["disentangle", str(tmp_path / "store"), "--neuron", "3", "--distance-threshold", "auto",
+                                "--outlier-threshold", "15", "--out", str(tmp_path / "y")])
+    assert mixed.exit_code == 2 and "use outlier_threshold='auto'" in " ".join(mixed.output.split())
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

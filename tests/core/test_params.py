@@ -7,7 +7,32 @@ import conceptvec as cv
 def test_paper_defaults():
     p = cv.Params()
     assert p.to_dict() == dict(top=100, distance_threshold=15.0, outlier_threshold=15.0, min_cluster_size=5,
-                               n_init=5, max_iter=1000, seed=0)
+                               n_init=5, max_iter=1000, seed=0, significance=0.01)
+
+
+def test_auto_thresholds_and_their_refusals():
+    auto = cv.Params(distance_threshold="auto")
+    assert auto.outlier_threshold == "auto" and auto.auto_distance and auto.auto_outliers
+    assert cv.Params.from_dict(auto.to_dict()) == auto
+    fixed_with_auto_outliers = cv.Params(outlier_threshold="auto")
+    assert fixed_with_auto_outliers.distance_threshold == 15.0 and fixed_with_auto_outliers.auto_outliers
+    with pytest.raises(cv.ConceptvecError, match="use outlier_threshold='auto'"):
+        cv.Params(distance_threshold="auto", outlier_threshold=15)
+    with pytest.raises(cv.ConceptvecError, match="number or 'auto'"):
+        cv.Params(distance_threshold="Auto")
+    for bad in (0, 1, -0.1, float("nan"), "0.05", True):
+        with pytest.raises(cv.ConceptvecError, match="significance must be a number between 0 and 1"):
+            cv.Params(distance_threshold="auto", significance=bad)
+
+
+def test_auto_outliers_are_beyond_each_clusters_far_out_fence():
+    # cluster 0: squared distances 1..8 and 40 (Q3 = 7, IQR = 4, fence 19); cluster 1: all 0.5 (fence 0.5)
+    labels = np.array([0] * 9 + [1] * 4)
+    sq = np.array([1, 2, 3, 4, 5, 6, 7, 8, 40, 0.5, 0.5, 0.5, 0.5])
+    mask = cv.Params(outlier_threshold="auto").outliers(labels, sq)
+    assert mask.tolist() == [False] * 8 + [True] + [False] * 4
+    assert cv.Params(outlier_threshold="auto").outliers(labels, sq * 7.3).tolist() == mask.tolist()
+    assert cv.Params().outliers(labels, sq).tolist() == (sq >= 15).tolist()
 
 
 def test_roundtrip_and_replace():
@@ -27,8 +52,8 @@ def test_roundtrip_and_replace():
     (dict(top=True), r"whole number"),
     (dict(min_cluster_size=0), r"min_cluster_size must be >= 1"),
     (dict(seed=-1), r"seed must be >= 0"),
-    (dict(distance_threshold="15"), r"distance_threshold must be a number, got '15'"),
-    (dict(outlier_threshold=True), r"outlier_threshold must be a number, got True"),
+    (dict(distance_threshold="15"), r"distance_threshold must be a number or 'auto', got '15'"),
+    (dict(outlier_threshold=True), r"outlier_threshold must be a number or 'auto', got True"),
     (dict(distance_threshold=np.bool_(True)), r"must be a number"),
     (dict(top=10, min_cluster_size=11), r"min_cluster_size \(11\) is larger than top \(10\)"),
 ])

@@ -44,13 +44,13 @@ def test_demo_end_to_end(demo_run):
     # the shown neuron mixes a merged pair of digits among its top examples, by construction of the rule
     (a, _), (b, nb) = Counter(r.store.labels[cs.top_indices].tolist()).most_common(2)
     assert are_merged(a, b) and nb >= 10
-    # the thresholds are the layer rule's, recorded with the result
-    assert cs.params.distance_threshold == pytest.approx(cs.provenance["thresholds"]["distance_threshold"])
+    # the thresholds are auto's, recorded with the result
+    assert cs.params.distance_threshold == cs.provenance["thresholds"]["distance_threshold"] == "auto" and cs.split_tests
     assert cs.provenance["activations"]["model"]["name"] == "digits"
     summary = read_json(r.out / "demo.json")
     assert summary["status"] == "complete"
     assert summary["neuron"] == r.neuron and summary["n_merged_pair_units"] == len(r.merged_units) > 0
-    assert summary["params"] == cs.params.to_dict() and "percentile" in summary["thresholds"]["rule"]
+    assert summary["params"] == cs.params.to_dict() and summary["thresholds"]["significance"] == cs.params.significance
     makeup = read_json(r.out / f"neuron_{r.neuron}" / "digit_makeup.json")
     assert sum(makeup["top_examples"].values()) == 100
     assert sum(sum(c.values()) for c in makeup["concepts"]) + sum(makeup["removed"].values()) == 100
@@ -73,13 +73,13 @@ def test_shipped_weights_give_the_readme_numbers(demo_run):
     # The numbers README.md prints under "See it work" (test_readme_output_is_the_demo_output checks the text itself).
     r, cs = demo_run, demo_run.concept_set
     assert f"{r.test_accuracy:.1%}" == "95.5%"
-    assert f"{r.params.distance_threshold:.2f} {r.params.outlier_threshold:.2f}" == "18.26 17.61"
-    assert len(r.merged_units) == 16 and sum(u["split"] for u in r.merged_units) == 14
+    assert r.params.distance_threshold == r.params.outlier_threshold == "auto"
+    assert len(r.merged_units) == 16 and sum(u["split"] for u in r.merged_units) == 12
     assert r.neuron == 29
-    assert (cs.n_agglomerative, cs.n_concepts, int(cs.outliers.sum()), int((~cs.kept).sum())) == (3, 3, 9, 9)
+    assert (cs.n_agglomerative, cs.n_concepts, int(cs.outliers.sum()), int((~cs.kept).sum())) == (2, 2, 0, 0)
     makeup = read_json(r.out / "neuron_29" / "digit_makeup.json")
     assert makeup["top_examples"] == {"7": 47, "2": 47, "5": 2, "9": 2, "3": 2}
-    assert makeup["concepts"] == [{"7": 19}, {"2": 43}, {"7": 27, "2": 1, "3": 1}]
+    assert makeup["concepts"] == [{"2": 47, "3": 1}, {"7": 47, "5": 2, "9": 2, "3": 1}]
 
 
 def test_merged_units_are_split_by_the_method(demo_run):
@@ -104,13 +104,13 @@ def test_demo_runs_on_one_thread_and_restores_the_setting(tmp_path, monkeypatch)
 
     seen = {}
 
-    def spy(acts, **kwargs):  # the threshold rule runs scikit-learn's OpenMP k-means
+    def spy(acts, *args, **kwargs):  # the method runs scikit-learn's OpenMP k-means on every unit
         seen["torch"] = torch.get_num_threads()
         seen["pools"] = {p["user_api"]: p["num_threads"] for p in threadpool_info()}
-        return real(acts, **kwargs)
+        return real(acts, *args, **kwargs)
 
-    real = demo.layer_thresholds
-    monkeypatch.setattr(demo, "layer_thresholds", spy)
+    real = demo.merged_pair_units
+    monkeypatch.setattr(demo, "merged_pair_units", spy)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

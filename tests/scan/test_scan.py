@@ -438,3 +438,33 @@ def test_not_live_neurons_are_flagged_and_left_out_of_the_share(planted):
     assert scan.table().column("live").to_pylist()[4] is False
     assert scan[4].is_live is False
     assert "not live, left out" in scan.plot_summary()._suptitle.get_text()
+
+
+def test_auto_scan_equals_disentangle_and_stability_is_recorded(tmp_path):
+    from conceptvec.core.planted import planted_layer as facets_layer
+
+    layer = facets_layer(64, n_neurons=6, n_background=150, seed=2)
+    auto = cv.Params(distance_threshold="auto")
+    scan = cv.scan_layer(layer.acts, params=auto, neurons="0-5", workers=1, progress=False, projecting=False,
+                         stability=3, out=tmp_path / "scan")
+    assert scan.n_concepts.tolist() == layer.n_facets.tolist()
+    for j in range(6):
+        cs = cv.disentangle(layer.acts, neuron=j, params=auto, stability=3)
+        assert_same_conceptset(scan[j], cs)
+        a, b = scan.concept_offsets[j], scan.concept_offsets[j + 1]
+        np.testing.assert_array_equal(scan.stability["concept_reappearance"][a:b], cs.stability["reappearance"])
+        assert scan.stability["count_agreement"][j] == cs.stability["count_agreement"]
+        assert scan[j].stability["reappearance"] == cs.stability["reappearance"]  # the report's neuron pages show it
+    assert scan.stability["resampling"] == "subsample 0.8"
+    # on disk: the flag per concept and the count agreement per neuron, and the same numbers back
+    concepts = pq.read_table(tmp_path / "scan" / "concepts.parquet").to_pydict()
+    assert concepts["unstable"] == [r < 0.5 for r in concepts["reappearance"]]
+    neurons = pq.read_table(tmp_path / "scan" / "neurons.parquet").to_pydict()
+    assert neurons["count_agreement"] == scan.stability["count_agreement"].tolist()
+    again = cv.ScanResult.load(tmp_path / "scan")
+    np.testing.assert_array_equal(again.stability["concept_reappearance"], scan.stability["concept_reappearance"])
+    # a scan without stability has none, and its call is unchanged (finished scans are still reused)
+    plain = cv.scan_layer(layer.acts, params=auto, neurons="0-1", workers=1, progress=False, projecting=False)
+    assert plain.stability is None and "count_agreement" not in plain.table().column_names
+    with pytest.raises(ConceptvecError, match="stability must be >= 0"):
+        cv.scan_layer(layer.acts, params=auto, stability=-1, progress=False)

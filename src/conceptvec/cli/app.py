@@ -24,8 +24,9 @@ err_console = Console(stderr=True)
 
 _DEFAULTS = Params()
 TopOpt = Annotated[int, typer.Option("--top", help="N, top activating examples clustered.")]
-DistanceOpt = Annotated[float, typer.Option("--distance-threshold", help="d_max of the ward clustering (paper: 15 for Inception V3 Mixed_7b).")]
-OutlierOpt = Annotated[float, typer.Option("--outlier-threshold", help="Squared distance to the k-means centroid at which an example is an outlier.")]
+DistanceOpt = Annotated[str, typer.Option("--distance-threshold", help="d_max of the ward clustering (paper: 15 for Inception V3 Mixed_7b), or 'auto': a significance test, the same on every layer.")]
+OutlierOpt = Annotated[Optional[str], typer.Option("--outlier-threshold", show_default="15, or auto with --distance-threshold auto", help="Squared distance to the k-means centroid at which an example is an outlier, or 'auto' (beyond its cluster's far-out fence).")]
+SignificanceOpt = Annotated[float, typer.Option("--significance", help="With --distance-threshold auto: keep a split into two concepts when one concept would show it with probability below this.")]
 MinSizeOpt = Annotated[int, typer.Option("--min-cluster-size", help="Clusters with fewer remaining members are removed.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed, recorded with the output.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")]
@@ -93,9 +94,21 @@ def os_error_message(exc: OSError) -> str:
     return f"{exc.strerror or exc}:{where}; {fix}."
 
 
-def make_params(top: int, distance_threshold: float, outlier_threshold: float, min_cluster_size: int, seed: int) -> Params:
-    return Params(top=top, distance_threshold=distance_threshold, outlier_threshold=outlier_threshold,
-                  min_cluster_size=min_cluster_size, seed=seed)
+def threshold_value(name: str, text: str | None) -> float | str | None:
+    """A threshold option's text as Params takes it: 'auto', a number, or None (left out)."""
+    if text is None or text.strip().lower() == "auto":
+        return None if text is None else "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise ConceptvecError(f"--{name.replace('_', '-')} must be a number or 'auto', got {text!r}.") from None
+
+
+def make_params(top: int, distance_threshold: str, outlier_threshold: str | None, min_cluster_size: int, seed: int,
+                significance: float = Params().significance) -> Params:
+    return Params(top=top, distance_threshold=threshold_value("distance_threshold", distance_threshold),
+                  outlier_threshold=threshold_value("outlier_threshold", outlier_threshold),
+                  min_cluster_size=min_cluster_size, seed=seed, significance=significance)
 
 
 def concept_table(cs, label_names=None, title: str | None = None) -> Table:
@@ -153,8 +166,8 @@ def demo(
         weights = f"{'reused, ' if w['reused'] else ''}trained here ({w['train']['epochs']} epochs, seed {w['train']['seed']})"
     console.print(f"[bold]model[/] digits CNN, classes merging 0|5 1|6 2|7 3|8 4|9, {weights}: "
                   f"{result.test_accuracy:.1%} test accuracy; layer {store.metadata['layer']}, {store.n_examples} examples x {store.n_units} units")
-    console.print(f"[bold]thresholds[/] distance {p.distance_threshold:.2f}, outlier {p.outlier_threshold:.2f} "
-                  f"(layer-wide rule, see {result.out / 'demo.json'})")
+    console.print(f"[bold]thresholds[/] auto: a split is kept when one concept alone would look this split with probability "
+                  f"below {p.significance:g}; no scale to tune (see {result.out / 'demo.json'})")
     split = sum(r["split"] for r in result.merged_units)
     console.print(f"[bold]planted evidence[/] {len(result.merged_units)} units mix a merged pair among their top "
                   f"{p.top}; the method splits the pair into separate concepts in {split} of them")
@@ -242,8 +255,9 @@ def disentangle(
     neuron: Annotated[Optional[int], typer.Option("--neuron", help="Unit to disentangle.")] = None,
     direction: Annotated[Optional[Path], typer.Option("--direction", help="A .npy vector to start from instead of a neuron.")] = None,
     top: TopOpt = _DEFAULTS.top,
-    distance_threshold: DistanceOpt = _DEFAULTS.distance_threshold,
-    outlier_threshold: OutlierOpt = _DEFAULTS.outlier_threshold,
+    distance_threshold: DistanceOpt = "15",
+    outlier_threshold: OutlierOpt = None,
+    significance: SignificanceOpt = _DEFAULTS.significance,
     min_cluster_size: MinSizeOpt = _DEFAULTS.min_cluster_size,
     seed: SeedOpt = _DEFAULTS.seed,
     stability: Annotated[int, typer.Option("--stability", help="Bootstrap runs that check each concept comes back (members' Jaccard >= 0.75); 0 skips.")] = 20,
@@ -257,7 +271,7 @@ def disentangle(
     from ..storage.store import ActivationStore
 
     acts = ActivationStore.open(store)
-    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed)
+    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed, significance)
     vector = None
     if direction is not None:
         if not direction.exists():
@@ -286,12 +300,14 @@ def scan(
     neurons: Annotated[Optional[str], typer.Option("--neurons", help="Which neurons (or directions), e.g. 0-99 or 0-99,512; default all.")] = None,
     directions: Annotated[str, typer.Option("--directions", help="neurons, svd:K (top K right singular vectors), or a .npy / .safetensors file of vectors.")] = "neurons",
     top: TopOpt = _DEFAULTS.top,
-    distance_threshold: DistanceOpt = _DEFAULTS.distance_threshold,
-    outlier_threshold: OutlierOpt = _DEFAULTS.outlier_threshold,
+    distance_threshold: DistanceOpt = "15",
+    outlier_threshold: OutlierOpt = None,
+    significance: SignificanceOpt = _DEFAULTS.significance,
     min_cluster_size: MinSizeOpt = _DEFAULTS.min_cluster_size,
     seed: SeedOpt = _DEFAULTS.seed,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Processes clustering neurons; 0 or 1: this process alone; default all CPUs.")] = None,
     projecting: Annotated[bool, typer.Option("--projecting/--no-projecting", help="Also find the maximally projecting examples of every concept.")] = True,
+    stability: Annotated[int, typer.Option("--stability", help="Resampling runs per neuron that check each concept comes back (about B times the clustering time); 0 skips.")] = 0,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Run the method on every neuron of a layer (or on SVD / given directions) and summarise."""
@@ -299,9 +315,9 @@ def scan(
     from ..storage.store import ActivationStore
 
     acts = ActivationStore.open(store)
-    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed)
+    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed, significance)
     result = scan_layer(acts, params=params, neurons=neurons, workers=workers, directions=directions,
-                        projecting=projecting, out=out, overwrite=overwrite, progress=True)
+                        projecting=projecting, out=out, overwrite=overwrite, progress=True, stability=stability)
     s = result.summary()
     what = "neurons" if result.kind == "neurons" else f"directions ({result.kind})"
     if result.reused:
@@ -320,6 +336,15 @@ def scan(
     for k, v in s["concepts_per_neuron"].items():
         table.add_row(k, str(v))
     console.print(table)
+    if result.stability is not None:
+        import numpy as np
+
+        st = result.stability
+        live_concepts = np.repeat(result.live, result.n_concepts)
+        unstable = int(np.sum(st["concept_reappearance"][live_concepts] < result.UNSTABLE))
+        console.print(f"[bold]stability[/] ({st['runs']} runs, {st['resampling']}): {unstable} of {int(live_concepts.sum())} concepts of "
+                      f"live neurons come back in fewer than half of the runs (flagged 'unstable' in concepts.parquet); "
+                      f"{float(np.mean(st['count_agreement'][result.live])):.0%} of runs agree on a live neuron's count on average")
     console.print(f"scan written to {out} (neurons.parquet, concepts.parquet, concepts.safetensors, summary.png)")
 
 

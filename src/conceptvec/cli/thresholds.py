@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from ..core.params import Params
-from .app import DistanceOpt, MinSizeOpt, OutlierOpt, OverwriteOpt, SeedOpt, TopOpt, app, cli_errors, console, make_params
+from .app import (DistanceOpt, MinSizeOpt, OutlierOpt, OverwriteOpt, SeedOpt, SignificanceOpt, TopOpt, app, cli_errors,
+                  console, make_params)
 
 DEFAULTS = Params()
 
@@ -23,8 +24,9 @@ def thresholds(
     store: Annotated[Path, typer.Argument(help="ActivationStore directory (from `conceptvec extract`).")],
     neurons: Annotated[Optional[str], typer.Option("--neurons", help="Which neurons, e.g. 0-99 or 0-99,512; default all (live ones only count).")] = None,
     top: TopOpt = DEFAULTS.top,
-    distance_threshold: DistanceOpt = DEFAULTS.distance_threshold,
-    outlier_threshold: OutlierOpt = DEFAULTS.outlier_threshold,
+    distance_threshold: DistanceOpt = "15",
+    outlier_threshold: OutlierOpt = None,
+    significance: SignificanceOpt = DEFAULTS.significance,
     min_cluster_size: MinSizeOpt = DEFAULTS.min_cluster_size,
     seed: SeedOpt = DEFAULTS.seed,
     grid: Annotated[int, typer.Option("--grid", help="Distance thresholds swept over the layer's merge heights.")] = 40,
@@ -39,7 +41,7 @@ def thresholds(
     from ..storage.store import ActivationStore
 
     acts = ActivationStore.open(store)
-    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed)
+    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed, significance)
     if out is not None:  # refuse before the work, not after it
         refuse_existing(out, overwrite=overwrite, what="thresholds report", marker=JSON_FILE, protect=[store])
     sweep = threshold_sweep(acts, params=params, neurons=neurons, n_grid=grid, progress=True)
@@ -48,7 +50,7 @@ def thresholds(
     console.print(f"{d['n_live']} live neurons" + (f" ({len(d['not_live'])} selected ones not live, left out)" if d["not_live"] else "")
                   + f"; {h['n']} ward merge heights of their top {params.top}: median {h['quantiles']['0.5']:.3g}, "
                   f"97th percentile {h['quantiles']['0.97']:.3g}, largest {h['quantiles']['1']:.3g}")
-    console.print(f"[bold]distance_threshold {distance_threshold:g}[/] falls at quantile {given['quantile']:.3f} of them "
+    console.print(f"[bold]distance_threshold {params.distance_threshold:g}[/] falls at quantile {given['quantile']:.3f} of them "
                   f"({100 * (1 - given['quantile']):.1f}% of merges are cut)")
     table = Table(title="concepts per live neuron")
     table.add_column("threshold")
@@ -58,14 +60,18 @@ def thresholds(
     table.add_column("mean C", justify="right")
     table.add_column("mean concepts", justify="right")
     table.add_column("neurons with 0/1/2/3/4+ concepts")
-    for name, values in (("given", given), ("layer rule", rule)):
+    for name, values in (("given", given), ("layer rule", rule), ("auto", d["auto"])):
         hist = {int(k): v for k, v in values["concepts_per_neuron"].items()}
         binned = [hist.get(k, 0) for k in range(4)] + [sum(v for k, v in hist.items() if k >= 4)]
         mean_c = sum(int(k) * v for k, v in values["clusters_per_neuron"].items()) / max(1, d["n_live"])
-        table.add_row(name, f"{values['distance_threshold']:.4g}", f"{values['outlier_threshold']:.4g}", f"{values['quantile']:.3f}",
-                      f"{mean_c:.2f}", f"{values['mean_concepts_per_neuron']:.2f}", "/".join(map(str, binned)))
+        number = (lambda v, f: v if isinstance(v, str) else format(v, f))  # noqa: E731 - 'auto' or a number
+        table.add_row(name, number(values["distance_threshold"], ".4g"), number(values["outlier_threshold"], ".4g"),
+                      number(values.get("quantile", "-"), ".3f"), f"{mean_c:.2f}", f"{values['mean_concepts_per_neuron']:.2f}",
+                      "/".join(map(str, binned)))
     console.print(table)
     console.print(f"layer rule: {rule['rule']}")
+    console.print(f"auto: ward's splits of each neuron's unit-length top examples kept when a single concept would show one "
+                  f"as clear with probability below {params.significance:g} (--significance); no threshold, the same on every layer")
     if out is None:
         console.print("give --out DIR to write thresholds.json and the figure thresholds.png")
         return

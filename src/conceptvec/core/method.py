@@ -30,6 +30,7 @@ from ..storage.store import ActivationStore
 from .arrays import as_matrix, check_directions, check_finite, check_neuron, read_rows
 from .kmeans import kmeans_step
 from .metrics import project, unit_vectors
+from .auto import auto_clusters, outlier_mask, unit_rows
 from .params import Params, whole_number
 from .scale import SCALE_HINT, scale_problems, warn_scale
 from .streaming import top_k_desc
@@ -48,14 +49,15 @@ def n_clusters_at(linkage_matrix: np.ndarray, distance_threshold: float) -> int:
 
 
 def remove_outliers(
-    kmeans_labels: np.ndarray, sq_distances: np.ndarray, outlier_threshold: float, min_cluster_size: int
+    kmeans_labels: np.ndarray, sq_distances: np.ndarray, outlier_threshold: float | str, min_cluster_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Concept index of every example (-1 when removed) and the k-means label each concept came from.
 
-    Outliers (``sq_distance >= outlier_threshold``) go first, then clusters left with fewer than
-    ``min_cluster_size`` members; kept clusters are numbered by ascending k-means label.
+    Outliers (``sq_distance >= outlier_threshold``, or beyond their cluster's fence with ``"auto"``,
+    see ``Params.outliers``) go first, then clusters left with fewer than ``min_cluster_size``
+    members; kept clusters are numbered by ascending k-means label.
     """
-    kept = np.where(sq_distances < outlier_threshold, kmeans_labels, REMOVED)
+    kept = np.where(~outlier_mask(kmeans_labels, sq_distances, outlier_threshold), kmeans_labels, REMOVED)
     clusters, counts = np.unique(kept[kept != REMOVED], return_counts=True)
     kept_clusters = clusters[counts >= min_cluster_size]
     labels = np.full(len(kmeans_labels), REMOVED, dtype=np.int64)
@@ -81,11 +83,21 @@ def cluster_top(x: np.ndarray, params: Params) -> dict[str, Any]:
 
     Shared by ``disentangle`` and ``scan_layer``, so a scanned neuron goes through the same code.
     Returns the ConceptSet fields ``linkage``, ``n_agglomerative``, ``kmeans_labels``,
-    ``centroid_sq_distances``, ``labels``, ``kmeans_cluster_ids`` and ``concept_vectors``.
+    ``centroid_sq_distances``, ``labels``, ``kmeans_cluster_ids`` and ``concept_vectors``, and
+    ``split_tests`` (``core.auto.auto_clusters``; None with a fixed threshold).
+
+    With ``distance_threshold="auto"`` steps 2 and 3 run on the examples scaled to unit length (the
+    linkage and squared distances are of those); concept vectors are still their members' mean activations.
     """
-    z = ward_linkage(x)
-    n_agglomerative = n_clusters_at(z, params.distance_threshold)
-    kmeans_labels, sq = kmeans_step(x, n_agglomerative, params)
+    clustered = unit_rows(x) if params.auto_distance else x
+    z = ward_linkage(clustered)
+    split_tests = None
+    if params.auto_distance:
+        n_agglomerative, split_tests = auto_clusters(clustered, z, significance=params.significance,
+                                                     min_cluster_size=params.min_cluster_size, seed=params.seed)
+    else:
+        n_agglomerative = n_clusters_at(z, params.distance_threshold)
+    kmeans_labels, sq = kmeans_step(clustered, n_agglomerative, params)
     labels, cluster_ids = remove_outliers(kmeans_labels, sq, params.outlier_threshold, params.min_cluster_size)
     vectors = concept_means(x, labels, len(cluster_ids))
     return {
@@ -96,6 +108,7 @@ def cluster_top(x: np.ndarray, params: Params) -> dict[str, Any]:
         "labels": labels,
         "kmeans_cluster_ids": cluster_ids,
         "concept_vectors": vectors,
+        "split_tests": split_tests,
     }
 
 

@@ -9,6 +9,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConceptvecError
+from .auto import outlier_mask
+
+AUTO = "auto"
+
+
+def is_auto(value: Any) -> bool:
+    return isinstance(value, str) and value == AUTO
 
 
 def whole_number(name: str, value: Any, low: int) -> int:
@@ -28,46 +35,91 @@ class Params:
     ----------
     top : int
         N, the number of top activating examples clustered (paper: 100).
-    distance_threshold : float
+    distance_threshold : float or "auto"
         d_max, the ward linkage height at or above which clusters are not merged (paper: 15).
-        It sets the number of clusters C; tune it to the layer's scale.
-    outlier_threshold : float
+        It sets the number of clusters C and is on the scale of one layer. ``"auto"`` decides C by a
+        significance test on unit-length examples instead, the same on every layer (``core.auto``).
+    outlier_threshold : float or "auto", optional
         An example whose *squared* euclidean distance to its k-means centroid is ``>=`` this is an
-        outlier (paper's code: 15).
+        outlier (paper's code: 15). ``"auto"``: beyond its cluster's far-out fence, Q3 + 3 IQR of
+        the cluster's squared distances. Left out, 15 with a number for ``distance_threshold`` and
+        ``"auto"`` with ``"auto"``.
     min_cluster_size : int
         Clusters with fewer remaining members are removed (paper: 5).
     n_init, max_iter, seed : int
         scikit-learn ``KMeans(n_init, max_iter, random_state=seed)`` (paper's code: 5, 1000, 0).
+    significance : float
+        With ``distance_threshold="auto"``: a split into two concepts is kept when a single concept
+        would show one as clear with probability below this (default 0.01). Lower asks for more
+        clearly separated concepts. Not used with a fixed threshold.
     """
 
     top: int = 100
-    distance_threshold: float = 15.0
-    outlier_threshold: float = 15.0
+    distance_threshold: float | str = 15.0
+    outlier_threshold: float | str | None = None
     min_cluster_size: int = 5
     n_init: int = 5
     max_iter: int = 1000
     seed: int = 0
+    significance: float = 0.01
 
     def __post_init__(self) -> None:
         for name, low in (("top", 2), ("min_cluster_size", 1), ("n_init", 1), ("max_iter", 1), ("seed", 0)):
             object.__setattr__(self, name, whole_number(name, getattr(self, name), low))
+        if self.outlier_threshold is None:
+            object.__setattr__(self, "outlier_threshold", AUTO if is_auto(self.distance_threshold) else 15.0)
         for name in ("distance_threshold", "outlier_threshold"):
             value = getattr(self, name)
+            if is_auto(value):
+                continue
             # A bool or the text "15" is a slip, not a threshold: only real numbers are taken.
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise ConceptvecError(f"{name} must be a number, got {value!r}.")
+                raise ConceptvecError(f"{name} must be a number or 'auto', got {value!r}.")
             number = float(value)
             if not math.isfinite(number) or number <= 0:
                 raise ConceptvecError(
                     f"{name} must be a finite number > 0, got {value!r}. "
-                    f"The paper uses 15 for Inception V3 Mixed_7b; other layers need their own scale."
+                    f"The paper uses 15 for Inception V3 Mixed_7b; other layers need their own scale, or 'auto'."
                 )
             object.__setattr__(self, name, number)
+        if self.auto_distance and not self.auto_outliers:
+            raise ConceptvecError(
+                f"outlier_threshold={self.outlier_threshold!r} with distance_threshold='auto': auto clusters unit-length "
+                f"examples, where a fixed squared distance has no meaning; use outlier_threshold='auto' (or leave it out)."
+            )
+        s = self.significance
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, float, np.integer, np.floating)) or not 0 < s < 1:
+            raise ConceptvecError(f"significance must be a number between 0 and 1 (exclusive), got {s!r}; the default is 0.01.")
+        object.__setattr__(self, "significance", float(s))
         if self.min_cluster_size > self.top:
             raise ConceptvecError(
                 f"min_cluster_size ({self.min_cluster_size}) is larger than top ({self.top}): no cluster of the top "
                 f"examples could ever be kept; use min_cluster_size <= top (the paper: 5 of 100)."
             )
+
+    @property
+    def auto_distance(self) -> bool:
+        """Whether C is decided by the significance test (``distance_threshold="auto"``)."""
+        return is_auto(self.distance_threshold)
+
+    @property
+    def auto_outliers(self) -> bool:
+        return is_auto(self.outlier_threshold)
+
+    def outliers(self, kmeans_labels: np.ndarray, sq_distances: np.ndarray) -> np.ndarray:
+        """Mask of the examples the outlier rule removes; arrays of shape (N,) or (m, N), one neuron a row."""
+        sq = np.asarray(sq_distances, dtype=np.float64)
+        if not self.auto_outliers or sq.ndim == 1:
+            return outlier_mask(kmeans_labels, sq, self.outlier_threshold)
+        rows = [outlier_mask(lab, row, AUTO) for lab, row in zip(np.asarray(kmeans_labels), sq)]
+        return np.stack(rows) if rows else sq.astype(bool)
+
+    def describe(self) -> str:
+        """The thresholds in words, for messages and pages."""
+        if self.auto_distance:
+            return f"distance_threshold auto (significance {self.significance:g}), outlier_threshold {self.outlier_threshold}"
+        outlier = "auto" if self.auto_outliers else f"{self.outlier_threshold:g}"
+        return f"distance_threshold {self.distance_threshold:g}, outlier_threshold {outlier}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

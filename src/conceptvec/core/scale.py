@@ -36,7 +36,8 @@ def scale_problems(linkage: np.ndarray, centroid_sq_distances: np.ndarray, label
     z = np.asarray(linkage, dtype=np.float64).reshape(-1, *np.shape(linkage)[-2:])
     sq = np.asarray(centroid_sq_distances, dtype=np.float64).reshape(len(z), -1)
     lab = np.asarray(labels).reshape(len(z), -1)
-    if len(z) == 0:
+    # auto decides C by a test on unit-length examples, which has no scale to miss.
+    if len(z) == 0 or params.auto_distance:
         return []
     heights = z[:, :, 2]
     n_top = heights.shape[1] + 1
@@ -50,6 +51,8 @@ def scale_problems(linkage: np.ndarray, centroid_sq_distances: np.ndarray, label
     if len(z) > 1 and d > OFF_SCALE * heights.max():
         problems.append(f"distance_threshold {d:g} is more than {OFF_SCALE:g}x every merge height of {what} (largest "
                         f"{heights.max():.3g}), so each is one cluster whatever its examples; {scale}.")
+    if params.auto_outliers:
+        return problems
     outliers = sq >= params.outlier_threshold
     sq_scale = (f"the squared distances of the top examples of {what} to their k-means centroid have median "
                 f"{np.median(sq):.3g} and 90th percentile {np.percentile(sq, 90):.3g}")
@@ -74,5 +77,6 @@ def warn_scale(problems: list[str], *, hint: str) -> None:
         warnings.warn(f"{problem} {hint}", ThresholdScaleWarning, stacklevel=3)
 
 
-SCALE_HINT = ("The paper's 15 and 15 fit Inception V3 Mixed_7b only: choose thresholds on this layer's scale "
-              "(from the numbers above, or with thresholds.layer_thresholds).")
+SCALE_HINT = ("The paper's 15 and 15 fit Inception V3 Mixed_7b only: use distance_threshold='auto' "
+              "(--distance-threshold auto), which is the same on every layer, or choose thresholds on this layer's "
+              "scale (from the numbers above, or with `conceptvec thresholds`).")

@@ -23,7 +23,7 @@ from ..errors import ConceptvecError
 from ..progress import progress_bar
 from .arrays import as_matrix, live_mask, read_rows
 from .kmeans import kmeans_step
-from .method import n_clusters_at, remove_outliers, ward_linkage
+from .method import cluster_top, n_clusters_at, remove_outliers, ward_linkage
 from .metrics import concept_counts
 from .params import Params
 from .selection import parse_neurons
@@ -76,6 +76,9 @@ class ThresholdSweep:
         The thresholds given (the paper's 15 and 15 by default) and the rest of the method.
     rule : dict
         ``thresholds.layer_thresholds``' rule over these neurons: its record, and ``n_concepts`` (m,).
+    auto : dict
+        ``distance_threshold="auto"`` on the same neurons (``params.significance``): ``n_clusters``
+        and ``n_concepts`` (m,).
     """
 
     units: np.ndarray
@@ -86,6 +89,7 @@ class ThresholdSweep:
     n_concepts: np.ndarray
     params: Params
     rule: dict[str, Any]
+    auto: dict[str, Any]
 
     def at(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
         """(C, concepts kept) per neuron at a threshold of the grid, each of shape (m,)."""
@@ -129,6 +133,14 @@ class ThresholdSweep:
                 "clusters_per_neuron": _histogram(rule_c),
                 **concept_counts(self.rule["n_concepts"]),
             },
+            "auto": {
+                "distance_threshold": "auto",
+                "outlier_threshold": "auto",
+                "significance": self.params.significance,
+                "clusters_per_neuron": _histogram(self.auto["n_clusters"]),
+                "mean_clusters_per_neuron": float(np.mean(self.auto["n_clusters"])),
+                **concept_counts(self.auto["n_concepts"]),
+            },
             "curve": {
                 "threshold": self.grid.tolist(),
                 "quantile": [quantile_of(h, g) for g in self.grid],
@@ -155,7 +167,8 @@ def threshold_sweep(
     outlier_percentile: float = 90.0,
     progress: bool = False,
 ) -> ThresholdSweep:
-    """Concepts per live neuron across distance thresholds, and where ``params.distance_threshold`` falls.
+    """Concepts per live neuron across distance thresholds, where ``params.distance_threshold`` falls, and what
+    the layer-quantile rule and ``distance_threshold="auto"`` give on the same neurons.
 
     Parameters
     ----------
@@ -177,6 +190,9 @@ def threshold_sweep(
     """
     if not isinstance(params, Params):
         raise ConceptvecError(f"params must be a conceptvec.Params, got {type(params).__name__}.")
+    if params.auto_distance:
+        raise ConceptvecError("the sweep says what a fixed distance threshold means on this layer and reports 'auto' beside "
+                              "it in any case; give the fixed one to compare (the paper's 15 by default).")
     for name, q in (("distance_percentile", distance_percentile), ("outlier_percentile", outlier_percentile)):
         if not 0 < q <= 100:
             raise ConceptvecError(f"{name} must be in (0, 100], got {q}.")
@@ -206,6 +222,8 @@ def threshold_sweep(
     n_clusters = np.stack([[n_clusters_at(z, t) for t in grid] for z in linkages]).astype(np.int64)
     n_concepts = np.zeros_like(n_clusters)
     at_rule = []
+    auto_params = params.replace(distance_threshold="auto", outlier_threshold="auto")
+    auto = {"n_clusters": np.zeros(len(units), dtype=np.int64), "n_concepts": np.zeros(len(units), dtype=np.int64)}
     with progress_bar("neuron", disable=not progress, transient=True) as bar:
         task = bar.add_task("k-means at each C", total=len(units))
         for i in range(len(units)):
@@ -217,6 +235,8 @@ def threshold_sweep(
                 labels, sq = cache[c]
                 n_concepts[i, g] = len(remove_outliers(labels, sq, params.outlier_threshold, params.min_cluster_size)[1])
             at_rule.append(cache[n_clusters_at(linkages[i], rule_distance)])
+            found = cluster_top(x, auto_params)
+            auto["n_clusters"][i], auto["n_concepts"][i] = found["n_agglomerative"], len(found["kmeans_cluster_ids"])
             bar.advance(task)
     rule_outlier = float(np.percentile(np.concatenate([sq for _, sq in at_rule]), outlier_percentile))
     rule_concepts = np.array([len(remove_outliers(labels, sq, rule_outlier, params.min_cluster_size)[1]) for labels, sq in at_rule],
@@ -232,7 +252,7 @@ def threshold_sweep(
         "n_concepts": rule_concepts,
     }
     return ThresholdSweep(units=units, not_live=selected[~live], heights=heights, grid=grid, n_clusters=n_clusters,
-                          n_concepts=n_concepts, params=params, rule=rule)
+                          n_concepts=n_concepts, params=params, rule=rule, auto=auto)
 
 
 def _checked_grid(thresholds: Any) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 It loads the digits CNN shipped with conceptvec, whose output classes merge pairs of digits (or,
 with ``retrain``, trains one: seeded training still gives other weights on other CPUs and thread
-counts), extracts its ``block3`` layer over all 1797 digits, sets the two thresholds by a layer-wide
-rule, and disentangles the unit that mixes a merged pair most evenly among its top examples.
+counts), extracts its ``block3`` layer over all 1797 digits, and disentangles the unit that mixes a merged
+pair most evenly among its top examples with ``distance_threshold="auto"`` (``core.auto``): the paper's
+15 is a height on Inception V3's scale, and auto's significance test means the same on this layer.
 
 A demo folder holds one run of one setting (which weights, which seed), recorded in ``demo.json``
 before anything else is written there. Run again with the same setting, the demo reuses its model
@@ -27,7 +28,6 @@ from rich.console import Console
 from ..core.method import disentangle
 from ..core.params import Params
 from ..core.streaming import top_k_desc
-from ..core.thresholds import layer_thresholds
 from ..errors import ConceptvecError
 from ..nn.digits import (CONFIG_FILE, DEFAULT_LAYER, WEIGHTS_FILE, TrainConfig, are_merged, load_digits_cnn,
                          load_shipped_digits_cnn, recorded_accuracy, save_digits_cnn, shipped_digits_dir,
@@ -125,7 +125,11 @@ def run_demo(out: str | os.PathLike = "conceptvec-demo", *, retrain: bool = Fals
         acts = np.asarray(store.activations, dtype=np.float64)
         digits = store.labels
 
-        params, rule = layer_thresholds(acts, params=Params(seed=seed), progress=progress)
+        params = Params(distance_threshold="auto", seed=seed)
+        rule = {"distance_threshold": "auto", "outlier_threshold": "auto", "significance": params.significance,
+                "rule": "ward's splits of each unit's unit-length top examples kept when a single concept would show one as "
+                        f"clear with probability below {params.significance:g} (core.auto); outliers beyond their cluster's "
+                        "far-out fence"}
         units = merged_pair_units(acts, digits, params)
         if not units:
             raise ConceptvecError("no unit of the trained CNN mixes a merged pair of digits: the planted polysemanticity did "
@@ -185,7 +189,7 @@ def control_comparison(out: str | os.PathLike, *, retrain: bool = False, epochs:
             model, weights = _network(run.model if merged else run.control_model, config, retrain=retrain, progress=progress)
             with capture_layer(model.block3) as captured, torch.inference_mode():
                 acts = forward_to_layer(model, x, captured).numpy().astype(np.float64)
-            params, _ = layer_thresholds(acts, params=Params(seed=seed))
+            params = Params(distance_threshold="auto", seed=seed)
             rows[name] = {"classes": 5 if merged else 10, "test_accuracy": weights["test_accuracy"], "weights": weights,
                           **mixing_counts(acts, digits, params)}
     rows["chance_share_of_merged_pairs"] = 5 / 45

@@ -43,7 +43,7 @@ def page_data(cs: ConceptSet, acts: Any, examples: Examples, umap_d: dict | None
         "projection_comparison": F.projection_comparison_data(cs, centre=centre),
         "distance_matrices": {**dist, "top": dist["top"].tolist(), "kept": dist["kept"].tolist()},
         "dendrogram": {k: v for k, v in dendro.items() if k not in ("icoord", "dcoord")},
-        "threshold_curve": F.threshold_curve_data(cs, thresholds=np.unique(np.append(cs.linkage[:, 2], cs.params.distance_threshold))),
+        "threshold_curve": F.threshold_curve_data(cs, thresholds=np.unique(np.append(cs.linkage[:, 2], F.run_cut(cs)[0]))),
         "components": F.components_data(cs),
         "class_makeup": F.class_makeup_data(cs, examples),
     }

@@ -207,7 +207,10 @@ def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Exampl
         "page": page.name,
         "describe": describe(meta),
         "summary": cs.summary(),
-        "distance_threshold": cs.params.distance_threshold,
+        "threshold_text": ("the significance test of distance_threshold auto "
+                           f"(significance {cs.params.significance:g}, on unit-length examples)" if cs.params.auto_distance
+                           else f"distance threshold {cs.params.distance_threshold:g}"),
+        "auto": cs.params.auto_distance,
         "live": cs.is_live,
         "n_not_activating": int(np.sum(cs.top_scores <= 0)),
         "unit": "neuron" if cs.neuron is not None else "direction",
@@ -241,7 +244,7 @@ def slider(cs: ConceptSet, examples: Examples, asset_dir: Path) -> dict[str, Any
     """
     z = cs.linkage
     heights = z[:, 2]
-    t_run = float(cs.params.distance_threshold)
+    t_run = F.run_cut(cs)[0]
     t_max = float(max(heights.max() * 1.05 if len(heights) else 1.0, t_run * 1.2))
     tiles = []
     for k, i in enumerate(cs.top_indices):

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..core.arrays import read_rows
 from ..core.method import cluster_top
+from ..core.stability import concept_stability
 from ..core.params import Params
 from ..errors import ConceptvecError
 
@@ -69,6 +70,8 @@ class BatchTask:
         The store's ``activations.npy``, read memory-mapped by the worker.
     in_worker : bool
         Set up the process for clustering first (``prepare_worker``); never in the caller's process.
+    stability : int
+        Resampling runs of ``core.stability.concept_stability`` per neuron; 0 skips it.
     """
 
     params: dict[str, Any]
@@ -78,6 +81,7 @@ class BatchTask:
     slot: RowSlot | None = None
     npy: str | None = None
     in_worker: bool = False
+    stability: int = 0
 
 
 class Engine(Protocol):
@@ -145,15 +149,26 @@ def cluster_batch(task: BatchTask) -> BatchResult:
     # The scan has checked A for NaN/inf and Params its values: skip sklearn's re-checks (results unchanged).
     out: dict[str, list] = {k: [] for k in ("linkage", "n_agglomerative", "kmeans_labels", "centroid_sq_distances",
                                              "labels", "kmeans_cluster_ids", "concept_vectors")}
+    reappearance: list[np.ndarray] = []
+    count_agreement: list[float] = []
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
         for i in range(len(top)):
             if rows is not None:
                 x = np.array(rows[i], dtype=np.float64)  # a private C-ordered copy, also of shared rows
             else:
                 x = read_rows(_MMAPS[task.npy], top[i])  # as disentangle reads them
-            for key, value in cluster_top(x, params).items():
-                out[key].append(value)
+            found = cluster_top(x, params)
+            for key, value in found.items():
+                if key in out:  # split_tests stay with disentangle's ConceptSet; the scan keeps C
+                    out[key].append(value)
+            if task.stability:
+                st = concept_stability(x, found["labels"], params=params, runs=task.stability, seed=params.seed)
+                reappearance.append(st.reappearance)
+                count_agreement.append(st.count_agreement)
+    stability = ({"concept_reappearance": np.concatenate(reappearance).astype(np.float64) if reappearance else np.zeros(0),
+                  "count_agreement": np.asarray(count_agreement, dtype=np.float64)} if task.stability else {})
     return {
+        **stability,
         "linkage": np.stack(out["linkage"]),
         "n_agglomerative": np.asarray(out["n_agglomerative"], dtype=np.int64),
         "kmeans_labels": np.stack(out["kmeans_labels"]),

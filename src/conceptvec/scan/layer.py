@@ -25,7 +25,7 @@ import numpy as np
 
 from ..core.arrays import as_matrix
 from ..core.metrics import unit_vectors
-from ..core.params import Params
+from ..core.params import Params, whole_number
 from ..core.scale import SCALE_HINT, scale_problems, warn_scale
 from ..core.selection import parse_neurons
 from ..core.streaming import TopK, block_rows, row_blocks, top_examples
@@ -85,6 +85,7 @@ def scan_layer(
     overwrite: bool = False,
     progress: bool = True,
     engine: str | Engine = "local",
+    stability: int = 0,
 ) -> ScanResult:
     """Run the paper's method on every neuron of a layer (or on many directions) at once.
 
@@ -116,6 +117,10 @@ def scan_layer(
         Show progress bars.
     engine : 'local' or an Engine
         Where steps 2-4 run (``scan.engine.ENGINES``); the result does not depend on it.
+    stability : int
+        Resampling runs per neuron (``core.stability.concept_stability``, seeded with ``params.seed``):
+        each concept's share of runs it comes back in, and each neuron's count agreement, in
+        ``result.stability`` and the tables. 0 (the default) skips it; it multiplies steps 2-4's time by about B.
     """
     params = params or Params()
     if not isinstance(params, Params):
@@ -126,6 +131,7 @@ def scan_layer(
         raise ConceptvecError(
             f"top={params.top} is larger than the number of examples ({n_examples}); use top <= {n_examples}."
         )
+    stability = whole_number("stability", stability, 0)
     runner = make_engine(engine, workers=workers)
     if isinstance(directions, str) and directions not in ("neurons",) and not directions.startswith("svd") and not Path(directions).exists():
         raise ConceptvecError(
@@ -136,6 +142,8 @@ def scan_layer(
         parse_neurons(neurons, None)  # the form now; the bounds once the directions are known
     call = scan_call(params=params, neurons=neurons, directions=fingerprint_directions(directions, n_units),
                      projecting=projecting, matrix=matrix, source=source)
+    if stability:  # scans without it keep the call they always had
+        call["stability"] = stability
     out_path = Path(out) if out is not None else None
     if out_path is not None and not overwrite:
         if (out_path / SCAN_FILE).exists() and read_json(out_path / SCAN_FILE).get("call") == call:
@@ -156,12 +164,12 @@ def scan_layer(
 
     with writer_lock(out_path) if out_path is not None else contextlib.nullcontext():  # one writer per --out
         return _scan(matrix, source, params=params, selected=selected, kind=kind, vectors=vectors, call=call,
-                     out_path=out_path, projecting=projecting, progress=progress, runner=runner)
+                     out_path=out_path, projecting=projecting, progress=progress, runner=runner, stability=stability)
 
 
 def _scan(matrix: np.ndarray, source: dict[str, Any], *, params: Params, selected: np.ndarray, kind: str,
           vectors: np.ndarray | None, call: dict[str, Any], out_path: Path | None, projecting: bool, progress: bool,
-          runner: Engine) -> ScanResult:
+          runner: Engine, stability: int = 0) -> ScanResult:
     """Steps 1-4 for the ``selected`` neurons (or rows of ``vectors``), resumable in ``<out_path>.partial``."""
     n_examples, n_units = matrix.shape
     partial = ScanPartial(out_path, call) if out_path is not None else None
@@ -183,7 +191,8 @@ def _scan(matrix: np.ndarray, source: dict[str, Any], *, params: Params, selecte
     results: dict[int, dict[str, np.ndarray]] = partial.load_parts(len(batches)) if partial else {}
     resumed = sum(len(batches[b]) for b in results)
     todo = [b for b in range(len(batches)) if b not in results]
-    tasks = [(b, BatchTask(params=params.to_dict(), top_indices=top_indices[batches[b]], n_units=n_units)) for b in todo]
+    tasks = [(b, BatchTask(params=params.to_dict(), top_indices=top_indices[batches[b]], n_units=n_units,
+                                 stability=stability)) for b in todo]
 
     with progress_bar("neurons", disable=not progress, transient=True) as bar:
         task_id = bar.add_task("clustering", total=len(selected), completed=resumed)
@@ -216,6 +225,9 @@ def _scan(matrix: np.ndarray, source: dict[str, Any], *, params: Params, selecte
         provenance=provenance,
         resumed=resumed,
         activations=matrix,
+        stability=({"runs": stability, "resampling": "subsample 0.8" if params.auto_distance else "bootstrap",
+                    "concept_reappearance": np.concatenate([p["concept_reappearance"] for p in parts]),
+                    "count_agreement": np.concatenate([p["count_agreement"] for p in parts])} if stability else None),
     )
     if projecting:
         idx, proj, cos = projecting_and_cosine(matrix, result.concept_vectors, top=params.top, progress=progress)

@@ -64,6 +64,10 @@ class ScanResult:
     projecting : dict or None
         Maximally projecting examples of every concept: ``indices``, ``projections``, ``cosine``,
         each of shape (n_total_concepts, top).
+    stability : dict or None
+        With ``scan_layer(stability=B)``: ``runs``, ``resampling``, ``concept_reappearance``
+        (n_total_concepts,), each concept's share of runs it came back in, and ``count_agreement`` (m,),
+        each neuron's share of runs that found as many concepts.
     """
 
     neurons: np.ndarray
@@ -85,6 +89,9 @@ class ScanResult:
     resumed: int = 0  # neurons taken from a previous, interrupted run of the same scan
     reused: bool = False  # the whole result was read from a finished scan directory
     activations: Any = field(default=None, repr=False)  # A, read for scan[neuron]; None: opened from store_path when needed
+    stability: dict[str, Any] | None = None
+
+    UNSTABLE = 0.5  # a concept that comes back in fewer than half of the runs is flagged unstable
 
     @property
     def n_concepts(self) -> np.ndarray:
@@ -132,6 +139,10 @@ class ScanResult:
             neuron=int(self.neurons[i]) if self.kind == "neurons" else None,
             direction=self.directions[i].copy() if self.directions is not None else None,
             provenance={**self.provenance, "scan": {"kind": self.kind, "index": int(self.neurons[i])}},
+            # the scan keeps each concept's reappearance and the count agreement (not the per-run Jaccards)
+            stability=({"reappearance": self.stability["concept_reappearance"][a:b].tolist(),
+                        "count_agreement": float(self.stability["count_agreement"][i]), "runs": self.stability["runs"],
+                        "resampling": self.stability["resampling"]} if self.stability is not None else None),
         )
 
     def with_activations(self, acts: np.ndarray | ActivationStore) -> "ScanResult":
@@ -178,7 +189,7 @@ class ScanResult:
 
     def table(self) -> pa.Table:
         """One row per scanned neuron: neuron, C, concepts, cluster sizes, outliers removed, small-cluster examples removed."""
-        outliers = self.centroid_sq_distances >= self.params.outlier_threshold
+        outliers = self.params.outliers(self.kmeans_labels, self.centroid_sq_distances)
         sizes = [[int(np.sum(self.labels[i] == j)) for j in range(int(c))] for i, c in enumerate(self.n_concepts)]
         return pa.table({
             "neuron": pa.array(self.neurons, pa.int64()),
@@ -189,6 +200,10 @@ class ScanResult:
             "small_cluster_examples_removed": pa.array(np.sum(~outliers & (self.labels < 0), axis=1), pa.int64()),
             "first_concept": pa.array(self.concept_offsets[:-1], pa.int64()),
             "live": pa.array(self.live, pa.bool_()),
+            **({"count_agreement": pa.array(self.stability["count_agreement"], pa.float64()),
+                "unstable_concepts": pa.array([int(np.sum(self.stability["concept_reappearance"][a:b] < self.UNSTABLE))
+                                               for a, b in zip(self.concept_offsets[:-1], self.concept_offsets[1:])], pa.int64())}
+               if self.stability is not None else {}),
         })
 
     def concept_table(self, *, centre: np.ndarray | None = None) -> pa.Table:
@@ -225,6 +240,12 @@ class ScanResult:
                 columns["nearest_other"] += plain["nearest_other_index"].tolist()
                 columns["live"] += [bool(live[i])] * k
         types = {"neuron": pa.int64(), "concept": pa.int64(), "members": pa.int64(), "nearest_other": pa.int64(), "live": pa.bool_()}
+        if self.stability is not None:
+            reappearance = self.stability["concept_reappearance"][np.concatenate(
+                [np.arange(self.concept_offsets[i], self.concept_offsets[i + 1]) for i in with_concepts] or [np.zeros(0, np.int64)])]
+            columns["reappearance"] = reappearance.tolist()
+            columns["unstable"] = (reappearance < self.UNSTABLE).tolist()
+            types["unstable"] = pa.bool_()
         return pa.table({name: pa.array(values, types.get(name, pa.float64())) for name, values in columns.items()})
 
     def plot_summary(self):
@@ -274,6 +295,8 @@ class ScanResult:
         save_file(self._concept_arrays(), str(directory / CONCEPTS_FILE))
         method = {name: np.ascontiguousarray(getattr(self, name)) for name in METHOD_ARRAYS}
         method["neurons"] = self.neurons
+        if self.stability is not None:
+            method["count_agreement"] = np.ascontiguousarray(self.stability["count_agreement"])
         if self.directions is not None:
             method["directions"] = np.ascontiguousarray(self.directions)
         save_file(method, str(directory / METHOD_FILE))
@@ -298,6 +321,8 @@ class ScanResult:
             "files": {"concepts": CONCEPTS_FILE, "method": METHOD_FILE, "table": TABLE_FILE, **concept_table, "summary": SUMMARY_FILE,
                       "figure": FIGURE_FILE, **({"projecting": PROJECTING_FILE} if self.projecting is not None else {})},
             "provenance": self.provenance,
+            **({"stability": {"runs": self.stability["runs"], "resampling": self.stability["resampling"]}}
+               if self.stability is not None else {}),
             **({"call": call} if call is not None else {}),
         })
 
@@ -307,6 +332,8 @@ class ScanResult:
             "concept_offsets": self.concept_offsets.astype(np.int64),
             "concept_neuron": np.repeat(self.neurons, self.n_concepts).astype(np.int64),
             "kmeans_cluster_ids": self.kmeans_cluster_ids.astype(np.int64),
+            **({"concept_reappearance": np.ascontiguousarray(self.stability["concept_reappearance"], dtype=np.float64)}
+               if self.stability is not None else {}),
         }
 
     @classmethod
@@ -342,6 +369,9 @@ class ScanResult:
             projecting=projecting,
             provenance=meta.get("provenance", {}),
             activations=matrix,
+            stability=({**meta["stability"], "concept_reappearance": concepts["concept_reappearance"],
+                        "count_agreement": method["count_agreement"]}
+                       if "stability" in meta and "concept_reappearance" in concepts and "count_agreement" in method else None),
         )
 
     def __repr__(self) -> str:

@@ -58,6 +58,10 @@ class ConceptSet:
     stability : dict, optional
         ``core.stability.Stability.to_dict()`` when it was measured: per concept ``reappearance`` and
         ``mean_jaccard`` over bootstrap runs, ``count_agreement``, ``runs``, ``min_jaccard``, ``seed``.
+    split_tests : list of dict, optional
+        With ``distance_threshold="auto"``: every split of ward's tree that was tested, with its share
+        of the sum of squares, the null's mean and sd, its p-value and whether it was kept (``core.auto``).
+        With auto, ``linkage`` and ``centroid_sq_distances`` are of the examples scaled to unit length.
     """
 
     top_indices: np.ndarray
@@ -75,6 +79,7 @@ class ConceptSet:
     direction: np.ndarray | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     stability: dict[str, Any] | None = None
+    split_tests: list[dict[str, Any]] | None = None
 
     def unstable(self, *, level: float = 0.5) -> np.ndarray | None:
         """Mask of shape (n_concepts,): concepts that came back in fewer than ``level`` of the stability runs; None if not measured."""
@@ -102,8 +107,8 @@ class ConceptSet:
 
     @property
     def outliers(self) -> np.ndarray:
-        """Mask over the top examples: too far from their k-means centroid."""
-        return self.centroid_sq_distances >= self.params.outlier_threshold
+        """Mask over the top examples: too far from their k-means centroid (``Params.outliers``)."""
+        return self.params.outliers(self.kmeans_labels, self.centroid_sq_distances)
 
     @property
     def kept(self) -> np.ndarray:
@@ -173,6 +178,7 @@ class ConceptSet:
             **self.summary(),
             "provenance": self.provenance,
             **({"stability": self.stability} if self.stability is not None else {}),
+            **({"split_tests": self.split_tests} if self.split_tests is not None else {}),
         }
         with atomic_directory(path, overwrite=overwrite, what="ConceptSet", marker=METADATA_FILE,
                               protect=[recorded_store(self)]) as tmp:
@@ -203,6 +209,7 @@ class ConceptSet:
             direction=arrays.get("direction"),
             provenance=meta.get("provenance", {}),
             stability=meta.get("stability"),
+            split_tests=meta.get("split_tests"),
         )
 
 

@@ -39,7 +39,7 @@ from .grids import (
 )
 from .scan import scan_data, scan_histogram
 from .thresholds import threshold_sweep_data, threshold_sweep_plot
-from .tree import dendrogram_data, dendrogram_plot, threshold_curve, threshold_curve_data
+from .tree import dendrogram_data, dendrogram_plot, run_cut, threshold_curve, threshold_curve_data
 
 __all__ = [
     "NEURON_COLOUR", "REMOVED_COLOUR", "RANKINGS",
@@ -48,7 +48,7 @@ __all__ = [
     "projecting_data", "projecting_grid",
     "projection_comparison_data", "projection_comparison", "distance_matrices_data", "distance_matrices",
     "umap_data", "umap_plot",
-    "dendrogram_data", "dendrogram_plot", "threshold_curve_data", "threshold_curve",
+    "dendrogram_data", "dendrogram_plot", "run_cut", "threshold_curve_data", "threshold_curve",
     "components_data", "components_plot", "class_makeup_data", "class_makeup", "summary_table",
     "scan_data", "scan_histogram", "threshold_sweep_data", "threshold_sweep_plot",
     "selectivity_data", "selectivity_heatmap", "steering_data", "steering_curve",

@@ -13,6 +13,7 @@ from ...core.sweep import MAX_BINNED, ThresholdSweep
 
 GIVEN_COLOUR = "#d62728"
 RULE_COLOUR = "#2ca02c"
+AUTO_COLOUR = "#009e9e"
 BIN_COLOURS = ("#9a9a9a", "#1f77b4", "#ff7f0e", "#d62728", "#7b3294")  # 0, 1, 2, 3, 4+ concepts
 
 
@@ -24,7 +25,8 @@ def threshold_sweep_data(sweep: ThresholdSweep) -> dict[str, Any]:
 def threshold_sweep_plot(sweep: ThresholdSweep) -> Figure:
     """Left: histogram of every live neuron's ward merge heights, the given threshold and the layer rule's
     marked with their quantile. Right: share of neurons with 0, 1, 2, 3, 4+ concepts at each threshold,
-    with the mean number of clusters C and of concepts per neuron."""
+    with the mean number of clusters C and of concepts per neuron; ``auto``'s mean concepts per neuron, which
+    has no threshold, as a horizontal line."""
     d = threshold_sweep_data(sweep)
     given, rule, curve = d["given"], d["layer_rule"], d["curve"]
     fig = Figure(figsize=(11, 4.2), layout="constrained")
@@ -38,7 +40,7 @@ def threshold_sweep_plot(sweep: ThresholdSweep) -> Figure:
     left.set_xscale("log")
     left.set_xlabel("ward merge height")
     left.set_ylabel("merges")
-    left.set_title(f"merge heights of the top {sweep.params.top} of {d['n_live']} live neurons", fontsize=9)
+    left.set_title(f"top {sweep.params.top} of {d['n_live']} live neurons", fontsize=9)
 
     x = np.asarray(curve["threshold"])
     shares = curve["share_of_neurons_with_concepts"]
@@ -50,11 +52,15 @@ def threshold_sweep_plot(sweep: ThresholdSweep) -> Figure:
     right.set_ylim(0, 1)
     right.set_xlabel("distance_threshold")
     right.set_ylabel("share of live neurons")
-    right.set_title(f"concepts per neuron at each distance threshold (outlier_threshold {sweep.params.outlier_threshold:g})",
+    outlier = sweep.params.outlier_threshold
+    right.set_title(f"concepts per neuron at each distance threshold (outlier_threshold {outlier if isinstance(outlier, str) else f'{outlier:g}'})",
                     fontsize=9)
     means = right.twinx()
     means.step(x, curve["mean_concepts_per_neuron"], where="post", color="black", lw=1.4, label="mean concepts")
     means.step(x, curve["mean_clusters_per_neuron"], where="post", color="black", lw=1.0, ls=":", label="mean C")
+    auto = d["auto"]
+    means.axhline(auto["mean_concepts_per_neuron"], color=AUTO_COLOUR, lw=1.6, ls="-.",
+                  label=f"auto (significance {auto['significance']:g}): {auto['mean_concepts_per_neuron']:.2f} concepts / neuron")
     means.set_yscale("log")
     means.set_ylabel("mean per neuron (log)")
 
