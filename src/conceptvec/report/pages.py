@@ -335,7 +335,7 @@ def causal_section(causal_dir: Path | None, folder: Path, page: str) -> dict[str
     return {
         "figures": figures,
         "edit": "set to the store's mean projection" if p.get("mode") == "mean" else "removed",
-        "params": f"mode {p.get('mode')}, {p.get('n_random')} random directions (seed {p.get('seed')}), {p.get('random_examples')} "
+        "params": f"mode {p.get('mode')}, directions: {p.get('directions', 'concept vectors')}, {p.get('n_random')} random directions (seed {p.get('seed')}), {p.get('random_examples')} "
                   f"random examples; target: {p.get('targets')}; task {p.get('task')}",
         "selectivity": table(selectivity),
         "effects": table(effect_rows),
