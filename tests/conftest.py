@@ -21,3 +21,15 @@ def planted(n_examples=400, n_units=24, neuron=3, facets=((0, 8), (12, 20)), per
 @pytest.fixture
 def planted_acts():
     return planted()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module's tests (``pytestmark = pytest.mark.usefixtures("one_thread")``), restored after:
+    on a busy 2-core machine two OpenMP threads spin against other processes."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -36,6 +36,14 @@ def __getattr__(name: str):
         from .nn import featureviz
 
         return getattr(featureviz, name)
+    if name == "intervene":
+        from .nn.interventions import intervene
+
+        return intervene
+    if name == "causal_effects":
+        from .nn.causal import causal_effects
+
+        return causal_effects
     raise AttributeError(f"module 'conceptvec' has no attribute {name!r}")
 
 
@@ -51,6 +59,8 @@ __all__ = [
     "StoreError",
     "disentangle",
     "extract",
+    "causal_effects",
     "feature_visualisation",
+    "intervene",
     "scan_layer",
 ]

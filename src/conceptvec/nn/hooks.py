@@ -1,7 +1,7 @@
 """Hooks on one layer of a model: capture its output (pooled), stop the forward there, and the device to run on.
 
-Every hook lives only inside a context manager that removes it in ``finally`` (the activation-editing
-hooks of interventions belong here too). Notation: a layer's output is (N, C, H, W) for a
+Every hook lives only inside a context manager that removes it in ``finally`` (so do the activation-editing
+hooks of ``nn.interventions``). Notation: a layer's output is (N, C, H, W) for a
 convolutional map, (N, T, D) for tokens, or (N, D); pooling makes it (N, n_units).
 """
 

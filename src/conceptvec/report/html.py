@@ -127,8 +127,8 @@ def choose_pages(
     pages: dict[str, Page] = {}
 
     def from_folder(name: str, cs: ConceptSet, page: str) -> Page:
-        fv = run.featureviz(name)
-        return Page(page, cs, f"{name}/", fv if fv.is_dir() else None)
+        fv, causal = run.featureviz(name), run.causal(name)
+        return Page(page, cs, f"{name}/", fv if fv.is_dir() else None, causal if causal.is_dir() else None)
 
     if neurons is None:
         for name, cs in saved.items():

@@ -82,12 +82,15 @@ class Page:
         Where the set came from, as the page says: ``"<folder>/"``, ``"scan/"`` or ``"computed for this report"``.
     featureviz : Path or None
         The saved set's feature visualisation folder, when it has one.
+    causal : Path or None
+        The saved set's causal-effects folder (``conceptvec causal``), when it has one.
     """
 
     name: str
     cs: ConceptSet
     origin: str
     featureviz: Path | None = None
+    causal: Path | None = None
 
 
 def scan_page(scan: ScanResult, n: int) -> str:
@@ -217,6 +220,7 @@ def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Exampl
         "figures": figures,
         # The paper's Fig. 3 shows the feature visualisations beside the maximally projecting examples.
         "featureviz": featureviz(page.featureviz, folder, page.name),
+        "causal": causal_section(page.causal, folder, page.name),
         "provenance": provenance_rows({
             "ConceptSet": page.origin,
             "model": meta.get("model") or act_prov.get("model"),
@@ -303,6 +307,40 @@ def featureviz(fv_dir: Path | None, folder: Path, page: str) -> dict[str, Any] |
         caption += f" Interrupted: the images of {meta.get('steps_done', '?')} steps."
     shutil.copyfile(fv_dir / "featureviz.json", folder / "featureviz.json")
     return {"tiles": tiles, "caption": caption, "json": f"{ASSETS}/{page}/featureviz.json"}
+
+
+def causal_section(causal_dir: Path | None, folder: Path, page: str) -> dict[str, Any] | None:
+    """The "Causal effect" section from what `conceptvec causal` wrote: heatmap, steering curve, numbers; None without it."""
+    from ..storage.causal import METADATA_FILE as CAUSAL_FILE
+    from ..storage.causal import CausalEffects
+    from .figures.causal import selectivity_heatmap, steering_curve
+
+    if causal_dir is None or not (causal_dir / CAUSAL_FILE).is_file():
+        return None
+    effects = CausalEffects.load(causal_dir)
+    selectivity_heatmap(effects).savefig(folder / "causal_selectivity.png", dpi=DPI)
+    figures = [{"src": f"{ASSETS}/{page}/causal_selectivity.png", "alt": "selectivity heatmap"}]
+    if effects.steering:
+        steering_curve(effects).savefig(folder / "causal_steering.png", dpi=DPI)
+        figures.append({"src": f"{ASSETS}/{page}/causal_steering.png", "alt": "steering curve"})
+    shutil.copyfile(causal_dir / CAUSAL_FILE, folder / CAUSAL_FILE)
+    p = effects.params
+    shown = ("intervention", "group", "n_examples", "d_logit", "d_prob", "kl", "flip", "d_loss", "cos_change")
+    effect_rows = [{k: r[k] for k in shown if not (isinstance(r[k], float) and np.isnan(r[k]))} for r in effects.effects]
+    labels = {"concept": "concept", "hurt_own": "drop on its members", "hurt_other_concepts_max": "largest drop on another concept's members",
+              "hurt_random_examples": "drop on random examples", "hurt_random_directions_max": "largest drop by a random direction on its members",
+              "hurt_neuron_on_own": "drop by the neuron on its members", "more_than_other_concepts": "beats other concepts' members",
+              "more_than_random_directions": "beats random directions"}
+    selectivity = [{labels[k]: v for k, v in r.items() if k in labels} for r in effects.selectivity()]
+    return {
+        "figures": figures,
+        "edit": "set to the store's mean projection" if p.get("mode") == "mean" else "removed",
+        "params": f"mode {p.get('mode')}, directions: {p.get('directions', 'concept vectors')}, {p.get('n_random')} random directions (seed {p.get('seed')}), {p.get('random_examples')} "
+                  f"random examples; target: {p.get('targets')}; task {p.get('task')}",
+        "selectivity": table(selectivity),
+        "effects": table(effect_rows),
+        "json": f"{ASSETS}/{page}/{CAUSAL_FILE}",
+    }
 
 
 # -- the index ------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ writes one (demo, report, feature visualisation, study, command line) asks it fo
       scan/                   ScanResult (conceptvec scan RUN/store --out RUN/scan)
       neuron_<n>/             ConceptSet of neuron n (conceptvec disentangle ... --out RUN/neuron_<n>)
         featureviz/           feature visualisations of the neuron and its concepts
+        causal/               causal effects of ablating its concepts (conceptvec causal RUN --neuron n)
       <name>/                 any other ConceptSet (a direction's), found by its conceptset.json
       report/                 the HTML report
       figures/, model/, control-model/, demo.json, control.json   written by `conceptvec demo`
@@ -38,6 +39,7 @@ class RunDir:
     SCAN = "scan"
     REPORT = "report"
     FEATUREVIZ = "featureviz"
+    CAUSAL = "causal"
     FIGURES = "figures"
     MODEL = "model"
     CONTROL_MODEL = "control-model"
@@ -83,6 +85,11 @@ class RunDir:
         """The feature visualisation folder of a ConceptSet, given its folder name or its neuron."""
         name = self.neuron_name(conceptset) if isinstance(conceptset, int) else conceptset
         return self.path / name / self.FEATUREVIZ
+
+    def causal(self, conceptset: str | int) -> Path:
+        """The causal-effects folder of a ConceptSet, given its folder name or its neuron."""
+        name = self.neuron_name(conceptset) if isinstance(conceptset, int) else conceptset
+        return self.path / name / self.CAUSAL
 
     def conceptsets(self) -> dict[str, Path]:
         """Direct sub-folders holding a ConceptSet, by folder name, sorted."""

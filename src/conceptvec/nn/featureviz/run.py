@@ -48,14 +48,8 @@ def run_featureviz(run_dir: str | os.PathLike, *, neuron: int, steps: int = 512,
         The images, (1 + n_concepts, size, size, 3), and the folder they were written to.
     """
     run = RunDir(run_dir)
-    cs_dir = run.neuron(neuron)
-    if not (cs_dir / CONCEPTSET_FILE).exists():
-        raise ConceptvecError(f"no ConceptSet of neuron {neuron} in {run.path} ({cs_dir} is missing); make it with "
-                              f"`conceptvec disentangle {run.store} --neuron {neuron} --out {cs_dir}`.")
-    cs = ConceptSet.load(cs_dir)
-    if cs.neuron is None:
-        raise ConceptvecError(f"{cs_dir} was started from a direction, not a neuron; use cv.feature_visualisation with its vectors.")
-    source = _model_and_layer(run, cs)
+    cs, cs_dir = neuron_conceptset(run, neuron, python="cv.feature_visualisation with its vectors")
+    source = model_and_layer(run, cs)
     out = run.featureviz(int(neuron))
     # before minutes of optimisation, not after
     refuse_existing(out, overwrite=overwrite, what="feature visualisation", marker=RESULT_FILE)
@@ -71,15 +65,32 @@ def run_featureviz(run_dir: str | os.PathLike, *, neuron: int, steps: int = 512,
     return fv, out
 
 
-def _model_and_layer(run: RunDir, cs: ConceptSet) -> dict[str, Any]:
+def neuron_conceptset(run: RunDir, neuron: int, *, python: str) -> tuple[ConceptSet, Path]:
+    """The ConceptSet of neuron ``neuron`` of a run and its folder; a missing one, or a direction's, is refused
+    (``python`` names what to use from Python instead)."""
+    cs_dir = run.neuron(neuron)
+    if not (cs_dir / CONCEPTSET_FILE).exists():
+        raise ConceptvecError(f"no ConceptSet of neuron {neuron} in {run.path} ({cs_dir} is missing); make it with "
+                              f"`conceptvec disentangle {run.store} --neuron {neuron} --out {cs_dir}`.")
+    cs = ConceptSet.load(cs_dir)
+    if cs.neuron is None:
+        raise ConceptvecError(f"{cs_dir} was started from a direction, not a neuron; use {python}.")
+    return cs, cs_dir
+
+
+def model_and_layer(run: RunDir, cs: ConceptSet) -> dict[str, Any]:
+    """The model spec, layer and load options that made a run's activations (its store, else the ConceptSet's provenance)."""
     if (run.store / STORE_METADATA_FILE).exists():
         meta = ActivationStore.open(run.store).metadata
     else:
         meta = (cs.provenance or {}).get("activations") or {}
     if not isinstance(meta.get("model"), dict) or "name" not in meta["model"] or not meta.get("layer"):
         raise ConceptvecError(f"cannot tell which model and layer made {run.path}: no store/ with metadata and no model in the "
-                              f"ConceptSet's provenance; use cv.feature_visualisation(model, layer, directions) from Python.")
-    return {"model": meta["model"], "layer": meta["layer"], "load": _load_options(meta)}
+                              f"ConceptSet's provenance; load the model in Python and pass it to cv.feature_visualisation or cv.causal_effects.")
+    model = dict(meta["model"])
+    if str(model.get("weights") or "").startswith("none (random"):
+        model["weights"] = "none"  # the store describes random weights in words; load_model takes "none"
+    return {"model": model, "layer": meta["layer"], "load": _load_options(meta)}
 
 
 def _load_options(meta: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +101,7 @@ def _load_options(meta: dict[str, Any]) -> dict[str, Any]:
         if key_map != "order" and not Path(key_map).exists():
             raise ConceptvecError(
                 f"the store was extracted with key map {key_map!r}, which cannot be read back from here; load the model as "
-                "for extraction and call cv.feature_visualisation(model, layer, directions) from Python."
+                "for extraction and pass it to cv.feature_visualisation or cv.causal_effects from Python."
             )
         options["key_map"] = key_map
     overrides = (meta.get("preprocessing") or {}).get("overrides") or {}

@@ -11,11 +11,13 @@ renderer (``conceptvec.report.examples.Examples``). Panels that show an example 
 
 Modules: ``grids`` (examples: top activating, by concept, Fig. 3), ``geometry`` (Figs. 5, 4, 2),
 ``tree`` (Figs. A.7, A.8), ``concepts`` (Fig. A.9, class labels, the summary table), ``scan``
-(a layer scan), ``thresholds`` (Fig. A.8 over a layer: ``core.sweep``), ``common`` (colours and panels); every name is importable from here.
+(a layer scan), ``thresholds`` (Fig. A.8 over a layer: ``core.sweep``), ``causal`` (the selectivity
+heatmap and steering curve of ``conceptvec causal``), ``common`` (colours and panels); every name is importable from here.
 """
 
 from __future__ import annotations
 
+from .causal import selectivity_data, selectivity_heatmap, steering_curve, steering_data
 from .common import NEURON_COLOUR, REMOVED_COLOUR, concept_colour, concept_name, removal_reasons
 from .concepts import class_makeup, class_makeup_data, components_data, components_plot, summary_table
 from .geometry import (
@@ -49,4 +51,5 @@ __all__ = [
     "dendrogram_data", "dendrogram_plot", "run_cut", "threshold_curve_data", "threshold_curve",
     "components_data", "components_plot", "class_makeup_data", "class_makeup", "summary_table",
     "scan_data", "scan_histogram", "threshold_sweep_data", "threshold_sweep_plot",
+    "selectivity_data", "selectivity_heatmap", "steering_data", "steering_curve",
 ]
