@@ -12,6 +12,7 @@ from ..errors import ConceptvecError
 from .auto import outlier_mask
 
 AUTO = "auto"
+UNSTABLE_BELOW = 0.5  # a concept back in fewer than this share of the stability runs is flagged unstable
 
 
 def is_auto(value: Any) -> bool:

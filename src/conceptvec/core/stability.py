@@ -30,7 +30,7 @@ from scipy.optimize import linear_sum_assignment
 from threadpoolctl import threadpool_limits
 
 from ..errors import ConceptvecError
-from .params import Params, whole_number
+from .params import UNSTABLE_BELOW, Params, whole_number
 
 __all__ = ["Stability", "concept_stability"]
 
@@ -66,7 +66,7 @@ class Stability:
     seed: int
     resampling: str = "bootstrap"
 
-    def unstable(self, *, level: float = 0.5) -> np.ndarray:
+    def unstable(self, *, level: float = UNSTABLE_BELOW) -> np.ndarray:
         """Mask of shape (k,): concepts that reappear in fewer than ``level`` of the runs."""
         return self.reappearance < level
 

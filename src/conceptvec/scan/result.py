@@ -20,7 +20,7 @@ from safetensors.numpy import save_file
 
 from ..core.arrays import as_matrix, live_mask, read_rows
 from ..core.metrics import concept_counts, layer_mean, member_cosines
-from ..core.params import Params
+from ..core.params import UNSTABLE_BELOW, Params
 from ..errors import ConceptvecError, StoreError
 from ..storage.atomic import atomic_directory, write_json
 from ..storage.conceptset import ConceptSet
@@ -91,7 +91,7 @@ class ScanResult:
     activations: Any = field(default=None, repr=False)  # A, read for scan[neuron]; None: opened from store_path when needed
     stability: dict[str, Any] | None = None
 
-    UNSTABLE = 0.5  # a concept that comes back in fewer than half of the runs is flagged unstable
+    UNSTABLE = UNSTABLE_BELOW  # a concept back in fewer than half of the stability runs is flagged unstable
 
     @property
     def n_concepts(self) -> np.ndarray:

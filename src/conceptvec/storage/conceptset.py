@@ -20,7 +20,7 @@ from safetensors.numpy import save_file
 from .atomic import atomic_directory, write_json
 from .files import read_arrays, read_format
 from ..errors import ConceptvecError, StoreError
-from ..core.params import Params
+from ..core.params import UNSTABLE_BELOW, Params
 
 FORMAT = "conceptvec.ConceptSet/1"
 METADATA_FILE = "conceptset.json"
@@ -81,7 +81,7 @@ class ConceptSet:
     stability: dict[str, Any] | None = None
     split_tests: list[dict[str, Any]] | None = None
 
-    def unstable(self, *, level: float = 0.5) -> np.ndarray | None:
+    def unstable(self, *, level: float = UNSTABLE_BELOW) -> np.ndarray | None:
         """Mask of shape (n_concepts,): concepts that came back in fewer than ``level`` of the stability runs; None if not measured."""
         if self.stability is None:
             return None
