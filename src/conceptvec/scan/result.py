@@ -256,7 +256,8 @@ class ScanResult:
         fig = Figure(figsize=(9, 3.6), layout="constrained")
         what = "neuron" if self.kind == "neurons" else "direction"
         for ax, key, label in zip(fig.subplots(1, 2), ("clusters_per_neuron", "concepts_per_neuron"),
-                                  ("C, clusters at the distance threshold", "concepts kept")):
+                                  ("C, clusters by auto's significance test" if self.params.auto_distance
+                                   else "C, clusters at the distance threshold", "concepts kept")):
             hist = s[key]
             xs = np.array([int(k) for k in hist])
             ys = np.array(list(hist.values()))
