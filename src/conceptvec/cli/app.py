@@ -29,6 +29,8 @@ OutlierOpt = Annotated[float, typer.Option("--outlier-threshold", help="Squared 
 MinSizeOpt = Annotated[int, typer.Option("--min-cluster-size", help="Clusters with fewer remaining members are removed.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed, recorded with the output.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="local (this machine) or ray (a Ray cluster; pip install \"conceptvec[ray]\").")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join with --engine ray; default RAY_ADDRESS, else a local Ray.")]
 
 
 def cli_errors(command: Callable) -> Callable:
@@ -45,18 +47,20 @@ def cli_errors(command: Callable) -> Callable:
         import os
         import warnings
 
+        from rich.markup import escape  # a message's own brackets ("conceptvec[ray]") are text, not markup
+
         def show(message, category, *_args, **_kwargs):
-            err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
         try:
             with warnings.catch_warnings():
                 warnings.showwarning = show
                 return command(*args, **kwargs)
         except ConceptvecError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except OSError as exc:
-            err_console.print(f"[bold red]error:[/] {os_error_message(exc)}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(os_error_message(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[bold red]interrupted[/] (Ctrl-C); finished outputs are complete, unfinished ones were not written "
@@ -67,7 +71,7 @@ def cli_errors(command: Callable) -> Callable:
         except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
             if os.environ.get("CONCEPTVEC_DEBUG"):
                 raise
-            err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}. This is a bug of conceptvec; "
+            err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))}. This is a bug of conceptvec; "
                               f"run again with CONCEPTVEC_DEBUG=1 for the traceback and report it.", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
@@ -292,16 +296,20 @@ def scan(
     seed: SeedOpt = _DEFAULTS.seed,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Processes clustering neurons; 0 or 1: this process alone; default all CPUs.")] = None,
     projecting: Annotated[bool, typer.Option("--projecting/--no-projecting", help="Also find the maximally projecting examples of every concept.")] = True,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Run the method on every neuron of a layer (or on SVD / given directions) and summarise."""
+    from ..scan.engine import make_engine
     from ..scan.layer import scan_layer
     from ..storage.store import ActivationStore
 
     acts = ActivationStore.open(store)
     params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed)
+    runner = make_engine(engine, workers=workers, address=ray_address)
     result = scan_layer(acts, params=params, neurons=neurons, workers=workers, directions=directions,
-                        projecting=projecting, out=out, overwrite=overwrite, progress=True)
+                        projecting=projecting, out=out, overwrite=overwrite, progress=True, engine=runner)
     s = result.summary()
     what = "neurons" if result.kind == "neurons" else f"directions ({result.kind})"
     if result.reused:

@@ -3,8 +3,8 @@
 The scan (``scan.layer``) decides *what* is clustered: the top examples of every neuron, cut into
 ``BatchTask``s of up to ``BATCH`` neurons. An engine decides *where*: it calls ``cluster_batch`` on
 every task and hands each result back through ``finished(batch, result)`` as it arrives, in any
-order. Engines are picked by name from ``ENGINES``; a distributed engine (Ray) plugs in beside
-``LocalEngine`` by implementing ``Engine.run`` and getting the rows to its workers its own way.
+order. Engines are picked by name from ``ENGINES``: ``LocalEngine`` here, and ``scan.ray_engine.RayEngine``
+(Ray tasks on a cluster), which implements ``Engine.run`` and gets the rows to its workers its own way.
 
 How the local engine gets each batch's rows of A to its workers, cheapest first:
 
@@ -306,15 +306,24 @@ def _with(task: BatchTask, **changes: Any) -> BatchTask:
     return replace(task, **changes)
 
 
-ENGINES: dict[str, type] = {"local": LocalEngine}
+def ray_engine(*, workers: int | None = None, address: str | None = None) -> Engine:
+    """The Ray engine (``scan.ray_engine``), imported only when asked for: Ray is an optional extra."""
+    from .ray_engine import RayEngine
+
+    return RayEngine(workers=workers, address=address)
 
 
-def make_engine(engine: str | Engine = "local", *, workers: int | None = None) -> Engine:
-    """An engine by name (``ENGINES``) or an engine object as it is."""
+ENGINES: dict[str, Callable[..., Engine]] = {"local": LocalEngine, "ray": ray_engine}
+
+
+def make_engine(engine: str | Engine = "local", *, workers: int | None = None, address: str | None = None) -> Engine:
+    """An engine by name (``ENGINES``) or an engine object as it is; ``address`` is the Ray cluster's, for ``ray``."""
     if isinstance(engine, str):
         if engine not in ENGINES:
             raise ConceptvecError(f"unknown engine {engine!r}; choose one of {', '.join(sorted(ENGINES))}.")
-        return ENGINES[engine](workers=workers)
+        if address is not None and engine != "ray":
+            raise ConceptvecError(f"--ray-address (address=) applies to --engine ray, not {engine!r}.")
+        return ENGINES[engine](workers=workers, **({"address": address} if address is not None else {}))
     if not callable(getattr(engine, "run", None)):
         raise ConceptvecError(f"engine must be one of {', '.join(sorted(ENGINES))} or an object with a run() method.")
     return engine

@@ -1,0 +1,94 @@
+"""Ray, the optional engine of extraction and the scan: importing it, joining a cluster, and errors from its workers.
+
+Ray is an extra (``pip install "conceptvec[ray]"``); nothing imports it until ``engine="ray"`` is asked
+for. ``connected`` joins the cluster at ``address`` (default: ``RAY_ADDRESS``, else a local Ray started
+for this run and stopped after it), or uses the one this process is already connected to.
+``user_error`` digs the exception a worker raised out of Ray's wrappers, so that a user sees the same
+one-line message a local run gives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Any, Iterator
+
+from .errors import ConceptvecError
+
+INSTALL = 'pip install "conceptvec[ray]"'
+ADDRESS_ENV = "RAY_ADDRESS"
+
+
+def require_ray() -> Any:
+    """The ``ray`` module, or a ConceptvecError saying how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401 - extraction needs Ray Data, which is ray[data]
+    except ImportError:
+        raise ConceptvecError(f"--engine ray (engine='ray') needs Ray, which is not installed; install it with {INSTALL}, "
+                              f"or use --engine local.") from None
+    return ray
+
+
+@contextlib.contextmanager
+def connected(address: str | None = None) -> Iterator[Any]:
+    """Ray, connected: to the cluster this process already joined, to ``address`` / ``RAY_ADDRESS``, or to a local Ray.
+
+    A local Ray started here is shut down on leaving; a cluster joined here is left running.
+    """
+    ray = require_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    address = address or os.environ.get(ADDRESS_ENV) or None
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"at {address}" if address else "on this machine"
+        raise ConceptvecError(f"could not start or join a Ray cluster {where} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                              f"start one with `ray start --head` and pass its address to --ray-address (or set {ADDRESS_ENV}), "
+                              f"or leave both out for a Ray on this machine alone.") from None
+    quiet_ray_data(ray)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def quiet_ray_data(ray: Any) -> None:
+    """Ray Data's own progress bars and log lines off: the driver shows one bar of ours."""
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    for name in ("enable_operator_progress_bars", "print_on_execution_start", "verbose_progress"):
+        if hasattr(ctx, name):
+            setattr(ctx, name, False)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def user_error(exc: BaseException) -> BaseException:
+    """The error a worker raised (a ConceptvecError or OSError), unwrapped from Ray's exceptions; else ``exc``.
+
+    Ray re-raises a worker's exception as a ``RayTaskError`` (sometimes also an instance of the
+    original class) whose text carries the worker's traceback; its ``cause`` is the original.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (ConceptvecError, OSError)) and not type(current).__module__.startswith("ray."):
+            return current
+        current = getattr(current, "cause", None) or current.__cause__
+    return exc
+
+
+def cluster_cpus(ray: Any) -> int:
+    """The CPUs of the cluster Ray is connected to."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def this_machine_only(ray: Any) -> bool:
+    """Whether the cluster is this machine alone, so that its workers see this machine's files."""
+    alive = [node for node in ray.nodes() if node.get("Alive")]
+    here = ray.util.get_node_ip_address()
+    return all(node.get("NodeManagerAddress") == here for node in alive)
