@@ -49,7 +49,6 @@ def connected(address: str | None = None) -> Iterator[Any]:
         raise ConceptvecError(f"could not start or join a Ray cluster {where} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
                               f"start one with `ray start --head` and pass its address to --ray-address (or set {ADDRESS_ENV}), "
                               f"or leave both out for a Ray on this machine alone.") from None
-    quiet_ray_data(ray)
     try:
         yield ray
     finally:
@@ -57,13 +56,28 @@ def connected(address: str | None = None) -> Iterator[Any]:
 
 
 def quiet_ray_data(ray: Any) -> None:
-    """Ray Data's own progress bars and log lines off: the driver shows one bar of ours."""
+    """Ray Data's own progress bars and log lines off (the driver shows one bar of ours); a map's errors as raised."""
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
+    ctx.raise_original_map_exception = True  # the actor's own exception, not a UserCodeException without its cause
     for name in ("enable_operator_progress_bars", "print_on_execution_start", "verbose_progress"):
         if hasattr(ctx, name):
             setattr(ctx, name, False)
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+class CarriedError(Exception):
+    """A worker's ConceptvecError or OSError (``args[0]``), carried whole past Ray Data, which edits the text of
+    the exceptions it re-raises (it appends a note on retries)."""
+
+
+@contextlib.contextmanager
+def carrying_errors() -> Iterator[None]:
+    """In a worker: raise a ConceptvecError or OSError as a CarriedError, for ``user_error`` to unwrap."""
+    try:
+        yield
+    except (ConceptvecError, OSError) as exc:
+        raise CarriedError(exc) from None
 
 
 def user_error(exc: BaseException) -> BaseException:
@@ -76,6 +90,10 @@ def user_error(exc: BaseException) -> BaseException:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        carried = current.args[0] if isinstance(current, CarriedError) and current.args else None
+        if isinstance(carried, BaseException):  # Ray's wrapper of a CarriedError may carry the CarriedError itself
+            current = carried
+            continue
         if isinstance(current, (ConceptvecError, OSError)) and not type(current).__module__.startswith("ray."):
             return current
         current = getattr(current, "cause", None) or current.__cause__

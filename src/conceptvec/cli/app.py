@@ -197,7 +197,7 @@ def extract(
     class_index: Annotated[Optional[Path], typer.Option("--class-index", help="ImageNet class-index JSON for WordNet-id folders.")] = None,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
-    workers: Annotated[int, typer.Option("--workers", help="Processes at work, this one included: N-1 of them read and decode examples while this one runs the model; 0 or 1: this process alone.")] = 0,
+    workers: Annotated[int, typer.Option("--workers", help="Processes at work, this one included: N-1 of them read and decode examples while this one runs the model; 0 or 1: this process alone. With --engine ray: Ray actors, each running the model (0: one per GPU, else per CPU, of the cluster).")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="float32 or float16 on disk.")] = "float32",
     pool: Annotated[str, typer.Option("--pool", help="avg (the paper's), max, or cls.")] = "avg",
@@ -205,6 +205,8 @@ def extract(
     mean: Annotated[Optional[str], typer.Option("--mean", help="Override the normalisation mean, e.g. 0.5,0.5,0.5.")] = None,
     std: Annotated[Optional[str], typer.Option("--std", help="Override the normalisation std, e.g. 0.5,0.5,0.5.")] = None,
     size: Annotated[Optional[int], typer.Option("--size", help="Override the input size (crop side in pixels).")] = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Pool a layer's activations over a dataset into an ActivationStore (resumable: run again after an interruption)."""
@@ -233,7 +235,7 @@ def extract(
         raise ConceptvecError("extract needs --data and --out (or --layer list to see the layers).")
     store = run_extract(model, layer=layer, data=data, out=out, weights=weights, per_class=per_class, seed=seed, batch_size=batch_size,
                         workers=workers, device=device, dtype=dtype, pool=pool, overwrite=overwrite, autocast=autocast,
-                        class_index=class_index, **overrides)
+                        class_index=class_index, engine=engine, ray_address=ray_address, **overrides)
     skipped = store.metadata.get("skipped", {}).get("count", 0)
     console.print(f"{store}" + (f"; {skipped} unreadable file(s) skipped, listed in metadata.json" if skipped else ""))
 
