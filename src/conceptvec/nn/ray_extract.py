@@ -117,8 +117,8 @@ def run_chunks_ray(*, model: Any, load: dict[str, Any], layer: str, pool: str, d
         quiet_ray_data(ray)
         gpus = int(ray.cluster_resources().get("GPU", 0))
         gpu = device.startswith("cuda") or (device == "auto" and gpus > 0)
-        actors = workers or (gpus if gpu else int(ray.cluster_resources().get("CPU", 1)))
         planned = [(k, b[0], b[-1] + 1) for k, start, stop in todo for b in planned_batches([(k, start, stop)], batch_size)]
+        actors = min(workers or (gpus if gpu else int(ray.cluster_resources().get("CPU", 1))), len(planned))
         items = ray.data.from_items([{"chunk": k, "start": s, "stop": e} for k, s, e in planned],
                                     override_num_blocks=max(1, min(len(planned), len(planned) // ROWS_PER_BLOCK + actors)))
         options = dict(model=model, load=load, layer=layer, pool=pool, dataset=dataset, device="cuda" if gpu else "cpu",

@@ -40,7 +40,7 @@ class RayEngine:
     Parameters
     ----------
     workers : int, optional
-        Tasks in flight at once, two each; default: the CPUs of the cluster.
+        Tasks running at once; default (None or 0): all the CPUs of the cluster.
     address : str, optional
         The Ray cluster (``ray start --head`` prints it); default: ``RAY_ADDRESS``, else a local Ray
         started for the run. A process already connected to Ray uses that cluster.
@@ -71,7 +71,9 @@ class RayEngine:
             if self.data == "object-store" or (self.data == "auto" and not this_machine_only(ray)):
                 npy = None
             remote = ray.remote(num_cpus=1, max_retries=RETRIES)(run_batch)
-            in_flight = 2 * (self.workers or cluster_cpus(ray))
+            # Given workers: that many tasks at once, one per worker. By default twice the cluster's CPUs are
+            # in flight, so that no CPU waits for this process to hand it the next batch.
+            in_flight = self.workers or 2 * cluster_cpus(ray)
             pending: dict[Any, int] = {}
             queue = list(tasks)
             try:
