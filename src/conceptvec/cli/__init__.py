@@ -1,6 +1,6 @@
 """The command line, ``conceptvec ...``: a thin typer layer over the Python API."""
 
 from .app import app
-from . import thresholds  # noqa: F401 - registers `conceptvec thresholds` on app
+from . import reproduce, thresholds  # noqa: F401 - register `conceptvec reproduce` and `conceptvec thresholds` on app
 
 __all__ = ["app"]

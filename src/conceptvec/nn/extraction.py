@@ -69,7 +69,8 @@ def extract(
     model : a spec (``digits``, ``torchvision:NAME``, ``timm:NAME``, ``hf:DIR``, ``checkpoint:FILE``) or an nn.Module
     layer : the module name as the model names it (``block3``, ``layer4.1``, ``Mixed_7b``, ``blocks.6``)
     data : ``digits`` (scikit-learn's bundled digits), an image folder (class sub-folders or flat), a
-        text file listing image paths, or a torch Dataset of prepared tensors (no preprocessing applied)
+        text file listing image paths, ``nn.data.ImageFiles`` (files already chosen), or a torch Dataset of
+        prepared tensors (no preprocessing applied)
     out : the store's directory
     config : ExtractConfig, optional
         All options below in one validated object; give either it or the options as keywords.

@@ -152,7 +152,8 @@ def prepare_data(loaded: LoadedModel, data: Any, per_class: int | None, seed: in
             f"model {loaded.name} has no image preprocessing of its own; pass transform= (a callable from a PIL image to a "
             f"tensor), a torch Dataset of prepared tensors as data, or a model spec such as torchvision:NAME."
         )
-    files = image_files(data, per_class=per_class, seed=seed, class_index=class_index)
+    # ImageFiles chosen by the caller (e.g. every 10th of a list) are taken as they are.
+    files = data if isinstance(data, ImageFiles) else image_files(data, per_class=per_class, seed=seed, class_index=class_index)
     examples = {
         "id": list(files.paths),
         "label": list(files.labels),
