@@ -21,3 +21,14 @@ def planted(n_examples=400, n_units=24, neuron=3, facets=((0, 8), (12, 20)), per
 @pytest.fixture
 def planted_acts():
     return planted()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(request):
+    """One local Ray of 2 CPUs shared by a test module (starting one costs seconds; Ray has no local mode), shut down after."""
+    ray = pytest.importorskip("ray")
+    # Functions and classes of the test module travel to Ray's workers by value (the workers cannot import it).
+    ray.cloudpickle.register_pickle_by_value(request.module)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -17,17 +17,6 @@ import conceptvec as cv
 from conceptvec.cli import app
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """One local Ray of 2 CPUs for the module (starting one costs seconds); shut down after."""
-    ray = pytest.importorskip("ray")
-    # The Datasets below travel to the actors by value (the actors cannot import this module).
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def tiny_cnn() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU()).eval()

@@ -24,17 +24,6 @@ RESULT_FIELDS = ("neurons", "top_indices", "top_scores", "linkage", "n_agglomera
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    """One local Ray of 2 CPUs for the module (starting one costs seconds); shut down after."""
-    ray = pytest.importorskip("ray")
-    # Functions of this test module travel to the workers by value (the workers cannot import it).
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def store(tmp_path_factory):
     # 16 neurons, each firing for 1 to 3 of 10 classes of examples (planted concepts, as in test_scan.py)
     rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@ itself and returns one row per example: its index in the plan, whether it was re
 pooled vector. Ray Data does not keep order, so this process gathers the rows by chunk and writes
 each chunk, sorted by index, as soon as all its examples have come: the store's chunks, resumable
 as a local run's, and the finished store has exactly the ids, order and bytes of a local run (the
-same batches through the same model; on CPU, one thread per actor as in a local run of one thread).
+same batches through the same model; tested on CPU with one torch thread per actor).
 
 Actors read the examples (and a weights file) at the paths this process gives: on several machines
 those must be on a disk every node mounts at the same path (docs/ray.md).
@@ -83,13 +83,16 @@ class ChunkGatherer:
     def __init__(self, writer: Any, todo: list[tuple[int, int, int]]):
         self.writer = writer
         self.ranges = {k: (start, stop) for k, start, stop in todo}
-        self.rows: dict[int, list[tuple[int, bool, bytes]]] = {k: [] for k in self.ranges}
+        # By example index, so that a batch Ray delivers twice (a retried task) counts once.
+        self.rows: dict[int, dict[int, tuple[bool, bytes]]] = {k: {} for k in self.ranges}
 
     def add(self, batch: dict[str, np.ndarray]) -> int:
         """Take a batch of rows; write the chunks it completes. Returns the number of rows taken."""
         for k, i, ok, vector in zip(batch["chunk"], batch["index"], batch["readable"], batch["vector"]):
             k = int(k)
-            self.rows[k].append((int(i), bool(ok), vector))
+            if k not in self.rows:  # pragma: no cover - a chunk already written, delivered again
+                continue
+            self.rows[k][int(i)] = (bool(ok), vector)
             start, stop = self.ranges[k]
             if len(self.rows[k]) == stop - start:
                 self.write(k)
@@ -97,12 +100,10 @@ class ChunkGatherer:
 
     def write(self, k: int) -> None:
         start, stop = self.ranges[k]
-        rows = sorted(self.rows.pop(k))
-        if [i for i, _, _ in rows] != list(range(start, stop)):  # pragma: no cover - each example comes once
-            raise RuntimeError(f"chunk {k} of examples {start}:{stop} got other examples")
-        vectors = [np.frombuffer(v, dtype=np.float32) for _, ok, v in rows if ok]
+        rows = self.rows.pop(k)
+        vectors = [np.frombuffer(rows[i][1], dtype=np.float32) for i in range(start, stop) if rows[i][0]]
         self.writer.write_chunk(k, start, stop, np.stack(vectors) if vectors else np.zeros((0, 0), np.float32),
-                                [i for i, ok, _ in rows if not ok])
+                                [i for i in range(start, stop) if not rows[i][0]])
 
 
 def run_chunks_ray(*, model: Any, load: dict[str, Any], layer: str, pool: str, dataset: Any, todo: list[tuple[int, int, int]],

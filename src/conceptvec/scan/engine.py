@@ -280,24 +280,37 @@ class LocalEngine:
         from joblib.externals.loky import get_reusable_executor
 
         executor = get_reusable_executor(max_workers=n_workers)
-        pending: dict[Any, int] = {}
-        queue = list(tasks)
-        try:
-            while queue or pending:
-                while queue and len(pending) < in_flight:
-                    b, task = queue.pop(0)
-                    slot = slots.put(b, matrix, task.top_indices) if slots is not None else None
-                    pending[executor.submit(cluster_batch, _with(task, slot=slot, npy=npy, in_worker=True))] = b
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    b = pending.pop(fut)
-                    if slots is not None:
-                        slots.release(b)
-                    finished(b, fut.result())
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
+
+        def submit(b: int, task: BatchTask) -> Any:
+            slot = slots.put(b, matrix, task.top_indices) if slots is not None else None
+            return executor.submit(cluster_batch, _with(task, slot=slot, npy=npy, in_worker=True))
+
+        def collect(b: int, fut: Any) -> None:
+            if slots is not None:
+                slots.release(b)
+            finished(b, fut.result())
+
+        keep_in_flight(tasks, in_flight, submit=submit, wait=lambda pending: wait(pending, return_when=FIRST_COMPLETED)[0],
+                       collect=collect, cancel=lambda fut: fut.cancel())
+
+
+def keep_in_flight(tasks: Sequence[tuple[int, BatchTask]], in_flight: int, *, submit: Callable[[int, BatchTask], Any],
+                   wait: Callable[[list[Any]], Any], collect: Callable[[int, Any], None], cancel: Callable[[Any], Any]) -> None:
+    """Keep up to ``in_flight`` tasks submitted (``submit(index, task)`` returns a handle); ``collect(index, handle)``
+    each one ``wait(handles)`` says is done, in the order they finish; on any error ``cancel`` the others."""
+    pending: dict[Any, int] = {}
+    queue = list(tasks)
+    try:
+        while queue or pending:
+            while queue and len(pending) < in_flight:
+                b, task = queue.pop(0)
+                pending[submit(b, task)] = b
+            for handle in wait(list(pending)):
+                collect(pending.pop(handle), handle)
+    except BaseException:
+        for handle in pending:
+            cancel(handle)
+        raise
 
 
 def _with(task: BatchTask, **changes: Any) -> BatchTask:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ConceptvecError
 from ..raycluster import cluster_cpus, connected, this_machine_only, user_error
-from .engine import BatchResult, BatchTask, cluster_batch, npy_path
+from .engine import BatchResult, BatchTask, cluster_batch, keep_in_flight, npy_path
 
 DATA_PATHS = ("auto", "shared", "object-store")
 RETRIES = 3  # runs of a task whose worker process died, before the scan fails
@@ -74,23 +74,17 @@ class RayEngine:
             # Given workers: that many tasks at once, one per worker. By default twice the cluster's CPUs are
             # in flight, so that no CPU waits for this process to hand it the next batch.
             in_flight = self.workers or 2 * cluster_cpus(ray)
-            pending: dict[Any, int] = {}
-            queue = list(tasks)
-            try:
-                while queue or pending:
-                    while queue and len(pending) < in_flight:
-                        b, task = queue.pop(0)
-                        rows = None if npy is not None else np.asarray(matrix[task.top_indices])
-                        task = replace(task, npy=npy, in_worker=True)
-                        pending[remote.remote(self.batch_function, task, rows)] = b
-                    done, _ = ray.wait(list(pending), num_returns=1)
-                    for ref in done:
-                        b = pending.pop(ref)
-                        try:
-                            result = ray.get(ref)
-                        except Exception as exc:  # noqa: BLE001 - the worker's own error, unwrapped
-                            raise user_error(exc) from None
-                        finished(b, result)
-            finally:
-                for ref in pending:
-                    ray.cancel(ref, force=True)
+
+            def submit(b: int, task: BatchTask) -> Any:
+                rows = None if npy is not None else np.asarray(matrix[task.top_indices])
+                return remote.remote(self.batch_function, replace(task, npy=npy, in_worker=True), rows)
+
+            def collect(b: int, ref: Any) -> None:
+                try:
+                    result = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - the worker's own error, unwrapped
+                    raise user_error(exc) from None
+                finished(b, result)
+
+            keep_in_flight(tasks, in_flight, submit=submit, wait=lambda refs: ray.wait(refs, num_returns=1)[0], collect=collect,
+                           cancel=lambda ref: ray.cancel(ref, force=True))
