@@ -57,6 +57,16 @@ def test_ray_scan_equals_local_bit_for_bit(ray_cluster, store, monkeypatch):
         cv.scan_layer(np.asarray(store.activations), params=PARAMS, engine=RayEngine(data="shared"), progress=False)
 
 
+def test_cli_scan_on_ray(ray_cluster, store, tmp_path):
+    from conceptvec.scan.result import ScanResult
+
+    local = cv.scan_layer(store, params=cv.Params(), workers=1, progress=False)
+    result = CliRunner().invoke(app, ["scan", str(store.path), "--out", str(tmp_path / "scan"), "--engine", "ray"])
+    assert result.exit_code == 0, result.output
+    saved = ScanResult.load(tmp_path / "scan")
+    assert np.array_equal(saved.concept_vectors, local.concept_vectors) and np.array_equal(saved.labels, local.labels)
+
+
 def fails_at(task, *, first_top: int):
     """A worker's error: the batch whose first neuron's best example is ``first_top`` fails as the method fails."""
     if int(task.top_indices[0, 0]) == first_top:
