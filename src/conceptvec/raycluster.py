@@ -42,6 +42,8 @@ def connected(address: str | None = None) -> Iterator[Any]:
         yield ray
         return
     address = address or os.environ.get(ADDRESS_ENV) or None
+    check_reachable(address)
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ notes on actors' restarts, not for users
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -55,6 +57,22 @@ def connected(address: str | None = None) -> Iterator[Any]:
         ray.shutdown()
 
 
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Refuse a ``host:port`` (or ``ray://host:port``) nothing answers at, at once: ``ray.init`` would wait minutes."""
+    import re
+    import socket
+
+    match = re.fullmatch(r"(?:ray://)?([^:/\s]+):(\d+)", address or "")
+    if match is None:
+        return  # 'auto', or no address: Ray finds or starts the cluster itself
+    try:
+        socket.create_connection((match.group(1), int(match.group(2))), timeout=timeout).close()
+    except OSError as exc:
+        raise ConceptvecError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with `ray start --head` "
+                              f"and pass the address it prints to --ray-address (or {ADDRESS_ENV}), or leave both out for "
+                              f"a Ray on this machine alone.") from None
+
+
 def quiet_ray_data(ray: Any) -> None:
     """Ray Data's own progress bars and log lines off (the driver shows one bar of ours); a map's errors as raised."""
     ctx = ray.data.DataContext.get_current()
@@ -63,7 +81,7 @@ def quiet_ray_data(ray: Any) -> None:
     for name in ("enable_operator_progress_bars", "print_on_execution_start", "verbose_progress"):
         if hasattr(ctx, name):
             setattr(ctx, name, False)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # e.g. its notice that its progress bars are off
 
 
 class CarriedError(Exception):

@@ -160,9 +160,10 @@ def _check_engine(engine: str, ray_address: str | None) -> None:
     if ray_address is not None and engine != "ray":
         raise ConceptvecError(f"--ray-address (ray_address=) applies to --engine ray, not {engine!r}.")
     if engine == "ray":
-        from ..raycluster import require_ray
+        from ..raycluster import check_reachable, require_ray
 
         require_ray()
+        check_reachable(ray_address)
 
 
 def _config(config: ExtractConfig | None, given: dict[str, Any]) -> ExtractConfig:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import ConceptvecError
-from ..raycluster import cluster_cpus, connected, this_machine_only, user_error
+from ..raycluster import check_reachable, cluster_cpus, connected, this_machine_only, user_error
 from .engine import BatchResult, BatchTask, cluster_batch, keep_in_flight, npy_path
 
 DATA_PATHS = ("auto", "shared", "object-store")
@@ -56,6 +56,7 @@ class RayEngine:
             raise ConceptvecError(f"workers must be a whole number >= 0 (0: the CPUs of the Ray cluster), got {workers!r}.")
         if data not in DATA_PATHS:
             raise ConceptvecError(f"data must be one of {', '.join(DATA_PATHS)}, got {data!r}.")
+        check_reachable(address)  # before the scan's first pass, not after it
         self.workers, self.address, self.data = workers, address, data
 
     def run(self, matrix: np.ndarray, tasks: Sequence[tuple[int, BatchTask]], *,
