@@ -33,3 +33,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(request):
+    """One local Ray of 2 CPUs shared by a test module (starting one costs seconds; Ray has no local mode), shut down after."""
+    ray = pytest.importorskip("ray")
+    # Functions and classes of the test module travel to Ray's workers by value (the workers cannot import it).
+    ray.cloudpickle.register_pickle_by_value(request.module)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -1,7 +1,6 @@
 """The command line, ``conceptvec ...``: a thin typer layer over the Python API."""
 
 from .app import app
-from . import thresholds  # noqa: F401 - registers `conceptvec thresholds` on app
-from . import causal  # noqa: F401 - registers `conceptvec causal` on app
+from . import causal, reproduce, thresholds  # noqa: F401 - register `conceptvec causal`, `reproduce` and `thresholds` on app
 
 __all__ = ["app"]

@@ -30,6 +30,8 @@ SignificanceOpt = Annotated[float, typer.Option("--significance", help="With --d
 MinSizeOpt = Annotated[int, typer.Option("--min-cluster-size", help="Clusters with fewer remaining members are removed.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed, recorded with the output.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="local (this machine) or ray (a Ray cluster; pip install \"conceptvec[ray]\").")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join with --engine ray; default RAY_ADDRESS, else a local Ray.")]
 
 
 def cli_errors(command: Callable) -> Callable:
@@ -46,18 +48,20 @@ def cli_errors(command: Callable) -> Callable:
         import os
         import warnings
 
+        from rich.markup import escape  # a message's own brackets ("conceptvec[ray]") are text, not markup
+
         def show(message, category, *_args, **_kwargs):
-            err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
         try:
             with warnings.catch_warnings():
                 warnings.showwarning = show
                 return command(*args, **kwargs)
         except ConceptvecError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except OSError as exc:
-            err_console.print(f"[bold red]error:[/] {os_error_message(exc)}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(os_error_message(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[bold red]interrupted[/] (Ctrl-C); finished outputs are complete, unfinished ones were not written "
@@ -68,7 +72,7 @@ def cli_errors(command: Callable) -> Callable:
         except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
             if os.environ.get("CONCEPTVEC_DEBUG"):
                 raise
-            err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc}. This is a bug of conceptvec; "
+            err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))}. This is a bug of conceptvec; "
                               f"run again with CONCEPTVEC_DEBUG=1 for the traceback and report it.", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
@@ -206,7 +210,7 @@ def extract(
     class_index: Annotated[Optional[Path], typer.Option("--class-index", help="ImageNet class-index JSON for WordNet-id folders.")] = None,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
-    workers: Annotated[int, typer.Option("--workers", help="Processes at work, this one included: N-1 of them read and decode examples while this one runs the model; 0 or 1: this process alone.")] = 0,
+    workers: Annotated[int, typer.Option("--workers", help="Processes at work, this one included: N-1 of them read and decode examples while this one runs the model; 0 or 1: this process alone. With --engine ray: Ray actors, each running the model (0: one per GPU, else per CPU, of the cluster).")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="float32 or float16 on disk.")] = "float32",
     pool: Annotated[str, typer.Option("--pool", help="avg (the paper's), max, or cls.")] = "avg",
@@ -214,6 +218,8 @@ def extract(
     mean: Annotated[Optional[str], typer.Option("--mean", help="Override the normalisation mean, e.g. 0.5,0.5,0.5.")] = None,
     std: Annotated[Optional[str], typer.Option("--std", help="Override the normalisation std, e.g. 0.5,0.5,0.5.")] = None,
     size: Annotated[Optional[int], typer.Option("--size", help="Override the input size (crop side in pixels).")] = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Pool a layer's activations over a dataset into an ActivationStore (resumable: run again after an interruption)."""
@@ -242,7 +248,7 @@ def extract(
         raise ConceptvecError("extract needs --data and --out (or --layer list to see the layers).")
     store = run_extract(model, layer=layer, data=data, out=out, weights=weights, per_class=per_class, seed=seed, batch_size=batch_size,
                         workers=workers, device=device, dtype=dtype, pool=pool, overwrite=overwrite, autocast=autocast,
-                        class_index=class_index, **overrides)
+                        class_index=class_index, engine=engine, ray_address=ray_address, **overrides)
     skipped = store.metadata.get("skipped", {}).get("count", 0)
     console.print(f"{store}" + (f"; {skipped} unreadable file(s) skipped, listed in metadata.json" if skipped else ""))
 
@@ -308,16 +314,21 @@ def scan(
     workers: Annotated[Optional[int], typer.Option("--workers", help="Processes clustering neurons; 0 or 1: this process alone; default all CPUs.")] = None,
     projecting: Annotated[bool, typer.Option("--projecting/--no-projecting", help="Also find the maximally projecting examples of every concept.")] = True,
     stability: Annotated[int, typer.Option("--stability", help="Resampling runs per neuron that check each concept comes back (about B times the clustering time); 0 skips.")] = 0,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Run the method on every neuron of a layer (or on SVD / given directions) and summarise."""
+    from ..scan.engine import make_engine
     from ..scan.layer import scan_layer
     from ..storage.store import ActivationStore
 
     acts = ActivationStore.open(store)
     params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed, significance)
+    runner = make_engine(engine, workers=workers, address=ray_address)
     result = scan_layer(acts, params=params, neurons=neurons, workers=workers, directions=directions,
-                        projecting=projecting, out=out, overwrite=overwrite, progress=True, stability=stability)
+                        projecting=projecting, out=out, overwrite=overwrite, progress=True, engine=runner,
+                        stability=stability)
     s = result.summary()
     what = "neurons" if result.kind == "neurons" else f"directions ({result.kind})"
     if result.reused:

@@ -53,6 +53,8 @@ def extract(
     transform: Callable[[Any], Any] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> ActivationStore:
     """Pool ``layer`` of ``model`` over ``data`` into an ActivationStore at ``out``; resumable.
 
@@ -67,7 +69,8 @@ def extract(
     model : a spec (``digits``, ``torchvision:NAME``, ``timm:NAME``, ``hf:DIR``, ``checkpoint:FILE``) or an nn.Module
     layer : the module name as the model names it (``block3``, ``layer4.1``, ``Mixed_7b``, ``blocks.6``)
     data : ``digits`` (scikit-learn's bundled digits), an image folder (class sub-folders or flat), a
-        text file listing image paths, or a torch Dataset of prepared tensors (no preprocessing applied)
+        text file listing image paths, ``nn.data.ImageFiles`` (files already chosen), or a torch Dataset of
+        prepared tensors (no preprocessing applied)
     out : the store's directory
     config : ExtractConfig, optional
         All options below in one validated object; give either it or the options as keywords.
@@ -76,6 +79,10 @@ def extract(
     transform : preprocessing for an nn.Module given with image files (specs bring their own)
     overwrite : replace an existing store made by another extraction
     progress : show a progress bar
+    engine : ``local`` (this process and its DataLoader workers) or ``ray``: Ray Data with ``workers`` actors,
+        each loading the model once (default: one per GPU of the cluster on CUDA, else one per CPU); the store
+        is the one a local run writes, and either engine resumes the other's partial store (docs/ray.md)
+    ray_address : the Ray cluster for ``engine="ray"``; default ``RAY_ADDRESS``, else a local Ray
     """
     from torch import nn
 
@@ -85,6 +92,7 @@ def extract(
 
     out = output_path(out, what="activation store")  # before minutes of loading
     c = _config(config, locals())
+    _check_engine(engine, ray_address)
     weights, per_class, seed, batch_size, workers = c.weights, c.per_class, c.seed, c.batch_size, c.workers
     dtype, pool, key_map, mean, std, size = c.dtype, c.pool, c.key_map, c.mean, c.std, c.size
     class_index, autocast, channels_last, chunk_size = c.class_index, c.autocast, c.channels_last, c.chunk_size
@@ -110,7 +118,7 @@ def extract(
 
     metadata.update({
         "device": str(dev), "batch_size": batch_size, "workers": workers, "autocast": use_autocast,
-        "channels_last": bool(channels_last), "chunk_size": int(chunk_size),
+        "channels_last": bool(channels_last), "chunk_size": int(chunk_size), "engine": engine,
     })
     if autocast and not use_autocast:
         _say(progress, "autocast applies on CUDA only; running in float32 on the CPU.")
@@ -123,8 +131,18 @@ def extract(
         if finished:
             _say(progress, f"resuming {out}: {finished} of {n} examples already done.")
         try:
-            run_chunks(loaded.module, layer, pool, dataset, todo, writer, n, finished, dev, batch_size, workers,
-                        use_autocast, bool(channels_last), progress)
+            if engine == "ray":
+                from .ray_extract import run_chunks_ray
+
+                load = {"weights": weights, "key_map": key_map, "mean": mean, "std": std, "size": size}
+                # Each actor loads a spec itself; a module object travels pickled. The dataset brings the preprocessing.
+                run_chunks_ray(model=model if isinstance(model, str) else loaded.module, load=load, layer=layer, pool=pool,
+                               dataset=dataset, todo=todo, writer=writer, n=n, finished=finished, device=c.device,
+                               batch_size=batch_size, workers=workers, autocast=autocast, channels_last=bool(channels_last),
+                               progress=progress, address=ray_address)
+            else:
+                run_chunks(loaded.module, layer, pool, dataset, todo, writer, n, finished, dev, batch_size, workers,
+                           use_autocast, bool(channels_last), progress)
         except KeyboardInterrupt:
             _say(True, f"interrupted; the complete chunks are kept in {writer.partial}. Run the same command again to resume.")
             raise
@@ -133,6 +151,19 @@ def extract(
         metadata["skipped"] = {"count": len(skipped), "sources": [examples["source"][i] for i in skipped]}
         writer.finish(examples, metadata)
     return ActivationStore.open(out)
+
+
+def _check_engine(engine: str, ray_address: str | None) -> None:
+    """Refuse an unknown engine, and Ray when it is not installed, before minutes of loading."""
+    if engine not in ("local", "ray"):
+        raise ConceptvecError(f"unknown engine {engine!r}; choose local or ray.")
+    if ray_address is not None and engine != "ray":
+        raise ConceptvecError(f"--ray-address (ray_address=) applies to --engine ray, not {engine!r}.")
+    if engine == "ray":
+        from ..raycluster import check_reachable, require_ray
+
+        require_ray()
+        check_reachable(ray_address)
 
 
 def _config(config: ExtractConfig | None, given: dict[str, Any]) -> ExtractConfig:

@@ -77,18 +77,15 @@ def collate(batch):
 
 def run_chunks(module, layer, pool, dataset, todo, writer, n, finished, dev, batch_size, workers, use_autocast, channels_last, progress):
     """Pool ``layer`` over the chunks ``todo`` ((index, start, stop) of example rows) and write each complete chunk."""
-    # Batches never cross a chunk boundary, so a resumed run computes the very batches of an uninterrupted one.
-    batches = [list(range(b, min(b + batch_size, stop))) for _, start, stop in todo for b in range(start, stop, batch_size)]
+    batches = planned_batches(todo, batch_size)
     cuda = dev.type == "cuda"
     # workers as the glossary counts them, this process included: it runs the model while workers - 1
     # DataLoader processes read and decode examples (0 or 1: this process does both).
     loaders = workers - 1 if workers > 1 else 0
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=loaders, collate_fn=collate, pin_memory=cuda,
                         prefetch_factor=4 if loaders else None)
-    module = module.to(dev)
-    if channels_last:
-        module = module.to(memory_format=torch.channels_last)
-    amp = torch.autocast("cuda", dtype=torch.float16) if use_autocast else contextlib.nullcontext()
+    module = on_device(module, dev, channels_last)
+    amp = autocast_context(use_autocast)
     pending = iter(todo)
     index, start, stop = next(pending, (None, 0, 0))
     pooled: list[torch.Tensor] = []
@@ -98,10 +95,7 @@ def run_chunks(module, layer, pool, dataset, todo, writer, n, finished, dev, bat
         for xs, idx, bad in loader:
             skipped += bad
             if xs is not None:
-                xs = xs.to(dev, non_blocking=True)
-                if channels_last and xs.ndim == 4:
-                    xs = xs.contiguous(memory_format=torch.channels_last)
-                pooled.append(run(xs))
+                pooled.append(forward(run, xs, dev, channels_last))
             bar.advance(task, len(idx) + len(bad))
             if max(idx + bad) == stop - 1:
                 # One device-to-host copy per chunk; only this chunk's vectors are held in memory.
@@ -109,6 +103,31 @@ def run_chunks(module, layer, pool, dataset, todo, writer, n, finished, dev, bat
                 writer.write_chunk(index, start, stop, rows, skipped)
                 pooled, skipped = [], []
                 index, start, stop = next(pending, (None, 0, 0))
+
+
+def on_device(module: torch.nn.Module, dev: torch.device, channels_last: bool) -> torch.nn.Module:
+    """The model on ``dev``, in channels-last memory format when asked (faster convolutions)."""
+    module = module.to(dev)
+    return module.to(memory_format=torch.channels_last) if channels_last else module
+
+
+def autocast_context(use_autocast: bool):
+    """float16 autocast on CUDA, or nothing."""
+    return torch.autocast("cuda", dtype=torch.float16) if use_autocast else contextlib.nullcontext()
+
+
+def forward(run, xs: torch.Tensor, dev: torch.device, channels_last: bool) -> torch.Tensor:
+    """The pooled layer output of one batch ``xs`` (``run`` from ``hooks.layer_runner``), on ``dev``."""
+    xs = xs.to(dev, non_blocking=True)
+    if channels_last and xs.ndim == 4:
+        xs = xs.contiguous(memory_format=torch.channels_last)
+    return run(xs)
+
+
+def planned_batches(todo, batch_size: int) -> list[list[int]]:
+    """The batches of example indices of the chunks ``todo``; a batch never crosses a chunk boundary, so a resumed
+    run, or one spread over workers, computes the very batches of an uninterrupted one."""
+    return [list(range(b, min(b + batch_size, stop))) for _, start, stop in todo for b in range(start, stop, batch_size)]
 
 
 def prepare_data(loaded: LoadedModel, data: Any, per_class: int | None, seed: int, class_index):
@@ -133,7 +152,8 @@ def prepare_data(loaded: LoadedModel, data: Any, per_class: int | None, seed: in
             f"model {loaded.name} has no image preprocessing of its own; pass transform= (a callable from a PIL image to a "
             f"tensor), a torch Dataset of prepared tensors as data, or a model spec such as torchvision:NAME."
         )
-    files = image_files(data, per_class=per_class, seed=seed, class_index=class_index)
+    # ImageFiles chosen by the caller (e.g. every 10th of a list) are taken as they are.
+    files = data if isinstance(data, ImageFiles) else image_files(data, per_class=per_class, seed=seed, class_index=class_index)
     examples = {
         "id": list(files.paths),
         "label": list(files.labels),

@@ -3,8 +3,8 @@
 The scan (``scan.layer``) decides *what* is clustered: the top examples of every neuron, cut into
 ``BatchTask``s of up to ``BATCH`` neurons. An engine decides *where*: it calls ``cluster_batch`` on
 every task and hands each result back through ``finished(batch, result)`` as it arrives, in any
-order. Engines are picked by name from ``ENGINES``; a distributed engine (Ray) plugs in beside
-``LocalEngine`` by implementing ``Engine.run`` and getting the rows to its workers its own way.
+order. Engines are picked by name from ``ENGINES``: ``LocalEngine`` here, and ``scan.ray_engine.RayEngine``
+(Ray tasks on a cluster), which implements ``Engine.run`` and gets the rows to its workers its own way.
 
 How the local engine gets each batch's rows of A to its workers, cheapest first:
 
@@ -295,24 +295,37 @@ class LocalEngine:
         from joblib.externals.loky import get_reusable_executor
 
         executor = get_reusable_executor(max_workers=n_workers)
-        pending: dict[Any, int] = {}
-        queue = list(tasks)
-        try:
-            while queue or pending:
-                while queue and len(pending) < in_flight:
-                    b, task = queue.pop(0)
-                    slot = slots.put(b, matrix, task.top_indices) if slots is not None else None
-                    pending[executor.submit(cluster_batch, _with(task, slot=slot, npy=npy, in_worker=True))] = b
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    b = pending.pop(fut)
-                    if slots is not None:
-                        slots.release(b)
-                    finished(b, fut.result())
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
+
+        def submit(b: int, task: BatchTask) -> Any:
+            slot = slots.put(b, matrix, task.top_indices) if slots is not None else None
+            return executor.submit(cluster_batch, _with(task, slot=slot, npy=npy, in_worker=True))
+
+        def collect(b: int, fut: Any) -> None:
+            if slots is not None:
+                slots.release(b)
+            finished(b, fut.result())
+
+        keep_in_flight(tasks, in_flight, submit=submit, wait=lambda pending: wait(pending, return_when=FIRST_COMPLETED)[0],
+                       collect=collect, cancel=lambda fut: fut.cancel())
+
+
+def keep_in_flight(tasks: Sequence[tuple[int, BatchTask]], in_flight: int, *, submit: Callable[[int, BatchTask], Any],
+                   wait: Callable[[list[Any]], Any], collect: Callable[[int, Any], None], cancel: Callable[[Any], Any]) -> None:
+    """Keep up to ``in_flight`` tasks submitted (``submit(index, task)`` returns a handle); ``collect(index, handle)``
+    each one ``wait(handles)`` says is done, in the order they finish; on any error ``cancel`` the others."""
+    pending: dict[Any, int] = {}
+    queue = list(tasks)
+    try:
+        while queue or pending:
+            while queue and len(pending) < in_flight:
+                b, task = queue.pop(0)
+                pending[submit(b, task)] = b
+            for handle in wait(list(pending)):
+                collect(pending.pop(handle), handle)
+    except BaseException:
+        for handle in pending:
+            cancel(handle)
+        raise
 
 
 def _with(task: BatchTask, **changes: Any) -> BatchTask:
@@ -321,15 +334,24 @@ def _with(task: BatchTask, **changes: Any) -> BatchTask:
     return replace(task, **changes)
 
 
-ENGINES: dict[str, type] = {"local": LocalEngine}
+def ray_engine(*, workers: int | None = None, address: str | None = None) -> Engine:
+    """The Ray engine (``scan.ray_engine``), imported only when asked for: Ray is an optional extra."""
+    from .ray_engine import RayEngine
+
+    return RayEngine(workers=workers, address=address)
 
 
-def make_engine(engine: str | Engine = "local", *, workers: int | None = None) -> Engine:
-    """An engine by name (``ENGINES``) or an engine object as it is."""
+ENGINES: dict[str, Callable[..., Engine]] = {"local": LocalEngine, "ray": ray_engine}
+
+
+def make_engine(engine: str | Engine = "local", *, workers: int | None = None, address: str | None = None) -> Engine:
+    """An engine by name (``ENGINES``) or an engine object as it is; ``address`` is the Ray cluster's, for ``ray``."""
     if isinstance(engine, str):
         if engine not in ENGINES:
             raise ConceptvecError(f"unknown engine {engine!r}; choose one of {', '.join(sorted(ENGINES))}.")
-        return ENGINES[engine](workers=workers)
+        if address is not None and engine != "ray":
+            raise ConceptvecError(f"--ray-address (address=) applies to --engine ray, not {engine!r}.")
+        return ENGINES[engine](workers=workers, **({"address": address} if address is not None else {}))
     if not callable(getattr(engine, "run", None)):
         raise ConceptvecError(f"engine must be one of {', '.join(sorted(ENGINES))} or an object with a run() method.")
     return engine

@@ -115,8 +115,10 @@ def scan_layer(
         Replace an existing ``out`` made by a different call.
     progress : bool
         Show progress bars.
-    engine : 'local' or an Engine
-        Where steps 2-4 run (``scan.engine.ENGINES``); the result does not depend on it.
+    engine : 'local', 'ray' or an Engine
+        Where steps 2-4 run (``scan.engine.ENGINES``); the result does not depend on it, bit for bit.
+        ``'ray'`` joins ``RAY_ADDRESS`` or starts a local Ray; ``scan.engine.make_engine('ray', address=...)``
+        names a cluster.
     stability : int
         Resampling runs per neuron (``core.stability.concept_stability``, seeded with ``params.seed``):
         each concept's share of runs it comes back in, and each neuron's count agreement, in

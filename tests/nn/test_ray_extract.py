@@ -1,0 +1,109 @@
+"""Extraction on Ray (``engine="ray"``): the local run's store byte for byte, resumable, a killed actor's work redone."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from typer.testing import CliRunner
+
+import conceptvec as cv
+from conceptvec.cli import app
+
+
+def tiny_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU()).eval()
+
+
+def image_tree(root: Path) -> Path:
+    """Two classes of 6 small images, and one file that is not an image."""
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (40 + i, 50, 3), dtype=np.uint8)).save(root / c / f"img_{i}.png")
+    (root / "b" / "broken_1.png").write_bytes(b"\x89PNG but not really")
+    return root
+
+
+class Tensors(torch.utils.data.Dataset):
+    """30 prepared tensors in 3 classes; optionally one item kills its process once, or fails as bad data does."""
+
+    def __init__(self, *, die_at: int | None = None, marker: str = "", fail_at: int | None = None):
+        self.x = torch.randn(30, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+        self.targets = torch.arange(30) % 3
+        self.die_at, self.marker, self.fail_at = die_at, marker, fail_at
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        if i == self.die_at and not os.path.exists(self.marker):
+            Path(self.marker).write_text("died once")
+            os._exit(1)  # the actor's process dies as a killed or crashed worker does
+        if i == self.fail_at:
+            raise cv.ConceptvecError(f"example {i} is damaged; remove it from the dataset.")
+        return self.x[i], int(self.targets[i])
+
+
+def same_store(a: cv.ActivationStore, b: cv.ActivationStore) -> None:
+    for name in ("activations.npy", "examples.parquet"):
+        assert (a.path / name).read_bytes() == (b.path / name).read_bytes(), name
+    assert a.metadata["skipped"] == b.metadata["skipped"]
+
+
+def test_ray_store_is_the_local_store_byte_for_byte(ray_cluster, tmp_path):
+    root = image_tree(tmp_path / "data")
+    options = dict(layer="layer2", data=root, weights="none", batch_size=2, chunk_size=3, progress=False)
+    local = cv.extract("torchvision:resnet18", out=tmp_path / "local", **options)
+    ray = cv.extract("torchvision:resnet18", out=tmp_path / "ray", engine="ray", workers=2, **options)
+    same_store(ray, local)
+    assert ray.metadata["skipped"]["sources"] == ["b/broken_1.png"] and ray.metadata["engine"] == "ray"
+    assert ray.ids.tolist()[:2] == ["a/img_0.png", "a/img_1.png"]
+
+
+def test_killed_actor_is_replaced_and_a_partial_store_resumes(ray_cluster, tmp_path, capsys):
+    options = dict(layer="3", batch_size=4, chunk_size=5, device="cpu", progress=False)
+    local = cv.extract(tiny_cnn(), data=Tensors(), out=tmp_path / "local", **options)
+    marker = tmp_path / "died"
+    ray = cv.extract(tiny_cnn(), data=Tensors(die_at=17, marker=str(marker)), out=tmp_path / "ray", engine="ray", **options)
+    assert marker.read_text() == "died once"  # an actor died mid-run; Ray started another and redid its batch
+    same_store(ray, local)
+
+    # A local run stopped after two chunks; Ray finishes it (either engine resumes the other's partial store).
+    with pytest.raises(cv.ConceptvecError, match="example 12 is damaged"):
+        cv.extract(tiny_cnn(), data=Tensors(fail_at=12), out=tmp_path / "resumed", **options)
+    assert len(list((tmp_path / "resumed.partial" / "chunks").glob("*.json"))) == 2
+    resumed = cv.extract(tiny_cnn(), data=Tensors(), out=tmp_path / "resumed", engine="ray", **{**options, "progress": True})
+    assert "10 of 30 examples already done" in " ".join(capsys.readouterr().err.split())
+    same_store(resumed, local)
+
+
+def test_actor_error_is_the_local_message(ray_cluster, tmp_path):
+    options = dict(layer="3", batch_size=4, chunk_size=5, device="cpu", progress=False)
+    with pytest.raises(cv.ConceptvecError) as local:
+        cv.extract(tiny_cnn(), data=Tensors(fail_at=21), out=tmp_path / "local", **options)
+    with pytest.raises(cv.ConceptvecError) as ray:
+        cv.extract(tiny_cnn(), data=Tensors(fail_at=21), out=tmp_path / "ray", engine="ray", **options)
+    assert str(ray.value) == str(local.value) == "example 21 is damaged; remove it from the dataset."
+    assert type(ray.value) is cv.ConceptvecError
+
+
+def test_without_ray_installed_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as when it is not installed
+    result = CliRunner().invoke(app, ["extract", "--model", "digits", "--layer", "block3", "--data", "digits",
+                                      "--out", str(tmp_path / "s"), "--engine", "ray"])
+    assert result.exit_code == 2
+    assert 'needs Ray, which is not installed; install it with pip install "conceptvec[ray]"' in " ".join(result.output.split())
+    assert not (tmp_path / "s").exists() and not (tmp_path / "s.partial").exists()
+    with pytest.raises(cv.ConceptvecError, match="unknown engine 'dask'; choose local or ray"):
+        cv.extract("digits", layer="block3", data="digits", out=tmp_path / "s", engine="dask")
+    with pytest.raises(cv.ConceptvecError, match="--ray-address .* applies to --engine ray"):
+        cv.extract("digits", layer="block3", data="digits", out=tmp_path / "s", ray_address="auto")
