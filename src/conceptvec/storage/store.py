@@ -4,7 +4,9 @@ A store is a directory::
 
     metadata.json      model, layer, pooling, data, preprocessing, package versions, shape, dtype
     activations.npy    (n_examples, n_units) float32 or float16, opened memory-mapped
-    examples.parquet   one row per example: id (stable), label, label_name, source
+    examples.parquet   one row per example: id (stable), label, label_name, source; text stores add columns
+                       (documents: text; tokens: document, position, token_id, token, start, end)
+    documents.parquet  text stores of token rows: one row per document (id, label, label_name, text, n_tokens)
 
 It is written into ``<dir>.partial`` chunk by chunk (resumable, see ``StoreWriter``) and renamed to
 ``<dir>`` only when complete, so a directory with the final name is always whole.
@@ -31,6 +33,8 @@ FORMAT = "conceptvec.ActivationStore/1"
 METADATA_FILE = "metadata.json"
 ACTIVATIONS_FILE = "activations.npy"
 EXAMPLES_FILE = "examples.parquet"
+DOCUMENTS_FILE = "documents.parquet"
+STANDARD_COLUMNS = ("id", "label", "label_name", "source")
 DTYPES = ("float32", "float16")
 CHUNKS_DIR = "chunks"
 PROGRESS_FILE = "progress.json"
@@ -123,6 +127,12 @@ class ActivationStore:
         if self._examples is None:
             self._examples = pq.read_table(self.path / EXAMPLES_FILE)
         return self._examples
+
+    @property
+    def documents(self) -> pa.Table | None:
+        """The documents of a store of token rows (``examples["document"]`` indexes them); None for other stores."""
+        path = self.path / DOCUMENTS_FILE
+        return pq.read_table(path) if path.exists() else None
 
     @property
     def ids(self) -> np.ndarray:
@@ -335,10 +345,13 @@ class StoreWriter:
         return sorted(i for c in self.completed().values() for i in c["skipped"])
 
     # -- finishing -------------------------------------------------------------------------
-    def finish(self, examples: Mapping[str, Sequence] | None, metadata: Mapping[str, Any] | None) -> None:
+    def finish(self, examples: Mapping[str, Sequence] | None, metadata: Mapping[str, Any] | None, *,
+               documents: Mapping[str, Sequence] | None = None) -> None:
         """Assemble the chunks, write the example index and metadata, and rename ``<path>.partial`` to ``<path>``.
 
-        ``examples`` lists every planned example; the skipped ones are left out of the store.
+        ``examples`` lists every planned example; the skipped ones are left out of the store. Columns beyond
+        ``id``, ``label``, ``label_name`` and ``source`` are kept with their types (a text store's token
+        positions and spans). ``documents`` (a table of columns) is written as ``documents.parquet``.
         """
         done = self.completed()
         order = sorted(done.values(), key=lambda c: c["start"])
@@ -367,8 +380,11 @@ class StoreWriter:
         if len(set(columns["id"])) != n:
             raise StoreError("example ids must be unique.")
         n_units = self._assemble(order, n)
-        table = pa.table({k: pa.array(v, type=pa.int64() if k == "label" else pa.string()) for k, v in columns.items()})
-        pq.write_table(table, self.partial / EXAMPLES_FILE)
+        arrays = {k: pa.array(v, type=pa.int64() if k == "label" else pa.string()) for k, v in columns.items()}
+        arrays.update({k: pa.array([v[i] for i in kept]) for k, v in planned.items() if k not in STANDARD_COLUMNS})
+        pq.write_table(pa.table(arrays), self.partial / EXAMPLES_FILE)
+        if documents is not None:
+            pq.write_table(pa.table({k: pa.array(list(v)) for k, v in documents.items()}), self.partial / DOCUMENTS_FILE)
         meta = {"format": FORMAT, **dict(metadata or {}), "n_examples": n, "n_units": n_units, "dtype": self.dtype, **environment()}
         write_json(self.partial / METADATA_FILE, meta)
         replace_directory(self.partial, self.path)
