@@ -198,3 +198,22 @@ def test_the_real_minilm_extracts_offline(tmp_path, corpus, monkeypatch):
     reference = SentenceTransformer(str(folder), device="cpu").encode(SENTENCES, convert_to_numpy=True)
     rows = np.asarray(store.activations)
     np.testing.assert_allclose(rows / np.linalg.norm(rows, axis=1, keepdims=True), reference, atol=1e-4)
+
+
+def test_extract_command_on_a_labelled_jsonl(tmp_path, tiny_gpt2):
+    from typer.testing import CliRunner
+
+    from conceptvec.cli import app
+
+    data = tmp_path / "c.jsonl"
+    data.write_text("".join(json.dumps({"body": t, "topic": "even" if i % 2 else "odd"}) + "\n" for i, t in enumerate(SENTENCES))
+                    + '{"body": ""}\n')
+    args = ["extract", "--model", f"hf:{tiny_gpt2}", "--layer", "blocks.1.hook_resid_post", "--data", str(data),
+            "--text-column", "body", "--label-column", "topic", "--examples", "tokens", "--max-tokens", "6", "--out", str(tmp_path / "s")]
+    result = CliRunner().invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "1 empty or unreadable row(s) skipped" in result.output
+    store = cv.ActivationStore.open(tmp_path / "s")
+    assert set(store.label_names) == {"even", "odd"} and store.examples.column("position").to_numpy().max() == 5
+    bad = CliRunner().invoke(app, [*args[:-2], "--examples", "words", "--out", str(tmp_path / "t")])
+    assert bad.exit_code == 2 and "examples must be one of documents, tokens (--examples)" in bad.output
