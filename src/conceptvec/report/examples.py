@@ -211,6 +211,7 @@ class TextExamples(_Labelled):
 
 WINDOW = 12  # tokens shown either side of a token example
 SNIPPET_CHARS = 240  # characters of a document example shown
+FIGURE_CHARS = 16  # characters a line of a figure's cell holds, and shown either side of a token there
 # What byte-level and SentencePiece tokenizers write for a space and a newline, and WordPiece for "continues a word"
 TOKEN_MARKS = (("\u0120", " "), ("\u2581", " "), ("\u010a", "\n"))
 
@@ -285,9 +286,17 @@ class TextSnippets(TextExamples):
         return self.pieces(i)[2]
 
     def draw(self, ax: Any, i: int) -> None:
+        # A figure's cell is small: a few words either side of the token, wrapped to the cell, the token in brackets.
+        import textwrap
+
         pieces, _, centre = self.pieces(i)
-        text = "".join(f"[{p.strip()}]" if k == centre else p for k, p in enumerate(pieces)).replace("\n", " ")
-        ax.text(0.02, 0.5, text, wrap=True, va="center", ha="left", fontsize=6, transform=ax.transAxes)
+        if centre is None:
+            text = pieces[0]
+        else:
+            before, after = "".join(pieces[:centre]), "".join(pieces[centre + 1:])
+            text = before[-FIGURE_CHARS:] + "[" + pieces[centre].strip() + "]" + after[:FIGURE_CHARS]
+        lines = textwrap.wrap(" ".join(text.split()), width=FIGURE_CHARS)[:5]
+        ax.text(0.02, 0.5, "\n".join(lines), va="center", ha="left", fontsize=5, family="monospace", transform=ax.transAxes)
         ax.set_xticks([])
         ax.set_yticks([])
 
