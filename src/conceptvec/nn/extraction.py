@@ -156,19 +156,20 @@ def extract(
 def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, dev, overwrite: bool, progress: bool) -> ActivationStore:
     """``extract`` for a language model: documents or tokens of a corpus, chunks of whole documents."""
     from .language import resolve_layer
+    from .runner import examples_digest
     from .text import read_corpus
     from .textrun import plan_text, run_text_chunks
 
     if not isinstance(data, (str, os.PathLike)):
         raise ConceptvecError(f"a language model reads a text corpus from a path (.txt, .jsonl, .csv, .parquet, a folder of .txt "
                               f"files or a saved dataset), got {type(data).__name__}.")
+    if c.class_index is not None:
+        raise ConceptvecError("--class-index labels ImageNet class folders; label a text corpus with --label-column or sub-folders.")
     path = resolve_layer(loaded.module, layer)
     max_tokens = c.max_tokens or loaded.max_tokens
     corpus = read_corpus(data, text_column=c.text_column, label_column=c.label_column, per_class=c.per_class, seed=c.seed)
     plan = plan_text(loaded, corpus, examples=c.examples, max_tokens=max_tokens, keep_special_tokens=c.keep_special_tokens,
                      chunk_size=c.chunk_size)
-    from .runner import examples_digest
-
     data_desc = {**plan.describe, "examples_sha256": examples_digest(plan.examples)}
     preprocessing = {**loaded.preprocessing, "examples": c.examples, "max_tokens": max_tokens,
                      "keep_special_tokens": c.keep_special_tokens}
