@@ -156,7 +156,6 @@ def extract(
 def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, dev, overwrite: bool, progress: bool) -> ActivationStore:
     """``extract`` for a language model: documents or tokens of a corpus, chunks of whole documents."""
     from .language import resolve_layer
-    from .runner import examples_digest
     from .text import read_corpus
     from .textrun import plan_text, run_text_chunks
 
@@ -170,7 +169,7 @@ def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, de
     corpus = read_corpus(data, text_column=c.text_column, label_column=c.label_column, per_class=c.per_class, seed=c.seed)
     plan = plan_text(loaded, corpus, examples=c.examples, max_tokens=max_tokens, keep_special_tokens=c.keep_special_tokens,
                      chunk_size=c.chunk_size)
-    data_desc = {**plan.describe, "examples_sha256": examples_digest(plan.examples)}
+    data_desc = {**plan.describe, "examples_sha256": plan.digest()}
     preprocessing = {**loaded.preprocessing, "examples": c.examples, "max_tokens": max_tokens,
                      "keep_special_tokens": c.keep_special_tokens}
     metadata = {"model": loaded.describe(), "layer": path, "pooling": "none (one row per token)" if c.examples == "tokens" else c.pool,

@@ -50,6 +50,15 @@ class TextPlan:
     def n_rows(self) -> int:
         return len(self.examples["id"])
 
+    def digest(self) -> str:
+        """What identifies the rows: the documents' ids and labels (the tokens follow from them, the tokenizer and the options)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for i, label in zip(self.documents["id"], self.documents["label"]):
+            h.update(f"{i}\t{label}\n".encode())
+        return h.hexdigest()
+
 
 def plan_text(model: TextModel, corpus: TextCorpus, *, examples: str, max_tokens: int, keep_special_tokens: bool,
               chunk_size: int) -> TextPlan:
@@ -99,19 +108,30 @@ def plan_text(model: TextModel, corpus: TextCorpus, *, examples: str, max_tokens
 
 def _token_rows(tok: Any, documents: dict[str, list], ids: list[np.ndarray], offsets: list[np.ndarray],
                 counted: list[np.ndarray], chunk_size: int):
-    cols: dict[str, list] = {k: [] for k in ("id", "label", "label_name", "source", "document", "position", "token_id",
-                                              "token", "start", "end")}
+    """The example index of one row per counted token, as arrays (no Python object per token), and the chunks."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    positions = [np.flatnonzero(keep) for keep in counted]
+    per_doc = np.asarray([len(p) for p in positions])
+    document = np.repeat(np.arange(len(ids)), per_doc)
+    position = np.concatenate(positions)
+    token_id = np.concatenate([i[p] for i, p in zip(ids, positions)])
+    spans = np.concatenate([o[p] for o, p in zip(offsets, positions)])
+    doc_ids = pa.array(documents["id"], type=pa.string())
+    take = pa.array(document)
+    vocab = np.unique(token_id)
+    strings = pa.array(tok.convert_ids_to_tokens(vocab.tolist()), type=pa.string())
+    cols = {
+        "id": pc.binary_join_element_wise(doc_ids.take(take), pa.array(position).cast(pa.string()), "#"),
+        "label": pa.array(documents["label"], type=pa.int64()).take(take),
+        "label_name": pa.array(documents["label_name"], type=pa.string()).take(take),
+        "source": doc_ids.take(take), "document": take, "position": pa.array(position), "token_id": pa.array(token_id),
+        "token": strings.take(pa.array(np.searchsorted(vocab, token_id))), "start": pa.array(spans[:, 0]), "end": pa.array(spans[:, 1]),
+    }
     chunks, row, chunk_row, chunk_doc = [], 0, 0, 0
-    for d, (doc_ids, spans, keep) in enumerate(zip(ids, offsets, counted)):
-        positions = np.flatnonzero(keep)
-        strings = tok.convert_ids_to_tokens(doc_ids[positions].tolist())
-        doc_id = documents["id"][d]
-        for p, s in zip(positions.tolist(), strings):
-            for k, v in (("id", f"{doc_id}#{p}"), ("label", documents["label"][d]), ("label_name", documents["label_name"][d]),
-                         ("source", doc_id), ("document", d), ("position", p), ("token_id", int(doc_ids[p])), ("token", s),
-                         ("start", int(spans[p, 0])), ("end", int(spans[p, 1]))):
-                cols[k].append(v)
-        row += len(positions)
+    for d, count in enumerate(per_doc.tolist()):
+        row += count
         if row - chunk_row >= chunk_size or d == len(ids) - 1:
             chunks.append((len(chunks), chunk_row, row, chunk_doc, d + 1))
             chunk_row, chunk_doc = row, d + 1
