@@ -91,7 +91,8 @@ def plan_text(model: TextModel, corpus: TextCorpus, *, examples: str, max_tokens
     if not kept:
         raise ConceptvecError("no document of the corpus has a token that is not a special token; check the corpus and the tokenizer.")
     labels = [corpus.labels[d] for d in kept]
-    names = [corpus.label_names[d] for d in kept]
+    all_names = corpus.label_names  # a property that builds the list: once, not once per document
+    names = [all_names[d] for d in kept]
     documents = {"id": [corpus.ids[d] for d in kept], "label": labels, "label_name": names,
                  "text": [corpus.texts[d] for d in kept], "n_tokens": [int(len(i)) for i in ids]}
     if examples == "documents":
