@@ -156,9 +156,17 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the method's k-means, and of the training with --retrain.")] = 0,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report.")] = True,
     control: Annotated[bool, typer.Option("--control", help="Also compare with a 10-class control network (shipped, or trained with --retrain).")] = False,
+    text: Annotated[bool, typer.Option("--text", help="The language demo instead: all-MiniLM-L6-v2 over standard-library docstrings (pip install 'conceptvec[text]').")] = False,
 ) -> None:
     """Offline demo: split a polysemantic neuron of a CNN trained on bundled digits into concept vectors."""
     from ..demo.demo import control_comparison, run_demo
+
+    if text:
+        from .textdemo import DEFAULT_OUT, text_demo
+
+        if retrain or epochs is not None or control:
+            raise ConceptvecError("--retrain, --epochs and --control belong to the digits demo; --text runs its controls itself.")
+        return text_demo(DEFAULT_OUT if out == Path("conceptvec-demo") else out, seed=seed, report=report)
 
     result = run_demo(out, retrain=retrain, epochs=epochs, seed=seed, report=report)
     cs, store = result.concept_set, result.store
@@ -200,9 +208,9 @@ def demo(
 @app.command()
 @cli_errors
 def extract(
-    model: Annotated[str, typer.Option("--model", help="digits, torchvision:NAME, timm:NAME, hf:DIR or checkpoint:FILE (TorchScript).")],
+    model: Annotated[str, typer.Option("--model", help="digits, torchvision:NAME, timm:NAME, hf:DIR (vision or language model) or checkpoint:FILE (TorchScript).")],
     layer: Annotated[str, typer.Option("--layer", help="Module name as the model names it; 'list' prints them.")],
-    data: Annotated[Optional[str], typer.Option("--data", help="digits, an image folder (class sub-folders or flat), or a text file of paths.")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="digits, an image folder (class sub-folders or flat), or a text file of paths; for a language model a .txt (one document a line), .jsonl/.csv/.parquet, a folder of .txt files or a saved dataset.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Directory of the ActivationStore (run again to resume).")] = None,
     weights: Annotated[Optional[str], typer.Option("--weights", help="Weights name (DEFAULT, IMAGENET1K_V1), a local state-dict file, or none.")] = None,
     key_map: Annotated[Optional[str], typer.Option("--key-map", help="State-dict keys named differently: 'order' or a JSON {file_key: model_key}.")] = None,
@@ -220,6 +228,12 @@ def extract(
     size: Annotated[Optional[int], typer.Option("--size", help="Override the input size (crop side in pixels).")] = None,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
+    examples: Annotated[str, typer.Option("--examples", help="Text: documents (one row per text, pooled over its real tokens) or tokens (one row per token).")] = "documents",
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Text: truncate documents to this many tokens (default: the model's limit).")] = None,
+    text_column: Annotated[Optional[str], typer.Option("--text-column", help="Text: the column of a .jsonl/.csv/.parquet file or saved dataset holding the text.")] = None,
+    label_column: Annotated[Optional[str], typer.Option("--label-column", help="Text: the column holding each document's class label.")] = None,
+    keep_special_tokens: Annotated[bool, typer.Option("--keep-special-tokens", help="Text: pool (or keep rows of) BOS, EOS, CLS, SEP too.")] = False,
+    batch_tokens: Annotated[Optional[int], typer.Option("--batch-tokens", help="Text: at most this many padded tokens per forward pass.")] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Pool a layer's activations over a dataset into an ActivationStore (resumable: run again after an interruption)."""
@@ -248,9 +262,12 @@ def extract(
         raise ConceptvecError("extract needs --data and --out (or --layer list to see the layers).")
     store = run_extract(model, layer=layer, data=data, out=out, weights=weights, per_class=per_class, seed=seed, batch_size=batch_size,
                         workers=workers, device=device, dtype=dtype, pool=pool, overwrite=overwrite, autocast=autocast,
-                        class_index=class_index, engine=engine, ray_address=ray_address, **overrides)
+                        class_index=class_index, engine=engine, ray_address=ray_address, examples=examples, max_tokens=max_tokens,
+                        text_column=text_column, label_column=label_column, keep_special_tokens=keep_special_tokens,
+                        batch_tokens=batch_tokens, **overrides)
     skipped = store.metadata.get("skipped", {}).get("count", 0)
-    console.print(f"{store}" + (f"; {skipped} unreadable file(s) skipped, listed in metadata.json" if skipped else ""))
+    what = "empty or unreadable row(s)" if store.metadata.get("data", {}).get("kind") == "text" else "unreadable file(s)"
+    console.print(f"{store}" + (f"; {skipped} {what} skipped, listed in metadata.json" if skipped else ""))
 
 
 @app.command()

@@ -16,6 +16,7 @@ POOLS = {
     "max": "global max over space or tokens",
     "cls": "first token of (N, T, D) outputs",
 }
+EXAMPLE_KINDS = ("documents", "tokens")
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,19 @@ class ExtractConfig:
     channels_last : bool, optional
         Memory format of 4-D inputs; default: when the model has 2-D convolutions.
     chunk_size : int
-        Examples per resumable chunk.
+        Examples per resumable chunk (of text: whole documents, about this many rows).
+    examples : str
+        Text only: ``documents`` (one row per text, the layer's output pooled over its real tokens) or
+        ``tokens`` (one row per token).
+    max_tokens : int, optional
+        Text only: tokens per document, special ones included; longer ones are truncated. Default: the model's limit.
+    text_column, label_column : str, optional
+        Text only: the columns of a .jsonl/.csv/.parquet file or saved dataset holding the text and the class label.
+    keep_special_tokens : bool
+        Text only: pool (or make rows of) special tokens (BOS, EOS, CLS, SEP) too.
+    batch_tokens : int, optional
+        Text only: padded tokens per forward pass at most (documents are batched by length); default: no limit
+        beyond ``batch_size`` documents.
     """
 
     weights: str | None = None
@@ -65,6 +78,12 @@ class ExtractConfig:
     autocast: bool = False
     channels_last: bool | None = None
     chunk_size: int = CHUNK_SIZE
+    examples: str = "documents"
+    max_tokens: int | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    keep_special_tokens: bool = False
+    batch_tokens: int | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
@@ -74,6 +93,20 @@ class ExtractConfig:
             set_("per_class", whole_number("per_class", self.per_class, 1))
         if self.size is not None:
             set_("size", whole_number("size", self.size, 1))
+        for name in ("max_tokens", "batch_tokens"):
+            if getattr(self, name) is not None:
+                set_(name, whole_number(name, getattr(self, name), 1))
+        if self.examples not in EXAMPLE_KINDS:
+            raise ConceptvecError(f"examples must be one of {', '.join(EXAMPLE_KINDS)} (--examples), got {self.examples!r}.")
+        if self.examples == "tokens" and self.pool != "avg":
+            raise ConceptvecError(f"--pool {self.pool} pools a document's tokens; --examples tokens keeps one row per token. "
+                                  f"Leave out --pool, or use --examples documents.")
+        for name in ("text_column", "label_column"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConceptvecError(f"{name} must be a column name (--{name.replace('_', '-')} NAME), got {value!r}.")
+        if not isinstance(self.keep_special_tokens, bool):
+            raise ConceptvecError(f"keep_special_tokens must be True or False, got {self.keep_special_tokens!r}.")
         if self.pool not in POOLS:
             raise ConceptvecError(f"unknown pooling {self.pool!r}; valid: {', '.join(POOLS)}.")
         if self.dtype not in DTYPES:

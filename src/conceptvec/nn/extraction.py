@@ -50,6 +50,12 @@ def extract(
     autocast: bool = False,
     channels_last: bool | None = None,
     chunk_size: int = CHUNK_SIZE,
+    examples: str = "documents",
+    max_tokens: int | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    keep_special_tokens: bool = False,
+    batch_tokens: int | None = None,
     transform: Callable[[Any], Any] | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -66,16 +72,19 @@ def extract(
 
     Parameters
     ----------
-    model : a spec (``digits``, ``torchvision:NAME``, ``timm:NAME``, ``hf:DIR``, ``checkpoint:FILE``) or an nn.Module
-    layer : the module name as the model names it (``block3``, ``layer4.1``, ``Mixed_7b``, ``blocks.6``)
+    model : a spec (``digits``, ``torchvision:NAME``, ``timm:NAME``, ``hf:DIR``, ``checkpoint:FILE``) or an nn.Module;
+        ``hf:DIR`` is a vision model, or a language model with its tokenizer (causal LM, encoder, sentence-transformers)
+    layer : the module name as the model names it (``block3``, ``layer4.1``, ``Mixed_7b``, ``transformer.h.5.mlp.act``);
+        for language models also a TransformerLens hook name (``blocks.5.mlp.hook_post``) where it maps to a module
     data : ``digits`` (scikit-learn's bundled digits), an image folder (class sub-folders or flat), a
         text file listing image paths, ``nn.data.ImageFiles`` (files already chosen), or a torch Dataset of
-        prepared tensors (no preprocessing applied)
+        prepared tensors (no preprocessing applied); for a language model a text corpus (see :mod:`conceptvec.nn.text`)
     out : the store's directory
     config : ExtractConfig, optional
         All options below in one validated object; give either it or the options as keywords.
     weights, key_map, mean, std, size, per_class, seed, class_index, batch_size, workers, device, dtype,
-    pool, autocast, channels_last, chunk_size : see :class:`ExtractConfig`
+    pool, autocast, channels_last, chunk_size, examples, max_tokens, text_column, label_column,
+    keep_special_tokens, batch_tokens : see :class:`ExtractConfig` (the last six for text)
     transform : preprocessing for an nn.Module given with image files (specs bring their own)
     overwrite : replace an existing store made by another extraction
     progress : show a progress bar
@@ -98,6 +107,17 @@ def extract(
     class_index, autocast, channels_last, chunk_size = c.class_index, c.autocast, c.channels_last, c.chunk_size
     dev = resolve_device(c.device)
     loaded = load_model(model, weights, key_map=key_map, mean=mean, std=std, size=size)
+    from .language import TextModel
+
+    if isinstance(loaded, TextModel):
+        if engine != "local":
+            raise ConceptvecError("--engine ray extracts images; a language model's corpus is extracted here (--engine local), "
+                                  "and its store can then be scanned on Ray (conceptvec scan --engine ray).")
+        return _extract_text(loaded, layer, data, out, c, dev, overwrite, progress)
+    text_options = [k for k in ("max_tokens", "text_column", "label_column", "batch_tokens") if getattr(c, k) is not None]
+    text_options += [k for k in ("examples", "keep_special_tokens") if getattr(c, k) != getattr(ExtractConfig(), k)]
+    if text_options:
+        raise ConceptvecError(f"{', '.join(text_options)} apply to language models (hf:DIR with a tokenizer); {loaded.name} is not one.")
     if transform is not None:
         loaded.transform = transform
         loaded.preprocessing = {"transform": repr(transform), "note": "given to extract()"}
@@ -164,6 +184,55 @@ def _check_engine(engine: str, ray_address: str | None) -> None:
 
         require_ray()
         check_reachable(ray_address)
+
+
+def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, dev, overwrite: bool, progress: bool) -> ActivationStore:
+    """``extract`` for a language model: documents or tokens of a corpus, chunks of whole documents."""
+    from .language import resolve_layer
+    from .text import read_corpus
+    from .textrun import plan_text, run_text_chunks
+
+    if not isinstance(data, (str, os.PathLike)):
+        raise ConceptvecError(f"a language model reads a text corpus from a path (.txt, .jsonl, .csv, .parquet, a folder of .txt "
+                              f"files or a saved dataset), got {type(data).__name__}.")
+    if c.class_index is not None:
+        raise ConceptvecError("--class-index labels ImageNet class folders; label a text corpus with --label-column or sub-folders.")
+    path = resolve_layer(loaded.module, layer)
+    max_tokens = c.max_tokens or loaded.max_tokens
+    corpus = read_corpus(data, text_column=c.text_column, label_column=c.label_column, per_class=c.per_class, seed=c.seed)
+    plan = plan_text(loaded, corpus, examples=c.examples, max_tokens=max_tokens, keep_special_tokens=c.keep_special_tokens,
+                     chunk_size=c.chunk_size)
+    data_desc = {**plan.describe, "examples_sha256": plan.digest()}
+    preprocessing = {**loaded.preprocessing, "examples": c.examples, "max_tokens": max_tokens,
+                     "keep_special_tokens": c.keep_special_tokens}
+    metadata = {"model": loaded.describe(), "layer": path, "pooling": "none (one row per token)" if c.examples == "tokens" else c.pool,
+                "data": data_desc, "preprocessing": preprocessing}
+    if path != layer:
+        metadata["layer_asked"] = layer
+    existing = _existing_store(out, metadata, c.dtype, overwrite)
+    if existing is not None:
+        _say(progress, f"{out} is already complete for this model, layer and data; nothing to do.")
+        return existing
+    fingerprint = {**metadata, "chunk_size": int(c.chunk_size)}
+    use_autocast = bool(c.autocast and dev.type == "cuda")
+    metadata.update({"device": str(dev), "batch_size": c.batch_size, "batch_tokens": c.batch_tokens, "autocast": use_autocast,
+                     "chunk_size": int(c.chunk_size)})
+    with StoreWriter(out, fingerprint=fingerprint, dtype=c.dtype, overwrite=overwrite, protect=[data]) as writer:
+        done = writer.completed()
+        todo = [ch for ch in plan.chunks if ch[0] not in done]
+        finished = sum(ch[2] - ch[1] for ch in plan.chunks if ch[0] in done)
+        if finished:
+            _say(progress, f"resuming {out}: {finished} of {plan.n_rows} rows already done.")
+        try:
+            run_text_chunks(loaded, path, plan, todo, writer, examples=c.examples, pool=c.pool, dev=dev, batch_size=c.batch_size,
+                            batch_tokens=c.batch_tokens, use_autocast=use_autocast, progress=progress, finished=finished)
+        except KeyboardInterrupt:
+            _say(True, f"interrupted; the complete chunks are kept in {writer.partial}. Run the same command again to resume.")
+            raise
+        skipped = plan.describe["skipped_rows"]
+        metadata["skipped"] = {"count": skipped["count"], "sources": [r["id"] for r in skipped["rows"]]}
+        writer.finish(plan.examples, metadata, documents=plan.documents if c.examples == "tokens" else None)
+    return ActivationStore.open(out)
 
 
 def _config(config: ExtractConfig | None, given: dict[str, Any]) -> ExtractConfig:

@@ -1,7 +1,7 @@
 """Models and layers: resolve a model spec, find a layer by name, and the model's own preprocessing.
 
 Specs: ``digits`` (the bundled CNN), ``torchvision:NAME``, ``timm:NAME``, ``hf:NAME_OR_PATH`` (a
-transformers vision model in a local folder), ``checkpoint:FILE`` (TorchScript); or pass an
+transformers vision or language model in a local folder), ``checkpoint:FILE`` (TorchScript); or pass an
 ``nn.Module`` directly. Weights never unpickle code: state dicts load with ``weights_only=True`` or
 from safetensors. Local weights files are fingerprinted by content (sha256 and size, in ``describe()``).
 """
@@ -222,6 +222,9 @@ def _timm(name: str, weights: str | None, key_map, overrides: dict[str, Any]) ->
 
 
 def _hf(name: str, weights: str | None, overrides: dict[str, Any]) -> LoadedModel:
+    from .language import is_language_folder, load_language_model
+    if is_language_folder(name):  # a tokenizer and no image processor
+        return load_language_model(name, weights, overrides)
     try:
         from transformers import AutoConfig, AutoImageProcessor, AutoModel
     except ImportError:  # pragma: no cover - transformers is a dependency
@@ -395,6 +398,8 @@ def list_layers(loaded: LoadedModel) -> list[tuple[str, str, tuple[int, ...] | N
     module = loaded.module
     if is_script(module):
         return _list_script_layers(loaded)
+    if hasattr(loaded, "list_layers"):  # a language model runs a sentence, not zeros
+        return loaded.list_layers()
     for name, sub in module.named_modules():
         if name:
             handles.append(sub.register_forward_hook(record(name)))

@@ -209,10 +209,121 @@ class TextExamples(_Labelled):
         return f'<span class="snippet" title="{html.escape(self.caption(i), quote=True)}">{self.marked_html(i)}</span>'
 
 
-# Renderers for a store, picked by the store's ``metadata["data"]["kind"]``; text stores add theirs here.
+WINDOW = 12  # tokens shown either side of a token example
+SNIPPET_CHARS = 240  # characters of a document example shown
+FIGURE_CHARS = 16  # characters a line of a figure's cell holds, and shown either side of a token there
+# What byte-level and SentencePiece tokenizers write for a space and a newline, and WordPiece for "continues a word"
+TOKEN_MARKS = (("\u0120", " "), ("\u2581", " "), ("\u010a", "\n"))
+
+
+def token_text(token: str) -> str:
+    """A token as text: ``Ġ`` and ``▁`` as spaces, ``Ċ`` as a newline, WordPiece's ``##`` dropped."""
+    for mark, plain in TOKEN_MARKS:
+        token = token.replace(mark, plain)
+    return token[2:] if token.startswith("##") else token
+
+
+class TextSnippets(TextExamples):
+    """The examples of a text store as snippets of their documents (``conceptvec.nn.text``).
+
+    In a store of token rows (``examples="tokens"``) example i is a token: its snippet is its document's text
+    from ``window`` tokens before it to ``window`` after it, the example's token marked, each token shaded by
+    the activation of unit ``unit`` (:meth:`focus`; a report page sets its neuron). In a store of documents
+    example i is a document's first ``SNIPPET_CHARS`` characters, unshaded: its row pools the tokens and
+    their own activations were not stored. Text comes from the document and the tokens' character spans,
+    so it is shown exactly as written (no ``Ġ``), and everything is escaped.
+    """
+
+    def __init__(self, store: Any, *, unit: int | None = None, window: int = WINDOW):
+        self.store, self.unit, self.window = store, unit, int(window)
+        self.ids, self.label_names = store.ids, store.label_names
+        table = store.examples
+        self.by_token = "position" in table.column_names
+        if self.by_token:
+            self.document = table.column("document").to_numpy()
+            self.spans = np.stack([table.column("start").to_numpy(), table.column("end").to_numpy()], axis=1)
+            self.token_strings = table.column("token").to_numpy(zero_copy_only=False)
+            self.texts = store.documents.column("text").to_numpy(zero_copy_only=False)
+            self.first = np.searchsorted(self.document, np.arange(len(self.texts) + 1))  # rows of doc d: first[d]:first[d + 1]
+        else:
+            self.texts = table.column("text").to_numpy(zero_copy_only=False)
+
+    def focus(self, unit: int | None) -> "TextSnippets":
+        """The same examples, shaded by the activation of ``unit`` (None: unshaded)."""
+        twin = TextSnippets.__new__(TextSnippets)
+        twin.__dict__.update(self.__dict__)
+        twin.unit = unit
+        return twin
+
+    def pieces(self, i: int) -> tuple[list[str], np.ndarray | None, int | None]:
+        """(text pieces, one strength per piece or None, index of the example's own piece or None) of example i's snippet.
+
+        Pieces alternate text between tokens (strength NaN) and tokens, so that joined they are the document's text.
+        """
+        i = self._check(i)
+        if not self.by_token:
+            text = str(self.texts[i])
+            return [text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else "")], None, None
+        d = int(self.document[i])
+        lo, hi = max(int(self.first[d]), i - self.window), min(int(self.first[d + 1]), i + self.window + 1)
+        text = str(self.texts[d])
+        acts = None if self.unit is None else np.asarray(self.store.activations[lo:hi, self.unit], dtype=float)
+        pieces, strengths, at, centre = [], [], int(self.spans[lo, 0]), None
+        for k, j in enumerate(range(lo, hi)):
+            start, end = (int(v) for v in self.spans[j])
+            if start > at:
+                pieces.append(text[at:start])
+                strengths.append(np.nan)
+            if j == i:
+                centre = len(pieces)
+            # a token with no span of its own (a special token) is shown by its name
+            pieces.append(text[start:end] if end > start else token_text(str(self.token_strings[j])))
+            strengths.append(np.nan if acts is None else acts[k])
+            at = max(at, end)
+        return pieces, (None if acts is None else np.asarray(strengths)), centre
+
+    def strongest(self, i: int) -> int | None:
+        return self.pieces(i)[2]
+
+    def draw(self, ax: Any, i: int) -> None:
+        # A figure's cell is small: a few words either side of the token, wrapped to the cell, the token in brackets.
+        import textwrap
+
+        pieces, _, centre = self.pieces(i)
+        if centre is None:
+            text = pieces[0]
+        else:
+            before, after = "".join(pieces[:centre]), "".join(pieces[centre + 1:])
+            text = before[-FIGURE_CHARS:] + "[" + pieces[centre].strip() + "]" + after[:FIGURE_CHARS]
+        lines = textwrap.wrap(" ".join(text.split()), width=FIGURE_CHARS)[:5]
+        ax.text(0.02, 0.5, "\n".join(lines), va="center", ha="left", fontsize=5, family="monospace", transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+    def marked_html(self, i: int) -> str:
+        """The snippet's escaped text with the example's token in ``<mark>``, and nothing naming the example."""
+        pieces, _, centre = self.pieces(i)
+        return "".join(f"<mark>{html.escape(p)}</mark>" if k == centre else html.escape(p) for k, p in enumerate(pieces))
+
+    def html(self, i: int, asset_dir: Path) -> str:
+        pieces, strengths, centre = self.pieces(i)
+        top = np.nanmax(np.abs(strengths)) if strengths is not None and np.isfinite(strengths).any() else 0.0
+        parts = []
+        for k, p in enumerate(pieces):
+            text = html.escape(p)
+            if strengths is not None and np.isfinite(strengths[k]):
+                alpha = max(0.0, float(strengths[k])) / top if top > 0 else 0.0
+                title = html.escape(f"{p!r}: {strengths[k]:.3g}", quote=True)
+                text = f'<span class="tok" style="background:rgba(255,140,0,{alpha:.2f})" title="{title}">{text}</span>'
+            parts.append(f"<mark>{text}</mark>" if k == centre else text)
+        return f'<span class="snippet" title="{html.escape(self.caption(i), quote=True)}">{"".join(parts)}</span>'
+
+
+# Renderers for a store, picked by the store's ``metadata["data"]["kind"]``.
 RENDERERS: dict[str, Callable[[Any], Examples]] = {
     "sklearn-digits": ImageExamples.from_store,
     "image-files": ImageExamples.from_store,
+    "text": TextSnippets,
 }
 
 

@@ -166,6 +166,8 @@ def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Exampl
     matplotlib.use("Agg")  # figures are files here, whatever backend a notebook has chosen
 
     cs = page.cs
+    if hasattr(examples, "focus"):  # text snippets shade their tokens by this neuron's activation
+        examples = examples.focus(cs.neuron)
     folder = root / ASSETS / page.name
     folder.mkdir(parents=True)
     acts = store.activations

@@ -4,7 +4,9 @@ A store is a directory::
 
     metadata.json      model, layer, pooling, data, preprocessing, package versions, shape, dtype
     activations.npy    (n_examples, n_units) float32 or float16, opened memory-mapped
-    examples.parquet   one row per example: id (stable), label, label_name, source
+    examples.parquet   one row per example: id (stable), label, label_name, source; text stores add columns
+                       (documents: text; tokens: document, position, token_id, token, start, end)
+    documents.parquet  text stores of token rows: one row per document (id, label, label_name, text, n_tokens)
 
 It is written into ``<dir>.partial`` chunk by chunk (resumable, see ``StoreWriter``) and renamed to
 ``<dir>`` only when complete, so a directory with the final name is always whole.
@@ -21,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .atomic import output_path, read_json, refuse_existing, replace_directory, write_json, writer_lock
@@ -31,6 +34,8 @@ FORMAT = "conceptvec.ActivationStore/1"
 METADATA_FILE = "metadata.json"
 ACTIVATIONS_FILE = "activations.npy"
 EXAMPLES_FILE = "examples.parquet"
+DOCUMENTS_FILE = "documents.parquet"
+STANDARD_COLUMNS = ("id", "label", "label_name", "source")
 DTYPES = ("float32", "float16")
 CHUNKS_DIR = "chunks"
 PROGRESS_FILE = "progress.json"
@@ -125,6 +130,12 @@ class ActivationStore:
         return self._examples
 
     @property
+    def documents(self) -> pa.Table | None:
+        """The documents of a store of token rows (``examples["document"]`` indexes them); None for other stores."""
+        path = self.path / DOCUMENTS_FILE
+        return pq.read_table(path) if path.exists() else None
+
+    @property
     def ids(self) -> np.ndarray:
         return self.examples.column("id").to_numpy(zero_copy_only=False)
 
@@ -203,6 +214,34 @@ class ActivationStore:
             writer.write(0, activations)
             writer.finish(examples, metadata)
         return cls.open(path)
+
+
+COLUMN_TYPES = {"id": pa.string(), "label": pa.int64(), "label_name": pa.string(), "source": pa.string()}
+
+
+def index_column(values: Any, kept: np.ndarray | None, name: str) -> pa.Array:
+    """Column ``name`` of an example index: ``values`` (a sequence, NumPy or Arrow array) at rows ``kept`` (all when None).
+
+    The standard columns get their types (ids, names and sources as text, labels as int64); others keep theirs.
+    Arrays are taken without a Python object per row, so a token store's index of millions of rows stays small.
+    """
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        array = values
+    elif isinstance(values, np.ndarray):
+        array = pa.array(values)
+    else:
+        values = list(values)
+        typed = COLUMN_TYPES.get(name)
+        if typed == pa.string():
+            values = [str(v) for v in values]
+        elif typed == pa.int64():
+            values = [int(v) for v in values]
+        array = pa.array(values, type=typed)
+    if kept is not None and len(kept) != len(array):
+        array = array.take(pa.array(kept))
+    if name in COLUMN_TYPES and array.type != COLUMN_TYPES[name]:
+        array = array.cast(COLUMN_TYPES[name])
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
 def remove_leftovers(path: str | os.PathLike) -> None:
@@ -335,10 +374,13 @@ class StoreWriter:
         return sorted(i for c in self.completed().values() for i in c["skipped"])
 
     # -- finishing -------------------------------------------------------------------------
-    def finish(self, examples: Mapping[str, Sequence] | None, metadata: Mapping[str, Any] | None) -> None:
+    def finish(self, examples: Mapping[str, Sequence] | None, metadata: Mapping[str, Any] | None, *,
+               documents: Mapping[str, Sequence] | None = None) -> None:
         """Assemble the chunks, write the example index and metadata, and rename ``<path>.partial`` to ``<path>``.
 
-        ``examples`` lists every planned example; the skipped ones are left out of the store.
+        ``examples`` lists every planned example; the skipped ones are left out of the store. Columns beyond
+        ``id``, ``label``, ``label_name`` and ``source`` are kept with their types (a text store's token
+        positions and spans). ``documents`` (a table of columns) is written as ``documents.parquet``.
         """
         done = self.completed()
         order = sorted(done.values(), key=lambda c: c["start"])
@@ -353,22 +395,21 @@ class StoreWriter:
         if n == 0:
             raise StoreError("no example could be read; the store would be empty. Check the data path and file formats.")
         examples = dict(examples or {})
-        planned = {k: list(v) for k, v in examples.items()}
-        for name, values in planned.items():
+        for name, values in examples.items():
             if len(values) != n_planned:
                 raise StoreError(f"examples[{name!r}] has {len(values)} entries, expected one per planned example ({n_planned}).")
-        kept = [i for i in range(n_planned) if i not in skipped]
-        columns = {
-            "id": [str(planned["id"][i]) for i in kept] if "id" in planned else [str(i) for i in range(n)],
-            "label": [int(planned["label"][i]) for i in kept] if "label" in planned else [-1] * n,
-            "label_name": [str(planned["label_name"][i]) for i in kept] if "label_name" in planned else [""] * n,
-            "source": [str(planned["source"][i]) for i in kept] if "source" in planned else [""] * n,
-        }
-        if len(set(columns["id"])) != n:
+        kept = np.setdiff1d(np.arange(n_planned), np.fromiter(skipped, np.int64, len(skipped)))
+        defaults = {"id": lambda: np.arange(n).astype(str), "label": lambda: np.full(n, -1), "label_name": lambda: [""] * n,
+                    "source": lambda: [""] * n}
+        arrays = {k: index_column(examples[k], kept, k) if k in examples else pa.array(make(), type=COLUMN_TYPES[k])
+                  for k, make in defaults.items()}
+        arrays.update({k: index_column(v, kept, k) for k, v in examples.items() if k not in STANDARD_COLUMNS})
+        if pc.count_distinct(arrays["id"]).as_py() != n:
             raise StoreError("example ids must be unique.")
         n_units = self._assemble(order, n)
-        table = pa.table({k: pa.array(v, type=pa.int64() if k == "label" else pa.string()) for k, v in columns.items()})
-        pq.write_table(table, self.partial / EXAMPLES_FILE)
+        pq.write_table(pa.table(arrays), self.partial / EXAMPLES_FILE)
+        if documents is not None:
+            pq.write_table(pa.table({k: index_column(v, None, k) for k, v in documents.items()}), self.partial / DOCUMENTS_FILE)
         meta = {"format": FORMAT, **dict(metadata or {}), "n_examples": n, "n_units": n_units, "dtype": self.dtype, **environment()}
         write_json(self.partial / METADATA_FILE, meta)
         replace_directory(self.partial, self.path)

