@@ -1,0 +1,76 @@
+"""`conceptvec scan`: the method on every neuron of a layer (or on SVD / given directions), locally or on Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..core.params import Params
+from .app import (DistanceOpt, EngineOpt, MinSizeOpt, OutlierOpt, OverwriteOpt, RayAddressOpt, SeedOpt, SignificanceOpt,
+                  TopOpt, app, cli_errors, console, make_params)
+
+_DEFAULTS = Params()
+
+
+@app.command()
+@cli_errors
+def scan(
+    store: Annotated[Path, typer.Argument(help="ActivationStore directory (from `conceptvec extract`).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the scan (resumable: run again to continue).")],
+    neurons: Annotated[Optional[str], typer.Option("--neurons", help="Which neurons (or directions), e.g. 0-99 or 0-99,512; default all.")] = None,
+    directions: Annotated[str, typer.Option("--directions", help="neurons, svd:K (top K right singular vectors), or a .npy / .safetensors file of vectors.")] = "neurons",
+    top: TopOpt = _DEFAULTS.top,
+    distance_threshold: DistanceOpt = "15",
+    outlier_threshold: OutlierOpt = None,
+    significance: SignificanceOpt = _DEFAULTS.significance,
+    min_cluster_size: MinSizeOpt = _DEFAULTS.min_cluster_size,
+    seed: SeedOpt = _DEFAULTS.seed,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Processes clustering neurons; 0 or 1: this process alone; default all CPUs.")] = None,
+    projecting: Annotated[bool, typer.Option("--projecting/--no-projecting", help="Also find the maximally projecting examples of every concept.")] = True,
+    stability: Annotated[int, typer.Option("--stability", help="Resampling runs per neuron that check each concept comes back (about B times the clustering time); 0 skips.")] = 0,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Run the method on every neuron of a layer (or on SVD / given directions) and summarise."""
+    from ..scan.engine import make_engine
+    from ..scan.layer import scan_layer
+    from ..storage.store import ActivationStore
+
+    acts = ActivationStore.open(store)
+    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed, significance)
+    runner = make_engine(engine, workers=workers, address=ray_address)
+    result = scan_layer(acts, params=params, neurons=neurons, workers=workers, directions=directions,
+                        projecting=projecting, out=out, overwrite=overwrite, progress=True, engine=runner,
+                        stability=stability)
+    s = result.summary()
+    what = "neurons" if result.kind == "neurons" else f"directions ({result.kind})"
+    if result.reused:
+        console.print(f"{out} already holds this scan; reusing it.")
+    elif result.resumed:
+        console.print(f"resumed: {result.resumed} {what} were already done in {out}.partial")
+    console.print(f"{s['n_scanned']} {what}, {s['n_live']} live: {s['n_concepts_total']} concepts; {s['n_with_2_or_more_concepts']} "
+                  f"({s['share_with_2_or_more_concepts']:.1%} of live) have 2 or more")
+    if s["not_live"]:
+        shown = ", ".join(map(str, s["not_live"][:20])) + (" ..." if len(s["not_live"]) > 20 else "")
+        console.print(f"[yellow]not live[/] (their top {params.top} include zero activations; concepts of arbitrary "
+                      f"examples, left out of the counts): {shown}")
+    table = Table(title="concepts per " + ("neuron" if result.kind == "neurons" else "direction"))
+    table.add_column("concepts", justify="right")
+    table.add_column("count", justify="right")
+    for k, v in s["concepts_per_neuron"].items():
+        table.add_row(k, str(v))
+    console.print(table)
+    if result.stability is not None:
+        import numpy as np
+
+        st = result.stability
+        live_concepts = np.repeat(result.live, result.n_concepts)
+        unstable = int(np.sum(st["concept_reappearance"][live_concepts] < result.UNSTABLE))
+        console.print(f"[bold]stability[/] ({st['runs']} runs, {st['resampling']}): {unstable} of {int(live_concepts.sum())} concepts of "
+                      f"live neurons come back in fewer than half of the runs (flagged 'unstable' in concepts.parquet); "
+                      f"{float(np.mean(st['count_agreement'][result.live])):.0%} of runs agree on a live neuron's count on average")
+    console.print(f"scan written to {out} (neurons.parquet, concepts.parquet, concepts.safetensors, summary.png)")
