@@ -17,14 +17,8 @@ from conceptvec.nn.featureviz import FeatureVisualisation, neuron_directions
 from conceptvec.nn.models import find_layer, load_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # On a busy 2-core machine two OpenMP threads spin against other processes: one thread is
-    # often 10-50x faster there. Restored afterwards for the other test modules.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# one torch thread for this module's tests, restored after (the fixture is in tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
