@@ -32,9 +32,14 @@ from threadpoolctl import threadpool_limits
 from ..errors import ConceptvecError
 from .params import UNSTABLE_BELOW, Params, whole_number
 
-__all__ = ["Stability", "concept_stability"]
+__all__ = ["Stability", "concept_stability", "resampling"]
 
 SUBSAMPLE = 0.8  # share of the rows each run keeps, without replacement, under distance_threshold="auto"
+
+
+def resampling(params: Params) -> str:
+    """How the stability runs draw the top examples under ``params``: ``"bootstrap"`` or ``"subsample 0.8"``."""
+    return f"subsample {SUBSAMPLE:g}" if params.auto_distance else "bootstrap"
 
 
 @dataclass(frozen=True)
@@ -135,5 +140,5 @@ def concept_stability(
         runs=runs,
         min_jaccard=float(min_jaccard),
         seed=seed,
-        resampling=f"subsample {SUBSAMPLE:g}" if params.auto_distance else "bootstrap",
+        resampling=resampling(params),
     )

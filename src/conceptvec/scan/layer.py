@@ -28,6 +28,7 @@ from ..core.metrics import unit_vectors
 from ..core.params import Params, whole_number
 from ..core.scale import SCALE_HINT, scale_problems, warn_scale
 from ..core.selection import parse_neurons
+from ..core.stability import resampling
 from ..core.streaming import TopK, block_rows, row_blocks, top_examples
 from ..errors import ConceptvecError
 from ..progress import progress_bar
@@ -227,7 +228,7 @@ def _scan(matrix: np.ndarray, source: dict[str, Any], *, params: Params, selecte
         provenance=provenance,
         resumed=resumed,
         activations=matrix,
-        stability=({"runs": stability, "resampling": "subsample 0.8" if params.auto_distance else "bootstrap",
+        stability=({"runs": stability, "resampling": resampling(params),
                     "concept_reappearance": np.concatenate([p["concept_reappearance"] for p in parts]),
                     "count_agreement": np.concatenate([p["count_agreement"] for p in parts])} if stability else None),
     )
