@@ -226,3 +226,25 @@ def test_a_language_model_on_the_ray_engine_is_refused_before_anything_is_writte
         cv.extract(model=f"hf:{tiny_gpt2}", layer="transformer.h.0", data=corpus, out=tmp_path / "s", engine="ray",
                    progress=False)
     assert not (tmp_path / "s").exists()
+
+
+def test_plan_keeps_counts_and_a_chunk_is_tokenised_again_identically(corpus, tiny_gpt2):
+    from conceptvec.nn.language import load_language_model
+    from conceptvec.nn.text import read_corpus
+    from conceptvec.nn.textrun import plan_text, tokenize
+
+    model = load_language_model(str(tiny_gpt2), None)
+    plan = plan_text(model, read_corpus(corpus), examples="tokens", max_tokens=8, keep_special_tokens=False, chunk_size=10)
+    assert plan.examples is None  # a token store's index is written chunk by chunk, never held whole
+    whole = tokenize(model.tokenizer, plan.documents["text"], max_tokens=8, keep_special_tokens=False)
+    assert plan.n_counted.tolist() == [int(c.sum()) for c in whole.counted]
+    # Chunks of whole documents tile the rows: each starts where the one before stopped, at a document's first row.
+    starts = np.concatenate([[0], np.cumsum(plan.n_counted)])
+    assert [(c[1], c[2]) for c in plan.chunks] == [(starts[c[3]], starts[c[4]]) for c in plan.chunks]
+    assert plan.chunks[0][3] == 0 and plan.chunks[-1][4] == len(plan.n_counted) and plan.n_rows == starts[-1]
+    for _, _, _, d0, d1 in plan.chunks:
+        part = plan.tokenize_chunk(model.tokenizer, d0, d1)
+        assert all(np.array_equal(a, b) for a, b in zip(part.ids, whole.ids[d0:d1]))
+    plan.n_counted[0] += 1  # as if the tokenizer had given other tokens the second time
+    with pytest.raises(ConceptvecError, match="needs a deterministic tokenizer"):
+        plan.tokenize_chunk(model.tokenizer, 0, 1)

@@ -1,13 +1,16 @@
-"""A language model over a corpus: the tokenised plan of rows and chunks, batches by length, and the forward to the layer.
+"""A language model over a corpus: the plan of rows and chunks, batches by length, and the forward to the layer.
 
 Notation: a document of T tokens (special ones included, at most ``max_tokens``); the layer's output for a
 batch is (B, T_max, D). *Counted* tokens are the document's real tokens, less the special ones (BOS, EOS,
 CLS, SEP, pad) unless ``keep_special_tokens``. ``documents`` examples pool the counted tokens' outputs
 into one row (masked mean by default); ``tokens`` examples are one row per counted token.
 
-Every document is tokenised before the first forward, so the rows, their chunks (whole documents, about
-``chunk_size`` rows each) and each chunk's batches are fixed by the corpus and the options alone: a run
-resumed after ``kill -9`` computes the very batches of an uninterrupted one.
+The plan tokenises every document once and keeps only its counts, so the rows and their chunks (whole
+documents, about ``chunk_size`` rows each) are fixed by the corpus and the options alone: a run resumed
+after ``kill -9`` computes the very batches of an uninterrupted one. A chunk's documents are tokenised
+again when it runs (the tokenizer is deterministic, and checked to be) and a store of token rows writes
+each chunk's part of the example index beside its rows: memory holds the corpus's text and a few numbers
+per document, never anything per token of the whole corpus.
 """
 
 from __future__ import annotations
@@ -32,23 +35,53 @@ CHARS_PER_TOKEN = 64  # a document is cut to max_tokens * 64 characters before t
 
 
 @dataclass
-class TextPlan:
-    """The rows an extraction will write: ``examples`` (one entry per row), ``documents`` and ``chunks``.
+class Tokenized:
+    """The tokens of some documents: ``ids[j]`` the token ids of document j, ``counted[j]`` which of them make
+    or enter its rows, ``spans[j]`` their (start, end) characters in the text (None without a fast tokenizer)."""
 
-    ``chunks`` are ``(index, row_start, row_stop, doc_start, doc_stop)``; ``ids[d]`` the token ids of
-    document d and ``counted[d]`` which of them make or enter its rows.
-    """
-
-    examples: dict[str, list]
-    documents: dict[str, list]
     ids: list[np.ndarray]
     counted: list[np.ndarray]
+    spans: list[np.ndarray | None]
+
+
+def tokenize(tok: Any, texts: list[str], *, max_tokens: int, keep_special_tokens: bool) -> Tokenized:
+    """Tokenise ``texts`` as an extraction does: truncated to ``max_tokens``, special tokens not counted unless kept."""
+    fast = bool(getattr(tok, "is_fast", False))
+    special = np.asarray(sorted(set(tok.all_special_ids)), dtype=np.int64)
+    out = Tokenized([], [], [])
+    for b in range(0, len(texts), TOKENIZE_BLOCK):
+        block = [t[: max_tokens * CHARS_PER_TOKEN] for t in texts[b:b + TOKENIZE_BLOCK]]
+        enc = tok(block, truncation=True, max_length=max_tokens, return_offsets_mapping=fast, return_attention_mask=False,
+                  return_token_type_ids=False)
+        for j, doc_ids in enumerate(enc["input_ids"]):
+            doc_ids = np.asarray(doc_ids, dtype=np.int64)
+            out.ids.append(doc_ids)
+            out.counted.append(np.ones(len(doc_ids), bool) if keep_special_tokens else ~np.isin(doc_ids, special))
+            out.spans.append(np.asarray(enc["offset_mapping"][j], dtype=np.int64).reshape(-1, 2) if fast else None)
+    return out
+
+
+@dataclass
+class TextPlan:
+    """The rows an extraction will write.
+
+    ``documents`` lists the kept documents (id, label, label_name, text, n_tokens); ``n_counted[d]`` is the
+    number of counted tokens of document d; ``chunks`` are ``(index, row_start, row_stop, doc_start, doc_stop)``.
+    ``examples`` is the example index of a store of documents; None for token rows, whose index each
+    chunk writes (``token_index``).
+    """
+
+    examples: dict[str, list] | None
+    documents: dict[str, list]
+    n_counted: np.ndarray
     chunks: list[tuple[int, int, int, int, int]]
     describe: dict[str, Any]
+    max_tokens: int
+    keep_special_tokens: bool
 
     @property
     def n_rows(self) -> int:
-        return len(self.examples["id"])
+        return self.chunks[-1][2]
 
     def digest(self) -> str:
         """What identifies the rows: the documents' ids and labels (the tokens follow from them, the tokenizer and the options)."""
@@ -59,84 +92,91 @@ class TextPlan:
             h.update(f"{i}\t{label}\n".encode())
         return h.hexdigest()
 
+    def tokenize_chunk(self, tok: Any, d0: int, d1: int) -> Tokenized:
+        """The tokens of documents ``d0:d1``, checked against the plan's counts."""
+        tokens = tokenize(tok, self.documents["text"][d0:d1], max_tokens=self.max_tokens, keep_special_tokens=self.keep_special_tokens)
+        counts = np.asarray([int(c.sum()) for c in tokens.counted])
+        if not np.array_equal(counts, self.n_counted[d0:d1]):
+            raise ConceptvecError("the tokenizer gave different tokens for the same documents on a second call; conceptvec needs a "
+                                  "deterministic tokenizer (a fast tokenizer from a tokenizer.json is).")
+        return tokens
+
 
 def plan_text(model: TextModel, corpus: TextCorpus, *, examples: str, max_tokens: int, keep_special_tokens: bool,
               chunk_size: int) -> TextPlan:
     """Tokenise ``corpus`` and lay out its rows and chunks; documents with no counted token are skipped and listed."""
     tok = model.tokenizer
-    fast = bool(getattr(tok, "is_fast", False))
-    if examples == "tokens" and not fast:
+    if examples == "tokens" and not getattr(tok, "is_fast", False):
         raise ConceptvecError(f"--examples tokens needs a fast tokenizer (it maps tokens to character spans); {type(tok).__name__} is "
                               f"not one. Save the folder with a tokenizer.json, or use --examples documents.")
-    special = np.asarray(sorted(set(tok.all_special_ids)), dtype=np.int64)
-    ids, offsets, counted, kept, skipped, truncated = [], [], [], [], list(corpus.skipped), 0
+    kept, n_tokens, n_counted, skipped, truncated = [], [], [], list(corpus.skipped), 0
     for b in range(0, len(corpus), TOKENIZE_BLOCK):
-        texts = [t[: max_tokens * CHARS_PER_TOKEN] for t in corpus.texts[b:b + TOKENIZE_BLOCK]]
-        enc = tok(texts, truncation=True, max_length=max_tokens, return_offsets_mapping=fast, return_attention_mask=False,
-                  return_token_type_ids=False)
-        for j, doc_ids in enumerate(enc["input_ids"]):
+        block = tokenize(tok, corpus.texts[b:b + TOKENIZE_BLOCK], max_tokens=max_tokens, keep_special_tokens=keep_special_tokens)
+        for j, (ids, keep, spans) in enumerate(zip(block.ids, block.counted, block.spans)):
             d = b + j
-            doc_ids = np.asarray(doc_ids, dtype=np.int64)
-            keep = np.ones(len(doc_ids), bool) if keep_special_tokens else ~np.isin(doc_ids, special)
             if not keep.any():
                 skipped.append({"id": corpus.ids[d], "reason": "no token but special ones"})
                 continue
-            spans = np.asarray(enc["offset_mapping"][j], dtype=np.int64).reshape(-1, 2) if fast else None
-            if len(doc_ids) >= max_tokens and (spans is None or spans[:, 1].max() < len(corpus.texts[d].rstrip())):
+            if len(ids) >= max_tokens and (spans is None or spans[:, 1].max() < len(corpus.texts[d].rstrip())):
                 truncated += 1
-            ids.append(doc_ids)
-            offsets.append(spans)
-            counted.append(keep)
             kept.append(d)
+            n_tokens.append(len(ids))
+            n_counted.append(int(keep.sum()))
     if not kept:
         raise ConceptvecError("no document of the corpus has a token that is not a special token; check the corpus and the tokenizer.")
     labels = [corpus.labels[d] for d in kept]
     all_names = corpus.label_names  # a property that builds the list: once, not once per document
     names = [all_names[d] for d in kept]
     documents = {"id": [corpus.ids[d] for d in kept], "label": labels, "label_name": names,
-                 "text": [corpus.texts[d] for d in kept], "n_tokens": [int(len(i)) for i in ids]}
+                 "text": [corpus.texts[d] for d in kept], "n_tokens": n_tokens}
+    counted = np.asarray(n_counted, dtype=np.int64)
     if examples == "documents":
         rows = {"id": documents["id"], "label": labels, "label_name": names, "source": documents["id"], "text": documents["text"]}
         bounds = [(s, min(s + chunk_size, len(kept))) for s in range(0, len(kept), chunk_size)]
         chunks = [(k, s, e, s, e) for k, (s, e) in enumerate(bounds)]
     else:
-        rows, chunks = _token_rows(tok, documents, ids, offsets, counted, chunk_size)
-    describe = {**corpus.describe(), "n_documents": len(kept), "examples": examples, "n_rows": len(rows["id"]),
-                "n_tokens": int(sum(len(i) for i in ids)), "truncated": truncated,
+        rows, chunks = None, _token_chunks(counted, chunk_size)
+    describe = {**corpus.describe(), "n_documents": len(kept), "examples": examples,
+                "n_rows": len(kept) if examples == "documents" else int(counted.sum()),
+                "n_tokens": int(sum(n_tokens)), "truncated": truncated,
                 "skipped_rows": {"count": len(skipped), "rows": skipped[:1000]}}
-    return TextPlan(rows, documents, ids, counted, chunks, describe)
+    return TextPlan(rows, documents, counted, chunks, describe, max_tokens, keep_special_tokens)
 
 
-def _token_rows(tok: Any, documents: dict[str, list], ids: list[np.ndarray], offsets: list[np.ndarray],
-                counted: list[np.ndarray], chunk_size: int):
-    """The example index of one row per counted token, as arrays (no Python object per token), and the chunks."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    positions = [np.flatnonzero(keep) for keep in counted]
-    per_doc = np.asarray([len(p) for p in positions])
-    document = np.repeat(np.arange(len(ids)), per_doc)
-    position = np.concatenate(positions)
-    token_id = np.concatenate([i[p] for i, p in zip(ids, positions)])
-    spans = np.concatenate([o[p] for o, p in zip(offsets, positions)])
-    doc_ids = pa.array(documents["id"], type=pa.string())
-    take = pa.array(document)
-    vocab = np.unique(token_id)
-    strings = pa.array(tok.convert_ids_to_tokens(vocab.tolist()), type=pa.string())
-    cols = {
-        "id": pc.binary_join_element_wise(doc_ids.take(take), pa.array(position).cast(pa.string()), "#"),
-        "label": pa.array(documents["label"], type=pa.int64()).take(take),
-        "label_name": pa.array(documents["label_name"], type=pa.string()).take(take),
-        "source": doc_ids.take(take), "document": take, "position": pa.array(position), "token_id": pa.array(token_id),
-        "token": strings.take(pa.array(np.searchsorted(vocab, token_id))), "start": pa.array(spans[:, 0]), "end": pa.array(spans[:, 1]),
-    }
+def _token_chunks(per_doc: np.ndarray, chunk_size: int) -> list[tuple[int, int, int, int, int]]:
+    """Chunks of whole documents of at least ``chunk_size`` token rows (the last one fewer)."""
     chunks, row, chunk_row, chunk_doc = [], 0, 0, 0
     for d, count in enumerate(per_doc.tolist()):
         row += count
-        if row - chunk_row >= chunk_size or d == len(ids) - 1:
+        if row - chunk_row >= chunk_size or d == len(per_doc) - 1:
             chunks.append((len(chunks), chunk_row, row, chunk_doc, d + 1))
             chunk_row, chunk_doc = row, d + 1
-    return cols, chunks
+    return chunks
+
+
+def token_index(tok: Any, plan: TextPlan, d0: int, tokens: Tokenized):
+    """The example index of documents ``d0:d0 + len(tokens.ids)``'s token rows: a pyarrow Table, no Python object per token."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    positions = [np.flatnonzero(keep) for keep in tokens.counted]
+    per_doc = np.asarray([len(p) for p in positions])
+    local = np.repeat(np.arange(len(positions)), per_doc)
+    position = np.concatenate(positions)
+    token_id = np.concatenate([i[p] for i, p in zip(tokens.ids, positions)])
+    spans = np.concatenate([o[p] for o, p in zip(tokens.spans, positions)])
+    d1 = d0 + len(positions)
+    take = pa.array(local)
+    doc_ids = pa.array(plan.documents["id"][d0:d1], type=pa.string()).take(take)
+    vocab = np.unique(token_id)
+    strings = pa.array(tok.convert_ids_to_tokens(vocab.tolist()), type=pa.string())
+    return pa.table({
+        "id": pc.binary_join_element_wise(doc_ids, pa.array(position).cast(pa.string()), "#"),
+        "label": pa.array(plan.documents["label"][d0:d1], type=pa.int64()).take(take),
+        "label_name": pa.array(plan.documents["label_name"][d0:d1], type=pa.string()).take(take),
+        "source": doc_ids, "document": pa.array(local + d0), "position": pa.array(position), "token_id": pa.array(token_id),
+        "token": strings.take(pa.array(np.searchsorted(vocab, token_id))), "start": pa.array(spans[:, 0]), "end": pa.array(spans[:, 1]),
+    })
 
 
 def length_batches(lengths: np.ndarray, batch_size: int, batch_tokens: int | None) -> list[list[int]]:
@@ -185,15 +225,14 @@ def run_text_chunks(model: TextModel, layer: str, plan: TextPlan, todo, writer, 
     accepted = inspect.signature(module.forward).parameters
     extra = {"use_cache": False} if "use_cache" in accepted else {}
     amp = torch.autocast("cuda", dtype=torch.float16) if use_autocast else contextlib.nullcontext()
-    lengths = np.asarray([len(i) for i in plan.ids])
     with stop_at_layer(find_layer(module, layer), lambda out: out.detach()) as captured, torch.inference_mode(), amp, \
             progress_bar("rows", disable=not progress) as bar:
         task = bar.add_task(f"extract {layer}", total=plan.n_rows, completed=finished)
         for index, row_start, row_stop, d0, d1 in todo:
+            tokens = plan.tokenize_chunk(tok, d0, d1)
             out_rows: dict[int, torch.Tensor] = {}
-            for batch in length_batches(lengths[d0:d1], batch_size, batch_tokens):
-                docs = [d0 + i for i in batch]
-                ids, mask, positions = pad_batch([plan.ids[d] for d in docs], pad_id, side)
+            for batch in length_batches(np.asarray([len(i) for i in tokens.ids]), batch_size, batch_tokens):
+                ids, mask, positions = pad_batch([tokens.ids[j] for j in batch], pad_id, side)
                 inputs = {"input_ids": ids.to(dev), "attention_mask": mask.to(dev), **extra}
                 if "position_ids" in accepted:
                     inputs["position_ids"] = positions.to(dev)
@@ -208,16 +247,17 @@ def run_text_chunks(model: TextModel, layer: str, plan: TextPlan, todo, writer, 
                     raise ConceptvecError(f"layer {layer!r} gives outputs of shape {tuple(hidden.shape)}, not one vector per token "
                                           f"({tuple(ids.shape)} x units); choose a layer whose output is (batch, tokens, units).")
                 width = ids.shape[1]
-                for b, d in enumerate(docs):
-                    n = len(plan.ids[d])
+                for b, j in enumerate(batch):
+                    n = len(tokens.ids[j])
                     start = width - n if side == "left" else 0
-                    h = hidden[b, start:start + n].float()[torch.from_numpy(plan.counted[d]).to(hidden.device)]
+                    h = hidden[b, start:start + n].float()[torch.from_numpy(tokens.counted[j]).to(hidden.device)]
                     if examples == "tokens":
-                        out_rows[d] = h
+                        out_rows[j] = h
                     elif pool == "cls":
-                        out_rows[d] = hidden[b, start:start + 1].float()
+                        out_rows[j] = hidden[b, start:start + 1].float()
                     else:
-                        out_rows[d] = POOLED[pool](h)
-            rows = torch.cat([out_rows[d] for d in range(d0, d1)]).cpu().numpy()
-            writer.write_chunk(index, row_start, row_stop, rows)
+                        out_rows[j] = POOLED[pool](h)
+            rows = torch.cat([out_rows[j] for j in range(d1 - d0)]).cpu().numpy()
+            index_rows = token_index(tok, plan, d0, tokens) if examples == "tokens" else None
+            writer.write_chunk(index, row_start, row_stop, rows, examples=index_rows)
             bar.advance(task, row_stop - row_start)

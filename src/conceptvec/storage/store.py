@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .atomic import output_path, read_json, refuse_existing, replace_directory, write_json, writer_lock
+from .chunks import ASSEMBLY_FILE, assemble_activations, assemble_index, assembled_chunks, chunk_name, write_index_chunk
 from .provenance import environment
 from ..errors import StoreError
 
@@ -55,6 +56,7 @@ class ActivationStore:
         self.metadata = metadata
         self._activations: np.ndarray | None = None
         self._examples: pa.Table | None = None
+        self._documents: pa.Table | None = None
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -132,8 +134,9 @@ class ActivationStore:
     @property
     def documents(self) -> pa.Table | None:
         """The documents of a store of token rows (``examples["document"]`` indexes them); None for other stores."""
-        path = self.path / DOCUMENTS_FILE
-        return pq.read_table(path) if path.exists() else None
+        if self._documents is None and (self.path / DOCUMENTS_FILE).exists():
+            self._documents = pq.read_table(self.path / DOCUMENTS_FILE)
+        return self._documents
 
     @property
     def ids(self) -> np.ndarray:
@@ -247,8 +250,9 @@ def index_column(values: Any, kept: np.ndarray | None, name: str) -> pa.Array:
 def remove_leftovers(path: str | os.PathLike) -> None:
     """Remove the chunk files left in a finished store when a run stopped between renaming and cleaning up."""
     shutil.rmtree(Path(path) / CHUNKS_DIR, ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(Path(path) / PROGRESS_FILE)
+    for name in (PROGRESS_FILE, ASSEMBLY_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(Path(path) / name)
 
 
 def _plain(value: Any) -> Any:
@@ -342,20 +346,30 @@ class StoreWriter:
     # -- chunks ----------------------------------------------------------------------------
     def completed(self) -> dict[int, dict[str, Any]]:
         """The complete chunks: index to ``{"start", "stop", "rows", "skipped", "index"}``."""
-        done = {}
+        done, assembled = {}, assembled_chunks(self.partial)
         for marker in sorted(self.chunks.glob("*.json")):
-            if (self.chunks / (marker.stem + ".npy")).exists():
+            if (self.chunks / (marker.stem + ".npy")).exists() or int(marker.stem) in assembled:
                 info = read_json(marker, fix=f"delete {self.partial} to start the extraction over")
                 done[int(marker.stem)] = {**info, "index": int(marker.stem)}
         return done
 
-    def write_chunk(self, index: int, start: int, stop: int, rows: np.ndarray, skipped: Sequence[int] = ()) -> None:
-        """Save chunk ``index``: planned examples ``start:stop``, ``rows`` for the readable ones in order, ``skipped`` the others."""
+    def write_chunk(self, index: int, start: int, stop: int, rows: np.ndarray, skipped: Sequence[int] = (), *,
+                    examples: pa.Table | None = None) -> None:
+        """Save chunk ``index``: planned examples ``start:stop``, ``rows`` for the readable ones in order, ``skipped`` the others.
+
+        ``examples``, one row per planned example of the chunk, is its part of the example index: a store whose
+        index is too large to hold in memory (a language model's tokens) writes it chunk by chunk, and
+        ``finish(None, ...)`` joins the parts.
+        """
         rows = np.asarray(rows)
         skipped = sorted(int(i) for i in skipped)
         if rows.ndim != 2 or len(rows) + len(skipped) != stop - start or any(not start <= i < stop for i in skipped):
             raise StoreError(f"chunk {index} of examples {start}:{stop} got {rows.shape} rows and {len(skipped)} skipped; they must add up.")
-        name = f"{index:06d}"
+        if examples is not None and examples.num_rows != stop - start:
+            raise StoreError(f"chunk {index} of examples {start}:{stop} got an index of {examples.num_rows} rows; it needs one per example.")
+        name = chunk_name(index)
+        if examples is not None:
+            write_index_chunk(self.chunks, index, examples)
         tmp = self.chunks / f".{name}.npy.tmp"
         with open(tmp, "wb") as f:
             np.lib.format.write_array(f, np.ascontiguousarray(rows, dtype=self.dtype), allow_pickle=False)
@@ -380,7 +394,9 @@ class StoreWriter:
 
         ``examples`` lists every planned example; the skipped ones are left out of the store. Columns beyond
         ``id``, ``label``, ``label_name`` and ``source`` are kept with their types (a text store's token
-        positions and spans). ``documents`` (a table of columns) is written as ``documents.parquet``.
+        positions and spans). None with chunks written with their ``examples``: their parts are joined, a chunk
+        at a time. ``documents`` (a table of columns) is written as ``documents.parquet``. Each chunk's file
+        is deleted once its rows are assembled (see ``storage.chunks``), so the disk holds the store about once.
         """
         done = self.completed()
         order = sorted(done.values(), key=lambda c: c["start"])
@@ -394,6 +410,21 @@ class StoreWriter:
         n = sum(c["rows"] for c in order)
         if n == 0:
             raise StoreError("no example could be read; the store would be empty. Check the data path and file formats.")
+        if examples is None and any(self.chunks.glob("*.parquet")):
+            assemble_index(self.chunks, order, self.partial / EXAMPLES_FILE, COLUMN_TYPES)
+        else:
+            self._write_index(examples, n_planned, skipped, n)
+        n_units = assemble_activations(self.partial, self.chunks, order, n, self.dtype, self.partial / ACTIVATIONS_FILE)
+        if documents is not None:
+            pq.write_table(pa.table({k: index_column(v, None, k) for k, v in documents.items()}), self.partial / DOCUMENTS_FILE)
+        meta = {"format": FORMAT, **dict(metadata or {}), "n_examples": n, "n_units": n_units, "dtype": self.dtype, **environment()}
+        write_json(self.partial / METADATA_FILE, meta)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.partial / ASSEMBLY_FILE)
+        replace_directory(self.partial, self.path)
+        remove_leftovers(self.path)
+
+    def _write_index(self, examples: Mapping[str, Sequence] | None, n_planned: int, skipped: set[int], n: int) -> None:
         examples = dict(examples or {})
         for name, values in examples.items():
             if len(values) != n_planned:
@@ -406,35 +437,4 @@ class StoreWriter:
         arrays.update({k: index_column(v, kept, k) for k, v in examples.items() if k not in STANDARD_COLUMNS})
         if pc.count_distinct(arrays["id"]).as_py() != n:
             raise StoreError("example ids must be unique.")
-        n_units = self._assemble(order, n)
         pq.write_table(pa.table(arrays), self.partial / EXAMPLES_FILE)
-        if documents is not None:
-            pq.write_table(pa.table({k: index_column(v, None, k) for k, v in documents.items()}), self.partial / DOCUMENTS_FILE)
-        meta = {"format": FORMAT, **dict(metadata or {}), "n_examples": n, "n_units": n_units, "dtype": self.dtype, **environment()}
-        write_json(self.partial / METADATA_FILE, meta)
-        replace_directory(self.partial, self.path)
-        remove_leftovers(self.path)
-
-    def _assemble(self, order: list[dict[str, Any]], n: int) -> int:
-        # Stream chunk after chunk into one .npy: one chunk in memory, whatever the store's size.
-        n_units = None
-        tmp = self.partial / f".{ACTIVATIONS_FILE}.tmp"
-        with open(tmp, "wb") as f:
-            for c in order:
-                if c["rows"] == 0:
-                    continue  # a chunk whose every example was unreadable adds no bytes
-                chunk = self.chunks / f"{c['index']:06d}.npy"
-                try:
-                    rows = np.load(chunk, allow_pickle=False)
-                except (ValueError, OSError, EOFError) as exc:
-                    raise StoreError(f"{chunk} is damaged ({exc}); delete it (its examples are extracted again) or delete "
-                                     f"{self.partial} to start over.") from None
-                if n_units is None:
-                    n_units = rows.shape[1]
-                    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(self.dtype)), "fortran_order": False, "shape": (n, n_units)}
-                    np.lib.format.write_array_header_1_0(f, header)
-                if rows.shape[1] != n_units or rows.dtype != np.dtype(self.dtype):
-                    raise StoreError(f"{self.partial}: chunk at example {c['start']} has {rows.shape[1]} units of {rows.dtype}, expected {n_units} of {self.dtype}.")
-                f.write(rows.tobytes())
-        os.replace(tmp, self.partial / ACTIVATIONS_FILE)
-        return int(n_units)
