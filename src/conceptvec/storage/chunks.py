@@ -138,8 +138,8 @@ def id_hashes(ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def _check_unique(hashes: np.ndarray, index: Path) -> None:
-    ordered = np.sort(hashes)
-    candidates = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    hashes.sort()  # in place: no second copy of 8 bytes a row
+    candidates = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
     if not len(candidates):
         return
     # Equal hashes: read the ids that have them and compare them as text.
