@@ -41,6 +41,8 @@ class LoadedModel:
     # Content of the local weights file(s) loaded, as read at load time: a store records it, so that
     # a file replaced at the same path makes another extraction, not the same one.
     weights_digest: dict[str, Any] | None = None
+    # Settings of the architecture that change its outputs for the same weights (Inception V3's transform_input).
+    architecture: dict[str, Any] | None = None
 
     def describe(self) -> dict[str, Any]:
         out = {"name": self.name, "weights": self.weights}
@@ -49,6 +51,8 @@ class LoadedModel:
             out["weights_size"] = self.weights_digest["size"]
         if self.key_map is not None:
             out["key_map"] = self.key_map
+        if self.architecture:
+            out["architecture"] = dict(self.architecture)
         return out
 
 
@@ -60,6 +64,7 @@ def load_model(
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     size: int | None = None,
+    transform_input: bool | None = None,
 ) -> LoadedModel:
     """Resolve ``model`` (a spec or an nn.Module) with ``weights``.
 
@@ -76,9 +81,16 @@ def load_model(
         a JSON file of it. Every tensor must find its place and shapes must match one to one.
     mean, std, size : override the model's own normalisation and input size (e.g. weights trained with
         ``mean = std = 0.5``); recorded in the preprocessing.
+    transform_input : torchvision's Inception V3 and GoogLeNet only: whether the model converts ImageNet-normalised
+        inputs to [-1, 1] first. Default: True with named weights or a weights file (as torchvision builds them for its
+        pretrained weights, so its weights file gives what the name gives), False with random weights; False for a
+        model retrained without it. Recorded in ``describe()["architecture"]``.
     """
     from . import zoo
 
+    if transform_input is not None and not (isinstance(model, str) and model.startswith("torchvision:")):
+        what = model if isinstance(model, str) else f"an nn.Module ({type(model).__name__}; set its own attribute)"
+        raise ConceptvecError(f"transform_input (--transform-input) applies to torchvision:inception_v3 and torchvision:googlenet, not {what}.")
     if isinstance(model, nn.Module):
         return LoadedModel(model.eval(), type(model).__name__, weights, None, (), {"note": "nn.Module given: inputs used as they are"})
     if not isinstance(model, str):
@@ -88,7 +100,7 @@ def load_model(
     if model == "digits":
         return zoo.digits_model(weights)
     if kind == "torchvision" and name:
-        loaded = zoo.torchvision_model(name, weights, key_map, overrides)
+        loaded = zoo.torchvision_model(name, weights, key_map, overrides, transform_input)
     elif kind == "timm" and name:
         loaded = zoo.timm_model(name, weights, key_map, overrides)
     elif kind == "hf" and name:

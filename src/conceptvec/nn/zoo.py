@@ -42,7 +42,20 @@ def input_shape(transform: Callable[[Any], torch.Tensor]) -> tuple[int, ...]:
     return tuple(transform(Image.new("RGB", (320, 320), (128, 128, 128))).shape)
 
 
-def torchvision_model(name: str, weights: str | None, key_map, overrides: dict[str, Any]) -> LoadedModel:
+# torchvision's builders of these models set ``transform_input=True`` when they load their pretrained weights
+# (the weights expect inputs in [-1, 1]; the model converts ImageNet-normalised ones), False otherwise.
+TRANSFORM_INPUT_MODELS = ("inception_v3", "googlenet")
+
+
+def torchvision_model(name: str, weights: str | None, key_map, overrides: dict[str, Any],
+                      transform_input: bool | None = None) -> LoadedModel:
+    """torchvision:NAME with named weights, a local state-dict file, or random ones.
+
+    A local file of Inception V3 or GoogLeNet builds the model as torchvision builds it for its own pretrained
+    weights (``transform_input=True``), so that torchvision's weights file gives what their name gives;
+    ``transform_input=False`` says otherwise (a model retrained on ImageNet-normalised inputs). Random weights
+    keep the architecture's default (False) unless ``transform_input`` is given.
+    """
     import torchvision
     from torchvision.models import get_model, get_model_weights, list_models
 
@@ -50,16 +63,23 @@ def torchvision_model(name: str, weights: str | None, key_map, overrides: dict[s
     if name not in available:
         near = difflib.get_close_matches(name, available, n=5, cutoff=0.0)
         raise ConceptvecError(f"torchvision has no model {name!r}; nearest: {', '.join(near)}. All: torchvision.models.list_models().")
+    if transform_input is not None and name not in TRANSFORM_INPUT_MODELS:
+        raise ConceptvecError(f"transform_input (--transform-input) applies to torchvision's {' and '.join(TRANSFORM_INPUT_MODELS)}; "
+                              f"{name} has no such setting, leave it out.")
     weight_enum = get_model_weights(name)
     spec = "none" if weights is None else weights
+    architecture: dict[str, Any] = {}
+    if name in TRANSFORM_INPUT_MODELS:
+        architecture["transform_input"] = bool(transform_input if transform_input is not None else not random_weights(spec))
     digest = None  # named torchvision weights are identified by their name (their files carry a hash prefix)
     if random_weights(spec):
         torch.manual_seed(0)  # random weights, but the same ones every run
-        module = get_model(name, weights=None)
+        module = get_model(name, weights=None, **architecture)
         meta_weights = weight_enum.DEFAULT
         loaded = "none (random, torch seed 0)"
     elif os.path.exists(spec):
-        module = get_model(name, weights=None)
+        # init_weights=False as torchvision's builders for pretrained weights: the file replaces them anyway
+        module = get_model(name, weights=None, **architecture, **({"init_weights": False} if architecture else {}))
         digest = files_digest([Path(spec)])
         module.load_state_dict(read_state_dict(spec, module, key_map))
         meta_weights = weight_enum.DEFAULT
@@ -73,7 +93,7 @@ def torchvision_model(name: str, weights: str | None, key_map, overrides: dict[s
             )
         meta_weights = weight_enum[spec] if spec != "DEFAULT" else weight_enum.DEFAULT
         try:
-            module = get_model(name, weights=meta_weights)
+            module = get_model(name, weights=meta_weights, **architecture)
         except Exception as exc:  # noqa: BLE001 - a failed download surfaces in many exception types
             raise ConceptvecError(
                 f"could not load torchvision weights {meta_weights} ({type(exc).__name__}: {exc}). With no network, download "
@@ -88,7 +108,7 @@ def torchvision_model(name: str, weights: str | None, key_map, overrides: dict[s
     return LoadedModel(
         module.eval(), f"torchvision:{name}", loaded, transform, input_shape(transform),
         {"transforms_of": str(meta_weights), "transform": repr(transform), **({"overrides": overrides} if overrides else {})},
-        weights_digest=digest,
+        weights_digest=digest, architecture=architecture or None,
     )
 
 
