@@ -6,6 +6,8 @@ device path's store must equal the PIL path's in ids, order and labels, its rows
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +20,7 @@ import conceptvec as cv
 from conceptvec.errors import ConceptvecError, ConceptvecWarning
 from conceptvec.nn.data import image_files
 from conceptvec.nn.gpu import (IMAGENET_MEAN, IMAGENET_STD, DevicePreprocessing, EncodedImages, choose_decoding, decode_jpegs,
-                               device_preprocessing, preprocess)
+                               device_preprocessing, jpeg_decoder, preprocess)
 from conceptvec.nn.runner import ImageDataset
 
 # One grey level of rounding in the antialiased resize, at most two where a small image is enlarged, divided by the
@@ -124,7 +126,7 @@ def test_device_store_equals_the_pil_store(tmp_path):
     device = extract(root, tmp_path / "device", "device")
     assert_same_store(device, cpu)
     assert device.n_examples == 10 and device.labels.tolist() == [0] * 5 + [1] * 5
-    assert device.metadata["decode"] == {"asked": "device", "used": "device", "files_not_jpeg": 0,
+    assert device.metadata["decode"] == {"asked": "device", "used": "device", "files_not_jpeg": 0, "decoder": jpeg_decoder()[0],
                                          "preprocessing": {"resize": 48, "crop": [40, 40], "mean": list(IMAGENET_MEAN),
                                                            "std": list(IMAGENET_STD), "interpolation": "bilinear"}}
     assert cpu.metadata["decode"] == {"asked": "cpu", "used": "cpu"}
@@ -222,6 +224,25 @@ def test_cli_decode_option(tmp_path):
     assert good.exit_code == 0, good.output
     store = cv.ActivationStore.open(tmp_path / "s")
     assert store.metadata["decode"]["used"] == "device" and store.metadata["decode"]["preprocessing"]["resize"] == 256
+
+
+def test_torchvision_decoder_when_torchcodec_is_absent_and_torchcodec_when_present(tmp_path):
+    paths = jpegs(tmp_path / "im")
+    encoded = [EncodedImages(image_files(tmp_path / "im"))[i][0] for i in range(len(paths))]
+    try:
+        import torchcodec.decoders  # noqa: F401
+        present = True
+    except Exception:  # noqa: BLE001 - absent, or not loadable against this torch
+        present = False
+    name = jpeg_decoder()[0]
+    assert name.startswith("torchcodec " if present else "torchvision ")
+    if present:  # the same pixels as torchvision's decoder (both libjpeg-turbo on CPU)
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            theirs = decode_jpeg(encoded, mode=ImageReadMode.RGB)
+        assert all(torch.equal(a, b) for a, b in zip(decode_jpegs(encoded, "cpu"), theirs))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on the project's CI machines)")

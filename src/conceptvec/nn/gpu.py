@@ -14,17 +14,19 @@ agreement with the PIL path is tested without a GPU (``tests/nn/test_gpu.py``). 
 JPEGs (PNG, ...) are decoded on the CPU by PIL and then preprocessed with the rest; a JPEG the device
 cannot decode is tried with PIL before it counts as unreadable.
 
-torchvision 0.29 deprecates its decoders in favour of TorchCodec; they still work, and the
-deprecation warning is silenced here (docs/gpu.md says what was found about TorchCodec).
+JPEGs are decoded by TorchCodec when it is installed (``pip install torchcodec``; 0.16 and later decode
+batches on CUDA), else by torchvision's ``decode_jpeg``, which 0.29 deprecates in favour of TorchCodec
+(it still works; its warning is silenced here).
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -123,14 +125,35 @@ def collate_encoded(batch: list[tuple[torch.Tensor | None, int]]):
     return [x for x, _ in batch if x is not None], [i for x, i in batch if x is not None], [i for x, i in batch if x is None]
 
 
+@functools.lru_cache(maxsize=1)
+def jpeg_decoder() -> tuple[str, Callable[..., list[torch.Tensor]]]:
+    """(name and version, batch decoder): TorchCodec's ``decode_jpeg`` when it is installed and loads, else torchvision's.
+
+    Both take a list of encoded JPEGs and decode it in one nvJPEG call on CUDA; on CPU both are libjpeg-turbo,
+    PIL's decoder (tested equal pixel for pixel). TorchCodec is optional: its PyPI wheel brings nvJPEG and needs
+    a CUDA build of torch, which is why it is tried rather than required.
+    """
+    try:
+        import torchcodec
+        from torchcodec.decoders import decode_jpeg
+
+        return f"torchcodec {torchcodec.__version__}", lambda encoded, device: decode_jpeg(encoded, mode="RGB", device=device)
+    except Exception:  # noqa: BLE001 - absent, or its libraries do not load against this torch: torchvision's decoder
+        import torchvision
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        def torchvision_decode(encoded, device):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29's notice that TorchCodec supersedes it
+                warnings.simplefilter("ignore", UserWarning)  # its note on CUDA batches of differing sizes
+                return decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
+
+        return f"torchvision {torchvision.__version__}", torchvision_decode
+
+
 def decode_jpegs(encoded: list[torch.Tensor], device: str | torch.device) -> list[torch.Tensor]:
     """Decode a batch of JPEGs at once on ``device`` (nvJPEG on CUDA): a list of (3, H, W) uint8 RGB tensors."""
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29's notice that TorchCodec supersedes it
-        warnings.simplefilter("ignore", UserWarning)  # decode_jpeg's note on CUDA batches of differing sizes
-        return decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
+    return list(jpeg_decoder()[1](list(encoded), device))
 
 
 def decode_one(encoded: torch.Tensor, device: torch.device) -> torch.Tensor | None:
@@ -186,7 +209,7 @@ class Decoding:
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"asked": self.asked, "used": self.used}
         if self.batches is not None:
-            out.update(preprocessing=self.batches.steps.describe(), files_not_jpeg=self.not_jpeg)
+            out.update(preprocessing=self.batches.steps.describe(), files_not_jpeg=self.not_jpeg, decoder=jpeg_decoder()[0])
         return out
 
 
