@@ -243,8 +243,10 @@ def test_inception_v3_weights_file_gives_what_its_weights_name_gives(tmp_path, m
         handle.remove()
         return rows[0]
 
-    assert torch.equal(mixed_7b(from_file), mixed_7b(named))
-    assert not torch.allclose(mixed_7b(retrained), mixed_7b(named), atol=1e-3)
+    named_rows, file_rows, retrained_rows = mixed_7b(named), mixed_7b(from_file), mixed_7b(retrained)
+    assert torch.equal(file_rows, named_rows)
+    # random weights make tiny activations (about 1e-6 here): the rows differ by as much as they measure
+    assert (retrained_rows - named_rows).abs().max() > 0.1 * named_rows.abs().max() > 0
 
 
 def test_transform_input_only_where_the_model_has_it():
