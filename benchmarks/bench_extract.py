@@ -166,12 +166,12 @@ def device_path(loaded, layer: str, root: Path, warm: Path, tmp: Path, batch_siz
     t_bound = (time.perf_counter() - start) / (n_batches * batch_size)
     decoding = store.metadata["decode"]
     print(f"cv.extract device path on {device} (decode=device: {decoding['decoder']} batched decode, resize/normalise on the "
-          f"device, {'bf16 autocast, ' if cuda else ''}channels-last, pinned buffers; {workers} workers reading bytes): "
+          f"device, {'bf16 autocast, pinned buffers, ' if cuda else ''}channels-last; {workers} workers reading bytes): "
           f"{n / t_device:.1f} images/s end to end ({t_device:.1f} s for {n} images)")
     print(f"cv.extract on {device} decoding on the CPU (decode=cpu, {workers} workers): {n / t_cpu_decode:.1f} images/s; "
           f"device path / CPU decoding: {t_cpu_decode / t_device:.2f}x")
     print(f"forward alone on synthetic tensors on {device} (the bound): {1 / t_bound:.1f} images/s; end to end reaches "
-          f"{(1 / t_bound) and (n / t_device) * t_bound:.0%} of it; goal on one H100: >= 3,000 images/s end to end")
+          f"{(n / t_device) * t_bound:.0%} of it; goal on one H100: >= 3,000 images/s end to end")
     ids, position = cpu_store.ids.tolist(), {i: k for k, i in enumerate(store.ids.tolist())}
     order = [position[i] for i in ids]
     assert order == sorted(order), "the device path's store orders the images otherwise than the CPU store"
