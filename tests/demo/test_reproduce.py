@@ -58,7 +58,12 @@ def test_reproduce_writes_the_run_and_sets_the_paper_beside_it(imagenet, tmp_pat
     store = result.store
     assert store.n_examples == 12 and store.n_units == 2048 and store.metadata["layer"] == LAYER
     assert store.ids.tolist() == every_nth_image(imagenet / "train", 3).paths
-    assert "sha256" in store.metadata["model"]["weights"]
+    # the model as `conceptvec extract --model torchvision:inception_v3 --weights FILE` loads it: transform_input on, the file by content
+    from conceptvec.storage.provenance import file_digest
+
+    model_record = store.metadata["model"]
+    assert model_record["name"] == "torchvision:inception_v3" and model_record["architecture"] == {"transform_input": True}
+    assert model_record["weights_sha256"] == file_digest(weights)["sha256"]
     # the same numbers as the authors' model and preprocessing run by hand
     model = authors_inception_v3(weights)
     maps = []

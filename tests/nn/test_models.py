@@ -215,3 +215,46 @@ def test_real_weights_offline_china_is_a_palace():
     categories = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
     top = categories[int(logits.argmax())]
     assert top in {"palace", "monastery", "stupa", "bell cote", "church", "mosque", "castle", "dome", "triumphal arch"}, top
+
+
+def test_inception_v3_weights_file_gives_what_its_weights_name_gives(tmp_path, monkeypatch):
+    # torchvision builds Inception V3 with transform_input=True for its own weights; its weights file given as a path
+    # (--weights inception_v3_google-0cc3c7bd.pth) must give the same rows as the name (--weights IMAGENET1K_V1).
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    weights = torchvision.models.Inception_V3_Weights.IMAGENET1K_V1
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    file = checkpoints / weights.url.rsplit("/", 1)[1]
+    torch.manual_seed(0)
+    torch.save(torchvision.models.inception_v3(weights=None, init_weights=False).state_dict(), file)
+    named = load_model("torchvision:inception_v3", "IMAGENET1K_V1")
+    from_file = load_model("torchvision:inception_v3", str(file))
+    retrained = load_model("torchvision:inception_v3", str(file), transform_input=False)
+    assert (named.module.transform_input, from_file.module.transform_input, retrained.module.transform_input) == (True, True, False)
+    assert from_file.describe()["architecture"] == {"transform_input": True}
+    assert retrained.describe()["architecture"] == {"transform_input": False}
+    assert load_model("torchvision:inception_v3", "none").describe()["architecture"] == {"transform_input": False}
+
+    def mixed_7b(loaded):
+        rows = []
+        handle = loaded.module.Mixed_7b.register_forward_hook(lambda m, i, o: rows.append(o.mean(dim=(2, 3))))
+        with torch.no_grad():
+            loaded.module(torch.rand(2, 3, 80, 80, generator=torch.Generator().manual_seed(1)))
+        handle.remove()
+        return rows[0]
+
+    named_rows, file_rows, retrained_rows = mixed_7b(named), mixed_7b(from_file), mixed_7b(retrained)
+    assert torch.equal(file_rows, named_rows)
+    # random weights make tiny activations (about 1e-6 here): the rows differ by as much as they measure
+    assert (retrained_rows - named_rows).abs().max() > 0.1 * named_rows.abs().max() > 0
+
+
+def test_transform_input_only_where_the_model_has_it():
+    with pytest.raises(cv.ConceptvecError, match=r"applies to torchvision's inception_v3 and googlenet; resnet18 has no such"):
+        load_model("torchvision:resnet18", "none", transform_input=True)
+    with pytest.raises(cv.ConceptvecError, match=r"not an nn.Module \(DigitsCNN; set its own attribute\)"):
+        load_model(DigitsCNN(), transform_input=False)
+    with pytest.raises(cv.ConceptvecError, match="not digits"):
+        load_model("digits", transform_input=True)
+    with pytest.raises(cv.ConceptvecError, match=r"--transform-input/--no-transform-input"):
+        cv.ExtractConfig(transform_input="yes")

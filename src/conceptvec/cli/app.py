@@ -222,7 +222,10 @@ def extract(
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="float32 or float16 on disk.")] = "float32",
     pool: Annotated[str, typer.Option("--pool", help="avg (the paper's), max, or cls.")] = "avg",
-    autocast: Annotated[bool, typer.Option("--autocast", help="float16 autocast on CUDA.")] = False,
+    autocast: Annotated[bool, typer.Option("--autocast", help="Autocast on CUDA (float16, or --autocast-dtype).")] = False,
+    autocast_dtype: Annotated[str, typer.Option("--autocast-dtype", help="float16 or bfloat16, with --autocast.")] = "float16",
+    decode: Annotated[str, typer.Option("--decode", help="Images: auto (on CUDA, JPEGs decoded and preprocessed on the GPU when it can reproduce the model's preprocessing), cpu, or device.")] = "auto",
+    transform_input: Annotated[Optional[bool], typer.Option("--transform-input/--no-transform-input", show_default="on with named weights or a weights file", help="torchvision Inception V3 and GoogLeNet: convert ImageNet-normalised inputs to [-1, 1] first, as torchvision builds them for its weights; --no-transform-input for a model retrained without it.")] = None,
     mean: Annotated[Optional[str], typer.Option("--mean", help="Override the normalisation mean, e.g. 0.5,0.5,0.5.")] = None,
     std: Annotated[Optional[str], typer.Option("--std", help="Override the normalisation std, e.g. 0.5,0.5,0.5.")] = None,
     size: Annotated[Optional[int], typer.Option("--size", help="Override the input size (crop side in pixels).")] = None,
@@ -248,7 +251,7 @@ def extract(
         except ValueError:
             raise ConceptvecError(f"--{name} takes comma-separated numbers such as 0.5,0.5,0.5, got {text!r}.") from None
 
-    overrides = dict(key_map=key_map, mean=floats(mean, "mean"), std=floats(std, "std"), size=size)
+    overrides = dict(key_map=key_map, mean=floats(mean, "mean"), std=floats(std, "std"), size=size, transform_input=transform_input)
     if layer == "list":
         loaded = load_model(model, weights, **overrides)
         table = Table(title=f"layers of {loaded.name}")
@@ -262,6 +265,7 @@ def extract(
         raise ConceptvecError("extract needs --data and --out (or --layer list to see the layers).")
     store = run_extract(model, layer=layer, data=data, out=out, weights=weights, per_class=per_class, seed=seed, batch_size=batch_size,
                         workers=workers, device=device, dtype=dtype, pool=pool, overwrite=overwrite, autocast=autocast,
+                        autocast_dtype=autocast_dtype, decode=decode,
                         class_index=class_index, engine=engine, ray_address=ray_address, examples=examples, max_tokens=max_tokens,
                         text_column=text_column, label_column=label_column, keep_special_tokens=keep_special_tokens,
                         batch_tokens=batch_tokens, **overrides)

@@ -71,15 +71,15 @@ def paper_transform():
     return T.Compose([T.Resize(SIZE), T.CenterCrop(SIZE), T.ToTensor(), T.Normalize(MEAN, STD)])
 
 
+MODEL = "torchvision:inception_v3"  # a weights file of it is built as torchvision builds IMAGENET1K_V1: transform_input=True
+
+
 def authors_inception_v3(weights: str | os.PathLike):
-    """Inception V3 as ``inception_v3(pretrained=True)`` builds it, with the state dict from ``weights`` (read safely)."""
-    from torchvision.models import inception_v3
+    """Inception V3 as ``inception_v3(pretrained=True)`` builds it, with the state dict from ``weights`` (read safely):
+    what ``load_model("torchvision:inception_v3", weights)`` gives, the model ``reproduce`` extracts with."""
+    from ..nn.models import load_model
 
-    from ..nn.models import read_state_dict
-
-    module = inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
-    module.load_state_dict(read_state_dict(str(weights), module))
-    return module.eval()
+    return load_model(MODEL, str(weights)).module
 
 
 def every_nth_image(imagenet: str | os.PathLike, every: int):
@@ -140,9 +140,10 @@ def reproduce(
     _claim(run.path, setting)
 
     files = every_nth_image(imagenet, every)
-    model = authors_inception_v3(weights)
-    # The weights recorded by content: another file at the same path is another model, the same one moved is not.
-    store = extract(model, layer=LAYER, data=files, out=run.store, transform=paper_transform(), weights=f"{weights.name} (sha256 {digest['sha256']})",
+    # The model spec and its weights file, as `conceptvec extract --model torchvision:inception_v3 --weights FILE` loads
+    # them (transform_input=True, recorded in the store); the weights recorded by content (sha256), so that another file
+    # at the same path is another model and the same one moved is not. The preprocessing is the authors'.
+    store = extract(MODEL, layer=LAYER, data=files, out=run.store, weights=str(weights), transform=paper_transform(),
                     batch_size=batch_size, workers=workers, device=device, engine=engine, ray_address=ray_address, progress=progress)
     runner = make_engine(engine, workers=workers or None, address=ray_address)
     scan = scan_layer(store, params=params, out=run.scan, engine=runner, progress=progress)

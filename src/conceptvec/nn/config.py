@@ -17,6 +17,13 @@ POOLS = {
     "cls": "first token of (N, T, D) outputs",
 }
 EXAMPLE_KINDS = ("documents", "tokens")
+DECODES = {
+    "auto": "JPEGs decoded and preprocessed on the GPU when the device is CUDA and the device can reproduce the model's "
+            "preprocessing, else on the CPU",
+    "cpu": "images decoded and preprocessed on the CPU (PIL and the model's own transform), in DataLoader workers",
+    "device": "JPEGs decoded (batched decode_jpeg) and preprocessed on the device, whatever it is",
+}
+AUTOCAST_DTYPES = ("float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -25,7 +32,7 @@ class ExtractConfig:
 
     Parameters
     ----------
-    weights, key_map, mean, std, size
+    weights, key_map, mean, std, size, transform_input
         See :func:`conceptvec.nn.models.load_model`.
     per_class, seed : int
         Sample this many examples per class with this seed (the paper: 130); None takes all.
@@ -43,7 +50,12 @@ class ExtractConfig:
     pool : str
         ``avg`` (the paper's global average), ``max``, or ``cls`` (first token).
     autocast : bool
-        float16 autocast on CUDA (ignored on CPU, as recorded in the metadata).
+        Autocast on CUDA (ignored on CPU, as recorded in the metadata).
+    autocast_dtype : str
+        ``float16`` or ``bfloat16``: the type autocast computes in (images; text runs in float16).
+    decode : str
+        Images: ``auto``, ``cpu`` or ``device`` (see ``DECODES`` and docs/gpu.md): where JPEGs are decoded and
+        preprocessed. ``device`` matches the CPU path within a grey level before the model.
     channels_last : bool, optional
         Memory format of 4-D inputs; default: when the model has 2-D convolutions.
     chunk_size : int
@@ -67,6 +79,7 @@ class ExtractConfig:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     size: int | None = None
+    transform_input: bool | None = None
     per_class: int | None = None
     seed: int = 0
     class_index: str | os.PathLike | None = None
@@ -76,6 +89,8 @@ class ExtractConfig:
     dtype: str = "float32"
     pool: str = "avg"
     autocast: bool = False
+    autocast_dtype: str = "float16"
+    decode: str = "auto"
     channels_last: bool | None = None
     chunk_size: int = CHUNK_SIZE
     examples: str = "documents"
@@ -107,6 +122,12 @@ class ExtractConfig:
                 raise ConceptvecError(f"{name} must be a column name (--{name.replace('_', '-')} NAME), got {value!r}.")
         if not isinstance(self.keep_special_tokens, bool):
             raise ConceptvecError(f"keep_special_tokens must be True or False, got {self.keep_special_tokens!r}.")
+        if self.transform_input is not None and not isinstance(self.transform_input, bool):
+            raise ConceptvecError(f"transform_input must be True, False or None (--transform-input/--no-transform-input), got {self.transform_input!r}.")
+        if self.decode not in DECODES:
+            raise ConceptvecError(f"decode must be one of {', '.join(DECODES)} (--decode), got {self.decode!r}.")
+        if self.autocast_dtype not in AUTOCAST_DTYPES:
+            raise ConceptvecError(f"autocast_dtype must be one of {', '.join(AUTOCAST_DTYPES)} (--autocast-dtype), got {self.autocast_dtype!r}.")
         if self.pool not in POOLS:
             raise ConceptvecError(f"unknown pooling {self.pool!r}; valid: {', '.join(POOLS)}.")
         if self.dtype not in DTYPES:

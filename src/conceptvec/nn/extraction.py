@@ -39,6 +39,7 @@ def extract(
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     size: int | None = None,
+    transform_input: bool | None = None,
     per_class: int | None = None,
     seed: int = 0,
     class_index: str | os.PathLike | None = None,
@@ -48,6 +49,8 @@ def extract(
     dtype: str = "float32",
     pool: str = "avg",
     autocast: bool = False,
+    autocast_dtype: str = "float16",
+    decode: str = "auto",
     channels_last: bool | None = None,
     chunk_size: int = CHUNK_SIZE,
     examples: str = "documents",
@@ -82,8 +85,8 @@ def extract(
     out : the store's directory
     config : ExtractConfig, optional
         All options below in one validated object; give either it or the options as keywords.
-    weights, key_map, mean, std, size, per_class, seed, class_index, batch_size, workers, device, dtype,
-    pool, autocast, channels_last, chunk_size, examples, max_tokens, text_column, label_column,
+    weights, key_map, mean, std, size, transform_input, per_class, seed, class_index, batch_size, workers, device, dtype,
+    pool, autocast, autocast_dtype, decode, channels_last, chunk_size, examples, max_tokens, text_column, label_column,
     keep_special_tokens, batch_tokens : see :class:`ExtractConfig` (the last six for text)
     transform : preprocessing for an nn.Module given with image files (specs bring their own)
     overwrite : replace an existing store made by another extraction
@@ -95,6 +98,7 @@ def extract(
     """
     from torch import nn
 
+    from .gpu import choose_decoding
     from .hooks import resolve_device
     from .models import find_layer, is_script, load_model
     from .runner import prepare_data, run_chunks
@@ -106,7 +110,7 @@ def extract(
     dtype, pool, key_map, mean, std, size = c.dtype, c.pool, c.key_map, c.mean, c.std, c.size
     class_index, autocast, channels_last, chunk_size = c.class_index, c.autocast, c.channels_last, c.chunk_size
     dev = resolve_device(c.device)
-    loaded = load_model(model, weights, key_map=key_map, mean=mean, std=std, size=size)
+    loaded = load_model(model, weights, key_map=key_map, mean=mean, std=std, size=size, transform_input=c.transform_input)
     from .language import TextModel
 
     if isinstance(loaded, TextModel):
@@ -123,6 +127,7 @@ def extract(
         loaded.preprocessing = {"transform": repr(transform), "note": "given to extract()"}
     find_layer(loaded.module, layer)
     data_desc, examples, dataset, preprocessing = prepare_data(loaded, data, per_class, seed, class_index)
+    decoding = choose_decoding(c.decode, transform=loaded.transform, name=loaded.name, dataset=dataset, dev=dev, engine=engine)
     n = len(dataset)
     use_autocast = bool(autocast and dev.type == "cuda")
     if channels_last is None:
@@ -131,6 +136,8 @@ def extract(
         "model": loaded.describe(), "layer": layer, "pooling": pool, "data": data_desc, "preprocessing": preprocessing,
     }
     fingerprint = {**metadata, "chunk_size": int(chunk_size)}
+    if decoding.used == "device":  # its rows differ from the CPU path's in the last digits: a partial store is of one or the other
+        fingerprint["decode"] = "device"
     existing = _existing_store(out, metadata, dtype, overwrite)
     if existing is not None:
         _say(progress, f"{out} is already complete for this model, layer and data; nothing to do.")
@@ -138,6 +145,7 @@ def extract(
 
     metadata.update({
         "device": str(dev), "batch_size": batch_size, "workers": workers, "autocast": use_autocast,
+        **({"autocast_dtype": c.autocast_dtype} if use_autocast else {}), "decode": decoding.describe(),
         "channels_last": bool(channels_last), "chunk_size": int(chunk_size), "engine": engine,
     })
     if autocast and not use_autocast:
@@ -154,15 +162,18 @@ def extract(
             if engine == "ray":
                 from .ray_extract import run_chunks_ray
 
-                load = {"weights": weights, "key_map": key_map, "mean": mean, "std": std, "size": size}
+                load = {"weights": weights, "key_map": key_map, "mean": mean, "std": std, "size": size,
+                        "transform_input": c.transform_input}
                 # Each actor loads a spec itself; a module object travels pickled. The dataset brings the preprocessing.
                 run_chunks_ray(model=model if isinstance(model, str) else loaded.module, load=load, layer=layer, pool=pool,
                                dataset=dataset, todo=todo, writer=writer, n=n, finished=finished, device=c.device,
-                               batch_size=batch_size, workers=workers, autocast=autocast, channels_last=bool(channels_last),
+                               batch_size=batch_size, workers=workers, autocast=autocast, autocast_dtype=c.autocast_dtype,
+                               channels_last=bool(channels_last),
                                progress=progress, address=ray_address)
             else:
                 run_chunks(loaded.module, layer, pool, dataset, todo, writer, n, finished, dev, batch_size, workers,
-                           use_autocast, bool(channels_last), progress)
+                           use_autocast, bool(channels_last), progress, device_batches=decoding.batches,
+                           autocast_dtype=c.autocast_dtype)
         except KeyboardInterrupt:
             _say(True, f"interrupted; the complete chunks are kept in {writer.partial}. Run the same command again to resume.")
             raise

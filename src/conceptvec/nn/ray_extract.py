@@ -35,25 +35,26 @@ class LayerActor:
     ----------
     model : a model spec (loaded here with ``load``'s options) or an nn.Module
     load : dict
-        ``weights``, ``key_map``, ``mean``, ``std``, ``size`` for ``models.load_model``.
+        ``weights``, ``key_map``, ``mean``, ``std``, ``size``, ``transform_input`` for ``models.load_model``.
     layer, pool : the layer and its pooling
     dataset : a Dataset yielding ``(tensor or None, index)`` (``runner.prepare_data``)
     device : ``cpu`` or ``cuda`` (Ray gives a GPU actor its own GPU as ``cuda``)
-    autocast, channels_last : as in ``runner.run_chunks``
+    autocast, autocast_dtype, channels_last : as in ``runner.run_chunks``
     threads : torch's threads in this actor (its CPUs)
     """
 
     def __init__(self, *, model: Any, load: dict[str, Any], layer: str, pool: str, dataset: Any, device: str,
-                 autocast: bool, channels_last: bool, threads: int = 1):
+                 autocast: bool, channels_last: bool, threads: int = 1, autocast_dtype: str = "float16"):
         torch.set_num_threads(threads)
         if isinstance(model, str):
             from .models import load_model
 
             model = load_model(model, load.get("weights"), key_map=load.get("key_map"), mean=load.get("mean"),
-                               std=load.get("std"), size=load.get("size")).module
+                               std=load.get("std"), size=load.get("size"), transform_input=load.get("transform_input")).module
         self.dev = resolve_device(device)
         self.channels_last = channels_last
         self.amp = autocast and self.dev.type == "cuda"
+        self.autocast_dtype = autocast_dtype
         self.dataset = dataset
         self._layer = layer_runner(on_device(model, self.dev, channels_last), layer, pool)
         self.run = self._layer.__enter__()  # hooks stay on the actor's model for its whole life
@@ -66,7 +67,7 @@ class LayerActor:
             with carrying_errors():
                 xs, ok, bad = collate([self.dataset[i] for i in range(int(start), int(stop))])
                 if xs is not None:
-                    with torch.inference_mode(), autocast_context(self.amp):
+                    with torch.inference_mode(), autocast_context(self.amp, self.autocast_dtype):
                         pooled = forward(self.run, xs, self.dev, self.channels_last).float().cpu().numpy()
             for i, row in zip(ok + bad, list(pooled) + [None] * len(bad)):
                 chunk.append(int(k))
@@ -108,7 +109,7 @@ class ChunkGatherer:
 
 def run_chunks_ray(*, model: Any, load: dict[str, Any], layer: str, pool: str, dataset: Any, todo: list[tuple[int, int, int]],
                    writer: Any, n: int, finished: int, device: str, batch_size: int, workers: int, autocast: bool,
-                   channels_last: bool, progress: bool, address: str | None) -> None:
+                   channels_last: bool, autocast_dtype: str = "float16", progress: bool, address: str | None) -> None:
     """Pool ``layer`` over the chunks ``todo`` on a Ray cluster and write each complete chunk (as ``runner.run_chunks``)."""
     if not todo:
         return
@@ -123,7 +124,7 @@ def run_chunks_ray(*, model: Any, load: dict[str, Any], layer: str, pool: str, d
         items = ray.data.from_items([{"chunk": k, "start": s, "stop": e} for k, s, e in planned],
                                     override_num_blocks=max(1, min(len(planned), len(planned) // ROWS_PER_BLOCK + actors)))
         options = dict(model=model, load=load, layer=layer, pool=pool, dataset=dataset, device="cuda" if gpu else "cpu",
-                       autocast=autocast, channels_last=channels_last)
+                       autocast=autocast, autocast_dtype=autocast_dtype, channels_last=channels_last)
         rows = items.map_batches(LayerActor, fn_constructor_kwargs=options, batch_size=1, batch_format="numpy",
                                  compute=ActorPoolStrategy(size=max(1, actors)), num_gpus=1 if gpu else 0,
                                  num_cpus=1)

@@ -75,17 +75,26 @@ def collate(batch):
     return xs, [i for _, i in ok], bad
 
 
-def run_chunks(module, layer, pool, dataset, todo, writer, n, finished, dev, batch_size, workers, use_autocast, channels_last, progress):
-    """Pool ``layer`` over the chunks ``todo`` ((index, start, stop) of example rows) and write each complete chunk."""
+def run_chunks(module, layer, pool, dataset, todo, writer, n, finished, dev, batch_size, workers, use_autocast, channels_last, progress,
+               *, device_batches=None, autocast_dtype: str = "float16"):
+    """Pool ``layer`` over the chunks ``todo`` ((index, start, stop) of example rows) and write each complete chunk.
+
+    ``device_batches`` (``gpu.DeviceBatches``) replaces ``dataset``: files read as bytes, decoded and preprocessed on
+    ``dev``; the chunks, batches and writes are the same.
+    """
     batches = planned_batches(todo, batch_size)
     cuda = dev.type == "cuda"
     # workers as the glossary counts them, this process included: it runs the model while workers - 1
     # DataLoader processes read and decode examples (0 or 1: this process does both).
     loaders = workers - 1 if workers > 1 else 0
-    loader = DataLoader(dataset, batch_sampler=batches, num_workers=loaders, collate_fn=collate, pin_memory=cuda,
+    if device_batches is not None:
+        dataset, collate_fn = device_batches.dataset, device_batches.collate
+    else:
+        collate_fn = collate
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=loaders, collate_fn=collate_fn, pin_memory=cuda,
                         prefetch_factor=4 if loaders else None)
     module = on_device(module, dev, channels_last)
-    amp = autocast_context(use_autocast)
+    amp = autocast_context(use_autocast, autocast_dtype)
     pending = iter(todo)
     index, start, stop = next(pending, (None, 0, 0))
     pooled: list[torch.Tensor] = []
@@ -93,6 +102,10 @@ def run_chunks(module, layer, pool, dataset, todo, writer, n, finished, dev, bat
     with layer_runner(module, layer, pool) as run, torch.inference_mode(), amp, progress_bar("img", disable=not progress) as bar:
         task = bar.add_task(f"extract {layer}", total=n, completed=finished)
         for xs, idx, bad in loader:
+            if device_batches is not None:
+                xs, failed = device_batches.inputs(xs, dev, channels_last)
+                bad = bad + [idx[k] for k in failed]
+                idx = [i for k, i in enumerate(idx) if k not in failed]
             skipped += bad
             if xs is not None:
                 pooled.append(forward(run, xs, dev, channels_last))
@@ -111,9 +124,9 @@ def on_device(module: torch.nn.Module, dev: torch.device, channels_last: bool) -
     return module.to(memory_format=torch.channels_last) if channels_last else module
 
 
-def autocast_context(use_autocast: bool):
-    """float16 autocast on CUDA, or nothing."""
-    return torch.autocast("cuda", dtype=torch.float16) if use_autocast else contextlib.nullcontext()
+def autocast_context(use_autocast: bool, dtype: str = "float16"):
+    """Autocast on CUDA in ``dtype`` (``float16`` or ``bfloat16``), or nothing."""
+    return torch.autocast("cuda", dtype=getattr(torch, dtype)) if use_autocast else contextlib.nullcontext()
 
 
 def forward(run, xs: torch.Tensor, dev: torch.device, channels_last: bool) -> torch.Tensor:
