@@ -248,3 +248,9 @@ def test_plan_keeps_counts_and_a_chunk_is_tokenised_again_identically(corpus, ti
     plan.n_counted[0] += 1  # as if the tokenizer had given other tokens the second time
     with pytest.raises(ConceptvecError, match="needs a deterministic tokenizer"):
         plan.tokenize_chunk(model.tokenizer, 0, 1)
+
+
+def test_image_decoding_is_refused_for_a_language_model(tmp_path, corpus, tiny_gpt2):
+    with pytest.raises(ConceptvecError, match="a language model reads token ids. Leave --decode out"):
+        cv.extract(model=f"hf:{tiny_gpt2}", layer="transformer.h.0", data=corpus, out=tmp_path / "s", decode="device", progress=False)
+    assert not (tmp_path / "s").exists()

@@ -52,7 +52,7 @@ class ExtractConfig:
     autocast : bool
         Autocast on CUDA (ignored on CPU, as recorded in the metadata).
     autocast_dtype : str
-        ``float16`` or ``bfloat16``: the type autocast computes in (images; text runs in float16).
+        ``float16`` or ``bfloat16``: the type autocast computes in.
     decode : str
         Images: ``auto``, ``cpu`` or ``device`` (see ``DECODES`` and docs/gpu.md): where JPEGs are decoded and
         preprocessed. ``device`` matches the CPU path within a grey level before the model.

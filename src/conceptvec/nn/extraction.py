@@ -208,6 +208,8 @@ def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, de
                               f"files or a saved dataset), got {type(data).__name__}.")
     if c.class_index is not None:
         raise ConceptvecError("--class-index labels ImageNet class folders; label a text corpus with --label-column or sub-folders.")
+    if c.decode == "device":
+        raise ConceptvecError("--decode device decodes images on the GPU; a language model reads token ids. Leave --decode out.")
     path = resolve_layer(loaded.module, layer)
     max_tokens = c.max_tokens or loaded.max_tokens
     corpus = read_corpus(data, text_column=c.text_column, label_column=c.label_column, per_class=c.per_class, seed=c.seed)
@@ -227,6 +229,7 @@ def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, de
     fingerprint = {**metadata, "chunk_size": int(c.chunk_size)}
     use_autocast = bool(c.autocast and dev.type == "cuda")
     metadata.update({"device": str(dev), "batch_size": c.batch_size, "batch_tokens": c.batch_tokens, "autocast": use_autocast,
+                     **({"autocast_dtype": c.autocast_dtype} if use_autocast else {}),
                      "chunk_size": int(c.chunk_size)})
     with StoreWriter(out, fingerprint=fingerprint, dtype=c.dtype, overwrite=overwrite, protect=[data]) as writer:
         done = writer.completed()
@@ -236,7 +239,8 @@ def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, de
             _say(progress, f"resuming {out}: {finished} of {plan.n_rows} rows already done.")
         try:
             run_text_chunks(loaded, path, plan, todo, writer, examples=c.examples, pool=c.pool, dev=dev, batch_size=c.batch_size,
-                            batch_tokens=c.batch_tokens, use_autocast=use_autocast, progress=progress, finished=finished)
+                            batch_tokens=c.batch_tokens, use_autocast=use_autocast, progress=progress, finished=finished,
+                            autocast_dtype=c.autocast_dtype)
         except KeyboardInterrupt:
             _say(True, f"interrupted; the complete chunks are kept in {writer.partial}. Run the same command again to resume.")
             raise

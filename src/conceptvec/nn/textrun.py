@@ -15,7 +15,6 @@ per document, never anything per token of the whole corpus.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,7 @@ from ..progress import progress_bar
 from .hooks import StopForward, stop_at_layer
 from .language import TextModel
 from .models import find_layer
+from .runner import autocast_context
 from .text import TextCorpus
 
 TOKENIZE_BLOCK = 1024  # documents per tokenizer call
@@ -216,7 +216,8 @@ POOLED = {
 
 
 def run_text_chunks(model: TextModel, layer: str, plan: TextPlan, todo, writer, *, examples: str, pool: str, dev: torch.device,
-                    batch_size: int, batch_tokens: int | None, use_autocast: bool, progress: bool, finished: int) -> None:
+                    batch_size: int, batch_tokens: int | None, use_autocast: bool, progress: bool, finished: int,
+                    autocast_dtype: str = "float16") -> None:
     """Run ``model`` to ``layer`` over the documents of the chunks ``todo`` and write each complete chunk of rows."""
     module = model.module.to(dev)
     tok = model.tokenizer
@@ -224,7 +225,7 @@ def run_text_chunks(model: TextModel, layer: str, plan: TextPlan, todo, writer, 
     side = tok.padding_side if tok.padding_side in ("left", "right") else "right"
     accepted = inspect.signature(module.forward).parameters
     extra = {"use_cache": False} if "use_cache" in accepted else {}
-    amp = torch.autocast("cuda", dtype=torch.float16) if use_autocast else contextlib.nullcontext()
+    amp = autocast_context(use_autocast, autocast_dtype)
     with stop_at_layer(find_layer(module, layer), lambda out: out.detach()) as captured, torch.inference_mode(), amp, \
             progress_bar("rows", disable=not progress) as bar:
         task = bar.add_task(f"extract {layer}", total=plan.n_rows, completed=finished)
