@@ -117,3 +117,18 @@ def test_index_parts_must_fit_their_chunks(tmp_path):
         writer.write_chunk(1, 4, 9, ROWS[4:9], examples=_index(4, 9).drop_columns(["position"]))
         with pytest.raises(StoreError, match="has the columns"):
             writer.finish(None, {})
+
+
+def test_a_lost_half_assembled_file_sends_its_chunks_back_to_extraction(tmp_path, monkeypatch):
+    writer = _write(tmp_path / "s")
+    real = chunk_files.write_json
+    monkeypatch.setattr(chunk_files, "write_json", lambda path, obj: (_ for _ in ()).throw(KeyboardInterrupt)
+                        if obj.get("assembled") == [0, 1] else real(path, obj))
+    with pytest.raises(KeyboardInterrupt), writer:
+        writer.finish(None, {})
+    monkeypatch.setattr(chunk_files, "write_json", real)
+    (partial_path(tmp_path / "s") / ".activations.npy.tmp").unlink()
+    with StoreWriter(tmp_path / "s", fingerprint={"what": "test"}, dtype="float16") as again:
+        with pytest.raises(StoreError, match="is missing; run the extraction again"):
+            again.finish(None, {})
+        assert sorted(again.completed()) == [1, 2]  # chunk 0 was deleted when assembled: it is to be extracted again

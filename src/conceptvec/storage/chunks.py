@@ -59,7 +59,11 @@ def assemble_activations(partial: Path, chunks: Path, order: list[dict[str, Any]
     state = read_json(state_file, fix=f"delete {partial} to start the extraction over") if state_file.exists() else None
     if state is not None and target.exists() and not tmp.exists():
         return int(state["n_units"])  # stopped after the assembled file got its name
-    if state is None or not tmp.exists():
+    if state is not None and not tmp.exists():
+        # The half-assembled file is gone and with it the rows of the chunks already deleted: forget them.
+        os.remove(state_file)
+        raise StoreError(f"{tmp} is missing; run the extraction again: it extracts the chunks that file held again.")
+    if state is None:
         state = {"assembled": [], "bytes": 0, "n_units": None}
     done = set(state["assembled"])
     with open(tmp, "r+b" if state["bytes"] else "wb") as f:
