@@ -61,6 +61,7 @@ def test_the_census_averages_purity_over_neurons_with_several_concepts_and_says_
     assert (summary["n_mixing"], summary["n_several"], summary["n_split"], summary["n_beyond_chance"]) == (3, 2, 1, 1)
     assert summary["mean_purity"] == pytest.approx(0.7) and summary["mean_purity_random"] == pytest.approx(0.5)
     assert summary["expected_several_by_chance"] == pytest.approx(0.06)
+    assert summary["p_several_by_chance"] == pytest.approx(1 - np.exp(-0.06) * (1 + 0.06))  # Poisson: 2 or more
     assert "expected_several_by_chance" not in control_summary(rows, Params(top=50)) and "mean_purity" not in control_summary(rows[:1], Params())
 
 

@@ -45,12 +45,13 @@ def text_demo(out: Path, *, seed: int, report: bool) -> None:
 
 def census(neurons: dict[str, Any], directions: dict[str, Any], *, n_units: int, top: int, min_second: float, auto: bool) -> Table:
     """The neurons and the random directions whose top examples mix two modules, what the method makes of them."""
-    table = Table(title=f"top {top} mixing two modules (the second holds >= {min_second:.0%}); purity where there are 2+ concepts")
+    table = Table(title=f"top {top} mixing two modules (the second holds >= {min_second:.0%}); purity where there are 2+ concepts; "
+                        f"random directions of the layer are the control")
     columns = ["directions", "mixing", "2+ concepts"] + (["by chance if one"] if auto else []) + [
         "split across modules", "purity", "random groups", "beyond chance (p <= 0.05)"]
     for col in columns:
         table.add_column(col, justify="right")
-    for name, row, total in (("neurons", neurons, n_units), ("random directions (control)", directions, directions["n_directions"])):
+    for name, row, total in (("neurons", neurons, n_units), ("random directions", directions, directions["n_directions"])):
         if not row["n_mixing"]:
             continue
         cells = [name, f"{row['n_mixing']} of {total}", str(row["n_several"])]
@@ -66,17 +67,18 @@ def census(neurons: dict[str, Any], directions: dict[str, Any], *, n_units: int,
 def shows(neurons: dict[str, Any], p) -> str:
     """What the neurons' row is evidence of, in words."""
     several, mixing = neurons["n_several"], neurons["n_mixing"]
-    purity = (f"where it finds two concepts or more, they group sentences of one module more than random groups of the same "
-              f"sizes do ({neurons['n_beyond_chance']} of {several} at p <= 0.05, purity {neurons['mean_purity']:.2f} against "
-              f"{neurons['mean_purity_random']:.2f}).")
+    purity = (f"where it finds two concepts or more, they group sentences of one module beyond chance in "
+              f"{neurons['n_beyond_chance']} of {several} neurons (p <= 0.05 against random groups of the same sizes; mean "
+              f"purity {neurons['mean_purity']:.2f} against {neurons['mean_purity_random']:.2f})." if several else
+              "there is no split whose purity to compare.")
     if not p.auto_distance:
         return f"the layer-wide rule splits {several} of the {mixing} mixing neurons; {purity}"
-    expected = neurons["expected_several_by_chance"]
-    verdict = ("about as many as" if several <= 2 * expected + 2 else "more than")
-    return (f"auto's test finds one concept in {mixing - several} of the {mixing} neurons whose top {p.top} sentences mix two "
-            f"modules: their sentences vary along a continuum rather than in separate groups. It finds two or more in {several}, "
-            f"{verdict} the ~{expected:.1f} its significance level ({p.significance:g}) would give if every one were a single "
-            f"concept; {purity}")
+    expected, chance = neurons["expected_several_by_chance"], neurons["p_several_by_chance"]
+    verdict = "no more than chance would give" if chance > 0.05 else "more than chance would give"
+    return (f"auto's test finds no separate groups among the top {p.top} sentences of {mixing - several} of the {mixing} "
+            f"neurons whose top sentences mix two modules: a single concept would show splits as clear as theirs. It finds "
+            f"two concepts or more in {several}, {verdict} (~{expected:.1f} expected if every one were a single concept, at "
+            f"significance {p.significance:g}; {several} or more has Poisson probability {chance:.2f}); {purity}")
 
 
 def does_not(neurons: dict[str, Any], directions: dict[str, Any]) -> str:

@@ -228,7 +228,8 @@ def control_summary(mixing: list[dict[str, Any]], params: Params) -> dict[str, A
 
     Purity is averaged over the neurons with two concepts or more (one group's purity is its chance value).
     With ``auto``, ``expected_several_by_chance`` is about how many would show several concepts if every one were a
-    single concept: the test keeps a first split with probability ``significance``.
+    single concept (the test keeps a first split with probability ``significance``), and ``p_several_by_chance`` the
+    Poisson probability of ``n_several`` or more then.
     """
     several = [r for r in mixing if r["n_concepts"] > 1]
     summary: dict[str, Any] = {
@@ -238,7 +239,11 @@ def control_summary(mixing: list[dict[str, Any]], params: Params) -> dict[str, A
                 f"beyond chance: p <= 0.05 (one-sided, not corrected for the number of neurons)",
     }
     if params.auto_distance:
-        summary["expected_several_by_chance"] = params.significance * len(mixing)
+        from scipy.stats import poisson
+
+        expected = params.significance * len(mixing)
+        summary["expected_several_by_chance"] = expected
+        summary["p_several_by_chance"] = float(poisson.sf(len(several) - 1, expected)) if expected > 0 else 1.0
     if several:
         summary.update({
             "mean_purity": float(np.mean([r["purity"] for r in several])),
