@@ -53,6 +53,27 @@ def test_a_neuron_mixing_two_labels_is_split_beyond_chance_and_a_pure_one_is_not
     assert sorted(by[0]["concept_modules"]) == ["a", "b"] and 3 not in by
 
 
+def test_mixing_units_are_those_whose_top_examples_as_disentangle_ranks_them_mix_labels():
+    rng = np.random.default_rng(1)
+    acts = np.abs(rng.normal(size=(200, 8)))
+    labels = rng.integers(0, 3, size=200)
+    acts[:30, 0] += 5
+    labels[:30] = 0  # unit 0's top examples are all of one label
+    acts[:, 7] = 0  # a dead unit
+    directions = rng.normal(size=(6, 8))
+    directions[0] = np.eye(8)[0]
+    params = Params(top=20, distance_threshold=5.0, outlier_threshold=10.0)
+    for dirs in (None, directions):
+        rows = mixing_neurons(acts, labels, np.array(["a", "b", "c"], dtype=object), params, seed=0, directions=dirs)
+        expected = []
+        for unit in range(8 if dirs is None else 6):
+            cs = disentangle(acts, neuron=unit, params=params) if dirs is None else disentangle(acts, direction=dirs[unit], params=params)
+            counts = Counter(labels[cs.top_indices].tolist()).most_common(2) + [(-1, 0)]
+            if cs.is_live and counts[1][1] >= MIN_SECOND * params.top:
+                expected.append(unit)
+        assert [r["neuron"] for r in rows] == expected and 0 not in expected and 7 not in expected and len(expected) >= 2
+
+
 def test_the_census_averages_purity_over_neurons_with_several_concepts_and_says_what_chance_would_split():
     rows = [{"n_concepts": 1, "split": False, "purity": 0.6, "purity_random_mean": 0.6, "purity_random_p": 1.0},
             {"n_concepts": 2, "split": True, "purity": 0.9, "purity_random_mean": 0.5, "purity_random_p": 0.01},
