@@ -139,7 +139,7 @@ def mixing_neurons(acts: np.ndarray, labels: np.ndarray, names: np.ndarray, para
         if nb < MIN_SECOND * params.top:
             continue
         cs = disentangle(acts, neuron=unit, params=params) if direction is None else \
-            disentangle(acts, direction=direction, params=params)
+            disentangle(acts, direction=directions[unit], params=params)  # normalised there as above: the same scores
         groups = [cs.top_indices[cs.labels == j] for j in range(cs.n_concepts)]
         observed = purity(labels, groups)
         chance = [observed]
@@ -161,8 +161,6 @@ def demo_params(acts: np.ndarray, thresholds: str, *, seed: int, progress: bool)
     """The demo's Params (top ``TOP``) and the record of how its thresholds were set: ``"auto"`` or ``"layer-rule"``."""
     if thresholds == "layer-rule":
         return layer_thresholds(acts, params=Params(top=TOP, seed=seed), progress=progress)
-    if thresholds != "auto":
-        raise ConceptvecError(f"thresholds must be one of {', '.join(THRESHOLDS)}, got {thresholds!r}; the demo's default is 'auto'.")
     return auto_params(seed=seed, top=TOP)
 
 
