@@ -8,12 +8,11 @@ import numpy as np
 
 from ...errors import ConceptvecError
 from ...storage.conceptset import ConceptSet
-from ..examples import Examples
+from ..examples import Examples, TextExamples
 
 REMOVED_COLOUR = "#9a9a9a"
 NEURON_COLOUR = "#444444"
 CELL = 1.25  # inches per example panel
-TITLE_CHARS = 24  # about what a panel's width holds at the titles' 6.5 pt; a longer line breaks at its " · "
 
 
 def concept_colour(j: int) -> str:
@@ -41,9 +40,9 @@ def example_panel(ax: Any, examples: Examples, index: int, title: str, colour: s
     """
     examples.draw(ax, int(index))
     ax.set_gid(f"example:{int(index)}")
-    # Ids of text examples ("corpus.jsonl:466 · threading") are longer than a panel: the label goes on a line of its own.
-    lines = [line.replace(" · ", "\n") if len(line) > TITLE_CHARS else line for line in title.split("\n")]
-    ax.set_title("\n".join(lines), fontsize=6.5, pad=2)
+    if isinstance(examples, TextExamples):  # "corpus.jsonl:466 · threading" is wider than a panel: the label on its own line
+        title = title.replace(" · ", "\n")
+    ax.set_title(title, fontsize=6.5, pad=2)
     for side in ax.spines.values():
         side.set_visible(colour is not None)
         if colour is not None:
