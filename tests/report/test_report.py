@@ -260,3 +260,13 @@ def test_not_live_neurons_are_flagged(tmp_path):
     assert "1 neuron(s) are not live" in text and "<td>not live</td>" in text
     assert "Not live:</b> 100 of the top 100 examples" in (index.parent / "neuron_2.html").read_text()
     assert "Not live" not in (index.parent / "neuron_3.html").read_text()
+
+
+def test_a_local_model_is_named_by_its_last_path_parts_on_a_page():
+    from conceptvec.report.pages import describe
+
+    line = describe({"model": {"name": "hf:/home/me/.venv/lib/site-packages/minilm/model"}, "layer": "l", "data": {"kind": "text"},
+                     "n_examples": 3, "n_units": 2})
+    assert line.startswith("Model hf:.../minilm/model, layer l, data text, 3 examples x 2 units")
+    assert describe({"model": {"name": "torchvision:resnet18"}})[:26] == "Model torchvision:resnet18"
+    assert describe({"model": {"name": "hf:/models/gpt2"}}).startswith("Model hf:/models/gpt2,")

@@ -106,10 +106,18 @@ def set_page(folder: str, cs: ConceptSet) -> str:
     return "set_" + (re.sub(r"[^A-Za-z0-9_-]+", "_", folder).strip("_") or "direction")
 
 
+def short_model_name(name: Any) -> Any:
+    """``hf:/a/b/c/model`` as ``hf:.../c/model``: a model read from a local folder or file is named by its last two
+    path parts on a page (the full path, machine-specific, stays in the store's metadata)."""
+    kind, sep, rest = str(name).partition(":") if name else ("", "", "")
+    parts = Path(rest).parts if sep and rest.startswith("/") else ()
+    return f"{kind}:.../{'/'.join(parts[-2:])}" if len(parts) > 3 else name
+
+
 def describe(meta: dict) -> str:
     """One line naming a store's model, layer, data and size, from its metadata."""
     model = meta.get("model")
-    name = model.get("name") if isinstance(model, dict) else model
+    name = short_model_name(model.get("name") if isinstance(model, dict) else model)
     data = meta.get("data")
     kind = data.get("kind") if isinstance(data, dict) else data
     return f"Model {name or '?'}, layer {meta.get('layer') or '?'}, data {kind or '?'}, {meta.get('n_examples', '?')} examples x {meta.get('n_units', '?')} units"
