@@ -154,8 +154,10 @@ def _token_chunks(per_doc: np.ndarray, chunk_size: int) -> list[tuple[int, int, 
     return chunks
 
 
-def token_index(tok: Any, plan: TextPlan, d0: int, tokens: Tokenized):
-    """The example index of documents ``d0:d0 + len(tokens.ids)``'s token rows: a pyarrow Table, no Python object per token."""
+def token_index(tok: Any, plan: TextPlan, d0: int, tokens: Tokenized, *, first_document: int | None = None):
+    """The example index of documents ``d0:d0 + len(tokens.ids)``'s token rows: a pyarrow Table, no Python object per token.
+
+    ``document`` numbers them from ``first_document`` (default ``d0``: their place in the plan)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -174,7 +176,7 @@ def token_index(tok: Any, plan: TextPlan, d0: int, tokens: Tokenized):
         "id": pc.binary_join_element_wise(doc_ids, pa.array(position).cast(pa.string()), "#"),
         "label": pa.array(plan.documents["label"][d0:d1], type=pa.int64()).take(take),
         "label_name": pa.array(plan.documents["label_name"][d0:d1], type=pa.string()).take(take),
-        "source": doc_ids, "document": pa.array(local + d0), "position": pa.array(position), "token_id": pa.array(token_id),
+        "source": doc_ids, "document": pa.array(local + (d0 if first_document is None else first_document)), "position": pa.array(position), "token_id": pa.array(token_id),
         "token": strings.take(pa.array(np.searchsorted(vocab, token_id))), "start": pa.array(spans[:, 0]), "end": pa.array(spans[:, 1]),
     })
 
@@ -215,50 +217,82 @@ POOLED = {
 }
 
 
+class TextForward:
+    """``model`` run to ``layer`` on ``dev``: the rows of a chunk of documents, and for token rows its example index.
+
+    The hook that stops the forward at the layer stays on the model until ``close``; the forward of each
+    chunk, its batches (by length) and its pooling are those of a local run wherever it runs (here, or in
+    a Ray actor with a plan of the chunk's documents alone).
+    """
+
+    def __init__(self, model: TextModel, layer: str, *, examples: str, pool: str, dev: torch.device, batch_size: int,
+                 batch_tokens: int | None, use_autocast: bool, autocast_dtype: str = "float16"):
+        self.module, self.tok, self.layer, self.dev = model.module.to(dev), model.tokenizer, layer, dev
+        self.examples, self.pool, self.batch_size, self.batch_tokens = examples, pool, batch_size, batch_tokens
+        self.pad_id = next((i for i in (self.tok.pad_token_id, self.tok.eos_token_id, 0) if i is not None))
+        self.side = self.tok.padding_side if self.tok.padding_side in ("left", "right") else "right"
+        self.accepted = inspect.signature(self.module.forward).parameters
+        self.extra = {"use_cache": False} if "use_cache" in self.accepted else {}
+        self.amp = (use_autocast, autocast_dtype)
+        self._hook = stop_at_layer(find_layer(self.module, layer), lambda out: out.detach())
+        self.captured = self._hook.__enter__()
+
+    def close(self) -> None:
+        self._hook.__exit__(None, None, None)
+
+    def chunk(self, plan: TextPlan, d0: int, d1: int, *, first_document: int | None = None):
+        """(rows (n_rows, units) float32, the index Table of token rows or None) of documents ``d0:d1`` of ``plan``;
+        ``first_document`` is d0's number in the whole corpus (default d0)."""
+        tokens = plan.tokenize_chunk(self.tok, d0, d1)
+        out_rows: dict[int, torch.Tensor] = {}
+        with torch.inference_mode(), autocast_context(*self.amp):
+            for batch in length_batches(np.asarray([len(i) for i in tokens.ids]), self.batch_size, self.batch_tokens):
+                ids, mask, positions = pad_batch([tokens.ids[j] for j in batch], self.pad_id, self.side)
+                hidden = self._forward(ids, mask, positions)
+                width = ids.shape[1]
+                for b, j in enumerate(batch):
+                    n = len(tokens.ids[j])
+                    start = width - n if self.side == "left" else 0
+                    h = hidden[b, start:start + n].float()[torch.from_numpy(tokens.counted[j]).to(hidden.device)]
+                    if self.examples == "tokens":
+                        out_rows[j] = h
+                    elif self.pool == "cls":
+                        out_rows[j] = hidden[b, start:start + 1].float()
+                    else:
+                        out_rows[j] = POOLED[self.pool](h)
+        rows = torch.cat([out_rows[j] for j in range(d1 - d0)]).cpu().numpy()
+        index = token_index(self.tok, plan, d0, tokens, first_document=first_document) if self.examples == "tokens" else None
+        return rows, index
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        inputs = {"input_ids": ids.to(self.dev), "attention_mask": mask.to(self.dev), **self.extra}
+        if "position_ids" in self.accepted:
+            inputs["position_ids"] = positions.to(self.dev)
+        try:
+            self.module(**inputs)
+        except StopForward:
+            pass
+        if "output" not in self.captured:
+            raise ConceptvecError(f"the forward pass finished without reaching layer {self.layer!r}; is it used by forward()?")
+        hidden = self.captured.pop("output")
+        if hidden.ndim != 3 or tuple(hidden.shape[:2]) != tuple(ids.shape):
+            raise ConceptvecError(f"layer {self.layer!r} gives outputs of shape {tuple(hidden.shape)}, not one vector per token "
+                                  f"({tuple(ids.shape)} x units); choose a layer whose output is (batch, tokens, units).")
+        return hidden
+
+
 def run_text_chunks(model: TextModel, layer: str, plan: TextPlan, todo, writer, *, examples: str, pool: str, dev: torch.device,
                     batch_size: int, batch_tokens: int | None, use_autocast: bool, progress: bool, finished: int,
                     autocast_dtype: str = "float16") -> None:
     """Run ``model`` to ``layer`` over the documents of the chunks ``todo`` and write each complete chunk of rows."""
-    module = model.module.to(dev)
-    tok = model.tokenizer
-    pad_id = next((i for i in (tok.pad_token_id, tok.eos_token_id, 0) if i is not None))
-    side = tok.padding_side if tok.padding_side in ("left", "right") else "right"
-    accepted = inspect.signature(module.forward).parameters
-    extra = {"use_cache": False} if "use_cache" in accepted else {}
-    amp = autocast_context(use_autocast, autocast_dtype)
-    with stop_at_layer(find_layer(module, layer), lambda out: out.detach()) as captured, torch.inference_mode(), amp, \
-            progress_bar("rows", disable=not progress) as bar:
-        task = bar.add_task(f"extract {layer}", total=plan.n_rows, completed=finished)
-        for index, row_start, row_stop, d0, d1 in todo:
-            tokens = plan.tokenize_chunk(tok, d0, d1)
-            out_rows: dict[int, torch.Tensor] = {}
-            for batch in length_batches(np.asarray([len(i) for i in tokens.ids]), batch_size, batch_tokens):
-                ids, mask, positions = pad_batch([tokens.ids[j] for j in batch], pad_id, side)
-                inputs = {"input_ids": ids.to(dev), "attention_mask": mask.to(dev), **extra}
-                if "position_ids" in accepted:
-                    inputs["position_ids"] = positions.to(dev)
-                try:
-                    module(**inputs)
-                except StopForward:
-                    pass
-                if "output" not in captured:
-                    raise ConceptvecError(f"the forward pass finished without reaching layer {layer!r}; is it used by forward()?")
-                hidden = captured.pop("output")
-                if hidden.ndim != 3 or tuple(hidden.shape[:2]) != tuple(ids.shape):
-                    raise ConceptvecError(f"layer {layer!r} gives outputs of shape {tuple(hidden.shape)}, not one vector per token "
-                                          f"({tuple(ids.shape)} x units); choose a layer whose output is (batch, tokens, units).")
-                width = ids.shape[1]
-                for b, j in enumerate(batch):
-                    n = len(tokens.ids[j])
-                    start = width - n if side == "left" else 0
-                    h = hidden[b, start:start + n].float()[torch.from_numpy(tokens.counted[j]).to(hidden.device)]
-                    if examples == "tokens":
-                        out_rows[j] = h
-                    elif pool == "cls":
-                        out_rows[j] = hidden[b, start:start + 1].float()
-                    else:
-                        out_rows[j] = POOLED[pool](h)
-            rows = torch.cat([out_rows[j] for j in range(d1 - d0)]).cpu().numpy()
-            index_rows = token_index(tok, plan, d0, tokens) if examples == "tokens" else None
-            writer.write_chunk(index, row_start, row_stop, rows, examples=index_rows)
-            bar.advance(task, row_stop - row_start)
+    forward = TextForward(model, layer, examples=examples, pool=pool, dev=dev, batch_size=batch_size, batch_tokens=batch_tokens,
+                          use_autocast=use_autocast, autocast_dtype=autocast_dtype)
+    try:
+        with progress_bar("rows", disable=not progress) as bar:
+            task = bar.add_task(f"extract {layer}", total=plan.n_rows, completed=finished)
+            for index, row_start, row_stop, d0, d1 in todo:
+                rows, index_rows = forward.chunk(plan, d0, d1)
+                writer.write_chunk(index, row_start, row_stop, rows, examples=index_rows)
+                bar.advance(task, row_stop - row_start)
+    finally:
+        forward.close()
