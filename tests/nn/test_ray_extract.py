@@ -107,3 +107,36 @@ def test_without_ray_installed_says_how_to_install(tmp_path, monkeypatch):
         cv.extract("digits", layer="block3", data="digits", out=tmp_path / "s", engine="dask")
     with pytest.raises(cv.ConceptvecError, match="--ray-address .* applies to --engine ray"):
         cv.extract("digits", layer="block3", data="digits", out=tmp_path / "s", ray_address="auto")
+
+
+@pytest.mark.parametrize("examples", ["tokens", "documents"])
+def test_a_language_model_on_ray_is_the_local_store_byte_for_byte(ray_cluster, tmp_path, corpus, tiny_gpt2, examples, monkeypatch):
+    from conceptvec.storage.store import StoreWriter
+
+    options = dict(layer="transformer.h.1", data=corpus, examples=examples, chunk_size=4, batch_size=2, progress=False)
+    local = cv.extract(f"hf:{tiny_gpt2}", out=tmp_path / "local", **options)
+    ray = cv.extract(f"hf:{tiny_gpt2}", out=tmp_path / "ray", engine="ray", workers=2, **options)
+    assert ray.metadata["engine"] == "ray" and local.metadata["engine"] == "local" and local.n_examples > 4
+    same_store(ray, local)
+    if examples == "tokens":
+        assert (ray.path / "documents.parquet").read_bytes() == (local.path / "documents.parquet").read_bytes()
+        assert ray.examples.column("document").to_pylist() == local.examples.column("document").to_pylist()
+    else:
+        return
+
+    # A local run stopped after its first chunk; Ray finishes it with the same bytes.
+    real, written = StoreWriter.write_chunk, []
+
+    def stop_after_one(self, *args, **kwargs):
+        if written:
+            raise KeyboardInterrupt
+        written.append(args[0])
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(StoreWriter, "write_chunk", stop_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        cv.extract(f"hf:{tiny_gpt2}", out=tmp_path / "resumed", **options)
+    assert [p.name for p in (tmp_path / "resumed.partial" / "chunks").glob("*.json")] == ["000000.json"]
+    monkeypatch.setattr(StoreWriter, "write_chunk", real)
+    resumed = cv.extract(f"hf:{tiny_gpt2}", out=tmp_path / "resumed", engine="ray", **options)
+    same_store(resumed, local)

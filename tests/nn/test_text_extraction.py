@@ -219,15 +219,6 @@ def test_extract_command_on_a_labelled_jsonl(tmp_path, tiny_gpt2):
     assert bad.exit_code == 2 and "examples must be one of documents, tokens (--examples)" in bad.output
 
 
-def test_a_language_model_on_the_ray_engine_is_refused_before_anything_is_written(tmp_path, corpus, tiny_gpt2):
-    import conceptvec as cv
-
-    with pytest.raises(ConceptvecError, match=r"--engine ray extracts images.*--engine local"):
-        cv.extract(model=f"hf:{tiny_gpt2}", layer="transformer.h.0", data=corpus, out=tmp_path / "s", engine="ray",
-                   progress=False)
-    assert not (tmp_path / "s").exists()
-
-
 def test_plan_keeps_counts_and_a_chunk_is_tokenised_again_identically(corpus, tiny_gpt2):
     from conceptvec.nn.language import load_language_model
     from conceptvec.nn.text import read_corpus

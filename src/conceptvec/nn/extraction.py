@@ -114,10 +114,8 @@ def extract(
     from .language import TextModel
 
     if isinstance(loaded, TextModel):
-        if engine != "local":
-            raise ConceptvecError("--engine ray extracts images; a language model's corpus is extracted here (--engine local), "
-                                  "and its store can then be scanned on Ray (conceptvec scan --engine ray).")
-        return _extract_text(loaded, layer, data, out, c, dev, overwrite, progress)
+        return _extract_text(loaded, layer, data, out, c, dev, overwrite, progress, engine=engine, ray_address=ray_address,
+                             spec=model)
     text_options = [k for k in ("max_tokens", "text_column", "label_column", "batch_tokens") if getattr(c, k) is not None]
     text_options += [k for k in ("examples", "keep_special_tokens") if getattr(c, k) != getattr(ExtractConfig(), k)]
     if text_options:
@@ -197,7 +195,8 @@ def _check_engine(engine: str, ray_address: str | None) -> None:
         check_reachable(ray_address)
 
 
-def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, dev, overwrite: bool, progress: bool) -> ActivationStore:
+def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, dev, overwrite: bool, progress: bool, *,
+                  engine: str = "local", ray_address: str | None = None, spec: Any = None) -> ActivationStore:
     """``extract`` for a language model: documents or tokens of a corpus, chunks of whole documents."""
     from .language import resolve_layer
     from .text import read_corpus
@@ -229,7 +228,7 @@ def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, de
     fingerprint = {**metadata, "chunk_size": int(c.chunk_size)}
     use_autocast = bool(c.autocast and dev.type == "cuda")
     metadata.update({"device": str(dev), "batch_size": c.batch_size, "batch_tokens": c.batch_tokens, "autocast": use_autocast,
-                     **({"autocast_dtype": c.autocast_dtype} if use_autocast else {}),
+                     **({"autocast_dtype": c.autocast_dtype} if use_autocast else {}), "engine": engine,
                      "chunk_size": int(c.chunk_size)})
     with StoreWriter(out, fingerprint=fingerprint, dtype=c.dtype, overwrite=overwrite, protect=[data]) as writer:
         done = writer.completed()
@@ -238,9 +237,17 @@ def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, de
         if finished:
             _say(progress, f"resuming {out}: {finished} of {plan.n_rows} rows already done.")
         try:
-            run_text_chunks(loaded, path, plan, todo, writer, examples=c.examples, pool=c.pool, dev=dev, batch_size=c.batch_size,
-                            batch_tokens=c.batch_tokens, use_autocast=use_autocast, progress=progress, finished=finished,
-                            autocast_dtype=c.autocast_dtype)
+            if engine == "ray":
+                from .ray_text import run_text_chunks_ray
+
+                run_text_chunks_ray(model=spec, weights=c.weights, layer=path, plan=plan, todo=todo, writer=writer,
+                                    examples=c.examples, pool=c.pool, device=c.device, batch_size=c.batch_size,
+                                    batch_tokens=c.batch_tokens, workers=c.workers, autocast=c.autocast,
+                                    autocast_dtype=c.autocast_dtype, progress=progress, finished=finished, address=ray_address)
+            else:
+                run_text_chunks(loaded, path, plan, todo, writer, examples=c.examples, pool=c.pool, dev=dev, batch_size=c.batch_size,
+                                batch_tokens=c.batch_tokens, use_autocast=use_autocast, progress=progress, finished=finished,
+                                autocast_dtype=c.autocast_dtype)
         except KeyboardInterrupt:
             _say(True, f"interrupted; the complete chunks are kept in {writer.partial}. Run the same command again to resume.")
             raise
