@@ -107,6 +107,14 @@ class ChunkGatherer:
                                 [i for i in range(start, stop) if not rows[i][0]])
 
 
+def actor_pool(ray: Any, device: str, workers: int, tasks: int) -> tuple[bool, int]:
+    """(whether actors take a GPU each, how many actors): ``workers``, else one per GPU of the cluster on CUDA
+    (one per CPU otherwise), never more than ``tasks``."""
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    gpu = device.startswith("cuda") or (device == "auto" and gpus > 0)
+    return gpu, max(1, min(workers or (gpus if gpu else int(ray.cluster_resources().get("CPU", 1))), tasks))
+
+
 def run_chunks_ray(*, model: Any, load: dict[str, Any], layer: str, pool: str, dataset: Any, todo: list[tuple[int, int, int]],
                    writer: Any, n: int, finished: int, device: str, batch_size: int, workers: int, autocast: bool,
                    channels_last: bool, autocast_dtype: str = "float16", progress: bool, address: str | None) -> None:
@@ -117,10 +125,8 @@ def run_chunks_ray(*, model: Any, load: dict[str, Any], layer: str, pool: str, d
         from ray.data import ActorPoolStrategy
 
         quiet_ray_data(ray)
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        gpu = device.startswith("cuda") or (device == "auto" and gpus > 0)
         planned = [(k, b[0], b[-1] + 1) for k, start, stop in todo for b in planned_batches([(k, start, stop)], batch_size)]
-        actors = min(workers or (gpus if gpu else int(ray.cluster_resources().get("CPU", 1))), len(planned))
+        gpu, actors = actor_pool(ray, device, workers, len(planned))
         items = ray.data.from_items([{"chunk": k, "start": s, "stop": e} for k, s, e in planned],
                                     override_num_blocks=max(1, min(len(planned), len(planned) // ROWS_PER_BLOCK + actors)))
         options = dict(model=model, load=load, layer=layer, pool=pool, dataset=dataset, device="cuda" if gpu else "cpu",

@@ -23,6 +23,7 @@ import torch
 from ..progress import progress_bar
 from ..raycluster import carrying_errors, connected, quiet_ray_data, user_error
 from .hooks import resolve_device
+from .ray_extract import actor_pool
 from .textrun import TextForward, TextPlan
 
 DOCUMENT_FIELDS = ("id", "label", "label_name", "text", "n_tokens")
@@ -83,9 +84,7 @@ def run_text_chunks_ray(*, model: str, weights: str | None, layer: str, plan: Te
         from ray.data import ActorPoolStrategy
 
         quiet_ray_data(ray)
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        gpu = device.startswith("cuda") or (device == "auto" and gpus > 0)
-        actors = max(1, min(workers or (gpus if gpu else int(ray.cluster_resources().get("CPU", 1))), len(todo)))
+        gpu, actors = actor_pool(ray, device, workers, len(todo))
         items = [{"chunk": k, "d0": d0, "n_counted": plan.n_counted[d0:d1].tolist(),
                   **{name: plan.documents[name][d0:d1] for name in DOCUMENT_FIELDS}} for k, _, _, d0, d1 in todo]
         options = dict(model=model, weights=weights, layer=layer, examples=examples, pool=pool, batch_size=batch_size,
