@@ -23,6 +23,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 _DEFAULTS = Params()
+StoreArg = Annotated[Path, typer.Argument(help="ActivationStore directory (from `conceptvec extract`).")]
 TopOpt = Annotated[int, typer.Option("--top", help="N, top activating examples clustered.")]
 DistanceOpt = Annotated[str, typer.Option("--distance-threshold", help="d_max of the ward clustering (paper: 15 for Inception V3 Mixed_7b), or 'auto': a significance test, the same on every layer.")]
 OutlierOpt = Annotated[Optional[str], typer.Option("--outlier-threshold", show_default="15, or auto with --distance-threshold auto", help="Squared distance to the k-means centroid at which an example is an outlier, or 'auto' (beyond its cluster's far-out fence).")]
@@ -277,7 +278,7 @@ def extract(
 @app.command()
 @cli_errors
 def disentangle(
-    store: Annotated[Path, typer.Argument(help="ActivationStore directory (from `conceptvec extract`).")],
+    store: StoreArg,
     out: Annotated[Path, typer.Option("--out", help="Directory for the ConceptSet.")],
     neuron: Annotated[Optional[int], typer.Option("--neuron", help="Unit to disentangle.")] = None,
     direction: Annotated[Optional[Path], typer.Option("--direction", help="A .npy vector to start from instead of a neuron.")] = None,

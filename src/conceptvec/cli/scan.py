@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..core.params import Params
-from .app import (DistanceOpt, EngineOpt, MinSizeOpt, OutlierOpt, OverwriteOpt, RayAddressOpt, SeedOpt, SignificanceOpt,
+from .app import (DistanceOpt, EngineOpt, MinSizeOpt, OutlierOpt, OverwriteOpt, RayAddressOpt, SeedOpt, SignificanceOpt, StoreArg,
                   TopOpt, app, cli_errors, console, make_params)
 
 _DEFAULTS = Params()
@@ -18,7 +18,7 @@ _DEFAULTS = Params()
 @app.command()
 @cli_errors
 def scan(
-    store: Annotated[Path, typer.Argument(help="ActivationStore directory (from `conceptvec extract`).")],
+    store: StoreArg,
     out: Annotated[Path, typer.Option("--out", help="Directory for the scan (resumable: run again to continue).")],
     neurons: Annotated[Optional[str], typer.Option("--neurons", help="Which neurons (or directions), e.g. 0-99 or 0-99,512; default all.")] = None,
     directions: Annotated[str, typer.Option("--directions", help="neurons, svd:K (top K right singular vectors), or a .npy / .safetensors file of vectors.")] = "neurons",

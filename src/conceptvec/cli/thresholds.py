@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..core.params import Params
-from .app import (DistanceOpt, MinSizeOpt, OutlierOpt, OverwriteOpt, SeedOpt, SignificanceOpt, TopOpt, app, cli_errors,
+from .app import (DistanceOpt, MinSizeOpt, OutlierOpt, OverwriteOpt, SeedOpt, SignificanceOpt, StoreArg, TopOpt, app, cli_errors,
                   console, make_params)
 
 DEFAULTS = Params()
@@ -21,7 +21,7 @@ FIGURE_FILE = "thresholds.png"
 @app.command()
 @cli_errors
 def thresholds(
-    store: Annotated[Path, typer.Argument(help="ActivationStore directory (from `conceptvec extract`).")],
+    store: StoreArg,
     neurons: Annotated[Optional[str], typer.Option("--neurons", help="Which neurons, e.g. 0-99 or 0-99,512; default all (live ones only count).")] = None,
     top: TopOpt = DEFAULTS.top,
     distance_threshold: DistanceOpt = "15",
