@@ -406,7 +406,7 @@ class StoreWriter:
             if c["start"] != covered:
                 raise StoreError(f"{self.partial}: examples {covered}:{c['start']} were never written; run the extraction again to fill them.")
             covered = c["stop"]
-        skipped = set(self.skipped())
+        skipped = {i for c in order for i in c["skipped"]}  # from the markers already read, not a second pass over them
         n = sum(c["rows"] for c in order)
         if n == 0:
             raise StoreError("no example could be read; the store would be empty. Check the data path and file formats.")
