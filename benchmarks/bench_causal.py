@@ -29,14 +29,14 @@ import torch  # noqa: E402
 
 import conceptvec as cv  # noqa: E402
 from conceptvec.demo.demo import run_demo  # noqa: E402
-from conceptvec.nn.data import load_digits_images  # noqa: E402
-from conceptvec.nn.digits import merged_class, preprocess_digits  # noqa: E402
-from conceptvec.nn.models import load_model  # noqa: E402
+from conceptvec.sources.digits import load_digits_images  # noqa: E402
+from conceptvec.models.digits import merged_class, preprocess_digits  # noqa: E402
+from conceptvec.models.load import load_model  # noqa: E402
 
 
 def separate_forwards(loaded, eff, cs, x, targets, batch_size):
     """Each intervention as its own full forward: the mean change of the target logit per (intervention, group)."""
-    from conceptvec.nn.causal import random_directions
+    from conceptvec.causal.effects import random_directions
 
     module = loaded.module
     n_units = cs.n_units

@@ -40,8 +40,9 @@ import torchvision
 from PIL import Image
 
 import conceptvec as cv
-from conceptvec.nn.data import image_files
-from conceptvec.nn.models import find_layer, load_model
+from conceptvec.sources.images import image_files
+from conceptvec.models.layers import find_layer
+from conceptvec.models.load import load_model
 
 
 def write_jpegs(root: Path, n: int, seed: int = 0) -> Path:
@@ -133,7 +134,7 @@ def device_path(loaded, layer: str, root: Path, warm: Path, tmp: Path, batch_siz
     """cv.extract's device path (decode="device": JPEGs decoded and preprocessed on the device, bf16 autocast on CUDA,
     channels-last, pinned buffers) end to end, beside the model's forward alone on synthetic tensors already on the
     device (the bound) and cv.extract decoding on the CPU (decode="cpu") on the same device."""
-    from conceptvec.nn.hooks import layer_runner
+    from conceptvec.models.hooks import layer_runner
 
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)

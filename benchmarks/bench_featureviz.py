@@ -42,7 +42,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -104,7 +103,7 @@ def run_lucent(args) -> dict:
 def run_ours(args, model: torch.nn.Module, seed: int, k: int = 1, steps: int | None = None) -> tuple[np.ndarray, float]:
     """Images of the neuron (and, with k > 1, of k - 1 random positive directions in the same batch) and the seconds taken."""
     import conceptvec as cv
-    from conceptvec.nn.featureviz import neuron_directions
+    from conceptvec.featureviz import neuron_directions
 
     n_units = layer_width(model, args.layer, args.size)
     directions = neuron_directions(n_units, args.neuron, np.abs(np.random.default_rng(seed).normal(size=(k - 1, n_units))))
@@ -116,8 +115,8 @@ def run_ours(args, model: torch.nn.Module, seed: int, k: int = 1, steps: int | N
 
 
 def layer_width(model: torch.nn.Module, layer: str, size: int) -> int:
-    from conceptvec.nn.hooks import capture_layer, forward_to_layer
-    from conceptvec.nn.models import find_layer
+    from conceptvec.models.hooks import capture_layer, forward_to_layer
+    from conceptvec.models.layers import find_layer
 
     with capture_layer(find_layer(model, layer)) as captured, torch.inference_mode():
         return int(forward_to_layer(model, torch.zeros(1, 3, size, size), captured).shape[1])
@@ -125,7 +124,7 @@ def layer_width(model: torch.nn.Module, layer: str, size: int) -> int:
 
 def score(model: torch.nn.Module, layer: str, neuron: int, image: np.ndarray) -> float:
     """The neuron's spatially averaged activation on ``image`` (h, w, 3) in [0, 1]: a full forward, its own hook."""
-    from conceptvec.nn.models import find_layer
+    from conceptvec.models.layers import find_layer
 
     x = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32).permute(2, 0, 1)[None]
     x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)

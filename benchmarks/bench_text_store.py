@@ -69,8 +69,8 @@ def child(mode: str, corpus: Path, out: Path, max_tokens: int, batch_size: int) 
     import torch
 
     import conceptvec as cv
-    from conceptvec.nn.language import load_language_model
-    from conceptvec.nn.text import read_corpus
+    from conceptvec.models.language import load_language_model
+    from conceptvec.sources.text import read_corpus
 
     torch.set_num_threads(1)
     if mode == "load":

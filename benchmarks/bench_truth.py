@@ -100,9 +100,9 @@ def digits_part() -> None:
     from conceptvec.core.arrays import live_mask
     from conceptvec.core.streaming import top_examples
     from conceptvec.demo.demo import merged_pair_units
-    from conceptvec.nn.data import load_digits_images
-    from conceptvec.nn.digits import load_shipped_digits_cnn, preprocess_digits
-    from conceptvec.nn.hooks import capture_layer, forward_to_layer
+    from conceptvec.sources.digits import load_digits_images
+    from conceptvec.models.digits import load_shipped_digits_cnn, preprocess_digits
+    from conceptvec.models.hooks import capture_layer, forward_to_layer
 
     images, digits = load_digits_images()
     x = preprocess_digits(images)

@@ -15,8 +15,8 @@ from importlib import metadata as _metadata
 from .core.method import disentangle
 from .core.params import Params
 from .errors import ConceptvecError, StoreError
-from .nn.config import ExtractConfig
-from .nn.extraction import extract
+from .extraction.config import ExtractConfig
+from .extraction.pipeline import extract
 from .scan import ScanResult, scan_layer
 from .storage.conceptset import ConceptSet
 from .storage.rundir import RunDir
@@ -33,15 +33,15 @@ def __getattr__(name: str):
     # Feature visualisation is torch through and through: resolved on first access (PEP 562), so that
     # ``import conceptvec`` stays torch-free while ``help(conceptvec.feature_visualisation)`` shows the function itself.
     if name in ("feature_visualisation", "FeatureVisualisation"):
-        from .nn import featureviz
+        from . import featureviz
 
         return getattr(featureviz, name)
     if name == "intervene":
-        from .nn.interventions import intervene
+        from .causal.interventions import intervene
 
         return intervene
     if name == "causal_effects":
-        from .nn.causal import causal_effects
+        from .causal.effects import causal_effects
 
         return causal_effects
     raise AttributeError(f"module 'conceptvec' has no attribute {name!r}")

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 import conceptvec as cv
 from conceptvec.cli import app
-from conceptvec.storage.causal import CausalEffects
+from conceptvec.storage.causal_effects import CausalEffects
 
 runner = CliRunner()
 
@@ -44,8 +44,8 @@ def test_causal_writes_effects_with_provenance(run_dir):
     assert len(meta["selectivity"]) == cs.n_concepts
     assert {r["concept"] for r in eff.steering} == set(eff.concepts)
     # the command's numbers are the Python API's on the same inputs
-    from conceptvec.nn.causal import store_inputs
-    from conceptvec.nn.models import load_model
+    from conceptvec.causal.effects import store_inputs
+    from conceptvec.models.load import load_model
 
     store = cv.ActivationStore.open(run_dir.store)
     loaded = load_model("digits", store.metadata["model"]["weights"])

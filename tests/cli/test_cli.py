@@ -4,7 +4,7 @@ from typer.testing import CliRunner
 
 import conceptvec as cv
 from conceptvec.cli import app
-from conceptvec.nn.digits import TrainConfig, cached_digits_cnn
+from conceptvec.models.digits import TrainConfig, cached_digits_cnn
 from conftest import planted
 
 runner = CliRunner()

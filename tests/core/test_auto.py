@@ -7,7 +7,8 @@ import pytest
 from scipy.cluster.hierarchy import linkage
 
 import conceptvec as cv
-from conceptvec.core.auto import auto_clusters, null_shares, outlier_fences, split_share, unit_rows
+from conceptvec.core.auto import auto_clusters, null_shares, split_share, unit_rows
+from conceptvec.core.outliers import outlier_fences
 from conceptvec.core.planted import planted_layer
 
 AUTO = cv.Params(distance_threshold="auto")

@@ -10,7 +10,7 @@ import torch
 
 import conceptvec as cv
 from conceptvec.demo.demo import control_comparison, run_demo
-from conceptvec.nn.digits import (WEIGHTS_FILE, DigitsCNN, TrainConfig, are_merged, load_digits_cnn, save_digits_cnn,
+from conceptvec.models.digits import (WEIGHTS_FILE, DigitsCNN, TrainConfig, are_merged, load_digits_cnn, save_digits_cnn,
                                   shipped_digits_dir, training_results)
 from conceptvec.storage.atomic import read_json
 from conceptvec.storage.provenance import file_digest
@@ -195,7 +195,7 @@ def test_retrained_weights_replaced_at_the_same_path_are_not_reused(retrained_ru
 def test_shipped_weights_are_checked_against_their_record(tmp_path, monkeypatch):
     import shutil
 
-    import conceptvec.nn.digits as digits
+    import conceptvec.models.digits as digits
 
     copy = tmp_path / "digits-merged"
     shutil.copytree(shipped_digits_dir(), copy)
@@ -236,7 +236,7 @@ def test_mixing_counts_by_hand():
 
 
 def test_control_network_trains_on_ten_classes(tmp_path):
-    from conceptvec.nn.digits import cached_digits_cnn
+    from conceptvec.models.digits import cached_digits_cnn
 
     model, directory, _ = cached_digits_cnn(tmp_path / "c", TrainConfig(epochs=1, merged=False))
     assert model.head[2].out_features == 10

@@ -8,7 +8,7 @@ from test_report import broken_images, browser, needs_chromium, open_page
 import conceptvec as cv
 from conceptvec.report.figures.causal import selectivity_data, steering_data
 from conceptvec.report.html import write_report
-from conceptvec.storage.causal import CausalEffects
+from conceptvec.storage.causal_effects import CausalEffects
 
 PARAMS = cv.Params(top=60, distance_threshold=8.0, outlier_threshold=50.0)
 

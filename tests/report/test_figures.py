@@ -23,7 +23,7 @@ PARAMS = cv.Params(top=80, distance_threshold=10.0, outlier_threshold=40.0, min_
 
 
 def make_store(path, acts):
-    from conceptvec.nn.data import load_digits_images
+    from conceptvec.sources.digits import load_digits_images
 
     _, digits = load_digits_images()
     n = len(acts)

@@ -11,7 +11,7 @@ from PIL import Image
 from scipy.cluster.hierarchy import fcluster
 
 import conceptvec as cv
-from conceptvec.nn.data import image_files
+from conceptvec.sources.images import image_files
 from conceptvec.storage.atomic import read_json
 from conceptvec.report.html import write_report
 
@@ -28,7 +28,7 @@ needs_chromium = pytest.mark.skipif(
 
 
 def digits_store(path, acts):
-    from conceptvec.nn.data import load_digits_images
+    from conceptvec.sources.digits import load_digits_images
 
     _, digits = load_digits_images()
     n = len(acts)

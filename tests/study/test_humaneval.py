@@ -29,7 +29,7 @@ needs_chromium = pytest.mark.skipif(
 
 def digit_store(path, n=600, seed=0):
     """Digits whose activations separate by class: a group of 3 units per digit, and neurons planted per FIRES."""
-    from conceptvec.nn.data import load_digits_images
+    from conceptvec.sources.digits import load_digits_images
 
     _, digits = load_digits_images()
     digits = digits[:n]

@@ -241,8 +241,9 @@ def extract(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Pool a layer's activations over a dataset into an ActivationStore (resumable: run again after an interruption)."""
-    from ..nn.extraction import extract as run_extract
-    from ..nn.models import list_layers, load_model
+    from ..extraction.pipeline import extract as run_extract
+    from ..models.layers import list_layers
+    from ..models.load import load_model
 
     def floats(text: Optional[str], name: str):
         if text is None:
@@ -347,7 +348,7 @@ def featureviz(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Feature visualisation of a neuron and of its concept vectors, optimised in one batch (the paper's Fig. 3)."""
-    from ..nn.featureviz import run_featureviz
+    from ..featureviz import run_featureviz
 
     result = run_featureviz(run_dir, neuron=neuron, steps=steps, size=size, seed=seed, device=device, overwrite=overwrite, progress=True)
     fv, out = result

@@ -28,7 +28,7 @@ def causal(
 ) -> None:
     """Ablate each concept vector of a neuron (and the neuron, and random directions) in the model: the change of the
     predicted class's logit on each concept's members and on random examples, and a steering curve."""
-    from ..nn.causal import run_causal
+    from ..causal.effects import run_causal
 
     effects, out = run_causal(run_dir, neuron=neuron, mode=mode, centred=centred, n_random=n_random, random_examples=random_examples,
                               seed=seed, batch_size=batch_size, device=device, overwrite=overwrite, progress=True)

@@ -32,6 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from scipy.cluster.hierarchy import to_tree
 from scipy.stats import norm
 
@@ -42,7 +43,6 @@ FIRST_DRAWS = 10  # drawn first; the rest only when the split's z-score is near 
 # large and the mean 2/3 sd off (each rarer than 1 in 50). Most splits, and most leaves, are that clear.
 CLEAR_ABOVE = 4.0
 CLEAR_BELOW = 1.5
-OUTLIER_FENCE = 3.0  # Tukey's "far out": Q3 + 3 IQR
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -154,23 +154,3 @@ def _z(share: float, null: np.ndarray) -> float:
     if sd > 0:
         return (share - float(null.mean())) / sd
     return np.inf if share > null.mean() else -np.inf
-
-
-def outlier_mask(kmeans_labels: np.ndarray, sq_distances: np.ndarray, outlier_threshold: float | str) -> np.ndarray:
-    """Examples the outlier rule removes, shape (N,): ``sq >= outlier_threshold``, or beyond the fence with ``"auto"``."""
-    sq = np.asarray(sq_distances, dtype=np.float64)
-    if isinstance(outlier_threshold, str):  # "auto" (Params checks the value)
-        return sq > outlier_fences(kmeans_labels, sq)
-    return sq >= outlier_threshold
-
-
-def outlier_fences(kmeans_labels: np.ndarray, sq_distances: np.ndarray) -> np.ndarray:
-    """Per example, its cluster's far-out fence Q3 + OUTLIER_FENCE x IQR of the squared distances, shape (N,)."""
-    labels = np.asarray(kmeans_labels)
-    sq = np.asarray(sq_distances, dtype=np.float64)
-    fences = np.empty(len(sq))
-    for cluster in np.unique(labels):
-        mine = labels == cluster
-        q1, q3 = np.percentile(sq[mine], [25, 75])
-        fences[mine] = q3 + OUTLIER_FENCE * (q3 - q1)
-    return fences

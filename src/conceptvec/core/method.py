@@ -30,7 +30,8 @@ from ..storage.store import ActivationStore
 from .arrays import as_matrix, check_directions, check_finite, check_neuron, read_rows
 from .kmeans import kmeans_step
 from .metrics import project, unit_vectors
-from .auto import auto_clusters, outlier_mask, unit_rows
+from .auto import auto_clusters, unit_rows
+from .outliers import outlier_mask
 from .params import Params, whole_number
 from .scale import SCALE_HINT, scale_problems, warn_scale
 from .streaming import top_k_desc

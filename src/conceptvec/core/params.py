@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConceptvecError
-from .auto import outlier_mask
+from .outliers import outlier_mask
 
 AUTO = "auto"
 UNSTABLE_BELOW = 0.5  # a concept back in fewer than this share of the stability runs is flagged unstable

@@ -57,9 +57,9 @@ def merged_pair_causal(run_dir: str | os.PathLike, *, mode: str = "ablate", cent
 
     ``centred``: ablate each concept's members' mean minus the layer's mean (normalised) instead of its concept vector.
     """
-    from ..nn.causal import causal_effects, store_inputs
-    from ..nn.digits import merged_class
-    from ..nn.models import load_model
+    from ..causal.effects import causal_effects, store_inputs
+    from ..models.digits import merged_class
+    from ..models.load import load_model
 
     run = RunDir(run_dir)
     if not (run.path / DEMO_FILE).is_file():

@@ -28,7 +28,7 @@ from ..core.method import disentangle
 from ..core.params import Params
 from ..core.streaming import top_k_desc
 from ..errors import ConceptvecError
-from ..nn.digits import (CONFIG_FILE, DEFAULT_LAYER, WEIGHTS_FILE, TrainConfig, are_merged, load_digits_cnn,
+from ..models.digits import (CONFIG_FILE, DEFAULT_LAYER, WEIGHTS_FILE, TrainConfig, are_merged, load_digits_cnn,
                          load_shipped_digits_cnn, recorded_accuracy, save_digits_cnn, shipped_digits_dir,
                          train_digits_cnn, training_results)
 from ..progress import progress_bar
@@ -107,7 +107,7 @@ def run_demo(out: str | os.PathLike = "conceptvec-demo", *, retrain: bool = Fals
     in ``out`` are reused; ``out`` holding another setting's run, or anything but a demo run, is
     refused before anything is written.
     """
-    from ..nn.extraction import extract
+    from ..extraction.pipeline import extract
 
     run = RunDir(out)
     config = _train_config(retrain=retrain, epochs=epochs, seed=seed)
@@ -169,8 +169,9 @@ def control_comparison(out: str | os.PathLike, *, retrain: bool = False, epochs:
     """
     import torch
 
-    from ..nn.digits import load_digits_images, preprocess_digits
-    from ..nn.hooks import capture_layer, forward_to_layer
+    from ..models.digits import preprocess_digits
+    from ..sources.digits import load_digits_images
+    from ..models.hooks import capture_layer, forward_to_layer
 
     run = RunDir(out)
     merged_config = _train_config(retrain=retrain, epochs=epochs, seed=seed)

@@ -77,14 +77,14 @@ MODEL = "torchvision:inception_v3"  # a weights file of it is built as torchvisi
 def authors_inception_v3(weights: str | os.PathLike):
     """Inception V3 as ``inception_v3(pretrained=True)`` builds it, with the state dict from ``weights`` (read safely):
     what ``load_model("torchvision:inception_v3", weights)`` gives, the model ``reproduce`` extracts with."""
-    from ..nn.models import load_model
+    from ..models.load import load_model
 
     return load_model(MODEL, str(weights)).module
 
 
 def every_nth_image(imagenet: str | os.PathLike, every: int):
     """Every ``every``-th image of the sorted file list of an ImageNet-layout tree (class folders), with its class."""
-    from ..nn.data import image_files
+    from ..sources.images import image_files
 
     files = image_files(imagenet)
     if files.layout != "class-folders":
@@ -122,7 +122,7 @@ def reproduce(
     engine, ray_address, workers, batch_size, device : of the extraction and the scan (``cv.extract``, ``cv.scan_layer``)
     report, umap : write the HTML report (with UMAP figures) for the three neurons and the scan
     """
-    from ..nn.extraction import extract
+    from ..extraction.pipeline import extract
     from ..scan.engine import make_engine
     from ..scan.layer import scan_layer
 

@@ -171,7 +171,7 @@ def run_text_demo(out: str | os.PathLike = "conceptvec-text-demo", *, seed: int 
     ``thresholds``: ``"auto"`` (``core.auto``'s test, the default) or ``"layer-rule"`` (the layer-wide quantile
     rule of ``core.thresholds``, for comparison).
     """
-    from ..nn.extraction import extract
+    from ..extraction.pipeline import extract
 
     if thresholds not in THRESHOLDS:
         raise ConceptvecError(f"thresholds must be one of {', '.join(THRESHOLDS)}, got {thresholds!r}; the demo's default is 'auto'.")

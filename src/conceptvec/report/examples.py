@@ -71,7 +71,7 @@ class _Labelled:
 
 
 class ImageExamples(_Labelled):
-    """Image examples loaded lazily from their ``source`` strings (see ``conceptvec.nn.data``).
+    """Image examples loaded lazily from their ``source`` strings (see ``conceptvec.sources.images``).
 
     Parameters
     ----------
@@ -112,7 +112,7 @@ class ImageExamples(_Labelled):
         return cls(store.ids, store.label_names, store.sources, root=root, **kwargs)
 
     def _load(self, i: int):
-        from ..nn.data import load_example_image
+        from ..sources.images import load_example_image
 
         i = self._check(i)
         try:
@@ -224,7 +224,7 @@ def token_text(token: str) -> str:
 
 
 class TextSnippets(TextExamples):
-    """The examples of a text store as snippets of their documents (``conceptvec.nn.text``).
+    """The examples of a text store as snippets of their documents (``conceptvec.sources.text``).
 
     In a store of token rows (``examples="tokens"``) example i is a token: its snippet is its document's text
     from ``window`` tokens before it to ``window`` after it, the example's token marked, each token shaded by

@@ -321,8 +321,8 @@ def featureviz(fv_dir: Path | None, folder: Path, page: str) -> dict[str, Any] |
 
 def causal_section(causal_dir: Path | None, folder: Path, page: str) -> dict[str, Any] | None:
     """The "Causal effect" section from what `conceptvec causal` wrote: heatmap, steering curve, numbers; None without it."""
-    from ..storage.causal import METADATA_FILE as CAUSAL_FILE
-    from ..storage.causal import CausalEffects
+    from ..storage.causal_effects import METADATA_FILE as CAUSAL_FILE
+    from ..storage.causal_effects import CausalEffects
     from .figures.causal import selectivity_heatmap, steering_curve
 
     if causal_dir is None or not (causal_dir / CAUSAL_FILE).is_file():

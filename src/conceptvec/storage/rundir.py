@@ -19,11 +19,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
-from ..errors import StoreError
+from ..errors import ConceptvecError, StoreError
 from .conceptset import METADATA_FILE as CONCEPTSET_FILE
 from .conceptset import ConceptSet, recorded_store
+from .store import METADATA_FILE as STORE_METADATA_FILE
 from .store import ActivationStore
 
 __all__ = ["RunDir", "recorded_store"]
@@ -116,3 +117,49 @@ class RunDir:
             f"no activation store for {self.path}: {self.store} does not exist and nothing in {self.path} names an "
             f"existing store. Extract one with `conceptvec extract ... --out {self.store}`."
         )
+
+    def neuron_conceptset(self, neuron: int, *, python: str) -> tuple[ConceptSet, Path]:
+        """The ConceptSet of neuron ``neuron`` of a run and its folder; a missing one, or a direction's, is refused
+        (``python`` names what to use from Python instead)."""
+        cs_dir = self.neuron(neuron)
+        if not (cs_dir / CONCEPTSET_FILE).exists():
+            raise ConceptvecError(f"no ConceptSet of neuron {neuron} in {self.path} ({cs_dir} is missing); make it with "
+                                  f"`conceptvec disentangle {self.store} --neuron {neuron} --out {cs_dir}`.")
+        cs = ConceptSet.load(cs_dir)
+        if cs.neuron is None:
+            raise ConceptvecError(f"{cs_dir} was started from a direction, not a neuron; use {python}.")
+        return cs, cs_dir
+
+
+    def model_source(self, cs: ConceptSet) -> dict[str, Any]:
+        """The model spec, layer and load options that made a run's activations (its store, else the ConceptSet's provenance)."""
+        if (self.store / STORE_METADATA_FILE).exists():
+            meta = ActivationStore.open(self.store).metadata
+        else:
+            meta = (cs.provenance or {}).get("activations") or {}
+        if not isinstance(meta.get("model"), dict) or "name" not in meta["model"] or not meta.get("layer"):
+            raise ConceptvecError(f"cannot tell which model and layer made {self.path}: no store/ with metadata and no model in the "
+                                  f"ConceptSet's provenance; load the model in Python and pass it to cv.feature_visualisation or cv.causal_effects.")
+        model = dict(meta["model"])
+        if str(model.get("weights") or "").startswith("none (random"):
+            model["weights"] = "none"  # the store describes random weights in words; load_model takes "none"
+        return {"model": model, "layer": meta["layer"], "load": _load_options(meta)}
+
+
+def _load_options(meta: dict[str, Any]) -> dict[str, Any]:
+    """The key map and preprocessing overrides the store was extracted with, to load the same model again."""
+    options: dict[str, Any] = {}
+    key_map = meta["model"].get("key_map")
+    if key_map is not None:
+        if key_map != "order" and not Path(key_map).exists():
+            raise ConceptvecError(
+                f"the store was extracted with key map {key_map!r}, which cannot be read back from here; load the model as "
+                "for extraction and pass it to cv.feature_visualisation or cv.causal_effects from Python."
+            )
+        options["key_map"] = key_map
+    overrides = (meta.get("preprocessing") or {}).get("overrides") or {}
+    options.update({k: tuple(overrides[k]) for k in ("mean", "std") if k in overrides})
+    if "size" in overrides:
+        options["size"] = int(overrides["size"])
+    return options
+

@@ -1,6 +1,6 @@
 """Causal effect of a neuron's concepts: the selectivity heatmap and the steering curve (``conceptvec causal``).
 
-``effects`` is a :class:`~conceptvec.storage.causal.CausalEffects`: interventions (each concept
+``effects`` is a :class:`~conceptvec.storage.causal_effects.CausalEffects`: interventions (each concept
 vector, the neuron, random directions) by example groups (each concept's members, random examples).
 """
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ...storage.causal import CausalEffects
+from ...storage.causal_effects import CausalEffects
 from .common import NEURON_COLOUR, concept_colour
 
 

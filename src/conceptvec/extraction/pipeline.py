@@ -1,0 +1,319 @@
+"""Pooled activations of one layer over a dataset, written to an ActivationStore.
+
+The forward pass stops at the layer (a hook pools the output and raises; TorchScript graphs are cut
+after it), runs under ``torch.inference_mode`` in batches from a DataLoader, and only the pooled
+vectors leave the hook. Chunks of pooled vectors are written as they complete, so a run resumes
+after any interruption and never holds more than one chunk in memory.
+
+This module imports torch only when ``extract`` runs, so ``conceptvec.extract`` and
+``help(conceptvec.extract)`` work without loading it; the work is in ``runner`` and ``hooks``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from rich.console import Console
+
+from ..errors import ConceptvecError, StoreError
+from ..storage.atomic import output_path
+from ..storage.store import ActivationStore, StoreWriter, remove_leftovers
+from .config import CHUNK_SIZE, ExtractConfig
+
+_stderr = Console(stderr=True)
+
+
+def extract(
+    model: Any,
+    *,
+    layer: str,
+    data: Any,
+    out: str | os.PathLike,
+    config: ExtractConfig | None = None,
+    weights: str | None = None,
+    key_map: str | Mapping[str, str] | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    size: int | None = None,
+    transform_input: bool | None = None,
+    per_class: int | None = None,
+    seed: int = 0,
+    class_index: str | os.PathLike | None = None,
+    batch_size: int = 64,
+    workers: int = 0,
+    device: str = "auto",
+    dtype: str = "float32",
+    pool: str = "avg",
+    autocast: bool = False,
+    autocast_dtype: str = "float16",
+    decode: str = "auto",
+    channels_last: bool | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    examples: str = "documents",
+    max_tokens: int | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    keep_special_tokens: bool = False,
+    batch_tokens: int | None = None,
+    transform: Callable[[Any], Any] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
+) -> ActivationStore:
+    """Pool ``layer`` of ``model`` over ``data`` into an ActivationStore at ``out``; resumable.
+
+    The store is written in chunks of ``chunk_size`` examples into ``<out>.partial``. Run again after
+    Ctrl-C, a crash or ``kill -9``, the same call keeps the complete chunks and the finished store is
+    identical to an uninterrupted run's; on a finished store it does nothing; a store or partial store
+    of a different model, layer, pooling or data is refused with what differs. Local weights files are
+    compared by content (sha256 and size), so weights replaced at the same path make a different model.
+
+    Parameters
+    ----------
+    model : a spec (``digits``, ``torchvision:NAME``, ``timm:NAME``, ``hf:DIR``, ``checkpoint:FILE``) or an nn.Module;
+        ``hf:DIR`` is a vision model, or a language model with its tokenizer (causal LM, encoder, sentence-transformers)
+    layer : the module name as the model names it (``block3``, ``layer4.1``, ``Mixed_7b``, ``transformer.h.5.mlp.act``);
+        for language models also a TransformerLens hook name (``blocks.5.mlp.hook_post``) where it maps to a module
+    data : ``digits`` (scikit-learn's bundled digits), an image folder (class sub-folders or flat), a
+        text file listing image paths, ``sources.images.ImageFiles`` (files already chosen), or a torch Dataset of
+        prepared tensors (no preprocessing applied); for a language model a text corpus (see :mod:`conceptvec.sources.text`)
+    out : the store's directory
+    config : ExtractConfig, optional
+        All options below in one validated object; give either it or the options as keywords.
+    weights, key_map, mean, std, size, transform_input, per_class, seed, class_index, batch_size, workers, device, dtype,
+    pool, autocast, autocast_dtype, decode, channels_last, chunk_size, examples, max_tokens, text_column, label_column,
+    keep_special_tokens, batch_tokens : see :class:`ExtractConfig` (the last six for text)
+    transform : preprocessing for an nn.Module given with image files (specs bring their own)
+    overwrite : replace an existing store made by another extraction
+    progress : show a progress bar
+    engine : ``local`` (this process and its DataLoader workers) or ``ray``: Ray Data with ``workers`` actors,
+        each loading the model once (default: one per GPU of the cluster on CUDA, else one per CPU); the store
+        is the one a local run writes, and either engine resumes the other's partial store (docs/ray.md)
+    ray_address : the Ray cluster for ``engine="ray"``; default ``RAY_ADDRESS``, else a local Ray
+    """
+    from torch import nn
+
+    from .gpu import choose_decoding
+    from ..models.hooks import resolve_device
+    from ..models.layers import find_layer, is_script
+    from ..models.load import load_model
+    from .runner import prepare_data, run_chunks
+
+    out = output_path(out, what="activation store")  # before minutes of loading
+    c = _config(config, locals())
+    _check_engine(engine, ray_address)
+    weights, per_class, seed, batch_size, workers = c.weights, c.per_class, c.seed, c.batch_size, c.workers
+    dtype, pool, key_map, mean, std, size = c.dtype, c.pool, c.key_map, c.mean, c.std, c.size
+    class_index, autocast, channels_last, chunk_size = c.class_index, c.autocast, c.channels_last, c.chunk_size
+    dev = resolve_device(c.device)
+    loaded = load_model(model, weights, key_map=key_map, mean=mean, std=std, size=size, transform_input=c.transform_input)
+    from ..models.language import TextModel
+
+    if isinstance(loaded, TextModel):
+        return _extract_text(loaded, layer, data, out, c, dev, overwrite, progress, engine=engine, ray_address=ray_address,
+                             spec=model)
+    text_options = [k for k in ("max_tokens", "text_column", "label_column", "batch_tokens") if getattr(c, k) is not None]
+    text_options += [k for k in ("examples", "keep_special_tokens") if getattr(c, k) != getattr(ExtractConfig(), k)]
+    if text_options:
+        raise ConceptvecError(f"{', '.join(text_options)} apply to language models (hf:DIR with a tokenizer); {loaded.name} is not one.")
+    if transform is not None:
+        loaded.transform = transform
+        loaded.preprocessing = {"transform": repr(transform), "note": "given to extract()"}
+    find_layer(loaded.module, layer)
+    data_desc, examples, dataset, preprocessing = prepare_data(loaded, data, per_class, seed, class_index)
+    decoding = choose_decoding(c.decode, transform=loaded.transform, name=loaded.name, dataset=dataset, dev=dev, engine=engine)
+    n = len(dataset)
+    use_autocast = bool(autocast and dev.type == "cuda")
+    if channels_last is None:
+        channels_last = any(isinstance(m, nn.Conv2d) for m in loaded.module.modules()) or is_script(loaded.module)
+    metadata = {
+        "model": loaded.describe(), "layer": layer, "pooling": pool, "data": data_desc, "preprocessing": preprocessing,
+    }
+    fingerprint = {**metadata, "chunk_size": int(chunk_size)}
+    if decoding.used == "device":  # its rows differ from the CPU path's in the last digits: a partial store is of one or the other
+        fingerprint["decode"] = "device"
+    existing = _existing_store(out, metadata, dtype, overwrite)
+    if existing is not None:
+        _say(progress, f"{out} is already complete for this model, layer and data; nothing to do.")
+        return existing
+
+    metadata.update({
+        "device": str(dev), "batch_size": batch_size, "workers": workers, "autocast": use_autocast,
+        **({"autocast_dtype": c.autocast_dtype} if use_autocast else {}), "decode": decoding.describe(),
+        "channels_last": bool(channels_last), "chunk_size": int(chunk_size), "engine": engine,
+    })
+    if autocast and not use_autocast:
+        _say(progress, "autocast applies on CUDA only; running in float32 on the CPU.")
+    protect = [p for p in (data, weights, class_index, key_map) if isinstance(p, (str, os.PathLike)) and Path(p).exists()]
+    with StoreWriter(out, fingerprint=fingerprint, dtype=dtype, overwrite=overwrite, protect=protect) as writer:
+        done = writer.completed()
+        chunks = [(k, start, min(start + chunk_size, n)) for k, start in enumerate(range(0, n, chunk_size))]
+        todo = [c for c in chunks if c[0] not in done]
+        finished = sum(stop - start for k, start, stop in chunks if k in done)
+        if finished:
+            _say(progress, f"resuming {out}: {finished} of {n} examples already done.")
+        try:
+            if engine == "ray":
+                from .ray_images import run_chunks_ray
+
+                load = {"weights": weights, "key_map": key_map, "mean": mean, "std": std, "size": size,
+                        "transform_input": c.transform_input}
+                # Each actor loads a spec itself; a module object travels pickled. The dataset brings the preprocessing.
+                run_chunks_ray(model=model if isinstance(model, str) else loaded.module, load=load, layer=layer, pool=pool,
+                               dataset=dataset, todo=todo, writer=writer, n=n, finished=finished, device=c.device,
+                               batch_size=batch_size, workers=workers, autocast=autocast, autocast_dtype=c.autocast_dtype,
+                               channels_last=bool(channels_last),
+                               progress=progress, address=ray_address)
+            else:
+                run_chunks(loaded.module, layer, pool, dataset, todo, writer, n, finished, dev, batch_size, workers,
+                           use_autocast, bool(channels_last), progress, device_batches=decoding.batches,
+                           autocast_dtype=c.autocast_dtype)
+        except KeyboardInterrupt:
+            _say(True, f"interrupted; the complete chunks are kept in {writer.partial}. Run the same command again to resume.")
+            raise
+        skipped = writer.skipped()
+        # Unreadable files are listed, not fatal; the store holds the readable ones in data order.
+        metadata["skipped"] = {"count": len(skipped), "sources": [examples["source"][i] for i in skipped]}
+        writer.finish(examples, metadata)
+    return ActivationStore.open(out)
+
+
+def _check_engine(engine: str, ray_address: str | None) -> None:
+    """Refuse an unknown engine, and Ray when it is not installed, before minutes of loading."""
+    if engine not in ("local", "ray"):
+        raise ConceptvecError(f"unknown engine {engine!r}; choose local or ray.")
+    if ray_address is not None and engine != "ray":
+        raise ConceptvecError(f"--ray-address (ray_address=) applies to --engine ray, not {engine!r}.")
+    if engine == "ray":
+        from ..raycluster import check_reachable, require_ray
+
+        require_ray()
+        check_reachable(ray_address)
+
+
+def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, dev, overwrite: bool, progress: bool, *,
+                  engine: str = "local", ray_address: str | None = None, spec: Any = None) -> ActivationStore:
+    """``extract`` for a language model: documents or tokens of a corpus, chunks of whole documents."""
+    from ..models.language import resolve_layer
+    from ..sources.text import read_corpus
+    from .textrun import plan_text, run_text_chunks
+
+    if not isinstance(data, (str, os.PathLike)):
+        raise ConceptvecError(f"a language model reads a text corpus from a path (.txt, .jsonl, .csv, .parquet, a folder of .txt "
+                              f"files or a saved dataset), got {type(data).__name__}.")
+    if c.class_index is not None:
+        raise ConceptvecError("--class-index labels ImageNet class folders; label a text corpus with --label-column or sub-folders.")
+    if c.decode == "device":
+        raise ConceptvecError("--decode device decodes images on the GPU; a language model reads token ids. Leave --decode out.")
+    path = resolve_layer(loaded.module, layer)
+    max_tokens = c.max_tokens or loaded.max_tokens
+    corpus = read_corpus(data, text_column=c.text_column, label_column=c.label_column, per_class=c.per_class, seed=c.seed)
+    plan = plan_text(loaded, corpus, examples=c.examples, max_tokens=max_tokens, keep_special_tokens=c.keep_special_tokens,
+                     chunk_size=c.chunk_size)
+    data_desc = {**plan.describe, "examples_sha256": plan.digest()}
+    preprocessing = {**loaded.preprocessing, "examples": c.examples, "max_tokens": max_tokens,
+                     "keep_special_tokens": c.keep_special_tokens}
+    metadata = {"model": loaded.describe(), "layer": path, "pooling": "none (one row per token)" if c.examples == "tokens" else c.pool,
+                "data": data_desc, "preprocessing": preprocessing}
+    if path != layer:
+        metadata["layer_asked"] = layer
+    existing = _existing_store(out, metadata, c.dtype, overwrite)
+    if existing is not None:
+        _say(progress, f"{out} is already complete for this model, layer and data; nothing to do.")
+        return existing
+    fingerprint = {**metadata, "chunk_size": int(c.chunk_size)}
+    use_autocast = bool(c.autocast and dev.type == "cuda")
+    metadata.update({"device": str(dev), "batch_size": c.batch_size, "batch_tokens": c.batch_tokens, "autocast": use_autocast,
+                     **({"autocast_dtype": c.autocast_dtype} if use_autocast else {}), "engine": engine,
+                     "chunk_size": int(c.chunk_size)})
+    with StoreWriter(out, fingerprint=fingerprint, dtype=c.dtype, overwrite=overwrite, protect=[data]) as writer:
+        done = writer.completed()
+        todo = [ch for ch in plan.chunks if ch[0] not in done]
+        finished = sum(ch[2] - ch[1] for ch in plan.chunks if ch[0] in done)
+        if finished:
+            _say(progress, f"resuming {out}: {finished} of {plan.n_rows} rows already done.")
+        try:
+            if engine == "ray":
+                from .ray_text import run_text_chunks_ray
+
+                run_text_chunks_ray(model=spec, weights=c.weights, layer=path, plan=plan, todo=todo, writer=writer,
+                                    examples=c.examples, pool=c.pool, device=c.device, batch_size=c.batch_size,
+                                    batch_tokens=c.batch_tokens, workers=c.workers, autocast=c.autocast,
+                                    autocast_dtype=c.autocast_dtype, progress=progress, finished=finished, address=ray_address)
+            else:
+                run_text_chunks(loaded, path, plan, todo, writer, examples=c.examples, pool=c.pool, dev=dev, batch_size=c.batch_size,
+                                batch_tokens=c.batch_tokens, use_autocast=use_autocast, progress=progress, finished=finished,
+                                autocast_dtype=c.autocast_dtype)
+        except KeyboardInterrupt:
+            _say(True, f"interrupted; the complete chunks are kept in {writer.partial}. Run the same command again to resume.")
+            raise
+        skipped = plan.describe["skipped_rows"]
+        metadata["skipped"] = {"count": skipped["count"], "sources": [r["id"] for r in skipped["rows"]]}
+        writer.finish(plan.examples, metadata, documents=plan.documents if c.examples == "tokens" else None)
+    return ActivationStore.open(out)
+
+
+def _config(config: ExtractConfig | None, given: dict[str, Any]) -> ExtractConfig:
+    """``config``, or one made from the keyword options; both at once only when the keywords are left at their defaults."""
+    names = [f.name for f in fields(ExtractConfig)]
+    keywords = {k: given[k] for k in names}
+    if config is None:
+        return ExtractConfig(**keywords)
+    if not isinstance(config, ExtractConfig):
+        raise ConceptvecError(f"config must be a conceptvec.ExtractConfig, got {type(config).__name__}.")
+    defaults = ExtractConfig()
+    clash = [k for k in names if keywords[k] != getattr(defaults, k)]
+    if clash:
+        raise ConceptvecError(f"give the options either in config= or as keywords, not both (keywords given: {', '.join(clash)}); "
+                              f"use config.replace({clash[0]}=...) to change one.")
+    return config
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        _stderr.print(message, highlight=False, soft_wrap=True)
+
+
+def _existing_store(out: Path, metadata: dict[str, Any], dtype: str, overwrite: bool) -> ActivationStore | None:
+    if not out.exists() or overwrite:
+        return None
+    store = ActivationStore.open(out)
+    asked = {**metadata, "dtype": dtype}
+    had = dict(store.metadata)
+    model, wanted = had.get("model"), asked["model"]
+    if isinstance(model, dict) and model.get("weights_sha256") and model.get("weights_sha256") == wanted.get("weights_sha256"):
+        # The same weights by content at another path (a moved or copied run folder) are the same model.
+        had["model"] = {**model, "weights": wanted.get("weights")}
+    differs = [d for k in ("model", "layer", "pooling", "data", "preprocessing", "dtype")
+               for d in _differences(k, had.get(k), asked.get(k))]
+    if differs:
+        details = "; ".join(f"{name}: store has {_short(had)}, asked {_short(wanted)}" for name, had, wanted in differs)
+        raise StoreError(f"{out} already holds a different extraction ({details}). Use another --out or --overwrite.")
+    remove_leftovers(out)
+    return store
+
+
+def _differences(name: str, had: Any, wanted: Any) -> list[tuple[str, Any, Any]]:
+    """(name, stored, asked) of what differs; within a dict, the differing entries by name, so that a changed
+    weights digest is shown rather than cut off behind a long path."""
+    had, wanted = _comparable(had), _comparable(wanted)
+    if had == wanted:
+        return []
+    if isinstance(had, dict) and isinstance(wanted, dict):
+        return [(f"{name}.{k}", had.get(k), wanted.get(k)) for k in sorted(set(had) | set(wanted), key=str) if had.get(k) != wanted.get(k)]
+    return [(name, had, wanted)]
+
+
+def _comparable(value: Any) -> Any:
+    # Compare as the metadata file stores it (tuples become lists, paths strings).
+    return json.loads(json.dumps(value, default=str))
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = repr(_comparable(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
