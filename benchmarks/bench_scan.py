@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 import conceptvec as cv
-from conceptvec.reference import authors_procedure
+from conceptvec import authors_procedure
 from conceptvec.scan.engine import default_workers
 from conceptvec.scan.layer import projecting_and_cosine
 

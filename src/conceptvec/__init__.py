@@ -1,66 +1,90 @@
 """conceptvec: disentangle polysemantic neurons into concept vectors.
 
-Implements O'Mahony, Andrearczyk, Müller, Graziani, "Disentangling Neuron Representations with
-Concept Vectors" (CVPR 2023 workshops). The package is laid out by the data flow (see
-``docs/architecture.md``): ``nn`` (models, data, hooks, extraction, feature visualisation; the only
-part that imports torch), ``storage`` (stores, ConceptSets, run folders), ``core`` (the method on
-arrays), ``scan`` (whole layers), ``report``, ``study``, ``demo``, ``cli``. ``import conceptvec``
-does not load torch; ``extract`` and ``feature_visualisation`` import it when they run.
+Implements O'Mahony, Andrearczyk, Müller, Graziani, "Disentangling Neuron Representations with Concept
+Vectors" (CVPR 2023 workshops). One public namespace: ``import conceptvec as cv`` and every name a user needs
+is ``cv.<name>``; the folders are laid out by the data flow (``docs/architecture.md``): ``sources``,
+``models``, ``extraction`` (torch), ``storage`` (stores, ConceptSets, run folders), ``core`` (the method on
+arrays), ``scan`` (whole layers), ``engines``, ``causal`` and ``featureviz`` (torch), ``report``, ``study``,
+``demo``, ``cli``. ``import conceptvec`` does not load torch: the names that need it (``load_model``,
+``intervene``, ``causal_effects``, ``feature_visualisation``, ``FeatureVisualisation``, ``FeatureVizParams``)
+are imported on first use, and ``dir()``, ``help()`` and type checkers see them all the same.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from importlib import metadata as _metadata
+from typing import TYPE_CHECKING, Any
 
 from .core.method import disentangle
+from .core.metrics import (concept_counts, cosine_similarity, distance_matrix, intra_inter_distances, layer_mean,
+                           maximally_projecting, member_cosines, most_similar, project, top_k_desc, unit_vectors,
+                           unsplit_direction)
 from .core.params import Params
-from .errors import ConceptvecError, StoreError
+from .core.reference import AUTHORS_REMOVED, authors_procedure
+from .core.stability import concept_stability
+from .core.sweep import threshold_sweep
+from .core.thresholds import layer_thresholds, live_units
+from .engines.registry import ENGINES, register_engine
+from .errors import ConceptvecError, ConceptvecWarning, StoreError, ThresholdScaleWarning
 from .extraction.config import ExtractConfig
 from .extraction.pipeline import extract
 from .scan import ScanResult, scan_layer
+from .storage.causal_effects import CausalEffects
 from .storage.conceptset import ConceptSet
 from .storage.rundir import RunDir
 from .storage.store import ActivationStore
+from .study import Study, StudyConfig, StudyScores, fleiss_kappa, make_study, read_labels, score_study, wilson_interval
+
+if TYPE_CHECKING:  # what type checkers see of the names imported on first use (below)
+    from .causal.effects import causal_effects
+    from .causal.interventions import intervene
+    from .featureviz import FeatureVisualisation, FeatureVizParams, feature_visualisation
+    from .models.layers import LoadedModel
+    from .models.load import load_model
 
 try:
     __version__ = _metadata.version("conceptvec")
 except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
+# Names that load torch, by the module that defines them: imported on first access (PEP 562).
+_ON_FIRST_USE = {
+    "causal_effects": "conceptvec.causal.effects",
+    "intervene": "conceptvec.causal.interventions",
+    "feature_visualisation": "conceptvec.featureviz",
+    "FeatureVisualisation": "conceptvec.featureviz",
+    "FeatureVizParams": "conceptvec.featureviz",
+    "LoadedModel": "conceptvec.models.layers",
+    "load_model": "conceptvec.models.load",
+}
+# Modules offered whole: the figures draw with matplotlib, imported when first used.
+_MODULES = {"figures": "conceptvec.report.figures"}
 
 
-def __getattr__(name: str):
-    # Feature visualisation is torch through and through: resolved on first access (PEP 562), so that
-    # ``import conceptvec`` stays torch-free while ``help(conceptvec.feature_visualisation)`` shows the function itself.
-    if name in ("feature_visualisation", "FeatureVisualisation"):
-        from . import featureviz
-
-        return getattr(featureviz, name)
-    if name == "intervene":
-        from .causal.interventions import intervene
-
-        return intervene
-    if name == "causal_effects":
-        from .causal.effects import causal_effects
-
-        return causal_effects
+def __getattr__(name: str) -> Any:
+    if name in _ON_FIRST_USE:
+        value = getattr(import_module(_ON_FIRST_USE[name]), name)
+        globals()[name] = value
+        return value
+    if name in _MODULES:
+        module = import_module(_MODULES[name])
+        globals()[name] = module
+        return module
     raise AttributeError(f"module 'conceptvec' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_ON_FIRST_USE) | set(_MODULES))
+
+
 __all__ = [
-    "ActivationStore",
-    "ConceptSet",
-    "ConceptvecError",
-    "ExtractConfig",
-    "FeatureVisualisation",
-    "Params",
-    "RunDir",
-    "ScanResult",
-    "StoreError",
-    "disentangle",
-    "extract",
-    "causal_effects",
-    "feature_visualisation",
-    "intervene",
-    "scan_layer",
+    "AUTHORS_REMOVED", "ActivationStore", "CausalEffects", "ConceptSet", "ConceptvecError", "ConceptvecWarning",
+    "ENGINES", "ExtractConfig", "FeatureVisualisation", "FeatureVizParams", "LoadedModel", "Params", "RunDir",
+    "ScanResult", "StoreError", "Study", "StudyConfig", "StudyScores", "ThresholdScaleWarning", "authors_procedure",
+    "causal_effects", "concept_counts", "concept_stability", "figures", "cosine_similarity", "disentangle", "distance_matrix", "extract",
+    "feature_visualisation", "fleiss_kappa", "intervene", "intra_inter_distances", "layer_mean", "layer_thresholds",
+    "live_units", "load_model", "make_study", "maximally_projecting", "member_cosines", "most_similar", "project",
+    "read_labels", "register_engine", "scan_layer", "score_study", "threshold_sweep", "top_k_desc", "unit_vectors", "unsplit_direction",
+    "wilson_interval",
 ]

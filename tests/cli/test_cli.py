@@ -105,7 +105,7 @@ def test_thresholds_reports_the_quantile_and_writes_json_and_figure(tmp_path):
     assert f"distance_threshold 10 falls at quantile {d['given']['quantile']:.3f}" in result.output
     assert d["params"]["distance_threshold"] == 10.0 and d["n_live"] == 24 and d["store"]["store"] == str((tmp_path / "store").resolve())
     assert "numpy" in d["versions"] and len(d["curve"]["threshold"]) >= 8
-    from conceptvec.thresholds import layer_thresholds
+    from conceptvec import layer_thresholds
 
     assert d["layer_rule"]["distance_threshold"] == pytest.approx(layer_thresholds(
         cv.ActivationStore.open(tmp_path / "store").activations, params=cv.Params(top=60, distance_threshold=10.0, outlier_threshold=30.0)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from conceptvec import ConceptvecError
-from conceptvec import metrics
+from conceptvec.core import metrics
 
 
 def test_project_chunked_equals_matmul():

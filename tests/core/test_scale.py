@@ -65,6 +65,6 @@ def test_constant_and_dead_units_are_not_live():
     live = [cv.disentangle(acts, neuron=j, params=params).is_live for j in range(4)]
     assert live == [True, False, False, True]
     assert cv.scan_layer(acts, params=params, progress=False).live.tolist() == live
-    from conceptvec.thresholds import live_units
+    from conceptvec import live_units
 
     assert live_units(acts, 20).tolist() == [0, 3]

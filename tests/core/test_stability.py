@@ -42,6 +42,13 @@ def test_scale_free_and_seeded(planted_acts):
     scaled = PARAMS.replace(distance_threshold=100.0, outlier_threshold=3000.0)
     c = concept_stability(cs.top_activations * 10, cs.labels, params=scaled, runs=8, seed=3)
     assert np.array_equal(a.jaccard, b.jaccard) and np.array_equal(a.jaccard, c.jaccard)
+    # The seed draws the resamples: on concepts that do not always come back whole, another seed gives other Jaccards.
+    rng = np.random.default_rng(0)
+    noisy = np.abs(rng.normal(0, 1, size=(60, 24)))
+    loose = cv.Params(top=60, distance_threshold=3.0, outlier_threshold=30.0)
+    labels = cv.disentangle(noisy, neuron=0, params=loose).labels
+    runs = [concept_stability(noisy, labels, params=loose, runs=8, seed=s).jaccard for s in (3, 4)]
+    assert runs[0].size and not np.array_equal(runs[0], runs[1])
     assert a.to_dict()["runs"] == 8 and len(a.to_dict()["mean_jaccard"]) == 2
 
 

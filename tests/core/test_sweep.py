@@ -5,9 +5,9 @@ import pytest
 from conftest import planted
 
 import conceptvec as cv
-from conceptvec.core.method import ward_linkage
+from conceptvec.core.steps import ward_linkage
 from conceptvec.core.sweep import quantile_of, threshold_grid, threshold_sweep
-from conceptvec.thresholds import layer_thresholds
+from conceptvec import layer_thresholds
 
 PARAMS = cv.Params(top=60, distance_threshold=10.0, outlier_threshold=30.0)
 

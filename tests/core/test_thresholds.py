@@ -3,8 +3,8 @@ import pytest
 
 import conceptvec as cv
 from conceptvec.core.kmeans import kmeans_step
-from conceptvec.core.method import n_clusters_at, ward_linkage
-from conceptvec.thresholds import layer_thresholds, live_units
+from conceptvec.core.steps import n_clusters_at, ward_linkage
+from conceptvec import layer_thresholds, live_units
 
 
 def test_rule_by_hand():

@@ -13,7 +13,7 @@ from scipy.cluster.hierarchy import fcluster
 from scipy.spatial.distance import cdist
 
 import conceptvec as cv
-from conceptvec.metrics import maximally_projecting, most_similar
+from conceptvec import maximally_projecting, most_similar
 from conceptvec.report import figures as F
 from conceptvec.report.examples import ImageExamples, TextExamples, examples_for_store
 
@@ -121,7 +121,7 @@ def test_projecting_grid_ranked_by_cosine(setup):
 
 
 def test_projecting_grid_ranked_centred(setup):
-    from conceptvec.metrics import layer_mean
+    from conceptvec import layer_mean
 
     store, cs, ex, _ = setup
     mean = layer_mean(store.activations)
@@ -150,7 +150,7 @@ def test_projection_comparison_is_fig5(setup):
 
 
 def test_fig5_baselines_unsplit_nearest_other_and_centred(setup):
-    from conceptvec.metrics import layer_mean
+    from conceptvec import layer_mean
 
     store, cs, _, _ = setup
     mean = layer_mean(store.activations)

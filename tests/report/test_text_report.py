@@ -28,7 +28,7 @@ def text_run(tmp_path_factory, tiny_gpt2):
 
 def test_method_scan_and_thresholds_run_on_token_rows(text_run):
     from conceptvec.core.sweep import threshold_sweep
-    from conceptvec.thresholds import layer_thresholds
+    from conceptvec import layer_thresholds
 
     run, store = text_run
     params, _ = layer_thresholds(store.activations, params=cv.Params(top=30, min_cluster_size=3))
@@ -74,7 +74,7 @@ def test_the_report_shows_text_snippets(text_run):
 
 
 def test_the_study_shows_snippets_with_the_token_marked(text_run, tmp_path):
-    from conceptvec.humaneval import make_study
+    from conceptvec import make_study
 
     run, store = text_run
     make_study(run / "neuron_3", tmp_path / "study", neurons="3", seed=0, intruder_questions=2, label_questions=0,

@@ -126,7 +126,7 @@ def test_without_ray_installed_says_how_to_install(store, tmp_path, monkeypatch)
 
 
 def test_bad_engine_options(store):
-    from conceptvec.raycluster import check_reachable
+    from conceptvec.engines.raycluster import check_reachable
 
     with pytest.raises(ConceptvecError, match=r"no Ray cluster answers at 127.0.0.1:1 .*ray start --head"):
         check_reachable("127.0.0.1:1")  # a closed port: refused at once, not after ray.init's minutes of retrying

@@ -13,8 +13,8 @@ import conceptvec as cv
 from conceptvec import ConceptvecError
 from conceptvec.core import streaming
 from conceptvec.scan import engine, layer
-from conceptvec.metrics import maximally_projecting as reference_projecting
-from conceptvec.metrics import top_k_desc
+from conceptvec import maximally_projecting as reference_projecting
+from conceptvec import top_k_desc
 from conceptvec.core.selection import parse_neurons
 from conceptvec.scan.directions import load_directions, svd_directions
 from conceptvec.core.streaming import top_examples
@@ -213,7 +213,7 @@ def test_save_load_table_and_summary(tmp_path, planted):
 
 
 def test_concept_table_has_each_concepts_baselines(tmp_path, planted):
-    from conceptvec.metrics import layer_mean, member_cosines
+    from conceptvec import layer_mean, member_cosines
 
     acts, m = planted
     store = cv.ActivationStore.create(tmp_path / "store", acts)

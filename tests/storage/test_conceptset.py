@@ -36,7 +36,12 @@ def test_summary_and_members():
     cs = _cs()
     s = cs.summary()
     assert s["n_concepts"] == 2 and sum(s["concept_sizes"]) + s["n_outliers"] + s["n_in_removed_small_clusters"] == 60
-    assert len(cs.members(0)) == s["concept_sizes"][0]
+    # Counted again from the k-means step itself, not from cs.labels: a concept's members are the examples of
+    # its k-means cluster inside the outlier threshold, taken from the top examples in activation order.
+    for j, cluster in enumerate(cs.kmeans_cluster_ids):
+        inside = (cs.kmeans_labels == cluster) & (cs.centroid_sq_distances < cs.params.outlier_threshold)
+        np.testing.assert_array_equal(cs.members(j), cs.top_indices[inside])
+        assert s["concept_sizes"][j] == int(inside.sum())
     with pytest.raises(IndexError, match="has 2 concept"):
         cs.members(2)
     assert "C=2" in repr(cs)

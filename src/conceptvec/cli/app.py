@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..errors import ConceptvecError
 from ..core.params import Params
+from .common import EngineOpt, OverwriteOpt, RayAddressOpt, SeedOpt, StoreArg, cli_errors, concept_table, console
+from .options import method_options
 
 app = typer.Typer(
     help="Disentangle polysemantic neurons into concept vectors (O'Mahony et al., CVPR 2023 workshops).",
@@ -19,132 +19,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
-
-_DEFAULTS = Params()
-StoreArg = Annotated[Path, typer.Argument(help="ActivationStore directory (from `conceptvec extract`).")]
-TopOpt = Annotated[int, typer.Option("--top", help="N, top activating examples clustered.")]
-DistanceOpt = Annotated[str, typer.Option("--distance-threshold", help="d_max of the ward clustering (paper: 15 for Inception V3 Mixed_7b), or 'auto': a significance test, the same on every layer.")]
-OutlierOpt = Annotated[Optional[str], typer.Option("--outlier-threshold", show_default="15, or auto with --distance-threshold auto", help="Squared distance to the k-means centroid at which an example is an outlier, or 'auto' (beyond its cluster's far-out fence).")]
-SignificanceOpt = Annotated[float, typer.Option("--significance", help="With --distance-threshold auto: keep a split into two concepts when one concept would show it with probability below this.")]
-MinSizeOpt = Annotated[int, typer.Option("--min-cluster-size", help="Clusters with fewer remaining members are removed.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed, recorded with the output.")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")]
-EngineOpt = Annotated[str, typer.Option("--engine", help="local (this machine) or ray (a Ray cluster; pip install \"conceptvec[ray]\").")]
-RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join with --engine ray; default RAY_ADDRESS, else a local Ray.")]
-
-
-def cli_errors(command: Callable) -> Callable:
-    """Run a command so that the user sees one line, never a traceback.
-
-    A ConceptvecError (bad input, with its fix) and an operating-system error (a full disk, a
-    read-only folder, a missing file) exit with status 2; Ctrl-C with 130, after saying so; a
-    ThresholdScaleWarning or other warning of the package is one ``warning:`` line. Anything else is
-    a bug of conceptvec: one line saying so (status 1), the traceback with ``CONCEPTVEC_DEBUG=1``.
-    """
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        import os
-        import warnings
-
-        from rich.markup import escape  # a message's own brackets ("conceptvec[ray]") are text, not markup
-
-        def show(message, category, *_args, **_kwargs):
-            err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
-
-        try:
-            with warnings.catch_warnings():
-                warnings.showwarning = show
-                return command(*args, **kwargs)
-        except ConceptvecError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except OSError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(os_error_message(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err_console.print("[bold red]interrupted[/] (Ctrl-C); finished outputs are complete, unfinished ones were not written "
-                              "under their final name.", highlight=False, soft_wrap=True)
-            raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort, SystemExit):
-            raise
-        except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
-            if os.environ.get("CONCEPTVEC_DEBUG"):
-                raise
-            err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))}. This is a bug of conceptvec; "
-                              f"run again with CONCEPTVEC_DEBUG=1 for the traceback and report it.", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
-def os_error_message(exc: OSError) -> str:
-    """One line for an operating-system error: what failed on which file, and what to do."""
-    import errno
-
-    where = f" {exc.filename}" if exc.filename else ""
-    fixes = {
-        errno.ENOSPC: "free some space or choose an --out on another disk",
-        errno.EDQUOT: "free some space or choose an --out on another disk",
-        errno.EACCES: "choose a folder you may write to (--out) or fix its permissions",
-        errno.EPERM: "choose a folder you may write to (--out) or fix its permissions",
-        errno.EROFS: "the disk is read-only; choose an --out on a writable disk",
-        errno.ENOENT: "check the path",
-        errno.EISDIR: "give a file, not a folder",
-        errno.ENOTDIR: "give a folder, not a file",
-    }
-    fix = fixes.get(exc.errno, "check the path and the disk")
-    return f"{exc.strerror or exc}:{where}; {fix}."
-
-
-def threshold_value(name: str, text: str | None) -> float | str | None:
-    """A threshold option's text as Params takes it: 'auto', a number, or None (left out)."""
-    if text is None or text.strip().lower() == "auto":
-        return None if text is None else "auto"
-    try:
-        return float(text)
-    except ValueError:
-        raise ConceptvecError(f"--{name.replace('_', '-')} must be a number or 'auto', got {text!r}.") from None
-
-
-def make_params(top: int, distance_threshold: str, outlier_threshold: str | None, min_cluster_size: int, seed: int,
-                significance: float = Params().significance) -> Params:
-    return Params(top=top, distance_threshold=threshold_value("distance_threshold", distance_threshold),
-                  outlier_threshold=threshold_value("outlier_threshold", outlier_threshold),
-                  min_cluster_size=min_cluster_size, seed=seed, significance=significance)
-
-
-def concept_table(cs, label_names=None, title: str | None = None) -> Table:
-    """A rich table, one row per concept: size, class make-up, and its members' mean cosine similarity
-    with the concept vector and with the starting neuron (or direction), as in the paper's Fig. 5."""
-    from collections import Counter
-
-    from ..core.metrics import cosine_similarity
-
-    table = Table(title=title)
-    table.add_column("concept", justify="right")
-    table.add_column("members", justify="right")
-    if label_names is not None:
-        table.add_column("labels of members (count)")
-    table.add_column("cos with concept", justify="right")
-    table.add_column("cos with " + ("neuron" if cs.neuron is not None else "direction"), justify="right")
-    if cs.stability is not None:
-        table.add_column(f"comes back ({cs.stability['runs']} runs)", justify="right")
-    for j in range(cs.n_concepts):
-        rows = cs.top_activations[cs.labels == j]
-        row = [str(j), str(len(rows))]
-        if label_names is not None:
-            counts = Counter(label_names[cs.members(j)].tolist()).most_common(3)
-            row.append(", ".join(f"{name}: {n}" for name, n in counts))
-        row.append(f"{cosine_similarity(rows, cs.concept_vectors[j]).mean():.3f}")
-        row.append(f"{cosine_similarity(rows, cs.neuron_direction).mean():.3f}")
-        if cs.stability is not None:
-            share = cs.stability["reappearance"][j]
-            row.append(f"{share:.0%}" + (" [yellow]unstable[/]" if share < 0.5 else ""))
-        table.add_row(*row)
-    return table
 
 
 @app.command()
@@ -219,7 +93,7 @@ def extract(
     class_index: Annotated[Optional[Path], typer.Option("--class-index", help="ImageNet class-index JSON for WordNet-id folders.")] = None,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
-    workers: Annotated[int, typer.Option("--workers", help="Processes at work, this one included: N-1 of them read and decode examples while this one runs the model; 0 or 1: this process alone. With --engine ray: Ray actors, each running the model (0: one per GPU, else per CPU, of the cluster).")] = 0,
+    workers: Annotated[Optional[int], typer.Option("--workers", show_default="this process alone; on Ray one actor per GPU, else per CPU, of the cluster", help="Processes at work, this one included: N-1 of them read and decode examples while this one runs the model; 0 or 1: this process alone. With --engine ray: Ray actors, each running the model.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="float32 or float16 on disk.")] = "float32",
     pool: Annotated[str, typer.Option("--pool", help="avg (the paper's), max, or cls.")] = "avg",
@@ -278,19 +152,15 @@ def extract(
 
 @app.command()
 @cli_errors
+@method_options
 def disentangle(
     store: StoreArg,
     out: Annotated[Path, typer.Option("--out", help="Directory for the ConceptSet.")],
     neuron: Annotated[Optional[int], typer.Option("--neuron", help="Unit to disentangle.")] = None,
     direction: Annotated[Optional[Path], typer.Option("--direction", help="A .npy vector to start from instead of a neuron.")] = None,
-    top: TopOpt = _DEFAULTS.top,
-    distance_threshold: DistanceOpt = "15",
-    outlier_threshold: OutlierOpt = None,
-    significance: SignificanceOpt = _DEFAULTS.significance,
-    min_cluster_size: MinSizeOpt = _DEFAULTS.min_cluster_size,
-    seed: SeedOpt = _DEFAULTS.seed,
-    stability: Annotated[int, typer.Option("--stability", help="Bootstrap runs that check each concept comes back (members' Jaccard >= 0.75); 0 skips.")] = 20,
+    stability: Annotated[int, typer.Option("--stability", help="Bootstrap runs that check each concept comes back (members' Jaccard >= 0.75); 0 skips. The command checks by default (20) so that its table says which concepts come back; cv.disentangle skips it unless asked (0).")] = 20,
     overwrite: OverwriteOpt = False,
+    params: Params = Params(),
 ) -> None:
     """Split one neuron (or direction) of a store into concept vectors with the paper's method."""
     import numpy as np
@@ -300,7 +170,6 @@ def disentangle(
     from ..storage.store import ActivationStore
 
     acts = ActivationStore.open(store)
-    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed, significance)
     vector = None
     if direction is not None:
         if not direction.exists():
@@ -315,10 +184,6 @@ def disentangle(
                       f"examples do not activate it, so its concepts group arbitrary examples. Lower --top or pick another.")
     console.print(concept_table(cs, acts.label_names))
     console.print(f"ConceptSet written to {out}")
-
-
-def main() -> None:  # pragma: no cover - the console-script entry point
-    app()
 
 
 @app.command()
@@ -360,16 +225,18 @@ def featureviz(
     console.print(f"feature visualisation written to {out}")
 
 
-humaneval_app = typer.Typer(
+study_app = typer.Typer(
     help="The paper's human evaluation: make an offline intruder/labelling form from a run's concepts, then score the answers.",
     no_args_is_help=True,
 )
-app.add_typer(humaneval_app, name="humaneval")
+app.add_typer(study_app, name="study")
+# The command's earlier name, for scripts written before it took the name of its stage (study/); not in --help.
+app.add_typer(study_app, name="humaneval", hidden=True)
 
 
-@humaneval_app.command("make")
+@study_app.command("make")
 @cli_errors
-def humaneval_make(
+def study_make(
     run: Annotated[Path, typer.Argument(help="A scan directory, a ConceptSet, or a run directory holding scan/ or neuron_N/ sets.")],
     out: Annotated[Path, typer.Option("--out", help="Study folder: form.html (for participants), key.json and study.json (yours).")],
     neurons: Annotated[Optional[str], typer.Option("--neurons", help="Neurons whose concepts are asked about, e.g. 0-7; default the run's first 8 (the paper).")] = None,
@@ -398,13 +265,13 @@ def humaneval_make(
     if study.meta["not_live_left_out"]:
         console.print(f"[yellow]left out[/] (not live): neurons {study.meta['not_live_left_out']}")
     console.print(f"give participants {out / 'form.html'} only; keep {out / 'key.json'} to score their CSVs with "
-                  f"`conceptvec humaneval score {out} ANSWERS.csv ...`")
+                  f"`conceptvec study score {out} ANSWERS.csv ...`")
 
 
-@humaneval_app.command("score")
+@study_app.command("score")
 @cli_errors
-def humaneval_score(
-    study: Annotated[Path, typer.Argument(help="The study folder from `conceptvec humaneval make`.")],
+def study_score(
+    study: Annotated[Path, typer.Argument(help="The study folder from `conceptvec study make`.")],
     answers: Annotated[list[Path], typer.Argument(help="CSV files exported from the form (rater,question,answer).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON only.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", help="Where scores.json and scores.png go; default STUDY/scores (replaced).")] = None,

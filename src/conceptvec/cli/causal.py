@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .app import OverwriteOpt, SeedOpt, app, cli_errors, console
+from .app import app
+from .common import OverwriteOpt, SeedOpt, cli_errors, console
 
 
 @app.command()

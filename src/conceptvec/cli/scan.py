@@ -9,42 +9,34 @@ import typer
 from rich.table import Table
 
 from ..core.params import Params
-from .app import (DistanceOpt, EngineOpt, MinSizeOpt, OutlierOpt, OverwriteOpt, RayAddressOpt, SeedOpt, SignificanceOpt, StoreArg,
-                  TopOpt, app, cli_errors, console, make_params)
-
-_DEFAULTS = Params()
+from .app import app
+from .common import EngineOpt, OverwriteOpt, RayAddressOpt, StoreArg, cli_errors, console
+from .options import method_options
 
 
 @app.command()
 @cli_errors
+@method_options
 def scan(
     store: StoreArg,
     out: Annotated[Path, typer.Option("--out", help="Directory for the scan (resumable: run again to continue).")],
     neurons: Annotated[Optional[str], typer.Option("--neurons", help="Which neurons (or directions), e.g. 0-99 or 0-99,512; default all.")] = None,
     directions: Annotated[str, typer.Option("--directions", help="neurons, svd:K (top K right singular vectors), or a .npy / .safetensors file of vectors.")] = "neurons",
-    top: TopOpt = _DEFAULTS.top,
-    distance_threshold: DistanceOpt = "15",
-    outlier_threshold: OutlierOpt = None,
-    significance: SignificanceOpt = _DEFAULTS.significance,
-    min_cluster_size: MinSizeOpt = _DEFAULTS.min_cluster_size,
-    seed: SeedOpt = _DEFAULTS.seed,
     workers: Annotated[Optional[int], typer.Option("--workers", help="Processes clustering neurons; 0 or 1: this process alone; default all CPUs.")] = None,
     projecting: Annotated[bool, typer.Option("--projecting/--no-projecting", help="Also find the maximally projecting examples of every concept.")] = True,
     stability: Annotated[int, typer.Option("--stability", help="Resampling runs per neuron that check each concept comes back (about B times the clustering time); 0 skips.")] = 0,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
     overwrite: OverwriteOpt = False,
+    params: Params = Params(),
 ) -> None:
     """Run the method on every neuron of a layer (or on SVD / given directions) and summarise."""
-    from ..scan.engine import make_engine
     from ..scan.layer import scan_layer
     from ..storage.store import ActivationStore
 
     acts = ActivationStore.open(store)
-    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed, significance)
-    runner = make_engine(engine, workers=workers, address=ray_address)
     result = scan_layer(acts, params=params, neurons=neurons, workers=workers, directions=directions,
-                        projecting=projecting, out=out, overwrite=overwrite, progress=True, engine=runner,
+                        projecting=projecting, out=out, overwrite=overwrite, progress=True, engine=engine, ray_address=ray_address,
                         stability=stability)
     s = result.summary()
     what = "neurons" if result.kind == "neurons" else f"directions ({result.kind})"

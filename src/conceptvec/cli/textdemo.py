@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from .app import concept_table, console
+from .common import concept_table, console
 
 DEFAULT_OUT = Path("conceptvec-text-demo")
 

@@ -9,10 +9,9 @@ import typer
 from rich.table import Table
 
 from ..core.params import Params
-from .app import (DistanceOpt, MinSizeOpt, OutlierOpt, OverwriteOpt, SeedOpt, SignificanceOpt, StoreArg, TopOpt, app, cli_errors,
-                  console, make_params)
-
-DEFAULTS = Params()
+from .app import app
+from .common import OverwriteOpt, StoreArg, cli_errors, console
+from .options import method_options
 
 JSON_FILE = "thresholds.json"
 FIGURE_FILE = "thresholds.png"
@@ -20,18 +19,14 @@ FIGURE_FILE = "thresholds.png"
 
 @app.command()
 @cli_errors
+@method_options
 def thresholds(
     store: StoreArg,
     neurons: Annotated[Optional[str], typer.Option("--neurons", help="Which neurons, e.g. 0-99 or 0-99,512; default all (live ones only count).")] = None,
-    top: TopOpt = DEFAULTS.top,
-    distance_threshold: DistanceOpt = "15",
-    outlier_threshold: OutlierOpt = None,
-    significance: SignificanceOpt = DEFAULTS.significance,
-    min_cluster_size: MinSizeOpt = DEFAULTS.min_cluster_size,
-    seed: SeedOpt = DEFAULTS.seed,
     grid: Annotated[int, typer.Option("--grid", help="Distance thresholds swept over the layer's merge heights.")] = 40,
     out: Annotated[Optional[Path], typer.Option("--out", help="Folder for thresholds.json and thresholds.png; default: print only.")] = None,
     overwrite: OverwriteOpt = False,
+    params: Params = Params(),
 ) -> None:
     """Where a distance threshold falls among a layer's ward merge heights, and the concepts per neuron it gives
     against the layer-wide rule and every other threshold (the layer-wide paper Fig. A.8)."""
@@ -41,7 +36,6 @@ def thresholds(
     from ..storage.store import ActivationStore
 
     acts = ActivationStore.open(store)
-    params = make_params(top, distance_threshold, outlier_threshold, min_cluster_size, seed, significance)
     if out is not None:  # refuse before the work, not after it
         refuse_existing(out, overwrite=overwrite, what="thresholds report", marker=JSON_FILE, protect=[store])
     sweep = threshold_sweep(acts, params=params, neurons=neurons, n_grid=grid, progress=True)

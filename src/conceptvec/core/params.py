@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Callable
 
 import numpy as np
 
@@ -26,6 +26,42 @@ def whole_number(name: str, value: Any, low: int) -> int:
     if value < low:
         raise ConceptvecError(f"{name} must be >= {low}, got {value}.")
     return int(value)
+
+
+def option(default: Any, help: str, *, check: Callable[[str, Any], Any], kind: str = "plain",
+           show_default: str | None = None) -> Any:
+    """A field of a stage's options, declared once: its default, what it means (``help``), the check that
+    validates and normalises it (``check(name, value)``), and how the command line reads it (``kind``:
+    ``"plain"``, or ``"threshold"`` for a number or 'auto'). The command line's options and the config's
+    validation are generated from these fields (``cli.options``)."""
+    return field(default=default, metadata={"help": help, "check": check, "kind": kind, "show_default": show_default})
+
+
+def at_least(low: int) -> Callable[[str, Any], int]:
+    """The check of a whole-number option: an int >= ``low``."""
+    return lambda name, value: whole_number(name, value, low)
+
+
+def threshold(name: str, value: Any) -> float | str:
+    """The check of a threshold: 'auto', or a finite number > 0 (a bool or the text "15" is a slip, not a threshold)."""
+    if is_auto(value):
+        return AUTO
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConceptvecError(f"{name} must be a number or 'auto', got {value!r}.")
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise ConceptvecError(
+            f"{name} must be a finite number > 0, got {value!r}. "
+            f"The paper uses 15 for Inception V3 Mixed_7b; other layers need their own scale, or 'auto'."
+        )
+    return number
+
+
+def probability(name: str, value: Any) -> float:
+    """The check of a level: a number strictly between 0 and 1."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < 1:
+        raise ConceptvecError(f"{name} must be a number between 0 and 1 (exclusive), got {value!r}; the default is 0.01.")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -55,43 +91,32 @@ class Params:
         clearly separated concepts. Not used with a fixed threshold.
     """
 
-    top: int = 100
-    distance_threshold: float | str = 15.0
-    outlier_threshold: float | str | None = None
-    min_cluster_size: int = 5
-    n_init: int = 5
-    max_iter: int = 1000
-    seed: int = 0
-    significance: float = 0.01
+    top: int = option(100, "N, the top activating examples clustered (paper: 100).", check=at_least(2))
+    distance_threshold: float | str = option(
+        15.0, "d_max of the ward clustering (paper: 15 for Inception V3 Mixed_7b), or 'auto': a significance test, "
+        "the same on every layer.", check=threshold, kind="threshold")
+    outlier_threshold: float | str | None = option(
+        None, "Squared distance to the k-means centroid at which an example is an outlier, or 'auto' (beyond its "
+        "cluster's far-out fence).", check=threshold, kind="threshold",
+        show_default="15, or auto with --distance-threshold auto")
+    min_cluster_size: int = option(5, "Clusters with fewer remaining members are removed.", check=at_least(1))
+    n_init: int = option(5, "k-means restarts (scikit-learn's n_init; the paper's code: 5).", check=at_least(1))
+    max_iter: int = option(1000, "k-means iterations at most (the paper's code: 1000).", check=at_least(1))
+    seed: int = option(0, "Random seed of k-means (and of auto's null samples), recorded with the output.", check=at_least(0))
+    significance: float = option(
+        0.01, "With --distance-threshold auto: keep a split into two concepts when one concept would show it with "
+        "probability below this.", check=probability)
 
     def __post_init__(self) -> None:
-        for name, low in (("top", 2), ("min_cluster_size", 1), ("n_init", 1), ("max_iter", 1), ("seed", 0)):
-            object.__setattr__(self, name, whole_number(name, getattr(self, name), low))
         if self.outlier_threshold is None:
             object.__setattr__(self, "outlier_threshold", AUTO if is_auto(self.distance_threshold) else 15.0)
-        for name in ("distance_threshold", "outlier_threshold"):
-            value = getattr(self, name)
-            if is_auto(value):
-                continue
-            # A bool or the text "15" is a slip, not a threshold: only real numbers are taken.
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise ConceptvecError(f"{name} must be a number or 'auto', got {value!r}.")
-            number = float(value)
-            if not math.isfinite(number) or number <= 0:
-                raise ConceptvecError(
-                    f"{name} must be a finite number > 0, got {value!r}. "
-                    f"The paper uses 15 for Inception V3 Mixed_7b; other layers need their own scale, or 'auto'."
-                )
-            object.__setattr__(self, name, number)
+        for f in fields(self):
+            object.__setattr__(self, f.name, f.metadata["check"](f.name, getattr(self, f.name)))
         if self.auto_distance and not self.auto_outliers:
             raise ConceptvecError(
                 f"outlier_threshold={self.outlier_threshold!r} with distance_threshold='auto': auto clusters unit-length "
                 f"examples, where a fixed squared distance has no meaning; use outlier_threshold='auto' (or leave it out)."
             )
-        s = self.significance
-        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, float, np.integer, np.floating)) or not 0 < s < 1:
-            raise ConceptvecError(f"significance must be a number between 0 and 1 (exclusive), got {s!r}; the default is 0.01.")
-        object.__setattr__(self, "significance", float(s))
         if self.min_cluster_size > self.top:
             raise ConceptvecError(
                 f"min_cluster_size ({self.min_cluster_size}) is larger than top ({self.top}): no cluster of the top "

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 from sklearn.cluster import AgglomerativeClustering, KMeans
 
-__all__ = ["REMOVED", "authors_procedure"]
+__all__ = ["AUTHORS_REMOVED", "authors_procedure"]
 
-REMOVED = 100  # the authors' label for outliers and members of removed clusters
+AUTHORS_REMOVED = 100  # the authors' label for outliers and members of removed clusters (conceptvec's own is core.steps.REMOVED, -1)
 
 
 def authors_procedure(
@@ -32,7 +32,7 @@ def authors_procedure(
     Returns
     -------
     dict with ``top_ims`` (top examples, most activating first), ``C`` (clusters of step 2),
-    ``labels`` (k-means label of each top example, ``REMOVED`` when removed), ``concept_vectors``
+    ``labels`` (k-means label of each top example, ``AUTHORS_REMOVED`` when removed), ``concept_vectors``
     (n_concepts, n_units) and, with ``project_all``, ``top_projs``: each concept's ``top`` maximally
     projecting examples from the per-example loop.
     """
@@ -45,16 +45,16 @@ def authors_procedure(
     centroid_dist = kmeans.transform(top_activations) ** 2
     nearest_centroid_dist = [centroid_dist[i, clu_labs[i]] for i in range(len(clu_labs))]
     labels = np.empty(len(clu_labs))
-    labels[:] = REMOVED
+    labels[:] = AUTHORS_REMOVED
     for i in range(len(clu_labs)):
         if nearest_centroid_dist[i] < outlier_threshold:
             labels[i] = clu_labs[i]
     for cluster in range(clusterer.n_clusters_):
         if sum(labels == cluster) < min_cluster_size:
-            labels[[labels[i] == cluster for i in range(len(labels))]] = REMOVED
+            labels[[labels[i] == cluster for i in range(len(labels))]] = AUTHORS_REMOVED
     concept_vecs = []
     for cluster in np.unique(labels):
-        if cluster != REMOVED:
+        if cluster != AUTHORS_REMOVED:
             mean = top_activations[labels == cluster].mean(0)
             concept_vecs.append(mean / np.linalg.norm(mean))
     result = {

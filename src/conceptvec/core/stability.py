@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from ..errors import ConceptvecError
 from .params import UNSTABLE_BELOW, Params, whole_number
+from .steps import cluster_top
 
 __all__ = ["Stability", "concept_stability", "resampling"]
 
@@ -101,8 +102,6 @@ def concept_stability(
     seed : int
         Seed of the bootstrap draws.
     """
-    from .method import cluster_top  # method imports storage; keep this module importable on its own
-
     runs = whole_number("runs", runs, 1)
     seed = whole_number("seed", seed, 0)
     if isinstance(min_jaccard, bool) or not isinstance(min_jaccard, (int, float, np.floating)) or not 0 < min_jaccard <= 1:

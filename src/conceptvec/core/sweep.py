@@ -23,7 +23,7 @@ from ..errors import ConceptvecError
 from ..progress import progress_bar
 from .arrays import as_matrix, live_mask, read_rows
 from .kmeans import kmeans_step
-from .method import cluster_top, n_clusters_at, remove_outliers, ward_linkage
+from .steps import cluster_top, n_clusters_at, remove_outliers, ward_linkage
 from .metrics import concept_counts
 from .params import Params
 from .selection import parse_neurons

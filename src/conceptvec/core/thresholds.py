@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 from ..errors import ConceptvecError
 from ..progress import progress_bar
 from .kmeans import kmeans_step
-from .method import n_clusters_at, ward_linkage
+from .steps import n_clusters_at, ward_linkage
 from .params import Params
 from .streaming import top_k_desc
 

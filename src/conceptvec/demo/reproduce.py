@@ -103,7 +103,7 @@ def reproduce(
     params: Params | None = None,
     engine: str = "local",
     ray_address: str | None = None,
-    workers: int = 0,
+    workers: int | None = None,
     batch_size: int = 64,
     device: str = "auto",
     report: bool = True,
@@ -123,7 +123,6 @@ def reproduce(
     report, umap : write the HTML report (with UMAP figures) for the three neurons and the scan
     """
     from ..extraction.pipeline import extract
-    from ..scan.engine import make_engine
     from ..scan.layer import scan_layer
 
     params = params or Params()
@@ -145,8 +144,7 @@ def reproduce(
     # at the same path is another model and the same one moved is not. The preprocessing is the authors'.
     store = extract(MODEL, layer=LAYER, data=files, out=run.store, weights=str(weights), transform=paper_transform(),
                     batch_size=batch_size, workers=workers, device=device, engine=engine, ray_address=ray_address, progress=progress)
-    runner = make_engine(engine, workers=workers or None, address=ray_address)
-    scan = scan_layer(store, params=params, out=run.scan, engine=runner, progress=progress)
+    scan = scan_layer(store, params=params, out=run.scan, engine=engine, workers=workers, ray_address=ray_address, progress=progress)
     sets = {}
     for j in NEURONS:
         sets[j] = disentangle(store, neuron=j, params=params)

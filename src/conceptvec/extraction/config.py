@@ -36,9 +36,11 @@ class ExtractConfig:
         An ImageNet class-index JSON labelling WordNet-id folders with the model's classes.
     batch_size : int
         Examples per forward pass.
-    workers : int
-        Processes at work, this one included: this process runs the model and ``workers - 1`` more read and
-        decode examples (DataLoader workers); 0 or 1: this process does both.
+    workers : int, optional
+        Workers (``engines.registry``: one meaning on every engine). Locally, processes at work, this one
+        included: this process runs the model and ``workers - 1`` more read and decode examples (DataLoader
+        workers); 0 or 1, or left out: this process does both. On Ray: actors each running the model; left
+        out, one per GPU of the cluster on CUDA, else one per CPU.
     device : str
         ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
     dtype : str
@@ -80,7 +82,7 @@ class ExtractConfig:
     seed: int = 0
     class_index: str | os.PathLike | None = None
     batch_size: int = 64
-    workers: int = 0
+    workers: int | None = None
     device: str = "auto"
     dtype: str = "float32"
     pool: str = "avg"
@@ -98,8 +100,10 @@ class ExtractConfig:
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
-        for name, low in (("batch_size", 1), ("chunk_size", 1), ("workers", 0), ("seed", 0)):
+        for name, low in (("batch_size", 1), ("chunk_size", 1), ("seed", 0)):
             set_(name, whole_number(name, getattr(self, name), low))
+        if self.workers is not None:
+            set_("workers", whole_number("workers", self.workers, 0))
         if self.per_class is not None:
             set_("per_class", whole_number("per_class", self.per_class, 1))
         if self.size is not None:

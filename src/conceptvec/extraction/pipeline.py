@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 
 from rich.console import Console
 
+from ..engines.registry import EngineEntry, check_engine
 from ..errors import ConceptvecError, StoreError
 from ..storage.atomic import output_path
 from ..storage.store import ActivationStore, StoreWriter, remove_leftovers
@@ -44,7 +45,7 @@ def extract(
     seed: int = 0,
     class_index: str | os.PathLike | None = None,
     batch_size: int = 64,
-    workers: int = 0,
+    workers: int | None = None,
     device: str = "auto",
     dtype: str = "float32",
     pool: str = "avg",
@@ -102,12 +103,14 @@ def extract(
     from ..models.hooks import resolve_device
     from ..models.layers import find_layer, is_script
     from ..models.load import load_model
-    from .runner import prepare_data, run_chunks
+    from .runner import prepare_data
 
     out = output_path(out, what="activation store")  # before minutes of loading
     c = _config(config, locals())
-    _check_engine(engine, ray_address)
+    entry = check_engine(engine, stage="extraction", ray_address=ray_address, workers=c.workers)
     weights, per_class, seed, batch_size, workers = c.weights, c.per_class, c.seed, c.batch_size, c.workers
+    if workers is None and not entry.on_ray:
+        workers = 0  # the local default: this process reads and runs the model (engines.registry)
     dtype, pool, key_map, mean, std, size = c.dtype, c.pool, c.key_map, c.mean, c.std, c.size
     class_index, autocast, channels_last, chunk_size = c.class_index, c.autocast, c.channels_last, c.chunk_size
     dev = resolve_device(c.device)
@@ -115,7 +118,7 @@ def extract(
     from ..models.language import TextModel
 
     if isinstance(loaded, TextModel):
-        return _extract_text(loaded, layer, data, out, c, dev, overwrite, progress, engine=engine, ray_address=ray_address,
+        return _extract_text(loaded, layer, data, out, c, dev, overwrite, progress, entry=entry, ray_address=ray_address,
                              spec=model)
     text_options = [k for k in ("max_tokens", "text_column", "label_column", "batch_tokens") if getattr(c, k) is not None]
     text_options += [k for k in ("examples", "keep_special_tokens") if getattr(c, k) != getattr(ExtractConfig(), k)]
@@ -158,19 +161,18 @@ def extract(
         if finished:
             _say(progress, f"resuming {out}: {finished} of {n} examples already done.")
         try:
-            if engine == "ray":
-                from .ray_images import run_chunks_ray
-
+            run = entry.runner("extraction")  # engines.registry: runner.run_chunks, or ray_images.run_chunks_ray
+            if entry.on_ray:
                 load = {"weights": weights, "key_map": key_map, "mean": mean, "std": std, "size": size,
                         "transform_input": c.transform_input}
                 # Each actor loads a spec itself; a module object travels pickled. The dataset brings the preprocessing.
-                run_chunks_ray(model=model if isinstance(model, str) else loaded.module, load=load, layer=layer, pool=pool,
+                run(model=model if isinstance(model, str) else loaded.module, load=load, layer=layer, pool=pool,
                                dataset=dataset, todo=todo, writer=writer, n=n, finished=finished, device=c.device,
                                batch_size=batch_size, workers=workers, autocast=autocast, autocast_dtype=c.autocast_dtype,
                                channels_last=bool(channels_last),
-                               progress=progress, address=ray_address)
+                               progress=progress, ray_address=ray_address)
             else:
-                run_chunks(loaded.module, layer, pool, dataset, todo, writer, n, finished, dev, batch_size, workers,
+                run(loaded.module, layer, pool, dataset, todo, writer, n, finished, dev, batch_size, workers,
                            use_autocast, bool(channels_last), progress, device_batches=decoding.batches,
                            autocast_dtype=c.autocast_dtype)
         except KeyboardInterrupt:
@@ -183,21 +185,8 @@ def extract(
     return ActivationStore.open(out)
 
 
-def _check_engine(engine: str, ray_address: str | None) -> None:
-    """Refuse an unknown engine, and Ray when it is not installed, before minutes of loading."""
-    if engine not in ("local", "ray"):
-        raise ConceptvecError(f"unknown engine {engine!r}; choose local or ray.")
-    if ray_address is not None and engine != "ray":
-        raise ConceptvecError(f"--ray-address (ray_address=) applies to --engine ray, not {engine!r}.")
-    if engine == "ray":
-        from ..raycluster import check_reachable, require_ray
-
-        require_ray()
-        check_reachable(ray_address)
-
-
 def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, dev, overwrite: bool, progress: bool, *,
-                  engine: str = "local", ray_address: str | None = None, spec: Any = None) -> ActivationStore:
+                  entry: EngineEntry, ray_address: str | None = None, spec: Any = None) -> ActivationStore:
     """``extract`` for a language model: documents or tokens of a corpus, chunks of whole documents."""
     from ..models.language import resolve_layer
     from ..sources.text import read_corpus
@@ -229,7 +218,7 @@ def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, de
     fingerprint = {**metadata, "chunk_size": int(c.chunk_size)}
     use_autocast = bool(c.autocast and dev.type == "cuda")
     metadata.update({"device": str(dev), "batch_size": c.batch_size, "batch_tokens": c.batch_tokens, "autocast": use_autocast,
-                     **({"autocast_dtype": c.autocast_dtype} if use_autocast else {}), "engine": engine,
+                     **({"autocast_dtype": c.autocast_dtype} if use_autocast else {}), "engine": entry.name,
                      "chunk_size": int(c.chunk_size)})
     with StoreWriter(out, fingerprint=fingerprint, dtype=c.dtype, overwrite=overwrite, protect=[data]) as writer:
         done = writer.completed()
@@ -238,13 +227,13 @@ def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, de
         if finished:
             _say(progress, f"resuming {out}: {finished} of {plan.n_rows} rows already done.")
         try:
-            if engine == "ray":
+            if entry.on_ray:
                 from .ray_text import run_text_chunks_ray
 
                 run_text_chunks_ray(model=spec, weights=c.weights, layer=path, plan=plan, todo=todo, writer=writer,
                                     examples=c.examples, pool=c.pool, device=c.device, batch_size=c.batch_size,
                                     batch_tokens=c.batch_tokens, workers=c.workers, autocast=c.autocast,
-                                    autocast_dtype=c.autocast_dtype, progress=progress, finished=finished, address=ray_address)
+                                    autocast_dtype=c.autocast_dtype, progress=progress, finished=finished, ray_address=ray_address)
             else:
                 run_text_chunks(loaded, path, plan, todo, writer, examples=c.examples, pool=c.pool, dev=dev, batch_size=c.batch_size,
                                 batch_tokens=c.batch_tokens, use_autocast=use_autocast, progress=progress, finished=finished,

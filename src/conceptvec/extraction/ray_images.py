@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..progress import progress_bar
-from ..raycluster import carrying_errors, connected, quiet_ray_data, user_error
+from ..engines.raycluster import carrying_errors, connected, quiet_ray_data, user_error
 from ..models.hooks import layer_runner, resolve_device
 from .runner import autocast_context, collate, forward, on_device, planned_batches
 
@@ -107,21 +107,22 @@ class ChunkGatherer:
                                 [i for i in range(start, stop) if not rows[i][0]])
 
 
-def actor_pool(ray: Any, device: str, workers: int, tasks: int) -> tuple[bool, int]:
+def actor_pool(ray: Any, device: str, workers: int | None, tasks: int) -> tuple[bool, int]:
     """(whether actors take a GPU each, how many actors): ``workers``, else one per GPU of the cluster on CUDA
     (one per CPU otherwise), never more than ``tasks``."""
     gpus = int(ray.cluster_resources().get("GPU", 0))
     gpu = device.startswith("cuda") or (device == "auto" and gpus > 0)
-    return gpu, max(1, min(workers or (gpus if gpu else int(ray.cluster_resources().get("CPU", 1))), tasks))
+    default = gpus if gpu else int(ray.cluster_resources().get("CPU", 1))
+    return gpu, max(1, min(workers if workers is not None else default, tasks))
 
 
 def run_chunks_ray(*, model: Any, load: dict[str, Any], layer: str, pool: str, dataset: Any, todo: list[tuple[int, int, int]],
-                   writer: Any, n: int, finished: int, device: str, batch_size: int, workers: int, autocast: bool,
-                   channels_last: bool, autocast_dtype: str = "float16", progress: bool, address: str | None) -> None:
+                   writer: Any, n: int, finished: int, device: str, batch_size: int, workers: int | None, autocast: bool,
+                   channels_last: bool, autocast_dtype: str = "float16", progress: bool, ray_address: str | None) -> None:
     """Pool ``layer`` over the chunks ``todo`` on a Ray cluster and write each complete chunk (as ``runner.run_chunks``)."""
     if not todo:
         return
-    with connected(address) as ray:
+    with connected(ray_address) as ray:
         from ray.data import ActorPoolStrategy
 
         quiet_ray_data(ray)

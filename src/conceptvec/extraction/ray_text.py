@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..progress import progress_bar
-from ..raycluster import carrying_errors, connected, quiet_ray_data, user_error
+from ..engines.raycluster import carrying_errors, connected, quiet_ray_data, user_error
 from ..models.hooks import resolve_device
 from .ray_images import actor_pool
 from .textrun import TextForward, TextPlan
@@ -74,13 +74,13 @@ class TextActor:
 def run_text_chunks_ray(*, model: str, weights: str | None, layer: str, plan: TextPlan, todo: list[tuple[int, int, int, int, int]],
                         writer: Any, examples: str, pool: str, device: str, batch_size: int, batch_tokens: int | None,
                         workers: int, autocast: bool, autocast_dtype: str, progress: bool, finished: int,
-                        address: str | None) -> None:
+                        ray_address: str | None) -> None:
     """Run ``model`` to ``layer`` over the chunks ``todo`` of ``plan`` on a Ray cluster; write each chunk as it comes."""
     if not todo:
         return
     import pyarrow as pa
 
-    with connected(address) as ray:
+    with connected(ray_address) as ray:
         from ray.data import ActorPoolStrategy
 
         quiet_ray_data(ray)

@@ -3,8 +3,9 @@
 The scan (``scan.layer``) decides *what* is clustered: the top examples of every neuron, cut into
 ``BatchTask``s of up to ``BATCH`` neurons. An engine decides *where*: it calls ``cluster_batch`` on
 every task and hands each result back through ``finished(batch, result)`` as it arrives, in any
-order. Engines are picked by name from ``ENGINES``: ``LocalEngine`` here, and ``scan.ray_engine.RayEngine``
-(Ray tasks on a cluster), which implements ``Engine.run`` and gets the rows to its workers its own way.
+order. Engines are picked by name from the one registry of every stage, ``engines.registry.ENGINES``:
+``LocalEngine`` here, and ``scan.ray_engine.RayEngine`` (Ray tasks on a cluster), which implements ``Engine.run``
+and gets the rows to its workers its own way.
 
 How the local engine gets each batch's rows of A to its workers, cheapest first:
 
@@ -24,9 +25,10 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from ..core.arrays import read_rows
-from ..core.method import cluster_top
+from ..core.steps import cluster_top
 from ..core.stability import concept_stability
 from ..core.params import Params
+from ..engines.registry import ENGINES, check_engine
 from ..errors import ConceptvecError
 
 BATCH = 32  # neurons per task, and per chunk of saved progress
@@ -126,7 +128,7 @@ _MMAPS: dict[str, np.ndarray] = {}
 
 
 def cluster_batch(task: BatchTask) -> BatchResult:
-    """Steps 2-4 (``core.method.cluster_top``) for every neuron of a batch."""
+    """Steps 2-4 (``core.steps.cluster_top``) for every neuron of a batch."""
     if task.in_worker:
         prepare_worker()
     params = Params.from_dict(task.params)
@@ -334,24 +336,16 @@ def _with(task: BatchTask, **changes: Any) -> BatchTask:
     return replace(task, **changes)
 
 
-def ray_engine(*, workers: int | None = None, address: str | None = None) -> Engine:
-    """The Ray engine (``scan.ray_engine``), imported only when asked for: Ray is an optional extra."""
-    from .ray_engine import RayEngine
-
-    return RayEngine(workers=workers, address=address)
-
-
-ENGINES: dict[str, Callable[..., Engine]] = {"local": LocalEngine, "ray": ray_engine}
-
-
-def make_engine(engine: str | Engine = "local", *, workers: int | None = None, address: str | None = None) -> Engine:
-    """An engine by name (``ENGINES``) or an engine object as it is; ``address`` is the Ray cluster's, for ``ray``."""
+def make_engine(engine: str | Engine = "local", *, workers: int | None = None, ray_address: str | None = None) -> Engine:
+    """An engine by name (``engines.registry.ENGINES``) built with ``workers`` and ``ray_address``, or an engine object
+    as it is (then ``workers`` and ``ray_address`` belong to its own constructor and are refused here)."""
     if isinstance(engine, str):
-        if engine not in ENGINES:
-            raise ConceptvecError(f"unknown engine {engine!r}; choose one of {', '.join(sorted(ENGINES))}.")
-        if address is not None and engine != "ray":
-            raise ConceptvecError(f"--ray-address (address=) applies to --engine ray, not {engine!r}.")
-        return ENGINES[engine](workers=workers, **({"address": address} if address is not None else {}))
+        entry = check_engine(engine, stage="scan", ray_address=ray_address, workers=workers)
+        factory = entry.runner("scan")
+        return factory(workers=workers, **({"ray_address": ray_address} if entry.on_ray else {}))  # type: ignore[no-any-return]
     if not callable(getattr(engine, "run", None)):
         raise ConceptvecError(f"engine must be one of {', '.join(sorted(ENGINES))} or an object with a run() method.")
+    if workers is not None or ray_address is not None:
+        raise ConceptvecError("workers= and ray_address= go to an engine object's own constructor (e.g. "
+                              "RayEngine(workers=8, ray_address=...)), not beside it; give the engine by name to use them here.")
     return engine

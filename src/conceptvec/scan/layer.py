@@ -8,7 +8,7 @@ Where the time goes, and what is done about it:
 
 1. Top examples: one pass over A in blocks of rows (``core.streaming``) keeps, per column, the N
    best candidates in ``top_k_desc`` order, so the selection is the one ``disentangle`` makes.
-2. Steps 2-4 (``core.method.cluster_top``): per neuron, in batches run by an engine (``engine``).
+2. Steps 2-4 (``core.steps.cluster_top``): per neuron, in batches run by an engine (``engine``).
 3. Maximally projecting examples of all concepts: one streamed product A @ V.T.
 
 With ``out=`` the scan keeps its progress in ``<out>.partial`` (``resume``) and a call again continues.
@@ -86,6 +86,7 @@ def scan_layer(
     overwrite: bool = False,
     progress: bool = True,
     engine: str | Engine = "local",
+    ray_address: str | None = None,
     stability: int = 0,
 ) -> ScanResult:
     """Run the paper's method on every neuron of a layer (or on many directions) at once.
@@ -101,7 +102,8 @@ def scan_layer(
     neurons : None, int, sequence of ints, or text such as ``"0-99,512"``
         Which neurons (or which rows of the directions) to scan; None scans all.
     workers : int, optional
-        Processes for steps 2-4; default: the usable CPUs. 0 or 1: this process alone.
+        Workers for steps 2-4 (``engines.registry``: one meaning on every engine); default: the usable CPUs
+        (on Ray, the cluster's). 0 or 1: one worker (locally, this process alone).
     directions : 'neurons', 'svd:K', a path, or an array of shape (k, n_units)
         Starting directions: the neurons (default); the top K right singular vectors of A; or
         vectors from a .npy / .safetensors file or scan / ConceptSet directory (e.g. another run's
@@ -116,10 +118,10 @@ def scan_layer(
         Replace an existing ``out`` made by a different call.
     progress : bool
         Show progress bars.
-    engine : 'local', 'ray' or an Engine
-        Where steps 2-4 run (``scan.engine.ENGINES``); the result does not depend on it, bit for bit.
-        ``'ray'`` joins ``RAY_ADDRESS`` or starts a local Ray; ``scan.engine.make_engine('ray', address=...)``
-        names a cluster.
+    engine : 'local', 'ray', a registered name, or an Engine object
+        Where steps 2-4 run (``engines.registry.ENGINES``); the result does not depend on it, bit for bit.
+    ray_address : str, optional
+        The Ray cluster for ``engine='ray'``; default ``RAY_ADDRESS``, else a local Ray.
     stability : int
         Resampling runs per neuron (``core.stability.concept_stability``, seeded with ``params.seed``):
         each concept's share of runs it comes back in, and each neuron's count agreement, in
@@ -135,7 +137,7 @@ def scan_layer(
             f"top={params.top} is larger than the number of examples ({n_examples}); use top <= {n_examples}."
         )
     stability = whole_number("stability", stability, 0)
-    runner = make_engine(engine, workers=workers)
+    runner = make_engine(engine, workers=workers, ray_address=ray_address)
     if isinstance(directions, str) and directions not in ("neurons",) and not directions.startswith("svd") and not Path(directions).exists():
         raise ConceptvecError(
             f"directions {directions!r} is not 'neurons', 'svd:K', or an existing .npy / .safetensors file."

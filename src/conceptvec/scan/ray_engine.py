@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import ConceptvecError
-from ..raycluster import check_reachable, cluster_cpus, connected, this_machine_only, user_error
+from ..engines.raycluster import check_reachable, cluster_cpus, connected, this_machine_only, user_error
 from .engine import BatchResult, BatchTask, cluster_batch, keep_in_flight, npy_path
 
 DATA_PATHS = ("auto", "shared", "object-store")
@@ -40,8 +40,8 @@ class RayEngine:
     Parameters
     ----------
     workers : int, optional
-        Tasks running at once; default (None or 0): all the CPUs of the cluster.
-    address : str, optional
+        Tasks running at once; default (None): all the CPUs of the cluster; 0 or 1: one at a time.
+    ray_address : str, optional
         The Ray cluster (``ray start --head`` prints it); default: ``RAY_ADDRESS``, else a local Ray
         started for the run. A process already connected to Ray uses that cluster.
     data : 'auto', 'shared' or 'object-store'
@@ -51,20 +51,20 @@ class RayEngine:
     name = "ray"
     batch_function: Callable[[BatchTask], BatchResult] = staticmethod(cluster_batch)
 
-    def __init__(self, *, workers: int | None = None, address: str | None = None, data: str = "auto"):
+    def __init__(self, *, workers: int | None = None, ray_address: str | None = None, data: str = "auto"):
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0):
-            raise ConceptvecError(f"workers must be a whole number >= 0 (0: the CPUs of the Ray cluster), got {workers!r}.")
+            raise ConceptvecError(f"workers must be a whole number >= 0 (0 or 1: one task at a time; left out: the CPUs of the Ray cluster), got {workers!r}.")
         if data not in DATA_PATHS:
             raise ConceptvecError(f"data must be one of {', '.join(DATA_PATHS)}, got {data!r}.")
-        check_reachable(address)  # before the scan's first pass, not after it
-        self.workers, self.address, self.data = workers, address, data
+        check_reachable(ray_address)  # before the scan's first pass, not after it
+        self.workers, self.ray_address, self.data = workers, ray_address, data
 
     def run(self, matrix: np.ndarray, tasks: Sequence[tuple[int, BatchTask]], *,
             finished: Callable[[int, BatchResult], None]) -> None:
         """Cluster every ``(index, task)`` on the cluster; ``finished`` is called here, in this process, as each returns."""
         if not tasks:
             return
-        with connected(self.address) as ray:
+        with connected(self.ray_address) as ray:
             npy = npy_path(matrix)
             if self.data == "shared" and npy is None:
                 raise ConceptvecError("data='shared' needs an activation store (its activations.npy); the activations given "
@@ -74,7 +74,7 @@ class RayEngine:
             remote = ray.remote(num_cpus=1, max_retries=RETRIES)(run_batch)
             # Given workers: that many tasks at once, one per worker. By default twice the cluster's CPUs are
             # in flight, so that no CPU waits for this process to hand it the next batch.
-            in_flight = self.workers or 2 * cluster_cpus(ray)
+            in_flight = max(1, self.workers) if self.workers is not None else 2 * cluster_cpus(ray)
 
             def submit(b: int, task: BatchTask) -> Any:
                 rows = None if npy is not None else np.asarray(matrix[task.top_indices])

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from ...core.method import n_clusters_at
+from ...core.steps import n_clusters_at
 from ...storage.conceptset import ConceptSet
 from .common import concept_colour
 

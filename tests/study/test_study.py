@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 import conceptvec as cv
 from conceptvec.cli import app
 from conceptvec.errors import ConceptvecError
-from conceptvec.humaneval import Study, fleiss_kappa, make_study, read_labels, score_study, wilson_interval, write_scores
-from conceptvec.metrics import maximally_projecting, most_similar
+from conceptvec import Study, fleiss_kappa, make_study, read_labels, score_study, wilson_interval
+from conceptvec.study import write_scores
+from conceptvec import maximally_projecting, most_similar
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -156,7 +157,7 @@ def test_cosine_ranking_draws_from_the_most_similar(run, tmp_path):
 def test_centred_ranking_draws_from_the_centred_most_similar_and_is_recorded(run, tmp_path):
     import json
 
-    from conceptvec.metrics import layer_mean
+    from conceptvec import layer_mean
 
     root, store, _, scan = run
     s = make_study(root, tmp_path / "s", rank="centred", pool=10, seed=2)
@@ -374,18 +375,18 @@ def test_scoring_never_replaces_the_study_or_other_folders(study, tmp_path):
 
     answers = write_csv(tmp_path / "a.csv", perfect_answers(study, "a"))
     before = {p.name: p.read_bytes() for p in study.path.iterdir() if p.is_file()}
-    result = CliRunner().invoke(app, ["humaneval", "score", str(study.path), str(answers), "--out", str(study.path)])
+    result = CliRunner().invoke(app, ["study", "score", str(study.path), str(answers), "--out", str(study.path)])
     assert result.exit_code == 2 and "this command's input" in result.output
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
-    result = CliRunner().invoke(app, ["humaneval", "score", str(study.path), str(answers), "--out", str(mine)])
+    result = CliRunner().invoke(app, ["study", "score", str(study.path), str(answers), "--out", str(mine)])
     assert result.exit_code == 2 and "not a scores folder" in result.output
     assert (mine / "notes.txt").read_text() == "keep"
     assert {p.name: p.read_bytes() for p in study.path.iterdir() if p.is_file()} == before
     # scoring again replaces the earlier scores
     for _ in range(2):
-        assert CliRunner().invoke(app, ["humaneval", "score", str(study.path), str(answers), "--out", str(tmp_path / "s")]).exit_code == 0
+        assert CliRunner().invoke(app, ["study", "score", str(study.path), str(answers), "--out", str(tmp_path / "s")]).exit_code == 0
 
 
 def test_making_a_study_never_replaces_its_run(run, tmp_path):
@@ -451,19 +452,19 @@ def test_a_key_that_does_not_match_the_study_is_refused(run, study, tmp_path):
 
 def test_cli_make_and_score(run, tmp_path):
     runner = CliRunner()
-    res = runner.invoke(app, ["humaneval", "make", str(run[0] / "scan"), "--neurons", "0-7", "--seed", "0",
+    res = runner.invoke(app, ["study", "make", str(run[0] / "scan"), "--neurons", "0-7", "--seed", "0",
                               "--out", str(tmp_path / "study")])
     assert res.exit_code == 0, res.output
     assert "form.html" in res.output and (tmp_path / "study" / "key.json").exists()
     study = Study.load(tmp_path / "study")
     answers = write_csv(tmp_path / "a.csv", perfect_answers(study, "a") + perfect_answers(study, "b"))
-    res = runner.invoke(app, ["humaneval", "score", str(tmp_path / "study"), str(answers), "--json"])
+    res = runner.invoke(app, ["study", "score", str(tmp_path / "study"), str(answers), "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["intruder_accuracy"] == 1.0 and data["agreement_rate"] == 1.0 and data["n_raters"] == 2
-    res = runner.invoke(app, ["humaneval", "score", str(tmp_path / "study"), str(answers)])
+    res = runner.invoke(app, ["study", "score", str(tmp_path / "study"), str(answers)])
     assert res.exit_code == 0 and "intruder accuracy 100.0% of 8 answers" in res.output
-    res = runner.invoke(app, ["humaneval", "make", str(tmp_path / "nowhere"), "--out", str(tmp_path / "s2")])
+    res = runner.invoke(app, ["study", "make", str(tmp_path / "nowhere"), "--out", str(tmp_path / "s2")])
     assert res.exit_code == 2 and "does not exist" in res.output
 
 

@@ -14,7 +14,7 @@ import logging
 import os
 from typing import Any, Iterator
 
-from .errors import ConceptvecError
+from ..errors import ConceptvecError
 
 INSTALL = 'pip install "conceptvec[ray]"'
 ADDRESS_ENV = "RAY_ADDRESS"
