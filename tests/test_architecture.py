@@ -145,3 +145,93 @@ def test_modules_stay_small_or_say_why():
     allowed = (ROOT / "docs" / "architecture.md").read_text()
     long = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if len(p.read_text().splitlines()) > MAX_LINES]
     assert [p for p in long if f"`{p}`" not in allowed] == []
+
+
+def import_cycles(graph) -> list[list[str]]:
+    """Groups of modules that import each other in a circle (strongly connected, lazy imports included)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.find_modules_directly_imported_by(v):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def package_graph(graph, depth: int = 2):
+    """The same graph with every module folded into its room (``conceptvec.scan.layer`` -> ``conceptvec.scan``)."""
+    import grimp
+
+    folded = grimp.ImportGraph()
+    room = lambda m: ".".join(m.split(".")[:depth])  # noqa: E731
+    for m in graph.modules:
+        folded.add_module(room(m))
+        for w in graph.find_modules_directly_imported_by(m):
+            if room(w) != room(m) and room(m) != "conceptvec" and room(w) != "conceptvec":
+                folded.add_import(importer=room(m), imported=room(w))
+    return folded
+
+
+def test_no_import_circle_between_modules_or_rooms():
+    import grimp
+
+    graph = grimp.build_graph("conceptvec")
+    assert import_cycles(graph) == []
+    # Rooms: the package's top-level folders and modules; the package's own __init__ (the public namespace) aside.
+    assert import_cycles(package_graph(graph)) == []
+
+
+def test_the_circle_check_finds_a_circle():
+    import grimp
+
+    graph = grimp.ImportGraph()
+    for a, b in (("p.a", "p.b"), ("p.b", "p.c"), ("p.c", "p.a"), ("p.c", "p.d")):
+        graph.add_import(importer=a, imported=b)
+    assert import_cycles(graph) == [["p.a", "p.b", "p.c"]]
+    graph.add_import(importer="p.x.one", imported="p.y.two")
+    graph.add_import(importer="p.y.three", imported="p.x.four")
+    assert ["p.x", "p.y"] in import_cycles(package_graph(graph, depth=2))
+
+
+def test_no_room_holds_more_than_a_fifth_of_the_code():
+    lines: dict[str, int] = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).parts
+        room = parts[0] if len(parts) > 1 else path.stem
+        lines[room] = lines.get(room, 0) + len(path.read_text().splitlines())
+    total = sum(lines.values())
+    assert max(lines.values()) <= total / 5, sorted(lines.items(), key=lambda kv: -kv[1])[:3]
+
+
+def test_every_core_module_is_named_by_the_storage_contract():
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    storage = next(c for c in contracts if c["name"].startswith("storage takes from core only"))
+    allowed = {"conceptvec.core.params", "conceptvec.core.outliers"}
+    core = {f"conceptvec.core.{p.stem}" for p in (PACKAGE / "core").glob("*.py") if p.stem != "__init__"}
+    assert set(storage["forbidden_modules"]) == core - allowed
