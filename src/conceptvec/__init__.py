@@ -16,7 +16,7 @@ from importlib import import_module
 from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
-from .core.method import disentangle
+from .scan.disentangle import disentangle
 from .core.metrics import (concept_counts, cosine_similarity, distance_matrix, intra_inter_distances, layer_mean,
                            maximally_projecting, member_cosines, most_similar, project, top_k_desc, unit_vectors,
                            unsplit_direction)

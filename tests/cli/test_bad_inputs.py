@@ -295,7 +295,7 @@ def test_an_unexpected_error_is_one_line_and_says_it_is_a_bug(store, tmp_path, m
     def broken(*args, **kwargs):
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr("conceptvec.core.method.cluster_top", broken)
+    monkeypatch.setattr("conceptvec.scan.disentangle.cluster_top", broken)
     code, output = run("disentangle", store.path, "--neuron", "3", *PARAMS, "--out", tmp_path / "cs")
     assert code == 1 and "This is a bug of conceptvec" in output and "Traceback" not in output
     monkeypatch.setenv("CONCEPTVEC_DEBUG", "1")
@@ -308,7 +308,7 @@ def test_ctrl_c_is_said_and_exits_130(store, tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("conceptvec.core.method.cluster_top", interrupted)
+    monkeypatch.setattr("conceptvec.scan.disentangle.cluster_top", interrupted)
     code, output = run("disentangle", store.path, "--neuron", "3", *PARAMS, "--out", tmp_path / "cs")
     assert code == 130 and "interrupted" in output and not (tmp_path / "cs").exists()
 

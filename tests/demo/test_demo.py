@@ -214,7 +214,7 @@ def test_shipped_weights_are_package_data():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     globs = config["tool"]["setuptools"]["package-data"]["conceptvec"]
     package = ROOT / "src" / "conceptvec"
-    files = [p.relative_to(package).as_posix() for p in (package / "nn" / "weights").rglob("*") if p.is_file()]
+    files = [p.relative_to(package).as_posix() for p in (package / "models" / "weights").rglob("*") if p.is_file()]
     assert sorted(Path(f).name for f in files) == ["digits_cnn.json", "digits_cnn.json", "digits_cnn.safetensors", "digits_cnn.safetensors"]
     assert [f for f in files if not any(fnmatch(f, g) for g in globs)] == []
     for merged, classes in ((True, 5), (False, 10)):

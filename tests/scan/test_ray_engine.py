@@ -131,8 +131,8 @@ def test_bad_engine_options(store):
     with pytest.raises(ConceptvecError, match=r"no Ray cluster answers at 127.0.0.1:1 .*ray start --head"):
         check_reachable("127.0.0.1:1")  # a closed port: refused at once, not after ray.init's minutes of retrying
     check_reachable("auto")
-    with pytest.raises(ConceptvecError, match="--ray-address .* applies to --engine ray"):
-        engine.make_engine("local", address="10.0.0.1:6379")
+    with pytest.raises(ConceptvecError, match=r"--ray-address .* applies to an engine on a Ray cluster \(--engine ray\)"):
+        engine.make_engine("local", ray_address="10.0.0.1:6379")
     with pytest.raises(ConceptvecError, match="data must be one of auto, shared, object-store"):
         RayEngine(data="nfs")
     with pytest.raises(ConceptvecError, match="workers must be a whole number"):

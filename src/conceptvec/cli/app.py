@@ -165,7 +165,7 @@ def disentangle(
     """Split one neuron (or direction) of a store into concept vectors with the paper's method."""
     import numpy as np
 
-    from ..core.method import disentangle as run
+    from ..scan.disentangle import disentangle as run
     from ..storage.files import read_npy
     from ..storage.store import ActivationStore
 

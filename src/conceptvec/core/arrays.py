@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..errors import ConceptvecError
-from ..storage.store import ActivationStore
+
+
+@runtime_checkable
+class MatrixSource(Protocol):
+    """What core reads from a store (``storage.ActivationStore``) without importing storage."""
+
+    @property
+    def activations(self) -> np.ndarray: ...
+
+    def provenance(self) -> dict[str, Any]: ...
 
 
 def as_matrix(acts: Any) -> tuple[np.ndarray, dict[str, Any]]:
     """(A, source): the matrix of an array or ActivationStore, shape (n_examples, n_units), and where it came from."""
-    if isinstance(acts, ActivationStore):
+    if isinstance(acts, MatrixSource):
         return acts.activations, acts.provenance()
     if not hasattr(acts, "shape") or not hasattr(acts, "dtype"):
         acts = np.asarray(acts)

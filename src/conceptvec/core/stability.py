@@ -1,6 +1,6 @@
 """Whether a neuron's concepts come back when its top examples are resampled and k-means is re-seeded.
 
-Notation as in ``core.method``: X holds the N top examples of a neuron, shape (N, n_units), and V
+Notation as in ``scan.disentangle``: X holds the N top examples of a neuron, shape (N, n_units), and V
 its k concept vectors, shape (k, n_units). Each of ``runs`` runs draws N rows of X with replacement
 (a bootstrap sample), runs steps 2-4 on them with another k-means seed, and matches the original
 concepts to the run's by the Hungarian method (``scipy.optimize.linear_sum_assignment``) on the Jaccard

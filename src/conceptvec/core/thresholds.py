@@ -59,7 +59,7 @@ def layer_thresholds(
     linkages = {u: ward_linkage(x) for u, x in tops.items()}
     distance = float(np.percentile(np.concatenate([z[:, 2] for z in linkages.values()]), distance_percentile))
     sq_all = []
-    # one thread: k-means on a neuron's top rows is small work (see core.method.disentangle)
+    # one thread: k-means on a neuron's top rows is small work (see scan.disentangle)
     with progress_bar("unit", disable=not progress, transient=True) as bar, threadpool_limits(1):
         task = bar.add_task("calibrate thresholds", total=len(units))
         for u, x in tops.items():

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from ..core.method import disentangle
+from ..scan.disentangle import disentangle
 from ..core.params import Params
 from ..core.streaming import top_k_desc
 from ..errors import ConceptvecError

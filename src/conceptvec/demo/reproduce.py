@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.method import disentangle
+from ..scan.disentangle import disentangle
 from ..core.params import Params
 from ..errors import ConceptvecError
 from ..storage.atomic import read_json, write_json

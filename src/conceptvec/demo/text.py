@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.method import disentangle
+from ..scan.disentangle import disentangle
 from ..core.metrics import project, unit_vectors
 from ..core.params import Params
 from ..core.streaming import top_k_desc

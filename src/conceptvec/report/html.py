@@ -144,7 +144,7 @@ def choose_pages(
                 if page not in pages:
                     pages[page] = Page(page, scan[n], f"{RunDir.SCAN}/")
         return list(pages.values())
-    from ..core.method import disentangle
+    from ..scan.disentangle import disentangle
 
     if isinstance(neurons, str):
         neurons = parse_neurons(neurons, store.n_units).tolist()

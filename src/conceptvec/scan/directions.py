@@ -1,6 +1,6 @@
 """Where a scan starts: the neurons, the top singular vectors of A, or vectors from a file or array.
 
-Notation as in ``core.method``: A is the activation matrix, shape (n_examples, n_units).
+Notation as in ``scan.disentangle``: A is the activation matrix, shape (n_examples, n_units).
 """
 
 from __future__ import annotations

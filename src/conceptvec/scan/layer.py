@@ -1,6 +1,6 @@
 """The paper's method over every neuron of a layer (or many directions), vectorised and parallel.
 
-Notation as in ``core.method``: A is the activation matrix, shape (n_examples, n_units); a scan runs
+Notation as in ``scan.disentangle``: A is the activation matrix, shape (n_examples, n_units); a scan runs
 the method from m starting directions (neurons, SVD directions, or vectors from a file) and keeps,
 for each, the N = ``params.top`` top examples and the method's results (``ScanResult``).
 

@@ -1,6 +1,6 @@
 """The result of a layer scan: every scanned neuron's concepts, a table, a summary figure, and its files.
 
-Notation as in ``core.method``: A is the activation matrix, shape (n_examples, n_units); a scan ran
+Notation as in ``scan.disentangle``: A is the activation matrix, shape (n_examples, n_units); a scan ran
 the method from m starting directions and stacks all concept vectors in V, shape
 (n_total_concepts, n_units), with ``concept_offsets`` (m + 1,) as the index: the concepts of the
 i-th scanned direction are rows ``concept_offsets[i]:concept_offsets[i + 1]``.

@@ -10,16 +10,17 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ..core.arrays import as_matrix, check_directions, check_finite, check_neuron, read_rows
+from ..core.metrics import project, unit_vectors
+from ..core.params import Params, whole_number
+from ..core.scale import SCALE_HINT, scale_problems, warn_scale
+from ..core.stability import concept_stability
+from ..core.steps import cluster_top
+from ..core.streaming import top_k_desc
 from ..errors import ConceptvecError
 from ..storage.conceptset import ConceptSet
 from ..storage.provenance import environment
 from ..storage.store import ActivationStore
-from .arrays import as_matrix, check_directions, check_finite, check_neuron, read_rows
-from .metrics import project, unit_vectors
-from .params import Params, whole_number
-from .scale import SCALE_HINT, scale_problems, warn_scale
-from .steps import cluster_top
-from .streaming import top_k_desc
 
 def disentangle(
     acts: np.ndarray | ActivationStore,
@@ -89,8 +90,6 @@ def disentangle(
         provenance={"activations": source, "n_examples": n_examples, "n_units": n_units, **environment()},
     )
     if whole_number("stability", stability, 0):
-        from .stability import concept_stability
-
         cs.stability = concept_stability(x, cs.labels, params=params, runs=stability, seed=params.seed).to_dict()
     if cs.is_live:
         warn_scale(scale_problems(cs.linkage, cs.centroid_sq_distances, cs.labels, params, what=what), hint=SCALE_HINT)
