@@ -10,7 +10,7 @@ def test_extract_config_validates_and_records():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(pool="mean"), "unknown pooling 'mean'; valid: avg, max, cls"),
+    (dict(pool="mean"), r"pool must be one of avg, max, cls \(--pool\), got 'mean'"),
     (dict(dtype="int8"), "dtype must be one of float32, float16"),
     (dict(device="tpu"), "device must be auto, cpu, cuda or cuda:N"),
     (dict(std=(0.5, 0, 0.5)), "std must be > 0"),

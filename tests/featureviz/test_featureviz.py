@@ -175,10 +175,10 @@ def test_ctrl_c_keeps_the_images_so_far(digits_weights):
     (dict(directions=np.zeros((1, 64))), "all zeros"),
     (dict(directions=np.ones((2, 2, 64))), r"must be a \(k, n_units\) array"),
     (dict(directions=np.full((1, 64), np.nan)), "NaN"),
-    (dict(objective="dot"), "unknown objective 'dot'; valid: projection, cosine"),
-    (dict(transforms="lucid"), "unknown transforms"),
-    (dict(steps=0), "steps must be a positive integer"),
-    (dict(size=4), "size must be an integer of at least 8"),
+    (dict(objective="dot"), r"objective must be one of projection, cosine \(--objective\), got 'dot'"),
+    (dict(transforms="lucid"), "transforms must be one of standard, none"),
+    (dict(steps=0), "steps must be >= 1, got 0"),
+    (dict(size=4), "size must be >= 8, got 4"),
     (dict(channels=2), "channels must be 1"),
 ])
 def test_bad_arguments(digits_weights, kwargs, match):

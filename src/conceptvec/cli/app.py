@@ -10,8 +10,11 @@ from rich.table import Table
 
 from ..errors import ConceptvecError
 from ..core.params import Params
-from .common import EngineOpt, OverwriteOpt, RayAddressOpt, SeedOpt, StoreArg, cli_errors, concept_table, console
-from .options import method_options
+from ..extraction.config import ExtractConfig
+from ..featureviz.params import FeatureVizParams
+from ..study.config import StudyConfig
+from .common import EngineOpt, OverwriteOpt, RayAddressOpt, StoreArg, cli_errors, concept_table, console
+from .options import config_options, method_options
 
 app = typer.Typer(
     help="Disentangle polysemantic neurons into concept vectors (O'Mahony et al., CVPR 2023 workshops).",
@@ -82,36 +85,15 @@ def demo(
 
 @app.command()
 @cli_errors
+@config_options(ExtractConfig)
 def extract(
     model: Annotated[str, typer.Option("--model", help="digits, torchvision:NAME, timm:NAME, hf:DIR (vision or language model) or checkpoint:FILE (TorchScript).")],
     layer: Annotated[str, typer.Option("--layer", help="Module name as the model names it; 'list' prints them.")],
     data: Annotated[Optional[str], typer.Option("--data", help="digits, an image folder (class sub-folders or flat), or a text file of paths; for a language model a .txt (one document a line), .jsonl/.csv/.parquet, a folder of .txt files or a saved dataset.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Directory of the ActivationStore (run again to resume).")] = None,
-    weights: Annotated[Optional[str], typer.Option("--weights", help="Weights name (DEFAULT, IMAGENET1K_V1), a local state-dict file, or none.")] = None,
-    key_map: Annotated[Optional[str], typer.Option("--key-map", help="State-dict keys named differently: 'order' or a JSON {file_key: model_key}.")] = None,
-    per_class: Annotated[Optional[int], typer.Option("--per-class", help="Sample this many images per class (paper: 130).")] = None,
-    class_index: Annotated[Optional[Path], typer.Option("--class-index", help="ImageNet class-index JSON for WordNet-id folders.")] = None,
-    seed: SeedOpt = 0,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
-    workers: Annotated[Optional[int], typer.Option("--workers", show_default="this process alone; on Ray one actor per GPU, else per CPU, of the cluster", help="Processes at work, this one included: N-1 of them read and decode examples while this one runs the model; 0 or 1: this process alone. With --engine ray: Ray actors, each running the model.")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    dtype: Annotated[str, typer.Option("--dtype", help="float32 or float16 on disk.")] = "float32",
-    pool: Annotated[str, typer.Option("--pool", help="avg (the paper's), max, or cls.")] = "avg",
-    autocast: Annotated[bool, typer.Option("--autocast", help="Autocast on CUDA (float16, or --autocast-dtype).")] = False,
-    autocast_dtype: Annotated[str, typer.Option("--autocast-dtype", help="float16 or bfloat16, with --autocast.")] = "float16",
-    decode: Annotated[str, typer.Option("--decode", help="Images: auto (on CUDA, JPEGs decoded and preprocessed on the GPU when it can reproduce the model's preprocessing), cpu, or device.")] = "auto",
-    transform_input: Annotated[Optional[bool], typer.Option("--transform-input/--no-transform-input", show_default="on with named weights or a weights file", help="torchvision Inception V3 and GoogLeNet: convert ImageNet-normalised inputs to [-1, 1] first, as torchvision builds them for its weights; --no-transform-input for a model retrained without it.")] = None,
-    mean: Annotated[Optional[str], typer.Option("--mean", help="Override the normalisation mean, e.g. 0.5,0.5,0.5.")] = None,
-    std: Annotated[Optional[str], typer.Option("--std", help="Override the normalisation std, e.g. 0.5,0.5,0.5.")] = None,
-    size: Annotated[Optional[int], typer.Option("--size", help="Override the input size (crop side in pixels).")] = None,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
-    examples: Annotated[str, typer.Option("--examples", help="Text: documents (one row per text, pooled over its real tokens) or tokens (one row per token).")] = "documents",
-    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Text: truncate documents to this many tokens (default: the model's limit).")] = None,
-    text_column: Annotated[Optional[str], typer.Option("--text-column", help="Text: the column of a .jsonl/.csv/.parquet file or saved dataset holding the text.")] = None,
-    label_column: Annotated[Optional[str], typer.Option("--label-column", help="Text: the column holding each document's class label.")] = None,
-    keep_special_tokens: Annotated[bool, typer.Option("--keep-special-tokens", help="Text: pool (or keep rows of) BOS, EOS, CLS, SEP too.")] = False,
-    batch_tokens: Annotated[Optional[int], typer.Option("--batch-tokens", help="Text: at most this many padded tokens per forward pass.")] = None,
+    config: ExtractConfig = ExtractConfig(),
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Pool a layer's activations over a dataset into an ActivationStore (resumable: run again after an interruption)."""
@@ -119,17 +101,10 @@ def extract(
     from ..models.layers import list_layers
     from ..models.load import load_model
 
-    def floats(text: Optional[str], name: str):
-        if text is None:
-            return None
-        try:
-            return tuple(float(v) for v in text.split(","))
-        except ValueError:
-            raise ConceptvecError(f"--{name} takes comma-separated numbers such as 0.5,0.5,0.5, got {text!r}.") from None
-
-    overrides = dict(key_map=key_map, mean=floats(mean, "mean"), std=floats(std, "std"), size=size, transform_input=transform_input)
+    overrides = dict(key_map=config.key_map, mean=config.mean, std=config.std, size=config.size,
+                     transform_input=config.transform_input)
     if layer == "list":
-        loaded = load_model(model, weights, **overrides)
+        loaded = load_model(model, config.weights, **overrides)
         table = Table(title=f"layers of {loaded.name}")
         for col in ("layer", "type", "output shape"):
             table.add_column(col)
@@ -139,12 +114,8 @@ def extract(
         return
     if data is None or out is None:
         raise ConceptvecError("extract needs --data and --out (or --layer list to see the layers).")
-    store = run_extract(model, layer=layer, data=data, out=out, weights=weights, per_class=per_class, seed=seed, batch_size=batch_size,
-                        workers=workers, device=device, dtype=dtype, pool=pool, overwrite=overwrite, autocast=autocast,
-                        autocast_dtype=autocast_dtype, decode=decode,
-                        class_index=class_index, engine=engine, ray_address=ray_address, examples=examples, max_tokens=max_tokens,
-                        text_column=text_column, label_column=label_column, keep_special_tokens=keep_special_tokens,
-                        batch_tokens=batch_tokens, **overrides)
+    store = run_extract(model, layer=layer, data=data, out=out, config=config, engine=engine, ray_address=ray_address,
+                        overwrite=overwrite)
     skipped = store.metadata.get("skipped", {}).get("count", 0)
     what = "empty or unreadable row(s)" if store.metadata.get("data", {}).get("kind") == "text" else "unreadable file(s)"
     console.print(f"{store}" + (f"; {skipped} {what} skipped, listed in metadata.json" if skipped else ""))
@@ -203,24 +174,26 @@ def report(
 
 @app.command()
 @cli_errors
+@config_options(FeatureVizParams, into="params", only=("steps", "seed"))
 def featureviz(
     run_dir: Annotated[Path, typer.Argument(help="Run directory: store/ and the neuron's ConceptSet neuron_N/.")],
     neuron: Annotated[int, typer.Option("--neuron", help="Neuron whose ConceptSet (RUN_DIR/neuron_N) is visualised.")],
-    steps: Annotated[int, typer.Option("--steps", help="Adam steps (paper, via Lucent: 512).")] = 512,
+    # unlike cv.feature_visualisation's 224: a run knows its model, whose input size fits it
     size: Annotated[Optional[int], typer.Option("--size", help="Image side in pixels; default the model's input size (224 for torchvision).")] = None,
-    seed: SeedOpt = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     overwrite: OverwriteOpt = False,
+    params: FeatureVizParams = FeatureVizParams(),
 ) -> None:
     """Feature visualisation of a neuron and of its concept vectors, optimised in one batch (the paper's Fig. 3)."""
     from ..featureviz import run_featureviz
 
-    result = run_featureviz(run_dir, neuron=neuron, steps=steps, size=size, seed=seed, device=device, overwrite=overwrite, progress=True)
+    result = run_featureviz(run_dir, neuron=neuron, steps=params.steps, size=size, seed=params.seed, device=device,
+                            overwrite=overwrite, progress=True)
     fv, out = result
     for name, value in zip(["neuron"] + [f"concept {j}" for j in range(len(fv.images) - 1)], fv.objective):
         console.print(f"{name}: objective {value:.3f}")
     if fv.interrupted:
-        console.print(f"[bold]interrupted[/] after {max(fv.steps_done)} of {steps} steps; the images so far are in {out} (marked partial)")
+        console.print(f"[bold]interrupted[/] after {max(fv.steps_done)} of {params.steps} steps; the images so far are in {out} (marked partial)")
         raise typer.Exit(130)
     console.print(f"feature visualisation written to {out}")
 
@@ -236,26 +209,19 @@ app.add_typer(study_app, name="humaneval", hidden=True)
 
 @study_app.command("make")
 @cli_errors
+@config_options(StudyConfig)
 def study_make(
     run: Annotated[Path, typer.Argument(help="A scan directory, a ConceptSet, or a run directory holding scan/ or neuron_N/ sets.")],
     out: Annotated[Path, typer.Option("--out", help="Study folder: form.html (for participants), key.json and study.json (yours).")],
     neurons: Annotated[Optional[str], typer.Option("--neurons", help="Neurons whose concepts are asked about, e.g. 0-7; default the run's first 8 (the paper).")] = None,
-    seed: SeedOpt = 0,
-    intruder_questions: Annotated[int, typer.Option("--intruder-questions", help="Pick-the-intruder questions (paper: 4).")] = 4,
-    label_questions: Annotated[int, typer.Option("--label-questions", help="Understandability questions (paper: 6), free labels first.")] = 6,
-    free_labels: Annotated[int, typer.Option("--free-labels", help="Of the label questions, how many ask for a free-text label (paper: 2); the rest ask to agree with a given label.")] = 2,
-    images: Annotated[int, typer.Option("--images", help="Examples of the concept shown per question (an intruder question adds one).")] = 4,
-    pool: Annotated[int, typer.Option("--pool", help="Images are drawn from each concept's this many maximally projecting examples.")] = 20,
-    rank: Annotated[str, typer.Option("--rank", help="projection (the paper's maximally projecting examples), cosine, or centred (cosine once the layer's mean is subtracted).")] = "projection",
     labels: Annotated[Optional[Path], typer.Option("--labels", help="Labels for the agree questions: JSON {\"35:0\": \"apples\"} or CSV neuron,concept,label; default the most common class among each concept's members.")] = None,
     overwrite: OverwriteOpt = False,
+    config: StudyConfig = StudyConfig(),
 ) -> None:
     """Write an offline study form (form.html) and its separate answer key (key.json)."""
     from ..study import make_study
 
-    study = make_study(run, out, neurons=neurons, labels=labels, overwrite=overwrite, seed=seed,
-                       intruder_questions=intruder_questions, label_questions=label_questions, free_labels=free_labels,
-                       images=images, pool=pool, rank=rank)
+    study = make_study(run, out, neurons=neurons, labels=labels, overwrite=overwrite, config=config)
     counts = {kind: len(study.questions(kind)) for kind in ("intruder", "label", "agree")}
     console.print(f"study {study.study_id}: {counts['intruder']} intruder, {counts['label']} free-label and {counts['agree']} "
                   f"agree question(s) on the concepts of neurons {study.meta['neurons']}")

@@ -1,8 +1,9 @@
-"""Command-line options generated from the fields that declare them (``core.params.option``), so that an option is
+"""Command-line options generated from the fields that declare them (``core.options.option``), so that an option is
 declared once: its default, help and check live on the config's field, and every command takes them from there.
 
-``method_options`` gives a command every field of ``Params`` as ``--name-with-dashes`` (or those in ``only``) and
-calls it with ``params=Params(...)`` built from them; the Python API and the command share every default.
+``config_options(Config, into="config")`` gives a command every field of ``Config`` (or those in ``only``) as
+``--name-with-dashes`` and calls it with ``config=Config(...)`` built from them; ``method_options`` does so for
+``Params``. The Python API and the command share every default.
 """
 
 from __future__ import annotations
@@ -28,21 +29,30 @@ def threshold_value(name: str, text: str | None) -> float | str | None:
         raise ConceptvecError(f"--{name.replace('_', '-')} must be a number or 'auto', got {text!r}.") from None
 
 
-def flag(name: str) -> str:
+def flag(f: Field[Any]) -> str:
     """The command-line spelling of a field: ``distance_threshold`` -> ``--distance-threshold``."""
-    return "--" + name.replace("_", "-")
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
 def option_parameter(f: Field[Any]) -> inspect.Parameter:
     """A typer option for the field ``f``, with the field's default, help and shown default."""
     meta = f.metadata
     show: bool | str = meta["show_default"] or True
-    if meta["kind"] == "threshold":
-        annotation: Any = Annotated[Optional[str], typer.Option(flag(f.name), help=meta["help"], show_default=show)]
-        default = None if f.default is None else f"{f.default:g}"
+    kind = meta["kind"]
+    default = f.default
+    if kind in ("threshold", "numbers"):  # read as text, parsed by the field's check (or threshold_value)
+        option = typer.Option(flag(f), help=meta["help"], show_default=show)
+        annotation: Any = Annotated[Optional[str], option]
+        if kind == "threshold":
+            default = None if f.default is None else f"{f.default:g}"
+    elif kind == "switch":
+        name = flag(f)
+        option = typer.Option(f"{name}/--no-{name[2:]}", help=meta["help"], show_default=show)
+        annotation = Annotated[Optional[bool], option]
     else:
-        annotation = Annotated[type(f.default), typer.Option(flag(f.name), help=meta["help"], show_default=show)]
-        default = f.default
+        value_type = meta["type"] or type(f.default)
+        option = typer.Option(flag(f), help=meta["help"], show_default=show)
+        annotation = Annotated[Optional[value_type] if f.default is None else value_type, option]
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
@@ -53,28 +63,41 @@ def params_from_options(values: dict[str, Any], base: Params | None = None) -> P
     return base.replace(**parsed) if base is not None else Params(**parsed)
 
 
-def method_options(command: Callable[..., Any] | None = None, *, only: tuple[str, ...] | None = None) -> Any:
-    """Decorate a typer command that takes ``params: Params``: it gets the method's options (all of ``Params``, or
-    those named in ``only``, the others at the paper's defaults) and is called with the ``Params`` they make."""
+def config_options(config: type, *, into: str = "config", only: tuple[str, ...] | None = None,
+                   exclude: tuple[str, ...] = (), make: Callable[[dict[str, Any]], Any] | None = None) -> Any:
+    """Decorate a typer command that takes ``<into>: Config``: it gets the config's options (all of its fields but
+    ``exclude``, or those named in ``only``; the others at their defaults) and is called with the config they make
+    (``make(values)``, default ``Config(**values)``)."""
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         own = inspect.signature(command)
-        if "params" not in own.parameters:
-            raise TypeError(f"{command.__name__} must take params: Params to use method_options")
+        if into not in own.parameters:
+            raise TypeError(f"{command.__name__} must take {into}: {config.__name__} to use its options")
         hints = get_type_hints(command, include_extras=True)
-        chosen = [f for f in fields(Params) if only is None or f.name in only]
+        chosen = [f for f in fields(config) if (only is None or f.name in only) and f.name not in exclude]
+        taken = {f.name for f in chosen} & (set(own.parameters) - {into})
+        if taken:
+            raise TypeError(f"{command.__name__} declares {sorted(taken)} itself; {config.__name__} declares them")
         kept = [p.replace(annotation=hints.get(p.name, p.annotation), kind=inspect.Parameter.KEYWORD_ONLY)
-                for p in own.parameters.values() if p.name != "params"]
+                for p in own.parameters.values() if p.name != into]
         added = [option_parameter(f) for f in chosen]
 
         @functools.wraps(command)
         def wrapper(**kwargs: Any) -> Any:
             values = {f.name: kwargs.pop(f.name) for f in chosen}
-            return command(params=params_from_options(values, base=Params() if only is not None else None), **kwargs)
+            return command(**{into: make(values) if make is not None else config(**values)}, **kwargs)
 
         parameters = kept + added
         wrapper.__signature__ = own.replace(parameters=parameters)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
         return wrapper
 
+    return decorate
+
+
+def method_options(command: Callable[..., Any] | None = None, *, only: tuple[str, ...] | None = None) -> Any:
+    """Decorate a typer command that takes ``params: Params``: it gets the method's options (all of ``Params``, or
+    those named in ``only``, the others at the paper's defaults) and is called with the ``Params`` they make."""
+    make = functools.partial(params_from_options, base=Params() if only is not None else None)
+    decorate = config_options(Params, into="params", only=only, make=make)
     return decorate(command) if command is not None else decorate

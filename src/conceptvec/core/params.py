@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Callable
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 
 from ..errors import ConceptvecError
+from .options import at_least, check_fields, option, whole_number
 from .outliers import outlier_mask
+
+# whole_number is re-exported: stages check counts with the same rule as the method's options
+__all__ = ["AUTO", "UNSTABLE_BELOW", "Params", "is_auto", "threshold", "probability", "whole_number"]
 
 AUTO = "auto"
 UNSTABLE_BELOW = 0.5  # a concept back in fewer than this share of the stability runs is flagged unstable
@@ -17,29 +21,6 @@ UNSTABLE_BELOW = 0.5  # a concept back in fewer than this share of the stability
 
 def is_auto(value: Any) -> bool:
     return isinstance(value, str) and value == AUTO
-
-
-def whole_number(name: str, value: Any, low: int) -> int:
-    """``value`` as an int when it is a whole number >= ``low``; otherwise an error naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) and not isinstance(value, np.integer):
-        raise ConceptvecError(f"{name} must be a whole number, got {value!r}.")
-    if value < low:
-        raise ConceptvecError(f"{name} must be >= {low}, got {value}.")
-    return int(value)
-
-
-def option(default: Any, help: str, *, check: Callable[[str, Any], Any], kind: str = "plain",
-           show_default: str | None = None) -> Any:
-    """A field of a stage's options, declared once: its default, what it means (``help``), the check that
-    validates and normalises it (``check(name, value)``), and how the command line reads it (``kind``:
-    ``"plain"``, or ``"threshold"`` for a number or 'auto'). The command line's options and the config's
-    validation are generated from these fields (``cli.options``)."""
-    return field(default=default, metadata={"help": help, "check": check, "kind": kind, "show_default": show_default})
-
-
-def at_least(low: int) -> Callable[[str, Any], int]:
-    """The check of a whole-number option: an int >= ``low``."""
-    return lambda name, value: whole_number(name, value, low)
 
 
 def threshold(name: str, value: Any) -> float | str:
@@ -110,8 +91,7 @@ class Params:
     def __post_init__(self) -> None:
         if self.outlier_threshold is None:
             object.__setattr__(self, "outlier_threshold", AUTO if is_auto(self.distance_threshold) else 15.0)
-        for f in fields(self):
-            object.__setattr__(self, f.name, f.metadata["check"](f.name, getattr(self, f.name)))
+        check_fields(self)
         if self.auto_distance and not self.auto_outliers:
             raise ConceptvecError(
                 f"outlier_threshold={self.outlier_threshold!r} with distance_threshold='auto': auto clusters unit-length "

@@ -37,10 +37,34 @@ Item ``i`` of a batch uses seed ``seed + i``, so ``directions[i:i+1]`` with ``se
 reproduces it alone.
 """
 
-from .objectives import OBJECTIVES, neuron_directions
-from .render import RESULT_FILE, FeatureVisualisation, FeatureVizParams, feature_visualisation, layer_output
-from .run import run_featureviz
-from .transforms import TRANSFORMS
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .params import OBJECTIVES, TRANSFORMS, FeatureVizParams
+
+# The rest needs torch: loaded when first used, so that the options above (and the command line) do not load it.
+_LAZY = {
+    "neuron_directions": ".objectives", "RESULT_FILE": ".render", "FeatureVisualisation": ".render",
+    "feature_visualisation": ".render", "layer_output": ".render", "run_featureviz": ".run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:
+    from .objectives import neuron_directions
+    from .render import RESULT_FILE, FeatureVisualisation, feature_visualisation, layer_output
+    from .run import run_featureviz
 
 __all__ = [
     "OBJECTIVES",

@@ -16,10 +16,6 @@ from torch.nn import functional as F
 from ..errors import ConceptvecError
 from ..models.hooks import pool_output
 
-OBJECTIVES = {
-    "projection": "the layer's spatially averaged activation projected on the unit direction",
-    "cosine": "cosine of the direction with the activation at each position, averaged over positions (Lucent's `direction`)",
-}
 
 
 def neuron_directions(n_units: int, neuron: int, concept_vectors: np.ndarray | None = None) -> np.ndarray:

@@ -35,27 +35,12 @@ from ..models.hooks import forward_to_layer, resolve_device, stop_at_layer
 from ..models.layers import LoadedModel, find_layer
 from ..models.load import load_model
 from .fast import fast_copy
-from .objectives import OBJECTIVES, check_directions, check_width, layer_objective
+from .objectives import check_directions, check_width, layer_objective
 from .param import FourierImage
-from .transforms import TRANSFORMS, TransformSizes, random_transform
+from .params import FeatureVizParams
+from .transforms import TransformSizes, random_transform
 
 RESULT_FILE = "featureviz.json"
-
-
-@dataclass(frozen=True)
-class FeatureVizParams:
-    """How the images were optimised; written beside them."""
-
-    steps: int = 512
-    size: int = 224
-    seed: int = 0
-    lr: float = 0.05
-    objective: str = "projection"
-    transforms: str = "standard"
-    decorrelate: bool = True
-    fft_sd: float = 0.01
-    decay_power: float = 1.0
-    batch: bool = True
 
 
 @dataclass
@@ -257,16 +242,10 @@ def feature_visualisation(
         ``images`` (k, size, size, 3) in [0, 1], ``objective`` (k,), ``history`` (steps, k). Ctrl-C
         returns the images of the steps done so far with ``interrupted=True``.
     """
-    if objective not in OBJECTIVES:
-        raise ConceptvecError(f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)}.")
-    if transforms not in TRANSFORMS:
-        raise ConceptvecError(f"unknown transforms {transforms!r}; valid: {', '.join(TRANSFORMS)}.")
-    if int(steps) != steps or steps < 1:
-        raise ConceptvecError(f"steps must be a positive integer, got {steps}.")
-    if int(size) != size or size < 8:
-        raise ConceptvecError(f"size must be an integer of at least 8 pixels, got {size}.")
-    if not lr > 0:
-        raise ConceptvecError(f"lr must be positive, got {lr}.")
+    # checked before the model loads (FeatureVizParams declares each option's check once)
+    params = FeatureVizParams(steps=steps, size=size, seed=seed, lr=lr, objective=objective, transforms=transforms,
+                              decorrelate=decorrelate, batch=batch)
+    steps, size, seed = params.steps, params.size, params.seed
     dirs = check_directions(directions)
     # load_model puts a bare module in eval mode; remember its modes first so that they are restored.
     modes = {m: m.training for m in model.modules()} if isinstance(model, nn.Module) else None
@@ -281,8 +260,6 @@ def feature_visualisation(
     dev = resolve_device(device)
     n_channels = _input_channels(loaded, channels)
     norm = None if transform is not None else _normalisation(loaded)
-    params = FeatureVizParams(steps=int(steps), size=int(size), seed=int(seed), lr=float(lr), objective=objective,
-                              transforms=transforms, decorrelate=bool(decorrelate), batch=bool(batch))
     k = len(dirs)
     seeds = [int(seed) + i for i in range(k)]
     prepare = _input_map(transform, norm, n_channels, loaded, dev)

@@ -16,10 +16,7 @@ from typing import Sequence
 import torch
 from torch.nn import functional as F
 
-TRANSFORMS = {
-    "standard": "Lucent's standard transforms: pad 12, jitter 8, scale 0.9-1.1, rotate -10..10 degrees, jitter 4 (pixels at size 224)",
-    "none": "no random transforms (the image is optimised as it is)",
-}
+
 
 _SCALES = torch.tensor([1 + (i - 5) / 50.0 for i in range(11)])
 _ANGLES = torch.tensor(list(range(-10, 11)) + 5 * [0], dtype=torch.float32)  # Lucent's: a zero angle is likelier

@@ -9,40 +9,33 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.params import whole_number
+from ..core.options import at_least, check_fields, documented, one_of, option
 from ..errors import ConceptvecError
 
 # --rank: the pool each image comes from; "centred": cosine of each example's difference from the layer's mean activation
 RANKINGS = {"projection": "maximally projecting", "cosine": "most cosine-similar", "centred": "most cosine-similar once the layer's mean is subtracted"}
 
 
+@documented
 @dataclass(frozen=True)
 class StudyConfig:
-    """How a study is drawn; saved in study.json so the same config and run give the same form.
+    """How a study is drawn; saved in study.json so the same config and run give the same form. Each field is
+    declared once (``core.options.option``); ``conceptvec study make`` takes the same options."""
 
-    intruder_questions, label_questions : int
-        As in the paper: 4 intruder questions and 6 understandability questions, of which the first
-        ``free_labels`` (paper: 2) ask for a label and the rest ask to agree with a given label.
-    images : int
-        Examples of the concept shown in each question (an intruder question adds one).
-    pool : int
-        How many of each concept's maximally projecting examples the images are drawn from.
-    rank : str
-        'projection' (the paper's maximally projecting examples), 'cosine' (most cosine-similar) or
-        'centred' (most cosine-similar once the layer's mean activation is subtracted from every example).
-    """
-
-    seed: int = 0
-    intruder_questions: int = 4
-    label_questions: int = 6
-    free_labels: int = 2
-    images: int = 4
-    pool: int = 20
-    rank: str = "projection"
+    seed: int = option(0, "Random seed of the draw, recorded in study.json.", check=at_least(0))
+    intruder_questions: int = option(4, "Pick-the-intruder questions (paper: 4).", check=at_least(0))
+    label_questions: int = option(6, "Understandability questions (paper: 6), free labels first.", check=at_least(0))
+    free_labels: int = option(
+        2, "Of the label questions, how many ask for a free-text label (paper: 2); the rest ask to agree with a given "
+        "label.", check=at_least(0))
+    images: int = option(4, "Examples of the concept shown per question (an intruder question adds one).", check=at_least(1))
+    pool: int = option(20, "Images are drawn from each concept's this many maximally projecting examples.", check=at_least(1))
+    rank: str = option(
+        "projection", "projection (the paper's maximally projecting examples), cosine, or centred (cosine once the "
+        "layer's mean is subtracted).", check=one_of(tuple(RANKINGS)))
 
     def __post_init__(self) -> None:
-        for name, low in (("seed", 0), ("intruder_questions", 0), ("label_questions", 0), ("free_labels", 0), ("images", 1), ("pool", 1)):
-            object.__setattr__(self, name, whole_number(name, getattr(self, name), low))
+        check_fields(self)
         if self.intruder_questions + self.label_questions == 0:
             raise ConceptvecError("a study needs at least one question; set --intruder-questions or --label-questions.")
         if 0 < self.label_questions < self.free_labels:  # 0 label questions: none, free or not
@@ -53,8 +46,6 @@ class StudyConfig:
             raise ConceptvecError(f"images must be between 1 and 25 per question, got {self.images}.")
         if self.pool < self.images:
             raise ConceptvecError(f"pool ({self.pool}) must hold at least the {self.images} images drawn per question.")
-        if self.rank not in RANKINGS:
-            raise ConceptvecError(f"rank must be one of {', '.join(RANKINGS)}, got {self.rank!r}.")
 
 
 def read_labels(path: str | os.PathLike) -> dict[str, str]:
