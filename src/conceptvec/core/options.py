@@ -10,6 +10,7 @@ Used by ``Params`` (the method), ``ExtractConfig`` (extraction), ``StudyConfig``
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import field, fields
 from typing import Any, Callable, Sequence
 
@@ -49,7 +50,8 @@ def documented(cls: type) -> type:
         meta = f.metadata
         default = meta["show_default"] or repr(f.default)
         lines.append(f"    {f.name} : default {default}")
-        lines.append(f"        {meta['help']}" + (f" {meta['doc']}" if meta["doc"] else ""))
+        words = meta["help"] + (f" {meta['doc']}" if meta["doc"] else "")
+        lines.extend(textwrap.wrap(words, width=110, initial_indent=" " * 8, subsequent_indent=" " * 8))
     cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + "\n".join(lines) + "\n"
     return cls
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConceptvecError
-from .options import at_least, check_fields, option, whole_number
+from .options import at_least, check_fields, documented, option, whole_number
 from .outliers import outlier_mask
 
 # whole_number is re-exported: stages check counts with the same rule as the method's options
@@ -45,48 +45,34 @@ def probability(name: str, value: Any) -> float:
     return float(value)
 
 
+@documented
 @dataclass(frozen=True)
 class Params:
-    """Parameters of the paper's method; every output records them.
-
-    Parameters
-    ----------
-    top : int
-        N, the number of top activating examples clustered (paper: 100).
-    distance_threshold : float or "auto"
-        d_max, the ward linkage height at or above which clusters are not merged (paper: 15).
-        It sets the number of clusters C and is on the scale of one layer. ``"auto"`` decides C by a
-        significance test on unit-length examples instead, the same on every layer (``core.auto``).
-    outlier_threshold : float or "auto", optional
-        An example whose *squared* euclidean distance to its k-means centroid is ``>=`` this is an
-        outlier (paper's code: 15). ``"auto"``: beyond its cluster's far-out fence, Q3 + 3 IQR of
-        the cluster's squared distances. Left out, 15 with a number for ``distance_threshold`` and
-        ``"auto"`` with ``"auto"``.
-    min_cluster_size : int
-        Clusters with fewer remaining members are removed (paper: 5).
-    n_init, max_iter, seed : int
-        scikit-learn ``KMeans(n_init, max_iter, random_state=seed)`` (paper's code: 5, 1000, 0).
-    significance : float
-        With ``distance_threshold="auto"``: a split into two concepts is kept when a single concept
-        would show one as clear with probability below this (default 0.01). Lower asks for more
-        clearly separated concepts. Not used with a fixed threshold.
-    """
+    """Parameters of the paper's method; every output records them. Each field is declared once
+    (``core.options.option``): every command of the method takes the same options with the same defaults."""
 
     top: int = option(100, "N, the top activating examples clustered (paper: 100).", check=at_least(2))
     distance_threshold: float | str = option(
         15.0, "d_max of the ward clustering (paper: 15 for Inception V3 Mixed_7b), or 'auto': a significance test, "
-        "the same on every layer.", check=threshold, kind="threshold")
+        "the same on every layer.", check=threshold, kind="threshold",
+        doc="d_max is the ward linkage height at or above which clusters are not merged; it sets the number of "
+        "clusters C and is on the scale of one layer. ``'auto'`` decides C by a significance test on unit-length "
+        "examples instead (``core.auto``).")
     outlier_threshold: float | str | None = option(
         None, "Squared distance to the k-means centroid at which an example is an outlier, or 'auto' (beyond its "
         "cluster's far-out fence).", check=threshold, kind="threshold",
-        show_default="15, or auto with --distance-threshold auto")
+        show_default="15, or auto with --distance-threshold auto",
+        doc="The distance is *squared* euclidean, as in the paper's code (``>=`` this is an outlier); ``'auto'``: "
+        "Q3 + 3 IQR of the cluster's squared distances. Left out: 15 with a number for distance_threshold, "
+        "``'auto'`` with ``'auto'``.")
     min_cluster_size: int = option(5, "Clusters with fewer remaining members are removed.", check=at_least(1))
     n_init: int = option(5, "k-means restarts (scikit-learn's n_init; the paper's code: 5).", check=at_least(1))
     max_iter: int = option(1000, "k-means iterations at most (the paper's code: 1000).", check=at_least(1))
     seed: int = option(0, "Random seed of k-means (and of auto's null samples), recorded with the output.", check=at_least(0))
     significance: float = option(
         0.01, "With --distance-threshold auto: keep a split into two concepts when one concept would show it with "
-        "probability below this.", check=probability)
+        "probability below this.", check=probability,
+        doc="Lower asks for more clearly separated concepts. Not used with a fixed threshold.")
 
     def __post_init__(self) -> None:
         if self.outlier_threshold is None:
