@@ -33,8 +33,11 @@ def test_direction_and_empty_sets_roundtrip(tmp_path):
 
 
 def test_summary_and_members():
-    cs = _cs()
+    acts, _ = planted()
+    # an outlier threshold inside the squared distances' range (median 0.68): some examples are outliers
+    cs = cv.disentangle(acts, neuron=3, params=cv.Params(top=60, distance_threshold=10.0, outlier_threshold=1.0))
     s = cs.summary()
+    assert s["n_outliers"] > 0 and s["n_concepts"] == 2
     assert s["n_concepts"] == 2 and sum(s["concept_sizes"]) + s["n_outliers"] + s["n_in_removed_small_clusters"] == 60
     # Counted again from the k-means step itself, not from cs.labels: a concept's members are the examples of
     # its k-means cluster inside the outlier threshold, taken from the top examples in activation order.
