@@ -77,6 +77,7 @@ print("LOADED", loaded)
 """
 
 
+@pytest.mark.slow
 def test_store_method_and_scan_run_without_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", FRESH, str(tmp_path / "store")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -124,6 +125,7 @@ def underscore_imports(package: Path, root_name: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_no_module_imports_another_modules_private_name():
     assert underscore_imports(PACKAGE, "conceptvec") == []
 

@@ -16,6 +16,7 @@ def demo_dir(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_merged_pair_causal_on_the_demo(demo_dir):
     demo = json.loads((demo_dir / "demo.json").read_text())
     result = merged_pair_causal(demo_dir, mode="ablate")
