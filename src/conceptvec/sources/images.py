@@ -22,7 +22,7 @@ from .digits import DIGITS_PREFIX, cached_digits_images
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-def load_example_image(source: str, root: str | os.PathLike | None = None) -> Image.Image:
+def load_example_image(source: str, root: str | os.PathLike[str] | None = None) -> Image.Image:
     """The picture of one example from its ``source`` string (RGB, or L for digits)."""
     if source.startswith(DIGITS_PREFIX):
         images, _ = cached_digits_images()
@@ -70,8 +70,8 @@ class ImageFiles:
         }
 
 
-def image_files(data: str | os.PathLike, per_class: int | None = None, seed: int = 0,
-                class_index: str | os.PathLike | None = None) -> ImageFiles:
+def image_files(data: str | os.PathLike[str], per_class: int | None = None, seed: int = 0,
+                class_index: str | os.PathLike[str] | None = None) -> ImageFiles:
     """Find images under ``data``: a class-per-folder tree (ImageNet layout), a flat folder, or a text file of paths.
 
     ``per_class`` samples that many images of each class with ``seed`` (the paper: 130 of each ImageNet class).
@@ -95,7 +95,9 @@ def image_files(data: str | os.PathLike, per_class: int | None = None, seed: int
     else:
         subdirs = sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
         if subdirs:
-            classes, paths, labels = [], [], []
+            classes: list[str] = []
+            paths: list[str] = []
+            labels: list[int] = []
             for d in subdirs:
                 found = _images_in(d, data)
                 if found:
@@ -117,7 +119,7 @@ def image_files(data: str | os.PathLike, per_class: int | None = None, seed: int
     return files
 
 
-def read_class_index(path: str | os.PathLike) -> dict[str, tuple[int, str]]:
+def read_class_index(path: str | os.PathLike[str]) -> dict[str, tuple[int, str]]:
     """An ImageNet class-index JSON (``{"0": ["n01440764", "tench"], ...}``) as folder name to (class number, name)."""
     import json
 
@@ -132,7 +134,7 @@ def read_class_index(path: str | os.PathLike) -> dict[str, tuple[int, str]]:
     return index
 
 
-def _apply_class_index(files: ImageFiles, class_index: str | os.PathLike) -> ImageFiles:
+def _apply_class_index(files: ImageFiles, class_index: str | os.PathLike[str]) -> ImageFiles:
     index = read_class_index(class_index)
     unknown = [c for c in files.classes if c not in index]
     if unknown:

@@ -25,12 +25,12 @@ def output_path(value: Any, *, what: str = "output") -> Path:
 
 
 def refuse_existing(
-    target: str | os.PathLike,
+    target: str | os.PathLike[str],
     *,
     overwrite: bool = False,
     what: str = "output",
     marker: str | None = None,
-    protect: Iterable[str | os.PathLike | None] = (),
+    protect: Iterable[str | os.PathLike[str] | None] = (),
 ) -> None:
     """Raise unless writing ``target`` can destroy nothing that the caller did not write itself.
 
@@ -69,12 +69,12 @@ def refuse_existing(
 
 @contextlib.contextmanager
 def atomic_directory(
-    target: str | os.PathLike,
+    target: str | os.PathLike[str],
     *,
     overwrite: bool = False,
     what: str = "output",
     marker: str | None = None,
-    protect: Iterable[str | os.PathLike | None] = (),
+    protect: Iterable[str | os.PathLike[str] | None] = (),
 ) -> Iterator[Path]:
     """Yield a fresh temporary directory that replaces ``target`` only if the block completes.
 
@@ -105,7 +105,7 @@ def replace_directory(finished: Path, target: Path) -> None:
         os.replace(finished, target)
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write JSON through a temporary file and an atomic rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -120,7 +120,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         raise
 
 
-def read_json(path: str | os.PathLike, *, fix: str = "restore it, or write that output again") -> Any:
+def read_json(path: str | os.PathLike[str], *, fix: str = "restore it, or write that output again") -> Any:
     """The JSON in ``path``; a file that is not valid UTF-8 JSON raises StoreError naming it and ``fix``."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -133,7 +133,7 @@ LOCK_SIGNATURE = "conceptvec writer lock\n"
 
 
 @contextlib.contextmanager
-def writer_lock(target: str | os.PathLike) -> Iterator[None]:
+def writer_lock(target: str | os.PathLike[str]) -> Iterator[None]:
     """Hold an exclusive lock on writing ``target`` for the block; a second writer is refused at once.
 
     The lock is ``.<name>.lock`` beside ``target`` (flock, released by the system if the process dies);

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -42,7 +42,7 @@ CHUNKS_DIR = "chunks"
 PROGRESS_FILE = "progress.json"
 
 
-def partial_path(path: str | os.PathLike) -> Path:
+def partial_path(path: str | os.PathLike[str]) -> Path:
     """Where an unfinished store is written before it is renamed to ``path``."""
     path = Path(path)
     return path.with_name(path.name + ".partial")
@@ -60,7 +60,7 @@ class ActivationStore:
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "ActivationStore":
+    def open(cls, path: str | os.PathLike[str]) -> "ActivationStore":
         """Open a complete store; a missing, partial or foreign directory raises StoreError saying what to do."""
         path = Path(path)
         if not path.exists():
@@ -140,19 +140,19 @@ class ActivationStore:
 
     @property
     def ids(self) -> np.ndarray:
-        return self.examples.column("id").to_numpy(zero_copy_only=False)
+        return np.asarray(self.examples.column("id").to_numpy(zero_copy_only=False))  # pyarrow has no stubs: Any
 
     @property
     def labels(self) -> np.ndarray:
-        return self.examples.column("label").to_numpy()
+        return np.asarray(self.examples.column("label").to_numpy())
 
     @property
     def label_names(self) -> np.ndarray:
-        return self.examples.column("label_name").to_numpy(zero_copy_only=False)
+        return np.asarray(self.examples.column("label_name").to_numpy(zero_copy_only=False))
 
     @property
     def sources(self) -> np.ndarray:
-        return self.examples.column("source").to_numpy(zero_copy_only=False)
+        return np.asarray(self.examples.column("source").to_numpy(zero_copy_only=False))
 
     @property
     def n_examples(self) -> int:
@@ -201,10 +201,10 @@ class ActivationStore:
     @classmethod
     def create(
         cls,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         activations: np.ndarray,
         *,
-        examples: Mapping[str, Sequence] | None = None,
+        examples: Mapping[str, Sequence[Any]] | None = None,
         metadata: Mapping[str, Any] | None = None,
         dtype: str = "float32",
         overwrite: bool = False,
@@ -247,7 +247,7 @@ def index_column(values: Any, kept: np.ndarray | None, name: str) -> pa.Array:
     return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
-def remove_leftovers(path: str | os.PathLike) -> None:
+def remove_leftovers(path: str | os.PathLike[str]) -> None:
     """Remove the chunk files left in a finished store when a run stopped between renaming and cleaning up."""
     shutil.rmtree(Path(path) / CHUNKS_DIR, ignore_errors=True)
     for name in (PROGRESS_FILE, ASSEMBLY_FILE):
@@ -285,12 +285,12 @@ class StoreWriter:
     protect : the extraction's inputs (data folder, weights file); ``path`` may not be or hold one of them
     """
 
-    def __init__(self, path: str | os.PathLike, *, fingerprint: Mapping[str, Any] | None = None, dtype: str = "float32",
-                 overwrite: bool = False, protect: Sequence[str | os.PathLike | None] = ()):
+    def __init__(self, path: str | os.PathLike[str], *, fingerprint: Mapping[str, Any] | None = None, dtype: str = "float32",
+                 overwrite: bool = False, protect: Sequence[str | os.PathLike[str] | None] = ()):
         if dtype not in DTYPES:
             raise StoreError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}.")
         self.path = output_path(path, what="activation store")
-        self._lock = writer_lock(self.path)
+        self._lock: contextlib.AbstractContextManager[None] | None = writer_lock(self.path)
         self._lock.__enter__()  # held until __exit__: a second extraction into the same folder is refused
         try:
             self._prepare(dtype, fingerprint, overwrite, protect)
@@ -299,7 +299,7 @@ class StoreWriter:
             raise
 
     def _prepare(self, dtype: str, fingerprint: Mapping[str, Any] | None, overwrite: bool,
-                 protect: Sequence[str | os.PathLike | None]) -> None:
+                 protect: Sequence[str | os.PathLike[str] | None]) -> None:
         if self.path.exists() and not overwrite:
             raise StoreError(f"{self.path} already exists. Choose another output folder, or pass --overwrite (overwrite=True) "
                              f"to replace the store.")
@@ -388,8 +388,8 @@ class StoreWriter:
         return sorted(i for c in self.completed().values() for i in c["skipped"])
 
     # -- finishing -------------------------------------------------------------------------
-    def finish(self, examples: Mapping[str, Sequence] | None, metadata: Mapping[str, Any] | None, *,
-               documents: Mapping[str, Sequence] | None = None) -> None:
+    def finish(self, examples: Mapping[str, Sequence[Any]] | None, metadata: Mapping[str, Any] | None, *,
+               documents: Mapping[str, Sequence[Any]] | None = None) -> None:
         """Assemble the chunks, write the example index and metadata, and rename ``<path>.partial`` to ``<path>``.
 
         ``examples`` lists every planned example; the skipped ones are left out of the store. Columns beyond
@@ -424,13 +424,13 @@ class StoreWriter:
         replace_directory(self.partial, self.path)
         remove_leftovers(self.path)
 
-    def _write_index(self, examples: Mapping[str, Sequence] | None, n_planned: int, skipped: set[int], n: int) -> None:
+    def _write_index(self, examples: Mapping[str, Sequence[Any]] | None, n_planned: int, skipped: set[int], n: int) -> None:
         examples = dict(examples or {})
         for name, values in examples.items():
             if len(values) != n_planned:
                 raise StoreError(f"examples[{name!r}] has {len(values)} entries, expected one per planned example ({n_planned}).")
         kept = np.setdiff1d(np.arange(n_planned), np.fromiter(skipped, np.int64, len(skipped)))
-        defaults = {"id": lambda: np.arange(n).astype(str), "label": lambda: np.full(n, -1), "label_name": lambda: [""] * n,
+        defaults: dict[str, Callable[[], Any]] = {"id": lambda: np.arange(n).astype(str), "label": lambda: np.full(n, -1), "label_name": lambda: [""] * n,
                     "source": lambda: [""] * n}
         arrays = {k: index_column(examples[k], kept, k) if k in examples else pa.array(make(), type=COLUMN_TYPES[k])
                   for k, make in defaults.items()}
