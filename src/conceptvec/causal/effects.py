@@ -323,13 +323,14 @@ def store_inputs(store: Any, loaded: LoadedModel) -> Any:
                               f"cv.causal_effects(model, layer, concept_set, data=...) with the prepared inputs.")
     data = store.metadata.get("data")
     root = data.get("root") if isinstance(data, dict) else None
+    background = data.get("background") if isinstance(data, dict) else None  # as extraction composited them
 
     class StoreImages(Dataset):
         def __len__(self) -> int:
             return len(sources)
 
         def __getitem__(self, i: int) -> torch.Tensor:
-            return loaded.transform(load_example_image(sources[i], root))
+            return loaded.transform(load_example_image(sources[i], root, background))
 
     return StoreImages()
 

@@ -10,6 +10,7 @@ from typing import Any, Mapping
 from ..core.options import at_least, boolean, check_fields, documented, numbers, one_of, option, optional, switch, text
 from ..errors import ConceptvecError
 from ..models.pooling import POOLS
+from ..sources.images import check_background
 
 CHUNK_SIZE = 4096  # examples per resumable chunk: 4096 x 2048 float32 pooled vectors are 32 MiB
 DTYPES = ("float32", "float16")
@@ -67,6 +68,10 @@ class ExtractConfig:
     seed: int = option(0, "Random seed of the per-class sample, recorded with the output.", check=at_least(0))
     class_index: str | os.PathLike[str] | None = option(
         None, "ImageNet class-index JSON for WordNet-id folders.", check=optional(path_like), type=Path)
+    background: str = option(
+        "white", "Images with transparency (RGBA, LA, palette with a transparent colour) are composited on this colour "
+        "before the model's transform: a colour name or #rrggbb.", check=check_background,
+        doc="Recorded as the store's ``data.background`` with ``data.n_transparent``, the number of such images.")
     batch_size: int = option(64, "Examples per forward pass.", check=at_least(1))
     workers: int | None = option(
         None, "Processes at work, this one included: N-1 of them read and decode examples while this one runs the model; "
