@@ -31,6 +31,7 @@ from .extraction.config import ExtractConfig
 from .extraction.pipeline import extract
 from .featureviz.params import FeatureVizParams
 from .scan import ScanResult, scan_layer
+from .scan.shared import SharedConcepts, shared_concepts
 from .storage.causal_effects import CausalEffects
 from .storage.conceptset import ConceptSet
 from .storage.rundir import RunDir
@@ -83,10 +84,10 @@ def __dir__() -> list[str]:
 __all__ = [
     "AUTHORS_REMOVED", "ActivationStore", "CausalEffects", "ConceptSet", "ConceptvecError", "ConceptvecWarning",
     "ENGINES", "ExtractConfig", "FeatureVisualisation", "FeatureVizParams", "LoadedModel", "Params", "RunDir",
-    "ScanResult", "StoreError", "Study", "StudyConfig", "StudyScores", "ThresholdScaleWarning", "authors_procedure",
+    "ScanResult", "SharedConcepts", "StoreError", "Study", "StudyConfig", "StudyScores", "ThresholdScaleWarning", "authors_procedure",
     "causal_effects", "concept_counts", "concept_stability", "figures", "cosine_similarity", "disentangle", "distance_matrix", "extract",
     "feature_visualisation", "fleiss_kappa", "intervene", "intra_inter_distances", "layer_mean", "layer_thresholds",
     "live_units", "load_model", "make_study", "maximally_projecting", "member_cosines", "most_similar", "project",
-    "read_labels", "register_engine", "scan_layer", "score_study", "threshold_sweep", "top_k_desc", "unit_vectors", "unsplit_direction",
-    "wilson_interval", "write_report",
+    "read_labels", "register_engine", "scan_layer", "score_study", "shared_concepts", "threshold_sweep", "top_k_desc",
+    "unit_vectors", "unsplit_direction", "wilson_interval", "write_report", "SharedConcepts",
 ]
