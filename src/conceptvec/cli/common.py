@@ -112,6 +112,6 @@ def concept_table(cs, label_names=None, title: str | None = None) -> Table:
         row.append(f"{cosine_similarity(rows, cs.neuron_direction).mean():.3f}")
         if cs.stability is not None:
             share = cs.stability["reappearance"][j]
-            row.append(f"{share:.0%}" + (" [yellow]unstable[/]" if share < 0.5 else ""))
+            row.append(f"{share:.0%}" + (" [yellow]unstable[/]" if cs.unstable()[j] else ""))
         table.add_row(*row)
     return table
