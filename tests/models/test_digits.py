@@ -1,8 +1,10 @@
 import pytest
 import numpy as np
+import pytest
 import torch
 
-from conceptvec.models.digits import TrainConfig, are_merged, cached_digits_cnn, merged_class, train_digits_cnn
+import conceptvec as cv
+from conceptvec.models.digits import TrainConfig, are_merged, cached_digits_cnn, merged_class, recorded_accuracy, train_digits_cnn
 
 
 def test_merged_pairs():
@@ -26,3 +28,10 @@ def test_cache_reuses_same_config_and_retrains_other(tmp_path):
     assert reused
     _, _, reused = cached_digits_cnn(tmp_path / "m", TrainConfig(epochs=2))
     assert not reused
+
+
+def test_recorded_accuracy_of_either_network_and_a_record_without_one():
+    assert recorded_accuracy({"test_accuracy_merged_classes": 0.9, "test_accuracy_digits": 0.5}) == 0.9
+    assert recorded_accuracy({"test_accuracy_digits": 0.5}) == 0.5
+    with pytest.raises(cv.ConceptvecError, match="no test accuracy"):  # was float(None): a TypeError
+        recorded_accuracy({"train": {}})

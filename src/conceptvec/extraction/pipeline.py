@@ -35,7 +35,7 @@ def extract(
     *,
     layer: str,
     data: Any,
-    out: str | os.PathLike,
+    out: str | os.PathLike[str],
     config: ExtractConfig | None = None,
     weights: str | None = None,
     key_map: str | Mapping[str, str] | None = None,
@@ -45,7 +45,7 @@ def extract(
     transform_input: bool | None = None,
     per_class: int | None = None,
     seed: int = 0,
-    class_index: str | os.PathLike | None = None,
+    class_index: str | os.PathLike[str] | None = None,
     background: str = "white",
     batch_size: int = 64,
     workers: int | None = None,
@@ -131,8 +131,8 @@ def extract(
         loaded.transform = transform
         loaded.preprocessing = {"transform": repr(transform), "note": "given to extract()"}
     find_layer(loaded.module, layer)
-    data_desc, examples, dataset, preprocessing = prepare_data(loaded, data, per_class, seed, class_index,
-                                                                background=c.background)
+    data_desc, planned, dataset, preprocessing = prepare_data(loaded, data, per_class, seed, class_index,
+                                                               background=c.background)
     decoding = choose_decoding(c.decode, transform=loaded.transform, name=loaded.name, dataset=dataset, dev=dev, engine=engine)
     n = len(dataset)
     use_autocast = bool(autocast and dev.type == "cuda")
@@ -187,8 +187,8 @@ def extract(
             raise
         skipped = writer.skipped()
         # Unreadable files are listed, not fatal; the store holds the readable ones in data order.
-        metadata["skipped"] = {"count": len(skipped), "sources": [examples["source"][i] for i in skipped]}
-        writer.finish(examples, metadata)
+        metadata["skipped"] = {"count": len(skipped), "sources": [planned["source"][i] for i in skipped]}
+        writer.finish(planned, metadata)
     return _opened(out, progress)
 
 

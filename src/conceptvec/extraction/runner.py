@@ -188,7 +188,7 @@ def prepare_dataset(loaded: LoadedModel, data: Dataset, per_class: int | None, s
         if labels is None:
             raise ConceptvecError("per_class needs labels; give the Dataset a .targets attribute (as torchvision datasets have).")
         keep = sample_per_class(labels, per_class, seed)
-    examples = {
+    examples: dict[str, list[Any]] = {
         "id": [f"dataset-{i}" for i in keep],
         "label": [int(labels[i]) if labels is not None else -1 for i in keep],
         "label_name": [str(int(labels[i])) if labels is not None else "" for i in keep],
@@ -209,7 +209,7 @@ def dataset_labels(data: Dataset, n: int) -> np.ndarray | None:
     return labels if labels.shape == (n,) else None
 
 
-def examples_digest(examples: dict[str, list]) -> str:
+def examples_digest(examples: dict[str, list[Any]]) -> str:
     # Same folder name, different files: the ids and labels tell a changed dataset apart.
     h = hashlib.sha256()
     for i, label in zip(examples["id"], examples["label"]):
