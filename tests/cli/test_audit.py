@@ -210,3 +210,108 @@ def test_scan_out_an_existing_file_is_refused(tmp_path):
     with pytest.raises(cv.ConceptvecError, match="is a file, not a folder"):
         cv.scan_layer(ACTS, neurons="0-1", params=cv.Params(top=60), out=tmp_path / "f.txt")
     assert (tmp_path / "f.txt").read_text() == "mine"
+
+
+# -- unbounded or ignored inputs --------------------------------------------------------------------------------
+def test_unbounded_counts_are_refused_before_any_work(store, tmp_path):
+    one_line_error(*run("thresholds", store.path, "--grid", "100000000", *PARAMS), "--grid", "from 2 to 1000")
+    one_line_error(*run("scan", store.path, "--stability", "1000000000", *PARAMS, "--out", tmp_path / "scan"),
+                   "stability must be at most 1000")
+    assert not (tmp_path / "scan").exists()
+    one_line_error(*run("disentangle", store.path, "--neuron", "3", "--stability", "1000000000", *PARAMS,
+                        "--out", tmp_path / "cs"), "stability must be at most 1000")
+    assert not (tmp_path / "cs").exists()
+    with pytest.raises(cv.ConceptvecError, match="runs must be at most 1000"):
+        from conceptvec.core.stability import concept_stability
+        concept_stability(np.ones((10, 3)), np.zeros(10, int), params=cv.Params(top=10), runs=10**9)
+
+
+def test_significance_with_a_fixed_threshold_is_warned_not_ignored(store, tmp_path):
+    with pytest.warns(cv.ConceptvecWarning, match="significance 0.05 is not used with a fixed distance_threshold"):
+        cv.Params(significance=0.05)
+    code, output = run("disentangle", store.path, "--neuron", "3", "--significance", "0.05", *PARAMS, "--out", tmp_path / "cs")
+    assert code == 0 and "warning: significance 0.05 is not used" in " ".join(output.split()), output
+
+
+def test_reproduce_every_and_demo_epochs_must_be_positive(tmp_path):
+    from conceptvec.demo.reproduce import every_nth_image
+    from conceptvec.models.digits import TrainConfig
+
+    for every in (-1, 0):
+        with pytest.raises(cv.ConceptvecError, match="every"):
+            every_nth_image(tmp_path, every)
+    one_line_error(*run("reproduce", "--imagenet", tmp_path, "--weights", tmp_path / "w.pth", "--every", "-1",
+                        "--out", tmp_path / "r"), "every (--every) must be >= 1")
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(cv.ConceptvecError, match="epochs"):
+        TrainConfig(epochs=0)
+
+
+def test_image_links_out_of_the_data_folder_are_refused(tmp_path):
+    from PIL import Image
+
+    from conceptvec.sources.images import image_files
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.new("RGB", (4, 4)).save(outside / "secret.png")
+    data = tmp_path / "data"
+    (data / "cats").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(data / "cats" / "a.png")
+    (data / "cats" / "b.png").symlink_to(data / "cats" / "a.png")  # a link inside the folder is fine
+    assert image_files(data).paths == ["cats/a.png", "cats/b.png"]
+    (data / "cats" / "elsewhere").symlink_to(outside)
+    with pytest.raises(cv.ConceptvecError, match="links that lead out of it.*cats/elsewhere"):
+        image_files(data)
+    (data / "cats" / "elsewhere").unlink()
+    (data / "dogs").symlink_to(outside)  # a class folder that is a link out
+    with pytest.raises(cv.ConceptvecError, match="links that lead out of it.*dogs"):
+        image_files(data)
+
+
+def test_a_binary_txt_is_not_a_corpus(tmp_path):
+    from conceptvec.sources.text import read_corpus
+
+    binary = tmp_path / "program.txt"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00" + bytes(range(256)) * 4)
+    with pytest.raises(cv.ConceptvecError, match="binary file"):
+        read_corpus(binary)
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a real document")
+    (folder / "b.txt").write_bytes(b"abc\x00def")
+    corpus = read_corpus(folder)
+    assert corpus.ids == ["a.txt"] and corpus.skipped == [{"id": "b.txt", "reason": "binary data (a NUL byte)"}]
+
+
+# -- stale inputs: fingerprints by content ----------------------------------------------------------------------
+def test_an_image_rewritten_at_the_same_path_is_other_data(tmp_path):
+    import os
+
+    from PIL import Image
+
+    from conceptvec.extraction.runner import files_state_digest
+    from conceptvec.sources.images import image_files
+
+    Image.new("RGB", (4, 4), "red").save(tmp_path / "a.png")
+    before = files_state_digest(image_files(tmp_path))
+    assert files_state_digest(image_files(tmp_path)) == before
+    st = (tmp_path / "a.png").stat()
+    Image.new("RGB", (4, 4), "blue").save(tmp_path / "a.png")  # same size on disk, new bytes
+    os.utime(tmp_path / "a.png", ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert files_state_digest(image_files(tmp_path)) != before
+
+
+def test_a_corpus_line_edited_to_the_same_token_count_is_other_data(tiny_bert, tmp_path):
+    from conceptvec.extraction.textrun import plan_text
+    from conceptvec.models.load import load_model
+    from conceptvec.sources.text import read_corpus
+
+    model = load_model(f"hf:{tiny_bert}")
+    digests = []
+    for text in ("the cat sat\nthe dog ran\n", "the cat sat\nthe dog sat\n"):
+        (tmp_path / "c.txt").write_text(text)
+        plan = plan_text(model, read_corpus(tmp_path / "c.txt"), examples="documents", max_tokens=16,
+                         keep_special_tokens=False, chunk_size=8)
+        digests.append(plan.digest())
+    assert digests[0] != digests[1]

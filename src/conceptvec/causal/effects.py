@@ -189,9 +189,14 @@ def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any
         raise ConceptvecError(f"unknown task {task!r}; valid: {', '.join(TASKS)}.")
     if concept_set.n_concepts == 0:
         raise ConceptvecError("this ConceptSet has no concept: nothing to ablate. Disentangle a live neuron with concepts.")
-    alphas = [float(a) for a in alphas]
-    if not all(np.isfinite(alphas)):
-        raise ConceptvecError(f"alphas must be finite, got {alphas}.")
+    try:
+        alphas = [float(a) for a in alphas]
+    except (TypeError, ValueError):
+        raise ConceptvecError(f"alphas must be numbers (steering strengths), got {alphas!r}.") from None
+    if not all(np.isfinite(alphas)) or any(abs(a) > MAX_ALPHA for a in alphas):
+        raise ConceptvecError(f"alphas must be finite and at most {MAX_ALPHA:g} in size (they are in units of the concept "
+                              f"members' mean projection: {MAX_ALPHA:g} is already far beyond any activation the layer "
+                              f"gives), got {alphas}.")
     if random_examples < 1 or batch_size < 1 or (n_random is not None and n_random < 0):
         raise ConceptvecError(f"random_examples and batch_size must be at least 1 and n_random at least 0, got {random_examples}, "
                               f"{batch_size} and {n_random}.")
@@ -284,6 +289,9 @@ def _recorded_store(cs: ConceptSet):
     return ActivationStore.open(path)
 
 
+MAX_ALPHA = 1e6
+
+
 def _steering(run: Brancher, data, cs: ConceptSet, concepts: np.ndarray, groups, alphas, targets, task, batch_size) -> list[dict[str, Any]]:
     """Steer along each concept on its members: the layer's projection, the neuron's activation and the target logit."""
     if task == "embed":
@@ -311,7 +319,12 @@ def _steering(run: Brancher, data, cs: ConceptSet, concepts: np.ndarray, groups,
             neuron = pooled[..., cs.neuron] if cs.neuron is not None else pooled @ cs.neuron_direction
             sums += np.stack([(pooled @ v).sum(1), neuron.sum(1), logit.double().numpy().sum(1)], 1)
             done += len(x)
-        for alpha, (proj, act, logit) in zip(alphas, sums / max(1, len(idx))):
+        means = sums / max(1, len(idx))
+        broken = [alpha for alpha, row in zip(alphas, means) if not np.isfinite(row).all()]
+        if broken:
+            raise ConceptvecError(f"steering along concept {j} with alpha {', '.join(f'{a:g}' for a in broken)} makes the "
+                                  f"model's outputs overflow (inf or NaN); give smaller alphas.")
+        for alpha, (proj, act, logit) in zip(alphas, means):
             rows.append({"concept": f"concept {j}", "alpha": alpha, "projection": float(proj), "neuron_activation": float(act),
                          "target_logit": float(logit)})
     return rows

@@ -174,7 +174,7 @@ def prepare_data(loaded: LoadedModel, data: Any, per_class: int | None, seed: in
         "label_name": [files.classes[c] if c >= 0 else "" for c in files.labels],
         "source": list(files.paths),
     }
-    desc = {**files.describe(), "examples_sha256": examples_digest(examples)}
+    desc = {**files.describe(), "examples_sha256": examples_digest(examples), "files_sha256": files_state_digest(files)}
     return desc, examples, ImageDataset(files, loaded.transform), loaded.preprocessing
 
 
@@ -205,6 +205,23 @@ def dataset_labels(data: Dataset, n: int) -> np.ndarray | None:
         return None
     labels = np.asarray(labels.tolist() if isinstance(labels, torch.Tensor) else labels)
     return labels if labels.shape == (n,) else None
+
+
+def files_state_digest(files: ImageFiles) -> str:
+    """A digest of every image file's size and modification time (ns): an image rewritten at the same path makes other data.
+
+    One ``stat`` per file, not a read of every image: checking that a finished store is complete stays cheap on a
+    large folder. A rewrite that keeps both the size and the modification time (``touch -r``) is not seen.
+    """
+    h = hashlib.sha256()
+    for path in files.paths:
+        full = files.root / path  # as ImageDataset opens it (an absolute path stays itself)
+        try:
+            st = full.stat()
+            h.update(f"{path}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        except OSError:  # unreadable files are skipped at extraction and listed; their absence is part of the data
+            h.update(f"{path}\t-\n".encode())
+    return h.hexdigest()
 
 
 def examples_digest(examples: dict[str, list]) -> str:

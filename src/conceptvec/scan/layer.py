@@ -28,7 +28,7 @@ from ..core.metrics import unit_vectors
 from ..core.params import Params, whole_number
 from ..core.scale import SCALE_HINT, scale_problems, warn_scale
 from ..core.selection import parse_neurons
-from ..core.stability import resampling
+from ..core.stability import MAX_STABILITY, resampling
 from ..core.streaming import TopK, block_rows, row_blocks, top_examples
 from ..errors import ConceptvecError
 from ..progress import progress_bar
@@ -136,7 +136,7 @@ def scan_layer(
         raise ConceptvecError(
             f"top={params.top} is larger than the number of examples ({n_examples}); use top <= {n_examples}."
         )
-    stability = whole_number("stability", stability, 0)
+    stability = whole_number("stability", stability, 0, MAX_STABILITY, why="each run clusters every neuron again; 20 to 100 runs tell which concepts come back")
     runner = make_engine(engine, workers=workers, ray_address=ray_address)
     if isinstance(directions, str) and directions not in ("neurons",) and not directions.startswith("svd") and not Path(directions).exists():
         raise ConceptvecError(
