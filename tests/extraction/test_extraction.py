@@ -208,7 +208,7 @@ def test_killed_extraction_resumes_to_the_same_store(tmp_path):
         assert (reference.path / name).read_bytes() == (resumed.path / name).read_bytes()
     drop = ("created", "versions")
     assert {k: v for k, v in resumed.metadata.items() if k not in drop} == {k: v for k, v in reference.metadata.items() if k not in drop}
-    assert sorted(p.name for p in resumed.path.iterdir()) == ["activations.npy", "examples.parquet", "metadata.json"]
+    assert sorted(p.name for p in resumed.path.iterdir()) == [".conceptvec-manifest.json", "activations.npy", "examples.parquet", "metadata.json"]
 
 
 def test_complete_store_does_nothing_and_mismatched_resume_is_refused(tmp_path, capsys):

@@ -216,7 +216,7 @@ def test_cli_featureviz_writes_images_and_parameters(tmp_path, digits_weights):
     assert done.exit_code == 0, done.output
     out = run / f"neuron_{neuron}" / "featureviz"
     names = ["neuron"] + [f"concept_{j}" for j in range(cs.n_concepts)]
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"{n}.png" for n in names] + ["featureviz.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{n}.png" for n in names] + ["featureviz.json", ".conceptvec-manifest.json"])
     meta = json.loads((out / "featureviz.json").read_text())
     assert meta["params"]["steps"] == 12 and meta["params"]["size"] == 16 and meta["seeds"][0] == 4
     assert meta["layer"] == "block3" and meta["model"]["name"] == "digits" and meta["neuron"] == neuron

@@ -13,6 +13,7 @@ import numpy as np
 from scipy.spatial.distance import pdist, squareform
 
 from ..errors import ConceptvecError
+from .arrays import as_matrix, check_directions
 from .streaming import TopK, check_block_finite, row_blocks, top_k_desc  # noqa: F401 - top_k_desc is also metrics' public name
 
 __all__ = ["concept_counts", "cosine_similarity", "distance_matrix", "intra_inter_distances", "layer_mean", "maximally_projecting",
@@ -142,6 +143,7 @@ def maximally_projecting(acts: np.ndarray, vectors: np.ndarray, *, top: int = 10
     indices : array of shape (k, top), most projecting first (ties: lower example index first)
     projections : array of shape (k, top), the projections on the normalised vectors
     """
+    acts, _ = as_matrix(acts)
     v = _checked_vectors(acts, vectors)
     shift = _checked_centre(acts, centre)
     return _stream_top(acts, lambda block: (block - shift) @ v.T, len(v), top, chunk_rows)
@@ -162,6 +164,7 @@ def most_similar(acts: np.ndarray, vectors: np.ndarray, *, top: int = 100, chunk
     indices : array of shape (k, top), most similar first (ties: lower example index first)
     similarities : array of shape (k, top); 0 for an all-zero example
     """
+    acts, _ = as_matrix(acts)
     v = _checked_vectors(acts, vectors)
     shift = _checked_centre(acts, centre)
 
@@ -175,10 +178,9 @@ def most_similar(acts: np.ndarray, vectors: np.ndarray, *, top: int = 100, chunk
 
 
 def _checked_vectors(acts: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    v = unit_vectors(vectors) if len(vectors) else np.empty((0, acts.shape[1]))
-    if v.shape[1] != acts.shape[1]:
-        raise ConceptvecError(f"vectors have {v.shape[1]} components but the activations have {acts.shape[1]} units.")
-    return v
+    if not isinstance(vectors, (str, bytes)) and hasattr(vectors, "__len__") and len(vectors) == 0:
+        return np.empty((0, acts.shape[1]))
+    return unit_vectors(check_directions(vectors, acts.shape[1], what="vectors"))
 
 
 def _checked_centre(acts: np.ndarray, centre: np.ndarray | None) -> np.ndarray | float:

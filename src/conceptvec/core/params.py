@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConceptvecError
+from ..errors import ConceptvecError, ConceptvecWarning
 from .options import at_least, check_fields, documented, option, whole_number
 from .outliers import outlier_mask
 
@@ -45,6 +46,9 @@ def probability(name: str, value: Any) -> float:
     return float(value)
 
 
+SIGNIFICANCE_DEFAULT = 0.01
+
+
 @documented
 @dataclass(frozen=True)
 class Params:
@@ -70,7 +74,7 @@ class Params:
     max_iter: int = option(1000, "k-means iterations at most (the paper's code: 1000).", check=at_least(1))
     seed: int = option(0, "Random seed of k-means (and of auto's null samples), recorded with the output.", check=at_least(0))
     significance: float = option(
-        0.01, "With --distance-threshold auto: keep a split into two concepts when one concept would show it with "
+        SIGNIFICANCE_DEFAULT, "With --distance-threshold auto: keep a split into two concepts when one concept would show it with "
         "probability below this.", check=probability,
         doc="Lower asks for more clearly separated concepts. Not used with a fixed threshold.")
 
@@ -83,6 +87,10 @@ class Params:
                 f"outlier_threshold={self.outlier_threshold!r} with distance_threshold='auto': auto clusters unit-length "
                 f"examples, where a fixed squared distance has no meaning; use outlier_threshold='auto' (or leave it out)."
             )
+        if not self.auto_distance and self.significance != SIGNIFICANCE_DEFAULT:
+            warnings.warn(f"significance {self.significance:g} is not used with a fixed distance_threshold "
+                          f"({self.distance_threshold:g}); it sets the test of distance_threshold='auto' "
+                          f"(--distance-threshold auto). Leave it out, or use auto.", ConceptvecWarning, stacklevel=3)
         if self.min_cluster_size > self.top:
             raise ConceptvecError(
                 f"min_cluster_size ({self.min_cluster_size}) is larger than top ({self.top}): no cluster of the top "

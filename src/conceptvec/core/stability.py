@@ -83,6 +83,9 @@ class Stability:
                 "min_jaccard": self.min_jaccard, "seed": self.seed, "resampling": self.resampling}
 
 
+MAX_STABILITY = 1000  # resampling runs: beyond this the answer no longer changes, only the minutes
+
+
 def concept_stability(
     x: np.ndarray, labels: np.ndarray, *, params: Params, runs: int = 20, min_jaccard: float = 0.75, seed: int = 0
 ) -> Stability:
@@ -103,7 +106,7 @@ def concept_stability(
     seed : int
         Seed of the bootstrap draws.
     """
-    runs = whole_number("runs", runs, 1)
+    runs = whole_number("runs", runs, 1, MAX_STABILITY, why="each run clusters the neuron again; 20 to 100 tell which concepts come back")
     seed = whole_number("seed", seed, 0)
     if isinstance(min_jaccard, bool) or not isinstance(min_jaccard, (int, float, np.floating)) or not 0 < min_jaccard <= 1:
         raise ConceptvecError(f"min_jaccard must be a number in (0, 1], got {min_jaccard!r}.")

@@ -156,6 +156,9 @@ def _histogram(values: np.ndarray) -> dict[str, int]:
     return {str(i): int(v) for i, v in enumerate(counts) if v}
 
 
+MAX_GRID = 1000
+
+
 def threshold_sweep(
     acts: Any,
     *,
@@ -196,8 +199,9 @@ def threshold_sweep(
     for name, q in (("distance_percentile", distance_percentile), ("outlier_percentile", outlier_percentile)):
         if not 0 < q <= 100:
             raise ConceptvecError(f"{name} must be in (0, 100], got {q}.")
-    if isinstance(n_grid, bool) or not isinstance(n_grid, (int, np.integer)) or n_grid < 2:
-        raise ConceptvecError(f"n_grid must be a whole number >= 2, got {n_grid!r}.")
+    if isinstance(n_grid, bool) or not isinstance(n_grid, (int, np.integer)) or not 2 <= n_grid <= MAX_GRID:
+        raise ConceptvecError(f"n_grid (--grid) must be a whole number from 2 to {MAX_GRID} (every threshold clusters every "
+                              f"neuron again; 40 draws the curve), got {n_grid!r}.")
     matrix, _ = as_matrix(acts)
     n_examples, n_units = matrix.shape
     selected = parse_neurons(neurons, n_units)

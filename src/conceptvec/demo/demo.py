@@ -32,7 +32,7 @@ from ..models.digits import (CONFIG_FILE, DEFAULT_LAYER, WEIGHTS_FILE, TrainConf
                          load_shipped_digits_cnn, recorded_accuracy, save_digits_cnn, shipped_digits_dir,
                          train_digits_cnn, training_results)
 from ..progress import progress_bar
-from ..storage.atomic import read_json, refuse_existing, write_json
+from ..storage.atomic import read_json, record_written, refuse_existing, write_json
 from ..storage.conceptset import ConceptSet
 from ..storage.provenance import environment, file_digest
 from ..storage.rundir import RunDir
@@ -146,6 +146,7 @@ def run_demo(out: str | os.PathLike = "conceptvec-demo", *, retrain: bool = Fals
             "concepts": [digit_makeup(digits[cs.members(j)]) for j in range(cs.n_concepts)],
             "removed": digit_makeup(digits[cs.top_indices[~cs.kept]]),
         })
+        record_written(cs_dir, "digit_makeup.json")  # part of the demo's ConceptSet: a rerun may replace it
         figures = _figures(cs, store, run.figures)
         report_path = _report(run.path) if report else None
         accuracy = weights["test_accuracy"]

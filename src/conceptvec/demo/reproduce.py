@@ -84,8 +84,10 @@ def authors_inception_v3(weights: str | os.PathLike):
 
 def every_nth_image(imagenet: str | os.PathLike, every: int):
     """Every ``every``-th image of the sorted file list of an ImageNet-layout tree (class folders), with its class."""
+    from ..core.options import whole_number
     from ..sources.images import image_files
 
+    every = whole_number("every (--every)", every, 1)  # -1 would take every image in reverse, 0 fails in slicing
     files = image_files(imagenet)
     if files.layout != "class-folders":
         raise ConceptvecError(f"{imagenet} is not in ImageNet's layout (one folder per class, e.g. train/n01440764/*.JPEG); "
@@ -125,6 +127,9 @@ def reproduce(
     from ..extraction.pipeline import extract
     from ..scan.layer import scan_layer
 
+    from ..core.options import whole_number
+
+    every = whole_number("every (--every)", every, 1)  # before anything is recorded
     params = params or Params()
     run = RunDir(out)
     weights = Path(weights)

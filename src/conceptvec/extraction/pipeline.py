@@ -208,6 +208,11 @@ def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, de
         raise ConceptvecError("--decode device decodes images on the GPU; a language model reads token ids. Leave --decode out.")
     path = resolve_layer(loaded.module, layer)
     max_tokens = c.max_tokens or loaded.max_tokens
+    special = int(loaded.tokenizer.num_special_tokens_to_add()) if hasattr(loaded.tokenizer, "num_special_tokens_to_add") else 0
+    if max_tokens <= special:
+        # The tokenizer would not truncate below its own special tokens: the limit would be recorded but not applied.
+        raise ConceptvecError(f"--max-tokens {max_tokens} leaves no room for text: {loaded.name}'s tokenizer adds {special} "
+                              f"special token(s) to every document; give --max-tokens {special + 1} or more.")
     corpus = read_corpus(data, text_column=c.text_column, label_column=c.label_column, per_class=c.per_class, seed=c.seed)
     plan = plan_text(loaded, corpus, examples=c.examples, max_tokens=max_tokens, keep_special_tokens=c.keep_special_tokens,
                      chunk_size=c.chunk_size)

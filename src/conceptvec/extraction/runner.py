@@ -175,8 +175,8 @@ def prepare_data(loaded: LoadedModel, data: Any, per_class: int | None, seed: in
         "source": list(files.paths),
     }
     # The background changes the rows of transparent images, so it is part of what the store is of.
-    desc = {**files.describe(), "examples_sha256": examples_digest(examples), "background": background,
-            "n_transparent": count_transparent(files)}
+    desc = {**files.describe(), "examples_sha256": examples_digest(examples), "files_sha256": files_state_digest(files),
+            "background": background, "n_transparent": count_transparent(files)}
     return desc, examples, ImageDataset(files, loaded.transform, background), loaded.preprocessing
 
 
@@ -207,6 +207,23 @@ def dataset_labels(data: Dataset, n: int) -> np.ndarray | None:
         return None
     labels = np.asarray(labels.tolist() if isinstance(labels, torch.Tensor) else labels)
     return labels if labels.shape == (n,) else None
+
+
+def files_state_digest(files: ImageFiles) -> str:
+    """A digest of every image file's size and modification time (ns): an image rewritten at the same path makes other data.
+
+    One ``stat`` per file, not a read of every image: checking that a finished store is complete stays cheap on a
+    large folder. A rewrite that keeps both the size and the modification time (``touch -r``) is not seen.
+    """
+    h = hashlib.sha256()
+    for path in files.paths:
+        full = files.root / path  # as ImageDataset opens it (an absolute path stays itself)
+        try:
+            st = full.stat()
+            h.update(f"{path}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        except OSError:  # unreadable files are skipped at extraction and listed; their absence is part of the data
+            h.update(f"{path}\t-\n".encode())
+    return h.hexdigest()
 
 
 def examples_digest(examples: dict[str, list[Any]]) -> str:

@@ -84,12 +84,13 @@ class TextPlan:
         return self.chunks[-1][2]
 
     def digest(self) -> str:
-        """What identifies the rows: the documents' ids and labels (the tokens follow from them, the tokenizer and the options)."""
+        """What identifies the rows: the documents' ids, labels and texts (the tokens follow from them, the tokenizer and the
+        options); a line edited without changing its number of tokens makes other rows."""
         import hashlib
 
         h = hashlib.sha256()
-        for i, label in zip(self.documents["id"], self.documents["label"]):
-            h.update(f"{i}\t{label}\n".encode())
+        for i, label, text in zip(self.documents["id"], self.documents["label"], self.documents["text"]):
+            h.update(f"{i}\t{label}\t{len(text)}\n{text}\n".encode())
         return h.hexdigest()
 
     def tokenize_chunk(self, tok: Any, d0: int, d1: int) -> Tokenized:

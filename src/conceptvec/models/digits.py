@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
+from ..core.options import whole_number
 from ..storage.atomic import atomic_directory, read_json, write_json
 from ..storage.provenance import environment, file_digest
 from ..sources.digits import load_digits_images
@@ -77,6 +78,13 @@ class TrainConfig:
     test_fraction: float = 0.2
     seed: int = 0
     merged: bool = True  # False trains the 10-class control network on the digits themselves
+
+    def __post_init__(self) -> None:
+        # 0 epochs would "train" nothing and the demo would report evidence from an untrained network.
+        for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0)):
+            whole_number(f"{name} (--{name.replace('_', '-')})", getattr(self, name), low)
+        if not (self.lr > 0 and 0 < self.test_fraction < 1):
+            raise ConceptvecError(f"lr must be > 0 and test_fraction in (0, 1), got {self.lr} and {self.test_fraction}.")
 
 
 def train_digits_cnn(config: TrainConfig = TrainConfig(), progress: Callable[[int, int], None] | None = None) -> tuple[DigitsCNN, dict[str, Any]]:

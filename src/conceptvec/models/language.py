@@ -65,6 +65,31 @@ class TextModel(LoadedModel):
         return [(n, type(m).__name__, shapes.get(n)) for n, m in named]
 
 
+def refuse_custom_code(name: str) -> None:
+    """Refuse a model folder that ships its own Python code (``auto_map`` in a config): conceptvec never runs it.
+
+    transformers would otherwise ask "run custom code? [y/N]" on a terminal and run it on "y". Passing
+    ``trust_remote_code=False`` as well keeps a folder this check misses from running any either.
+    """
+    folder = Path(name)
+    if not folder.is_dir():
+        return
+    custom = []
+    for config in ("config.json", "tokenizer_config.json", "preprocessor_config.json"):
+        try:
+            data = json.loads((folder / config).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("auto_map"):
+            custom.append(f"{config}: auto_map")
+    if custom:
+        custom += sorted(p.name for p in folder.glob("*.py"))
+        raise ConceptvecError(
+            f"hf:{name} ships its own code ({', '.join(custom)}), which conceptvec never runs. If you trust it, load the "
+            f"model in Python yourself (transformers' trust_remote_code=True) and pass the module: cv.extract(model=module, ...)."
+        )
+
+
 def is_language_folder(name: str) -> bool:
     """Whether ``name`` is a local model folder with a tokenizer and no image processor."""
     folder = Path(name)
@@ -82,7 +107,7 @@ def load_language_model(name: str, weights: str | None, overrides: dict[str, Any
                               f"model, which reads text with its tokenizer. Leave them out.")
     folder = Path(name)
     try:
-        config = AutoConfig.from_pretrained(name, local_files_only=True)
+        config = AutoConfig.from_pretrained(name, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise ConceptvecError(f"could not read the model config in {name} ({exc}); save the model there with "
                               f"model.save_pretrained(DIR) and tokenizer.save_pretrained(DIR).") from None
@@ -98,16 +123,16 @@ def load_language_model(name: str, weights: str | None, overrides: dict[str, Any
     try:
         if weights is not None and weights.lower() == "none":
             torch.manual_seed(0)
-            module = auto.from_config(config)
+            module = auto.from_config(config, trust_remote_code=False)
             loaded = "none (random, torch seed 0)"
         elif weights is None:
             files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin"))
             digest = files_digest(files) if files else None
-            module = auto.from_pretrained(name, local_files_only=True)
+            module = auto.from_pretrained(name, local_files_only=True, trust_remote_code=False)
             loaded = str(folder.resolve())
         else:
             raise ConceptvecError(f"hf models take their weights from their folder; pass no --weights (or 'none' for random), not {weights!r}.")
-        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         if isinstance(exc, ConceptvecError):
             raise

@@ -14,7 +14,7 @@ from ..core.arrays import as_matrix, check_directions, check_finite, check_neuro
 from ..core.metrics import project, unit_vectors
 from ..core.params import Params, whole_number
 from ..core.scale import SCALE_HINT, scale_problems, warn_scale
-from ..core.stability import concept_stability
+from ..core.stability import MAX_STABILITY, concept_stability
 from ..core.steps import cluster_top
 from ..core.streaming import top_k_desc
 from ..errors import ConceptvecError
@@ -49,6 +49,8 @@ def disentangle(
     params = params or Params()
     if not isinstance(params, Params):
         raise ConceptvecError(f"params must be a conceptvec.Params, got {type(params).__name__}.")
+    stability = whole_number("stability", stability, 0, MAX_STABILITY, why="each run clusters the neuron again; 20 to 100 runs "
+                             "tell which concepts come back")  # before the work
     matrix, source = as_matrix(acts)
     n_examples, n_units = matrix.shape
 
@@ -89,7 +91,7 @@ def disentangle(
         direction=unit_direction,
         provenance={"activations": source, "n_examples": n_examples, "n_units": n_units, **environment()},
     )
-    if whole_number("stability", stability, 0):
+    if stability:
         cs.stability = concept_stability(x, cs.labels, params=params, runs=stability, seed=params.seed).to_dict()
     if cs.is_live:
         warn_scale(scale_problems(cs.linkage, cs.centroid_sq_distances, cs.labels, params, what=what), hint=SCALE_HINT)

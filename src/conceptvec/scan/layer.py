@@ -28,11 +28,11 @@ from ..core.metrics import unit_vectors
 from ..core.params import Params, whole_number
 from ..core.scale import SCALE_HINT, scale_problems, warn_scale
 from ..core.selection import parse_neurons
-from ..core.stability import resampling
+from ..core.stability import MAX_STABILITY, resampling
 from ..core.streaming import TopK, block_rows, row_blocks, top_examples
 from ..errors import ConceptvecError
 from ..progress import progress_bar
-from ..storage.atomic import read_json, refuse_existing, writer_lock
+from ..storage.atomic import output_path, read_json, refuse_existing, writer_lock
 from ..storage.provenance import environment
 from ..storage.store import ActivationStore
 from .directions import fingerprint_directions, resolve_directions
@@ -136,7 +136,7 @@ def scan_layer(
         raise ConceptvecError(
             f"top={params.top} is larger than the number of examples ({n_examples}); use top <= {n_examples}."
         )
-    stability = whole_number("stability", stability, 0)
+    stability = whole_number("stability", stability, 0, MAX_STABILITY, why="each run clusters every neuron again; 20 to 100 runs tell which concepts come back")
     runner = make_engine(engine, workers=workers, ray_address=ray_address)
     if isinstance(directions, str) and directions not in ("neurons",) and not directions.startswith("svd") and not Path(directions).exists():
         raise ConceptvecError(
@@ -149,7 +149,9 @@ def scan_layer(
                      projecting=projecting, matrix=matrix, source=source)
     if stability:  # scans without it keep the call they always had
         call["stability"] = stability
-    out_path = Path(out) if out is not None else None
+    out_path = output_path(out, what="scan") if out is not None else None
+    if out_path is not None and out_path.exists() and not out_path.is_dir():
+        raise ConceptvecError(f"{out_path} is a file, not a folder; give the scan a folder to be written to (out=, --out).")
     if out_path is not None and not overwrite:
         if (out_path / SCAN_FILE).exists() and read_json(out_path / SCAN_FILE).get("call") == call:
             result = ScanResult.load(out_path, acts=matrix)

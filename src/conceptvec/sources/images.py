@@ -197,9 +197,23 @@ def _apply_class_index(files: ImageFiles, class_index: str | os.PathLike[str]) -
 
 
 def _images_in(folder: Path, root: Path) -> list[str]:
-    return sorted(
-        str(p.relative_to(root)) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
+    # Walked without following links: a link that leads out of the data folder would read files the user did not give.
+    inside = root.resolve()
+    found, outside = [], []
+    top = [folder] if folder.is_symlink() and inside not in folder.resolve().parents else []
+    for base, dirs, files in os.walk(folder, followlinks=False) if not top else ():
+        for name in dirs + files:
+            p = Path(base) / name
+            if p.is_symlink() and inside not in p.resolve().parents:
+                outside.append(p)
+            elif name in files and p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+                found.append(str(p.relative_to(root)))
+    outside = top + outside
+    if outside:
+        shown = ", ".join(str(p.relative_to(root)) for p in outside[:3]) + (f" and {len(outside) - 3} more" if len(outside) > 3 else "")
+        raise ConceptvecError(f"{root} holds links that lead out of it ({shown}); conceptvec reads only the files inside the "
+                              f"data folder. Copy those images in, or remove the links.")
+    return sorted(found)
 
 
 def sample_per_class(labels: Any, per_class: int, seed: int) -> list[int]:

@@ -110,6 +110,10 @@ def _txt_lines(path: Path) -> TextCorpus:
     ids: list[str] = []
     skipped: list[dict[str, str]] = []
     with open(path, "rb") as f:
+        if b"\x00" in f.read(1 << 16):  # text has no NUL byte; an executable, image or archive does
+            raise ConceptvecError(f"{path} is a binary file (it holds NUL bytes), not text; give a .txt file of one "
+                                  f"document a line.")
+        f.seek(0)
         for number, raw in enumerate(f, start=1):
             doc_id = f"{path.name}:{number}"
             _keep(raw.rstrip(b"\r\n"), doc_id, texts, ids, skipped)
@@ -129,6 +133,9 @@ def _keep(raw: bytes | str | None, doc_id: str, texts: list[str], ids: list[str]
             return False
     if not isinstance(raw, str):
         skipped.append({"id": doc_id, "reason": f"not text ({type(raw).__name__})"})
+        return False
+    if "\x00" in raw:
+        skipped.append({"id": doc_id, "reason": "binary data (a NUL byte)"})
         return False
     if not raw.strip():
         skipped.append({"id": doc_id, "reason": "empty"})

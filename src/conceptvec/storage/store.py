@@ -15,6 +15,7 @@ It is written into ``<dir>.partial`` chunk by chunk (resumable, see ``StoreWrite
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -26,8 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .atomic import (check_own_folder, check_replaceable, file_sha256, output_path, read_json, refuse_existing, refuse_inputs, remove_own_folder,
+                     replace_directory, write_json, write_manifest, writer_lock)
 from .duplicates import duplicate_rows
-from .atomic import output_path, read_json, refuse_existing, replace_directory, write_json, writer_lock
 from .chunks import ASSEMBLY_FILE, assemble_activations, assemble_index, assembled_chunks, chunk_name, write_index_chunk
 from .provenance import environment
 from ..errors import StoreError
@@ -63,6 +65,9 @@ class ActivationStore:
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> "ActivationStore":
         """Open a complete store; a missing, partial or foreign directory raises StoreError saying what to do."""
+        if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+            raise StoreError(f"ActivationStore.open needs the path of a store folder (what `conceptvec extract --out` "
+                             f"wrote), got {path!r}.")
         path = Path(path)
         if not path.exists():
             if partial_path(path).exists():
@@ -174,6 +179,16 @@ class ActivationStore:
 
         return hashlib.sha256(json.dumps(self.metadata, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+    @property
+    def content_sha256(self) -> str | None:
+        """A digest of the store's contents (activations and example index), computed once when it was written.
+
+        None for stores written before it was recorded. Results record it (through ``store_id``), so a store
+        extracted again at the same path is told from the one they were computed from.
+        """
+        value = self.metadata.get("content_sha256")
+        return str(value) if value else None
+
     def provenance(self) -> dict[str, Any]:
         """What made these activations, for the metadata of results computed from them."""
         keys = ("model", "layer", "pooling", "data", "preprocessing")
@@ -256,6 +271,12 @@ def remove_leftovers(path: str | os.PathLike[str]) -> None:
             os.remove(Path(path) / name)
 
 
+def _partial_file(name: str) -> bool:
+    # What a StoreWriter writes into <store>.partial (and nothing else).
+    return (name in (PROGRESS_FILE, ASSEMBLY_FILE, METADATA_FILE, ACTIVATIONS_FILE, EXAMPLES_FILE, DOCUMENTS_FILE)
+            or name.startswith(".") or name.startswith(CHUNKS_DIR + "/") or name.endswith(".tmp"))
+
+
 def _plain(value: Any) -> Any:
     # Compare as JSON stores it (tuples become lists, paths strings).
     return json.loads(json.dumps(value, default=str))
@@ -307,7 +328,8 @@ class StoreWriter:
         # --overwrite replaces an earlier store only, never a folder of other files or the extraction's own input.
         refuse_existing(self.path, overwrite=True, what="activation store", marker=METADATA_FILE, protect=protect)
         self.partial = partial_path(self.path)
-        refuse_existing(self.partial, overwrite=True, what="partial activation store", marker=PROGRESS_FILE, protect=protect)
+        refuse_inputs(self.partial, protect)
+        check_own_folder(self.partial, what="a partial activation store", ours=_partial_file)
         self.chunks = self.partial / CHUNKS_DIR
         self.dtype = dtype
         self.fingerprint = _plain({**dict(fingerprint or {}), "dtype": dtype})
@@ -323,8 +345,7 @@ class StoreWriter:
                 )
         else:
             # No partial, or one from an older version without a fingerprint: start afresh.
-            if self.partial.exists():
-                shutil.rmtree(self.partial)
+            remove_own_folder(self.partial, what="a partial activation store", ours=_partial_file)
             self.chunks.mkdir(parents=True)
             write_json(progress_file, {"format": FORMAT, "fingerprint": self.fingerprint})
         self.chunks.mkdir(exist_ok=True)
@@ -418,14 +439,27 @@ class StoreWriter:
         n_units = assemble_activations(self.partial, self.chunks, order, n, self.dtype, self.partial / ACTIVATIONS_FILE)
         if documents is not None:
             pq.write_table(pa.table({k: index_column(v, None, k) for k, v in documents.items()}), self.partial / DOCUMENTS_FILE)
-        acts = np.load(self.partial / ACTIVATIONS_FILE, mmap_mode="r", allow_pickle=False)
-        ids = pq.read_table(self.partial / EXAMPLES_FILE, columns=["id"]).column("id").to_pylist()
-        meta = {"format": FORMAT, **dict(metadata or {}), "n_examples": n, "n_units": n_units, "dtype": self.dtype,
-                "duplicates": duplicate_rows(acts, ids), **environment()}
-        del acts
-        write_json(self.partial / METADATA_FILE, meta)
         with contextlib.suppress(FileNotFoundError):
             os.remove(self.partial / ASSEMBLY_FILE)
+        # The content digest is computed once here (the files are read once more) and named by store_id, so that
+        # results tell a store extracted again at the same path from the one they were computed from.
+        content = {name: file_sha256(self.partial / name) for name in (ACTIVATIONS_FILE, EXAMPLES_FILE, DOCUMENTS_FILE)
+                   if (self.partial / name).exists()}
+        content_sha256 = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+        acts = np.load(self.partial / ACTIVATIONS_FILE, mmap_mode="r", allow_pickle=False)
+        ids = pq.read_table(self.partial / EXAMPLES_FILE, columns=["id"]).column("id").to_pylist()
+        duplicates = duplicate_rows(acts, ids)
+        del acts
+        meta = {"format": FORMAT, **dict(metadata or {}), "n_examples": n, "n_units": n_units, "dtype": self.dtype,
+                "content_sha256": content_sha256, "duplicates": duplicates, **environment()}
+        write_json(self.partial / METADATA_FILE, meta)
+        # The finished store lists its files in a manifest: only they are replaced by a later --overwrite.
+        shutil.rmtree(self.chunks, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.partial / PROGRESS_FILE)
+        write_manifest(self.partial, what="activation store", known=content)
+        if self.path.exists() and any(self.path.iterdir()):
+            check_replaceable(self.path, what="activation store")  # again: files may have been put there meanwhile
         replace_directory(self.partial, self.path)
         remove_leftovers(self.path)
 

@@ -27,7 +27,7 @@ import numpy as np
 from ..core.selection import parse_neurons
 from ..errors import ConceptvecError, StoreError
 from ..scan.result import SCAN_FILE, ScanResult
-from ..storage.atomic import atomic_directory, read_json, refuse_existing, write_json
+from ..storage.atomic import MANIFEST_FILE, atomic_directory, read_json, refuse_existing, write_json
 from ..storage.conceptset import METADATA_FILE as CONCEPTSET_FILE
 from ..storage.conceptset import ConceptSet
 from ..storage.provenance import environment
@@ -70,7 +70,10 @@ def make_study(
     if set(kwargs) - fields:
         raise ConceptvecError(f"unknown study setting(s) {sorted(set(kwargs) - fields)}; the settings are {sorted(fields)}.")
     config = StudyConfig(**{**(asdict(config) if config else {}), **kwargs})
-    refuse_existing(out, overwrite=overwrite, what="study", marker=STUDY_FILE, protect=[run])
+    # Raters' answers and their scores, kept in the study folder, survive --overwrite untouched (carried over).
+    keep = [p.name for p in Path(out).iterdir() if p.name not in (FORM_FILE, KEY_FILE, STUDY_FILE, MANIFEST_FILE)] \
+        if overwrite and Path(out).is_dir() and not Path(out).is_symlink() else []
+    refuse_existing(out, overwrite=overwrite, what="study", marker=STUDY_FILE, protect=[run], keep=keep)
     all_neurons, store, source = _load_run(Path(run))
     selected = _select_neurons(all_neurons, neurons)
     not_live = [n["neuron"] for n in selected if not n["live"]]
@@ -105,7 +108,8 @@ def make_study(
         "checksums": {FORM_FILE: _sha256(form.encode()), KEY_FILE: _sha256(key_text.encode())},
         **environment(),
     }
-    with atomic_directory(out, overwrite=overwrite, what="study", marker=STUDY_FILE, protect=[run, store.path]) as tmp:
+    with atomic_directory(out, overwrite=overwrite, what="study", marker=STUDY_FILE, protect=[run, store.path],
+                          keep=keep) as tmp:
         (tmp / FORM_FILE).write_text(form, encoding="utf-8")
         (tmp / KEY_FILE).write_text(key_text, encoding="utf-8")
         write_json(tmp / STUDY_FILE, meta)
