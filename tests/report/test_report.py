@@ -258,7 +258,8 @@ def test_not_live_neurons_are_flagged(tmp_path):
     index = write_report(tmp_path, neurons=[2, 3], umap=False)
     text = index.read_text()
     assert "1 neuron(s) are not live" in text and "<td>not live</td>" in text
-    assert "Not live:</b> 100 of the top 100 examples" in (index.parent / "neuron_2.html").read_text()
+    assert ("Not live:</b> this neuron has no top: all 100 of its top examples have the same activation (0)"
+            in (index.parent / "neuron_2.html").read_text())
     assert "Not live" not in (index.parent / "neuron_3.html").read_text()
 
 

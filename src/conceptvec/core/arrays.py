@@ -89,11 +89,3 @@ def read_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
     x[order] = matrix[rows[order]]
     return x
 
-
-def live_mask(top_scores: np.ndarray) -> np.ndarray:
-    """Per row of ``top_scores`` (shape (m, top), best first): every top example activates the neuron and not all tie.
-
-    The rule of ``ConceptSet.is_live`` (which storage keeps on its own, as it imports no core module but params).
-    """
-    s = np.atleast_2d(np.asarray(top_scores))
-    return (s[:, -1] > 0) & (s[:, 0] > s[:, -1])

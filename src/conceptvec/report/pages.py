@@ -222,7 +222,7 @@ def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Exampl
                            else f"distance threshold {cs.params.distance_threshold:g}"),
         "auto": cs.params.auto_distance,
         "live": cs.is_live,
-        "n_not_activating": int(np.sum(cs.top_scores <= 0)),
+        "dead_reason": cs.dead_reason,
         "unit": "neuron" if cs.neuron is not None else "direction",
         "concept_table": table(F.summary_table(cs, examples), "concept-table"),
         "slider": slider(cs, examples, root / ASSETS),

@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from safetensors.numpy import save_file
 
-from ..core.arrays import as_matrix, live_mask, read_rows
+from ..core.arrays import as_matrix, read_rows
+from ..core.live import live_mask
 from ..core.metrics import concept_counts, layer_mean, member_cosines
 from ..core.params import UNSTABLE_BELOW, Params
 from ..errors import ConceptvecError, StoreError
@@ -170,14 +171,14 @@ class ScanResult:
     # -- numbers, table, figure --------------------------------------------------------------
     @property
     def live(self) -> np.ndarray:
-        """Per scanned neuron: every top example activates it, not all alike (see :attr:`ConceptSet.is_live`)."""
+        """Per scanned neuron: whether it has a top (``core.live``, as :attr:`ConceptSet.is_live`)."""
         return live_mask(self.top_scores)
 
     def summary(self) -> dict[str, Any]:
         """Histogram of concepts per neuron and the share of neurons with 2 or more concepts.
 
-        Counted over live neurons only: a neuron whose top examples include zero activations has
-        concepts of arbitrary examples (``not_live`` lists them).
+        Counted over live neurons only: a neuron without a top (``core.live``) has concepts of
+        arbitrary examples (``not_live`` lists them).
         """
         live = self.live
         c_hist = np.bincount(self.n_agglomerative[live], minlength=1)
