@@ -420,6 +420,7 @@ def _scan_section(root: Path, scan: ScanResult, named: set[str]) -> dict[str, An
         })
     return {
         "data": d,
+        "scale_warnings": scan.scale_problems(),
         "top": scan.params.top,
         "histogram": f"{ASSETS}/scan_histogram.png",
         "histogram_table": table([{"concepts": int(v), "neurons": f} for v, f in d["concepts_per_neuron"].items() if f]),
