@@ -134,7 +134,6 @@ def disentangle(
     params: Params = Params(),
 ) -> None:
     """Split one neuron (or direction) of a store into concept vectors with the paper's method."""
-    import numpy as np
 
     from ..scan.disentangle import disentangle as run
     from ..storage.files import read_npy
@@ -151,8 +150,7 @@ def disentangle(
     start = f"neuron {neuron}" if neuron is not None else f"direction {direction}"
     console.print(f"{start}: C = {cs.n_agglomerative} clusters, {cs.n_concepts} concepts, {int(cs.outliers.sum())} outliers")
     if not cs.is_live:
-        console.print(f"[yellow]warning:[/] {start} is not live: {int(np.sum(cs.top_scores <= 0))} of its top {params.top} "
-                      f"examples do not activate it, so its concepts group arbitrary examples. Lower --top or pick another.")
+        console.print(f"[yellow]warning:[/] {start} is not live: {cs.dead_reason}. Lower --top or pick another.")
     console.print(concept_table(cs, acts.label_names))
     console.print(f"ConceptSet written to {out}")
 

@@ -35,6 +35,7 @@ def scan(
     from ..scan.layer import scan_layer
     from ..storage.store import ActivationStore
 
+    from ..core.live import dead_summary
     from ..storage.duplicates import duplicates_warning
 
     acts = ActivationStore.open(store)
@@ -52,10 +53,9 @@ def scan(
         console.print(f"resumed: {result.resumed} {what} were already done in {out}.partial")
     console.print(f"{s['n_scanned']} {what}, {s['n_live']} live: {s['n_concepts_total']} concepts; {s['n_with_2_or_more_concepts']} "
                   f"({s['share_with_2_or_more_concepts']:.1%} of live) have 2 or more")
-    if s["not_live"]:
-        shown = ", ".join(map(str, s["not_live"][:20])) + (" ..." if len(s["not_live"]) > 20 else "")
-        console.print(f"[yellow]not live[/] (their top {params.top} include zero activations; concepts of arbitrary "
-                      f"examples, left out of the counts): {shown}")
+    dead = dead_summary(result.top_scores, result.neurons, unit="neuron" if result.kind == "neurons" else "direction")
+    if dead:
+        console.print(f"[yellow]not live:[/] {escape(dead)}")
     table = Table(title="concepts per " + ("neuron" if result.kind == "neurons" else "direction"))
     table.add_column("concepts", justify="right")
     table.add_column("count", justify="right")

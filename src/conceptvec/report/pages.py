@@ -222,7 +222,7 @@ def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Exampl
                            else f"distance threshold {cs.params.distance_threshold:g}"),
         "auto": cs.params.auto_distance,
         "live": cs.is_live,
-        "n_not_activating": int(np.sum(cs.top_scores <= 0)),
+        "dead_reason": cs.dead_reason,
         "unit": "neuron" if cs.neuron is not None else "direction",
         "concept_table": table(F.summary_table(cs, examples), "concept-table"),
         "slider": slider(cs, examples, root / ASSETS),
@@ -420,6 +420,7 @@ def _scan_section(root: Path, scan: ScanResult, named: set[str]) -> dict[str, An
         })
     return {
         "data": d,
+        "scale_warnings": scan.scale_problems(),
         "top": scan.params.top,
         "histogram": f"{ASSETS}/scan_histogram.png",
         "histogram_table": table([{"concepts": int(v), "neurons": f} for v, f in d["concepts_per_neuron"].items() if f]),

@@ -26,7 +26,7 @@ import numpy as np
 from ..core.arrays import as_matrix
 from ..core.metrics import unit_vectors
 from ..core.params import Params, whole_number
-from ..core.scale import SCALE_HINT, scale_problems, warn_scale
+from ..core.scale import SCALE_HINT, warn_scale
 from ..core.selection import parse_neurons
 from ..core.stability import MAX_STABILITY, resampling
 from ..core.streaming import TopK, block_rows, row_blocks, top_examples
@@ -239,11 +239,7 @@ def _scan(matrix: np.ndarray, source: dict[str, Any], *, params: Params, selecte
     if projecting:
         idx, proj, cos = projecting_and_cosine(matrix, result.concept_vectors, top=params.top, progress=progress)
         result.projecting = {"indices": idx, "projections": proj, "cosine": cos}
-    live = result.live
-    if live.any():
-        what = f"the {int(live.sum())} live {'neurons' if kind == 'neurons' else 'directions'} scanned"
-        warn_scale(scale_problems(result.linkage[live], result.centroid_sq_distances[live], result.labels[live], params,
-                                  what=what), hint=SCALE_HINT)
+    warn_scale(result.scale_problems(), hint=SCALE_HINT)
     if partial:
         partial.finish(result)
     return result

@@ -18,7 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from safetensors.numpy import save_file
 
-from ..core.arrays import as_matrix, live_mask, read_rows
+from ..core.arrays import as_matrix, read_rows
+from ..core.live import live_mask
+from ..core.scale import SCALE_FIX, scale_problems
 from ..core.metrics import concept_counts, layer_mean, member_cosines
 from ..core.params import UNSTABLE_BELOW, Params
 from ..errors import ConceptvecError, StoreError
@@ -170,14 +172,14 @@ class ScanResult:
     # -- numbers, table, figure --------------------------------------------------------------
     @property
     def live(self) -> np.ndarray:
-        """Per scanned neuron: every top example activates it, not all alike (see :attr:`ConceptSet.is_live`)."""
+        """Per scanned neuron: whether it has a top (``core.live``, as :attr:`ConceptSet.is_live`)."""
         return live_mask(self.top_scores)
 
     def summary(self) -> dict[str, Any]:
         """Histogram of concepts per neuron and the share of neurons with 2 or more concepts.
 
-        Counted over live neurons only: a neuron whose top examples include zero activations has
-        concepts of arbitrary examples (``not_live`` lists them).
+        Counted over live neurons only: a neuron without a top (``core.live``) has concepts of
+        arbitrary examples (``not_live`` lists them).
         """
         live = self.live
         c_hist = np.bincount(self.n_agglomerative[live], minlength=1)
@@ -185,7 +187,16 @@ class ScanResult:
             **concept_counts(self.n_concepts, live),
             "not_live": self.neurons[~live].tolist(),
             "clusters_per_neuron": {str(i): int(v) for i, v in enumerate(c_hist) if i >= 1},  # C >= 1 always
+            "scale_warnings": self.scale_problems(),
         }
+
+    def scale_problems(self) -> list[str]:
+        """How the thresholds miss this layer's scale over the live neurons (``core.scale``); empty when they fit."""
+        live = self.live
+        if not live.any():
+            return []
+        what = f"the {int(live.sum())} live {'neurons' if self.kind == 'neurons' else 'directions'} scanned"
+        return scale_problems(self.linkage[live], self.centroid_sq_distances[live], self.labels[live], self.params, what=what)
 
     def table(self) -> pa.Table:
         """One row per scanned neuron: neuron, C, concepts, cluster sizes, outliers removed, small-cluster examples removed."""
@@ -267,7 +278,7 @@ class ScanResult:
                     ax.text(x, y, str(y), ha="center", va="bottom", fontsize=8)
             ax.set_xlabel(label)
             ax.set_ylabel(f"{what}s")
-            ax.set_xticks(xs)
+            ax.set_xticks(xs if len(xs) <= 20 else xs[:: -(-len(xs) // 15)])  # a tick per bar, unless they would overlap
             ax.margins(y=0.12)
         not_live = s["n_scanned"] - s["n_live"]
         fig.suptitle(
@@ -275,6 +286,13 @@ class ScanResult:
             f"({100 * s['share_with_2_or_more_concepts']:.1f}%) have 2 or more concepts"
             + (f"; {not_live} not live, left out" if not_live else ""), fontsize=10,
         )
+        if s["scale_warnings"]:
+            # the numbers above are then a statement about the threshold: say so on the figure people look at
+            import textwrap
+
+            fig.set_size_inches(9, 4.6)
+            text = "Off scale: " + s["scale_warnings"][0].split("; the ward")[0] + ". " + SCALE_FIX
+            fig.supxlabel(textwrap.fill(text, 150), fontsize=8, color="#b00000")
         return fig
 
     # -- files -------------------------------------------------------------------------------

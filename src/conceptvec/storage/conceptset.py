@@ -20,6 +20,7 @@ from safetensors.numpy import save_file
 from .atomic import atomic_directory, write_json
 from .files import read_arrays, read_format
 from ..errors import ConceptvecError, StoreError
+from ..core.live import dead_reason, live_mask
 from ..core.params import UNSTABLE_BELOW, Params
 
 FORMAT = "conceptvec.ConceptSet/1"
@@ -97,13 +98,14 @@ class ConceptSet:
 
     @property
     def is_live(self) -> bool:
-        """Whether every top example activates the neuron and the neuron tells them apart.
+        """Whether the neuron has a top: its top examples are ranked (``core.live``: not all tied, not ending
+        at a rectified layer's floor); a signed layer's neuron is live whatever the sign of its top."""
+        return bool(live_mask(self.top_scores)[0])
 
-        Live: the N-th top score is above zero and below the first. A dead or rarely active unit has
-        tied zero activations among its top examples, and a constant unit ties them all; step 1 orders
-        ties by example index, so such a unit's clusters and concepts describe arbitrary examples.
-        """
-        return bool(len(self.top_scores) and self.top_scores[-1] > 0 and self.top_scores[0] > self.top_scores[-1])
+    @property
+    def dead_reason(self) -> str | None:
+        """Why the neuron is not live, as a clause about "it" (None when it is live)."""
+        return dead_reason(self.top_scores)
 
     @property
     def outliers(self) -> np.ndarray:
