@@ -1,3 +1,4 @@
+import pytest
 import numpy as np
 import pytest
 import torch
@@ -11,6 +12,7 @@ def test_merged_pairs():
     assert are_merged(0, 5) and are_merged(9, 4) and not are_merged(3, 3) and not are_merged(1, 2)
 
 
+@pytest.mark.slow
 def test_training_is_seeded_and_learns():
     a, ra = train_digits_cnn(TrainConfig(epochs=10))
     b, rb = train_digits_cnn(TrainConfig(epochs=10))

@@ -325,13 +325,14 @@ def store_inputs(store: Any, loaded: LoadedModel) -> Any:
     transform = loaded.transform  # not None (checked above), a name the class below sees narrowed
     data = store.metadata.get("data")
     root = data.get("root") if isinstance(data, dict) else None
+    background = data.get("background") if isinstance(data, dict) else None  # as extraction composited them
 
     class StoreImages(Dataset):
         def __len__(self) -> int:
             return len(sources)
 
         def __getitem__(self, i: int) -> torch.Tensor:
-            return transform(load_example_image(sources[i], root))
+            return transform(load_example_image(sources[i], root, background))
 
     return StoreImages()
 

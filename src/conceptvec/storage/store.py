@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .duplicates import duplicate_rows
 from .atomic import output_path, read_json, refuse_existing, replace_directory, write_json, writer_lock
 from .chunks import ASSEMBLY_FILE, assemble_activations, assemble_index, assembled_chunks, chunk_name, write_index_chunk
 from .provenance import environment
@@ -417,7 +418,11 @@ class StoreWriter:
         n_units = assemble_activations(self.partial, self.chunks, order, n, self.dtype, self.partial / ACTIVATIONS_FILE)
         if documents is not None:
             pq.write_table(pa.table({k: index_column(v, None, k) for k, v in documents.items()}), self.partial / DOCUMENTS_FILE)
-        meta = {"format": FORMAT, **dict(metadata or {}), "n_examples": n, "n_units": n_units, "dtype": self.dtype, **environment()}
+        acts = np.load(self.partial / ACTIVATIONS_FILE, mmap_mode="r", allow_pickle=False)
+        ids = pq.read_table(self.partial / EXAMPLES_FILE, columns=["id"]).column("id").to_pylist()
+        meta = {"format": FORMAT, **dict(metadata or {}), "n_examples": n, "n_units": n_units, "dtype": self.dtype,
+                "duplicates": duplicate_rows(acts, ids), **environment()}
+        del acts
         write_json(self.partial / METADATA_FILE, meta)
         with contextlib.suppress(FileNotFoundError):
             os.remove(self.partial / ASSEMBLY_FILE)
