@@ -101,10 +101,9 @@ def extract(
     from ..models.layers import list_layers
     from ..models.load import load_model
 
-    overrides = dict(key_map=config.key_map, mean=config.mean, std=config.std, size=config.size,
-                     transform_input=config.transform_input)
     if layer == "list":
-        loaded = load_model(model, config.weights, **overrides)
+        loaded = load_model(model, config.weights, key_map=config.key_map, mean=config.mean, std=config.std, size=config.size,
+                            transform_input=config.transform_input)
         table = Table(title=f"layers of {loaded.name}")
         for col in ("layer", "type", "output shape"):
             table.add_column(col)

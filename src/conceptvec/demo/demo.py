@@ -98,7 +98,7 @@ def mixing_counts(acts: np.ndarray, digits: np.ndarray, params: Params) -> dict[
     return {"units": int(acts.shape[1]), "mixing": mixing, "mixing_a_merged_pair": merged}
 
 
-def run_demo(out: str | os.PathLike = "conceptvec-demo", *, retrain: bool = False, epochs: int | None = None,
+def run_demo(out: str | os.PathLike[str] = "conceptvec-demo", *, retrain: bool = False, epochs: int | None = None,
              seed: int = 0, progress: bool = True, report: bool = True) -> DemoResult:
     """Run the demo into ``out`` with the shipped weights, or with ``retrain`` a CNN trained here.
 
@@ -160,7 +160,7 @@ def run_demo(out: str | os.PathLike = "conceptvec-demo", *, retrain: bool = Fals
     return DemoResult(run.path, store, cs, neuron, params, units, figures, report_path, weights, accuracy)
 
 
-def control_comparison(out: str | os.PathLike, *, retrain: bool = False, epochs: int | None = None, seed: int = 0,
+def control_comparison(out: str | os.PathLike[str], *, retrain: bool = False, epochs: int | None = None, seed: int = 0,
                        progress: bool = True) -> dict[str, Any]:
     """The planted network against a 10-class control trained the same way, counted by the same rule.
 

@@ -43,10 +43,10 @@ MAX_DEFAULT_SCAN_PAGES = 12  # pages made from a scan when no --neurons are give
 
 
 def write_report(
-    run_dir: str | os.PathLike,
+    run_dir: str | os.PathLike[str],
     *,
     neurons: Sequence[int] | str | None = None,
-    out: str | os.PathLike | None = None,
+    out: str | os.PathLike[str] | None = None,
     examples: Examples | None = None,
     umap: bool = True,
     overwrite: bool = True,

@@ -208,7 +208,8 @@ def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Exampl
                         "src": f"{ASSETS}/{page.name}/{stem}.png", "numbers": table(number_rows(stem, data))})
 
     prov = cs.provenance or {}
-    act_prov = prov.get("activations") if isinstance(prov.get("activations"), dict) else {}
+    activations = prov.get("activations")
+    act_prov = activations if isinstance(activations, dict) else {}
     meta = store.metadata
     what = f"Neuron {cs.neuron}" if cs.neuron is not None else f"Direction ({page.name})"
     return {
