@@ -46,6 +46,8 @@ def scan(
         console.print(f"resumed: {result.resumed} {what} were already done in {out}.partial")
     console.print(f"{s['n_scanned']} {what}, {s['n_live']} live: {s['n_concepts_total']} concepts; {s['n_with_2_or_more_concepts']} "
                   f"({s['share_with_2_or_more_concepts']:.1%} of live) have 2 or more")
+    if result.layer_error is not None:
+        console.print(f"rule: {result.rule_text()}")
     if s["not_live"]:
         shown = ", ".join(map(str, s["not_live"][:20])) + (" ..." if len(s["not_live"]) > 20 else "")
         console.print(f"[yellow]not live[/] (their top {params.top} include zero activations; concepts of arbitrary "

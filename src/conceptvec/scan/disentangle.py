@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ..core.fdr import first_split_p
 from ..core.arrays import as_matrix, check_directions, check_finite, check_neuron, read_rows
 from ..core.metrics import project, unit_vectors
 from ..core.params import Params, whole_number
@@ -79,6 +80,10 @@ def disentangle(
     # k-means on N rows gains nothing from threads and loses much when the cores are shared.
     with threadpool_limits(1):
         steps = cluster_top(x, params)
+        if params.fdr is not None and steps["n_agglomerative"] > 1 and first_split_p(steps["split_tests"]) > params.fdr:
+            # One direction is a layer of one: Benjamini-Hochberg keeps its first split only at p <= fdr.
+            tests = [{**steps["split_tests"][0], "split": False, "withdrawn_by_fdr": True}]
+            steps = {**cluster_top(x, params, n_clusters=1), "split_tests": tests}
     cs = ConceptSet(
         top_indices=top_indices,
         top_scores=scores[top_indices],
