@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # what type checkers see of the names imported on first use (
     from .causal.effects import causal_effects
     from .causal.interventions import intervene
     from .featureviz import FeatureVisualisation, FeatureVizParams, feature_visualisation
+    from .models.attribution import LayerAttribution
     from .models.layers import LoadedModel
     from .models.load import load_model
 
@@ -56,6 +57,7 @@ _ON_FIRST_USE = {
     "feature_visualisation": "conceptvec.featureviz",
     "FeatureVisualisation": "conceptvec.featureviz",
     "FeatureVizParams": "conceptvec.featureviz",
+    "LayerAttribution": "conceptvec.models.attribution",
     "LoadedModel": "conceptvec.models.layers",
     "load_model": "conceptvec.models.load",
 }
@@ -81,7 +83,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AUTHORS_REMOVED", "ActivationStore", "CausalEffects", "ConceptSet", "ConceptvecError", "ConceptvecWarning",
-    "ENGINES", "ExtractConfig", "FeatureVisualisation", "FeatureVizParams", "LoadedModel", "Params", "RunDir",
+    "ENGINES", "ExtractConfig", "FeatureVisualisation", "FeatureVizParams", "LayerAttribution", "LoadedModel", "Params", "RunDir",
     "ScanResult", "StoreError", "Study", "StudyConfig", "StudyScores", "ThresholdScaleWarning", "authors_procedure",
     "causal_effects", "concept_counts", "concept_evidence", "concept_stability", "figures", "cosine_similarity", "disentangle", "distance_matrix", "extract",
     "feature_visualisation", "fleiss_kappa", "intervene", "intra_inter_distances", "layer_mean", "layer_thresholds",

@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConceptvecError
-from .options import at_least, check_fields, documented, option, optional, whole_number
+from .options import at_least, check_fields, documented, one_of, option, optional, whole_number
 from .outliers import outlier_mask
 
 # whole_number is re-exported: stages check counts with the same rule as the method's options
 __all__ = ["AUTO", "UNSTABLE_BELOW", "Params", "is_auto", "threshold", "probability", "whole_number"]
 
 AUTO = "auto"
+REPRESENTATIONS = ("activations", "attribution")
 UNSTABLE_BELOW = 0.5  # a concept back in fewer than this share of the stability runs is flagged unstable
 
 
@@ -82,6 +83,14 @@ class Params:
         "give about 20 false splits. With ``fdr`` the scan's first splits are a BH discovery set (``core.fdr``); it "
         "only withdraws splits (a withdrawn neuron keeps one concept), and the scan reports the expected number of "
         "false splits. One direction (``disentangle``) is a layer of one: its first split needs p <= fdr.")
+
+    representation: str = option(
+        "activations", "What the top examples are clustered by: activations (the paper's: the layer's pooled activations) "
+        "or attribution (gradient x input at the layer below for the direction: why it fires; needs the model).",
+        check=one_of(REPRESENTATIONS),
+        doc="With ``attribution``, ``cv.disentangle`` takes ``attribution=cv.LayerAttribution(model, layer=..., below=..., "
+        "inputs=...)`` and records it; the concept vectors stay their members' mean activations of the layer. "
+        "``docs/thresholds.md`` has the study (``benchmarks/bench_real.py``).")
 
     def __post_init__(self) -> None:
         if self.outlier_threshold is None:

@@ -132,6 +132,12 @@ def scan_layer(
     params = params or Params()
     if not isinstance(params, Params):
         raise ConceptvecError(f"params must be a conceptvec.Params, got {type(params).__name__}.")
+    if params.representation != "activations":
+        raise ConceptvecError(
+            f"a scan clusters the layer's activations; representation={params.representation!r} needs the model for every "
+            f"direction: run cv.disentangle(..., attribution=cv.LayerAttribution(...)) on the neurons you want, or leave "
+            f"--representation out."
+        )
     matrix, source = as_matrix(acts)
     n_examples, n_units = matrix.shape
     if params.top > n_examples:
