@@ -18,8 +18,9 @@ Cases, the same for every representation and criterion:
 - **consistency**: live neurons against the same neuron plus a random perturbation of 10 % of its (standardised)
   norm, and against ``seed=1``: the share getting the same count.
 
-Representations: ``activations`` (the paper's: the top examples' pooled activations of the layer) and
-``attribution`` (gradient x input at the layer below, pooled like the layer: why the direction fires).
+Representations: ``activations`` (the paper's: the top examples' pooled activations of the layer),
+``attribution`` (gradient x input at the layer below, pooled like the layer: why the direction fires) and
+``excitation`` (its positive part on its 5 leading principal components over the top examples, ``core.represent``).
 Criteria: the paper's fixed ``15`` and ``auto``.
 
 Usage: python benchmarks/bench_real.py [--layers text,blocks.5,blocks.6] [--pairs 40] [--triples 20] [--reps activations,attribution]
@@ -44,6 +45,7 @@ from threadpoolctl import threadpool_limits
 
 import conceptvec as cv
 from conceptvec.core.arrays import live_mask
+from conceptvec.core.represent import excitation
 from conceptvec.core.steps import cluster_top
 from conceptvec.core.streaming import top_examples, top_k_desc
 
@@ -109,6 +111,8 @@ def represent(layer: Layer, rep: str, idx: np.ndarray, direction: np.ndarray) ->
         return layer.acts[idx]
     if rep == "attribution":
         return layer.attribution(idx, direction)
+    if rep == "excitation":
+        return excitation(layer.attribution(idx, direction))
     raise ValueError(rep)
 
 
@@ -222,7 +226,7 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--layers", default="text,blocks.5,blocks.6")
-    ap.add_argument("--reps", default="activations,attribution")
+    ap.add_argument("--reps", default="activations,attribution,excitation")
     ap.add_argument("--pairs", type=int, default=40)
     ap.add_argument("--triples", type=int, default=20)
     ap.add_argument("--random", type=int, default=40)

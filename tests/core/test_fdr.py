@@ -31,3 +31,19 @@ def test_fdr_needs_auto_and_a_level():
     with pytest.raises(cv.ConceptvecError, match="fdr must be a number between 0 and 1"):
         cv.Params(distance_threshold="auto", fdr=1.5)
     assert cv.Params().fdr is None and "FDR 0.05" in cv.Params(distance_threshold="auto", fdr=0.05).describe()
+
+
+def test_excitation_keeps_the_positive_part_on_its_leading_components():
+    from conceptvec.core.represent import excitation
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(50, 30))
+    e = excitation(a, components=4)
+    positive = np.maximum(a, 0)
+    # the rows' coordinates on the k leading right singular vectors: lengths are the top-k singular values
+    s = np.linalg.svd(positive, compute_uv=False)
+    assert e.shape == (50, 4) and np.allclose(np.linalg.norm(e, axis=0), s[:4])
+    # negative attributions do not move it; with k = all, the rows' lengths and angles are the positive part's
+    assert np.allclose(excitation(positive, components=4), e)
+    full = excitation(a, components=30)
+    assert np.allclose(full @ full.T, positive @ positive.T)

@@ -68,6 +68,12 @@ def test_two_inputs_that_excite_one_neuron_come_apart_only_by_attribution():
         members = path[why.labels == j]
         assert max(members.mean(), 1 - members.mean()) > 0.95
     assert why.provenance["representation"]["below"] == "0"
+    # excitation (the positive part on its leading components) keeps the two reasons apart as well
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cv.ConceptvecWarning)
+        excited = cv.disentangle(acts, neuron=0, params=auto.replace(representation="excitation"), attribution=attribution)
+    assert excited.n_concepts == 2 and adjusted_rand_score(path, excited.labels) > 0.9
+    assert excited.provenance["representation"]["name"] == "excitation"
     # concept vectors stay directions of the layer: their members' mean activations
     assert why.concept_vectors.shape == (2, 4)
     with pytest.raises(cv.ConceptvecError, match="needs the model"):

@@ -16,7 +16,7 @@ from .outliers import outlier_mask
 __all__ = ["AUTO", "UNSTABLE_BELOW", "Params", "is_auto", "threshold", "probability", "whole_number"]
 
 AUTO = "auto"
-REPRESENTATIONS = ("activations", "attribution")
+REPRESENTATIONS = ("activations", "attribution", "excitation")
 UNSTABLE_BELOW = 0.5  # a concept back in fewer than this share of the stability runs is flagged unstable
 
 
@@ -85,10 +85,11 @@ class Params:
         "false splits. One direction (``disentangle``) is a layer of one: its first split needs p <= fdr.")
 
     representation: str = option(
-        "activations", "What the top examples are clustered by: activations (the paper's: the layer's pooled activations) "
-        "or attribution (gradient x input at the layer below for the direction: why it fires; needs the model).",
+        "activations", "What the top examples are clustered by: activations (the paper's: the layer's pooled activations), "
+        "attribution (gradient x input at the layer below for the direction: why it fires; needs the model) or "
+        "excitation (the attribution's positive part on its 5 leading principal components).",
         check=one_of(REPRESENTATIONS),
-        doc="With ``attribution``, ``cv.disentangle`` takes ``attribution=cv.LayerAttribution(model, layer=..., below=..., "
+        doc="With ``attribution`` or ``excitation`` (``core.represent``), ``cv.disentangle`` takes ``attribution=cv.LayerAttribution(model, layer=..., below=..., "
         "inputs=...)`` and records it; the concept vectors stay their members' mean activations of the layer. "
         "``docs/thresholds.md`` has the study (``benchmarks/bench_real.py``).")
 

@@ -15,6 +15,7 @@ from ..core.fdr import first_split_p
 from ..core.arrays import as_matrix, check_directions, check_finite, check_neuron, read_rows
 from ..core.metrics import project, unit_vectors
 from ..core.params import Params, whole_number
+from ..core.represent import excitation
 from ..core.scale import SCALE_HINT, scale_problems, warn_scale
 from ..core.stability import concept_stability
 from ..core.steps import cluster_top
@@ -26,7 +27,7 @@ from ..storage.store import ActivationStore
 
 
 class Representation(Protocol):
-    """What ``Params(representation="attribution")`` clusters: rows for the top examples of a direction."""
+    """What ``Params(representation="attribution" | "excitation")`` starts from: rows for the top examples of a direction."""
 
     def __call__(self, top_indices: np.ndarray, direction: np.ndarray) -> np.ndarray: ...
 
@@ -42,7 +43,7 @@ def represent(params: Params, attribution: Representation | None, top_indices: n
                                   "Params(representation='attribution') (--representation attribution) to cluster by it.")
         return None, {}
     if attribution is None:
-        raise ConceptvecError("Params(representation='attribution') needs the model: pass attribution=cv.LayerAttribution("
+        raise ConceptvecError(f"Params(representation={params.representation!r}) needs the model: pass attribution=cv.LayerAttribution("
                               "model, layer=..., below=..., inputs=...) (the store alone has no gradients).")
     if direction is None:
         direction = np.zeros(n_units)
@@ -51,7 +52,9 @@ def represent(params: Params, attribution: Representation | None, top_indices: n
     if features.ndim != 2 or len(features) != len(top_indices):
         raise ConceptvecError(f"the attribution gave shape {features.shape}; expected ({len(top_indices)}, d), a row per top example.")
     check_finite(features, "the top examples' attributions", rows=top_indices)
-    return features, {"representation": {"name": "attribution", **attribution.describe()}}
+    if params.representation == "excitation":
+        features = excitation(features)
+    return features, {"representation": {"name": params.representation, **attribution.describe()}}
 
 
 def disentangle(
