@@ -223,6 +223,38 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
           f"{len(consistency)} neurons for consistency; {time.perf_counter() - t0:.0f} s")
 
 
+def digits_fdr() -> None:
+    """The digits CNN (shipped weights, block3): merged-pair units split against the 10-class control's live units
+    split, for auto per neuron and for auto with the layer's first splits at FDR 0.05 (``Params.fdr``)."""
+    import torch
+
+    from conceptvec.demo.demo import merged_pair_units
+    from conceptvec.models.digits import load_shipped_digits_cnn, preprocess_digits
+    from conceptvec.models.hooks import capture_layer, forward_to_layer
+    from conceptvec.sources.digits import load_digits_images
+
+    images, digits = load_digits_images()
+    x = preprocess_digits(images)
+    print("\ndigits CNN (shipped weights, block3, 1797 examples x 64 units)")
+    print(f"{'rule':<24} {'merged-pair units split':>24} {'control live units split':>24} {'expected false (control)':>24}")
+    auto = CRITERIA["auto"]
+    acts = {}
+    for name, merged in (("merged", True), ("control", False)):
+        model, _, _ = load_shipped_digits_cnn(merged=merged)
+        with capture_layer(model.block3) as captured, torch.inference_mode():
+            acts[name] = forward_to_layer(model, x, captured).numpy().astype(np.float64)
+    pairs = merged_pair_units(acts["merged"], digits, auto)
+    for label, params in (("auto (0.01 per split)", auto), ("auto, FDR 0.05", auto.replace(fdr=0.05)),
+                          ("auto, FDR 0.01", auto.replace(fdr=0.01))):
+        scans = {name: cv.scan_layer(a, params=params, workers=1, progress=False, projecting=False) for name, a in acts.items()}
+        split_pairs = sum(r["split"] and scans["merged"].n_agglomerative[r["neuron"]] > 1 for r in pairs)
+        control = scans["control"]
+        live = control.live
+        print(f"{label:<24} {f'{split_pairs} of {len(pairs)}':>24} "
+              f"{f'{int((control.n_concepts[live] >= 2).sum())} of {int(live.sum())}':>24} "
+              f"{control.layer_error['expected_false_splits']:>24.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--layers", default="text,blocks.5,blocks.6")
@@ -242,14 +274,12 @@ def main() -> None:
 
     torch.set_num_threads(1)
     with threadpool_limits(1):
-        for name in args.layers.split(","):
+        for name in [n for n in args.layers.split(",") if n]:
             layer = text_layer() if name == "text" else image_layer(name)
             run_layer(layer, reps, n_pairs=args.pairs, n_triples=args.triples, n_random=args.random,
                       n_consistency=args.consistency, max_neurons=args.max_neurons, seed=args.seed)
         if args.digits:
-            from bench_truth import digits_part
-
-            digits_part()
+            digits_fdr()
 
 
 if __name__ == "__main__":
