@@ -53,6 +53,8 @@ def scan(
         console.print(f"resumed: {result.resumed} {what} were already done in {out}.partial")
     console.print(f"{s['n_scanned']} {what}, {s['n_live']} live: {s['n_concepts_total']} concepts; {s['n_with_2_or_more_concepts']} "
                   f"({s['share_with_2_or_more_concepts']:.1%} of live) have 2 or more")
+    if result.layer_error is not None:
+        console.print(f"rule: {result.rule_text()}")
     dead = dead_summary(result.top_scores, result.neurons, unit="neuron" if result.kind == "neurons" else "direction")
     if dead:
         console.print(f"[yellow]not live:[/] {escape(dead)}")

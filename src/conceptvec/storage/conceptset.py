@@ -63,6 +63,9 @@ class ConceptSet:
         With ``distance_threshold="auto"``: every split of ward's tree that was tested, with its share
         of the sum of squares, the null's mean and sd, its p-value and whether it was kept (``core.auto``).
         With auto, ``linkage`` and ``centroid_sq_distances`` are of the examples scaled to unit length.
+    evidence : list of dict, optional
+        Set by ``cv.concept_evidence``: per concept, every check's numbers and outcome and a verdict
+        ("supported by 2 of 3 checks (split, labels)"; ``core.evidence``).
     """
 
     top_indices: np.ndarray
@@ -81,6 +84,7 @@ class ConceptSet:
     provenance: dict[str, Any] = field(default_factory=dict)
     stability: dict[str, Any] | None = None
     split_tests: list[dict[str, Any]] | None = None
+    evidence: list[dict[str, Any]] | None = None
 
     def unstable(self, *, level: float = UNSTABLE_BELOW) -> np.ndarray | None:
         """Mask of shape (n_concepts,): concepts that came back in fewer than ``level`` of the stability runs; None if not measured."""
@@ -181,6 +185,7 @@ class ConceptSet:
             "provenance": self.provenance,
             **({"stability": self.stability} if self.stability is not None else {}),
             **({"split_tests": self.split_tests} if self.split_tests is not None else {}),
+            **({"evidence": self.evidence} if self.evidence is not None else {}),
         }
         with atomic_directory(path, overwrite=overwrite, what="ConceptSet", marker=METADATA_FILE,
                               protect=[recorded_store(self)]) as tmp:
@@ -212,6 +217,7 @@ class ConceptSet:
             provenance=meta.get("provenance", {}),
             stability=meta.get("stability"),
             split_tests=meta.get("split_tests"),
+            evidence=meta.get("evidence"),
         )
 
 
