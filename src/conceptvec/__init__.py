@@ -25,6 +25,9 @@ from .core.reference import AUTHORS_REMOVED, authors_procedure
 from .core.stability import concept_stability
 from .core.sweep import threshold_sweep
 from .core.thresholds import layer_thresholds, live_units
+from .dictionary.config import DictionaryConfig
+from .dictionary.fit import fit_dictionary
+from .dictionary.model import Dictionary
 from .engines.registry import ENGINES, register_engine
 from .errors import ConceptvecError, ConceptvecWarning, StoreError, ThresholdScaleWarning
 from .extraction.config import ExtractConfig
@@ -80,10 +83,10 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AUTHORS_REMOVED", "ActivationStore", "CausalEffects", "ConceptSet", "ConceptvecError", "ConceptvecWarning",
-    "ENGINES", "ExtractConfig", "FeatureVisualisation", "FeatureVizParams", "LoadedModel", "Params", "RunDir",
+    "Dictionary", "DictionaryConfig", "ENGINES", "ExtractConfig", "FeatureVisualisation", "FeatureVizParams", "LoadedModel", "Params", "RunDir",
     "ScanResult", "StoreError", "Study", "StudyConfig", "StudyScores", "ThresholdScaleWarning", "authors_procedure",
     "causal_effects", "concept_counts", "concept_stability", "figures", "cosine_similarity", "disentangle", "distance_matrix", "extract",
-    "feature_visualisation", "fleiss_kappa", "intervene", "intra_inter_distances", "layer_mean", "layer_thresholds",
+    "feature_visualisation", "fit_dictionary", "fleiss_kappa", "intervene", "intra_inter_distances", "layer_mean", "layer_thresholds",
     "live_units", "load_model", "make_study", "maximally_projecting", "member_cosines", "most_similar", "project",
     "read_labels", "register_engine", "scan_layer", "score_study", "threshold_sweep", "top_k_desc", "unit_vectors", "unsplit_direction",
     "wilson_interval",
