@@ -25,6 +25,7 @@ from .core.reference import AUTHORS_REMOVED, authors_procedure
 from .core.stability import concept_stability
 from .core.sweep import threshold_sweep
 from .core.thresholds import layer_thresholds, live_units
+from .dictionary.compare import DictionaryComparison, ScanComparison, compare_scan_with_dictionary, compare_with_dictionary
 from .dictionary.config import DictionaryConfig
 from .dictionary.fit import fit_dictionary
 from .dictionary.model import Dictionary
@@ -83,9 +84,9 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AUTHORS_REMOVED", "ActivationStore", "CausalEffects", "ConceptSet", "ConceptvecError", "ConceptvecWarning",
-    "Dictionary", "DictionaryConfig", "ENGINES", "ExtractConfig", "FeatureVisualisation", "FeatureVizParams", "LoadedModel", "Params", "RunDir",
-    "ScanResult", "StoreError", "Study", "StudyConfig", "StudyScores", "ThresholdScaleWarning", "authors_procedure",
-    "causal_effects", "concept_counts", "concept_stability", "figures", "cosine_similarity", "disentangle", "distance_matrix", "extract",
+    "Dictionary", "DictionaryComparison", "DictionaryConfig", "ENGINES", "ExtractConfig", "FeatureVisualisation", "FeatureVizParams", "LoadedModel", "Params", "RunDir",
+    "ScanComparison", "ScanResult", "StoreError", "Study", "StudyConfig", "StudyScores", "ThresholdScaleWarning", "authors_procedure",
+    "causal_effects", "compare_scan_with_dictionary", "compare_with_dictionary", "concept_counts", "concept_stability", "figures", "cosine_similarity", "disentangle", "distance_matrix", "extract",
     "feature_visualisation", "fit_dictionary", "fleiss_kappa", "intervene", "intra_inter_distances", "layer_mean", "layer_thresholds",
     "live_units", "load_model", "make_study", "maximally_projecting", "member_cosines", "most_similar", "project",
     "read_labels", "register_engine", "scan_layer", "score_study", "threshold_sweep", "top_k_desc", "unit_vectors", "unsplit_direction",
