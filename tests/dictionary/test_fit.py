@@ -32,6 +32,7 @@ def test_dictionary_learning_recovers_planted_facets(planted):
     assert dic.quality["mean_l0"] <= 4
 
 
+@pytest.mark.slow
 def test_topk_sae_codes_are_k_sparse_and_reconstruct(planted):
     dic = fit_dictionary(planted.acts, n_atoms=16, method="topk_sae", k=3, epochs=8, lr=1e-2, batch_size=128, progress=False)
     z = dic.encode(planted.acts[:50])

@@ -1,6 +1,7 @@
 """The report's "Beside a sparse dictionary" section: a run with dictionary/ shows each concept beside its atom."""
 
 import numpy as np
+import pytest
 from conftest import planted
 
 import conceptvec as cv
@@ -18,6 +19,7 @@ def digits_store(path, acts, groups):
     return cv.ActivationStore.create(path, acts, examples=examples, metadata=META)
 
 
+@pytest.mark.slow
 def test_concepts_beside_their_atoms(tmp_path):
     acts, groups = planted()
     store = digits_store(tmp_path / "store", acts, groups)
@@ -46,8 +48,8 @@ def test_concepts_beside_their_atoms(tmp_path):
 
 
 def test_no_dictionary_no_section(tmp_path):
-    acts, groups = planted()
-    store = digits_store(tmp_path / "store", acts, groups)
-    cv.disentangle(store, neuron=3, params=PARAMS).save(tmp_path / "neuron_3")
-    index = write_report(tmp_path, umap=False)
-    assert "Beside a sparse dictionary" not in (index.parent / "neuron_3.html").read_text()
+    from conceptvec.report.dictionary_section import dictionary_section, run_dictionary
+    from conceptvec.storage.rundir import RunDir
+
+    assert run_dictionary(RunDir(tmp_path)) is None
+    assert dictionary_section(None, None, None, None, tmp_path, "neuron_3", "assets") is None
