@@ -16,7 +16,11 @@ In one run, on one torch thread (OMP_NUM_THREADS=1 unless set):
    Peak memory is the peak of anonymous resident memory (RssAnon, sampled every 20 ms), i.e. what the process
    holds beyond the file pages the kernel may drop.
 
-Usage: python benchmarks/bench_dictionary.py [planted] [digits] [timing] [--n 16000 --d 512]
+4. ``minilm``: all-MiniLM-L6-v2 (real weights, offline) over standard-library docstrings (the text demo's layer):
+   a TopK SAE of 2x the width (8x is beyond this machine's minutes), its shuffled twin, a scan of the first 300
+   neurons, and the same share as for digits.
+
+Usage: python benchmarks/bench_dictionary.py [planted] [digits] [minilm] [timing] [--n 16000 --d 256]
 """
 
 from __future__ import annotations
@@ -125,6 +129,35 @@ def digits(args):
         split_agreement(store, scan, dic, shuffled)
 
 
+def minilm(args):
+    """all-MiniLM-L6-v2 (real weights, offline) over standard-library docstrings, the text demo's layer."""
+    from conceptvec.demo.text import LAYER, docstring_sentences, minilm_folder
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus.jsonl"
+        corpus.write_text("".join(json.dumps(s) + "\n" for s in docstring_sentences()), encoding="utf-8")
+        t = time.perf_counter()
+        store = cv.extract(f"hf:{minilm_folder()}", layer=LAYER, data=corpus, out=Path(tmp) / "store", text_column="text",
+                           label_column="module", device="cpu", batch_size=32, progress=False)
+        n, d = store.shape
+        print(f"\n## all-MiniLM-L6-v2 {LAYER} over docstrings: {n} sentences x {d} units (extracted in {time.perf_counter() - t:.0f} s)")
+        kw = dict(n_atoms=args.text_factor * d, method="topk_sae", k=args.k, epochs=args.epochs, lr=1e-3, batch_size=128, progress=False)
+        t = time.perf_counter()
+        dic = cv.fit_dictionary(store, **kw)
+        took = time.perf_counter() - t
+        shuffled = cv.fit_dictionary(store, shuffle=True, **kw)
+        for name, x in (("SAE", dic), ("shuffled SAE", shuffled)):
+            q = x.quality
+            print(f"{name}: {x.n_atoms} atoms ({args.text_factor}x), k={args.k}, {args.epochs} epochs: explained variance "
+                  f"{q['explained_variance']:.3f}, mean L0 {q['mean_l0']:.1f}, dead {q['dead_atoms']}")
+        print(f"fit time {took:.1f} s")
+        scan = cv.scan_layer(store, params=cv.Params(distance_threshold="auto", top=50), neurons=f"0-{args.text_neurons - 1}",
+                             workers=1, progress=False)
+        print(f"scan of neurons 0-{args.text_neurons - 1} (top 50)")
+        split_agreement(store, scan, dic, shuffled)
+
+
 CHILD = r"""
 import json, os, sys, threading, time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -216,11 +249,13 @@ def main():
     parser.add_argument("--timing-epochs", type=int, default=1)
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--text-factor", type=int, default=2)
+    parser.add_argument("--text-neurons", type=int, default=300)
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
     for part in args.parts:
-        {"planted": planted, "digits": digits, "timing": timing}[part](args)
+        {"planted": planted, "digits": digits, "minilm": minilm, "timing": timing}[part](args)
 
 
 if __name__ == "__main__":
