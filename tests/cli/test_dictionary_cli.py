@@ -22,7 +22,10 @@ def test_fit_scan_atoms_and_compare(tmp_path):
     assert "explained variance" in r.output and (dic_dir / "dictionary.safetensors").is_file()
     meta = json.loads((dic_dir / "dictionary.json").read_text())
     assert meta["config"]["n_atoms"] == 12 and meta["provenance"]["store"]["layer"] == "l"
-    # again without --overwrite: refused, nothing touched
+    # the same command again: reused; other options without --overwrite: refused, nothing touched
+    same = runner.invoke(app, ["dictionary", str(store.path), "--out", str(dic_dir), "--n-atoms", "12", "--k", "2", "--epochs", "2",
+                               "--batch-size", "128"], env={"COLUMNS": "250"})
+    assert same.exit_code == 0 and "reusing it" in same.output
     again = runner.invoke(app, ["dictionary", str(store.path), "--out", str(dic_dir), "--n-atoms", "12"], env={"COLUMNS": "250"})
     assert again.exit_code == 2 and "already exists" in again.output
 

@@ -100,6 +100,9 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, planted, metho
         fit_dictionary(planted.acts, out=tmp_path / "cut", **kw)
     assert not (tmp_path / "cut").exists() and (tmp_path / "cut.partial" / "checkpoint.safetensors").is_file()
     monkeypatch.setattr(checkpoint_module.Checkpoint, "write", original)
+    # another array of the same shape does not resume this checkpoint
+    other = fit_dictionary(planted.acts[::-1].copy(), out=tmp_path / "other", **kw)
+    assert not np.allclose(other.decoder, whole.decoder)
     resumed = fit_dictionary(planted.acts, out=tmp_path / "cut", **kw)
     assert not (tmp_path / "cut.partial").exists()
     if method == "topk_sae":  # the optimiser's state is checkpointed too: the same numbers

@@ -31,6 +31,8 @@ def dictionary(
     acts = ActivationStore.open(store)
     dic = fit_dictionary(acts, **config.to_dict(), out=out, overwrite=overwrite, progress=True)
     q = dic.quality
+    if dic.reused:
+        console.print(f"{out} already holds this dictionary of this store; reusing it.")
     console.print(f"{dic.method}: {dic.n_atoms} atoms of {dic.n_units} units on {q['n_examples']} examples; explained variance "
                   f"{q['explained_variance']:.3f}, mean L0 {q['mean_l0']:.1f} active atoms per example, {q['dead_atoms']} dead atoms")
     console.print(f"dictionary written to {out} (dictionary.json, dictionary.safetensors); scan its atoms with "

@@ -8,15 +8,19 @@ store and options resumes after the last finished epoch (see ``docs/dictionary.m
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from ..core.arrays import as_matrix
+from ..core.streaming import row_blocks
 from ..errors import ConceptvecError
 from ..progress import progress_bar
-from ..storage.atomic import refuse_existing
+from ..storage.atomic import read_json, refuse_existing
 from ..storage.provenance import environment
 from .blocks import all_blocks, epoch_blocks, rows_per_block
 from .checkpoint import Checkpoint, partial_dir
@@ -30,7 +34,8 @@ def fit_dictionary(store: Any, *, n_atoms: int = 256, method: str = "topk_sae", 
     """Fit a sparse dictionary of the layer in ``store`` (ActivationStore or array (n_examples, n_units)).
 
     Options as :class:`DictionaryConfig`. Only ``block_rows`` rows of A are in memory at a time. With ``out``
-    the dictionary is saved there (and each epoch checkpointed in ``<out>.partial`` for resuming).
+    the dictionary is saved there (and each epoch checkpointed in ``<out>.partial`` for resuming); a dictionary of the
+    same options and store already at ``out`` is read back instead (``reused`` True).
 
     Returns
     -------
@@ -39,14 +44,21 @@ def fit_dictionary(store: Any, *, n_atoms: int = 256, method: str = "topk_sae", 
     config = DictionaryConfig(n_atoms=n_atoms, method=method, k=k, epochs=epochs, batch_size=batch_size,
                               block_rows=block_rows, lr=lr, alpha=alpha, shuffle=shuffle, seed=seed)
     matrix, source = as_matrix(store)
+    rows = rows_per_block(matrix, config.block_rows)
+    fingerprint = json.loads(json.dumps({"config": config.to_dict(), "shape": list(matrix.shape), "source": source,
+                                         # a store is told apart by its id; an array by its contents
+                                         **({} if "store_id" in source else {"sha1": array_digest(matrix, rows=rows)})}, default=str))
     if out is not None:
+        earlier = Path(out) / METADATA_FILE
+        if not overwrite and earlier.is_file() and read_json(earlier).get("provenance", {}).get("fit") == fingerprint:
+            dic = Dictionary.load(out)  # the same fit of the same store is already there: reuse it (stages are idempotent)
+            dic.reused = True
+            return dic
         refuse_existing(out, overwrite=overwrite, what="dictionary", marker=METADATA_FILE,
                         protect=[getattr(store, "path", None)])
-    rows = rows_per_block(matrix, config.block_rows)
     if config.method == "nmf" and float(np.min(np.asarray(matrix[:rows]))) < 0:
         raise ConceptvecError("NMF needs non-negative activations and this layer has negative values; use "
                               "method='topk_sae' or 'dictionary_learning' (--method).")
-    fingerprint = {"config": config.to_dict(), "shape": list(matrix.shape), "source": source}
     checkpoint = Checkpoint(partial_dir(out), fingerprint) if out is not None else None
     if config.method == "topk_sae":
         from .sae import fit_topk_sae
@@ -56,12 +68,20 @@ def fit_dictionary(store: Any, *, n_atoms: int = 256, method: str = "topk_sae", 
         dic = _fit_classical(matrix, config, rows=rows, checkpoint=checkpoint, progress=progress)
         encode = dic.encode
     dic.quality = measure_quality(matrix, dic, encode, rows=rows, shuffle=config.shuffle, seed=config.seed, progress=progress)
-    dic.provenance = {"store": source, **environment()}
+    dic.provenance = {"store": source, "fit": fingerprint, **environment()}
     if out is not None:
         dic.save(out, overwrite=overwrite)
         if checkpoint is not None:
             checkpoint.remove()
     return dic
+
+
+def array_digest(matrix: np.ndarray, *, rows: int) -> str:
+    """SHA-1 of A's values, read in blocks of ``rows``."""
+    h = hashlib.sha1()
+    for _, block in row_blocks(matrix, rows=rows, native=True):
+        h.update(np.ascontiguousarray(block).tobytes())
+    return h.hexdigest()
 
 
 def column_mean(matrix: np.ndarray, *, rows: int, shuffle: bool, seed: int) -> np.ndarray:

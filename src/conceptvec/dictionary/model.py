@@ -66,6 +66,7 @@ class Dictionary:
     encoder_bias: np.ndarray | None = None
     quality: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    reused: bool = field(default=False, repr=False)  # read back from an earlier identical fit (not saved)
 
     @property
     def n_atoms(self) -> int:
