@@ -46,8 +46,8 @@ def fit_dictionary(store: Any, *, n_atoms: int = 256, method: str = "topk_sae", 
     matrix, source = as_matrix(store)
     rows = rows_per_block(matrix, config.block_rows)
     fingerprint = json.loads(json.dumps({"config": config.to_dict(), "shape": list(matrix.shape), "source": source,
-                                         # a store is told apart by its id; an array by its contents
-                                         **({} if "store_id" in source else {"sha1": array_digest(matrix, rows=rows)})}, default=str))
+                                         # a store is told apart by its id; an array saved to out by its contents
+                                         **({} if "store_id" in source or out is None else {"sha1": array_digest(matrix, rows=rows)})}, default=str))
     if out is not None:
         earlier = Path(out) / METADATA_FILE
         if not overwrite and earlier.is_file() and read_json(earlier).get("provenance", {}).get("fit") == fingerprint:
