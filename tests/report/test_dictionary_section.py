@@ -53,3 +53,26 @@ def test_no_dictionary_no_section(tmp_path):
 
     assert run_dictionary(RunDir(tmp_path)) is None
     assert dictionary_section(None, None, None, None, tmp_path, "neuron_3", "assets") is None
+
+
+@pytest.mark.slow
+def test_token_store_works_the_same_with_snippets(tmp_path, tiny_gpt2):
+    """Item 4: a dictionary of a language model's token store, the comparison, and the section shows token snippets."""
+    import torch
+
+    from conftest import SENTENCES
+
+    torch.set_num_threads(1)
+    (tmp_path / "c.txt").write_text("\n".join(SENTENCES * 3) + "\n", encoding="utf-8")
+    run = tmp_path / "run"
+    store = cv.extract(model=f"hf:{tiny_gpt2}", layer="transformer.h.1.mlp.act", data=tmp_path / "c.txt", out=run / "store",
+                       examples="tokens", progress=False)
+    dic = cv.fit_dictionary(store, n_atoms=2 * store.n_units, k=4, epochs=3, batch_size=64, progress=False, out=run / "dictionary")
+    assert dic.quality["n_examples"] == store.n_examples and dic.quality["mean_l0"] <= 4
+    cs = cv.disentangle(store, neuron=3, params=cv.Params(top=30, min_cluster_size=3, distance_threshold="auto"))
+    cs.save(run / "neuron_3")
+    comp = cv.compare_with_dictionary(cs, dic, baseline="random")
+    assert len(comp.matched_atom) == cs.n_concepts and all(-1 <= c <= 1 for c in comp.cosine)
+    index = write_report(run, umap=False)
+    page = (index.parent / "neuron_3.html").read_text()
+    assert "Beside a sparse dictionary" in page and "<mark>" in page
