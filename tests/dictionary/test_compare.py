@@ -82,3 +82,7 @@ def test_whole_scan_table_and_summary(layer, tmp_path):
     import pyarrow.parquet as pq
 
     assert pq.read_table(tmp_path / "s" / "comparison.parquet").num_rows == result.table.num_rows
+    neurons = pq.read_table(tmp_path / "s" / "comparison_neurons.parquet").to_pydict()
+    assert neurons["neuron"] == [int(n) for n in scan.neurons if scan.n_concepts[scan.position(n)] > 0]
+    split = [m for m, c in zip(neurons["all_concepts_match_an_atom"], neurons["concepts"]) if c >= 2]
+    assert all(split) and not any(b for b, c in zip(neurons["baseline_all_match"], neurons["concepts"]) if c >= 2)

@@ -75,7 +75,7 @@ def compare_dictionary(
         console.print(f"{s['neurons']} neurons with concepts, {s['split_neurons']} split; split neurons whose concepts each match an atom "
                       f"at cosine >= {s['level']}: {s['split_all_concepts_match']:.0%}"
                       + (f" (baseline {s['baseline']}: {s['baseline_split_all_concepts_match']:.0%})" if s["baseline"] else ""))
-        console.print(f"concepts matching an atom: {s['concepts_match']:.0%}; written to {out} (comparison.json, comparison.parquet)")
+        console.print(f"concepts matching an atom: {s['concepts_match']:.0%}; written to {out} (comparison.json, comparison.parquet, comparison_neurons.parquet)")
         return
     cs = ConceptSet.load(concepts)
     comp = compare_with_dictionary(cs, dic, baseline=base)

@@ -31,6 +31,7 @@ AGREE = 0.9  # cosine at which a concept and its atom are said to agree (the iss
 N_CANDIDATES = 8  # atoms shown per neuron: the largest code mass on its top examples
 COMPARISON_FILE = "comparison.json"
 TABLE_FILE = "comparison.parquet"
+NEURON_TABLE_FILE = "comparison_neurons.parquet"
 
 
 @dataclass
@@ -187,10 +188,26 @@ class ScanComparison:
     summary: dict[str, Any]
     comparisons: dict[int, DictionaryComparison]
 
+    def neuron_table(self, *, level: float = AGREE) -> pa.Table:
+        """One row per neuron, the columns to read beside the scan's ``neurons.parquet``: neuron, concepts, whether every
+        concept matches an atom at cosine >= ``level`` (and under the baseline), the lowest cosine, the matched atoms."""
+        rows = sorted(self.comparisons.items())
+        return pa.table({
+            "neuron": pa.array([n for n, _ in rows], pa.int64()),
+            "concepts": pa.array([c.n_concepts for _, c in rows], pa.int64()),
+            "all_concepts_match_an_atom": pa.array([bool(c.agrees(level=level).all()) for _, c in rows], pa.bool_()),
+            "baseline_all_match": pa.array([bool(np.all(np.asarray(c.baseline["cosine"]) >= level)) if c.baseline else None
+                                            for _, c in rows], pa.bool_()),
+            "min_cosine": pa.array([float(np.nanmin(c.cosine)) for _, c in rows], pa.float64()),
+            "atoms": pa.array([c.matched_atom for _, c in rows], pa.list_(pa.int64())),
+        })
+
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """``comparison.json`` (summary and per-neuron comparisons) and ``comparison.parquet`` (the table)."""
+        """``comparison.json`` (summary and per-neuron comparisons), ``comparison.parquet`` (one row per concept) and
+        ``comparison_neurons.parquet`` (one row per neuron)."""
         with atomic_directory(path, overwrite=overwrite, what="dictionary comparison", marker=COMPARISON_FILE) as tmp:
             pq.write_table(self.table, tmp / TABLE_FILE)
+            pq.write_table(self.neuron_table(level=self.summary["level"]), tmp / NEURON_TABLE_FILE)
             write_json(tmp / COMPARISON_FILE, {"format": "conceptvec.ScanDictionaryComparison/1", "summary": self.summary,
                                                "neurons": {str(n): c.to_dict() for n, c in self.comparisons.items()}})
         return Path(path)
