@@ -38,7 +38,7 @@ from ..progress import progress_bar
 from ..storage.atomic import output_path, read_json, refuse_existing, writer_lock
 from ..storage.provenance import environment
 from ..storage.store import ActivationStore
-from .directions import fingerprint_directions, resolve_directions
+from .directions import dictionary_directions, fingerprint_directions, resolve_directions
 from .engine import BATCH, BatchResult, BatchTask, Engine, make_engine
 from .result import SCAN_FILE, ScanResult
 from .resume import ScanPartial, scan_call
@@ -147,9 +147,11 @@ def scan_layer(
         )
     stability = whole_number("stability", stability, 0, MAX_STABILITY, why="each run clusters every neuron again; 20 to 100 runs tell which concepts come back")
     runner = make_engine(engine, workers=workers, ray_address=ray_address)
-    if isinstance(directions, str) and directions not in ("neurons",) and not directions.startswith("svd") and not Path(directions).exists():
+    if isinstance(directions, str) and directions.startswith("dictionary:"):
+        dictionary_directions(directions, n_units)  # checked now: a missing dictionary is refused before any work
+    elif isinstance(directions, str) and directions not in ("neurons",) and not directions.startswith("svd") and not Path(directions).exists():
         raise ConceptvecError(
-            f"directions {directions!r} is not 'neurons', 'svd:K', or an existing .npy / .safetensors file."
+            f"directions {directions!r} is not 'neurons', 'svd:K', 'dictionary:DIR', or an existing .npy / .safetensors file."
         )
 
     if neurons is not None:
