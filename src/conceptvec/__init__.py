@@ -31,6 +31,7 @@ from .extraction.config import ExtractConfig
 from .extraction.pipeline import extract
 from .scan import ScanResult, scan_layer
 from .scan.shared import SharedConcepts, shared_concepts
+from .report.atlas import write_atlas
 from .storage.causal_effects import CausalEffects
 from .storage.conceptset import ConceptSet
 from .storage.rundir import RunDir
@@ -87,5 +88,5 @@ __all__ = [
     "feature_visualisation", "fleiss_kappa", "intervene", "intra_inter_distances", "layer_mean", "layer_thresholds",
     "live_units", "load_model", "make_study", "maximally_projecting", "member_cosines", "most_similar", "project",
     "read_labels", "register_engine", "scan_layer", "score_study", "shared_concepts", "threshold_sweep", "top_k_desc", "unit_vectors", "unsplit_direction",
-    "wilson_interval",
+    "wilson_interval", "write_atlas",
 ]
