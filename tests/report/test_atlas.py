@@ -149,3 +149,18 @@ def test_atlas_in_chromium(atlas):
         assert page.evaluate("document.body.dataset.pwned") is None and page.locator("img[src=x]").count() == 0
         browser.close()
     assert errors == [] and elsewhere == []
+
+
+def test_atlas_command(atlas, tmp_path):
+    from typer.testing import CliRunner
+
+    from conceptvec.cli import app
+
+    root, *_ = atlas
+    runner = CliRunner()
+    result = runner.invoke(app, ["atlas", str(root / "scan"), "--out", str(tmp_path / "a"), "--map", "pca"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "atlas written to" in result.output and (tmp_path / "a" / "index.html").is_file()
+    result = runner.invoke(app, ["atlas", str(root), "--out", str(tmp_path / "b"), "--map", "tsne"], env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "map method must be one of auto, umap, pca" in result.output
+    assert not (tmp_path / "b").exists()

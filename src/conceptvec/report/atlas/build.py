@@ -37,7 +37,7 @@ from ...storage.store import ActivationStore
 from ..examples import Examples, examples_for_store
 from ..pages import describe, scan_page
 from ..figures.tree import cut_height
-from .layout import concept_map
+from .layout import MAP_METHODS, concept_map
 from .thumbs import Thumbs
 
 ATLAS_FILE = "atlas.json"
@@ -54,7 +54,7 @@ def neuron_file(pos: int) -> str:
 
 
 def write_atlas(run_or_scan: str | os.PathLike | ScanResult, *, out: str | os.PathLike | None = None,
-                examples: Examples | None = None, shared: bool = True, map_method: str = "auto",
+                examples: Examples | None = None, shared: bool | SharedConcepts = True, map_method: str = "auto",
                 overwrite: bool = True, progress: bool = True, seed: int = 0) -> Path:
     """Write the atlas of a scanned layer and return the path of its ``index.html``.
 
@@ -68,9 +68,9 @@ def write_atlas(run_or_scan: str | os.PathLike | ScanResult, *, out: str | os.Pa
         holds ``atlas.json``) is replaced as a whole, atomically; any other folder is refused.
     examples : Examples, optional
         How examples are shown; default chosen from the store's data kind (images, text).
-    shared : bool
+    shared : bool or SharedConcepts
         Find shared concepts (``cv.shared_concepts``) for the shared view and each concept's neighbours; taken from
-        the scan folder when they were saved there.
+        the scan folder when they were saved there, or given (e.g. with other settings).
     map_method : {"auto", "umap", "pca"}
         How the map of concept vectors is laid out: UMAP (umap-learn) or the first two principal components;
         ``auto`` is UMAP up to 50,000 concepts.
@@ -80,6 +80,8 @@ def write_atlas(run_or_scan: str | os.PathLike | ScanResult, *, out: str | os.Pa
     seed : int
         Seed of the map's layout and of the shared concepts' baseline.
     """
+    if map_method not in MAP_METHODS:  # before any work
+        raise ConceptvecError(f"map method must be one of {', '.join(MAP_METHODS)}, got {map_method!r}.")
     scan, scan_dir, run = _open(run_or_scan)
     if scan.store_path is None or not Path(scan.store_path).exists():
         raise ConceptvecError(f"the scan's store ({scan.store_path}) is not at hand; the atlas shows its examples. "
@@ -121,7 +123,13 @@ def _open(run_or_scan: Any) -> tuple[ScanResult, Path | None, RunDir | None]:
     return ScanResult.load(run.scan), run.scan, run
 
 
-def _shared(scan: ScanResult, scan_dir: Path | None, *, shared: bool, progress: bool, seed: int) -> SharedConcepts | None:
+def _shared(scan: ScanResult, scan_dir: Path | None, *, shared: bool | SharedConcepts, progress: bool,
+            seed: int) -> SharedConcepts | None:
+    if isinstance(shared, SharedConcepts):
+        if len(shared.group) != len(scan.concept_vectors):
+            raise ConceptvecError(f"the shared concepts given are of {len(shared.group)} concepts, the scan has "
+                                  f"{len(scan.concept_vectors)}; make them with cv.shared_concepts(scan).")
+        return shared
     if not shared:
         return None
     if scan_dir is not None:

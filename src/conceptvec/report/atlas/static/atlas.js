@@ -28,6 +28,7 @@
   // -- examples: a sprite tile, a shaded snippet, or a caption (report/atlas/thumbs.py) --
   function tile(ref, title) {
     var T = O.thumbs;
+    if (typeof ref === "string") return el("span", { cls: "caption", text: ref, title: title || "" });
     if (T.kind === "image") {
       var s = T.side;
       return el("span", { cls: "tile", title: title || "", style: "width:" + s + "px;height:" + s + "px;background-image:url(" +
@@ -42,7 +43,7 @@
       });
       return box;
     }
-    return el("span", { cls: "caption", text: ref, title: title || "" });
+    return el("span", { cls: "caption", text: String(ref), title: title || "" });
   }
 
   // -- loading a neuron's file --
@@ -96,7 +97,7 @@
     var head = el("div", { cls: "thead" });
     var cols = COLS.filter(function (c) { return c[0] !== "agreement" || O.rows.agreement.some(function (v) { return v != null; }); })
       .filter(function (c) { return c[0] !== "shared" || O.shared; });
-    var template = cols.map(function (c) { return c[0] === "strip" ? (O.thumbs.kind === "image" ? (8 * (O.thumbs.side + 4)) + "px" : "380px") : c[2]; }).join(" ");
+    var template = cols.map(function (c) { return c[0] === "strip" ? (O.thumbs.kind === "image" ? (8 * (O.thumbs.side + 4)) + "px" : "500px") : c[2]; }).join(" ");
     cols.forEach(function (c) {
       var h = el("div", { text: c[1], "data-col": c[0], title: c[0] === "strip" ? "" : "sort by " + c[1] });
       if (c[0] === state.key) h.dataset.dir = state.dir;
@@ -119,7 +120,7 @@
         var i = order[k], r = el("div", { cls: "row" + (k === state.sel ? " sel" : "") + (R.live[i] ? "" : " dead"), "data-neuron": R.neuron[i], style: "top:" + k * ROW + "px" });
         cols.forEach(function (c) {
           var v = R[c[0]][i], cell;
-          if (c[0] === "strip") { cell = el("div", { cls: "strip" }); v.forEach(function (ref) { cell.appendChild(tile(ref)); }); }
+          if (c[0] === "strip") { cell = el("div", { cls: "strip" }); v.slice(0, O.thumbs.kind === "image" ? v.length : 3).forEach(function (ref) { cell.appendChild(tile(ref)); }); }
           else if (c[0] === "neuron") cell = el("div", {}, [link("#n/" + i, String(v))]);
           else if (c[0] === "live") cell = el("div", { text: v ? "yes" : "no" });
           else cell = el("div", { text: fmt(v, 2), title: c[0] === "labels" ? v : "" });
@@ -428,6 +429,7 @@
     O.rows.concepts.forEach(function (k) { offsets.push(offsets[offsets.length - 1] + k); });
     window.addEventListener("hashchange", route);
     route();
+    A.readyAt = performance.now();  // ms since navigation began
     document.body.dataset.ready = "1";
   }
   document.addEventListener("DOMContentLoaded", start);
