@@ -35,7 +35,7 @@ def concept_map(vectors: np.ndarray, *, method: str = "auto", seed: int = 0) -> 
     if use_umap and n >= 15:
         import umap  # umap-learn, a dependency of conceptvec; imported here only (it loads numba)
 
-        xy = umap.UMAP(n_components=2, metric="cosine", random_state=seed, n_neighbors=min(15, n - 1)).fit_transform(xy)
+        xy = umap.UMAP(n_components=2, metric="cosine", random_state=seed, n_neighbors=min(15, n - 1), n_jobs=1).fit_transform(xy)
         name = f"UMAP (cosine, on {k} principal components, seed {seed})"
     if xy.shape[1] < 2:
         xy = np.column_stack([xy, np.zeros((n, 2 - xy.shape[1]))])

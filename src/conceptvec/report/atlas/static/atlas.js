@@ -63,8 +63,8 @@
   }
 
   // -- the neurons: a table that draws only the rows in view, so 10,000 rows sort and filter at once --
-  var COLS = [["neuron", "neuron", "70px"], ["concepts", "concepts", "74px"], ["C", "C", "44px"], ["live", "live", "44px"],
-    ["agreement", "stability", "74px"], ["shared", "shared", "60px"], ["outliers", "outliers", "64px"], ["labels", "commonest label per concept", "1fr"],
+  var COLS = [["neuron", "neuron", "84px"], ["concepts", "concepts", "98px"], ["C", "C", "50px"], ["live", "live", "54px"],
+    ["agreement", "stability", "90px"], ["shared", "shared", "76px"], ["outliers", "outliers", "84px"], ["labels", "commonest label per concept", "1fr"],
     ["strip", "top examples", "auto"]];
   function rowsMatching() {
     var R = O.rows, n = R.neuron.length, out = [], q = state.query.trim().toLowerCase(), lab = state.label.trim().toLowerCase();
@@ -315,16 +315,16 @@
     function share(h) { var s = 0, q, o = {}; for (q in h) s += h[q]; for (q in h) o[q] = s ? h[q] / s : 0; return o; }
     var so = share(ours), sa = authors ? share(authors) : null, W = 60, H = 180, top = 0;
     xs.forEach(function (x) { top = Math.max(top, so[x] || 0, sa ? sa[x] || 0 : 0); });
-    svg.setAttribute("width", xs.length * W + 40); svg.setAttribute("height", H + 40); svg.setAttribute("class", "bars");
+    svg.setAttribute("width", xs.length * W + 40); svg.setAttribute("height", H + 50); svg.setAttribute("class", "bars");
     function add(tag, at, text) { var e = document.createElementNS(NS, tag); for (var a in at) e.setAttribute(a, at[a]); if (text != null) e.textContent = text; svg.appendChild(e); return e; }
     xs.forEach(function (x, i) {
       var series = sa ? [["ours", so, ours], ["authors", sa, authors]] : [["ours", so, ours]], w = sa ? 22 : 40;
       series.forEach(function (s, k) {
         var h = (s[1][x] || 0) / (top || 1) * H, x0 = 20 + i * W + k * w;
-        add("rect", { "class": s[0], x: x0, y: H - h + 10, width: w - 2, height: h });
-        add("text", { x: x0, y: H - h + 6 }, String(s[2][x] || 0));
+        add("rect", { "class": s[0], x: x0, y: H - h + 20, width: w - 2, height: h });
+        add("text", { x: x0, y: H - h + 16 }, String(s[2][x] || 0));
       });
-      add("text", { x: 20 + i * W + 14, y: H + 26 }, String(x));
+      add("text", { x: 20 + i * W + 14, y: H + 38 }, String(x));
     });
     return svg;
   }
@@ -351,7 +351,7 @@
       for (var i = 0; i < n; i++) {
         var p = px(i);
         ctx.fillStyle = select.value === "label" ? hue(M.label[i] || "") : hue("n" + O.rows.neuron[M.pos[i]]);
-        ctx.fillRect(p[0] - 2, p[1] - 2, 4, 4);
+        ctx.fillRect(p[0] - 2.5, p[1] - 2.5, 5, 5);
       }
     }
     function nearest(e) {
