@@ -3,7 +3,10 @@ page, a concept page and the shared concepts, with no network request and no con
 
 import json
 import re
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from threading import Thread
 
 import numpy as np
 import pytest
@@ -18,6 +21,11 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 HOSTILE = '<img src=x onerror="document.body.dataset.pwned=1">'
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Debian's chromium is not installed at {CHROMIUM}")
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
 
 
 def read_data(path):
@@ -147,8 +155,18 @@ def test_atlas_in_chromium(atlas):
         titles = page.eval_on_selector_all(".ex", "es => es.map(e => e.title)")
         assert sum(t.startswith(f"d0 · {HOSTILE}") for t in titles) == 1
         assert page.evaluate("document.body.dataset.pwned") is None and page.locator("img[src=x]").count() == 0
+        assert errors == [] and elsewhere == []
+        # equally through a plain HTTP server
+        server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(index.parent)))
+        Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            page.goto(f"http://127.0.0.1:{server.server_port}/index.html#n/3")
+            page.wait_for_selector("body[data-view='neuron:3']")
+            assert page.locator("#concepts tr").count() == scan.n_concepts[3] + 1
+        finally:
+            server.shutdown()
         browser.close()
-    assert errors == [] and elsewhere == []
+    assert errors == []
 
 
 def test_atlas_command(atlas, tmp_path):
