@@ -84,6 +84,8 @@ def test_atlas_refuses_other_folders_and_needs_a_scan(atlas, tmp_path):
     assert (tmp_path / "mine.txt").read_text() == "keep"
     with pytest.raises(ConceptvecError, match="conceptvec scan"):
         cv.write_atlas(tmp_path, progress=False)
+    with pytest.raises(ConceptvecError, match="give out="):
+        cv.write_atlas(cv.ScanResult.load(root / "scan"), progress=False)
 
 
 @needs_chromium
