@@ -117,7 +117,7 @@ def null_directions(n: int, mean: np.ndarray, factor: np.ndarray, rng: np.random
 def covariance_factor(cov: np.ndarray) -> np.ndarray:
     """F with F.T @ F = cov (symmetric, positive semi-definite, (n_units, n_units)), shape (n_units, n_units)."""
     w, u = np.linalg.eigh(np.asarray(cov, dtype=np.float64))
-    return (u * np.sqrt(np.clip(w, 0.0, None))).T
+    return np.asarray((u * np.sqrt(np.clip(w, 0.0, None))).T)
 
 
 def cross_owner_sample(vectors: np.ndarray, owner: np.ndarray, rng: np.random.Generator, *, size: int = SAMPLE) -> np.ndarray:
@@ -126,7 +126,7 @@ def cross_owner_sample(vectors: np.ndarray, owner: np.ndarray, rng: np.random.Ge
     if n * (n - 1) // 2 <= size:
         c = vectors @ vectors.T
         i, j = np.triu_indices(n, k=1)
-        return c[i, j][owner[i] != owner[j]]
+        return np.asarray(c[i, j][owner[i] != owner[j]])
     i = rng.integers(0, n, size=2 * size)
     j = rng.integers(0, n, size=2 * size)
     keep = owner[i] != owner[j]
@@ -157,7 +157,7 @@ def groups_of(n: int, links: np.ndarray) -> np.ndarray:
     order = kept[np.lexsort((first, -sizes[kept]))]  # largest first, ties by their first item
     rename = np.full(len(sizes), -1)
     rename[order] = np.arange(len(order))
-    return rename[component]
+    return np.asarray(rename[component])
 
 
 def shared_groups(vectors: np.ndarray, owner: np.ndarray, *, significance: float = 0.05, null_draws: int = 10,
