@@ -37,6 +37,7 @@ from .extraction.pipeline import extract
 from .featureviz.params import FeatureVizParams
 from .scan import ScanResult, scan_layer
 from .scan.shared import SharedConcepts, shared_concepts
+from .report.atlas import write_atlas
 from .storage.causal_effects import CausalEffects
 from .storage.conceptset import ConceptSet
 from .storage.rundir import RunDir
@@ -150,5 +151,6 @@ __all__ = [
     "unit_vectors",
     "unsplit_direction",
     "wilson_interval",
+    "write_atlas",
     "write_report",
 ]

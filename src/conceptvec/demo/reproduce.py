@@ -27,6 +27,7 @@ import numpy as np
 
 from ..scan.disentangle import disentangle
 from ..core.params import Params
+from ..core.reference import PAPER_HISTOGRAM
 from ..errors import ConceptvecError
 from ..storage.atomic import read_json, write_json
 from ..storage.conceptset import ConceptSet
@@ -40,7 +41,6 @@ SIZE = 299
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 EVERY = 10
 NEURONS = (35, 16, 1)
-PAPER_HISTOGRAM = {0: 15, 1: 491, 2: 991, 3: 456, 4: 85, 5: 9, 6: 1}  # concepts per neuron, their layer scan
 PAPER = {
     35: "3 clusters and 2 concepts, after a cluster of 3 net-like images is removed; 52 examples kept",
     16: "1 concept",

@@ -72,6 +72,7 @@ class TextDemoResult:
     mixing: list[dict[str, Any]]
     control: dict[str, Any]
     report: Path | None
+    atlas: Path | None = None  # the layer atlas of the scan of every unit (with the report)
 
 
 def minilm_folder() -> Path:
@@ -207,18 +208,23 @@ def run_text_demo(out: str | os.PathLike[str] = "conceptvec-text-demo", *, seed:
         cs.save(run.neuron(neuron), overwrite=True)
         control = {"neurons": control_summary(mixing, params), "random_directions": {
             "n_directions": RANDOM_DIRECTIONS, **control_summary(random_mixing, params)}}
-        report_path = None
+        report_path = atlas_path = None
         if report:
+            from ..report.atlas import write_atlas
             from ..report.html import write_report
+            from ..scan.layer import scan_layer
 
+            # every unit of the layer scanned with the demo's parameters, for the report's layer table and the atlas
+            scan_layer(store, params=params, out=run.scan, workers=1, progress=progress)
             report_path = write_report(run.path, neurons=[neuron], umap=False)
+            atlas_path = write_atlas(run.path, progress=progress, seed=seed)
         write_json(run.path / TEXT_DEMO_FILE, {
             "status": "complete", "seed": seed, "threshold_setting": thresholds, "python": sys.version.split()[0],
             "modules": list(MODULES), "n_sentences": len(sentences), "model": store.metadata["model"], "layer": LAYER,
             "params": params.to_dict(), "thresholds": rule, "neuron": neuron, "chosen_because": cs.provenance["chosen_because"],
             "mixing_neurons": mixing, "control": control, **environment(),
         })
-    return TextDemoResult(run.path, store, cs, neuron, params, mixing, control, report_path)
+    return TextDemoResult(run.path, store, cs, neuron, params, mixing, control, report_path, atlas_path)
 
 
 def control_summary(mixing: list[dict[str, Any]], params: Params) -> dict[str, Any]:
