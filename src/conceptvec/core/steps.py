@@ -91,7 +91,7 @@ def cluster_top(x: np.ndarray, params: Params, *, n_clusters: int | None = None,
         raise ConceptvecError(f"features has {len(source)} rows for {len(x)} top examples; give one row per top example.")
     clustered = unit_rows(source) if params.auto_distance else source
     z = ward_linkage(clustered)
-    split_tests = None
+    split_tests: list[dict[str, Any]] | None = None
     if n_clusters is not None:
         n_agglomerative, split_tests = int(n_clusters), []
     elif params.auto_distance:
