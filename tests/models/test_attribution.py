@@ -37,6 +37,14 @@ def test_attribution_is_gradient_times_input_summed_over_positions():
         cv.LayerAttribution(model, layer="1", below="nope", inputs=lambda idx: x)
 
 
+def test_a_below_the_layer_does_not_depend_on_is_named():
+    model = two_paths_model()
+    x = torch.rand(3, 6, 2, 2)
+    backwards = cv.LayerAttribution(model, layer="0", below="1", inputs=lambda idx: x[torch.as_tensor(idx)])
+    with pytest.raises(cv.ConceptvecError, match="below='1' does not feed layer='0'"):
+        backwards(np.arange(3), np.ones(6))
+
+
 def test_two_inputs_that_excite_one_neuron_come_apart_only_by_attribution():
     # 120 examples excite unit 0 through channel 0, 120 through channel 1: the layer's activations are alike, the
     # reasons differ. Background examples stay weak.

@@ -90,6 +90,9 @@ class LayerAttribution:
             for h in handles:
                 h.remove()
         h = got["below"]
+        if h.grad is None:  # backward never reached it: below is not on the way to layer
+            raise ConceptvecError(f"below={self.below_name!r} does not feed layer={self.layer_name!r} in {self.name} "
+                                  "(no gradient reaches it); give a module the layer is computed from as below=.")
         contribution = (h.grad * h).detach()
         if mask is not None:
             return (contribution * mask.to(h.dtype).unsqueeze(-1)).sum(dim=1).numpy()
