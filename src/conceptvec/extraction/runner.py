@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import ConceptvecError
 from ..progress import progress_bar
 from ..sources.images import ImageFiles, count_transparent, image_files, open_image, sample_per_class
-from ..models.hooks import layer_runner
+from ..models.hooks import layer_runner, layers_runner
 from ..models.layers import LoadedModel
 
 
@@ -76,7 +76,7 @@ def collate(batch):
 
 
 def run_chunks(module, layer, pool, dataset, todo, writer, n, finished, dev, batch_size, workers, use_autocast, channels_last, progress,
-               *, device_batches=None, autocast_dtype: str = "float16"):
+               *, device_batches=None, autocast_dtype: str = "float16", layer_widths: list[int] | None = None):
     """Pool ``layer`` over the chunks ``todo`` ((index, start, stop) of example rows) and write each complete chunk.
 
     ``device_batches`` (``gpu.DeviceBatches``) replaces ``dataset``: files read as bytes, decoded and preprocessed on
@@ -99,8 +99,12 @@ def run_chunks(module, layer, pool, dataset, todo, writer, n, finished, dev, bat
     index, start, stop = next(pending, (None, 0, 0))
     pooled: list[torch.Tensor] = []
     skipped: list[int] = []
-    with layer_runner(module, layer, pool) as run, torch.inference_mode(), amp, progress_bar("img", disable=not progress) as bar:
-        task = bar.add_task(f"extract {layer}", total=n, completed=finished)
+    # Several layers: one forward per batch, their pooled outputs side by side (extraction.layers splits them).
+    runner = (layers_runner(module, list(layer), pool, widths=layer_widths) if isinstance(layer, (list, tuple))
+              else layer_runner(module, layer, pool))
+    name = layer if isinstance(layer, str) else ", ".join(layer)
+    with runner as run, torch.inference_mode(), amp, progress_bar("img", disable=not progress) as bar:
+        task = bar.add_task(f"extract {name}", total=n, completed=finished)
         for xs, idx, bad in loader:
             if device_batches is not None:
                 xs, failed = device_batches.inputs(xs, dev, channels_last)
