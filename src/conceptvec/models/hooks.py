@@ -105,6 +105,49 @@ def layer_runner(module: nn.Module, layer: str, pool: str = "avg") -> Iterator[C
         yield lambda x: forward_to_layer(module, x, captured)
 
 
+@contextlib.contextmanager
+def layers_runner(module: nn.Module, layers: list[str], pool: str = "avg", *,
+                  widths: list[int] | None = None) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+    """A function from a batch to the pooled outputs of ``layers`` side by side, shape (N, sum of their units), each
+    taken where the layer first runs, nothing after the last of them computed. ``widths`` is filled with each
+    layer's number of units at the first batch (so the columns can be split again).
+    """
+    if is_script(module):
+        raise ConceptvecError("several layers in one pass need forward hooks, which a TorchScript model does not run; "
+                              "extract one layer at a time (one --layer per run).")
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook_for(name: str) -> Callable[..., None]:
+        def hook(_module, _inputs, output):
+            if name not in captured:  # a module run twice (shared) counts where it first runs, as with one layer
+                captured[name] = pool_output(first_tensor(output).detach().float(), pool)
+            if len(captured) == len(layers):
+                raise StopForward
+        return hook
+
+    handles = [find_layer(module, name).register_forward_hook(hook_for(name)) for name in layers]
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        captured.clear()
+        try:
+            module(x)
+        except StopForward:
+            pass
+        missing = [name for name in layers if name not in captured]
+        if missing:
+            raise ConceptvecError(f"the forward pass finished without reaching {', '.join(missing)}; are they used by forward()?")
+        outs = [captured[name] for name in layers]
+        if widths is not None and not widths:
+            widths.extend(int(o.shape[1]) for o in outs)
+        return torch.cat(outs, dim=1)
+
+    try:
+        yield run
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def resolve_device(device: str) -> torch.device:
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N`` as a torch device; an unavailable GPU is an error."""
     if device == "auto":
