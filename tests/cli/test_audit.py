@@ -315,3 +315,53 @@ def test_a_corpus_line_edited_to_the_same_token_count_is_other_data(tiny_bert, t
                          keep_special_tokens=False, chunk_size=8)
         digests.append(plan.digest())
     assert digests[0] != digests[1]
+
+
+# -- vague messages ------------------------------------------------------------------------------------------------
+def test_a_full_disk_inside_a_library_is_said_as_a_full_disk(store, tmp_path, monkeypatch):
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')
+
+    monkeypatch.setattr("conceptvec.storage.conceptset.save_file", full)
+    code, output = run("disentangle", store.path, "--neuron", "3", *PARAMS, "--out", tmp_path / "cs")
+    one_line_error(code, output, "No space left on device", "free some space")
+    assert "bug" not in output and not (tmp_path / "cs").exists()
+    with pytest.raises(OSError, match="No space left"):  # from Python: the OSError it is, not the library's own type
+        cv.disentangle(store, neuron=3, params=cv.Params(top=60)).save(tmp_path / "cs")
+
+
+def test_causal_effects_bad_data_and_targets_are_one_line(tmp_path):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(24, 24), nn.ReLU(), nn.Linear(24, 3)).eval()
+    data = torch.as_tensor(ACTS, dtype=torch.float32)
+    cs = cv.disentangle(ACTS, neuron=3, params=cv.Params(top=60))
+    cases = [
+        (dict(data=None), "data must hold the model's inputs"),
+        (dict(data=data, targets=np.full(len(data), 0.5)), "whole class indices"),
+        (dict(data=data, targets=np.full(len(data), -1)), "class indices from 0"),
+        (dict(data=data, targets=np.full(len(data), 7)), "the model gives 3 logits"),
+        (dict(data=data, alphas=[1e308]), "alphas must be finite and at most"),
+        (dict(data=data, alphas=["strong"]), "alphas must be numbers"),
+    ]
+    for kwargs, fragment in cases:
+        with pytest.raises(cv.ConceptvecError, match=fragment):
+            cv.causal_effects(model, "1", cs, random_examples=5, n_random=1, progress=False, **kwargs)
+
+
+
+def test_causal_refuses_a_conceptset_of_another_store(tmp_path):
+    from conceptvec.causal.effects import run_causal
+
+    acts, _ = planted()
+    meta = {"model": {"name": "digits"}, "layer": "block3"}
+    other = cv.ActivationStore.create(tmp_path / "other", acts.astype(np.float32), metadata=meta)
+    cv.ActivationStore.create(tmp_path / "run" / "store", (acts * 2).astype(np.float32), metadata=meta)
+    cv.disentangle(other, neuron=3, params=cv.Params(top=60)).save(tmp_path / "run" / "neuron_3")
+    with pytest.raises(cv.ConceptvecError, match="computed from another activation store"):
+        run_causal(tmp_path / "run", neuron=3, device="cpu", progress=False)
+    assert not (tmp_path / "run" / "neuron_3" / "causal").exists()
