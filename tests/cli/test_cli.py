@@ -127,3 +127,14 @@ def test_auto_thresholds_from_the_command_line(tmp_path):
                                 "--outlier-threshold", "15", "--out", str(tmp_path / "y")])
     assert mixed.exit_code == 2 and "use outlier_threshold='auto'" in " ".join(mixed.output.split())
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_scan_repeats_the_warning_of_a_store_with_repeated_rows(tmp_path):
+    acts, _ = planted()
+    acts[300:340] = acts[299]
+    cv.ActivationStore.create(tmp_path / "store", acts, metadata={"model": {"name": "m"}, "layer": "l"})
+    assert cv.ActivationStore.open(tmp_path / "store").metadata["duplicates"]["n_duplicate_rows"] == 40
+    result = runner.invoke(app, ["scan", str(tmp_path / "store"), "--neurons", "0-1", "--top", "60", "--workers", "1",
+                                 "--no-projecting", "--out", str(tmp_path / "scan")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "warning: 40 of 400 rows (10.0%) repeat another row exactly: only 360 distinct rows. 41 share one row (299, 300, 301, 302 ...)" in " ".join(result.output.split())

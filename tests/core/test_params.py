@@ -25,6 +25,15 @@ def test_auto_thresholds_and_their_refusals():
             cv.Params(distance_threshold="auto", significance=bad)
 
 
+def test_thresholds_resolved_to_the_type_each_use_needs():
+    assert cv.Params(distance_threshold=7).fixed_distance == 7.0
+    assert cv.Params(outlier_threshold=3).outlier_rule == 3.0
+    assert cv.Params().outlier_rule == 15.0 and cv.Params(distance_threshold="auto").outlier_rule == "auto"
+    assert cv.Params(outlier_threshold="auto").outlier_rule == "auto"
+    with pytest.raises(cv.ConceptvecError, match="distance_threshold is 'auto'.*give a number"):
+        cv.Params(distance_threshold="auto").fixed_distance
+
+
 def test_auto_outliers_are_beyond_each_clusters_far_out_fence():
     # cluster 0: squared distances 1..8 and 40 (Q3 = 7, IQR = 4, fence 19); cluster 1: all 0.5 (fence 0.5)
     labels = np.array([0] * 9 + [1] * 4)

@@ -60,7 +60,7 @@ def test_pool_output():
     assert pool_output(t, "cls").tolist() == [[0.0, 1.0, 2.0, 3.0]]
     with pytest.raises(cv.ConceptvecError, match="pool='cls' needs"):
         pool_output(x, "cls")
-    with pytest.raises(cv.ConceptvecError, match="pool must be one of avg, max, cls"):
+    with pytest.raises(cv.ConceptvecError, match="unknown pooling 'mean'"):
         pool_output(x, "mean")
 
 
@@ -174,6 +174,7 @@ def _extract_module(root, out, **kw):
     return cv.extract(tiny_cnn(), layer="2", data=root, out=out, transform=TRANSFORM, batch_size=2, progress=False, **kw)
 
 
+@pytest.mark.slow
 def test_killed_extraction_resumes_to_the_same_store(tmp_path):
     import subprocess
     import sys
@@ -306,3 +307,32 @@ def test_ctrl_c_keeps_complete_chunks_and_resumes(tmp_path, capsys):
     resumed = cv.extract(tiny_cnn(), layer="3", data=Interrupting(None), out=tmp_path / "s", batch_size=3, chunk_size=6)
     assert "resuming" in capsys.readouterr().err.replace("\n", " ")
     assert (reference.path / "activations.npy").read_bytes() == (resumed.path / "activations.npy").read_bytes()
+
+
+def test_transparent_icons_are_extracted_as_seen_and_repeated_rows_are_reported(tmp_path, capsys):
+    root = tmp_path / "icons"
+    root.mkdir()
+    for i in range(8):  # eight icons drawn only in alpha (black RGB): one black square each if alpha is dropped
+        a = np.zeros((20, 20), np.uint8)
+        a[: 2 + 2 * i, : 20 - 2 * i] = 255
+        Image.fromarray(np.dstack([np.zeros((20, 20, 3), np.uint8), a]), mode="RGBA").save(root / f"icon_{i}.png")
+    store = cv.extract(tiny_cnn(), layer="2", data=root, out=tmp_path / "white", transform=TRANSFORM, chunk_size=3)
+    assert "8 of 8 images have transparency; composited on white" in capsys.readouterr().err
+    assert store.metadata["data"]["background"] == "white" and store.metadata["data"]["n_transparent"] == 8
+    assert store.metadata["duplicates"]["n_distinct"] == 8 and store.metadata["duplicates"]["n_duplicate_rows"] == 0
+    # another background is another extraction: refused at the same --out, other rows elsewhere
+    with pytest.raises(cv.StoreError, match=r"data\.background: store has 'white', asked 'black'"):
+        _extract_module(root, tmp_path / "white", background="black")
+    black = _extract_module(root, tmp_path / "black", background="black")
+    assert not np.allclose(black.activations, store.activations)
+    # the same eight icons with their alpha dropped: identical rows, said at extraction and recorded
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in sorted(root.iterdir()):
+        Image.open(p).convert("RGB").save(flat / p.name)
+    capsys.readouterr()
+    dup = _extract_module(flat, tmp_path / "dup")
+    err = " ".join(capsys.readouterr().err.split())
+    assert "7 of 8 rows (87.5%) repeat another row exactly: only 1 distinct rows" in err
+    assert "8 share one row (icon_0.png, icon_1.png, icon_2.png, icon_3.png ...)" in err
+    assert dup.metadata["duplicates"]["n_duplicate_rows"] == 7 and dup.metadata["data"]["n_transparent"] == 0

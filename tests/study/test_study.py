@@ -450,6 +450,7 @@ def test_a_key_that_does_not_match_the_study_is_refused(run, study, tmp_path):
         score_study(copy, [])
 
 
+@pytest.mark.slow
 def test_cli_make_and_score(run, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["study", "make", str(run[0] / "scan"), "--neurons", "0-7", "--seed", "0",
@@ -469,6 +470,8 @@ def test_cli_make_and_score(run, tmp_path):
 
 
 # -- the form in a browser -------------------------------------------------------------------------------
+@pytest.mark.browser
+@pytest.mark.slow
 @needs_chromium
 def test_form_in_chromium_exports_answers_that_score_as_expected(study, tmp_path):
     from playwright.sync_api import sync_playwright

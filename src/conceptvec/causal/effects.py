@@ -113,9 +113,10 @@ class Brancher:
     about N / B, so that each forward holds about N rows whichever way it runs.
     """
 
+    pooled: torch.Tensor  # set by each call (and per forward by run's hook): not there before the first
+
     def __init__(self, module, layer, name, dev, share: bool | None):
         self.module, self.layer, self.name, self.dev, self.share = module, layer, name, dev, share
-        self.pooled: torch.Tensor | None = None
 
     def __call__(self, x: torch.Tensor, edits: Edits, task: str) -> tuple[str, torch.Tensor]:
         x = x.to(self.dev)
@@ -346,15 +347,17 @@ def store_inputs(store: Any, loaded: LoadedModel) -> Any:
     if loaded.transform is None:
         raise ConceptvecError(f"model {loaded.name} has no preprocessing of its own to prepare the store's examples; call "
                               f"cv.causal_effects(model, layer, concept_set, data=...) with the prepared inputs.")
+    transform = loaded.transform  # not None (checked above), a name the class below sees narrowed
     data = store.metadata.get("data")
     root = data.get("root") if isinstance(data, dict) else None
+    background = data.get("background") if isinstance(data, dict) else None  # as extraction composited them
 
     class StoreImages(Dataset):
         def __len__(self) -> int:
             return len(sources)
 
         def __getitem__(self, i: int) -> torch.Tensor:
-            return loaded.transform(load_example_image(sources[i], root))
+            return transform(load_example_image(sources[i], root, background))
 
     return StoreImages()
 

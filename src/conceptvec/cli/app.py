@@ -34,7 +34,7 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the method's k-means, and of the training with --retrain.")] = 0,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report.")] = True,
     control: Annotated[bool, typer.Option("--control", help="Also compare with a 10-class control network (shipped, or trained with --retrain).")] = False,
-    text: Annotated[bool, typer.Option("--text", help="The language demo instead: all-MiniLM-L6-v2 over standard-library docstrings (pip install 'conceptvec[text]').")] = False,
+    text: Annotated[bool, typer.Option("--text", help="The language demo instead: all-MiniLM-L6-v2 over standard-library docstrings (pip install 'conceptvec\\[text]').")] = False,
 ) -> None:
     """Offline demo: split a polysemantic neuron of a CNN trained on bundled digits into concept vectors."""
     from ..demo.demo import control_comparison, run_demo

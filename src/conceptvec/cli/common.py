@@ -18,7 +18,7 @@ err_console = Console(stderr=True)
 StoreArg = Annotated[Path, typer.Argument(help="ActivationStore directory (from `conceptvec extract`).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed, recorded with the output.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")]
-EngineOpt = Annotated[str, typer.Option("--engine", help="local (this machine) or ray (a Ray cluster; pip install \"conceptvec[ray]\").")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="local (this machine) or ray (a Ray cluster; pip install \"conceptvec\\[ray]\").")]
 RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join with --engine ray; default RAY_ADDRESS, else a local Ray.")]
 
 
@@ -116,6 +116,6 @@ def concept_table(cs, label_names=None, title: str | None = None) -> Table:
         row.append(f"{cosine_similarity(rows, cs.neuron_direction).mean():.3f}")
         if cs.stability is not None:
             share = cs.stability["reappearance"][j]
-            row.append(f"{share:.0%}" + (" [yellow]unstable[/]" if share < 0.5 else ""))
+            row.append(f"{share:.0%}" + (" [yellow]unstable[/]" if cs.unstable()[j] else ""))
         table.add_row(*row)
     return table

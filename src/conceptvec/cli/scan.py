@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..core.params import Params
@@ -34,7 +35,12 @@ def scan(
     from ..scan.layer import scan_layer
     from ..storage.store import ActivationStore
 
+    from ..storage.duplicates import duplicates_warning
+
     acts = ActivationStore.open(store)
+    repeated = duplicates_warning(acts.metadata.get("duplicates"))
+    if repeated:
+        console.print(f"[yellow]warning:[/] {escape(repeated)}", highlight=False, soft_wrap=True)
     result = scan_layer(acts, params=params, neurons=neurons, workers=workers, directions=directions,
                         projecting=projecting, out=out, overwrite=overwrite, progress=True, engine=engine, ray_address=ray_address,
                         stability=stability)

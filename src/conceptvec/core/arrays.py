@@ -63,9 +63,10 @@ def check_neuron(neuron: Any, n_units: int) -> int:
     """``neuron`` as an int when it is a unit index of a layer with ``n_units`` units."""
     if isinstance(neuron, bool) or not isinstance(neuron, numbers.Integral):
         raise ConceptvecError(f"neuron must be a whole number from 0 to {n_units - 1}, got {neuron!r}.")
-    if not 0 <= neuron < n_units:
+    index = int(neuron)
+    if not 0 <= index < n_units:
         raise ConceptvecError(f"neuron {neuron} is out of range: this layer has {n_units} units, so neuron must be 0 to {n_units - 1}.")
-    return int(neuron)
+    return index
 
 
 def check_finite(values: np.ndarray, what: str, *, rows: np.ndarray | None = None) -> None:

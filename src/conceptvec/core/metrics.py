@@ -27,7 +27,7 @@ def unit_vectors(vectors: np.ndarray) -> np.ndarray:
     if np.any(norms == 0) or not np.all(np.isfinite(norms)):
         bad = np.flatnonzero((norms == 0) | ~np.isfinite(norms)).tolist()
         raise ConceptvecError(f"direction vector(s) {bad} have zero or non-finite norm; give non-zero, finite vectors.")
-    return v / norms[:, None]
+    return np.asarray(v / norms[:, None])  # np.asarray: numpy's stubs type this as Any
 
 
 def project(acts: np.ndarray, vectors: np.ndarray, *, chunk_rows: int | None = None) -> np.ndarray:
@@ -53,7 +53,7 @@ def cosine_similarity(acts: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = proj / norms[:, None]
     cos[norms == 0] = 0.0
-    return cos
+    return np.asarray(cos)  # np.asarray: numpy's stubs type this as Any
 
 
 def layer_mean(acts: np.ndarray, *, chunk_rows: int | None = None) -> np.ndarray:
@@ -67,7 +67,7 @@ def layer_mean(acts: np.ndarray, *, chunk_rows: int | None = None) -> np.ndarray
     for start, block in row_blocks(acts, rows=chunk_rows):
         check_block_finite(block, start)
         total += block.sum(axis=0)
-    return total / acts.shape[0]
+    return np.asarray(total / acts.shape[0])  # np.asarray: numpy's stubs type this as Any
 
 
 def unsplit_direction(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -89,7 +89,7 @@ def unsplit_direction(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     if len(kept) == 0:
         raise ConceptvecError("no top example was kept (every label is -1), so there is no unsplit direction; lower "
                               "min_cluster_size or raise outlier_threshold.")
-    return unit_vectors(kept.mean(axis=0))[0]
+    return np.asarray(unit_vectors(kept.mean(axis=0))[0])  # np.asarray: numpy's stubs type this as Any
 
 
 def member_cosines(x: np.ndarray, labels: np.ndarray, vectors: np.ndarray, *, centre: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -211,7 +211,7 @@ def _stream_top(acts: np.ndarray, score: Callable[[np.ndarray], np.ndarray], k: 
 
 def distance_matrix(acts: np.ndarray) -> np.ndarray:
     """Euclidean distances between all pairs of rows (paper Fig. 4)."""
-    return squareform(pdist(np.asarray(acts, dtype=np.float64), metric="euclidean"))
+    return np.asarray(squareform(pdist(np.asarray(acts, dtype=np.float64), metric="euclidean")))  # SciPy: untyped
 
 
 def intra_inter_distances(acts: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

@@ -100,6 +100,14 @@ def boolean(name: str, value: Any) -> bool:
     return bool(value)
 
 
+def switch(name: str, value: Any) -> bool | None:
+    """The check of an on/off option whose default is decided later (None): True, False or None."""
+    if value is not None and not isinstance(value, (bool, np.bool_)):
+        flag = name.replace("_", "-")
+        raise ConceptvecError(f"{name} must be True, False or None (--{flag}/--no-{flag}), got {value!r}.")
+    return None if value is None else bool(value)
+
+
 def positive_number(name: str, value: Any) -> float:
     """The check of a real-valued option: a finite number > 0."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \

@@ -80,7 +80,7 @@ class Params:
 
     def __post_init__(self) -> None:
         if self.outlier_threshold is None:
-            object.__setattr__(self, "outlier_threshold", AUTO if is_auto(self.distance_threshold) else 15.0)
+            object.__setattr__(self, "outlier_threshold", self.outlier_rule)
         check_fields(self)
         if self.auto_distance and not self.auto_outliers:
             raise ConceptvecError(
@@ -106,11 +106,27 @@ class Params:
     def auto_outliers(self) -> bool:
         return is_auto(self.outlier_threshold)
 
+    @property
+    def fixed_distance(self) -> float:
+        """``distance_threshold`` as a number: the merge height of a fixed threshold (an error under ``'auto'``)."""
+        if isinstance(self.distance_threshold, str):
+            raise ConceptvecError("distance_threshold is 'auto', which decides C by a significance test, not at a merge "
+                                  "height; give a number (the paper: 15) where a fixed threshold is needed.")
+        return self.distance_threshold
+
+    @property
+    def outlier_rule(self) -> float | str:
+        """``outlier_threshold`` resolved: a squared distance or ``'auto'``; left out, ``'auto'`` with
+        ``distance_threshold='auto'`` and 15 otherwise."""
+        if self.outlier_threshold is None:
+            return AUTO if is_auto(self.distance_threshold) else 15.0
+        return self.outlier_threshold
+
     def outliers(self, kmeans_labels: np.ndarray, sq_distances: np.ndarray) -> np.ndarray:
         """Mask of the examples the outlier rule removes; arrays of shape (N,) or (m, N), one neuron a row."""
         sq = np.asarray(sq_distances, dtype=np.float64)
         if not self.auto_outliers or sq.ndim == 1:
-            return outlier_mask(kmeans_labels, sq, self.outlier_threshold)
+            return outlier_mask(kmeans_labels, sq, self.outlier_rule)
         rows = [outlier_mask(lab, row, AUTO) for lab, row in zip(np.asarray(kmeans_labels), sq)]
         return np.stack(rows) if rows else sq.astype(bool)
 

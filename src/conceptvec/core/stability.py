@@ -24,6 +24,7 @@ members does not share that blind spot.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -76,7 +77,7 @@ class Stability:
         """Mask of shape (k,): concepts that reappear in fewer than ``level`` of the runs."""
         return self.reappearance < level
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"reappearance": self.reappearance.tolist(), "mean_jaccard": self.jaccard.mean(axis=0).tolist(),
                 "counts": self.counts.tolist(), "count_agreement": self.count_agreement, "runs": self.runs,
                 "min_jaccard": self.min_jaccard, "seed": self.seed, "resampling": self.resampling}

@@ -33,7 +33,7 @@ REMOVED = -1
 
 def ward_linkage(x: np.ndarray) -> np.ndarray:
     """SciPy linkage matrix (ward, euclidean) of the rows of ``x``: shape (N - 1, 4), heights in column 2."""
-    return linkage(np.asarray(x, dtype=np.float64), method="ward", metric="euclidean")
+    return np.asarray(linkage(np.asarray(x, dtype=np.float64), method="ward", metric="euclidean"))  # SciPy: untyped
 
 
 def n_clusters_at(linkage_matrix: np.ndarray, distance_threshold: float) -> int:
@@ -89,9 +89,9 @@ def cluster_top(x: np.ndarray, params: Params) -> dict[str, Any]:
         n_agglomerative, split_tests = auto_clusters(clustered, z, significance=params.significance,
                                                      min_cluster_size=params.min_cluster_size, seed=params.seed)
     else:
-        n_agglomerative = n_clusters_at(z, params.distance_threshold)
+        n_agglomerative = n_clusters_at(z, params.fixed_distance)
     kmeans_labels, sq = kmeans_step(clustered, n_agglomerative, params)
-    labels, cluster_ids = remove_outliers(kmeans_labels, sq, params.outlier_threshold, params.min_cluster_size)
+    labels, cluster_ids = remove_outliers(kmeans_labels, sq, params.outlier_rule, params.min_cluster_size)
     vectors = concept_means(x, labels, len(cluster_ids))
     return {
         "linkage": z,

@@ -107,7 +107,7 @@ class ThresholdSweep:
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers, as plain JSON values: what the threshold means here, the rule, and the curve."""
-        t = self.params.distance_threshold
+        t = self.params.fixed_distance
         c, k = self.at(t)
         rule_c, _ = self.at(self.rule["distance_threshold"])
         h = self.heights.ravel()
@@ -220,8 +220,8 @@ def threshold_sweep(
     linkages = [ward_linkage(read_rows(matrix, rows[i])) for i in range(len(units))]
     heights = np.stack([z[:, 2] for z in linkages])
     rule_distance = float(np.percentile(heights, distance_percentile))
-    grid = (threshold_grid(heights, (params.distance_threshold, rule_distance), n=n_grid) if thresholds is None
-            else np.unique(np.concatenate([_checked_grid(thresholds), [params.distance_threshold, rule_distance]])))
+    grid = (threshold_grid(heights, (params.fixed_distance, rule_distance), n=n_grid) if thresholds is None
+            else np.unique(np.concatenate([_checked_grid(thresholds), [params.fixed_distance, rule_distance]])))
 
     n_clusters = np.stack([[n_clusters_at(z, t) for t in grid] for z in linkages]).astype(np.int64)
     n_concepts = np.zeros_like(n_clusters)
@@ -237,7 +237,7 @@ def threshold_sweep(
                 if c not in cache:
                     cache[c] = kmeans_step(x, int(c), params)
                 labels, sq = cache[c]
-                n_concepts[i, g] = len(remove_outliers(labels, sq, params.outlier_threshold, params.min_cluster_size)[1])
+                n_concepts[i, g] = len(remove_outliers(labels, sq, params.outlier_rule, params.min_cluster_size)[1])
             at_rule.append(cache[n_clusters_at(linkages[i], rule_distance)])
             found = cluster_top(x, auto_params)
             auto["n_clusters"][i], auto["n_concepts"][i] = found["n_agglomerative"], len(found["kmeans_cluster_ids"])

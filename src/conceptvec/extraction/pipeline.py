@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from rich.console import Console
+from rich.markup import escape
 
 from ..engines.registry import EngineEntry, check_engine
 from ..errors import ConceptvecError, StoreError
 from ..storage.atomic import output_path
+from ..storage.duplicates import duplicates_warning
 from ..storage.store import ActivationStore, StoreWriter, remove_leftovers
 from .config import CHUNK_SIZE, ExtractConfig
 
@@ -33,7 +35,7 @@ def extract(
     *,
     layer: str,
     data: Any,
-    out: str | os.PathLike,
+    out: str | os.PathLike[str],
     config: ExtractConfig | None = None,
     weights: str | None = None,
     key_map: str | Mapping[str, str] | None = None,
@@ -43,7 +45,8 @@ def extract(
     transform_input: bool | None = None,
     per_class: int | None = None,
     seed: int = 0,
-    class_index: str | os.PathLike | None = None,
+    class_index: str | os.PathLike[str] | None = None,
+    background: str = "white",
     batch_size: int = 64,
     workers: int | None = None,
     device: str = "auto",
@@ -86,7 +89,7 @@ def extract(
     out : the store's directory
     config : ExtractConfig, optional
         All options below in one validated object; give either it or the options as keywords.
-    weights, key_map, mean, std, size, transform_input, per_class, seed, class_index, batch_size, workers, device, dtype,
+    weights, key_map, mean, std, size, transform_input, per_class, seed, class_index, background, batch_size, workers, device, dtype,
     pool, autocast, autocast_dtype, decode, channels_last, chunk_size, examples, max_tokens, text_column, label_column,
     keep_special_tokens, batch_tokens : see :class:`ExtractConfig` (the last six for text)
     transform : preprocessing for an nn.Module given with image files (specs bring their own)
@@ -128,7 +131,8 @@ def extract(
         loaded.transform = transform
         loaded.preprocessing = {"transform": repr(transform), "note": "given to extract()"}
     find_layer(loaded.module, layer)
-    data_desc, examples, dataset, preprocessing = prepare_data(loaded, data, per_class, seed, class_index)
+    data_desc, planned, dataset, preprocessing = prepare_data(loaded, data, per_class, seed, class_index,
+                                                               background=c.background)
     decoding = choose_decoding(c.decode, transform=loaded.transform, name=loaded.name, dataset=dataset, dev=dev, engine=engine)
     n = len(dataset)
     use_autocast = bool(autocast and dev.type == "cuda")
@@ -144,6 +148,9 @@ def extract(
     if existing is not None:
         _say(progress, f"{out} is already complete for this model, layer and data; nothing to do.")
         return existing
+    if data_desc.get("n_transparent"):
+        _say(progress, f"{data_desc['n_transparent']} of {n} images have transparency; composited on {data_desc['background']} "
+                       f"(--background).")
 
     metadata.update({
         "device": str(dev), "batch_size": batch_size, "workers": workers, "autocast": use_autocast,
@@ -180,9 +187,9 @@ def extract(
             raise
         skipped = writer.skipped()
         # Unreadable files are listed, not fatal; the store holds the readable ones in data order.
-        metadata["skipped"] = {"count": len(skipped), "sources": [examples["source"][i] for i in skipped]}
-        writer.finish(examples, metadata)
-    return ActivationStore.open(out)
+        metadata["skipped"] = {"count": len(skipped), "sources": [planned["source"][i] for i in skipped]}
+        writer.finish(planned, metadata)
+    return _opened(out, progress)
 
 
 def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, dev, overwrite: bool, progress: bool, *,
@@ -249,7 +256,7 @@ def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, de
         skipped = plan.describe["skipped_rows"]
         metadata["skipped"] = {"count": skipped["count"], "sources": [r["id"] for r in skipped["rows"]]}
         writer.finish(plan.examples, metadata, documents=plan.documents if c.examples == "tokens" else None)
-    return ActivationStore.open(out)
+    return _opened(out, progress)
 
 
 def _config(config: ExtractConfig | None, given: dict[str, Any]) -> ExtractConfig:
@@ -266,6 +273,15 @@ def _config(config: ExtractConfig | None, given: dict[str, Any]) -> ExtractConfi
         raise ConceptvecError(f"give the options either in config= or as keywords, not both (keywords given: {', '.join(clash)}); "
                               f"use config.replace({clash[0]}=...) to change one.")
     return config
+
+
+def _opened(out: Path, progress: bool) -> ActivationStore:
+    """The finished store, after saying when its rows repeat (``storage.duplicates``; warned on stderr even without progress)."""
+    store = ActivationStore.open(out)
+    warning = duplicates_warning(store.metadata.get("duplicates"))
+    if warning:
+        _stderr.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    return store
 
 
 def _say(progress: bool, message: str) -> None:

@@ -17,20 +17,20 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ConceptvecError
 from ..progress import progress_bar
-from ..sources.images import ImageFiles, image_files, open_image, sample_per_class
+from ..sources.images import ImageFiles, count_transparent, image_files, open_image, sample_per_class
 from ..models.hooks import layer_runner
 from ..models.layers import LoadedModel
 
 
 class ImageDataset(Dataset):
-    def __init__(self, files: ImageFiles, transform):
-        self.files, self.transform = files, transform
+    def __init__(self, files: ImageFiles, transform, background: str = "white"):
+        self.files, self.transform, self.background = files, transform, background
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int):
-        image = open_image(self.files.root / self.files.paths[i])
+        image = open_image(self.files.root / self.files.paths[i], self.background)
         if image is None:
             return None, i
         return self.transform(image), i
@@ -143,7 +143,7 @@ def planned_batches(todo, batch_size: int) -> list[list[int]]:
     return [list(range(b, min(b + batch_size, stop))) for _, start, stop in todo for b in range(start, stop, batch_size)]
 
 
-def prepare_data(loaded: LoadedModel, data: Any, per_class: int | None, seed: int, class_index):
+def prepare_data(loaded: LoadedModel, data: Any, per_class: int | None, seed: int, class_index, *, background: str = "white"):
     """(description, planned examples, Dataset yielding (tensor or None, i), preprocessing used)."""
     if isinstance(data, Dataset):
         return prepare_dataset(loaded, data, per_class, seed)
@@ -174,8 +174,10 @@ def prepare_data(loaded: LoadedModel, data: Any, per_class: int | None, seed: in
         "label_name": [files.classes[c] if c >= 0 else "" for c in files.labels],
         "source": list(files.paths),
     }
-    desc = {**files.describe(), "examples_sha256": examples_digest(examples), "files_sha256": files_state_digest(files)}
-    return desc, examples, ImageDataset(files, loaded.transform), loaded.preprocessing
+    # The background changes the rows of transparent images, so it is part of what the store is of.
+    desc = {**files.describe(), "examples_sha256": examples_digest(examples), "files_sha256": files_state_digest(files),
+            "background": background, "n_transparent": count_transparent(files)}
+    return desc, examples, ImageDataset(files, loaded.transform, background), loaded.preprocessing
 
 
 def prepare_dataset(loaded: LoadedModel, data: Dataset, per_class: int | None, seed: int):
@@ -186,7 +188,7 @@ def prepare_dataset(loaded: LoadedModel, data: Dataset, per_class: int | None, s
         if labels is None:
             raise ConceptvecError("per_class needs labels; give the Dataset a .targets attribute (as torchvision datasets have).")
         keep = sample_per_class(labels, per_class, seed)
-    examples = {
+    examples: dict[str, list[Any]] = {
         "id": [f"dataset-{i}" for i in keep],
         "label": [int(labels[i]) if labels is not None else -1 for i in keep],
         "label_name": [str(int(labels[i])) if labels is not None else "" for i in keep],
@@ -224,7 +226,7 @@ def files_state_digest(files: ImageFiles) -> str:
     return h.hexdigest()
 
 
-def examples_digest(examples: dict[str, list]) -> str:
+def examples_digest(examples: dict[str, list[Any]]) -> str:
     # Same folder name, different files: the ids and labels tell a changed dataset apart.
     h = hashlib.sha256()
     for i, label in zip(examples["id"], examples["label"]):

@@ -17,7 +17,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import nn
@@ -158,16 +158,26 @@ def _max_tokens(folder: Path, config: Any, tokenizer: Any) -> int:
         with_limit = json.loads(st.read_text()).get("max_seq_length")
         if isinstance(with_limit, int) and with_limit > 0:
             return with_limit
-    limits = [getattr(config, k, None) for k in ("max_position_embeddings", "n_positions")]
-    limits.append(getattr(tokenizer, "model_max_length", None))
-    limits = [int(v) for v in limits if isinstance(v, int) and 0 < v < 1_000_000]
+    given = [getattr(config, k, None) for k in ("max_position_embeddings", "n_positions")]
+    given.append(getattr(tokenizer, "model_max_length", None))
+    limits = [int(v) for v in given if isinstance(v, int) and 0 < v < 1_000_000]
     return min(limits) if limits else DEFAULT_MAX_TOKENS
 
 
 # -- TransformerLens hook names --------------------------------------------------------------------------
 # For each family: where its blocks are, and the module whose output is the hook's value in the model as
 # Hugging Face runs it (TransformerLens's from_pretrained_no_processing; its default folds and centres weights).
-FAMILIES = {
+class _Family(TypedDict):
+    """Where a model family keeps what TransformerLens hook names refer to (module paths; None: no such module)."""
+
+    blocks: str
+    embed: str
+    pos: str | None
+    first: str
+    hooks: dict[str, str | None]
+
+
+FAMILIES: dict[str, _Family] = {
     "gpt2": {"blocks": "transformer.h", "embed": "transformer.wte", "pos": "transformer.wpe", "first": "transformer.drop",
              "hooks": {"hook_resid_post": "", "hook_attn_out": ".attn", "hook_mlp_out": ".mlp", "mlp.hook_pre": ".mlp.c_fc",
                        "mlp.hook_post": ".mlp.act", "attn.hook_z": None, "hook_resid_mid": None}},

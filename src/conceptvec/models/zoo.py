@@ -126,7 +126,7 @@ def timm_model(name: str, weights: str | None, key_map, overrides: dict[str, Any
     digest = None
     if random_weights(weights):
         loaded = "none (random, torch seed 0)"
-    elif os.path.exists(weights):
+    elif weights is not None and os.path.exists(weights):  # not None: random_weights said so
         digest = files_digest([Path(weights)])
         module.load_state_dict(read_state_dict(weights, module, key_map))
         loaded = str(Path(weights).resolve())

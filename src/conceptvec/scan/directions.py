@@ -56,7 +56,7 @@ def svd_directions(acts: np.ndarray | ActivationStore, k: int, *, top: int = 100
     return unit_vectors(v)
 
 
-def load_directions(path: str | os.PathLike, n_units: int) -> np.ndarray:
+def load_directions(path: str | os.PathLike[str], n_units: int) -> np.ndarray:
     """Direction vectors from a .npy file, a .safetensors file, or a scan / ConceptSet directory.
 
     A safetensors file may hold one tensor, or ``concept_vectors`` (as a scan or ConceptSet writes),

@@ -61,7 +61,7 @@ def disentangle(
         scores = np.asarray(matrix[:, neuron], dtype=np.float64)
         what = f"neuron {neuron}"
         unit_direction = None
-    else:
+    elif direction is not None:  # the check above leaves this the only other case
         if np.ndim(direction) != 1:
             raise ConceptvecError(f"direction must be a vector of length {n_units} (one value per unit), got shape {np.shape(direction)}.")
         unit_direction = unit_vectors(check_directions(direction, n_units))[0]

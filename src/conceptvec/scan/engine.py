@@ -134,6 +134,7 @@ def cluster_batch(task: BatchTask) -> BatchResult:
     params = Params.from_dict(task.params)
     top = task.top_indices
     rows: Any
+    store: np.ndarray | None = None  # the store's memory-mapped activations, when the rows are read from there
     if task.rows is not None:
         rows = task.rows
     elif task.slot is not None:
@@ -143,7 +144,7 @@ def cluster_batch(task: BatchTask) -> BatchResult:
     elif task.npy is not None:
         if task.npy not in _MMAPS:
             _MMAPS[task.npy] = np.load(task.npy, mmap_mode="r", allow_pickle=False)
-        rows = None
+        rows, store = None, _MMAPS[task.npy]
     else:
         raise ConceptvecError("a batch task needs its rows, a shared slot or the store's .npy file.")
     import sklearn
@@ -155,10 +156,10 @@ def cluster_batch(task: BatchTask) -> BatchResult:
     count_agreement: list[float] = []
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
         for i in range(len(top)):
-            if rows is not None:
+            if store is None:
                 x = np.array(rows[i], dtype=np.float64)  # a private C-ordered copy, also of shared rows
             else:
-                x = read_rows(_MMAPS[task.npy], top[i])  # as disentangle reads them
+                x = read_rows(store, top[i])  # as disentangle reads them
             found = cluster_top(x, params)
             for key, value in found.items():
                 if key in out:  # split_tests stay with disentangle's ConceptSet; the scan keeps C

@@ -82,7 +82,7 @@ def scan_layer(
     workers: int | None = None,
     directions: Any = "neurons",
     projecting: bool = True,
-    out: str | os.PathLike | None = None,
+    out: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     progress: bool = True,
     engine: str | Engine = "local",

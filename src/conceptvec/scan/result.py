@@ -278,7 +278,7 @@ class ScanResult:
         return fig
 
     # -- files -------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write the scan to directory ``path`` atomically.
 
         Files: ``scan.json`` (params, provenance, versions, summary), ``concepts.safetensors``
@@ -338,7 +338,7 @@ class ScanResult:
         }
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, acts: np.ndarray | ActivationStore | None = None) -> "ScanResult":
+    def load(cls, path: str | os.PathLike[str], *, acts: np.ndarray | ActivationStore | None = None) -> "ScanResult":
         """Read a scan written by ``save`` or ``scan_layer(out=...)`` (safetensors and JSON; nothing unpickled).
 
         ``acts`` (optional) is the activation matrix, for ``scan[neuron]`` when the store is not
@@ -360,7 +360,9 @@ class ScanResult:
         matrix = as_matrix(acts)[0] if acts is not None else None
         return cls(
             neurons=method["neurons"],
-            **{name: method[name] for name in METHOD_ARRAYS},
+            top_indices=method["top_indices"], top_scores=method["top_scores"], linkage=method["linkage"],
+            n_agglomerative=method["n_agglomerative"], kmeans_labels=method["kmeans_labels"],
+            centroid_sq_distances=method["centroid_sq_distances"], labels=method["labels"],
             concept_vectors=concepts["concept_vectors"],
             concept_offsets=concepts["concept_offsets"],
             kmeans_cluster_ids=concepts["kmeans_cluster_ids"],

@@ -29,7 +29,7 @@ MANIFEST_FILE = ".conceptvec-manifest.json"
 _HASH_BLOCK = 1 << 20
 
 
-def file_sha256(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
     """The sha256 of a file's bytes, read a block at a time (the file may be larger than memory)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -48,7 +48,7 @@ def _walk_files(folder: Path) -> list[str]:
     return sorted(found)
 
 
-def write_manifest(folder: str | os.PathLike, *, what: str, known: dict[str, str] | None = None) -> dict[str, Any]:
+def write_manifest(folder: str | os.PathLike[str], *, what: str, known: dict[str, str] | None = None) -> dict[str, Any]:
     """Record in ``folder/.conceptvec-manifest.json`` every file now in ``folder`` (name, size, sha256) as written by us.
 
     Only what is listed there is ever replaced or deleted by a later ``--overwrite`` (see :func:`check_replaceable`).
@@ -70,7 +70,7 @@ def write_manifest(folder: str | os.PathLike, *, what: str, known: dict[str, str
     return manifest
 
 
-def record_written(folder: str | os.PathLike, *names: str) -> None:
+def record_written(folder: str | os.PathLike[str], *names: str) -> None:
     """Add files a command wrote into its finished output ``folder`` (e.g. a figure written after the output) to its manifest."""
     folder = Path(folder)
     manifest = read_manifest(folder)
@@ -82,7 +82,7 @@ def record_written(folder: str | os.PathLike, *names: str) -> None:
     write_json(folder / MANIFEST_FILE, manifest)
 
 
-def read_manifest(folder: str | os.PathLike) -> dict[str, Any] | None:
+def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The manifest of an output folder, or None when it has none (or one that cannot be read)."""
     path = Path(folder) / MANIFEST_FILE
     if not path.is_file() or path.is_symlink():
@@ -107,7 +107,7 @@ def _nested_outputs(folder: Path) -> list[str]:
     return nested
 
 
-def foreign_files(folder: str | os.PathLike, *, manifest: dict[str, Any] | None = None) -> list[str]:
+def foreign_files(folder: str | os.PathLike[str], *, manifest: dict[str, Any] | None = None) -> list[str]:
     """Files in ``folder`` that its manifest does not list as written by conceptvec with these bytes (sorted).
 
     Without a manifest every file is foreign. A nested output (subfolder with a manifest) is checked by its own.
@@ -137,7 +137,7 @@ def _named(names: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def check_replaceable(target: str | os.PathLike, *, what: str = "output", keep: Iterable[str] = ()) -> None:
+def check_replaceable(target: str | os.PathLike[str], *, what: str = "output", keep: Iterable[str] = ()) -> None:
     """Raise unless every file in the existing folder ``target`` was written by conceptvec as a ``what`` and is unchanged.
 
     The proof is the folder's manifest (:func:`write_manifest`): a marker file alone (``report.json``,
@@ -173,7 +173,7 @@ def check_replaceable(target: str | os.PathLike, *, what: str = "output", keep: 
         )
 
 
-def refuse_inputs(target: Path, protect: Iterable[str | os.PathLike | None]) -> None:
+def refuse_inputs(target: Path, protect: Iterable[str | os.PathLike[str] | None]) -> None:
     """Raise if the output ``target`` is, or holds, one of the command's inputs ``protect``."""
     here = target.resolve()
     for item in protect:
@@ -188,12 +188,12 @@ def refuse_inputs(target: Path, protect: Iterable[str | os.PathLike | None]) -> 
 
 
 def refuse_existing(
-    target: str | os.PathLike,
+    target: str | os.PathLike[str],
     *,
     overwrite: bool = False,
     what: str = "output",
     marker: str | None = None,
-    protect: Iterable[str | os.PathLike | None] = (),
+    protect: Iterable[str | os.PathLike[str] | None] = (),
     keep: Iterable[str] = (),
 ) -> None:
     """Raise unless writing ``target`` can destroy nothing that the caller did not write itself.
@@ -223,12 +223,12 @@ def refuse_existing(
 
 @contextlib.contextmanager
 def atomic_directory(
-    target: str | os.PathLike,
+    target: str | os.PathLike[str],
     *,
     overwrite: bool = False,
     what: str = "output",
     marker: str | None = None,
-    protect: Iterable[str | os.PathLike | None] = (),
+    protect: Iterable[str | os.PathLike[str] | None] = (),
     keep: Iterable[str] = (),
 ) -> Iterator[Path]:
     """Yield a fresh temporary directory that replaces ``target`` only if the block completes.
@@ -280,7 +280,7 @@ def replace_directory(finished: Path, target: Path) -> None:
         os.replace(finished, target)
 
 
-def check_own_folder(folder: str | os.PathLike, *, what: str, ours: Callable[[str], bool]) -> None:
+def check_own_folder(folder: str | os.PathLike[str], *, what: str, ours: Callable[[str], bool]) -> None:
     """Raise, naming them, if ``folder`` (a command's progress folder) holds files the command does not write
     (``ours(relative path)`` is false) or links."""
     folder = Path(folder)
@@ -295,7 +295,7 @@ def check_own_folder(folder: str | os.PathLike, *, what: str, ours: Callable[[st
         )
 
 
-def remove_own_folder(folder: str | os.PathLike, *, what: str, ours: Callable[[str], bool]) -> None:
+def remove_own_folder(folder: str | os.PathLike[str], *, what: str, ours: Callable[[str], bool]) -> None:
     """Delete ``folder`` (a command's progress folder) if every file in it is one the command writes (``ours(relative
     path)``); otherwise raise naming the others, deleting nothing."""
     check_own_folder(folder, what=what, ours=ours)
@@ -303,7 +303,7 @@ def remove_own_folder(folder: str | os.PathLike, *, what: str, ours: Callable[[s
         shutil.rmtree(folder)
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write JSON through a temporary file and an atomic rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -318,7 +318,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         raise
 
 
-def read_json(path: str | os.PathLike, *, fix: str = "restore it, or write that output again") -> Any:
+def read_json(path: str | os.PathLike[str], *, fix: str = "restore it, or write that output again") -> Any:
     """The JSON in ``path``; a file that is not valid UTF-8 JSON raises StoreError naming it and ``fix``."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -331,7 +331,7 @@ LOCK_SIGNATURE = "conceptvec writer lock\n"
 
 
 @contextlib.contextmanager
-def writer_lock(target: str | os.PathLike) -> Iterator[None]:
+def writer_lock(target: str | os.PathLike[str]) -> Iterator[None]:
     """Hold an exclusive lock on writing ``target`` for the block; a second writer is refused at once.
 
     The lock is ``.<name>.lock`` beside ``target`` (flock, released by the system if the process dies);

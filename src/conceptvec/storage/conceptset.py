@@ -119,7 +119,7 @@ class ConceptSet:
         """Example indices of a concept's members, in activation order."""
         if not 0 <= concept < self.n_concepts:
             raise IndexError(f"concept {concept} out of range: this set has {self.n_concepts} concept(s).")
-        return self.top_indices[self.labels == concept]
+        return np.asarray(self.top_indices[self.labels == concept])  # np.asarray: numpy's stubs type this as Any
 
     @property
     def neuron_direction(self) -> np.ndarray:
@@ -167,7 +167,7 @@ class ConceptSet:
         )
 
     # -- files -----------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write the set to directory ``path`` atomically; an existing non-empty one needs ``overwrite``."""
         arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAYS}
         if self.direction is not None:
@@ -187,7 +187,7 @@ class ConceptSet:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ConceptSet":
+    def load(cls, path: str | os.PathLike[str]) -> "ConceptSet":
         """Read a set written by ``save`` (safetensors and JSON only; nothing is unpickled)."""
         path = Path(path)
         meta_file = path / METADATA_FILE

@@ -45,7 +45,7 @@ class RunDir:
     MODEL = "model"
     CONTROL_MODEL = "control-model"
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike[str]):
         object.__setattr__(self, "path", Path(path))
 
     @property

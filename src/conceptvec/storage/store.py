@@ -20,15 +20,16 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .atomic import (check_own_folder, check_replaceable, file_sha256, output_path, read_json, refuse_existing, refuse_inputs, remove_own_folder,
-                     replace_directory, write_json, write_manifest, writer_lock)
+from .duplicates import duplicate_rows
+from .atomic import (check_own_folder, check_replaceable, file_sha256, output_path, read_json, refuse_existing, refuse_inputs,
+                     remove_own_folder, replace_directory, write_json, write_manifest, writer_lock)
 from .chunks import ASSEMBLY_FILE, assemble_activations, assemble_index, assembled_chunks, chunk_name, write_index_chunk
 from .provenance import environment
 from ..errors import StoreError
@@ -44,7 +45,7 @@ CHUNKS_DIR = "chunks"
 PROGRESS_FILE = "progress.json"
 
 
-def partial_path(path: str | os.PathLike) -> Path:
+def partial_path(path: str | os.PathLike[str]) -> Path:
     """Where an unfinished store is written before it is renamed to ``path``."""
     path = Path(path)
     return path.with_name(path.name + ".partial")
@@ -62,7 +63,7 @@ class ActivationStore:
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "ActivationStore":
+    def open(cls, path: str | os.PathLike[str]) -> "ActivationStore":
         """Open a complete store; a missing, partial or foreign directory raises StoreError saying what to do."""
         if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)) or not str(path).strip():
             raise StoreError(f"ActivationStore.open needs the path of a store folder (what `conceptvec extract --out` "
@@ -145,19 +146,19 @@ class ActivationStore:
 
     @property
     def ids(self) -> np.ndarray:
-        return self.examples.column("id").to_numpy(zero_copy_only=False)
+        return np.asarray(self.examples.column("id").to_numpy(zero_copy_only=False))  # pyarrow has no stubs: Any
 
     @property
     def labels(self) -> np.ndarray:
-        return self.examples.column("label").to_numpy()
+        return np.asarray(self.examples.column("label").to_numpy())
 
     @property
     def label_names(self) -> np.ndarray:
-        return self.examples.column("label_name").to_numpy(zero_copy_only=False)
+        return np.asarray(self.examples.column("label_name").to_numpy(zero_copy_only=False))
 
     @property
     def sources(self) -> np.ndarray:
-        return self.examples.column("source").to_numpy(zero_copy_only=False)
+        return np.asarray(self.examples.column("source").to_numpy(zero_copy_only=False))
 
     @property
     def n_examples(self) -> int:
@@ -216,10 +217,10 @@ class ActivationStore:
     @classmethod
     def create(
         cls,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         activations: np.ndarray,
         *,
-        examples: Mapping[str, Sequence] | None = None,
+        examples: Mapping[str, Sequence[Any]] | None = None,
         metadata: Mapping[str, Any] | None = None,
         dtype: str = "float32",
         overwrite: bool = False,
@@ -262,7 +263,7 @@ def index_column(values: Any, kept: np.ndarray | None, name: str) -> pa.Array:
     return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
-def remove_leftovers(path: str | os.PathLike) -> None:
+def remove_leftovers(path: str | os.PathLike[str]) -> None:
     """Remove the chunk files left in a finished store when a run stopped between renaming and cleaning up."""
     shutil.rmtree(Path(path) / CHUNKS_DIR, ignore_errors=True)
     for name in (PROGRESS_FILE, ASSEMBLY_FILE):
@@ -306,12 +307,12 @@ class StoreWriter:
     protect : the extraction's inputs (data folder, weights file); ``path`` may not be or hold one of them
     """
 
-    def __init__(self, path: str | os.PathLike, *, fingerprint: Mapping[str, Any] | None = None, dtype: str = "float32",
-                 overwrite: bool = False, protect: Sequence[str | os.PathLike | None] = ()):
+    def __init__(self, path: str | os.PathLike[str], *, fingerprint: Mapping[str, Any] | None = None, dtype: str = "float32",
+                 overwrite: bool = False, protect: Sequence[str | os.PathLike[str] | None] = ()):
         if dtype not in DTYPES:
             raise StoreError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}.")
         self.path = output_path(path, what="activation store")
-        self._lock = writer_lock(self.path)
+        self._lock: contextlib.AbstractContextManager[None] | None = writer_lock(self.path)
         self._lock.__enter__()  # held until __exit__: a second extraction into the same folder is refused
         try:
             self._prepare(dtype, fingerprint, overwrite, protect)
@@ -320,7 +321,7 @@ class StoreWriter:
             raise
 
     def _prepare(self, dtype: str, fingerprint: Mapping[str, Any] | None, overwrite: bool,
-                 protect: Sequence[str | os.PathLike | None]) -> None:
+                 protect: Sequence[str | os.PathLike[str] | None]) -> None:
         if self.path.exists() and not overwrite:
             raise StoreError(f"{self.path} already exists. Choose another output folder, or pass --overwrite (overwrite=True) "
                              f"to replace the store.")
@@ -409,8 +410,8 @@ class StoreWriter:
         return sorted(i for c in self.completed().values() for i in c["skipped"])
 
     # -- finishing -------------------------------------------------------------------------
-    def finish(self, examples: Mapping[str, Sequence] | None, metadata: Mapping[str, Any] | None, *,
-               documents: Mapping[str, Sequence] | None = None) -> None:
+    def finish(self, examples: Mapping[str, Sequence[Any]] | None, metadata: Mapping[str, Any] | None, *,
+               documents: Mapping[str, Sequence[Any]] | None = None) -> None:
         """Assemble the chunks, write the example index and metadata, and rename ``<path>.partial`` to ``<path>``.
 
         ``examples`` lists every planned example; the skipped ones are left out of the store. Columns beyond
@@ -445,8 +446,11 @@ class StoreWriter:
         content = {name: file_sha256(self.partial / name) for name in (ACTIVATIONS_FILE, EXAMPLES_FILE, DOCUMENTS_FILE)
                    if (self.partial / name).exists()}
         content_sha256 = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+        acts = np.load(self.partial / ACTIVATIONS_FILE, mmap_mode="r", allow_pickle=False)
+        ids = pq.read_table(self.partial / EXAMPLES_FILE, columns=["id"]).column("id").to_pylist()
         meta = {"format": FORMAT, **dict(metadata or {}), "n_examples": n, "n_units": n_units, "dtype": self.dtype,
-                "content_sha256": content_sha256, **environment()}
+                "duplicates": duplicate_rows(acts, ids), "content_sha256": content_sha256, **environment()}
+        del acts
         write_json(self.partial / METADATA_FILE, meta)
         # The finished store lists its files in a manifest: only they are replaced by a later --overwrite.
         shutil.rmtree(self.chunks, ignore_errors=True)
@@ -458,13 +462,13 @@ class StoreWriter:
         replace_directory(self.partial, self.path)
         remove_leftovers(self.path)
 
-    def _write_index(self, examples: Mapping[str, Sequence] | None, n_planned: int, skipped: set[int], n: int) -> None:
+    def _write_index(self, examples: Mapping[str, Sequence[Any]] | None, n_planned: int, skipped: set[int], n: int) -> None:
         examples = dict(examples or {})
         for name, values in examples.items():
             if len(values) != n_planned:
                 raise StoreError(f"examples[{name!r}] has {len(values)} entries, expected one per planned example ({n_planned}).")
         kept = np.setdiff1d(np.arange(n_planned), np.fromiter(skipped, np.int64, len(skipped)))
-        defaults = {"id": lambda: np.arange(n).astype(str), "label": lambda: np.full(n, -1), "label_name": lambda: [""] * n,
+        defaults: dict[str, Callable[[], Any]] = {"id": lambda: np.arange(n).astype(str), "label": lambda: np.full(n, -1), "label_name": lambda: [""] * n,
                     "source": lambda: [""] * n}
         arrays = {k: index_column(examples[k], kept, k) if k in examples else pa.array(make(), type=COLUMN_TYPES[k])
                   for k, make in defaults.items()}
