@@ -365,3 +365,33 @@ def test_causal_refuses_a_conceptset_of_another_store(tmp_path):
     with pytest.raises(cv.ConceptvecError, match="computed from another activation store"):
         run_causal(tmp_path / "run", neuron=3, device="cpu", progress=False)
     assert not (tmp_path / "run" / "neuron_3" / "causal").exists()
+
+
+
+# -- the commands added since the last audit, with inputs out of their range: one line, exit 2 ------------------
+CLI_CASES = [
+    (["thresholds", "{store}", "--neurons", "99999", *PARAMS], "out of bounds"),
+    (["thresholds", "{store}", "--grid", "1", *PARAMS], "from 2 to 1000"),
+    (["thresholds", "{store}", "--neurons", "0", "--distance-threshold", "auto"], "give the fixed one"),
+    (["scan", "{store}", "--engine", "bogus", *PARAMS, "--out", "{tmp}/s"], "unknown engine"),
+    (["scan", "{store}", "--workers", "-3", *PARAMS, "--out", "{tmp}/s"], "workers must be"),
+    (["scan", "{store}", "--directions", "svd:100000", *PARAMS, "--out", "{tmp}/s"], "svd:K needs"),
+    (["scan", "{store}", "--directions", "{store}/metadata.json", *PARAMS, "--out", "{tmp}/s"], ".npy or .safetensors"),
+    (["causal", "{tmp}/nothing", "--neuron", "3"], "no ConceptSet of neuron 3"),
+    (["causal", "{tmp}", "--neuron", "-1"], "whole number >= 0"),
+    (["featureviz", "{tmp}", "--neuron", "3"], "no ConceptSet of neuron 3"),
+    (["reproduce", "--imagenet", "{tmp}/nope", "--weights", "{tmp}/nope.pth", "--out", "{tmp}/r"], "is not a file"),
+    (["demo", "--text", "--retrain", "--out", "{tmp}/d"], "belong to the digits demo"),
+    (["demo", "--epochs", "0", "--retrain", "--out", "{tmp}/d"], "epochs (--epochs) must be >= 1"),
+    (["disentangle", "{store}", "--neuron", "3", "--top", "1000000", "--out", "{tmp}/c"], "larger than the number of examples"),
+    (["report", "{tmp}/nothing"], "does not exist"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CLI_CASES)))
+def test_commands_out_of_range_say_one_line(store, tmp_path, case):
+    args, fragment = CLI_CASES[case]
+    filled = [a.format(store=store.path, tmp=tmp_path) for a in args]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    one_line_error(*run(*filled), fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing was written
