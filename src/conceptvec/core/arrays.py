@@ -40,7 +40,8 @@ def as_matrix(acts: Any) -> tuple[np.ndarray, dict[str, Any]]:
         raise ConceptvecError(f"activations must be numbers, got dtype {acts.dtype}.")
     if acts.dtype.itemsize > 4 and np.issubdtype(acts.dtype, np.floating):
         # Squared distances of values beyond 1e150 overflow float64: the method's numbers would be inf or NaN.
-        largest = float(np.nanmax(np.abs(acts))) if acts.size else 0.0
+        magnitude = np.abs(acts)
+        largest = float(magnitude[np.isfinite(magnitude)].max(initial=0.0))  # NaN and inf are reported, with examples, later
         if largest > MAX_MAGNITUDE:
             raise ConceptvecError(f"activations reach {largest:.3g}, beyond {MAX_MAGNITUDE:g}, where squared distances "
                                   f"overflow; rescale them (e.g. divide by {largest:.3g}) before disentangling.")
