@@ -58,10 +58,12 @@ def test_a_marker_file_alone_does_not_make_a_folder_replaceable(store, tmp_path,
 
 
 @pytest.mark.parametrize("command", ["disentangle", "scan", "thresholds"])
-def test_overwrite_refuses_files_put_into_an_earlier_output_and_names_them(store, tmp_path, command):
+def test_overwrite_replaces_an_earlier_output_and_refuses_files_put_into_it(store, tmp_path, command):
     out = tmp_path / "out"
     assert run(command, store.path, *NEURONS[command], *PARAMS, "--out", out)[0] == 0
     assert read_manifest(out)["files"]  # what it wrote, with digests
+    code, output = run(command, store.path, *NEURONS[command], *PARAMS, "--out", out, "--overwrite")
+    assert code == 0, output  # an unchanged earlier output is replaced
     (out / "notes.md").write_text("mine")
     before = snapshot(out)
     one_line_error(*run(command, store.path, *NEURONS[command], *PARAMS, "--out", out, "--overwrite"), "notes.md",
@@ -74,15 +76,6 @@ def test_overwrite_refuses_files_put_into_an_earlier_output_and_names_them(store
     before = snapshot(out)
     one_line_error(*run(command, store.path, *NEURONS[command], *PARAMS, "--out", out, "--overwrite"), MARKER[command])
     assert snapshot(out) == before
-
-
-@pytest.mark.parametrize("command", ["disentangle", "scan", "thresholds"])
-def test_overwrite_replaces_an_unchanged_earlier_output(store, tmp_path, command):
-    out = tmp_path / "out"
-    assert run(command, store.path, *NEURONS[command], *PARAMS, "--out", out)[0] == 0
-    code, output = run(command, store.path, *NEURONS[command], *PARAMS, "--out", out, "--overwrite")
-    assert code == 0, output
-    assert (out / MARKER[command]).is_file() and read_manifest(out) is not None
 
 
 def test_an_output_of_another_kind_is_not_replaced(store, tmp_path):
@@ -395,3 +388,12 @@ def test_commands_out_of_range_say_one_line(store, tmp_path, case):
     before = sorted(p.name for p in tmp_path.iterdir())
     one_line_error(*run(*filled), fragment)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing was written
+
+
+def test_max_tokens_below_the_special_tokens_is_refused_not_recorded(tiny_bert, corpus, tmp_path):
+    with pytest.raises(cv.ConceptvecError, match=r"--max-tokens 1 leaves no room for text.*adds 2 special.*--max-tokens 3"):
+        cv.extract(model=f"hf:{tiny_bert}", layer="encoder.layer.0", data=corpus, out=tmp_path / "s", max_tokens=1, progress=False)
+    assert not (tmp_path / "s").exists() and not (tmp_path / "s.partial").exists()
+    store = cv.extract(model=f"hf:{tiny_bert}", layer="encoder.layer.0", data=corpus, out=tmp_path / "s", max_tokens=3,
+                       examples="tokens", keep_special_tokens=True, progress=False)
+    assert max(np.bincount(store.examples.column("document").to_numpy())) <= 3  # the limit is applied, not only recorded
