@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import conceptvec as cv
 from conceptvec.cli import app
 from conceptvec.storage.atomic import MANIFEST_FILE, read_manifest
+from conceptvec.storage.store import StoreWriter
 from conftest import planted
 
 runner = CliRunner()
@@ -397,3 +398,13 @@ def test_max_tokens_below_the_special_tokens_is_refused_not_recorded(tiny_bert, 
     store = cv.extract(model=f"hf:{tiny_bert}", layer="encoder.layer.0", data=corpus, out=tmp_path / "s", max_tokens=3,
                        examples="tokens", keep_special_tokens=True, progress=False)
     assert max(np.bincount(store.examples.column("document").to_numpy())) <= 3  # the limit is applied, not only recorded
+
+
+def test_a_partial_store_refusal_names_the_entry_that_differs(tmp_path):
+    long = {"root": "/data/" + "x" * 300, "files_sha256": "a" * 64}
+    with pytest.raises(KeyboardInterrupt):
+        with StoreWriter(tmp_path / "s", fingerprint={"data": long}) as writer:
+            writer.write(0, np.ones((2, 3)))
+            raise KeyboardInterrupt
+    with pytest.raises(cv.StoreError, match=r"data.files_sha256: partial has 'a{64}', asked 'b{64}'"):
+        StoreWriter(tmp_path / "s", fingerprint={"data": {**long, "files_sha256": "b" * 64}})
