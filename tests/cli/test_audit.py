@@ -189,6 +189,8 @@ PYTHON_CASES = {
     "ActivationStore.open(3)": (lambda: cv.ActivationStore.open(3), "path of a store folder"),
     "activations of 1e200": (lambda: cv.disentangle(ACTS * 1e200, neuron=3, params=cv.Params(top=60)), "rescale them"),
     "activations of 1e200, scan": (lambda: cv.scan_layer(ACTS * 1e200, neurons="0-1"), "rescale them"),
+    "a huge neuron range": (lambda: cv.scan_layer(ACTS, neurons="0-100000000000000000000"), "out of bounds"),
+    "a huge neuron": (lambda: cv.disentangle(ACTS, neuron=10**30), "out of range"),
 }
 
 
