@@ -18,8 +18,9 @@ Cases, the same for every representation and criterion:
 - **consistency**: live neurons against the same neuron plus a random perturbation of 10 % of its (standardised)
   norm, and against ``seed=1``: the share getting the same count.
 
-Representations: ``activations`` (the paper's: the top examples' pooled activations of the layer) and
-``attribution`` (gradient x input at the layer below, pooled like the layer: why the direction fires).
+Representations: ``activations`` (the paper's: the top examples' pooled activations of the layer),
+``attribution`` (gradient x input at the layer below, pooled like the layer: why the direction fires) and
+``excitation`` (its positive part on its 5 leading principal components over the top examples, ``core.represent``).
 Criteria: the paper's fixed ``15`` and ``auto``.
 
 Usage: python benchmarks/bench_real.py [--layers text,blocks.5,blocks.6] [--pairs 40] [--triples 20] [--reps activations,attribution]
@@ -44,6 +45,7 @@ from threadpoolctl import threadpool_limits
 
 import conceptvec as cv
 from conceptvec.core.arrays import live_mask
+from conceptvec.core.represent import excitation
 from conceptvec.core.steps import cluster_top
 from conceptvec.core.streaming import top_examples, top_k_desc
 
@@ -109,6 +111,8 @@ def represent(layer: Layer, rep: str, idx: np.ndarray, direction: np.ndarray) ->
         return layer.acts[idx]
     if rep == "attribution":
         return layer.attribution(idx, direction)
+    if rep == "excitation":
+        return excitation(layer.attribution(idx, direction))
     raise ValueError(rep)
 
 
@@ -219,10 +223,42 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
           f"{len(consistency)} neurons for consistency; {time.perf_counter() - t0:.0f} s")
 
 
+def digits_fdr() -> None:
+    """The digits CNN (shipped weights, block3): merged-pair units split against the 10-class control's live units
+    split, for auto per neuron and for auto with the layer's first splits at FDR 0.05 (``Params.fdr``)."""
+    import torch
+
+    from conceptvec.demo.demo import merged_pair_units
+    from conceptvec.models.digits import load_shipped_digits_cnn, preprocess_digits
+    from conceptvec.models.hooks import capture_layer, forward_to_layer
+    from conceptvec.sources.digits import load_digits_images
+
+    images, digits = load_digits_images()
+    x = preprocess_digits(images)
+    print("\ndigits CNN (shipped weights, block3, 1797 examples x 64 units)")
+    print(f"{'rule':<24} {'merged-pair units split':>24} {'control live units split':>24} {'expected false (control)':>24}")
+    auto = CRITERIA["auto"]
+    acts = {}
+    for name, merged in (("merged", True), ("control", False)):
+        model, _, _ = load_shipped_digits_cnn(merged=merged)
+        with capture_layer(model.block3) as captured, torch.inference_mode():
+            acts[name] = forward_to_layer(model, x, captured).numpy().astype(np.float64)
+    pairs = merged_pair_units(acts["merged"], digits, auto)
+    for label, params in (("auto (0.01 per split)", auto), ("auto, FDR 0.05", auto.replace(fdr=0.05)),
+                          ("auto, FDR 0.01", auto.replace(fdr=0.01))):
+        scans = {name: cv.scan_layer(a, params=params, workers=1, progress=False, projecting=False) for name, a in acts.items()}
+        split_pairs = sum(r["split"] and scans["merged"].n_agglomerative[r["neuron"]] > 1 for r in pairs)
+        control = scans["control"]
+        live = control.live
+        print(f"{label:<24} {f'{split_pairs} of {len(pairs)}':>24} "
+              f"{f'{int((control.n_concepts[live] >= 2).sum())} of {int(live.sum())}':>24} "
+              f"{control.layer_error['expected_false_splits']:>24.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--layers", default="text,blocks.5,blocks.6")
-    ap.add_argument("--reps", default="activations,attribution")
+    ap.add_argument("--reps", default="activations,attribution,excitation")
     ap.add_argument("--pairs", type=int, default=40)
     ap.add_argument("--triples", type=int, default=20)
     ap.add_argument("--random", type=int, default=40)
@@ -238,14 +274,12 @@ def main() -> None:
 
     torch.set_num_threads(1)
     with threadpool_limits(1):
-        for name in args.layers.split(","):
+        for name in [n for n in args.layers.split(",") if n]:
             layer = text_layer() if name == "text" else image_layer(name)
             run_layer(layer, reps, n_pairs=args.pairs, n_triples=args.triples, n_random=args.random,
                       n_consistency=args.consistency, max_neurons=args.max_neurons, seed=args.seed)
         if args.digits:
-            from bench_truth import digits_part
-
-            digits_part()
+            digits_fdr()
 
 
 if __name__ == "__main__":

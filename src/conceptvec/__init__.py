@@ -17,6 +17,7 @@ from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 from .scan.disentangle import disentangle
+from .scan.evidence import concept_evidence
 from .core.metrics import (concept_counts, cosine_similarity, distance_matrix, intra_inter_distances, layer_mean,
                            maximally_projecting, member_cosines, most_similar, project, top_k_desc, unit_vectors,
                            unsplit_direction)
@@ -25,6 +26,10 @@ from .core.reference import AUTHORS_REMOVED, authors_procedure
 from .core.stability import concept_stability
 from .core.sweep import threshold_sweep
 from .core.thresholds import layer_thresholds, live_units
+from .dictionary.compare import DictionaryComparison, ScanComparison, compare_scan_with_dictionary, compare_with_dictionary
+from .dictionary.config import DictionaryConfig
+from .dictionary.fit import fit_dictionary
+from .dictionary.model import Dictionary
 from .engines.registry import ENGINES, register_engine
 from .errors import ConceptvecError, ConceptvecWarning, StoreError, ThresholdScaleWarning
 from .extraction.config import ExtractConfig
@@ -32,6 +37,7 @@ from .extraction.pipeline import extract
 from .featureviz.params import FeatureVizParams
 from .scan import ScanResult, scan_layer
 from .scan.shared import SharedConcepts, shared_concepts
+from .report.atlas import write_atlas
 from .storage.causal_effects import CausalEffects
 from .storage.conceptset import ConceptSet
 from .storage.rundir import RunDir
@@ -42,6 +48,7 @@ if TYPE_CHECKING:  # what type checkers see of the names imported on first use (
     from .causal.effects import causal_effects
     from .causal.interventions import intervene
     from .featureviz import FeatureVisualisation, feature_visualisation
+    from .models.attribution import LayerAttribution
     from .report.html import write_report
     from .models.layers import LoadedModel
     from .models.load import load_model
@@ -58,6 +65,7 @@ _ON_FIRST_USE = {
     "feature_visualisation": "conceptvec.featureviz",
     "FeatureVisualisation": "conceptvec.featureviz",
     "write_report": "conceptvec.report.html",
+    "LayerAttribution": "conceptvec.models.attribution",
     "LoadedModel": "conceptvec.models.layers",
     "load_model": "conceptvec.models.load",
 }
@@ -82,12 +90,67 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "AUTHORS_REMOVED", "ActivationStore", "CausalEffects", "ConceptSet", "ConceptvecError", "ConceptvecWarning",
-    "ENGINES", "ExtractConfig", "FeatureVisualisation", "FeatureVizParams", "LoadedModel", "Params", "RunDir",
-    "ScanResult", "SharedConcepts", "StoreError", "Study", "StudyConfig", "StudyScores", "ThresholdScaleWarning", "authors_procedure",
-    "causal_effects", "concept_counts", "concept_stability", "figures", "cosine_similarity", "disentangle", "distance_matrix", "extract",
-    "feature_visualisation", "fleiss_kappa", "intervene", "intra_inter_distances", "layer_mean", "layer_thresholds",
-    "live_units", "load_model", "make_study", "maximally_projecting", "member_cosines", "most_similar", "project",
-    "read_labels", "register_engine", "scan_layer", "score_study", "shared_concepts", "threshold_sweep", "top_k_desc",
-    "unit_vectors", "unsplit_direction", "wilson_interval", "write_report", "SharedConcepts",
+    "AUTHORS_REMOVED",
+    "ActivationStore",
+    "CausalEffects",
+    "ConceptSet",
+    "ConceptvecError",
+    "ConceptvecWarning",
+    "Dictionary",
+    "DictionaryComparison",
+    "DictionaryConfig",
+    "ENGINES",
+    "ExtractConfig",
+    "FeatureVisualisation",
+    "FeatureVizParams",
+    "LayerAttribution",
+    "LoadedModel",
+    "Params",
+    "RunDir",
+    "ScanComparison",
+    "ScanResult",
+    "SharedConcepts",
+    "StoreError",
+    "Study",
+    "StudyConfig",
+    "StudyScores",
+    "ThresholdScaleWarning",
+    "authors_procedure",
+    "causal_effects",
+    "compare_scan_with_dictionary",
+    "compare_with_dictionary",
+    "concept_counts",
+    "concept_evidence",
+    "concept_stability",
+    "cosine_similarity",
+    "disentangle",
+    "distance_matrix",
+    "extract",
+    "feature_visualisation",
+    "figures",
+    "fit_dictionary",
+    "fleiss_kappa",
+    "intervene",
+    "intra_inter_distances",
+    "layer_mean",
+    "layer_thresholds",
+    "live_units",
+    "load_model",
+    "make_study",
+    "maximally_projecting",
+    "member_cosines",
+    "most_similar",
+    "project",
+    "read_labels",
+    "register_engine",
+    "scan_layer",
+    "score_study",
+    "shared_concepts",
+    "threshold_sweep",
+    "top_k_desc",
+    "unit_vectors",
+    "unsplit_direction",
+    "wilson_interval",
+    "write_atlas",
+    "write_report",
 ]

@@ -271,8 +271,25 @@ def test_not_live_neurons_are_flagged(tmp_path):
     index = write_report(tmp_path, neurons=[2, 3], umap=False)
     text = index.read_text()
     assert "1 neuron(s) are not live" in text and "<td>not live</td>" in text
-    assert "Not live:</b> 100 of the top 100 examples" in (index.parent / "neuron_2.html").read_text()
+    assert ("Not live:</b> this neuron has no top: all 100 of its top examples have the same activation (0)"
+            in (index.parent / "neuron_2.html").read_text())
     assert "Not live" not in (index.parent / "neuron_3.html").read_text()
+
+
+@pytest.mark.slow
+def test_an_off_scale_scan_is_said_on_the_report(tmp_path):
+    from conceptvec.scan import scan_layer
+
+    acts, _ = planted()
+    store = digits_store(tmp_path / "store", acts)
+    params = cv.Params(top=60, distance_threshold=0.95, outlier_threshold=1e6, min_cluster_size=5)
+    with pytest.warns(cv.ThresholdScaleWarning):
+        scan = scan_layer(store, params=params, workers=1, out=tmp_path / "scan", progress=False, projecting=False)
+    assert scan.summary()["scale_warnings"]
+    index = write_report(tmp_path, neurons=[3], umap=False)
+    text = " ".join(index.read_text().split())
+    assert f"<b>Off scale:</b> {scan.summary()['scale_warnings'][0]}" in text.replace("&#39;", "'")
+    assert "--distance-threshold auto" in text and "conceptvec thresholds" in text
 
 
 def test_a_local_model_is_named_by_its_last_path_parts_on_a_page():

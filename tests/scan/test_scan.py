@@ -375,7 +375,7 @@ def test_bad_direction_files(tmp_path, planted):
     (tmp_path / "v.txt").write_text("1 2 3")
     with pytest.raises(ConceptvecError, match=r"must end in \.npy or \.safetensors"):
         load_directions(tmp_path / "v.txt", 16)
-    with pytest.raises(ConceptvecError, match="is not 'neurons', 'svd:K', or an existing"):
+    with pytest.raises(ConceptvecError, match="is not 'neurons', 'svd:K', 'dictionary:DIR', or an existing"):
         cv.scan_layer(acts, params=PARAMS, directions="missing.npy", progress=False)
     with pytest.raises(ConceptvecError, match="svd:K needs 1 <= K <= 16"):
         cv.scan_layer(acts, params=PARAMS, directions="svd:99", progress=False)

@@ -76,7 +76,7 @@ def os_error_message(exc: OSError) -> str:
     import errno
 
     where = f" {exc.filename}" if exc.filename else ""
-    fixes = {
+    fixes: dict[int | None, str] = {  # looked up by OSError.errno, which may be None
         errno.ENOSPC: "free some space or choose an --out on another disk",
         errno.EDQUOT: "free some space or choose an --out on another disk",
         errno.EACCES: "choose a folder you may write to (--out) or fix its permissions",

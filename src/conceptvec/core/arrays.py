@@ -40,9 +40,9 @@ def as_matrix(acts: Any) -> tuple[np.ndarray, dict[str, Any]]:
         raise ConceptvecError(f"activations must be numbers, got dtype {acts.dtype}.")
     if acts.dtype.itemsize > 4 and np.issubdtype(acts.dtype, np.floating):
         # Squared distances of values beyond 1e150 overflow float64: the method's numbers would be inf or NaN.
-        magnitude = np.abs(acts)
-        largest = float(magnitude[np.isfinite(magnitude)].max(initial=0.0))  # NaN and inf are reported, with examples, later
-        if largest > MAX_MAGNITUDE:
+        # (max and min, not abs: no copy of a large array; an inf is left to check_finite, which names its examples)
+        largest = max(abs(float(np.nanmax(acts))), abs(float(np.nanmin(acts))))
+        if np.isfinite(largest) and largest > MAX_MAGNITUDE:
             raise ConceptvecError(f"activations reach {largest:.3g}, beyond {MAX_MAGNITUDE:g}, where squared distances "
                                   f"overflow; rescale them (e.g. divide by {largest:.3g}) before disentangling.")
     return acts, {"activations": "array", "dtype": str(acts.dtype)}
@@ -114,11 +114,3 @@ def read_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
     x[order] = matrix[rows[order]]
     return x
 
-
-def live_mask(top_scores: np.ndarray) -> np.ndarray:
-    """Per row of ``top_scores`` (shape (m, top), best first): every top example activates the neuron and not all tie.
-
-    The rule of ``ConceptSet.is_live`` (which storage keeps on its own, as it imports no core module but params).
-    """
-    s = np.atleast_2d(np.asarray(top_scores))
-    return (s[:, -1] > 0) & (s[:, 0] > s[:, -1])

@@ -10,13 +10,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConceptvecError, ConceptvecWarning
-from .options import at_least, check_fields, documented, option, whole_number
+from .options import at_least, check_fields, documented, one_of, option, optional, whole_number
 from .outliers import outlier_mask
 
 # whole_number is re-exported: stages check counts with the same rule as the method's options
 __all__ = ["AUTO", "UNSTABLE_BELOW", "Params", "is_auto", "threshold", "probability", "whole_number"]
 
 AUTO = "auto"
+REPRESENTATIONS = ("activations", "attribution", "excitation")
 UNSTABLE_BELOW = 0.5  # a concept back in fewer than this share of the stability runs is flagged unstable
 
 
@@ -42,7 +43,8 @@ def threshold(name: str, value: Any) -> float | str:
 def probability(name: str, value: Any) -> float:
     """The check of a level: a number strictly between 0 and 1."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < 1:
-        raise ConceptvecError(f"{name} must be a number between 0 and 1 (exclusive), got {value!r}; the default is 0.01.")
+        usual = {"significance": "the default is 0.01", "fdr": "0.05 is usual"}.get(name, "e.g. 0.05")
+        raise ConceptvecError(f"{name} must be a number between 0 and 1 (exclusive), got {value!r}; {usual}.")
     return float(value)
 
 
@@ -77,6 +79,23 @@ class Params:
         SIGNIFICANCE_DEFAULT, "With --distance-threshold auto: keep a split into two concepts when one concept would show it with "
         "probability below this.", check=probability,
         doc="Lower asks for more clearly separated concepts. Not used with a fixed threshold.")
+    fdr: float | None = option(
+        None, "With --distance-threshold auto, in a scan: keep a neuron's first split only when it is a discovery of "
+        "Benjamini-Hochberg at this false discovery rate over the scanned neurons (e.g. 0.05).",
+        check=optional(probability), type=float,
+        doc="A significance level per split is not an error rate over a layer: 2,048 single-concept neurons at 0.01 "
+        "give about 20 false splits. With ``fdr`` the scan's first splits are a BH discovery set (``core.fdr``); it "
+        "only withdraws splits (a withdrawn neuron keeps one concept), and the scan reports the expected number of "
+        "false splits. One direction (``disentangle``) is a layer of one: its first split needs p <= fdr.")
+
+    representation: str = option(
+        "activations", "What the top examples are clustered by: activations (the paper's: the layer's pooled activations), "
+        "attribution (gradient x input at the layer below for the direction: why it fires; needs the model) or "
+        "excitation (the attribution's positive part on its 5 leading principal components).",
+        check=one_of(REPRESENTATIONS),
+        doc="With ``attribution`` or ``excitation`` (``core.represent``), ``cv.disentangle`` takes ``attribution=cv.LayerAttribution(model, layer=..., below=..., "
+        "inputs=...)`` and records it; the concept vectors stay their members' mean activations of the layer. "
+        "``docs/thresholds.md`` has the study (``benchmarks/bench_real.py``).")
 
     def __post_init__(self) -> None:
         if self.outlier_threshold is None:
@@ -91,6 +110,11 @@ class Params:
             warnings.warn(f"significance {self.significance:g} is not used with a fixed distance_threshold "
                           f"({self.distance_threshold:g}); it sets the test of distance_threshold='auto' "
                           f"(--distance-threshold auto). Leave it out, or use auto.", ConceptvecWarning, stacklevel=3)
+        if self.fdr is not None and not self.auto_distance:
+            raise ConceptvecError(
+                f"fdr={self.fdr!r} needs distance_threshold='auto' (--distance-threshold auto): only auto's test gives "
+                f"each split a p-value to control; leave fdr out with a fixed threshold."
+            )
         if self.min_cluster_size > self.top:
             raise ConceptvecError(
                 f"min_cluster_size ({self.min_cluster_size}) is larger than top ({self.top}): no cluster of the top "
@@ -133,7 +157,8 @@ class Params:
     def describe(self) -> str:
         """The thresholds in words, for messages and pages."""
         if self.auto_distance:
-            return f"distance_threshold auto (significance {self.significance:g}), outlier_threshold {self.outlier_threshold}"
+            fdr = f", first splits at FDR {self.fdr:g} (Benjamini-Hochberg)" if self.fdr is not None else ""
+            return f"distance_threshold auto (significance {self.significance:g}{fdr}), outlier_threshold {self.outlier_threshold}"
         outlier = "auto" if self.auto_outliers else f"{self.outlier_threshold:g}"
         return f"distance_threshold {self.distance_threshold:g}, outlier_threshold {outlier}"
 

@@ -32,7 +32,7 @@ from scipy.stats import norm
 from ..errors import ConceptvecError
 
 BLOCK = 1024  # rows of V multiplied with all of V at a time: 1024 x n floats
-SAMPLE = 200_000  # cross-owner pairs whose cosines estimate the layer's chance similarity
+SAMPLE = 50_000  # cross-owner pairs whose cosines estimate the layer's chance similarity
 CLIP = 1 - 1e-6  # arctanh of a cosine of exactly 1 is infinite
 
 
@@ -117,21 +117,22 @@ def null_directions(n: int, mean: np.ndarray, factor: np.ndarray, rng: np.random
 def covariance_factor(cov: np.ndarray) -> np.ndarray:
     """F with F.T @ F = cov (symmetric, positive semi-definite, (n_units, n_units)), shape (n_units, n_units)."""
     w, u = np.linalg.eigh(np.asarray(cov, dtype=np.float64))
-    return (u * np.sqrt(np.clip(w, 0.0, None))).T
+    return np.asarray((u * np.sqrt(np.clip(w, 0.0, None))).T)
 
 
 def cross_owner_sample(vectors: np.ndarray, owner: np.ndarray, rng: np.random.Generator, *, size: int = SAMPLE) -> np.ndarray:
-    """Cosines of up to ``size`` random pairs of concepts of different owners (unit rows), shape (m,)."""
+    """Cosines of up to ``size`` random pairs of concepts of different owners (unit rows), shape (m,); every pair when few."""
     n = len(vectors)
-    if n * (n - 1) // 2 <= size:  # few enough for every pair
+    if n * (n - 1) // 2 <= size:
+        c = vectors @ vectors.T
         i, j = np.triu_indices(n, k=1)
-        keep = owner[i] != owner[j]
-        return np.einsum("ij,ij->i", vectors[i[keep]], vectors[j[keep]])
+        return np.asarray(c[i, j][owner[i] != owner[j]])
     i = rng.integers(0, n, size=2 * size)
     j = rng.integers(0, n, size=2 * size)
     keep = owner[i] != owner[j]
     i, j = i[keep][:size], j[keep][:size]
-    return np.einsum("ij,ij->i", vectors[i], vectors[j])
+    # in chunks: a gather of every sampled pair at once would be size x n_units floats twice
+    return np.concatenate([np.einsum("ij,ij->i", vectors[i[a : a + 4096]], vectors[j[a : a + 4096]]) for a in range(0, len(i), 4096)])
 
 
 def chance_level(vectors: np.ndarray, owner: np.ndarray, significance: float, rng: np.random.Generator) -> float:
@@ -156,7 +157,7 @@ def groups_of(n: int, links: np.ndarray) -> np.ndarray:
     order = kept[np.lexsort((first, -sizes[kept]))]  # largest first, ties by their first item
     rename = np.full(len(sizes), -1)
     rename[order] = np.arange(len(order))
-    return rename[component]
+    return np.asarray(rename[component])
 
 
 def shared_groups(vectors: np.ndarray, owner: np.ndarray, *, significance: float = 0.05, null_draws: int = 10,

@@ -21,7 +21,8 @@ import numpy as np
 
 from ..errors import ConceptvecError
 from ..progress import progress_bar
-from .arrays import as_matrix, live_mask, read_rows
+from .arrays import as_matrix, read_rows
+from .live import dead_summary, live_mask
 from .kmeans import kmeans_step
 from .steps import cluster_top, n_clusters_at, remove_outliers, ward_linkage
 from .metrics import concept_counts
@@ -65,7 +66,7 @@ class ThresholdSweep:
     units : array of shape (m,)
         The live neurons looked at.
     not_live : array
-        The selected neurons left out: their top examples include zero activations, or all tie.
+        The selected neurons left out: not live (``core.live``).
     heights : array of shape (m, N - 1)
         Ward merge heights of each neuron's top-N examples.
     grid : array of shape (g,)
@@ -214,8 +215,8 @@ def threshold_sweep(
     live = live_mask(top_scores)
     units, rows = selected[live], top_rows[live]
     if len(units) == 0:
-        raise ConceptvecError(f"none of the {len(selected)} selected neuron(s) is live (each one's top {params.top} examples "
-                              f"include zero activations, or all tie); select others with --neurons, or lower --top.")
+        raise ConceptvecError(f"none of the {len(selected)} selected neuron(s) is live ({dead_summary(top_scores, selected, shown=5)}); "
+                              f"select others with --neurons, or lower --top.")
 
     linkages = [ward_linkage(read_rows(matrix, rows[i])) for i in range(len(units))]
     heights = np.stack([z[:, 2] for z in linkages])

@@ -49,7 +49,7 @@ def unit_selectivity(effects, cs, digits: np.ndarray, pair: list[int]) -> list[d
     return rows
 
 
-def merged_pair_causal(run_dir: str | os.PathLike, *, mode: str = "ablate", centred: bool = False, seed: int = 0,
+def merged_pair_causal(run_dir: str | os.PathLike[str], *, mode: str = "ablate", centred: bool = False, seed: int = 0,
                        progress: bool = False) -> dict[str, Any]:
     """Causal selectivity of every split merged-pair unit of a demo run; the record written by :func:`main`.
 

@@ -41,6 +41,7 @@ class RunDir:
     REPORT = "report"
     FEATUREVIZ = "featureviz"
     CAUSAL = "causal"
+    DICTIONARY = "dictionary"
     FIGURES = "figures"
     MODEL = "model"
     CONTROL_MODEL = "control-model"
@@ -55,6 +56,11 @@ class RunDir:
     @property
     def scan(self) -> Path:
         return self.path / self.SCAN
+
+    @property
+    def dictionary(self) -> Path:
+        """The run's sparse dictionary of the layer (`conceptvec dictionary STORE --out RUN/dictionary`)."""
+        return self.path / self.DICTIONARY
 
     @property
     def report(self) -> Path:

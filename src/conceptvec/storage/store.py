@@ -27,9 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .atomic import (check_own_folder, check_replaceable, file_sha256, output_path, read_json, refuse_existing, refuse_inputs, remove_own_folder,
+                     replace_directory, write_json, write_manifest, writer_lock)
 from .duplicates import duplicate_rows
-from .atomic import (check_own_folder, check_replaceable, file_sha256, output_path, read_json, refuse_existing, refuse_inputs,
-                     remove_own_folder, replace_directory, write_json, write_manifest, writer_lock)
 from .chunks import ASSEMBLY_FILE, assemble_activations, assemble_index, assembled_chunks, chunk_name, write_index_chunk
 from .provenance import environment
 from ..errors import StoreError
@@ -464,9 +464,10 @@ class StoreWriter:
         content_sha256 = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
         acts = np.load(self.partial / ACTIVATIONS_FILE, mmap_mode="r", allow_pickle=False)
         ids = pq.read_table(self.partial / EXAMPLES_FILE, columns=["id"]).column("id").to_pylist()
-        meta = {"format": FORMAT, **dict(metadata or {}), "n_examples": n, "n_units": n_units, "dtype": self.dtype,
-                "duplicates": duplicate_rows(acts, ids), "content_sha256": content_sha256, **environment()}
+        duplicates = duplicate_rows(acts, ids)
         del acts
+        meta = {"format": FORMAT, **dict(metadata or {}), "n_examples": n, "n_units": n_units, "dtype": self.dtype,
+                "content_sha256": content_sha256, "duplicates": duplicates, **environment()}
         write_json(self.partial / METADATA_FILE, meta)
         # The finished store lists its files in a manifest: only they are replaced by a later --overwrite.
         shutil.rmtree(self.chunks, ignore_errors=True)

@@ -44,12 +44,12 @@ FORMAT = "conceptvec.HumanEvalStudy/1"
 
 
 def make_study(
-    run: str | os.PathLike,
-    out: str | os.PathLike,
+    run: str | os.PathLike[str],
+    out: str | os.PathLike[str],
     *,
     neurons: Any = None,
     config: StudyConfig | None = None,
-    labels: str | os.PathLike | dict[str, str] | None = None,
+    labels: str | os.PathLike[str] | dict[str, str] | None = None,
     overwrite: bool = False,
     **kwargs: Any,
 ) -> Study:
@@ -153,8 +153,9 @@ def _load_run(run: Path) -> tuple[list[dict[str, Any]], ActivationStore, dict[st
         names = [name for name, cs in zip(sets, loaded) if cs.neuron is None]
         raise ConceptvecError(f"ConceptSet(s) {names} start from a direction, not a neuron; humaneval asks about neurons' concepts.")
     store = RunDir(base).open_store(loaded)
-    neurons = [{"neuron": int(cs.neuron), "live": cs.is_live, "vectors": cs.concept_vectors,
-                "members": [cs.members(j) for j in range(cs.n_concepts)]} for cs in sorted(loaded, key=lambda c: c.neuron)]
+    numbered = [(cs.neuron, cs) for cs in loaded if cs.neuron is not None]  # every one (checked above)
+    neurons = [{"neuron": int(neuron), "live": cs.is_live, "vectors": cs.concept_vectors,
+                "members": [cs.members(j) for j in range(cs.n_concepts)]} for neuron, cs in sorted(numbered, key=lambda p: p[0])]
     return neurons, store, {"kind": "conceptsets", "path": str(run), "sets": sorted(sets),
                             "params": loaded[0].params.to_dict(), "provenance": loaded[0].provenance}
 
@@ -194,7 +195,7 @@ class Study:
         return [q for q, e in self.key.items() if kind is None or e["type"] == kind]
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Study":
+    def load(cls, path: str | os.PathLike[str]) -> "Study":
         """Read a study; its key must be the one made with it (checksum in study.json)."""
         path = Path(path)
         meta_file, key_file = path / STUDY_FILE, path / KEY_FILE
