@@ -149,6 +149,12 @@ def test_a_model_folder_with_its_own_code_is_refused_and_never_run(tmp_path):
     one_line_error(*run("extract", "--model", f"hf:{folder}", "--layer", "x", "--data", data, "--out", tmp_path / "s"),
                    "ships its own code", "modeling_evil.py", "cv.extract(model=module")
     assert not ran.exists()
+    from conceptvec.models.language import refuse_custom_code
+
+    # a model in the cache (no folder to look into): transformers, told trust_remote_code=False, fails; said the same way
+    with pytest.raises(cv.ConceptvecError, match="needs its own code to load, which conceptvec never runs"):
+        refuse_custom_code("org/model", ValueError("The repository org/model contains custom code ... trust_remote_code=True"))
+    refuse_custom_code("org/model", ValueError("some other failure"))  # left to the caller's message
 
 
 # -- stale results ---------------------------------------------------------------------------------------------
