@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import conceptvec as cv
 from conceptvec.cli import app
 from conceptvec.storage.atomic import MANIFEST_FILE, read_manifest
+from conceptvec.storage.store import StoreWriter
 from conftest import planted
 
 runner = CliRunner()
@@ -58,10 +59,12 @@ def test_a_marker_file_alone_does_not_make_a_folder_replaceable(store, tmp_path,
 
 
 @pytest.mark.parametrize("command", ["disentangle", "scan", "thresholds"])
-def test_overwrite_refuses_files_put_into_an_earlier_output_and_names_them(store, tmp_path, command):
+def test_overwrite_replaces_an_earlier_output_and_refuses_files_put_into_it(store, tmp_path, command):
     out = tmp_path / "out"
     assert run(command, store.path, *NEURONS[command], *PARAMS, "--out", out)[0] == 0
     assert read_manifest(out)["files"]  # what it wrote, with digests
+    code, output = run(command, store.path, *NEURONS[command], *PARAMS, "--out", out, "--overwrite")
+    assert code == 0, output  # an unchanged earlier output is replaced
     (out / "notes.md").write_text("mine")
     before = snapshot(out)
     one_line_error(*run(command, store.path, *NEURONS[command], *PARAMS, "--out", out, "--overwrite"), "notes.md",
@@ -74,15 +77,6 @@ def test_overwrite_refuses_files_put_into_an_earlier_output_and_names_them(store
     before = snapshot(out)
     one_line_error(*run(command, store.path, *NEURONS[command], *PARAMS, "--out", out, "--overwrite"), MARKER[command])
     assert snapshot(out) == before
-
-
-@pytest.mark.parametrize("command", ["disentangle", "scan", "thresholds"])
-def test_overwrite_replaces_an_unchanged_earlier_output(store, tmp_path, command):
-    out = tmp_path / "out"
-    assert run(command, store.path, *NEURONS[command], *PARAMS, "--out", out)[0] == 0
-    code, output = run(command, store.path, *NEURONS[command], *PARAMS, "--out", out, "--overwrite")
-    assert code == 0, output
-    assert (out / MARKER[command]).is_file() and read_manifest(out) is not None
 
 
 def test_an_output_of_another_kind_is_not_replaced(store, tmp_path):
@@ -155,6 +149,12 @@ def test_a_model_folder_with_its_own_code_is_refused_and_never_run(tmp_path):
     one_line_error(*run("extract", "--model", f"hf:{folder}", "--layer", "x", "--data", data, "--out", tmp_path / "s"),
                    "ships its own code", "modeling_evil.py", "cv.extract(model=module")
     assert not ran.exists()
+    from conceptvec.models.language import refuse_custom_code
+
+    # a model in the cache (no folder to look into): transformers, told trust_remote_code=False, fails; said the same way
+    with pytest.raises(cv.ConceptvecError, match="needs its own code to load, which conceptvec never runs"):
+        refuse_custom_code("org/model", ValueError("The repository org/model contains custom code ... trust_remote_code=True"))
+    refuse_custom_code("org/model", ValueError("some other failure"))  # left to the caller's message
 
 
 # -- stale results ---------------------------------------------------------------------------------------------
@@ -195,6 +195,8 @@ PYTHON_CASES = {
     "ActivationStore.open(3)": (lambda: cv.ActivationStore.open(3), "path of a store folder"),
     "activations of 1e200": (lambda: cv.disentangle(ACTS * 1e200, neuron=3, params=cv.Params(top=60)), "rescale them"),
     "activations of 1e200, scan": (lambda: cv.scan_layer(ACTS * 1e200, neurons="0-1"), "rescale them"),
+    "a huge neuron range": (lambda: cv.scan_layer(ACTS, neurons="0-100000000000000000000"), "out of bounds"),
+    "a huge neuron": (lambda: cv.disentangle(ACTS, neuron=10**30), "out of range"),
 }
 
 
@@ -214,7 +216,7 @@ def test_scan_out_an_existing_file_is_refused(tmp_path):
 
 # -- unbounded or ignored inputs --------------------------------------------------------------------------------
 def test_unbounded_counts_are_refused_before_any_work(store, tmp_path):
-    one_line_error(*run("thresholds", store.path, "--grid", "100000000", *PARAMS), "--grid", "from 2 to 1000")
+    one_line_error(*run("thresholds", store.path, "--grid", "100000000", *PARAMS), "--grid", "<= 1000")
     one_line_error(*run("scan", store.path, "--stability", "1000000000", *PARAMS, "--out", tmp_path / "scan"),
                    "stability must be at most 1000")
     assert not (tmp_path / "scan").exists()
@@ -315,3 +317,102 @@ def test_a_corpus_line_edited_to_the_same_token_count_is_other_data(tiny_bert, t
                          keep_special_tokens=False, chunk_size=8)
         digests.append(plan.digest())
     assert digests[0] != digests[1]
+
+
+# -- vague messages ------------------------------------------------------------------------------------------------
+def test_a_full_disk_inside_a_library_is_said_as_a_full_disk(store, tmp_path, monkeypatch):
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')
+
+    monkeypatch.setattr("conceptvec.storage.conceptset.save_file", full)
+    code, output = run("disentangle", store.path, "--neuron", "3", *PARAMS, "--out", tmp_path / "cs")
+    one_line_error(code, output, "No space left on device", "free some space")
+    assert "bug" not in output and not (tmp_path / "cs").exists()
+    with pytest.raises(OSError, match="No space left"):  # from Python: the OSError it is, not the library's own type
+        cv.disentangle(store, neuron=3, params=cv.Params(top=60)).save(tmp_path / "cs")
+
+
+def test_causal_effects_bad_data_and_targets_are_one_line(tmp_path):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(24, 24), nn.ReLU(), nn.Linear(24, 3)).eval()
+    data = torch.as_tensor(ACTS, dtype=torch.float32)
+    cs = cv.disentangle(ACTS, neuron=3, params=cv.Params(top=60))
+    cases = [
+        (dict(data=None), "data must hold the model's inputs"),
+        (dict(data=data, targets=np.full(len(data), 0.5)), "whole class indices"),
+        (dict(data=data, targets=np.full(len(data), -1)), "class indices from 0"),
+        (dict(data=data, targets=np.full(len(data), 7)), "the model gives 3 logits"),
+        (dict(data=data, alphas=[1e308]), "alphas must be finite and at most"),
+        (dict(data=data, alphas=["strong"]), "alphas must be numbers"),
+    ]
+    for kwargs, fragment in cases:
+        with pytest.raises(cv.ConceptvecError, match=fragment):
+            cv.causal_effects(model, "1", cs, random_examples=5, n_random=1, progress=False, **kwargs)
+
+
+
+def test_causal_refuses_a_conceptset_of_another_store(tmp_path):
+    from conceptvec.causal.effects import run_causal
+
+    acts, _ = planted()
+    meta = {"model": {"name": "digits"}, "layer": "block3"}
+    other = cv.ActivationStore.create(tmp_path / "other", acts.astype(np.float32), metadata=meta)
+    cv.ActivationStore.create(tmp_path / "run" / "store", (acts * 2).astype(np.float32), metadata=meta)
+    cv.disentangle(other, neuron=3, params=cv.Params(top=60)).save(tmp_path / "run" / "neuron_3")
+    with pytest.raises(cv.ConceptvecError, match="computed from another activation store"):
+        run_causal(tmp_path / "run", neuron=3, device="cpu", progress=False)
+    assert not (tmp_path / "run" / "neuron_3" / "causal").exists()
+
+
+
+# -- the commands added since the last audit, with inputs out of their range: one line, exit 2 ------------------
+CLI_CASES = [
+    (["thresholds", "{store}", "--neurons", "99999", *PARAMS], "out of bounds"),
+    (["thresholds", "{store}", "--grid", "1", *PARAMS], ">= 2 and <= 1000"),
+    (["thresholds", "{store}", "--neurons", "0", "--distance-threshold", "auto"], "give the fixed one"),
+    (["scan", "{store}", "--engine", "bogus", *PARAMS, "--out", "{tmp}/s"], "unknown engine"),
+    (["scan", "{store}", "--workers", "-3", *PARAMS, "--out", "{tmp}/s"], "workers must be"),
+    (["scan", "{store}", "--directions", "svd:100000", *PARAMS, "--out", "{tmp}/s"], "svd:K needs"),
+    (["scan", "{store}", "--directions", "{store}/metadata.json", *PARAMS, "--out", "{tmp}/s"], ".npy or .safetensors"),
+    (["causal", "{tmp}/nothing", "--neuron", "3"], "no ConceptSet of neuron 3"),
+    (["causal", "{tmp}", "--neuron", "-1"], "whole number >= 0"),
+    (["featureviz", "{tmp}", "--neuron", "3"], "no ConceptSet of neuron 3"),
+    (["reproduce", "--imagenet", "{tmp}/nope", "--weights", "{tmp}/nope.pth", "--out", "{tmp}/r"], "is not a file"),
+    (["demo", "--text", "--retrain", "--out", "{tmp}/d"], "belong to the digits demo"),
+    (["demo", "--epochs", "0", "--retrain", "--out", "{tmp}/d"], "epochs (--epochs) must be >= 1"),
+    (["disentangle", "{store}", "--neuron", "3", "--top", "1000000", "--out", "{tmp}/c"], "larger than the number of examples"),
+    (["report", "{tmp}/nothing"], "does not exist"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CLI_CASES)))
+def test_commands_out_of_range_say_one_line(store, tmp_path, case):
+    args, fragment = CLI_CASES[case]
+    filled = [a.format(store=store.path, tmp=tmp_path) for a in args]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    one_line_error(*run(*filled), fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing was written
+
+
+def test_max_tokens_below_the_special_tokens_is_refused_not_recorded(tiny_bert, corpus, tmp_path):
+    with pytest.raises(cv.ConceptvecError, match=r"--max-tokens 1 leaves no room for text.*adds 2 special.*--max-tokens 3"):
+        cv.extract(model=f"hf:{tiny_bert}", layer="encoder.layer.0", data=corpus, out=tmp_path / "s", max_tokens=1, progress=False)
+    assert not (tmp_path / "s").exists() and not (tmp_path / "s.partial").exists()
+    store = cv.extract(model=f"hf:{tiny_bert}", layer="encoder.layer.0", data=corpus, out=tmp_path / "s", max_tokens=3,
+                       examples="tokens", keep_special_tokens=True, progress=False)
+    assert max(np.bincount(store.examples.column("document").to_numpy())) <= 3  # the limit is applied, not only recorded
+
+
+def test_a_partial_store_refusal_names_the_entry_that_differs(tmp_path):
+    long = {"root": "/data/" + "x" * 300, "files_sha256": "a" * 64}
+    with pytest.raises(KeyboardInterrupt):
+        with StoreWriter(tmp_path / "s", fingerprint={"data": long}) as writer:
+            writer.write(0, np.ones((2, 3)))
+            raise KeyboardInterrupt
+    with pytest.raises(cv.StoreError, match=r"data.files_sha256: partial has 'a{64}', asked 'b{64}'"):
+        StoreWriter(tmp_path / "s", fingerprint={"data": {**long, "files_sha256": "b" * 64}})

@@ -532,3 +532,18 @@ def test_text_examples_show_without_their_id_and_escaped():
     fragment = example_html(texts, index=0)
     assert fragment == '<span class="snippet">The &lt;script&gt;<mark> pitch</mark></span>'
     assert "doc-7" not in fragment and "sports" not in fragment
+
+
+def test_make_study_overwrite_keeps_answers_and_scores(run, tmp_path):
+    study = tmp_path / "study"
+    make_study(run[0], study, neurons="0-3", seed=0, label_questions=0)
+    (study / "rater1.csv").write_text("rater,question,answer\n")
+    (study / "scores").mkdir()
+    (study / "scores" / "mine.txt").write_text("kept")
+    make_study(run[0], study, neurons="0-3", seed=1, label_questions=0, overwrite=True)
+    assert (study / "rater1.csv").read_text() == "rater,question,answer\n"  # the raters' answers are carried over
+    assert (study / "scores" / "mine.txt").read_text() == "kept"
+    (study / "form.html").write_text("edited")  # an edited file of the study itself is the user's now
+    with pytest.raises(ConceptvecError, match="form.html"):
+        make_study(run[0], study, neurons="0-3", seed=2, label_questions=0, overwrite=True)
+    assert (study / "form.html").read_text() == "edited"

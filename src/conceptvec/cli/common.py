@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import ConceptvecError
+from ..errors import ConceptvecError, wrapped_os_error
 
 console = Console()
 err_console = Console(stderr=True)
@@ -60,6 +60,10 @@ def cli_errors(command: Callable) -> Callable:
         except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
             if os.environ.get("CONCEPTVEC_DEBUG"):
                 raise
+            wrapped = wrapped_os_error(exc)
+            if wrapped is not None:  # a library's own error around a full disk or a denied write: the input's fault, not ours
+                err_console.print(f"[bold red]error:[/] {escape(os_error_message(wrapped))}", highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
             err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))}. This is a bug of conceptvec; "
                               f"run again with CONCEPTVEC_DEBUG=1 for the traceback and report it.", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None

@@ -33,7 +33,7 @@ from ..models.digits import (CONFIG_FILE, DEFAULT_LAYER, WEIGHTS_FILE, TrainConf
                          load_shipped_digits_cnn, recorded_accuracy, save_digits_cnn, shipped_digits_dir,
                          train_digits_cnn, training_results)
 from ..progress import progress_bar
-from ..storage.atomic import read_json, record_written, refuse_existing, write_json
+from ..storage.atomic import atomic_directory, read_json, record_written, refuse_existing, write_json
 from ..storage.conceptset import ConceptSet
 from ..storage.provenance import environment, file_digest
 from ..storage.rundir import RunDir
@@ -310,7 +310,6 @@ def _figures(cs: ConceptSet, store: ActivationStore, folder: Path) -> list[Path]
     from ..report import figures
     from ..report.examples import ImageExamples
 
-    folder.mkdir(parents=True, exist_ok=True)
     examples = ImageExamples.from_store(store)
     made = {
         "top_activating.png": figures.top_activating_grid(cs, examples),
@@ -320,13 +319,12 @@ def _figures(cs: ConceptSet, store: ActivationStore, folder: Path) -> list[Path]
         # examples; the cosine ranking shows each concept's direction apart from norm.
         "cosine.png": figures.projecting_grid(cs, store.activations, examples, rank="cosine"),
     }
-    paths = []
-    for name, fig in made.items():
-        path = folder / name
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(path)
-    return paths
+    # As one output with its manifest: a rerun replaces these figures, never a file the user put beside them.
+    with atomic_directory(folder, overwrite=True, what="demo figures") as tmp:
+        for name, fig in made.items():
+            fig.savefig(tmp / name, dpi=110, bbox_inches="tight")
+            plt.close(fig)
+    return [folder / name for name in made]
 
 
 def _report(out: Path, neuron: int) -> Path:

@@ -65,12 +65,20 @@ class TextModel(LoadedModel):
         return [(n, type(m).__name__, shapes.get(n)) for n, m in named]
 
 
-def refuse_custom_code(name: str) -> None:
+def refuse_custom_code(name: str, failure: BaseException | None = None) -> None:
     """Refuse a model folder that ships its own Python code (``auto_map`` in a config): conceptvec never runs it.
 
     transformers would otherwise ask "run custom code? [y/N]" on a terminal and run it on "y". Passing
-    ``trust_remote_code=False`` as well keeps a folder this check misses from running any either.
+    ``trust_remote_code=False`` as well keeps a model this check misses (one in the cache) from running any:
+    transformers then fails, and ``failure``, its error, is said the same way here.
     """
+    if failure is not None:
+        if "trust_remote_code" in str(failure):
+            raise ConceptvecError(
+                f"hf:{name} needs its own code to load, which conceptvec never runs. If you trust it, load the model in "
+                f"Python yourself (transformers' trust_remote_code=True) and pass the module: cv.extract(model=module, ...)."
+            ) from None
+        return
     folder = Path(name)
     if not folder.is_dir():
         return
@@ -109,6 +117,7 @@ def load_language_model(name: str, weights: str | None, overrides: dict[str, Any
     try:
         config = AutoConfig.from_pretrained(name, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
+        refuse_custom_code(name, exc)
         raise ConceptvecError(f"could not read the model config in {name} ({exc}); save the model there with "
                               f"model.save_pretrained(DIR) and tokenizer.save_pretrained(DIR).") from None
     architectures = config.architectures or []
@@ -136,6 +145,7 @@ def load_language_model(name: str, weights: str | None, overrides: dict[str, Any
     except (OSError, ValueError) as exc:
         if isinstance(exc, ConceptvecError):
             raise
+        refuse_custom_code(name, exc)
         raise ConceptvecError(f"could not load the language model or its tokenizer from {name} ({exc}); save both there "
                               f"with model.save_pretrained(DIR) and tokenizer.save_pretrained(DIR).") from None
     finally:

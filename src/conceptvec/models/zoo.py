@@ -175,6 +175,7 @@ def hf_model(name: str, weights: str | None, overrides: dict[str, Any]) -> Loade
     except (OSError, ValueError) as exc:
         if isinstance(exc, ConceptvecError):
             raise
+        refuse_custom_code(name, exc)
         raise ConceptvecError(
             f"could not load the transformers model {name!r} from a local folder or the local cache ({exc}). Save it "
             f"with model.save_pretrained(DIR) and processor.save_pretrained(DIR), then use hf:DIR."

@@ -422,4 +422,4 @@ class ScanResult:
     def __repr__(self) -> str:
         s = self.summary()
         return (f"ScanResult({self.kind}, {s['n_scanned']} scanned, {s['n_live']} live, {s['n_concepts_total']} concepts, "
-                f"{100 * s['share_with_2_or_more_concepts']:.1f}% of live with 2 or more)")
+                + (f"{100 * s['share_with_2_or_more_concepts']:.1f}% of live with 2 or more)" if s["n_live"] else "none live)"))

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from ..errors import ConceptvecError, StoreError
+from ..errors import ConceptvecError, StoreError, wrapped_os_error
 
 
 def _is_empty_dir(path: Path) -> bool:
@@ -256,11 +256,15 @@ def atomic_directory(
                 os.replace(target / name, tmp / name)
                 moved.append(name)
         replace_directory(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         for name in moved:  # give back what was carried over before the failure
             with contextlib.suppress(OSError):
                 os.replace(tmp / name, target / name)
         shutil.rmtree(tmp, ignore_errors=True)
+        wrapped = None if isinstance(exc, (OSError, ConceptvecError)) else wrapped_os_error(exc)
+        if wrapped is not None:  # a library's error around a full disk (safetensors) is said as the OSError it is
+            wrapped.filename = str(target)
+            raise wrapped from exc
         raise
 
 

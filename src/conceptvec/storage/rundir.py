@@ -127,6 +127,8 @@ class RunDir:
     def neuron_conceptset(self, neuron: int, *, python: str) -> tuple[ConceptSet, Path]:
         """The ConceptSet of neuron ``neuron`` of a run and its folder; a missing one, or a direction's, is refused
         (``python`` names what to use from Python instead)."""
+        if isinstance(neuron, bool) or not isinstance(neuron, int) or neuron < 0:
+            raise ConceptvecError(f"--neuron must be a unit index (a whole number >= 0), got {neuron!r}.")
         cs_dir = self.neuron(neuron)
         if not (cs_dir / CONCEPTSET_FILE).exists():
             raise ConceptvecError(f"no ConceptSet of neuron {neuron} in {self.path} ({cs_dir} is missing); make it with "

@@ -282,6 +282,22 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _differing(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, before, after) of what differs; inside a dict, by entry (``data.files_sha256``), so that the entry that
+    changed is named rather than cut off behind a long description."""
+    found = []
+    for k in sorted(set(before) | set(after)):
+        had, asked = before.get(k), after.get(k)
+        if had == asked:
+            continue
+        if isinstance(had, dict) and isinstance(asked, dict):
+            found += [(f"{k}.{sub}", had.get(sub), asked.get(sub)) for sub in sorted(set(had) | set(asked), key=str)
+                      if had.get(sub) != asked.get(sub)]
+        else:
+            found.append((k, had, asked))
+    return found
+
+
 def _short(value: Any, limit: int = 120) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -336,9 +352,9 @@ class StoreWriter:
         progress_file = self.partial / PROGRESS_FILE
         if self.partial.exists() and not overwrite and progress_file.exists():
             before = read_json(progress_file, fix=f"delete {self.partial} to start the extraction over").get("fingerprint", {})
-            differs = [k for k in sorted(set(before) | set(self.fingerprint)) if before.get(k) != self.fingerprint.get(k)]
+            differs = _differing(before, self.fingerprint)
             if differs:
-                details = "; ".join(f"{k}: partial has {_short(before.get(k))}, asked {_short(self.fingerprint.get(k))}" for k in differs)
+                details = "; ".join(f"{k}: partial has {_short(had)}, asked {_short(asked)}" for k, had, asked in differs)
                 raise StoreError(
                     f"{self.partial} holds part of a different extraction ({details}). Run the original command to finish "
                     f"it, choose another --out, or pass overwrite=True (--overwrite) to discard it."
