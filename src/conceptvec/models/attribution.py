@@ -90,6 +90,9 @@ class LayerAttribution:
             for h in handles:
                 h.remove()
         h = got["below"]
+        if h.grad is None:
+            raise ConceptvecError(f"{self.below_name} does not feed {self.layer_name} in {self.name}: the direction has no "
+                                  f"gradient there; give as below= a layer that {self.layer_name} reads.")
         contribution = (h.grad * h).detach()
         if mask is not None:
             return (contribution * mask.to(h.dtype).unsqueeze(-1)).sum(dim=1).numpy()

@@ -261,7 +261,11 @@ def _scan(matrix: np.ndarray, source: dict[str, Any], *, params: Params, selecte
         neurons=selected,
         top_indices=top_indices,
         top_scores=top_scores,
-        **{key: arrays[key] for key in PER_NEURON if key != "n_concepts"},
+        linkage=arrays["linkage"],
+        n_agglomerative=arrays["n_agglomerative"],
+        kmeans_labels=arrays["kmeans_labels"],
+        centroid_sq_distances=arrays["centroid_sq_distances"],
+        labels=arrays["labels"],
         concept_vectors=np.concatenate(concepts["concept_vectors"]) if len(selected) else np.empty((0, n_units)),
         concept_offsets=np.concatenate([[0], np.cumsum(n_concepts)]).astype(np.int64),
         kmeans_cluster_ids=np.concatenate(concepts["kmeans_cluster_ids"]).astype(np.int64) if len(selected)
