@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .scan.disentangle import disentangle
 from .scan.evidence import concept_evidence
+from .core.power import detectable_separation
 from .core.metrics import (concept_counts, cosine_similarity, distance_matrix, intra_inter_distances, layer_mean,
                            maximally_projecting, member_cosines, most_similar, project, top_k_desc, unit_vectors,
                            unsplit_direction)
@@ -85,7 +86,7 @@ __all__ = [
     "AUTHORS_REMOVED", "ActivationStore", "CausalEffects", "ConceptSet", "ConceptvecError", "ConceptvecWarning",
     "ENGINES", "ExtractConfig", "FeatureVisualisation", "FeatureVizParams", "LayerAttribution", "LoadedModel", "Params", "RunDir",
     "ScanResult", "StoreError", "Study", "StudyConfig", "StudyScores", "ThresholdScaleWarning", "authors_procedure",
-    "causal_effects", "concept_counts", "concept_evidence", "concept_stability", "figures", "cosine_similarity", "disentangle", "distance_matrix", "extract",
+    "causal_effects", "concept_counts", "concept_evidence", "concept_stability", "figures", "cosine_similarity", "detectable_separation", "disentangle", "distance_matrix", "extract",
     "feature_visualisation", "fleiss_kappa", "intervene", "intra_inter_distances", "layer_mean", "layer_thresholds",
     "live_units", "load_model", "make_study", "maximally_projecting", "member_cosines", "most_similar", "project",
     "read_labels", "register_engine", "scan_layer", "score_study", "threshold_sweep", "top_k_desc", "unit_vectors", "unsplit_direction",
