@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, cast
 
 from rich.console import Console
 from rich.markup import escape
@@ -178,7 +178,8 @@ def extract(
                        layer_widths=widths)
 
         return _extract_layers(layers, out, metadata=metadata, fingerprint=fingerprint, dtype=dtype, overwrite=overwrite,
-                               protect=protect, chunk_size=chunk_size, n=n, examples=examples, progress=progress, run=run_layers)
+                               protect=protect, chunk_size=chunk_size, n=n, progress=progress, run=run_layers,
+                               examples=cast(dict, examples))  # the planned examples (the name shadows the text option)
     with StoreWriter(out, fingerprint=fingerprint, dtype=dtype, overwrite=overwrite, protect=protect) as writer:
         done = writer.completed()
         chunks = [(k, start, min(start + chunk_size, n)) for k, start in enumerate(range(0, n, chunk_size))]
