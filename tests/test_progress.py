@@ -1,3 +1,4 @@
+import pytest
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ print("RESULT")
 """
 
 
+@pytest.mark.slow
 def test_progress_bars_go_to_stderr_and_leave_stdout_to_the_results():
     done = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, env={"COLUMNS": "80", "TERM": "xterm"})
     assert done.returncode == 0, done.stderr

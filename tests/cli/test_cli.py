@@ -102,7 +102,7 @@ def test_thresholds_reports_the_quantile_and_writes_json_and_figure(tmp_path):
                                  "--outlier-threshold", "30", "--grid", "8", "--out", str(out)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     d = json.loads((out / "thresholds.json").read_text())
-    assert (out / "thresholds.png").stat().st_size > 1000 and sorted(p.name for p in out.iterdir()) == ["thresholds.json", "thresholds.png"]
+    assert (out / "thresholds.png").stat().st_size > 1000 and sorted(p.name for p in out.iterdir()) == [".conceptvec-manifest.json", "thresholds.json", "thresholds.png"]
     assert f"distance_threshold 10 falls at quantile {d['given']['quantile']:.3f}" in result.output
     assert d["params"]["distance_threshold"] == 10.0 and d["n_live"] == 24 and d["store"]["store"] == str((tmp_path / "store").resolve())
     assert "numpy" in d["versions"] and len(d["curve"]["threshold"]) >= 8

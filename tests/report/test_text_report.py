@@ -63,6 +63,7 @@ def test_snippets_are_centred_on_the_token_shaded_and_escaped(text_run):
     assert token_text("\u0120cat") == " cat" and token_text("##ing") == "ing"
 
 
+@pytest.mark.slow
 def test_the_report_shows_text_snippets(text_run):
     run, store = text_run
     from conceptvec.report import write_report
@@ -94,3 +95,23 @@ def test_document_rows_show_the_text_unshaded(tmp_path, tiny_bert, corpus):
     snippets = examples_for_store(store).focus(2)
     assert snippets.pieces(0) == ([SENTENCES[0]], None, None)
     assert snippets.caption(0) == "corpus.txt:1"
+
+
+def test_atlas_of_a_token_store_shades_each_snippet_by_its_neuron(text_run, tmp_path):
+    import json
+
+    from conceptvec.report.atlas.build import neuron_file
+
+    run, store = text_run
+    params = cv.Params(top=30, min_cluster_size=3, distance_threshold="auto", outlier_threshold="auto")
+    scan = cv.scan_layer(store, params=params, neurons="0-7", workers=1, progress=False, out=tmp_path / "run" / "scan")
+    index = cv.write_atlas(tmp_path / "run", progress=False, map_method="pca")
+    text = (index.parent / "data" / neuron_file(5)).read_text()
+    data = json.loads(text[text.index(",") + 1:].strip().rstrip(";").rstrip(")"))
+    snippets = examples_for_store(store).focus(5)
+    for i, _, _, (pieces, centre), _ in data["top"][:5]:
+        expected, strengths, own = snippets.pieces(i)
+        assert [p for p, _ in pieces] == expected and centre == own
+        shades = [s for _, s in pieces if s >= 0]
+        assert max(shades) == 1.0 and min(shades) >= 0.0  # shaded by neuron 5, the strongest token full
+    assert len(data["top"]) == 30 and scan.neurons[5] == 5

@@ -13,7 +13,7 @@ from ..core.params import Params
 from ..extraction.config import ExtractConfig
 from ..featureviz.params import FeatureVizParams
 from ..study.config import StudyConfig
-from .common import EngineOpt, OverwriteOpt, RayAddressOpt, StoreArg, cli_errors, concept_table, console
+from .common import EngineOpt, OverwriteOpt, RayAddressOpt, SeedOpt, StoreArg, cli_errors, concept_table, console
 from .options import config_options, method_options
 
 app = typer.Typer(
@@ -70,6 +70,8 @@ def demo(
         console.print(f"[bold]figure[/] {path}")
     if result.report:
         console.print(f"[bold]report[/] {result.report}")
+    if result.atlas:
+        console.print(f"[bold]atlas[/] {result.atlas} (every unit of the layer)")
     if control:
         rows = control_comparison(out, retrain=retrain, epochs=epochs, seed=seed)
         table = Table(title="planted vs control: units whose top examples mix two digits")
@@ -101,10 +103,9 @@ def extract(
     from ..models.layers import list_layers
     from ..models.load import load_model
 
-    overrides = dict(key_map=config.key_map, mean=config.mean, std=config.std, size=config.size,
-                     transform_input=config.transform_input)
     if layer == ["list"]:
-        loaded = load_model(model, config.weights, **overrides)
+        loaded = load_model(model, config.weights, key_map=config.key_map, mean=config.mean, std=config.std, size=config.size,
+                            transform_input=config.transform_input)
         table = Table(title=f"layers of {loaded.name}")
         for col in ("layer", "type", "output shape"):
             table.add_column(col)
@@ -169,6 +170,22 @@ def report(
 
     index = write_report(run_dir, neurons=neurons, out=out, umap=umap)
     console.print(f"report written to {index}")
+
+
+@app.command()
+@cli_errors
+def atlas(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory holding scan/ (conceptvec scan STORE --out RUN/scan), or a scan folder.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Atlas folder; default RUN_DIR/atlas (an earlier atlas there is replaced; nothing else is).")] = None,
+    shared: Annotated[bool, typer.Option("--shared/--no-shared", help="Find the concepts that neurons share (saved beside the scan).")] = True,
+    map_method: Annotated[str, typer.Option("--map", help="Layout of the map of concept vectors: auto (UMAP up to 50,000 concepts), umap or pca.")] = "auto",
+    seed: SeedOpt = 0,
+) -> None:
+    """Write the layer atlas: every scanned neuron and concept, the layer's map and shared concepts, one offline site."""
+    from ..report.atlas import write_atlas
+
+    index = write_atlas(run_dir, out=out, shared=shared, map_method=map_method, seed=seed)
+    console.print(f"atlas written to {index} (open it in a browser; it needs no server)")
 
 
 @app.command()

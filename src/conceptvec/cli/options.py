@@ -60,7 +60,8 @@ def option_parameter(f: Field[Any]) -> inspect.Parameter:
 def params_from_options(values: dict[str, Any], base: Params | None = None) -> Params:
     """``Params`` from the option values of a command (threshold texts read as numbers or 'auto')."""
     kinds = {f.name: f.metadata["kind"] for f in fields(Params)}
-    parsed = {name: threshold_value(name, v) if kinds[name] == "threshold" else v for name, v in values.items()}
+    # each value of its own field's type, which Params checks (one dict type cannot say which is which)
+    parsed: dict[str, Any] = {name: threshold_value(name, v) if kinds[name] == "threshold" else v for name, v in values.items()}
     return base.replace(**parsed) if base is not None else Params(**parsed)
 
 

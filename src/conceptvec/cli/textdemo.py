@@ -41,6 +41,8 @@ def text_demo(out: Path, *, seed: int, report: bool) -> None:
     console.print(f"[bold]ConceptSet[/] {result.out / f'neuron_{result.neuron}'}; numbers in {result.out / 'text_demo.json'}")
     if result.report:
         console.print(f"[bold]report[/] {result.report}")
+    if result.atlas:
+        console.print(f"[bold]atlas[/] {result.atlas} (every unit of the layer)")
 
 
 def census(neurons: dict[str, Any], directions: dict[str, Any], *, n_units: int, top: int, min_second: float, auto: bool) -> Table:

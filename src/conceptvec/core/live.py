@@ -31,7 +31,7 @@ FLOOR = 0.0  # the floor of a rectified layer; a top that ends on it is padded w
 def live_from_ends(first: np.ndarray, last: np.ndarray) -> np.ndarray:
     """The rule on the largest (``first``) and N-th largest (``last``) activation of each unit, arrays of shape (m,)."""
     first, last = np.asarray(first), np.asarray(last)
-    return np.asarray((first > last) & (last != FLOOR), dtype=bool)
+    return np.asarray((first > last) & (last != FLOOR))  # np.asarray: numpy's stubs type this as Any
 
 
 def live_mask(top_scores: np.ndarray) -> np.ndarray:

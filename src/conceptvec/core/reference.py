@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 from sklearn.cluster import AgglomerativeClustering, KMeans
 
-__all__ = ["AUTHORS_REMOVED", "authors_procedure"]
+__all__ = ["AUTHORS_REMOVED", "PAPER_HISTOGRAM", "authors_procedure"]
 
+# The authors' histogram of concepts per neuron of Inception V3 Mixed_7b (their layer scan, 4,232 concepts)
+PAPER_HISTOGRAM = {0: 15, 1: 491, 2: 991, 3: 456, 4: 85, 5: 9, 6: 1}
 AUTHORS_REMOVED = 100  # the authors' label for outliers and members of removed clusters (conceptvec's own is core.steps.REMOVED, -1)
 
 

@@ -42,20 +42,21 @@ def scale_problems(linkage: np.ndarray, centroid_sq_distances: np.ndarray, label
         return []
     heights = z[:, :, 2]
     n_top = heights.shape[1] + 1
-    c = np.count_nonzero(heights >= params.distance_threshold, axis=1) + 1
+    d = params.fixed_distance
+    c = np.count_nonzero(heights >= d, axis=1) + 1
     scale = (f"the ward merge heights of the top {n_top} examples of {what} have median {np.median(heights):.3g} "
              f"and 97th percentile {np.percentile(heights, 97):.3g}")
     problems = []
-    d = params.distance_threshold
     # One cluster is a fair answer for one neuron (a monosemantic one); for every neuron of a scan, with a
     # threshold far above every merge, it is the threshold speaking.
     if len(z) > 1 and d > OFF_SCALE * heights.max():
         problems.append(f"distance_threshold {d:g} is more than {OFF_SCALE:g}x every merge height of {what} (largest "
                         f"{heights.max():.3g}), so each is one cluster whatever its examples; {scale}.")
     problems += _most_without_concepts(heights, lab, c, d, n_top, what=what, scale=scale)
-    if params.auto_outliers:
+    outlier = params.outlier_rule
+    if isinstance(outlier, str):  # 'auto': a fence per cluster, on no fixed scale
         return problems
-    outliers = sq >= params.outlier_threshold
+    outliers = sq >= outlier
     sq_scale = (f"the squared distances of the top examples of {what} to their k-means centroid have median "
                 f"{np.median(sq):.3g} and 90th percentile {np.percentile(sq, 90):.3g}")
     if np.all(outliers.mean(axis=1) > 0.5):

@@ -109,7 +109,7 @@ class ThresholdSweep:
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers, as plain JSON values: what the threshold means here, the rule, and the curve."""
-        t = self.params.distance_threshold
+        t = self.params.fixed_distance
         c, k = self.at(t)
         rule_c, _ = self.at(self.rule["distance_threshold"])
         h = self.heights.ravel()
@@ -158,6 +158,9 @@ def _histogram(values: np.ndarray) -> dict[str, int]:
     return {str(i): int(v) for i, v in enumerate(counts) if v}
 
 
+MAX_GRID = 1000
+
+
 def threshold_sweep(
     acts: Any,
     *,
@@ -202,8 +205,9 @@ def threshold_sweep(
     for name, q in (("distance_percentile", distance_percentile), ("outlier_percentile", outlier_percentile)):
         if not 0 < q <= 100:
             raise ConceptvecError(f"{name} must be in (0, 100], got {q}.")
-    if isinstance(n_grid, bool) or not isinstance(n_grid, (int, np.integer)) or n_grid < 2:
-        raise ConceptvecError(f"n_grid must be a whole number >= 2, got {n_grid!r}.")
+    if isinstance(n_grid, bool) or not isinstance(n_grid, (int, np.integer)) or not 2 <= n_grid <= MAX_GRID:
+        raise ConceptvecError(f"n_grid must be a whole number >= 2 and <= {MAX_GRID} (--grid; every threshold clusters every "
+                              f"neuron again, and 40 draw the curve), got {n_grid!r}.")
     matrix, _ = as_matrix(acts)
     n_examples, n_units = matrix.shape
     selected = parse_neurons(neurons, n_units)
@@ -224,8 +228,8 @@ def threshold_sweep(
     linkages = list((map_neurons or map)(ward_linkage, xs))
     heights = np.stack([z[:, 2] for z in linkages])
     rule_distance = float(np.percentile(heights, distance_percentile))
-    grid = (threshold_grid(heights, (params.distance_threshold, rule_distance), n=n_grid) if thresholds is None
-            else np.unique(np.concatenate([_checked_grid(thresholds), [params.distance_threshold, rule_distance]])))
+    grid = (threshold_grid(heights, (params.fixed_distance, rule_distance), n=n_grid) if thresholds is None
+            else np.unique(np.concatenate([_checked_grid(thresholds), [params.fixed_distance, rule_distance]])))
 
     n_clusters = np.stack([[n_clusters_at(z, t) for t in grid] for z in linkages]).astype(np.int64)
     c_rule = [n_clusters_at(z, rule_distance) for z in linkages]
@@ -267,7 +271,7 @@ def sweep_neuron(task: tuple[np.ndarray, np.ndarray, int, Params]) -> tuple[np.n
         if c not in cache:
             cache[c] = kmeans_step(x, int(c), params)
         labels, sq = cache[c]
-        n_concepts[g] = len(remove_outliers(labels, sq, params.outlier_threshold, params.min_cluster_size)[1])
+        n_concepts[g] = len(remove_outliers(labels, sq, params.outlier_rule, params.min_cluster_size)[1])
     if c_rule not in cache:
         cache[c_rule] = kmeans_step(x, int(c_rule), params)
     found = cluster_top(x, params.replace(distance_threshold="auto", outlier_threshold="auto"))

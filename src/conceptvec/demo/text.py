@@ -72,6 +72,7 @@ class TextDemoResult:
     mixing: list[dict[str, Any]]
     control: dict[str, Any]
     report: Path | None
+    atlas: Path | None = None  # the layer atlas of the scan of every unit (with the report)
 
 
 def minilm_folder() -> Path:
@@ -138,7 +139,7 @@ def mixing_neurons(acts: np.ndarray, labels: np.ndarray, names: np.ndarray, para
         (a, na), (b, nb) = (Counter(labels[top].tolist()).most_common(2) + [(-1, 0)])[:2]
         if nb < MIN_SECOND * params.top:
             continue
-        cs = disentangle(acts, neuron=unit, params=params) if direction is None else \
+        cs = disentangle(acts, neuron=unit, params=params) if directions is None else \
             disentangle(acts, direction=directions[unit], params=params)  # normalised there as above: the same scores
         groups = [cs.top_indices[cs.labels == j] for j in range(cs.n_concepts)]
         observed = purity(labels, groups)
@@ -164,7 +165,7 @@ def demo_params(acts: np.ndarray, thresholds: str, *, seed: int, progress: bool)
     return auto_params(seed=seed, top=TOP)
 
 
-def run_text_demo(out: str | os.PathLike = "conceptvec-text-demo", *, seed: int = 0, thresholds: str = "auto",
+def run_text_demo(out: str | os.PathLike[str] = "conceptvec-text-demo", *, seed: int = 0, thresholds: str = "auto",
                   progress: bool = True, report: bool = True) -> TextDemoResult:
     """Run the text demo into ``out`` (a new or empty folder, or its own earlier run, whose store is reused).
 
@@ -207,18 +208,23 @@ def run_text_demo(out: str | os.PathLike = "conceptvec-text-demo", *, seed: int 
         cs.save(run.neuron(neuron), overwrite=True)
         control = {"neurons": control_summary(mixing, params), "random_directions": {
             "n_directions": RANDOM_DIRECTIONS, **control_summary(random_mixing, params)}}
-        report_path = None
+        report_path = atlas_path = None
         if report:
+            from ..report.atlas import write_atlas
             from ..report.html import write_report
+            from ..scan.layer import scan_layer
 
+            # every unit of the layer scanned with the demo's parameters, for the report's layer table and the atlas
+            scan_layer(store, params=params, out=run.scan, workers=1, progress=progress)
             report_path = write_report(run.path, neurons=[neuron], umap=False)
+            atlas_path = write_atlas(run.path, progress=progress, seed=seed)
         write_json(run.path / TEXT_DEMO_FILE, {
             "status": "complete", "seed": seed, "threshold_setting": thresholds, "python": sys.version.split()[0],
             "modules": list(MODULES), "n_sentences": len(sentences), "model": store.metadata["model"], "layer": LAYER,
             "params": params.to_dict(), "thresholds": rule, "neuron": neuron, "chosen_because": cs.provenance["chosen_because"],
             "mixing_neurons": mixing, "control": control, **environment(),
         })
-    return TextDemoResult(run.path, store, cs, neuron, params, mixing, control, report_path)
+    return TextDemoResult(run.path, store, cs, neuron, params, mixing, control, report_path, atlas_path)
 
 
 def control_summary(mixing: list[dict[str, Any]], params: Params) -> dict[str, Any]:

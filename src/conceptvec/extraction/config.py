@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..core.options import at_least, boolean, check_fields, documented, numbers, one_of, option, optional, text
+from ..core.options import at_least, boolean, check_fields, documented, numbers, one_of, option, optional, switch, text
 from ..errors import ConceptvecError
 from ..models.pooling import POOLS
 from ..sources.images import check_background
@@ -62,7 +62,7 @@ class ExtractConfig:
     size: int | None = option(None, "Override the input size (crop side in pixels).", check=optional(at_least(1)), type=int)
     transform_input: bool | None = option(
         None, "torchvision Inception V3 and GoogLeNet: convert ImageNet-normalised inputs to [-1, 1] first, as torchvision "
-        "builds them for its weights; --no-transform-input for a model retrained without it.", check=optional(boolean),
+        "builds them for its weights; --no-transform-input for a model retrained without it.", check=switch,
         kind="switch", show_default="on with named weights or a weights file")
     per_class: int | None = option(None, "Sample this many examples per class (paper: 130).", check=optional(at_least(1)), type=int)
     seed: int = option(0, "Random seed of the per-class sample, recorded with the output.", check=at_least(0))
@@ -87,7 +87,7 @@ class ExtractConfig:
         "preprocessing), cpu, or device.", check=one_of(tuple(DECODES)),
         doc="See ``DECODES`` and docs/gpu.md; ``device`` matches the CPU path within a grey level before the model.")
     channels_last: bool | None = option(
-        None, "Memory format of 4-D inputs.", check=optional(boolean), kind="switch",
+        None, "Memory format of 4-D inputs: channels last.", check=switch, kind="switch",
         show_default="when the model has 2-D convolutions")
     chunk_size: int = option(CHUNK_SIZE, "Examples per resumable chunk (of text: whole documents, about this many rows).",
                              check=at_least(1))

@@ -183,6 +183,7 @@ class DeviceBatches:
         # Preprocessing in float32 whatever autocast the model runs under: it is the CPU path's arithmetic.
         with torch.autocast(dev.type, enabled=False):
             if jpegs:
+                out: Sequence[torch.Tensor | None]
                 try:
                     out = decode_jpegs([images[k] for k in jpegs], dev)
                 except RuntimeError:  # one bad file fails the batch: decode them one by one
@@ -231,7 +232,7 @@ def choose_decoding(decode: str, *, transform: Any, name: str, dataset: Any, dev
         why, steps = "none of the files is a JPEG", None
     else:
         why = f"it cannot reproduce {name}'s preprocessing: {why}" if steps is None else ""
-    if why:
+    if why or files is None or steps is None:  # why is set whenever files or steps is None
         if decode == "device":
             raise ConceptvecError(f"decode='device' (--decode device) is not possible here: {why}. Use --decode cpu (or auto).")
         warnings.warn(f"decoding images on the CPU although the device is {dev}: {why} (--decode cpu says so and silences this).",

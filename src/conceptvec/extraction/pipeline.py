@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, cast
+from typing import Any, Callable, Mapping, Sequence, overload
 
 from rich.console import Console
 from rich.markup import escape
@@ -30,12 +30,46 @@ from .config import CHUNK_SIZE, ExtractConfig
 _stderr = Console(stderr=True)
 
 
+# One layer gives its store, several a store per layer: the overloads tell type checkers which
+# (tests/cli/test_options.py checks that they list the implementation's parameters).
+@overload
+def extract(
+    model: Any, *, layer: str, data: Any, out: str | os.PathLike[str], config: ExtractConfig | None = None,
+    weights: str | None = None, key_map: str | Mapping[str, str] | None = None, mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None, size: int | None = None, transform_input: bool | None = None,
+    per_class: int | None = None, seed: int = 0, class_index: str | os.PathLike[str] | None = None,
+    background: str = "white", batch_size: int = 64, workers: int | None = None, device: str = "auto",
+    dtype: str = "float32", pool: str = "avg", autocast: bool = False, autocast_dtype: str = "float16",
+    decode: str = "auto", channels_last: bool | None = None, chunk_size: int = CHUNK_SIZE,
+    examples: str = "documents", max_tokens: int | None = None, text_column: str | None = None,
+    label_column: str | None = None, keep_special_tokens: bool = False, batch_tokens: int | None = None,
+    transform: Callable[[Any], Any] | None = None, overwrite: bool = False, progress: bool = True,
+    engine: str = "local", ray_address: str | None = None,
+) -> ActivationStore: ...
+
+
+@overload
+def extract(
+    model: Any, *, layer: Sequence[str], data: Any, out: str | os.PathLike[str], config: ExtractConfig | None = None,
+    weights: str | None = None, key_map: str | Mapping[str, str] | None = None, mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None, size: int | None = None, transform_input: bool | None = None,
+    per_class: int | None = None, seed: int = 0, class_index: str | os.PathLike[str] | None = None,
+    background: str = "white", batch_size: int = 64, workers: int | None = None, device: str = "auto",
+    dtype: str = "float32", pool: str = "avg", autocast: bool = False, autocast_dtype: str = "float16",
+    decode: str = "auto", channels_last: bool | None = None, chunk_size: int = CHUNK_SIZE,
+    examples: str = "documents", max_tokens: int | None = None, text_column: str | None = None,
+    label_column: str | None = None, keep_special_tokens: bool = False, batch_tokens: int | None = None,
+    transform: Callable[[Any], Any] | None = None, overwrite: bool = False, progress: bool = True,
+    engine: str = "local", ray_address: str | None = None,
+) -> dict[str, ActivationStore]: ...
+
+
 def extract(
     model: Any,
     *,
     layer: str | Sequence[str],
     data: Any,
-    out: str | os.PathLike,
+    out: str | os.PathLike[str],
     config: ExtractConfig | None = None,
     weights: str | None = None,
     key_map: str | Mapping[str, str] | None = None,
@@ -45,7 +79,7 @@ def extract(
     transform_input: bool | None = None,
     per_class: int | None = None,
     seed: int = 0,
-    class_index: str | os.PathLike | None = None,
+    class_index: str | os.PathLike[str] | None = None,
     background: str = "white",
     batch_size: int = 64,
     workers: int | None = None,
@@ -140,8 +174,8 @@ def extract(
         loaded.preprocessing = {"transform": repr(transform), "note": "given to extract()"}
     for name in layers:
         find_layer(loaded.module, name)
-    data_desc, examples, dataset, preprocessing = prepare_data(loaded, data, per_class, seed, class_index,
-                                                                background=c.background)
+    data_desc, planned, dataset, preprocessing = prepare_data(loaded, data, per_class, seed, class_index,
+                                                               background=c.background)
     decoding = choose_decoding(c.decode, transform=loaded.transform, name=loaded.name, dataset=dataset, dev=dev, engine=engine)
     n = len(dataset)
     use_autocast = bool(autocast and dev.type == "cuda")
@@ -173,13 +207,12 @@ def extract(
         from .runner import run_chunks
 
         def run_layers(names, todo, writer, finished, widths):
-            run_chunks(loaded.module, names, pool, dataset, todo, writer, n, finished, dev, batch_size, workers, use_autocast,
-                       bool(channels_last), progress, device_batches=decoding.batches, autocast_dtype=c.autocast_dtype,
-                       layer_widths=widths)
+            run_chunks(loaded.module, layer=names, pool=pool, dataset=dataset, todo=todo, writer=writer, n=n, finished=finished,
+                       device=dev, batch_size=batch_size, workers=workers, autocast=use_autocast,
+                       channels_last=bool(channels_last), progress=progress, device_batches=decoding.batches,
+                       autocast_dtype=c.autocast_dtype, layer_widths=widths)
 
         base = {k: metadata[k] for k in ("model", "layer", "pooling", "data", "preprocessing")}
-        planned = cast(dict, examples)  # the planned examples (the name shadows the text option)
-
         def finish_image(writer: StoreWriter, meta: dict[str, Any]) -> None:
             skipped = writer.skipped()
             meta["skipped"] = {"count": len(skipped), "sources": [planned["source"][i] for i in skipped]}
@@ -209,16 +242,17 @@ def extract(
                                channels_last=bool(channels_last),
                                progress=progress, ray_address=ray_address)
             else:
-                run(loaded.module, layer, pool, dataset, todo, writer, n, finished, dev, batch_size, workers,
-                           use_autocast, bool(channels_last), progress, device_batches=decoding.batches,
-                           autocast_dtype=c.autocast_dtype)
+                run(loaded.module, layer=layer, pool=pool, dataset=dataset, todo=todo, writer=writer, n=n, finished=finished,
+                    device=dev, batch_size=batch_size, workers=workers, autocast=use_autocast,
+                    channels_last=bool(channels_last), progress=progress, device_batches=decoding.batches,
+                    autocast_dtype=c.autocast_dtype)
         except KeyboardInterrupt:
             _say(True, f"interrupted; the complete chunks are kept in {writer.partial}. Run the same command again to resume.")
             raise
         skipped = writer.skipped()
         # Unreadable files are listed, not fatal; the store holds the readable ones in data order.
-        metadata["skipped"] = {"count": len(skipped), "sources": [examples["source"][i] for i in skipped]}
-        writer.finish(examples, metadata)
+        metadata["skipped"] = {"count": len(skipped), "sources": [planned["source"][i] for i in skipped]}
+        writer.finish(planned, metadata)
     return _opened(out, progress)
 
 
@@ -241,6 +275,11 @@ def _extract_text(loaded, layer: str | list[str], data: Any, out: Path, c: Extra
     layer = layers[0]
     path = paths[layer]
     max_tokens = c.max_tokens or loaded.max_tokens
+    special = int(loaded.tokenizer.num_special_tokens_to_add()) if hasattr(loaded.tokenizer, "num_special_tokens_to_add") else 0
+    if max_tokens <= special:
+        # The tokenizer would not truncate below its own special tokens: the limit would be recorded but not applied.
+        raise ConceptvecError(f"--max-tokens {max_tokens} leaves no room for text: {loaded.name}'s tokenizer adds {special} "
+                              f"special token(s) to every document; give --max-tokens {special + 1} or more.")
     corpus = read_corpus(data, text_column=c.text_column, label_column=c.label_column, per_class=c.per_class, seed=c.seed)
     plan = plan_text(loaded, corpus, examples=c.examples, max_tokens=max_tokens, keep_special_tokens=c.keep_special_tokens,
                      chunk_size=c.chunk_size)

@@ -75,15 +75,20 @@ def collate(batch):
     return xs, [i for _, i in ok], bad
 
 
-def run_chunks(module, layer, pool, dataset, todo, writer, n, finished, dev, batch_size, workers, use_autocast, channels_last, progress,
-               *, device_batches=None, autocast_dtype: str = "float16", layer_widths: list[int] | None = None):
+def run_chunks(module: torch.nn.Module, *, layer: str | list[str], pool: str, dataset: Any, todo: list[tuple[int, int, int]],
+               writer: Any, n: int, finished: int, device: torch.device, batch_size: int, workers: int, autocast: bool,
+               channels_last: bool, progress: bool, device_batches: Any = None, autocast_dtype: str = "float16",
+               layer_widths: list[int] | None = None) -> None:
     """Pool ``layer`` over the chunks ``todo`` ((index, start, stop) of example rows) and write each complete chunk.
 
-    ``device_batches`` (``gpu.DeviceBatches``) replaces ``dataset``: files read as bytes, decoded and preprocessed on
-    ``dev``; the chunks, batches and writes are the same.
+    The keywords are those of ``ray_images.run_chunks_ray`` (the Ray engine's runner), with the model already loaded
+    and ``device`` resolved; ``autocast`` is whether autocast runs (CUDA only). ``device_batches``
+    (``gpu.DeviceBatches``) replaces ``dataset``: files read as bytes, decoded and preprocessed on ``device``; the
+    chunks, batches and writes are the same. Several layers (a list) are pooled side by side, ``layer_widths`` filled
+    with each one's width.
     """
     batches = planned_batches(todo, batch_size)
-    cuda = dev.type == "cuda"
+    cuda = device.type == "cuda"
     # workers as the glossary counts them, this process included: it runs the model while workers - 1
     # DataLoader processes read and decode examples (0 or 1: this process does both).
     loaders = workers - 1 if workers > 1 else 0
@@ -93,8 +98,8 @@ def run_chunks(module, layer, pool, dataset, todo, writer, n, finished, dev, bat
         collate_fn = collate
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=loaders, collate_fn=collate_fn, pin_memory=cuda,
                         prefetch_factor=4 if loaders else None)
-    module = on_device(module, dev, channels_last)
-    amp = autocast_context(use_autocast, autocast_dtype)
+    module = on_device(module, device, channels_last)
+    amp = autocast_context(autocast, autocast_dtype)
     pending = iter(todo)
     index, start, stop = next(pending, (None, 0, 0))
     pooled: list[torch.Tensor] = []
@@ -107,12 +112,12 @@ def run_chunks(module, layer, pool, dataset, todo, writer, n, finished, dev, bat
         task = bar.add_task(f"extract {name}", total=n, completed=finished)
         for xs, idx, bad in loader:
             if device_batches is not None:
-                xs, failed = device_batches.inputs(xs, dev, channels_last)
+                xs, failed = device_batches.inputs(xs, device, channels_last)
                 bad = bad + [idx[k] for k in failed]
                 idx = [i for k, i in enumerate(idx) if k not in failed]
             skipped += bad
             if xs is not None:
-                pooled.append(forward(run, xs, dev, channels_last))
+                pooled.append(forward(run, xs, device, channels_last))
             bar.advance(task, len(idx) + len(bad))
             if max(idx + bad) == stop - 1:
                 # One device-to-host copy per chunk; only this chunk's vectors are held in memory.
@@ -179,8 +184,8 @@ def prepare_data(loaded: LoadedModel, data: Any, per_class: int | None, seed: in
         "source": list(files.paths),
     }
     # The background changes the rows of transparent images, so it is part of what the store is of.
-    desc = {**files.describe(), "examples_sha256": examples_digest(examples), "background": background,
-            "n_transparent": count_transparent(files)}
+    desc = {**files.describe(), "examples_sha256": examples_digest(examples), "files_sha256": files_state_digest(files),
+            "background": background, "n_transparent": count_transparent(files)}
     return desc, examples, ImageDataset(files, loaded.transform, background), loaded.preprocessing
 
 
@@ -192,7 +197,7 @@ def prepare_dataset(loaded: LoadedModel, data: Dataset, per_class: int | None, s
         if labels is None:
             raise ConceptvecError("per_class needs labels; give the Dataset a .targets attribute (as torchvision datasets have).")
         keep = sample_per_class(labels, per_class, seed)
-    examples = {
+    examples: dict[str, list[Any]] = {
         "id": [f"dataset-{i}" for i in keep],
         "label": [int(labels[i]) if labels is not None else -1 for i in keep],
         "label_name": [str(int(labels[i])) if labels is not None else "" for i in keep],
@@ -213,7 +218,24 @@ def dataset_labels(data: Dataset, n: int) -> np.ndarray | None:
     return labels if labels.shape == (n,) else None
 
 
-def examples_digest(examples: dict[str, list]) -> str:
+def files_state_digest(files: ImageFiles) -> str:
+    """A digest of every image file's size and modification time (ns): an image rewritten at the same path makes other data.
+
+    One ``stat`` per file, not a read of every image: checking that a finished store is complete stays cheap on a
+    large folder. A rewrite that keeps both the size and the modification time (``touch -r``) is not seen.
+    """
+    h = hashlib.sha256()
+    for path in files.paths:
+        full = files.root / path  # as ImageDataset opens it (an absolute path stays itself)
+        try:
+            st = full.stat()
+            h.update(f"{path}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        except OSError:  # unreadable files are skipped at extraction and listed; their absence is part of the data
+            h.update(f"{path}\t-\n".encode())
+    return h.hexdigest()
+
+
+def examples_digest(examples: dict[str, list[Any]]) -> str:
     # Same folder name, different files: the ids and labels tell a changed dataset apart.
     h = hashlib.sha256()
     for i, label in zip(examples["id"], examples["label"]):

@@ -90,7 +90,7 @@ class ImageExamples(_Labelled):
         ids: Sequence[str],
         label_names: Sequence[str],
         sources: Sequence[str],
-        root: str | os.PathLike | None = None,
+        root: str | os.PathLike[str] | None = None,
         thumb_size: int = THUMB_SIZE,
         background: str | None = None,
     ):
@@ -336,4 +336,4 @@ def examples_for_store(store: Any) -> Examples:
     """The renderer for a store's examples, chosen from ``RENDERERS`` by its data kind (images by default)."""
     data = store.metadata.get("data") or {}
     kind = data.get("kind") if isinstance(data, dict) else None
-    return RENDERERS.get(kind, ImageExamples.from_store)(store)
+    return RENDERERS.get(kind if isinstance(kind, str) else "", ImageExamples.from_store)(store)

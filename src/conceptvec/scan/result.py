@@ -70,6 +70,12 @@ class ScanResult:
         With ``scan_layer(stability=B)``: ``runs``, ``resampling``, ``concept_reappearance``
         (n_total_concepts,), each concept's share of runs it came back in, and ``count_agreement`` (m,),
         each neuron's share of runs that found as many concepts.
+    first_p : array of shape (m,) or None
+        With ``distance_threshold="auto"``: each neuron's first split's p-value (``core.fdr.first_split_p``).
+    layer_error : dict or None
+        With ``auto``: the rule that made the splits (``rule``, ``level``), the live neurons ``tested``, the first
+        ``splits`` kept, the ``expected_false_splits`` (``core.fdr.layer_error``) and the splits ``withdrawn`` by
+        ``Params.fdr``.
     """
 
     neurons: np.ndarray
@@ -92,6 +98,8 @@ class ScanResult:
     reused: bool = False  # the whole result was read from a finished scan directory
     activations: Any = field(default=None, repr=False)  # A, read for scan[neuron]; None: opened from store_path when needed
     stability: dict[str, Any] | None = None
+    first_p: np.ndarray | None = None
+    layer_error: dict[str, Any] | None = None
 
     UNSTABLE = UNSTABLE_BELOW  # a concept back in fewer than half of the stability runs is flagged unstable
 
@@ -188,6 +196,7 @@ class ScanResult:
             "not_live": self.neurons[~live].tolist(),
             "clusters_per_neuron": {str(i): int(v) for i, v in enumerate(c_hist) if i >= 1},  # C >= 1 always
             "scale_warnings": self.scale_problems(),
+            **({"layer_error": self.layer_error} if self.layer_error is not None else {}),
         }
 
     def scale_problems(self) -> list[str]:
@@ -211,6 +220,7 @@ class ScanResult:
             "small_cluster_examples_removed": pa.array(np.sum(~outliers & (self.labels < 0), axis=1), pa.int64()),
             "first_concept": pa.array(self.concept_offsets[:-1], pa.int64()),
             "live": pa.array(self.live, pa.bool_()),
+            **({"first_split_p": pa.array(self.first_p, pa.float64())} if self.first_p is not None else {}),
             **({"count_agreement": pa.array(self.stability["count_agreement"], pa.float64()),
                 "unstable_concepts": pa.array([int(np.sum(self.stability["concept_reappearance"][a:b] < self.UNSTABLE))
                                                for a, b in zip(self.concept_offsets[:-1], self.concept_offsets[1:])], pa.int64())}
@@ -284,7 +294,7 @@ class ScanResult:
         fig.suptitle(
             f"{s['n_scanned']} {what}s scanned ({self.kind}): {s['n_with_2_or_more_concepts']} of {s['n_live']} live "
             f"({100 * s['share_with_2_or_more_concepts']:.1f}%) have 2 or more concepts"
-            + (f"; {not_live} not live, left out" if not_live else ""), fontsize=10,
+            + (f"; {not_live} not live, left out" if not_live else "") + f"\nrule: {self.rule_text()}", fontsize=10,
         )
         if s["scale_warnings"]:
             # the numbers above are then a statement about the threshold: say so on the figure people look at
@@ -295,8 +305,17 @@ class ScanResult:
             fig.supxlabel(textwrap.fill(text, 150), fontsize=8, color="#b00000")
         return fig
 
+    def rule_text(self) -> str:
+        """Which rule made the splits, with the expected number of false ones where the rule has a level."""
+        e = self.layer_error
+        if e is None:
+            return self.params.describe()
+        withdrawn = f", {e['withdrawn']} withdrawn" if e.get("withdrawn") else ""
+        return (f"auto, {e['rule']}: {e['splits']} first splits{withdrawn}; "
+                f"expected false splits <= {e['expected_false_splits']:.1f}")
+
     # -- files -------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write the scan to directory ``path`` atomically.
 
         Files: ``scan.json`` (params, provenance, versions, summary), ``concepts.safetensors``
@@ -316,6 +335,8 @@ class ScanResult:
         method["neurons"] = self.neurons
         if self.stability is not None:
             method["count_agreement"] = np.ascontiguousarray(self.stability["count_agreement"])
+        if self.first_p is not None:
+            method["first_p"] = np.ascontiguousarray(self.first_p, dtype=np.float64)
         if self.directions is not None:
             method["directions"] = np.ascontiguousarray(self.directions)
         save_file(method, str(directory / METHOD_FILE))
@@ -342,6 +363,7 @@ class ScanResult:
             "provenance": self.provenance,
             **({"stability": {"runs": self.stability["runs"], "resampling": self.stability["resampling"]}}
                if self.stability is not None else {}),
+            **({"layer_error": self.layer_error} if self.layer_error is not None else {}),
             **({"call": call} if call is not None else {}),
         })
 
@@ -356,7 +378,7 @@ class ScanResult:
         }
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, acts: np.ndarray | ActivationStore | None = None) -> "ScanResult":
+    def load(cls, path: str | os.PathLike[str], *, acts: np.ndarray | ActivationStore | None = None) -> "ScanResult":
         """Read a scan written by ``save`` or ``scan_layer(out=...)`` (safetensors and JSON; nothing unpickled).
 
         ``acts`` (optional) is the activation matrix, for ``scan[neuron]`` when the store is not
@@ -378,7 +400,9 @@ class ScanResult:
         matrix = as_matrix(acts)[0] if acts is not None else None
         return cls(
             neurons=method["neurons"],
-            **{name: method[name] for name in METHOD_ARRAYS},
+            top_indices=method["top_indices"], top_scores=method["top_scores"], linkage=method["linkage"],
+            n_agglomerative=method["n_agglomerative"], kmeans_labels=method["kmeans_labels"],
+            centroid_sq_distances=method["centroid_sq_distances"], labels=method["labels"],
             concept_vectors=concepts["concept_vectors"],
             concept_offsets=concepts["concept_offsets"],
             kmeans_cluster_ids=concepts["kmeans_cluster_ids"],
@@ -391,9 +415,11 @@ class ScanResult:
             stability=({**meta["stability"], "concept_reappearance": concepts["concept_reappearance"],
                         "count_agreement": method["count_agreement"]}
                        if "stability" in meta and "concept_reappearance" in concepts and "count_agreement" in method else None),
+            first_p=method.get("first_p"),
+            layer_error=meta.get("layer_error"),
         )
 
     def __repr__(self) -> str:
         s = self.summary()
         return (f"ScanResult({self.kind}, {s['n_scanned']} scanned, {s['n_live']} live, {s['n_concepts_total']} concepts, "
-                f"{100 * s['share_with_2_or_more_concepts']:.1f}% of live with 2 or more)")
+                + (f"{100 * s['share_with_2_or_more_concepts']:.1f}% of live with 2 or more)" if s["n_live"] else "none live)"))

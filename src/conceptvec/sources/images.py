@@ -22,7 +22,7 @@ from .digits import DIGITS_PREFIX, cached_digits_images
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-def load_example_image(source: str, root: str | os.PathLike | None = None, background: str | None = None) -> Image.Image:
+def load_example_image(source: str, root: str | os.PathLike[str] | None = None, background: str | None = None) -> Image.Image:
     """The picture of one example from its ``source`` string (RGB, or L for digits).
 
     ``background``: the colour transparent images were composited on at extraction (the store's
@@ -117,8 +117,8 @@ class ImageFiles:
         }
 
 
-def image_files(data: str | os.PathLike, per_class: int | None = None, seed: int = 0,
-                class_index: str | os.PathLike | None = None) -> ImageFiles:
+def image_files(data: str | os.PathLike[str], per_class: int | None = None, seed: int = 0,
+                class_index: str | os.PathLike[str] | None = None) -> ImageFiles:
     """Find images under ``data``: a class-per-folder tree (ImageNet layout), a flat folder, or a text file of paths.
 
     ``per_class`` samples that many images of each class with ``seed`` (the paper: 130 of each ImageNet class).
@@ -142,7 +142,9 @@ def image_files(data: str | os.PathLike, per_class: int | None = None, seed: int
     else:
         subdirs = sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
         if subdirs:
-            classes, paths, labels = [], [], []
+            classes: list[str] = []
+            paths: list[str] = []
+            labels: list[int] = []
             for d in subdirs:
                 found = _images_in(d, data)
                 if found:
@@ -164,7 +166,7 @@ def image_files(data: str | os.PathLike, per_class: int | None = None, seed: int
     return files
 
 
-def read_class_index(path: str | os.PathLike) -> dict[str, tuple[int, str]]:
+def read_class_index(path: str | os.PathLike[str]) -> dict[str, tuple[int, str]]:
     """An ImageNet class-index JSON (``{"0": ["n01440764", "tench"], ...}``) as folder name to (class number, name)."""
     import json
 
@@ -179,7 +181,7 @@ def read_class_index(path: str | os.PathLike) -> dict[str, tuple[int, str]]:
     return index
 
 
-def _apply_class_index(files: ImageFiles, class_index: str | os.PathLike) -> ImageFiles:
+def _apply_class_index(files: ImageFiles, class_index: str | os.PathLike[str]) -> ImageFiles:
     index = read_class_index(class_index)
     unknown = [c for c in files.classes if c not in index]
     if unknown:
@@ -195,9 +197,23 @@ def _apply_class_index(files: ImageFiles, class_index: str | os.PathLike) -> Ima
 
 
 def _images_in(folder: Path, root: Path) -> list[str]:
-    return sorted(
-        str(p.relative_to(root)) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
+    # Walked without following links: a link that leads out of the data folder would read files the user did not give.
+    inside = root.resolve()
+    found, outside = [], []
+    top = [folder] if folder.is_symlink() and inside not in folder.resolve().parents else []
+    for base, dirs, files in os.walk(folder, followlinks=False) if not top else ():
+        for name in dirs + files:
+            p = Path(base) / name
+            if p.is_symlink() and inside not in p.resolve().parents:
+                outside.append(p)
+            elif name in files and p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+                found.append(str(p.relative_to(root)))
+    outside = top + outside
+    if outside:
+        shown = ", ".join(str(p.relative_to(root)) for p in outside[:3]) + (f" and {len(outside) - 3} more" if len(outside) > 3 else "")
+        raise ConceptvecError(f"{root} holds links that lead out of it ({shown}); conceptvec reads only the files inside the "
+                              f"data folder. Copy those images in, or remove the links.")
+    return sorted(found)
 
 
 def sample_per_class(labels: Any, per_class: int, seed: int) -> list[int]:

@@ -19,18 +19,22 @@ def run_cut(cs: ConceptSet) -> tuple[float, str]:
     one height, the height midway between the merges that leave C clusters when cut there (the tree is
     then of the unit-length examples).
     """
+    t = cut_height(cs.params, cs.linkage, int(cs.n_agglomerative))
     if not cs.params.auto_distance:
-        t = float(cs.params.distance_threshold)
         return t, f"distance_threshold = {t:g}"
-    heights = np.sort(cs.linkage[:, 2])[::-1]
-    c = int(cs.n_agglomerative)
-    if len(heights) == 0:
-        t = 1.0
-    elif c <= 1:
-        t = float(heights[0]) * 1.02
-    else:
-        t = float(heights[c - 2] + heights[min(c - 1, len(heights) - 1)]) / 2
     return t, f"auto (significance {cs.params.significance:g}): cut between the merges that leave C"
+
+
+def cut_height(params: Any, linkage: np.ndarray, n_agglomerative: int) -> float:
+    """The height of ``run_cut`` from a neuron's parameters, ward tree (N - 1, 4) and C (a scan's row has no ConceptSet)."""
+    if not params.auto_distance:
+        return float(params.distance_threshold)
+    heights = np.sort(linkage[:, 2])[::-1]
+    if len(heights) == 0:
+        return 1.0
+    if n_agglomerative <= 1:
+        return float(heights[0]) * 1.02
+    return float(heights[n_agglomerative - 2] + heights[min(n_agglomerative - 1, len(heights) - 1)]) / 2
 
 
 def dendrogram_data(cs: ConceptSet) -> dict[str, Any]:
@@ -79,7 +83,7 @@ def dendrogram_plot(cs: ConceptSet) -> Figure:
     return fig
 
 
-def threshold_curve_data(cs: ConceptSet, thresholds: np.ndarray | None = None, n: int = 200) -> dict[str, list]:
+def threshold_curve_data(cs: ConceptSet, thresholds: np.ndarray | None = None, n: int = 200) -> dict[str, Any]:
     """Number of clusters C (step 2) for each distance threshold; by default ``n`` values from 0
     to just above the highest merge, plus every merge height (where C changes)."""
     heights = cs.linkage[:, 2]

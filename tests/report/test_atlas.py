@@ -1,0 +1,186 @@
+"""The layer atlas: its files, and (in headless Chromium, from file://) the overview, sorting, search, a neuron
+page, a concept page and the shared concepts, with no network request and no console error."""
+
+import json
+import re
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from threading import Thread
+
+import numpy as np
+import pytest
+
+import conceptvec as cv
+from conceptvec.core.planted import planted_shared_layer
+from conceptvec.errors import ConceptvecError
+from conceptvec.report.atlas.build import ATLAS_FILE, neuron_file
+from conceptvec.scan.shared import GROUPS_FILE
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+HOSTILE = '<img src=x onerror="document.body.dataset.pwned=1">'
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Debian's chromium is not installed at {CHROMIUM}")
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def read_data(path):
+    """The JSON a data script hands to the page."""
+    text = path.read_text()
+    return json.loads(text[text.index("=") + 1:].strip().rstrip(";")) if text.startswith("ATLAS.overview") else \
+        json.loads(text[text.index(",") + 1:].strip().rstrip(";").rstrip(")"))
+
+
+@pytest.fixture(scope="module")
+def atlas(tmp_path_factory):
+    """A run of a planted layer (12 neurons, 3 shared facets) on digit images, one label hostile, scanned, with its atlas."""
+    from conceptvec.sources.digits import load_digits_images
+
+    root = tmp_path_factory.mktemp("atlas")
+    layer = planted_shared_layer(48, n_neurons=12, n_shared=3, n_background=300, seed=0)
+    _, digits = load_digits_images()
+    n = len(layer.acts)
+    names = [HOSTILE if i == 0 else str(digits[i]) for i in range(n)]
+    store = cv.ActivationStore.create(root / "store", layer.acts, metadata={"model": {"name": "planted"}, "layer": "planted",
+                                                                           "data": {"kind": "sklearn-digits"}},
+                                      examples={"id": [f"d{i}" for i in range(n)], "label": digits[:n].tolist(), "label_name": names,
+                                                "source": [f"sklearn-digits:{i}" for i in range(n)]})
+    scan = cv.scan_layer(store, params=cv.Params(distance_threshold="auto", outlier_threshold="auto"), neurons=list(range(12)),
+                         workers=1, progress=False, out=root / "scan")
+    index = cv.write_atlas(root, progress=False, map_method="pca")
+    return root, index, scan, layer
+
+
+def test_atlas_files(atlas):
+    root, index, scan, _ = atlas
+    out = index.parent
+    assert index == root / "atlas" / "index.html" and (out / ATLAS_FILE).is_file()
+    assert sorted(p.name for p in (out / "data").iterdir()) == sorted(["overview.js"] + [neuron_file(i) for i in range(len(scan))])
+    assert (root / "scan" / GROUPS_FILE).is_file()  # the shared concepts were saved beside the scan
+    overview = read_data(out / "data" / "overview.js")
+    assert overview["rows"]["neuron"] == scan.neurons.tolist() and overview["rows"]["concepts"] == scan.n_concepts.tolist()
+    assert len(overview["map"]["x"]) == len(scan.concept_vectors) and overview["map"]["method"].startswith("PCA")
+    # every example shown is drawn once into the sprite sheets, however many neurons show it
+    shown = set(scan.top_indices.ravel().tolist()) | set(scan.projecting["indices"][:, :12].ravel().tolist())
+    assert overview["thumbs"]["n_drawn"] == len(shown)
+    assert len(overview["thumbs"]["sheets"]) == -(-len(shown) // 256) == len(list((out / "sprites").glob("*.jpg")))
+    neuron = read_data(out / "data" / neuron_file(3))
+    assert [t[0] for t in neuron["top"]] == scan.top_indices[3].tolist()
+    assert len(neuron["concepts"]) == scan.n_concepts[3] and len(neuron["linkage"]) == scan.params.top - 1
+    # nothing from elsewhere: no URL with a scheme or host in the page, script or style
+    for name in ("index.html", "atlas.js", "atlas.css"):
+        assert not re.search(r"(https?:)?//[a-z]", (out / name).read_text().replace("http://www.w3.org/2000/svg", "")), name
+
+
+def test_atlas_refuses_other_folders_and_needs_a_scan(atlas, tmp_path):
+    root, *_ = atlas
+    (tmp_path / "mine.txt").write_text("keep")
+    with pytest.raises(ConceptvecError, match="not a atlas|holds other files"):
+        cv.write_atlas(root, out=tmp_path, progress=False, map_method="pca")
+    assert (tmp_path / "mine.txt").read_text() == "keep"
+    with pytest.raises(ConceptvecError, match="conceptvec scan"):
+        cv.write_atlas(tmp_path, progress=False)
+    with pytest.raises(ConceptvecError, match="give out="):
+        cv.write_atlas(cv.ScanResult.load(root / "scan"), progress=False)
+
+
+@needs_chromium
+@pytest.mark.browser
+@pytest.mark.slow
+def test_atlas_in_chromium(atlas):
+    from playwright.sync_api import sync_playwright
+
+    root, index, scan, layer = atlas
+    url = index.resolve().as_uri()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        errors, elsewhere = [], []
+        page.on("console", lambda m: errors.append(m.text) if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: None if r.url.startswith("file://") else elsewhere.append(r.url))
+        page.goto(url)
+        page.wait_for_selector("body[data-ready='1']")
+        assert page.locator(".row").count() == len(scan)
+        # sort by concepts, most first; again for fewest first
+        page.click(".thead div[data-col='concepts']")
+        first = int(page.locator(".row").first.get_attribute("data-neuron"))
+        assert scan.n_concepts[scan.position(first)] == scan.n_concepts.max()
+        page.click(".thead div[data-col='concepts']")
+        first = int(page.locator(".row").first.get_attribute("data-neuron"))
+        assert scan.n_concepts[scan.position(first)] == scan.n_concepts.min()
+        # search by neuron number, then by label; filter by concept count
+        page.fill("#search", "7")
+        assert page.get_attribute("body", "data-shown") == str(sum(1 for i in range(len(scan)) if i == 7 or "7" in
+                                                                  page.evaluate(f"ATLAS.overview.rows.labels[{i}]")))
+        page.fill("#search", "")
+        page.fill("#kmin", "3")
+        assert page.get_attribute("body", "data-shown") == str(int(np.sum(scan.n_concepts >= 3)))
+        page.fill("#kmin", "")
+        # keyboard: down twice and Enter opens the third row's neuron
+        page.click(".thead div[data-col='neuron']")
+        page.click(".thead div[data-col='neuron']")  # descending
+        page.focus("#rows")
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#concepts")
+        assert page.get_attribute("body", "data-view") == f"neuron:{scan.neurons[-3]}"
+        # a neuron page: its concepts, the slider re-cuts the tree
+        page.goto(url + "#n/3")
+        page.wait_for_selector("body[data-view='neuron:3']")
+        assert page.locator("#concepts tr").count() == scan.n_concepts[3] + 1
+        assert page.get_attribute("body", "data-clusters") == str(scan.n_agglomerative[3])
+        page.eval_on_selector("#threshold", "e => { e.value = 0; e.dispatchEvent(new Event('input')); }")
+        assert page.get_attribute("body", "data-clusters") == str(scan.params.top)
+        # a concept page: its members, and its nearest concepts in other neurons
+        page.goto(url + "#c/3/0")
+        page.wait_for_selector("body[data-view='concept:3:0']")
+        assert page.locator("#members .ex").count() == int(np.sum(scan.labels[3] == 0))
+        assert page.locator("#near a").count() == 5
+        # the shared concepts: a row per group, and a link to one of its concepts
+        page.goto(url + "#shared")
+        page.wait_for_selector("body[data-view='shared']")
+        groups = cv.SharedConcepts.load(root / "scan").groups
+        assert len(groups) >= len(layer.shared) - 1 and page.locator("#shared tr").count() == len(groups) + 1
+        page.locator("#shared a").first.click()
+        page.wait_for_selector("#members")
+        page.goto(url + "#layer")
+        page.wait_for_selector("#map")
+        # the hostile label (example 0, a top example of neuron 0) is text, never markup
+        page.goto(url + "#n/0")
+        page.wait_for_selector("body[data-view='neuron:0']")
+        titles = page.eval_on_selector_all(".ex", "es => es.map(e => e.title)")
+        assert sum(t.startswith(f"d0 · {HOSTILE}") for t in titles) == 1
+        assert page.evaluate("document.body.dataset.pwned") is None and page.locator("img[src=x]").count() == 0
+        assert errors == [] and elsewhere == []
+        # equally through a plain HTTP server
+        server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(index.parent)))
+        Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            page.goto(f"http://127.0.0.1:{server.server_port}/index.html#n/3")
+            page.wait_for_selector("body[data-view='neuron:3']")
+            assert page.locator("#concepts tr").count() == scan.n_concepts[3] + 1
+        finally:
+            server.shutdown()
+        browser.close()
+    assert errors == []
+
+
+def test_atlas_command(atlas, tmp_path):
+    from typer.testing import CliRunner
+
+    from conceptvec.cli import app
+
+    root, *_ = atlas
+    runner = CliRunner()
+    result = runner.invoke(app, ["atlas", str(root / "scan"), "--out", str(tmp_path / "a"), "--map", "pca"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "atlas written to" in result.output and (tmp_path / "a" / "index.html").is_file()
+    result = runner.invoke(app, ["atlas", str(root), "--out", str(tmp_path / "b"), "--map", "tsne"], env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "map method must be one of auto, umap, pca" in result.output
+    assert not (tmp_path / "b").exists()
