@@ -158,13 +158,13 @@ def extract(
     from ..models.language import TextModel
 
     layers = _layer_list(layer)
-    if len(layers) > 1 and (isinstance(loaded, TextModel) or entry.on_ray):
-        raise ConceptvecError("several layers in one pass are offered for image models on the local engine so far; extract "
-                              "one layer per run here (one --layer each).")
+    if len(layers) > 1 and entry.on_ray:
+        raise ConceptvecError("several layers in one pass run on the local engine so far; with --engine ray extract one layer "
+                              "per run (one --layer each).")
     layer = layers[0]
     if isinstance(loaded, TextModel):
-        return _extract_text(loaded, layer, data, out, c, dev, overwrite, progress, entry=entry, ray_address=ray_address,
-                             spec=model)
+        return _extract_text(loaded, layers if len(layers) > 1 else layer, data, out, c, dev, overwrite, progress, entry=entry,
+                             ray_address=ray_address, spec=model)
     text_options = [k for k in ("max_tokens", "text_column", "label_column", "batch_tokens") if getattr(c, k) is not None]
     text_options += [k for k in ("examples", "keep_special_tokens") if getattr(c, k) != getattr(ExtractConfig(), k)]
     if text_options:
@@ -212,8 +212,17 @@ def extract(
                        channels_last=bool(channels_last), progress=progress, device_batches=decoding.batches,
                        autocast_dtype=c.autocast_dtype, layer_widths=widths)
 
-        return _extract_layers(layers, out, metadata=metadata, fingerprint=fingerprint, dtype=dtype, overwrite=overwrite,
-                               protect=protect, chunk_size=chunk_size, n=n, examples=planned, progress=progress, run=run_layers)
+        base = {k: metadata[k] for k in ("model", "layer", "pooling", "data", "preprocessing")}
+        def finish_image(writer: StoreWriter, meta: dict[str, Any]) -> None:
+            skipped = writer.skipped()
+            meta["skipped"] = {"count": len(skipped), "sources": [planned["source"][i] for i in skipped]}
+            writer.finish(planned, meta)
+
+        return _extract_layers(layers, out, metadata_of=lambda name: {**base, "layer": name},
+                               fingerprint_extra={k: v for k, v in fingerprint.items() if k not in base},
+                               extra={k: v for k, v in metadata.items() if k not in base}, dtype=dtype, overwrite=overwrite,
+                               protect=protect, chunks=[(k, s0, min(s0 + chunk_size, n)) for k, s0 in enumerate(range(0, n, chunk_size))],
+                               n=n, progress=progress, run=run_layers, finish=finish_image)
     with StoreWriter(out, fingerprint=fingerprint, dtype=dtype, overwrite=overwrite, protect=protect) as writer:
         done = writer.completed()
         chunks = [(k, start, min(start + chunk_size, n)) for k, start in enumerate(range(0, n, chunk_size))]
@@ -247,8 +256,8 @@ def extract(
     return _opened(out, progress)
 
 
-def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, dev, overwrite: bool, progress: bool, *,
-                  entry: EngineEntry, ray_address: str | None = None, spec: Any = None) -> ActivationStore:
+def _extract_text(loaded, layer: str | list[str], data: Any, out: Path, c: ExtractConfig, dev, overwrite: bool, progress: bool, *,
+                  entry: EngineEntry, ray_address: str | None = None, spec: Any = None) -> ActivationStore | dict[str, ActivationStore]:
     """``extract`` for a language model: documents or tokens of a corpus, chunks of whole documents."""
     from ..models.language import resolve_layer
     from ..sources.text import read_corpus
@@ -261,7 +270,10 @@ def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, de
         raise ConceptvecError("--class-index labels ImageNet class folders; label a text corpus with --label-column or sub-folders.")
     if c.decode == "device":
         raise ConceptvecError("--decode device decodes images on the GPU; a language model reads token ids. Leave --decode out.")
-    path = resolve_layer(loaded.module, layer)
+    layers = [layer] if isinstance(layer, str) else layer
+    paths = {name: resolve_layer(loaded.module, name) for name in layers}
+    layer = layers[0]
+    path = paths[layer]
     max_tokens = c.max_tokens or loaded.max_tokens
     special = int(loaded.tokenizer.num_special_tokens_to_add()) if hasattr(loaded.tokenizer, "num_special_tokens_to_add") else 0
     if max_tokens <= special:
@@ -278,7 +290,7 @@ def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, de
                 "data": data_desc, "preprocessing": preprocessing}
     if path != layer:
         metadata["layer_asked"] = layer
-    existing = _existing_store(out, metadata, c.dtype, overwrite)
+    existing = _existing_store(out, metadata, c.dtype, overwrite) if len(layers) == 1 else None
     if existing is not None:
         _say(progress, f"{out} is already complete for this model, layer and data; nothing to do.")
         return existing
@@ -287,6 +299,29 @@ def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, de
     metadata.update({"device": str(dev), "batch_size": c.batch_size, "batch_tokens": c.batch_tokens, "autocast": use_autocast,
                      **({"autocast_dtype": c.autocast_dtype} if use_autocast else {}), "engine": entry.name,
                      "chunk_size": int(c.chunk_size)})
+    skipped_rows = plan.describe["skipped_rows"]
+    if len(layers) > 1:
+        base = {k: v for k, v in metadata.items() if k in ("model", "layer", "pooling", "data", "preprocessing")}
+
+        def metadata_of(name: str) -> dict[str, Any]:
+            meta = {**base, "layer": paths[name]}
+            if paths[name] != name:
+                meta["layer_asked"] = name
+            return meta
+
+        def run_text(names, todo, writer, finished, widths):
+            run_text_chunks(loaded, [paths[name] for name in names], plan, todo, writer, examples=c.examples, pool=c.pool, dev=dev,
+                            batch_size=c.batch_size, batch_tokens=c.batch_tokens, use_autocast=use_autocast, progress=progress,
+                            finished=finished, autocast_dtype=c.autocast_dtype, layer_widths=widths)
+
+        def finish_text(writer: StoreWriter, meta: dict[str, Any]) -> None:
+            meta["skipped"] = {"count": skipped_rows["count"], "sources": [r["id"] for r in skipped_rows["rows"]]}
+            writer.finish(plan.examples, meta, documents=plan.documents if c.examples == "tokens" else None)
+
+        extra = {k: v for k, v in metadata.items() if k not in base and k != "layer_asked"}
+        return _extract_layers(layers, out, metadata_of=metadata_of, fingerprint_extra={"chunk_size": int(c.chunk_size)},
+                               extra=extra, dtype=c.dtype, overwrite=overwrite, protect=[data], chunks=list(plan.chunks),
+                               n=plan.n_rows, progress=progress, run=run_text, finish=finish_text)
     with StoreWriter(out, fingerprint=fingerprint, dtype=c.dtype, overwrite=overwrite, protect=[data]) as writer:
         done = writer.completed()
         todo = [ch for ch in plan.chunks if ch[0] not in done]
@@ -308,8 +343,7 @@ def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, de
         except KeyboardInterrupt:
             _say(True, f"interrupted; the complete chunks are kept in {writer.partial}. Run the same command again to resume.")
             raise
-        skipped = plan.describe["skipped_rows"]
-        metadata["skipped"] = {"count": skipped["count"], "sources": [r["id"] for r in skipped["rows"]]}
+        metadata["skipped"] = {"count": skipped_rows["count"], "sources": [r["id"] for r in skipped_rows["rows"]]}
         writer.finish(plan.examples, metadata, documents=plan.documents if c.examples == "tokens" else None)
     return _opened(out, progress)
 
@@ -337,7 +371,7 @@ class _LayerWriters:
         self.writers, self.widths = writers, widths
         self.done = {name: set(w.completed()) for name, w in writers.items()}
 
-    def write_chunk(self, index: int, start: int, stop: int, rows: Any, skipped: Sequence[int] = ()) -> None:
+    def write_chunk(self, index: int, start: int, stop: int, rows: Any, skipped: Sequence[int] = (), **kw: Any) -> None:
         import numpy as np
 
         edges = np.cumsum([0, *self.widths]) if self.widths else None
@@ -345,47 +379,46 @@ class _LayerWriters:
             if index in self.done[name]:
                 continue  # written before an interruption that stopped another layer's writing
             part = rows[:, edges[k]:edges[k + 1]] if edges is not None and rows.size else np.zeros((0, 0), np.float32)
-            writer.write_chunk(index, start, stop, part, skipped)
+            writer.write_chunk(index, start, stop, part, skipped, **kw)
 
 
-def _extract_layers(layers: list[str], out: Path, *, metadata: dict[str, Any], fingerprint: dict[str, Any], dtype: str,
-                    overwrite: bool, protect: list[Any], chunk_size: int, n: int, examples: dict[str, list], progress: bool,
-                    run: Callable[..., None]) -> dict[str, ActivationStore]:
+def _extract_layers(layers: list[str], out: Path, *, metadata_of: Callable[[str], dict[str, Any]], fingerprint_extra: dict[str, Any],
+                    extra: dict[str, Any], dtype: str, overwrite: bool, protect: list[Any], chunks: list[tuple], n: int,
+                    progress: bool, run: Callable[..., None], finish: Callable[[StoreWriter, dict[str, Any]], None]
+                    ) -> dict[str, ActivationStore]:
     """``extract`` for several layers: each store at ``out/<layer>`` is the single-layer extraction's (same metadata,
-    chunks and rows); a finished one is kept, and a run resumes every store's complete chunks."""
+    chunks and rows); a finished one is kept, and a run resumes every store's complete chunks.
+
+    ``metadata_of(layer)``: what the store is of (model, layer, pooling, data, preprocessing); ``chunks``: the planned
+    (index, start, stop, ...); ``run(layers, todo, writer, finished, widths)`` runs the model; ``finish(writer, metadata)``
+    finishes a store."""
     import contextlib
 
     stores: dict[str, ActivationStore] = {}
-    extra = {k: v for k, v in metadata.items() if k not in ("model", "layer", "pooling", "data", "preprocessing")}
-    base = {k: v for k, v in metadata.items() if k not in extra}
     with contextlib.ExitStack() as stack:
         writers: dict[str, StoreWriter] = {}
         for name in layers:
-            existing = _existing_store(out / name, {**base, "layer": name}, dtype, overwrite)
+            existing = _existing_store(out / name, metadata_of(name), dtype, overwrite)
             if existing is not None:
                 _say(progress, f"{out / name} is already complete for this model, layer and data; kept.")
                 stores[name] = existing
                 continue
-            writers[name] = stack.enter_context(StoreWriter(out / name, fingerprint={**fingerprint, "layer": name}, dtype=dtype,
-                                                            overwrite=overwrite, protect=protect))
+            writers[name] = stack.enter_context(StoreWriter(out / name, fingerprint={**metadata_of(name), **fingerprint_extra},
+                                                            dtype=dtype, overwrite=overwrite, protect=protect))
         if writers:
             widths: list[int] = []
             multi = _LayerWriters(writers, widths)
-            chunks = [(k, start, min(start + chunk_size, n)) for k, start in enumerate(range(0, n, chunk_size))]
             todo = [ch for ch in chunks if any(ch[0] not in done for done in multi.done.values())]
-            finished = n - sum(stop - start for _, start, stop in todo)
+            finished = n - sum(ch[2] - ch[1] for ch in todo)
             if finished:
-                _say(progress, f"resuming {out}: {finished} of {n} examples already done for every layer.")
+                _say(progress, f"resuming {out}: {finished} of {n} rows already done for every layer.")
             try:
                 run(list(writers), todo, multi, finished, widths)
             except KeyboardInterrupt:
                 _say(True, f"interrupted; the complete chunks are kept in {out}/<layer>.partial. Run the same command again to resume.")
                 raise
             for name, writer in writers.items():
-                skipped = writer.skipped()
-                meta = {**base, "layer": name, **extra, "skipped": {"count": len(skipped),
-                                                                    "sources": [examples["source"][i] for i in skipped]}}
-                writer.finish(examples, meta)
+                finish(writer, {**metadata_of(name), **extra})
                 stores[name] = _opened(out / name, progress)
     return {name: stores[name] for name in layers}
 

@@ -66,6 +66,37 @@ def stop_at_layer(layer: nn.Module, keep: Callable[[torch.Tensor], torch.Tensor]
         handle.remove()
 
 
+@contextlib.contextmanager
+def stop_at_layers(layers: list[nn.Module], keep: Callable[[torch.Tensor], torch.Tensor], *,
+                   widths: list[int] | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    """:func:`stop_at_layer` for several layers: once each has run (its first run counts), ``captured["output"]`` is
+    their kept outputs joined on the last dimension (units) and the forward stops. ``widths`` gets each layer's
+    number of units at the first forward."""
+    parts: dict[int, torch.Tensor] = {}
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook_for(k: int) -> Callable[..., None]:
+        def hook(_module, _inputs, output):
+            if k not in parts:
+                parts[k] = keep(first_tensor(output))
+            if len(parts) == len(layers):
+                outs = [parts[j] for j in range(len(layers))]
+                parts.clear()
+                if widths is not None and not widths:
+                    widths.extend(int(o.shape[-1]) for o in outs)
+                captured["output"] = torch.cat(outs, dim=-1)
+                raise StopForward
+        return hook
+
+    handles = [layer.register_forward_hook(hook_for(k)) for k, layer in enumerate(layers)]
+    try:
+        yield captured
+    finally:
+        parts.clear()
+        for handle in handles:
+            handle.remove()
+
+
 def capture_layer(layer: nn.Module, pool: str = "avg", to_cpu: bool = True) -> contextlib.AbstractContextManager[dict[str, torch.Tensor]]:
     """Hook ``layer`` for the block's duration: each forward stores the pooled output and stops.
 
