@@ -71,3 +71,10 @@ def test_disentangle_is_a_layer_of_one_under_fdr(noisy, plain):
         one = cv.disentangle(noisy, neuron=j, params=LENIENT.replace(fdr=0.01))
     assert cs.n_agglomerative > 1 and cs.split_tests[0]["p_value"] == plain.first_p[j]
     assert one.n_agglomerative == 1 and one.n_concepts == 1 and one.split_tests[0]["withdrawn_by_fdr"]
+
+
+def test_the_report_histogram_names_the_rule(plain):
+    from conceptvec.report.figures import scan_histogram
+
+    fig = scan_histogram(plain.n_concepts, plain.live, rule=plain.rule_text())
+    assert "\nrule: auto, significance 0.4 per split, no correction over the layer:" in fig.axes[0].get_title()

@@ -419,7 +419,7 @@ def index_page(
 
 def _scan_section(root: Path, scan: ScanResult, named: set[str]) -> dict[str, Any]:
     counts, live = scan.n_concepts, scan.live
-    F.scan_histogram(counts, live).savefig(root / ASSETS / "scan_histogram.png", dpi=DPI)
+    F.scan_histogram(counts, live, rule=scan.rule_text()).savefig(root / ASSETS / "scan_histogram.png", dpi=DPI)
     d = F.scan_data(counts, live)
     rows = []
     for k, n in enumerate(scan.neurons):
@@ -433,6 +433,7 @@ def _scan_section(root: Path, scan: ScanResult, named: set[str]) -> dict[str, An
         "data": d,
         "scale_warnings": scan.scale_problems(),
         "top": scan.params.top,
+        "rule": scan.rule_text(),
         "histogram": f"{ASSETS}/scan_histogram.png",
         "histogram_table": table([{"concepts": int(v), "neurons": f} for v, f in d["concepts_per_neuron"].items() if f]),
         "rows": rows,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -22,8 +23,9 @@ def scan_data(n_concepts: Any, live: Any = None) -> dict[str, Any]:
     return {**d, "n_not_live": d["n_scanned"] - d["n_live"]}
 
 
-def scan_histogram(n_concepts: Any, live: Any = None) -> Figure:
-    """Histogram of the number of concepts per live neuron over a layer, with the polysemantic share."""
+def scan_histogram(n_concepts: Any, live: Any = None, *, rule: str | None = None) -> Figure:
+    """Histogram of the number of concepts per live neuron over a layer, with the polysemantic share and, given
+    ``rule`` (``ScanResult.rule_text()``), the rule that made the splits."""
     d = scan_data(n_concepts, live)
     fig = Figure(figsize=(6.5, 3.6), layout="constrained")
     ax = fig.subplots()
@@ -42,7 +44,8 @@ def scan_histogram(n_concepts: Any, live: Any = None) -> Figure:
     ax.set_title(
         f"{d['n_with_2_or_more_concepts']} of {d['n_live']} live neurons polysemantic (≥ 2 concepts): "
         f"{100 * d['share_with_2_or_more_concepts']:.0f}%"
-        + (f"; {d['n_not_live']} not live, left out" if d["n_not_live"] else ""),
+        + (f"; {d['n_not_live']} not live, left out" if d["n_not_live"] else "")
+        + ("\n" + textwrap.fill(f"rule: {rule}", 95) if rule else ""),
         fontsize=9,
     )
     return fig
