@@ -125,3 +125,19 @@ def test_the_help_shows_the_extras_as_written(path, extra):
     out = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "400"}).output
     assert extra in out
     assert "conceptvec\\[" not in out
+
+
+def test_extract_overloads_list_the_implementations_parameters():
+    # the overloads only narrow layer (one name: a store; several: a store per layer) and the return type
+    import typing
+
+    from conceptvec.extraction.pipeline import extract
+
+    whole = inspect.signature(extract)
+    overloads = typing.get_overloads(extract)
+    assert len(overloads) == 2
+    for over in overloads:
+        sig = inspect.signature(over)
+        assert list(sig.parameters) == list(whole.parameters)
+        assert [p.default for p in sig.parameters.values()] == [p.default for p in whole.parameters.values()]
+    assert [inspect.signature(o).return_annotation for o in overloads] == ["ActivationStore", "dict[str, ActivationStore]"]

@@ -90,7 +90,7 @@ def demo(
 @config_options(ExtractConfig)
 def extract(
     model: Annotated[str, typer.Option("--model", help="digits, torchvision:NAME, timm:NAME, hf:DIR (vision or language model) or checkpoint:FILE (TorchScript).")],
-    layer: Annotated[str, typer.Option("--layer", help="Module name as the model names it; 'list' prints them.")],
+    layer: Annotated[list[str], typer.Option("--layer", help="Module name as the model names it; 'list' prints them. Repeat for several layers in one pass (one store each, under --out/<layer>).")],
     data: Annotated[Optional[str], typer.Option("--data", help="digits, an image folder (class sub-folders or flat), or a text file of paths; for a language model a .txt (one document a line), .jsonl/.csv/.parquet, a folder of .txt files or a saved dataset.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Directory of the ActivationStore (run again to resume).")] = None,
     engine: EngineOpt = "local",
@@ -103,7 +103,7 @@ def extract(
     from ..models.layers import list_layers
     from ..models.load import load_model
 
-    if layer == "list":
+    if layer == ["list"]:
         loaded = load_model(model, config.weights, key_map=config.key_map, mean=config.mean, std=config.std, size=config.size,
                             transform_input=config.transform_input)
         table = Table(title=f"layers of {loaded.name}")
@@ -115,11 +115,12 @@ def extract(
         return
     if data is None or out is None:
         raise ConceptvecError("extract needs --data and --out (or --layer list to see the layers).")
-    store = run_extract(model, layer=layer, data=data, out=out, config=config, engine=engine, ray_address=ray_address,
-                        overwrite=overwrite)
-    skipped = store.metadata.get("skipped", {}).get("count", 0)
-    what = "empty or unreadable row(s)" if store.metadata.get("data", {}).get("kind") == "text" else "unreadable file(s)"
-    console.print(f"{store}" + (f"; {skipped} {what} skipped, listed in metadata.json" if skipped else ""))
+    made = run_extract(model, layer=layer[0] if len(layer) == 1 else layer, data=data, out=out, config=config, engine=engine,
+                       ray_address=ray_address, overwrite=overwrite)
+    for store in (made.values() if isinstance(made, dict) else [made]):
+        skipped = store.metadata.get("skipped", {}).get("count", 0)
+        what = "empty or unreadable row(s)" if store.metadata.get("data", {}).get("kind") == "text" else "unreadable file(s)"
+        console.print(f"{store}" + (f"; {skipped} {what} skipped, listed in metadata.json" if skipped else ""))
 
 
 @app.command()

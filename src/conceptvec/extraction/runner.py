@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import ConceptvecError
 from ..progress import progress_bar
 from ..sources.images import ImageFiles, count_transparent, image_files, open_image, sample_per_class
-from ..models.hooks import layer_runner
+from ..models.hooks import layer_runner, layers_runner
 from ..models.layers import LoadedModel
 
 
@@ -75,15 +75,20 @@ def collate(batch):
     return xs, [i for _, i in ok], bad
 
 
-def run_chunks(module, layer, pool, dataset, todo, writer, n, finished, dev, batch_size, workers, use_autocast, channels_last, progress,
-               *, device_batches=None, autocast_dtype: str = "float16"):
+def run_chunks(module: torch.nn.Module, *, layer: str | list[str], pool: str, dataset: Any, todo: list[tuple[int, int, int]],
+               writer: Any, n: int, finished: int, device: torch.device, batch_size: int, workers: int, autocast: bool,
+               channels_last: bool, progress: bool, device_batches: Any = None, autocast_dtype: str = "float16",
+               layer_widths: list[int] | None = None) -> None:
     """Pool ``layer`` over the chunks ``todo`` ((index, start, stop) of example rows) and write each complete chunk.
 
-    ``device_batches`` (``gpu.DeviceBatches``) replaces ``dataset``: files read as bytes, decoded and preprocessed on
-    ``dev``; the chunks, batches and writes are the same.
+    The keywords are those of ``ray_images.run_chunks_ray`` (the Ray engine's runner), with the model already loaded
+    and ``device`` resolved; ``autocast`` is whether autocast runs (CUDA only). ``device_batches``
+    (``gpu.DeviceBatches``) replaces ``dataset``: files read as bytes, decoded and preprocessed on ``device``; the
+    chunks, batches and writes are the same. Several layers (a list) are pooled side by side, ``layer_widths`` filled
+    with each one's width.
     """
     batches = planned_batches(todo, batch_size)
-    cuda = dev.type == "cuda"
+    cuda = device.type == "cuda"
     # workers as the glossary counts them, this process included: it runs the model while workers - 1
     # DataLoader processes read and decode examples (0 or 1: this process does both).
     loaders = workers - 1 if workers > 1 else 0
@@ -93,22 +98,26 @@ def run_chunks(module, layer, pool, dataset, todo, writer, n, finished, dev, bat
         collate_fn = collate
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=loaders, collate_fn=collate_fn, pin_memory=cuda,
                         prefetch_factor=4 if loaders else None)
-    module = on_device(module, dev, channels_last)
-    amp = autocast_context(use_autocast, autocast_dtype)
+    module = on_device(module, device, channels_last)
+    amp = autocast_context(autocast, autocast_dtype)
     pending = iter(todo)
     index, start, stop = next(pending, (None, 0, 0))
     pooled: list[torch.Tensor] = []
     skipped: list[int] = []
-    with layer_runner(module, layer, pool) as run, torch.inference_mode(), amp, progress_bar("img", disable=not progress) as bar:
-        task = bar.add_task(f"extract {layer}", total=n, completed=finished)
+    # Several layers: one forward per batch, their pooled outputs side by side (extraction.layers splits them).
+    runner = (layers_runner(module, list(layer), pool, widths=layer_widths) if isinstance(layer, (list, tuple))
+              else layer_runner(module, layer, pool))
+    name = layer if isinstance(layer, str) else ", ".join(layer)
+    with runner as run, torch.inference_mode(), amp, progress_bar("img", disable=not progress) as bar:
+        task = bar.add_task(f"extract {name}", total=n, completed=finished)
         for xs, idx, bad in loader:
             if device_batches is not None:
-                xs, failed = device_batches.inputs(xs, dev, channels_last)
+                xs, failed = device_batches.inputs(xs, device, channels_last)
                 bad = bad + [idx[k] for k in failed]
                 idx = [i for k, i in enumerate(idx) if k not in failed]
             skipped += bad
             if xs is not None:
-                pooled.append(forward(run, xs, dev, channels_last))
+                pooled.append(forward(run, xs, device, channels_last))
             bar.advance(task, len(idx) + len(bad))
             if max(idx + bad) == stop - 1:
                 # One device-to-host copy per chunk; only this chunk's vectors are held in memory.

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import ConceptvecError
 from ..progress import progress_bar
-from ..models.hooks import StopForward, stop_at_layer
+from ..models.hooks import StopForward, stop_at_layer, stop_at_layers
 from ..models.language import TextModel
 from ..models.layers import find_layer
 from .runner import autocast_context
@@ -230,8 +230,8 @@ class TextForward:
     a Ray actor with a plan of the chunk's documents alone).
     """
 
-    def __init__(self, model: TextModel, layer: str, *, examples: str, pool: str, dev: torch.device, batch_size: int,
-                 batch_tokens: int | None, use_autocast: bool, autocast_dtype: str = "float16"):
+    def __init__(self, model: TextModel, layer: str | list[str], *, examples: str, pool: str, dev: torch.device, batch_size: int,
+                 batch_tokens: int | None, use_autocast: bool, autocast_dtype: str = "float16", widths: list[int] | None = None):
         self.module, self.tok, self.layer, self.dev = model.module.to(dev), model.tokenizer, layer, dev
         self.examples, self.pool, self.batch_size, self.batch_tokens = examples, pool, batch_size, batch_tokens
         self.pad_id = next((i for i in (self.tok.pad_token_id, self.tok.eos_token_id, 0) if i is not None))
@@ -239,7 +239,9 @@ class TextForward:
         self.accepted = inspect.signature(self.module.forward).parameters
         self.extra = {"use_cache": False} if "use_cache" in self.accepted else {}
         self.amp = (use_autocast, autocast_dtype)
-        self._hook = stop_at_layer(find_layer(self.module, layer), lambda out: out.detach())
+        self.widths: list[int] = [] if widths is None else widths  # several layers: each one's units, side by side in the rows (pooling is per unit)
+        self._hook = (stop_at_layers([find_layer(self.module, name) for name in layer], lambda out: out.detach(), widths=self.widths)
+                      if isinstance(layer, (list, tuple)) else stop_at_layer(find_layer(self.module, layer), lambda out: out.detach()))
         self.captured = self._hook.__enter__()
 
     def close(self) -> None:
@@ -286,15 +288,15 @@ class TextForward:
         return hidden
 
 
-def run_text_chunks(model: TextModel, layer: str, plan: TextPlan, todo, writer, *, examples: str, pool: str, dev: torch.device,
-                    batch_size: int, batch_tokens: int | None, use_autocast: bool, progress: bool, finished: int,
-                    autocast_dtype: str = "float16") -> None:
+def run_text_chunks(model: TextModel, layer: str | list[str], plan: TextPlan, todo, writer, *, examples: str, pool: str,
+                    dev: torch.device, batch_size: int, batch_tokens: int | None, use_autocast: bool, progress: bool, finished: int,
+                    autocast_dtype: str = "float16", layer_widths: list[int] | None = None) -> None:
     """Run ``model`` to ``layer`` over the documents of the chunks ``todo`` and write each complete chunk of rows."""
     forward = TextForward(model, layer, examples=examples, pool=pool, dev=dev, batch_size=batch_size, batch_tokens=batch_tokens,
-                          use_autocast=use_autocast, autocast_dtype=autocast_dtype)
+                          use_autocast=use_autocast, autocast_dtype=autocast_dtype, widths=layer_widths)
     try:
         with progress_bar("rows", disable=not progress) as bar:
-            task = bar.add_task(f"extract {layer}", total=plan.n_rows, completed=finished)
+            task = bar.add_task(f"extract {layer if isinstance(layer, str) else ', '.join(layer)}", total=plan.n_rows, completed=finished)
             for index, row_start, row_stop, d0, d1 in todo:
                 rows, index_rows = forward.chunk(plan, d0, d1)
                 writer.write_chunk(index, row_start, row_stop, rows, examples=index_rows)
