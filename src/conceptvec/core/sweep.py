@@ -206,8 +206,8 @@ def threshold_sweep(
         if not 0 < q <= 100:
             raise ConceptvecError(f"{name} must be in (0, 100], got {q}.")
     if isinstance(n_grid, bool) or not isinstance(n_grid, (int, np.integer)) or not 2 <= n_grid <= MAX_GRID:
-        raise ConceptvecError(f"n_grid must be a whole number >= 2 and <= {MAX_GRID} (--grid; every threshold clusters every "
-                              f"neuron again, and 40 draw the curve), got {n_grid!r}.")
+        raise ConceptvecError(f"n_grid must be a whole number >= 2 and at most {MAX_GRID} (--grid: every threshold clusters "
+                              f"every neuron again; 40 draws the curve), got {n_grid!r}.")
     matrix, _ = as_matrix(acts)
     n_examples, n_units = matrix.shape
     selected = parse_neurons(neurons, n_units)
