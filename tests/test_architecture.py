@@ -77,6 +77,7 @@ print("LOADED", loaded)
 """
 
 
+@pytest.mark.slow
 def test_store_method_and_scan_run_without_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", FRESH, str(tmp_path / "store")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -124,6 +125,7 @@ def underscore_imports(package: Path, root_name: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_no_module_imports_another_modules_private_name():
     assert underscore_imports(PACKAGE, "conceptvec") == []
 
@@ -232,6 +234,13 @@ def test_every_core_module_is_named_by_the_storage_contract():
 
     contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
     storage = next(c for c in contracts if c["name"].startswith("storage takes from core only"))
-    allowed = {"conceptvec.core.params", "conceptvec.core.outliers", "conceptvec.core.options"}
+    allowed = {"conceptvec.core.params", "conceptvec.core.outliers", "conceptvec.core.options", "conceptvec.core.live"}
     core = {f"conceptvec.core.{p.stem}" for p in (PACKAGE / "core").glob("*.py") if p.stem != "__init__"}
     assert set(storage["forbidden_modules"]) == core - allowed
+
+
+def test_no_two_test_files_share_a_name():
+    # pytest imports test modules by their base name (the test folders are not packages): two files of one name
+    # stop the whole run at collection.
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []

@@ -12,8 +12,19 @@ class _RateColumn(ProgressColumn):
         super().__init__()
         self.unit = unit
 
+        self.first: dict = {}  # per task: (completed, elapsed) when first drawn, so a resumed run's rate counts only this run
+
     def render(self, task) -> Text:
-        return Text(f"{task.speed:,.0f} {self.unit}/s" if task.speed else f"- {self.unit}/s", style="progress.data.speed")
+        speed = task.speed
+        if speed is None and task.elapsed:
+            # rich estimates speed from advances within its last 30 s; a loop whose steps take longer
+            # (a text chunk of thousands of rows) never has two, so fall back to the mean rate of this run
+            done0, t0 = self.first.setdefault(task.id, (task.completed, task.elapsed))
+            if task.completed > done0 and task.elapsed > t0:
+                speed = (task.completed - done0) / (task.elapsed - t0)
+        else:
+            self.first.setdefault(task.id, (task.completed, task.elapsed or 0.0))
+        return Text(f"{speed:,.0f} {self.unit}/s" if speed else f"- {self.unit}/s", style="progress.data.speed")
 
 
 def progress_bar(unit: str = "it", *, disable: bool = False, transient: bool = False) -> Progress:

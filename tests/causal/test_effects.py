@@ -110,6 +110,7 @@ def test_mean_mode_uses_the_reference_mean(setting):
     assert eff.value("concept 1", "concept 1") == pytest.approx(change[np.arange(len(idx)), pred].mean(), abs=1e-3)
 
 
+@pytest.mark.slow
 def test_causal_lm_and_encoder_tasks():
     from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
 

@@ -52,6 +52,7 @@ def test_output_equal_to_or_holding_the_input_is_refused(store, tmp_path, comman
     assert snapshot(store.path) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["disentangle", "scan", "thresholds"])
 def test_overwrite_replaces_only_an_earlier_output_of_the_command(store, tmp_path, command):
     mine = tmp_path / "mine"
@@ -331,6 +332,7 @@ def run_dir(tmp_path):
     return run
 
 
+@pytest.mark.slow
 def test_report_never_replaces_other_folders_or_its_run(run_dir, tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -355,6 +357,7 @@ def test_report_refuses_a_set_of_another_store_of_the_same_shape(run_dir, tmp_pa
     one_line_error(*run("report", run_dir, "--no-umap"), "computed from another activation store")
 
 
+@pytest.mark.slow
 def test_report_leaves_out_a_damaged_set_and_says_which(run_dir):
     cv.disentangle(cv.ActivationStore.open(run_dir / "store"), neuron=4,
                    params=cv.Params(top=60, distance_threshold=10.0, outlier_threshold=30.0)).save(run_dir / "neuron_4")

@@ -89,7 +89,8 @@ def test_disentangle_warns_on_a_neuron_that_is_not_live(tmp_path):
     result = runner.invoke(app, ["disentangle", str(tmp_path / "store"), "--neuron", "7", "--out", str(tmp_path / "cs")],
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "neuron 7 is not live: 80 of its top 100 examples do not activate it" in " ".join(result.output.split())
+    assert ("neuron 7 is not live: it is above 0 on only 20 examples: the other 80 of its top 100 sit at 0, the layer's floor"
+            in " ".join(result.output.split()))
 
 
 def test_thresholds_reports_the_quantile_and_writes_json_and_figure(tmp_path):
@@ -101,7 +102,7 @@ def test_thresholds_reports_the_quantile_and_writes_json_and_figure(tmp_path):
                                  "--outlier-threshold", "30", "--grid", "8", "--out", str(out)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     d = json.loads((out / "thresholds.json").read_text())
-    assert (out / "thresholds.png").stat().st_size > 1000 and sorted(p.name for p in out.iterdir()) == ["thresholds.json", "thresholds.png"]
+    assert (out / "thresholds.png").stat().st_size > 1000 and sorted(p.name for p in out.iterdir()) == [".conceptvec-manifest.json", "thresholds.json", "thresholds.png"]
     assert f"distance_threshold 10 falls at quantile {d['given']['quantile']:.3f}" in result.output
     assert d["params"]["distance_threshold"] == 10.0 and d["n_live"] == 24 and d["store"]["store"] == str((tmp_path / "store").resolve())
     assert "numpy" in d["versions"] and len(d["curve"]["threshold"]) >= 8
@@ -127,3 +128,14 @@ def test_auto_thresholds_from_the_command_line(tmp_path):
                                 "--outlier-threshold", "15", "--out", str(tmp_path / "y")])
     assert mixed.exit_code == 2 and "use outlier_threshold='auto'" in " ".join(mixed.output.split())
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_scan_repeats_the_warning_of_a_store_with_repeated_rows(tmp_path):
+    acts, _ = planted()
+    acts[300:340] = acts[299]
+    cv.ActivationStore.create(tmp_path / "store", acts, metadata={"model": {"name": "m"}, "layer": "l"})
+    assert cv.ActivationStore.open(tmp_path / "store").metadata["duplicates"]["n_duplicate_rows"] == 40
+    result = runner.invoke(app, ["scan", str(tmp_path / "store"), "--neurons", "0-1", "--top", "60", "--workers", "1",
+                                 "--no-projecting", "--out", str(tmp_path / "scan")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "warning: 40 of 400 rows (10.0%) repeat another row exactly: only 360 distinct rows. 41 share one row (299, 300, 301, 302 ...)" in " ".join(result.output.split())

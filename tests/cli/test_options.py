@@ -7,6 +7,7 @@ from dataclasses import MISSING, dataclass, fields
 import click
 import pytest
 import typer
+from rich.markup import escape as markup_escape
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -46,7 +47,7 @@ def test_each_command_takes_its_options_from_the_fields(path, config, only):
             continue
         assert f.name in options, f"{' '.join(path)} lacks --{f.name}"
         opt = options[f.name]
-        assert opt.help == f.metadata["help"]
+        assert opt.help == markup_escape(f.metadata["help"])  # shown as written: brackets escaped from rich markup
         if f.metadata["kind"] == "threshold":
             assert opt.default == (None if f.default is None else f"{f.default:g}")
         else:
@@ -117,3 +118,26 @@ def test_every_config_field_is_declared_with_option():
         for f in fields(config):
             assert f.default is not MISSING and {"help", "check", "kind"} <= set(f.metadata), (config.__name__, f.name)
             assert f.metadata["help"].strip().endswith((".", ")")), (config.__name__, f.name)
+
+
+@pytest.mark.parametrize("path, extra", [(("scan",), '"conceptvec[ray]"'), (("demo",), "'conceptvec[text]'")])
+def test_the_help_shows_the_extras_as_written(path, extra):
+    out = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "400"}).output
+    assert extra in out
+    assert "conceptvec\\[" not in out
+
+
+def test_extract_overloads_list_the_implementations_parameters():
+    # the overloads only narrow layer (one name: a store; several: a store per layer) and the return type
+    import typing
+
+    from conceptvec.extraction.pipeline import extract
+
+    whole = inspect.signature(extract)
+    overloads = typing.get_overloads(extract)
+    assert len(overloads) == 2
+    for over in overloads:
+        sig = inspect.signature(over)
+        assert list(sig.parameters) == list(whole.parameters)
+        assert [p.default for p in sig.parameters.values()] == [p.default for p in whole.parameters.values()]
+    assert [inspect.signature(o).return_annotation for o in overloads] == ["ActivationStore", "dict[str, ActivationStore]"]

@@ -7,7 +7,8 @@ import conceptvec as cv
 def test_paper_defaults():
     p = cv.Params()
     assert p.to_dict() == dict(top=100, distance_threshold=15.0, outlier_threshold=15.0, min_cluster_size=5,
-                               n_init=5, max_iter=1000, seed=0, significance=0.01)
+                               n_init=5, max_iter=1000, seed=0, significance=0.01, fdr=None,
+                               representation="activations")
 
 
 def test_auto_thresholds_and_their_refusals():
@@ -23,6 +24,15 @@ def test_auto_thresholds_and_their_refusals():
     for bad in (0, 1, -0.1, float("nan"), "0.05", True):
         with pytest.raises(cv.ConceptvecError, match="significance must be a number between 0 and 1"):
             cv.Params(distance_threshold="auto", significance=bad)
+
+
+def test_thresholds_resolved_to_the_type_each_use_needs():
+    assert cv.Params(distance_threshold=7).fixed_distance == 7.0
+    assert cv.Params(outlier_threshold=3).outlier_rule == 3.0
+    assert cv.Params().outlier_rule == 15.0 and cv.Params(distance_threshold="auto").outlier_rule == "auto"
+    assert cv.Params(outlier_threshold="auto").outlier_rule == "auto"
+    with pytest.raises(cv.ConceptvecError, match="distance_threshold is 'auto'.*give a number"):
+        cv.Params(distance_threshold="auto").fixed_distance
 
 
 def test_auto_outliers_are_beyond_each_clusters_far_out_fence():

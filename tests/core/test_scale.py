@@ -68,3 +68,41 @@ def test_constant_and_dead_units_are_not_live():
     from conceptvec import live_units
 
     assert live_units(acts, 20).tolist() == [0, 3]
+
+
+def test_a_scan_where_most_neurons_get_no_concept_warns_with_the_quantile(tmp_path):
+    acts, _ = planted()
+    params = cv.Params(top=60, distance_threshold=0.95, outlier_threshold=1e6, min_cluster_size=5)
+    with pytest.warns(ThresholdScaleWarning) as record:
+        result = cv.scan_layer(acts, params=params, progress=False, workers=1, projecting=False, out=tmp_path / "scan")
+    none = int(np.sum(result.n_concepts == 0))
+    assert 12 < none < 24  # over half, not all: the case the all-or-one checks missed
+    q = np.mean(result.linkage[:, :, 2] < 0.95)
+    messages = [str(w.message) for w in record if w.category is ThresholdScaleWarning]
+    assert len(messages) == 1
+    assert messages[0].startswith(f"{none} of the 24 live neurons scanned ({none / 24:.0%}, over 50%) get 0 concepts at "
+                                  f"distance_threshold 0.95, which falls at quantile {q:.2f} of their ward merge heights")
+    assert "--distance-threshold auto" in messages[0] and "conceptvec thresholds" in messages[0]
+    assert result.summary()["scale_warnings"] == [messages[0].split(" The paper's")[0]]
+    import json
+
+    assert json.loads((tmp_path / "scan" / "summary.json").read_text())["scale_warnings"] == result.summary()["scale_warnings"]
+    # on the layer's scale (or with auto) the scan is quiet
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ThresholdScaleWarning)
+        assert cv.scan_layer(acts, params=params.replace(distance_threshold=3.0), progress=False, workers=1,
+                             projecting=False).summary()["scale_warnings"] == []
+
+
+def test_only_singleton_clusters_are_counted_and_named():
+    # three neurons of 4 examples; merges at 1, 2, 3: a threshold of 0.5 leaves every example alone in two of them
+    z = np.array([[0, 1, 1.0, 2], [2, 3, 2.0, 2], [4, 5, 3.0, 4]])
+    linkage = np.stack([z, z, z * 0.1])
+    labels = np.array([[-1] * 4, [-1] * 4, [0] * 4])
+    problems = scale_problems(linkage, np.zeros((3, 4)), labels, cv.Params(top=4, min_cluster_size=2, distance_threshold=0.5,
+                                                                           outlier_threshold=1e6))
+    assert problems == [
+        "2 of these neurons (67%, over 50%) get 0 concepts (2 of them only singleton clusters) at distance_threshold 0.5, which "
+        "falls at quantile 0.33 of their ward merge heights; the ward merge heights of the top 4 examples of these neurons "
+        "have median 1 and 97th percentile 3."
+    ]

@@ -16,6 +16,7 @@ def demo_dir(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_merged_pair_causal_on_the_demo(demo_dir):
     demo = json.loads((demo_dir / "demo.json").read_text())
     result = merged_pair_causal(demo_dir, mode="ablate")
@@ -35,3 +36,20 @@ def test_merged_pair_causal_on_the_demo(demo_dir):
 def test_merged_pair_causal_needs_a_demo_run(tmp_path):
     with pytest.raises(cv.ConceptvecError, match="not a demo run.*conceptvec demo --out"):
         merged_pair_causal(tmp_path)
+
+
+@pytest.mark.slow
+def test_causal_demo_command_prints_and_writes_the_result(demo_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from conceptvec.cli import app
+
+    result = CliRunner().invoke(app, ["causal-demo", str(demo_dir), "--out", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "r.json").read_text())
+    expected = merged_pair_causal(demo_dir, mode="ablate")
+    assert written["n_units_where_it_holds"] == expected["n_units_where_it_holds"]
+    assert f"selectivity holds for both digits in {expected['n_units_where_it_holds']} of {expected['n_split_units']}" in \
+        " ".join(result.output.split())
+    bad = CliRunner().invoke(app, ["causal-demo", str(tmp_path)])
+    assert bad.exit_code == 2 and "not a demo run" in bad.output

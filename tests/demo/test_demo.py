@@ -36,6 +36,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(demo_run):
     r = demo_run
     assert r.store.shape == (1797, 64) and r.store.metadata["layer"] == "block3"
@@ -58,6 +59,7 @@ def test_demo_end_to_end(demo_run):
     assert all(p.stat().st_size > 10_000 for p in r.figures)
 
 
+@pytest.mark.slow
 def test_demo_records_the_shipped_weights_by_content(demo_run):
     shipped = shipped_digits_dir() / WEIGHTS_FILE
     digest = file_digest(shipped)
@@ -69,6 +71,7 @@ def test_demo_records_the_shipped_weights_by_content(demo_run):
     assert training_results(shipped_digits_dir())["weights"] == digest  # the record shipped beside the file
 
 
+@pytest.mark.slow
 def test_shipped_weights_give_the_readme_numbers(demo_run):
     # The numbers README.md prints under "See it work" (test_readme_output_is_the_demo_output checks the text itself).
     r, cs = demo_run, demo_run.concept_set
@@ -82,12 +85,14 @@ def test_shipped_weights_give_the_readme_numbers(demo_run):
     assert makeup["concepts"] == [{"2": 47, "3": 1}, {"7": 47, "5": 2, "9": 2, "3": 1}]
 
 
+@pytest.mark.slow
 def test_merged_units_are_split_by_the_method(demo_run):
     # The planted evidence: most units mixing a merged pair get a concept for each digit of the pair.
     split = sum(u["split"] for u in demo_run.merged_units)
     assert split >= len(demo_run.merged_units) / 2
 
 
+@pytest.mark.slow
 def test_demo_reuses_its_store(demo_run):
     store_file = demo_run.out / "store" / "activations.npy"
     before = store_file.stat().st_mtime_ns
@@ -97,6 +102,7 @@ def test_demo_reuses_its_store(demo_run):
     np.testing.assert_array_equal(again.concept_set.labels, demo_run.concept_set.labels)
 
 
+@pytest.mark.slow
 def test_demo_runs_on_one_thread_and_restores_the_setting(tmp_path, monkeypatch):
     from threadpoolctl import threadpool_info
 
@@ -121,6 +127,7 @@ def test_demo_runs_on_one_thread_and_restores_the_setting(tmp_path, monkeypatch)
     assert seen["torch"] == 1 and seen["pools"] and set(seen["pools"].values()) == {1}, seen
 
 
+@pytest.mark.slow
 def test_demo_refuses_other_settings_before_changing_anything(demo_run):
     before = snapshot(demo_run.out)
     with pytest.raises(cv.ConceptvecError, match=r"holds the demo run of the shipped weights .* --out"):
@@ -143,6 +150,7 @@ def test_epochs_apply_only_when_retraining(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_retrain_trains_into_the_run_and_reuses_it(retrained_run):
     r = retrained_run
     model_dir = r.out / "model"
@@ -161,6 +169,7 @@ def test_retrain_trains_into_the_run_and_reuses_it(retrained_run):
     assert snapshot(r.out) == everything
 
 
+@pytest.mark.slow
 def test_retrained_weights_replaced_at_the_same_path_are_not_reused(retrained_run, tmp_path):
     import shutil
 
@@ -244,6 +253,7 @@ def test_control_network_trains_on_ten_classes(tmp_path):
     assert load_digits_cnn(directory).head[2].out_features == 10
 
 
+@pytest.mark.slow
 def test_control_comparison_with_the_shipped_networks(demo_run):
     rows = control_comparison(demo_run.out, progress=False)
     assert rows["merged"]["weights"]["source"] == rows["control"]["weights"]["source"] == "shipped"
@@ -263,6 +273,7 @@ def readme_blocks() -> tuple[list[str], list[str]]:
     return demo, [line.strip() for line in control if line.strip()]
 
 
+@pytest.mark.slow
 def test_readme_output_is_the_demo_output(tmp_path, monkeypatch):
     # README's command as written, in a fresh folder; its printed lines are the README's, character for character.
     from typer.testing import CliRunner

@@ -50,6 +50,7 @@ def test_every_nth_of_the_sorted_list_and_the_authors_model(imagenet):
     assert tuple(t(Image.new("RGB", (500, 375))).shape) == (3, 299, 299)
 
 
+@pytest.mark.slow
 def test_reproduce_writes_the_run_and_sets_the_paper_beside_it(imagenet, tmp_path):
     weights = imagenet / "inception_v3_random.safetensors"
     params = cv.Params(top=10)

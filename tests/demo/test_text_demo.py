@@ -135,6 +135,7 @@ def text_demo_run(tmp_path_factory):
     return tmp / "run", run.stdout
 
 
+@pytest.mark.slow
 def test_the_text_demo_writes_its_run_and_says_what_it_found(text_demo_run):
     out, printed = text_demo_run
     record = json.loads((out / "text_demo.json").read_text())

@@ -60,7 +60,7 @@ def test_pool_output():
     assert pool_output(t, "cls").tolist() == [[0.0, 1.0, 2.0, 3.0]]
     with pytest.raises(cv.ConceptvecError, match="pool='cls' needs"):
         pool_output(x, "cls")
-    with pytest.raises(cv.ConceptvecError, match="pool must be one of avg, max, cls"):
+    with pytest.raises(cv.ConceptvecError, match="unknown pooling 'mean'"):
         pool_output(x, "mean")
 
 
@@ -174,6 +174,7 @@ def _extract_module(root, out, **kw):
     return cv.extract(tiny_cnn(), layer="2", data=root, out=out, transform=TRANSFORM, batch_size=2, progress=False, **kw)
 
 
+@pytest.mark.slow
 def test_killed_extraction_resumes_to_the_same_store(tmp_path):
     import subprocess
     import sys
@@ -207,7 +208,7 @@ def test_killed_extraction_resumes_to_the_same_store(tmp_path):
         assert (reference.path / name).read_bytes() == (resumed.path / name).read_bytes()
     drop = ("created", "versions")
     assert {k: v for k, v in resumed.metadata.items() if k not in drop} == {k: v for k, v in reference.metadata.items() if k not in drop}
-    assert sorted(p.name for p in resumed.path.iterdir()) == ["activations.npy", "examples.parquet", "metadata.json"]
+    assert sorted(p.name for p in resumed.path.iterdir()) == [".conceptvec-manifest.json", "activations.npy", "examples.parquet", "metadata.json"]
 
 
 def test_complete_store_does_nothing_and_mismatched_resume_is_refused(tmp_path, capsys):
@@ -306,3 +307,103 @@ def test_ctrl_c_keeps_complete_chunks_and_resumes(tmp_path, capsys):
     resumed = cv.extract(tiny_cnn(), layer="3", data=Interrupting(None), out=tmp_path / "s", batch_size=3, chunk_size=6)
     assert "resuming" in capsys.readouterr().err.replace("\n", " ")
     assert (reference.path / "activations.npy").read_bytes() == (resumed.path / "activations.npy").read_bytes()
+
+
+def test_transparent_icons_are_extracted_as_seen_and_repeated_rows_are_reported(tmp_path, capsys):
+    root = tmp_path / "icons"
+    root.mkdir()
+    for i in range(8):  # eight icons drawn only in alpha (black RGB): one black square each if alpha is dropped
+        a = np.zeros((20, 20), np.uint8)
+        a[: 2 + 2 * i, : 20 - 2 * i] = 255
+        Image.fromarray(np.dstack([np.zeros((20, 20, 3), np.uint8), a]), mode="RGBA").save(root / f"icon_{i}.png")
+    store = cv.extract(tiny_cnn(), layer="2", data=root, out=tmp_path / "white", transform=TRANSFORM, chunk_size=3)
+    assert "8 of 8 images have transparency; composited on white" in capsys.readouterr().err
+    assert store.metadata["data"]["background"] == "white" and store.metadata["data"]["n_transparent"] == 8
+    assert store.metadata["duplicates"]["n_distinct"] == 8 and store.metadata["duplicates"]["n_duplicate_rows"] == 0
+    # another background is another extraction: refused at the same --out, other rows elsewhere
+    with pytest.raises(cv.StoreError, match=r"data\.background: store has 'white', asked 'black'"):
+        _extract_module(root, tmp_path / "white", background="black")
+    black = _extract_module(root, tmp_path / "black", background="black")
+    assert not np.allclose(black.activations, store.activations)
+    # the same eight icons with their alpha dropped: identical rows, said at extraction and recorded
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in sorted(root.iterdir()):
+        Image.open(p).convert("RGB").save(flat / p.name)
+    capsys.readouterr()
+    dup = _extract_module(flat, tmp_path / "dup")
+    err = " ".join(capsys.readouterr().err.split())
+    assert "7 of 8 rows (87.5%) repeat another row exactly: only 1 distinct rows" in err
+    assert "8 share one row (icon_0.png, icon_1.png, icon_2.png, icon_3.png ...)" in err
+    assert dup.metadata["duplicates"]["n_duplicate_rows"] == 7 and dup.metadata["data"]["n_transparent"] == 0
+
+
+def test_several_layers_in_one_pass_write_the_single_layer_stores_and_resume(tmp_path, capsys):
+    root = _image_tree(tmp_path / "data")  # 12 images and a broken file
+    singles = {name: cv.extract(tiny_cnn(), layer=name, data=root, out=tmp_path / f"single_{name}", transform=TRANSFORM,
+                                batch_size=2, chunk_size=3, progress=False) for name in ("1", "3")}
+    calls = []
+    model = tiny_cnn()
+    model[0].register_forward_hook(lambda *_: calls.append(1))
+    both = cv.extract(model, layer=["3", "1"], data=root, out=tmp_path / "both", transform=TRANSFORM, batch_size=2,
+                      chunk_size=3, progress=False)
+    # one forward per batch: 5 chunks of 3, 3, 3, 3, 1 files in batches of 2 are 9 batches (two single-layer runs: 18)
+    assert list(both) == ["3", "1"] and len(calls) == 9
+    drop = ("created", "versions")
+    for name, single in singles.items():
+        store = both[name]
+        assert store.path == tmp_path / "both" / name
+        for f in ("activations.npy", "examples.parquet"):
+            assert (store.path / f).read_bytes() == (single.path / f).read_bytes(), (name, f)
+        assert {k: v for k, v in store.metadata.items() if k not in drop} == {k: v for k, v in single.metadata.items() if k not in drop}
+    # a single-layer run of one of them finds it complete
+    capsys.readouterr()
+    cv.extract(tiny_cnn(), layer="1", data=root, out=tmp_path / "both" / "1", transform=TRANSFORM, batch_size=2, chunk_size=3)
+    assert "already complete" in capsys.readouterr().err
+
+
+def test_several_layers_resume_after_ctrl_c_and_refuse_what_they_cannot(tmp_path):
+    x = torch.randn(20, 3, 12, 12)
+
+    class Interrupting(torch.utils.data.Dataset):
+        def __init__(self, stop_at):
+            self.stop_at = stop_at
+
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, i):
+            if i == self.stop_at:
+                raise KeyboardInterrupt
+            return x[i]
+
+    kw = dict(layer=["1", "3"], out=tmp_path / "run", batch_size=2, chunk_size=4, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        cv.extract(tiny_cnn(), data=Interrupting(9), **kw)
+    for name in ("1", "3"):
+        assert len(list((tmp_path / "run" / f"{name}.partial" / "chunks").glob("*.json"))) == 2
+    resumed = cv.extract(tiny_cnn(), data=Interrupting(-1), **kw)
+    reference = cv.extract(tiny_cnn(), data=Interrupting(-1), **{**kw, "out": tmp_path / "ref"})
+    for name in ("1", "3"):
+        assert np.array_equal(resumed[name].activations, reference[name].activations)
+        assert resumed[name].shape == (20, 8 if name == "1" else 16)
+    with pytest.raises(cv.ConceptvecError, match=r"layer '1' is named more than once"):
+        cv.extract(tiny_cnn(), data=Interrupting(-1), **{**kw, "layer": ["1", "1"]})
+    with pytest.raises(cv.ConceptvecError, match=r"invalid layer 'nope'"):
+        cv.extract(tiny_cnn(), data=Interrupting(-1), **{**kw, "layer": ["1", "nope"], "out": tmp_path / "x"})
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_extract_takes_the_layer_option_again_for_several_layers(tmp_path):
+    from typer.testing import CliRunner
+
+    from conceptvec.cli import app
+
+    root = _image_tree(tmp_path / "data", n_per_class=2, broken=())
+    args = ["extract", "--model", "timm:efficientnet_lite0", "--weights", "none", "--layer", "blocks.1", "--layer", "blocks.2",
+            "--data", str(root), "--out", str(tmp_path / "run"), "--size", "64"]
+    run = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert run.exit_code == 0, run.output
+    shapes = {name: cv.ActivationStore.open(tmp_path / "run" / name).shape for name in ("blocks.1", "blocks.2")}
+    assert shapes == {"blocks.1": (4, 24), "blocks.2": (4, 40)}
+    assert run.output.count("ActivationStore") == 2

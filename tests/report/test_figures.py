@@ -49,11 +49,13 @@ def gids(fig):
     return [int(ax.get_gid().split(":")[1]) for ax in axes if (ax.get_gid() or "").startswith("example:")]
 
 
+@pytest.mark.slow
 def test_setup_has_two_concepts_and_removed_examples(setup):
     _, cs, _, _ = setup
     assert cs.n_agglomerative == 3 and cs.n_concepts == 2 and (~cs.kept).sum() == 20
 
 
+@pytest.mark.slow
 def test_image_examples_captions_images_and_thumbnails(setup, tmp_path):
     store, _, ex, _ = setup
     assert isinstance(examples_for_store(store), ImageExamples)
@@ -70,6 +72,7 @@ def test_image_examples_captions_images_and_thumbnails(setup, tmp_path):
         ex.caption(10_000)
 
 
+@pytest.mark.slow
 def test_top_activating_grid_shows_the_top_examples_in_order(setup):
     _, cs, ex, _ = setup
     fig = F.top_activating_grid(cs, ex, n=12)
@@ -81,6 +84,7 @@ def test_top_activating_grid_shows_the_top_examples_in_order(setup):
     assert len(gids(F.top_activating_grid(cs, ex))) == PARAMS.top
 
 
+@pytest.mark.slow
 def test_concept_groups_grid_groups_by_concept_removed_last(setup):
     _, cs, ex, _ = setup
     fig = F.concept_groups_grid(cs, ex)
@@ -94,6 +98,7 @@ def test_concept_groups_grid_groups_by_concept_removed_last(setup):
     assert len(fig.subfigs) == 3
 
 
+@pytest.mark.slow
 def test_projecting_grid_is_fig3(setup):
     store, cs, ex, _ = setup
     fig = F.projecting_grid(cs, store.activations, ex, n=6)
@@ -106,6 +111,7 @@ def test_projecting_grid_is_fig3(setup):
         F.projecting_grid(cs, store.activations[:, :5], ex)
 
 
+@pytest.mark.slow
 def test_projecting_grid_ranked_by_cosine(setup):
     store, cs, ex, _ = setup
     fig = F.projecting_grid(cs, store.activations, ex, n=6, rank="cosine")
@@ -120,6 +126,7 @@ def test_projecting_grid_ranked_by_cosine(setup):
         F.projecting_data(cs, store.activations, rank="norm")
 
 
+@pytest.mark.slow
 def test_projecting_grid_ranked_centred(setup):
     from conceptvec import layer_mean
 
@@ -133,6 +140,7 @@ def test_projecting_grid_ranked_centred(setup):
     assert "centred cosine" in fig.subfigs[1]._suptitle.get_text()
 
 
+@pytest.mark.slow
 def test_projection_comparison_is_fig5(setup):
     _, cs, _, _ = setup
     data = F.projection_comparison_data(cs)["concepts"]
@@ -149,6 +157,7 @@ def test_projection_comparison_is_fig5(setup):
     assert len(fig.axes) == 2 and [len(ax.lines) for ax in fig.axes] == [2 * cs.n_concepts, 4 * cs.n_concepts]
 
 
+@pytest.mark.slow
 def test_fig5_baselines_unsplit_nearest_other_and_centred(setup):
     from conceptvec import layer_mean
 
@@ -168,6 +177,7 @@ def test_fig5_baselines_unsplit_nearest_other_and_centred(setup):
     assert "centred_concept" not in F.projection_comparison_data(cs)["concepts"][0]
 
 
+@pytest.mark.slow
 def test_distance_matrices_is_fig4(setup):
     _, cs, _, _ = setup
     d = F.distance_matrices_data(cs)
@@ -179,6 +189,7 @@ def test_distance_matrices_is_fig4(setup):
     assert fig.axes[1].images[0].get_array().shape == (60, 60)
 
 
+@pytest.mark.slow
 def test_dendrogram_and_threshold_curve_are_figs_a7_a8(setup):
     _, cs, _, _ = setup
     d = F.dendrogram_data(cs)
@@ -198,6 +209,7 @@ def test_dendrogram_and_threshold_curve_are_figs_a7_a8(setup):
     assert len(F.threshold_curve(cs).axes) == 1
 
 
+@pytest.mark.slow
 def test_components_is_fig_a9(setup):
     _, cs, _, _ = setup
     d = F.components_data(cs, k=8)
@@ -211,6 +223,7 @@ def test_components_is_fig_a9(setup):
     assert len(F.components_plot(cs).axes) == cs.n_concepts
 
 
+@pytest.mark.slow
 def test_class_makeup_counts_labels(setup):
     store, cs, ex, _ = setup
     groups = F.class_makeup_data(cs, ex)["groups"]
@@ -240,6 +253,7 @@ def test_scan_figures():
     assert "2 not live, left out" in F.scan_histogram(counts, live).axes[0].get_title()
 
 
+@pytest.mark.slow
 def test_umap_is_fig2_seeded_and_separates_concepts(setup):
     _, cs, ex, _ = setup
     d = F.umap_data(cs, seed=0)
@@ -254,6 +268,7 @@ def test_umap_is_fig2_seeded_and_separates_concepts(setup):
     assert set(gids(fig)) <= set(d["index"])
 
 
+@pytest.mark.slow
 def test_text_examples_plug_into_the_figures(setup):
     _, cs, _, _ = setup
     n = 400
@@ -268,6 +283,7 @@ def test_text_examples_plug_into_the_figures(setup):
     assert "[<cat>]" in fig.axes[0].texts[0].get_text()
 
 
+@pytest.mark.slow
 def test_threshold_sweep_figure_marks_the_given_threshold_and_the_rule():
     from conceptvec.core.sweep import threshold_sweep
 
@@ -284,6 +300,7 @@ def test_threshold_sweep_figure_marks_the_given_threshold_and_the_rule():
     assert len(right.collections) == 5  # 0, 1, 2, 3, 4+ concepts
 
 
+@pytest.mark.slow
 def test_a_text_examples_caption_has_its_label_on_a_line_of_its_own_and_an_images_does_not(setup):
     store, cs, images, _ = setup
     n = store.n_examples

@@ -52,6 +52,7 @@ def run(tmp_path_factory):
     return root, index, cs
 
 
+@pytest.mark.slow
 def test_report_files_and_provenance(run):
     root, index, cs = run
     assert index == root / "report" / "index.html"
@@ -71,6 +72,7 @@ def test_report_files_and_provenance(run):
     assert len(thumbs) == len(shown) and shown == {p.stem for p in thumbs}
 
 
+@pytest.mark.slow
 def test_report_uses_nothing_from_the_network(run):
     root, index, _ = run
     for page in index.parent.glob("*.html"):
@@ -81,6 +83,7 @@ def test_report_uses_nothing_from_the_network(run):
             assert (index.parent / src).exists(), src
 
 
+@pytest.mark.slow
 def test_report_neurons_option_and_errors(run, tmp_path):
     root, _, cs = run
     bare = tmp_path / "bare"
@@ -106,6 +109,8 @@ def test_templates_escape_what_they_print():
                        "<tbody><tr><td>&lt;script&gt;&#x27;&amp;</td></tr></tbody></table>")
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_hostile_names_are_escaped(tmp_path):
     folder = tmp_path / "images" / "<b>cls</b>"
     folder.mkdir(parents=True)
@@ -167,6 +172,8 @@ def broken_images(pg):
     return pg.evaluate("Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 @needs_chromium
 def test_pages_load_offline_with_every_image(run):
     _, index, _ = run
@@ -179,6 +186,8 @@ def test_pages_load_offline_with_every_image(run):
             pg.close()
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 @needs_chromium
 def test_slider_recuts_the_tree_as_scipy_does(run):
     _, index, cs = run
@@ -213,6 +222,8 @@ def test_slider_recuts_the_tree_as_scipy_does(run):
         assert problems == []
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 @needs_chromium
 def test_index_links_and_sorts_the_scan(run):
     root, index, _ = run
@@ -234,6 +245,7 @@ def test_index_links_and_sorts_the_scan(run):
         assert problems == []
 
 
+@pytest.mark.slow
 def test_cli_report_command(run, tmp_path):
     from typer.testing import CliRunner
 
@@ -247,6 +259,7 @@ def test_cli_report_command(run, tmp_path):
     assert result.exit_code == 2 and "does not exist" in result.output
 
 
+@pytest.mark.slow
 def test_not_live_neurons_are_flagged(tmp_path):
     from conceptvec.scan import scan_layer
 
@@ -258,8 +271,25 @@ def test_not_live_neurons_are_flagged(tmp_path):
     index = write_report(tmp_path, neurons=[2, 3], umap=False)
     text = index.read_text()
     assert "1 neuron(s) are not live" in text and "<td>not live</td>" in text
-    assert "Not live:</b> 100 of the top 100 examples" in (index.parent / "neuron_2.html").read_text()
+    assert ("Not live:</b> this neuron has no top: all 100 of its top examples have the same activation (0)"
+            in (index.parent / "neuron_2.html").read_text())
     assert "Not live" not in (index.parent / "neuron_3.html").read_text()
+
+
+@pytest.mark.slow
+def test_an_off_scale_scan_is_said_on_the_report(tmp_path):
+    from conceptvec.scan import scan_layer
+
+    acts, _ = planted()
+    store = digits_store(tmp_path / "store", acts)
+    params = cv.Params(top=60, distance_threshold=0.95, outlier_threshold=1e6, min_cluster_size=5)
+    with pytest.warns(cv.ThresholdScaleWarning):
+        scan = scan_layer(store, params=params, workers=1, out=tmp_path / "scan", progress=False, projecting=False)
+    assert scan.summary()["scale_warnings"]
+    index = write_report(tmp_path, neurons=[3], umap=False)
+    text = " ".join(index.read_text().split())
+    assert f"<b>Off scale:</b> {scan.summary()['scale_warnings'][0]}" in text.replace("&#39;", "'")
+    assert "--distance-threshold auto" in text and "conceptvec thresholds" in text
 
 
 def test_a_local_model_is_named_by_its_last_path_parts_on_a_page():

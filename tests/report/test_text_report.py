@@ -63,6 +63,7 @@ def test_snippets_are_centred_on_the_token_shaded_and_escaped(text_run):
     assert token_text("\u0120cat") == " cat" and token_text("##ing") == "ing"
 
 
+@pytest.mark.slow
 def test_the_report_shows_text_snippets(text_run):
     run, store = text_run
     from conceptvec.report import write_report

@@ -43,6 +43,8 @@ def assert_same(a, b) -> None:
         assert np.array_equal(a.projecting[name], b.projecting[name]), name
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_ray_scan_equals_local_bit_for_bit(ray_cluster, store, monkeypatch):
     monkeypatch.setattr(layer, "BATCH", 4)  # 16 neurons: 4 tasks
     local = cv.scan_layer(store, params=PARAMS, workers=1, progress=False)
@@ -57,6 +59,8 @@ def test_ray_scan_equals_local_bit_for_bit(ray_cluster, store, monkeypatch):
         cv.scan_layer(np.asarray(store.activations), params=PARAMS, engine=RayEngine(data="shared"), progress=False)
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_cli_scan_on_ray(ray_cluster, store, tmp_path):
     from conceptvec.scan.result import ScanResult
 
@@ -88,6 +92,8 @@ def engine_running(function, **kwargs) -> RayEngine:
     return ray_engine
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_worker_error_is_the_local_message_and_the_scan_resumes(ray_cluster, store, tmp_path, monkeypatch):
     monkeypatch.setattr(layer, "BATCH", 4)
     local = cv.scan_layer(store, params=PARAMS, workers=1, progress=False)
@@ -105,6 +111,8 @@ def test_worker_error_is_the_local_message_and_the_scan_resumes(ray_cluster, sto
     assert_same(resumed, local)
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_killed_worker_is_retried_nothing_lost(ray_cluster, store, tmp_path, monkeypatch):
     monkeypatch.setattr(layer, "BATCH", 4)
     local = cv.scan_layer(store, params=PARAMS, workers=1, progress=False)
@@ -125,6 +133,7 @@ def test_without_ray_installed_says_how_to_install(store, tmp_path, monkeypatch)
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_bad_engine_options(store):
     from conceptvec.engines.raycluster import check_reachable
 

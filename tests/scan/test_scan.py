@@ -87,6 +87,7 @@ def slot_files(monkeypatch):
     return made
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
 def test_parallel_rows_through_shared_slots_equal_disentangle(planted, monkeypatch, dtype, slot_files):
     # Batches of 2 neurons: 8 batches through the 4 shared slots of 2 workers, so slots are reused.
@@ -374,7 +375,7 @@ def test_bad_direction_files(tmp_path, planted):
     (tmp_path / "v.txt").write_text("1 2 3")
     with pytest.raises(ConceptvecError, match=r"must end in \.npy or \.safetensors"):
         load_directions(tmp_path / "v.txt", 16)
-    with pytest.raises(ConceptvecError, match="is not 'neurons', 'svd:K', or an existing"):
+    with pytest.raises(ConceptvecError, match="is not 'neurons', 'svd:K', 'dictionary:DIR', or an existing"):
         cv.scan_layer(acts, params=PARAMS, directions="missing.npy", progress=False)
     with pytest.raises(ConceptvecError, match="svd:K needs 1 <= K <= 16"):
         cv.scan_layer(acts, params=PARAMS, directions="svd:99", progress=False)
@@ -440,6 +441,7 @@ def test_not_live_neurons_are_flagged_and_left_out_of_the_share(planted):
     assert "not live, left out" in scan.plot_summary()._suptitle.get_text()
 
 
+@pytest.mark.slow
 def test_auto_scan_equals_disentangle_and_stability_is_recorded(tmp_path):
     from conceptvec.core.planted import planted_layer as facets_layer
 

@@ -82,3 +82,49 @@ def test_sample_per_class_is_seeded():
     assert a != sample_per_class(labels, 4, seed=1)
     with pytest.raises(ConceptvecError, match="per_class must be >= 1"):
         sample_per_class(labels, 0, seed=0)
+
+
+def _alpha_only_icon(path, box):
+    """An icon drawn only in alpha: black RGB everywhere, opaque inside ``box`` (as many desktop icons are)."""
+    a = np.zeros((16, 16), np.uint8)
+    a[box] = 255
+    rgba = np.dstack([np.zeros((16, 16, 3), np.uint8), a])
+    Image.fromarray(rgba, mode="RGBA").save(path)
+
+
+def test_transparent_images_are_composited_on_the_background(tmp_path):
+    from conceptvec.sources.images import count_transparent, flatten, open_image
+
+    _alpha_only_icon(tmp_path / "left.png", np.s_[:, :8])
+    _alpha_only_icon(tmp_path / "top.png", np.s_[:8, :])
+    left, top = open_image(tmp_path / "left.png"), open_image(tmp_path / "top.png")
+    # On white, the shapes are kept: black where opaque, white where transparent.
+    assert np.asarray(left)[0, 0].tolist() == [0, 0, 0] and np.asarray(left)[15, 15].tolist() == [255, 255, 255]
+    assert not np.array_equal(np.asarray(left), np.asarray(top))
+    with Image.open(tmp_path / "left.png") as im:  # dropping alpha (what convert("RGB") does) makes both the same square
+        assert np.asarray(im.convert("RGB")).max() == 0
+    assert np.asarray(open_image(tmp_path / "left.png", "#ff0000"))[15, 15].tolist() == [255, 0, 0]
+    # half-transparent grey-with-alpha (LA) on white: the mean of the two
+    Image.fromarray(np.dstack([np.zeros((4, 4), np.uint8), np.full((4, 4), 128, np.uint8)]), mode="LA").save(tmp_path / "la.png")
+    assert np.asarray(open_image(tmp_path / "la.png"))[0, 0].tolist() == [127, 127, 127]
+    # a palette image whose colour 0 is transparent
+    p = Image.new("P", (4, 4), 0)
+    p.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    p.putpixel((0, 0), 1)
+    p.save(tmp_path / "p.png", transparency=0)
+    flat = np.asarray(open_image(tmp_path / "p.png", "blue"))
+    assert flat[0, 0].tolist() == [255, 0, 0] and flat[3, 3].tolist() == [0, 0, 255]
+    Image.new("RGB", (4, 4), (9, 9, 9)).save(tmp_path / "opaque.png")
+    assert np.asarray(flatten(Image.open(tmp_path / "opaque.png"), "white"))[0, 0].tolist() == [9, 9, 9]
+    files = image_files(tmp_path)
+    assert len(files) == 5 and count_transparent(files) == 4
+    assert np.asarray(load_example_image("left.png", tmp_path, "white"))[15, 15].tolist() == [255, 255, 255]
+    assert np.asarray(load_example_image("left.png", tmp_path))[15, 15].tolist() == [0, 0, 0]  # stores from before: as extracted
+
+
+def test_a_bad_background_colour_is_refused_with_the_fix():
+    import conceptvec as cv
+
+    with pytest.raises(ConceptvecError, match=r"background must be a colour name .* or #rrggbb, got 'whyte'"):
+        cv.ExtractConfig(background="whyte")
+    assert cv.ExtractConfig(background="#102030").background == "#102030"

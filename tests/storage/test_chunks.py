@@ -39,7 +39,7 @@ def test_index_parts_are_joined_in_order_less_skipped_rows(tmp_path):
     assert store.ids.tolist() == [f"doc{i // 3}#{i % 3}" for i in kept]
     assert store.examples.column("position").to_pylist() == [i % 3 for i in kept]
     np.testing.assert_array_equal(store.activations, ROWS[kept].astype(np.float16))
-    assert sorted(p.name for p in store.path.iterdir()) == ["activations.npy", "examples.parquet", "metadata.json"]
+    assert sorted(p.name for p in store.path.iterdir()) == [".conceptvec-manifest.json", "activations.npy", "examples.parquet", "metadata.json"]
 
 
 def test_finish_stopped_half_way_continues_to_the_same_bytes(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ def test_save_load_roundtrip(tmp_path):
         np.testing.assert_array_equal(getattr(back, name), getattr(cs, name))
     assert back.params == cs.params and back.neuron == 3 and back.n_agglomerative == cs.n_agglomerative
     assert back.provenance["n_examples"] == 400
-    assert sorted(p.name for p in (tmp_path / "cs").iterdir()) == ["arrays.safetensors", "conceptset.json"]
+    assert sorted(p.name for p in (tmp_path / "cs").iterdir()) == [".conceptvec-manifest.json", "arrays.safetensors", "conceptset.json"]
 
 
 def test_direction_and_empty_sets_roundtrip(tmp_path):

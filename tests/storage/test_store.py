@@ -44,6 +44,7 @@ def test_partial_store_says_how_to_resume(tmp_path):
         cv.ActivationStore.open(tmp_path / "s")
 
 
+@pytest.mark.slow
 def test_killed_writer_leaves_no_final_directory(tmp_path):
     code = (
         "import numpy as np, os, signal\n"

@@ -450,6 +450,7 @@ def test_a_key_that_does_not_match_the_study_is_refused(run, study, tmp_path):
         score_study(copy, [])
 
 
+@pytest.mark.slow
 def test_cli_make_and_score(run, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["study", "make", str(run[0] / "scan"), "--neurons", "0-7", "--seed", "0",
@@ -469,6 +470,8 @@ def test_cli_make_and_score(run, tmp_path):
 
 
 # -- the form in a browser -------------------------------------------------------------------------------
+@pytest.mark.browser
+@pytest.mark.slow
 @needs_chromium
 def test_form_in_chromium_exports_answers_that_score_as_expected(study, tmp_path):
     from playwright.sync_api import sync_playwright
@@ -529,3 +532,18 @@ def test_text_examples_show_without_their_id_and_escaped():
     fragment = example_html(texts, index=0)
     assert fragment == '<span class="snippet">The &lt;script&gt;<mark> pitch</mark></span>'
     assert "doc-7" not in fragment and "sports" not in fragment
+
+
+def test_make_study_overwrite_keeps_answers_and_scores(run, tmp_path):
+    study = tmp_path / "study"
+    make_study(run[0], study, neurons="0-3", seed=0, label_questions=0)
+    (study / "rater1.csv").write_text("rater,question,answer\n")
+    (study / "scores").mkdir()
+    (study / "scores" / "mine.txt").write_text("kept")
+    make_study(run[0], study, neurons="0-3", seed=1, label_questions=0, overwrite=True)
+    assert (study / "rater1.csv").read_text() == "rater,question,answer\n"  # the raters' answers are carried over
+    assert (study / "scores" / "mine.txt").read_text() == "kept"
+    (study / "form.html").write_text("edited")  # an edited file of the study itself is the user's now
+    with pytest.raises(ConceptvecError, match="form.html"):
+        make_study(run[0], study, neurons="0-3", seed=2, label_questions=0, overwrite=True)
+    assert (study / "form.html").read_text() == "edited"

@@ -84,6 +84,9 @@ def branch_metrics(task: str, outs: torch.Tensor, x: torch.Tensor, targets: torc
     logp = outs.log_softmax(-1)
     pred = base.argmax(-1)  # (1, N[, T])
     target = pred if targets is None or task == "causal-lm" else targets.view(1, -1)
+    if targets is not None and task != "causal-lm" and len(targets) and int(targets.max()) >= outs.shape[-1]:
+        raise ConceptvecError(f"targets name class {int(targets.max())}, but the model gives {outs.shape[-1]} logits; give "
+                              f"class indices from 0 to {outs.shape[-1] - 1}.")
     index = target.expand(outs.shape[:-1]).unsqueeze(-1)
     logit, lp = outs.gather(-1, index).squeeze(-1), logp.gather(-1, index).squeeze(-1)
     p0 = logp[0:1].exp()
@@ -110,9 +113,10 @@ class Brancher:
     about N / B, so that each forward holds about N rows whichever way it runs.
     """
 
+    pooled: torch.Tensor  # set by each call (and per forward by run's hook): not there before the first
+
     def __init__(self, module, layer, name, dev, share: bool | None):
         self.module, self.layer, self.name, self.dev, self.share = module, layer, name, dev, share
-        self.pooled: torch.Tensor | None = None
 
     def __call__(self, x: torch.Tensor, edits: Edits, task: str) -> tuple[str, torch.Tensor]:
         x = x.to(self.dev)
@@ -186,14 +190,23 @@ def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any
         raise ConceptvecError(f"unknown task {task!r}; valid: {', '.join(TASKS)}.")
     if concept_set.n_concepts == 0:
         raise ConceptvecError("this ConceptSet has no concept: nothing to ablate. Disentangle a live neuron with concepts.")
-    alphas = [float(a) for a in alphas]
-    if not all(np.isfinite(alphas)):
-        raise ConceptvecError(f"alphas must be finite, got {alphas}.")
+    try:
+        alphas = [float(a) for a in alphas]
+    except (TypeError, ValueError):
+        raise ConceptvecError(f"alphas must be numbers (steering strengths), got {alphas!r}.") from None
+    if not all(np.isfinite(alphas)) or any(abs(a) > MAX_ALPHA for a in alphas):
+        raise ConceptvecError(f"alphas must be finite and at most {MAX_ALPHA:g} in size (they are in units of the concept "
+                              f"members' mean projection: {MAX_ALPHA:g} is already far beyond any activation the layer "
+                              f"gives), got {alphas}.")
     if random_examples < 1 or batch_size < 1 or (n_random is not None and n_random < 0):
         raise ConceptvecError(f"random_examples and batch_size must be at least 1 and n_random at least 0, got {random_examples}, "
                               f"{batch_size} and {n_random}.")
     module, layer_module, name = resolve_layer(model, layer)
-    n_data = len(data)
+    try:
+        n_data = len(data)
+    except TypeError:
+        raise ConceptvecError(f"data must hold the model's inputs of every example of the ConceptSet's store (a tensor, array or "
+                              f"dataset), got {type(data).__name__}; cv.store_inputs(store, model) gives them for an image store.") from None
     n_units = concept_set.n_units
     concepts = as_directions(concept_set.concept_vectors, what="concept vectors")
     if centre is not None:
@@ -224,9 +237,14 @@ def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any
     measured = {f"concept {j}": concept_set.members(j) for j in range(len(concepts))}
     measured.update(named)
     measured["random"] = np.sort(rng.choice(n_data, size=min(random_examples, n_data), replace=False))
-    target_all = None if targets is None else torch.as_tensor(np.asarray(targets), dtype=torch.long)
+    target_values = None if targets is None else np.asarray(targets)
+    if target_values is not None and not np.issubdtype(target_values.dtype, np.integer):
+        raise ConceptvecError(f"targets must be whole class indices, one per example, got dtype {target_values.dtype}.")
+    target_all = None if target_values is None else torch.as_tensor(target_values, dtype=torch.long)
     if target_all is not None and target_all.shape != (n_data,):
         raise ConceptvecError(f"targets must hold one class per example ({n_data},), got shape {tuple(target_all.shape)}.")
+    if target_all is not None and n_data and int(target_all.min()) < 0:
+        raise ConceptvecError(f"targets must be class indices from 0, got {int(target_all.min())}; give the class of each example.")
     if device is None:
         dev = next((p.device for p in module.parameters()), torch.device("cpu"))
     else:
@@ -272,6 +290,9 @@ def _recorded_store(cs: ConceptSet):
     return ActivationStore.open(path)
 
 
+MAX_ALPHA = 1e6
+
+
 def _steering(run: Brancher, data, cs: ConceptSet, concepts: np.ndarray, groups, alphas, targets, task, batch_size) -> list[dict[str, Any]]:
     """Steer along each concept on its members: the layer's projection, the neuron's activation and the target logit."""
     if task == "embed":
@@ -299,7 +320,12 @@ def _steering(run: Brancher, data, cs: ConceptSet, concepts: np.ndarray, groups,
             neuron = pooled[..., cs.neuron] if cs.neuron is not None else pooled @ cs.neuron_direction
             sums += np.stack([(pooled @ v).sum(1), neuron.sum(1), logit.double().numpy().sum(1)], 1)
             done += len(x)
-        for alpha, (proj, act, logit) in zip(alphas, sums / max(1, len(idx))):
+        means = sums / max(1, len(idx))
+        broken = [alpha for alpha, row in zip(alphas, means) if not np.isfinite(row).all()]
+        if broken:
+            raise ConceptvecError(f"steering along concept {j} with alpha {', '.join(f'{a:g}' for a in broken)} makes the "
+                                  f"model's outputs overflow (inf or NaN); give smaller alphas.")
+        for alpha, (proj, act, logit) in zip(alphas, means):
             rows.append({"concept": f"concept {j}", "alpha": alpha, "projection": float(proj), "neuron_activation": float(act),
                          "target_logit": float(logit)})
     return rows
@@ -321,15 +347,17 @@ def store_inputs(store: Any, loaded: LoadedModel) -> Any:
     if loaded.transform is None:
         raise ConceptvecError(f"model {loaded.name} has no preprocessing of its own to prepare the store's examples; call "
                               f"cv.causal_effects(model, layer, concept_set, data=...) with the prepared inputs.")
+    transform = loaded.transform  # not None (checked above), a name the class below sees narrowed
     data = store.metadata.get("data")
     root = data.get("root") if isinstance(data, dict) else None
+    background = data.get("background") if isinstance(data, dict) else None  # as extraction composited them
 
     class StoreImages(Dataset):
         def __len__(self) -> int:
             return len(sources)
 
         def __getitem__(self, i: int) -> torch.Tensor:
-            return loaded.transform(load_example_image(sources[i], root))
+            return transform(load_example_image(sources[i], root, background))
 
     return StoreImages()
 
@@ -353,6 +381,7 @@ def run_causal(run_dir: Any, *, neuron: int, mode: str = "ablate", centred: bool
     dev = resolve_device(device)
     source = run.model_source(cs)
     store = run.open_store([cs])
+    store.check_made_from(cs.provenance, what=f"the ConceptSet {cs_dir}")  # its example indices index that store only
     loaded = load_model(source["model"]["name"], source["model"].get("weights"), **source["load"])
     effects = causal_effects(loaded, source["layer"], cs, data=store_inputs(store, loaded), mode=mode,
                              mean=store if mode == "mean" else None, centre=store if centred else None, n_random=n_random, random_examples=random_examples,

@@ -34,7 +34,7 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the method's k-means, and of the training with --retrain.")] = 0,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report.")] = True,
     control: Annotated[bool, typer.Option("--control", help="Also compare with a 10-class control network (shipped, or trained with --retrain).")] = False,
-    text: Annotated[bool, typer.Option("--text", help="The language demo instead: all-MiniLM-L6-v2 over standard-library docstrings (pip install 'conceptvec[text]').")] = False,
+    text: Annotated[bool, typer.Option("--text", help="The language demo instead: all-MiniLM-L6-v2 over standard-library docstrings (pip install 'conceptvec\\[text]').")] = False,
 ) -> None:
     """Offline demo: split a polysemantic neuron of a CNN trained on bundled digits into concept vectors."""
     from ..demo.demo import control_comparison, run_demo
@@ -90,7 +90,7 @@ def demo(
 @config_options(ExtractConfig)
 def extract(
     model: Annotated[str, typer.Option("--model", help="digits, torchvision:NAME, timm:NAME, hf:DIR (vision or language model) or checkpoint:FILE (TorchScript).")],
-    layer: Annotated[str, typer.Option("--layer", help="Module name as the model names it; 'list' prints them.")],
+    layer: Annotated[list[str], typer.Option("--layer", help="Module name as the model names it; 'list' prints them. Repeat for several layers in one pass (one store each, under --out/<layer>).")],
     data: Annotated[Optional[str], typer.Option("--data", help="digits, an image folder (class sub-folders or flat), or a text file of paths; for a language model a .txt (one document a line), .jsonl/.csv/.parquet, a folder of .txt files or a saved dataset.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Directory of the ActivationStore (run again to resume).")] = None,
     engine: EngineOpt = "local",
@@ -103,10 +103,9 @@ def extract(
     from ..models.layers import list_layers
     from ..models.load import load_model
 
-    overrides = dict(key_map=config.key_map, mean=config.mean, std=config.std, size=config.size,
-                     transform_input=config.transform_input)
-    if layer == "list":
-        loaded = load_model(model, config.weights, **overrides)
+    if layer == ["list"]:
+        loaded = load_model(model, config.weights, key_map=config.key_map, mean=config.mean, std=config.std, size=config.size,
+                            transform_input=config.transform_input)
         table = Table(title=f"layers of {loaded.name}")
         for col in ("layer", "type", "output shape"):
             table.add_column(col)
@@ -116,11 +115,12 @@ def extract(
         return
     if data is None or out is None:
         raise ConceptvecError("extract needs --data and --out (or --layer list to see the layers).")
-    store = run_extract(model, layer=layer, data=data, out=out, config=config, engine=engine, ray_address=ray_address,
-                        overwrite=overwrite)
-    skipped = store.metadata.get("skipped", {}).get("count", 0)
-    what = "empty or unreadable row(s)" if store.metadata.get("data", {}).get("kind") == "text" else "unreadable file(s)"
-    console.print(f"{store}" + (f"; {skipped} {what} skipped, listed in metadata.json" if skipped else ""))
+    made = run_extract(model, layer=layer[0] if len(layer) == 1 else layer, data=data, out=out, config=config, engine=engine,
+                       ray_address=ray_address, overwrite=overwrite)
+    for store in (made.values() if isinstance(made, dict) else [made]):
+        skipped = store.metadata.get("skipped", {}).get("count", 0)
+        what = "empty or unreadable row(s)" if store.metadata.get("data", {}).get("kind") == "text" else "unreadable file(s)"
+        console.print(f"{store}" + (f"; {skipped} {what} skipped, listed in metadata.json" if skipped else ""))
 
 
 @app.command()
@@ -136,7 +136,6 @@ def disentangle(
     params: Params = Params(),
 ) -> None:
     """Split one neuron (or direction) of a store into concept vectors with the paper's method."""
-    import numpy as np
 
     from ..scan.disentangle import disentangle as run
     from ..storage.files import read_npy
@@ -153,8 +152,7 @@ def disentangle(
     start = f"neuron {neuron}" if neuron is not None else f"direction {direction}"
     console.print(f"{start}: C = {cs.n_agglomerative} clusters, {cs.n_concepts} concepts, {int(cs.outliers.sum())} outliers")
     if not cs.is_live:
-        console.print(f"[yellow]warning:[/] {start} is not live: {int(np.sum(cs.top_scores <= 0))} of its top {params.top} "
-                      f"examples do not activate it, so its concepts group arbitrary examples. Lower --top or pick another.")
+        console.print(f"[yellow]warning:[/] {start} is not live: {cs.dead_reason}. Lower --top or pick another.")
     console.print(concept_table(cs, acts.label_names))
     console.print(f"ConceptSet written to {out}")
 

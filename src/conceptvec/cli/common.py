@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import ConceptvecError
+from ..errors import ConceptvecError, wrapped_os_error
 
 console = Console()
 err_console = Console(stderr=True)
@@ -18,7 +18,7 @@ err_console = Console(stderr=True)
 StoreArg = Annotated[Path, typer.Argument(help="ActivationStore directory (from `conceptvec extract`).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed, recorded with the output.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output directory.")]
-EngineOpt = Annotated[str, typer.Option("--engine", help="local (this machine) or ray (a Ray cluster; pip install \"conceptvec[ray]\").")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="local (this machine) or ray (a Ray cluster; pip install \"conceptvec\\[ray]\").")]
 RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join with --engine ray; default RAY_ADDRESS, else a local Ray.")]
 
 
@@ -60,6 +60,10 @@ def cli_errors(command: Callable) -> Callable:
         except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
             if os.environ.get("CONCEPTVEC_DEBUG"):
                 raise
+            wrapped = wrapped_os_error(exc)
+            if wrapped is not None:  # a library's own error around a full disk or a denied write: the input's fault, not ours
+                err_console.print(f"[bold red]error:[/] {escape(os_error_message(wrapped))}", highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
             err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))}. This is a bug of conceptvec; "
                               f"run again with CONCEPTVEC_DEBUG=1 for the traceback and report it.", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
@@ -72,7 +76,7 @@ def os_error_message(exc: OSError) -> str:
     import errno
 
     where = f" {exc.filename}" if exc.filename else ""
-    fixes = {
+    fixes: dict[int | None, str] = {  # looked up by OSError.errno, which may be None
         errno.ENOSPC: "free some space or choose an --out on another disk",
         errno.EDQUOT: "free some space or choose an --out on another disk",
         errno.EACCES: "choose a folder you may write to (--out) or fix its permissions",
@@ -112,6 +116,6 @@ def concept_table(cs, label_names=None, title: str | None = None) -> Table:
         row.append(f"{cosine_similarity(rows, cs.neuron_direction).mean():.3f}")
         if cs.stability is not None:
             share = cs.stability["reappearance"][j]
-            row.append(f"{share:.0%}" + (" [yellow]unstable[/]" if share < 0.5 else ""))
+            row.append(f"{share:.0%}" + (" [yellow]unstable[/]" if cs.unstable()[j] else ""))
         table.add_row(*row)
     return table

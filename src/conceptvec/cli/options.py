@@ -14,6 +14,7 @@ from dataclasses import Field, fields
 from typing import Annotated, Any, Callable, Optional, get_type_hints
 
 import typer
+from rich.markup import escape as markup_escape  # help is rich markup: "conceptvec[ray]" must stay text
 
 from ..core.params import Params
 from ..errors import ConceptvecError
@@ -41,17 +42,17 @@ def option_parameter(f: Field[Any]) -> inspect.Parameter:
     kind = meta["kind"]
     default = f.default
     if kind in ("threshold", "numbers"):  # read as text, parsed by the field's check (or threshold_value)
-        option = typer.Option(flag(f), help=meta["help"], show_default=show)
+        option = typer.Option(flag(f), help=markup_escape(meta["help"]), show_default=show)
         annotation: Any = Annotated[Optional[str], option]
         if kind == "threshold":
             default = None if f.default is None else f"{f.default:g}"
     elif kind == "switch":
         name = flag(f)
-        option = typer.Option(f"{name}/--no-{name[2:]}", help=meta["help"], show_default=show)
+        option = typer.Option(f"{name}/--no-{name[2:]}", help=markup_escape(meta["help"]), show_default=show)
         annotation = Annotated[Optional[bool], option]
     else:
         value_type = meta["type"] or type(f.default)
-        option = typer.Option(flag(f), help=meta["help"], show_default=show)
+        option = typer.Option(flag(f), help=markup_escape(meta["help"]), show_default=show)
         annotation = Annotated[Optional[value_type] if f.default is None else value_type, option]
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
@@ -59,7 +60,8 @@ def option_parameter(f: Field[Any]) -> inspect.Parameter:
 def params_from_options(values: dict[str, Any], base: Params | None = None) -> Params:
     """``Params`` from the option values of a command (threshold texts read as numbers or 'auto')."""
     kinds = {f.name: f.metadata["kind"] for f in fields(Params)}
-    parsed = {name: threshold_value(name, v) if kinds[name] == "threshold" else v for name, v in values.items()}
+    # each value of its own field's type, which Params checks (one dict type cannot say which is which)
+    parsed: dict[str, Any] = {name: threshold_value(name, v) if kinds[name] == "threshold" else v for name, v in values.items()}
     return base.replace(**parsed) if base is not None else Params(**parsed)
 
 

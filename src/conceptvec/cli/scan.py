@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..core.params import Params
@@ -21,7 +22,7 @@ def scan(
     store: StoreArg,
     out: Annotated[Path, typer.Option("--out", help="Directory for the scan (resumable: run again to continue).")],
     neurons: Annotated[Optional[str], typer.Option("--neurons", help="Which neurons (or directions), e.g. 0-99 or 0-99,512; default all.")] = None,
-    directions: Annotated[str, typer.Option("--directions", help="neurons, svd:K (top K right singular vectors), or a .npy / .safetensors file of vectors.")] = "neurons",
+    directions: Annotated[str, typer.Option("--directions", help="neurons, svd:K (top K right singular vectors), dictionary:DIR (the atoms of `conceptvec dictionary`, or an SAE .safetensors checkpoint), or a .npy / .safetensors file of vectors.")] = "neurons",
     workers: Annotated[Optional[int], typer.Option("--workers", help="Processes clustering neurons; 0 or 1: this process alone; default all CPUs.")] = None,
     projecting: Annotated[bool, typer.Option("--projecting/--no-projecting", help="Also find the maximally projecting examples of every concept.")] = True,
     stability: Annotated[int, typer.Option("--stability", help="Resampling runs per neuron that check each concept comes back (about B times the clustering time); 0 skips.")] = 0,
@@ -34,7 +35,13 @@ def scan(
     from ..scan.layer import scan_layer
     from ..storage.store import ActivationStore
 
+    from ..core.live import dead_summary
+    from ..storage.duplicates import duplicates_warning
+
     acts = ActivationStore.open(store)
+    repeated = duplicates_warning(acts.metadata.get("duplicates"))
+    if repeated:
+        console.print(f"[yellow]warning:[/] {escape(repeated)}", highlight=False, soft_wrap=True)
     result = scan_layer(acts, params=params, neurons=neurons, workers=workers, directions=directions,
                         projecting=projecting, out=out, overwrite=overwrite, progress=True, engine=engine, ray_address=ray_address,
                         stability=stability)
@@ -46,10 +53,11 @@ def scan(
         console.print(f"resumed: {result.resumed} {what} were already done in {out}.partial")
     console.print(f"{s['n_scanned']} {what}, {s['n_live']} live: {s['n_concepts_total']} concepts; {s['n_with_2_or_more_concepts']} "
                   f"({s['share_with_2_or_more_concepts']:.1%} of live) have 2 or more")
-    if s["not_live"]:
-        shown = ", ".join(map(str, s["not_live"][:20])) + (" ..." if len(s["not_live"]) > 20 else "")
-        console.print(f"[yellow]not live[/] (their top {params.top} include zero activations; concepts of arbitrary "
-                      f"examples, left out of the counts): {shown}")
+    if result.layer_error is not None:
+        console.print(f"rule: {result.rule_text()}")
+    dead = dead_summary(result.top_scores, result.neurons, unit="neuron" if result.kind == "neurons" else "direction")
+    if dead:
+        console.print(f"[yellow]not live:[/] {escape(dead)}")
     table = Table(title="concepts per " + ("neuron" if result.kind == "neurons" else "direction"))
     table.add_column("concepts", justify="right")
     table.add_column("count", justify="right")

@@ -25,12 +25,14 @@ def thresholds(
     neurons: Annotated[Optional[str], typer.Option("--neurons", help="Which neurons, e.g. 0-99 or 0-99,512; default all (live ones only count).")] = None,
     grid: Annotated[int, typer.Option("--grid", help="Distance thresholds swept over the layer's merge heights.")] = 40,
     out: Annotated[Optional[Path], typer.Option("--out", help="Folder for thresholds.json and thresholds.png; default: print only.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Processes sweeping neurons (as the scan's); 0 or 1: this process alone; default all CPUs.")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="local (this machine's processes; Ray is offered for scan and extract).")] = "local",
     overwrite: OverwriteOpt = False,
     params: Params = Params(),
 ) -> None:
     """Where a distance threshold falls among a layer's ward merge heights, and the concepts per neuron it gives
     against the layer-wide rule and every other threshold (the layer-wide paper Fig. A.8)."""
-    from ..core.sweep import threshold_sweep
+    from ..scan.sweep import sweep_layer
     from ..storage.atomic import atomic_directory, refuse_existing, write_json
     from ..storage.provenance import environment
     from ..storage.store import ActivationStore
@@ -38,7 +40,7 @@ def thresholds(
     acts = ActivationStore.open(store)
     if out is not None:  # refuse before the work, not after it
         refuse_existing(out, overwrite=overwrite, what="thresholds report", marker=JSON_FILE, protect=[store])
-    sweep = threshold_sweep(acts, params=params, neurons=neurons, n_grid=grid, progress=True)
+    sweep = sweep_layer(acts, params=params, neurons=neurons, n_grid=grid, workers=workers, engine=engine, progress=True)
     d = sweep.to_dict()
     given, rule, h = d["given"], d["layer_rule"], d["merge_heights"]
     console.print(f"{d['n_live']} live neurons" + (f" ({len(d['not_live'])} selected ones not live, left out)" if d["not_live"] else "")
@@ -71,7 +73,7 @@ def thresholds(
         return
     from ..report.figures.thresholds import threshold_sweep_plot
 
-    record = {"format": "conceptvec.thresholds/1", "params": params.to_dict(), "neurons": neurons, "n_grid": grid,
+    record = {"format": "conceptvec.thresholds/1", "params": params.to_dict(), "neurons": neurons, "n_grid": grid, "workers": workers,
               "units": sweep.units.tolist(), **d, "store": acts.provenance(), **environment()}
     figure = threshold_sweep_plot(sweep)
     with atomic_directory(out, overwrite=overwrite, what="thresholds report", marker=JSON_FILE, protect=[store]) as tmp:

@@ -24,8 +24,11 @@ def as_matrix(acts: Any) -> tuple[np.ndarray, dict[str, Any]]:
     """(A, source): the matrix of an array or ActivationStore, shape (n_examples, n_units), and where it came from."""
     if isinstance(acts, MatrixSource):
         return acts.activations, acts.provenance()
+    if acts is None or isinstance(acts, (str, bytes)) or hasattr(acts, "__fspath__"):
+        raise ConceptvecError(f"activations must be a 2-D array (n_examples, n_units) or an ActivationStore, got "
+                              f"{type(acts).__name__}; open a store folder with cv.ActivationStore.open(path).")
     if not hasattr(acts, "shape") or not hasattr(acts, "dtype"):
-        acts = np.asarray(acts)
+        acts = _rectangular(acts, "activations")
     if acts.ndim != 2:
         raise ConceptvecError(
             f"activations must be a 2-D array (n_examples, n_units), got {acts.ndim}-D shape {tuple(acts.shape)}. "
@@ -35,16 +38,36 @@ def as_matrix(acts: Any) -> tuple[np.ndarray, dict[str, Any]]:
         raise ConceptvecError(f"activations are empty (shape {tuple(acts.shape)}); give at least one example and one unit.")
     if not (np.issubdtype(acts.dtype, np.floating) or np.issubdtype(acts.dtype, np.integer)):
         raise ConceptvecError(f"activations must be numbers, got dtype {acts.dtype}.")
+    if acts.dtype.itemsize > 4 and np.issubdtype(acts.dtype, np.floating):
+        # Squared distances of values beyond 1e150 overflow float64: the method's numbers would be inf or NaN.
+        # (max and min, not abs: no copy of a large array; an inf is left to check_finite, which names its examples)
+        largest = max(abs(float(np.nanmax(acts))), abs(float(np.nanmin(acts))))
+        if np.isfinite(largest) and largest > MAX_MAGNITUDE:
+            raise ConceptvecError(f"activations reach {largest:.3g}, beyond {MAX_MAGNITUDE:g}, where squared distances "
+                                  f"overflow; rescale them (e.g. divide by {largest:.3g}) before disentangling.")
     return acts, {"activations": "array", "dtype": str(acts.dtype)}
+
+
+MAX_MAGNITUDE = 1e150
+
+
+def _rectangular(values: Any, what: str) -> np.ndarray:
+    # A list of rows of different lengths is an error of the input, said as such (numpy's own message names no fix).
+    try:
+        return np.asarray(values)
+    except (ValueError, TypeError) as exc:
+        raise ConceptvecError(f"{what} must be a rectangular array: every row the same length ({str(exc).split('.')[0]}); "
+                              f"pad or drop the short rows.") from None
 
 
 def check_neuron(neuron: Any, n_units: int) -> int:
     """``neuron`` as an int when it is a unit index of a layer with ``n_units`` units."""
     if isinstance(neuron, bool) or not isinstance(neuron, numbers.Integral):
         raise ConceptvecError(f"neuron must be a whole number from 0 to {n_units - 1}, got {neuron!r}.")
-    if not 0 <= neuron < n_units:
+    index = int(neuron)
+    if not 0 <= index < n_units:
         raise ConceptvecError(f"neuron {neuron} is out of range: this layer has {n_units} units, so neuron must be 0 to {n_units - 1}.")
-    return int(neuron)
+    return index
 
 
 def check_finite(values: np.ndarray, what: str, *, rows: np.ndarray | None = None) -> None:
@@ -62,7 +85,9 @@ def check_finite(values: np.ndarray, what: str, *, rows: np.ndarray | None = Non
 
 def check_directions(vectors: Any, n_units: int, *, what: str = "direction") -> np.ndarray:
     """Real, finite, non-zero direction vectors as float64, shape (k, n_units) (a vector becomes one row)."""
-    v = np.asarray(vectors)
+    if vectors is None or isinstance(vectors, (str, bytes)):
+        raise ConceptvecError(f"{what} must be an array of shape (k, {n_units}), got {vectors!r}.")
+    v = _rectangular(vectors, what)
     if v.dtype == bool or not (np.issubdtype(v.dtype, np.integer) or np.issubdtype(v.dtype, np.floating)):
         raise ConceptvecError(f"{what} must hold real numbers, got dtype {v.dtype}; give a float vector of length {n_units}.")
     v = np.atleast_2d(v.astype(np.float64))
@@ -89,11 +114,3 @@ def read_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
     x[order] = matrix[rows[order]]
     return x
 
-
-def live_mask(top_scores: np.ndarray) -> np.ndarray:
-    """Per row of ``top_scores`` (shape (m, top), best first): every top example activates the neuron and not all tie.
-
-    The rule of ``ConceptSet.is_live`` (which storage keeps on its own, as it imports no core module but params).
-    """
-    s = np.atleast_2d(np.asarray(top_scores))
-    return (s[:, -1] > 0) & (s[:, 0] > s[:, -1])

@@ -29,7 +29,7 @@ test was chosen over the gap statistic and bootstrap stability.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -67,7 +67,7 @@ def null_shares(points: np.ndarray, rng: np.random.Generator, draws: int = NULL_
     return null_sampler(points, rng)(draws)
 
 
-def null_sampler(points: np.ndarray, rng: np.random.Generator):
+def null_sampler(points: np.ndarray, rng: np.random.Generator) -> Callable[[int], np.ndarray]:
     """A function ``draws -> shares`` of :func:`null_shares` for ``points``, the spectrum computed once."""
     from scipy.cluster.hierarchy import linkage
 

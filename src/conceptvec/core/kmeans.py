@@ -25,10 +25,11 @@ def kmeans_step(x: np.ndarray, n_clusters: int, params: Params) -> tuple[np.ndar
     scikit-learn's own k-means++ and Lloyd kernels, without the estimator's per-call machinery,
     which cost about a third of the time on the scan's 100 x 2048 arrays.
     """
-    if _kernels() is None:  # a scikit-learn whose kernels moved or changed: the estimator itself
+    kernels = _kernels()
+    if kernels is None:  # a scikit-learn whose kernels moved or changed: the estimator itself
         labels, sq = _estimator_kmeans(x, n_clusters, params)
     else:
-        labels, sq = _kernel_kmeans(x, n_clusters, params)
+        labels, sq = _kernel_kmeans(x, n_clusters, params, kernels)
     kmeans_labels = labels.astype(np.int64)
     return kmeans_labels, sq[np.arange(len(kmeans_labels)), kmeans_labels]
 
@@ -54,12 +55,12 @@ def _estimator_kmeans(x: np.ndarray, n_clusters: int, params: Params) -> tuple[n
     return km.labels_, km.transform(x) ** 2
 
 
-def _kernel_kmeans(x: np.ndarray, n_clusters: int, params: Params) -> tuple[np.ndarray, np.ndarray]:
+def _kernel_kmeans(x: np.ndarray, n_clusters: int, params: Params, k: SimpleNamespace) -> tuple[np.ndarray, np.ndarray]:
     X = _as_kmeans_input(x)
-    labels, centers = _sklearn_kmeans(X, n_clusters, params)
+    labels, centers = _sklearn_kmeans(X, n_clusters, params, k)
     # As the authors: squared transform() distances, not inertia terms, so values match theirs to the bit.
     # transform(x) is euclidean_distances(x, centers): its computational part, without re-validation.
-    return labels, _KERNELS.euclidean_distances(X, centers, squared=False) ** 2
+    return labels, k.euclidean_distances(X, centers, squared=False) ** 2
 
 
 _KERNELS: SimpleNamespace | None = None
@@ -80,7 +81,7 @@ def _kernels() -> SimpleNamespace | None:
             x = np.random.default_rng(0).normal(size=(30, 4)) + np.repeat(np.eye(4)[:3] * 6, 10, axis=0)
             check = Params(top=30, seed=3)
             try:
-                ours, theirs = _kernel_kmeans(x, 3, check), _estimator_kmeans(x, 3, check)
+                ours, theirs = _kernel_kmeans(x, 3, check, _KERNELS), _estimator_kmeans(x, 3, check)
                 same = np.array_equal(ours[0], theirs[0]) and np.array_equal(ours[1], theirs[1])
             except Exception:  # noqa: BLE001 - any failure of private names means: do not use them
                 same = False
@@ -95,7 +96,7 @@ def _as_kmeans_input(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float32 if x.dtype == np.float32 else np.float64, order="C")
 
 
-def _sklearn_kmeans(x: np.ndarray, n_clusters: int, params: Params) -> tuple[np.ndarray, np.ndarray]:
+def _sklearn_kmeans(x: np.ndarray, n_clusters: int, params: Params, k: SimpleNamespace) -> tuple[np.ndarray, np.ndarray]:
     """(labels, centers) of ``KMeans(n_clusters, n_init, max_iter, random_state=seed).fit(x)`` (lloyd, k-means++).
 
     The steps of scikit-learn's ``KMeans.fit`` for a dense array without sample weights, in its
@@ -105,7 +106,6 @@ def _sklearn_kmeans(x: np.ndarray, n_clusters: int, params: Params) -> tuple[np.
     parameter and input validation, feature-name checks, the config context, the MKL/vcomp warning
     check, and the ConvergenceWarning for fewer distinct clusters than asked.
     """
-    k = _KERNELS
     X = _as_kmeans_input(x).copy()  # validate_data(copy=True): KMeans centres its own copy
     if X.shape[0] < n_clusters:
         raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
@@ -124,5 +124,7 @@ def _sklearn_kmeans(x: np.ndarray, n_clusters: int, params: Params) -> tuple[np.
                                                      tol=tol, n_threads=n_threads)
         if best_inertia is None or (inertia < best_inertia and not k.is_same_clustering(labels, best_labels, n_clusters)):
             best_labels, best_centers, best_inertia = labels, centers, inertia
+    if best_labels is None:  # Params checks n_init >= 1, so a run was made
+        raise ValueError(f"n_init={params.n_init}: k-means needs at least one run.")
     best_centers += X_mean
     return best_labels, best_centers

@@ -13,6 +13,7 @@ import numpy as np
 from scipy.spatial.distance import pdist, squareform
 
 from ..errors import ConceptvecError
+from .arrays import as_matrix, check_directions
 from .streaming import TopK, check_block_finite, row_blocks, top_k_desc  # noqa: F401 - top_k_desc is also metrics' public name
 
 __all__ = ["concept_counts", "cosine_similarity", "distance_matrix", "intra_inter_distances", "layer_mean", "maximally_projecting",
@@ -26,7 +27,7 @@ def unit_vectors(vectors: np.ndarray) -> np.ndarray:
     if np.any(norms == 0) or not np.all(np.isfinite(norms)):
         bad = np.flatnonzero((norms == 0) | ~np.isfinite(norms)).tolist()
         raise ConceptvecError(f"direction vector(s) {bad} have zero or non-finite norm; give non-zero, finite vectors.")
-    return v / norms[:, None]
+    return np.asarray(v / norms[:, None])  # np.asarray: numpy's stubs type this as Any
 
 
 def project(acts: np.ndarray, vectors: np.ndarray, *, chunk_rows: int | None = None) -> np.ndarray:
@@ -52,7 +53,7 @@ def cosine_similarity(acts: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = proj / norms[:, None]
     cos[norms == 0] = 0.0
-    return cos
+    return np.asarray(cos)  # np.asarray: numpy's stubs type this as Any
 
 
 def layer_mean(acts: np.ndarray, *, chunk_rows: int | None = None) -> np.ndarray:
@@ -66,7 +67,7 @@ def layer_mean(acts: np.ndarray, *, chunk_rows: int | None = None) -> np.ndarray
     for start, block in row_blocks(acts, rows=chunk_rows):
         check_block_finite(block, start)
         total += block.sum(axis=0)
-    return total / acts.shape[0]
+    return np.asarray(total / acts.shape[0])  # np.asarray: numpy's stubs type this as Any
 
 
 def unsplit_direction(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -88,7 +89,7 @@ def unsplit_direction(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     if len(kept) == 0:
         raise ConceptvecError("no top example was kept (every label is -1), so there is no unsplit direction; lower "
                               "min_cluster_size or raise outlier_threshold.")
-    return unit_vectors(kept.mean(axis=0))[0]
+    return np.asarray(unit_vectors(kept.mean(axis=0))[0])  # np.asarray: numpy's stubs type this as Any
 
 
 def member_cosines(x: np.ndarray, labels: np.ndarray, vectors: np.ndarray, *, centre: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -142,6 +143,7 @@ def maximally_projecting(acts: np.ndarray, vectors: np.ndarray, *, top: int = 10
     indices : array of shape (k, top), most projecting first (ties: lower example index first)
     projections : array of shape (k, top), the projections on the normalised vectors
     """
+    acts, _ = as_matrix(acts)
     v = _checked_vectors(acts, vectors)
     shift = _checked_centre(acts, centre)
     return _stream_top(acts, lambda block: (block - shift) @ v.T, len(v), top, chunk_rows)
@@ -162,6 +164,7 @@ def most_similar(acts: np.ndarray, vectors: np.ndarray, *, top: int = 100, chunk
     indices : array of shape (k, top), most similar first (ties: lower example index first)
     similarities : array of shape (k, top); 0 for an all-zero example
     """
+    acts, _ = as_matrix(acts)
     v = _checked_vectors(acts, vectors)
     shift = _checked_centre(acts, centre)
 
@@ -175,10 +178,9 @@ def most_similar(acts: np.ndarray, vectors: np.ndarray, *, top: int = 100, chunk
 
 
 def _checked_vectors(acts: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    v = unit_vectors(vectors) if len(vectors) else np.empty((0, acts.shape[1]))
-    if v.shape[1] != acts.shape[1]:
-        raise ConceptvecError(f"vectors have {v.shape[1]} components but the activations have {acts.shape[1]} units.")
-    return v
+    if not isinstance(vectors, (str, bytes)) and hasattr(vectors, "__len__") and len(vectors) == 0:
+        return np.empty((0, acts.shape[1]))
+    return unit_vectors(check_directions(vectors, acts.shape[1], what="vectors"))
 
 
 def _checked_centre(acts: np.ndarray, centre: np.ndarray | None) -> np.ndarray | float:
@@ -209,7 +211,7 @@ def _stream_top(acts: np.ndarray, score: Callable[[np.ndarray], np.ndarray], k: 
 
 def distance_matrix(acts: np.ndarray) -> np.ndarray:
     """Euclidean distances between all pairs of rows (paper Fig. 4)."""
-    return squareform(pdist(np.asarray(acts, dtype=np.float64), metric="euclidean"))
+    return np.asarray(squareform(pdist(np.asarray(acts, dtype=np.float64), metric="euclidean")))  # SciPy: untyped
 
 
 def intra_inter_distances(acts: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

@@ -62,12 +62,15 @@ def check_fields(config: Any) -> None:
         object.__setattr__(config, f.name, f.metadata["check"](f.name, getattr(config, f.name)))
 
 
-def whole_number(name: str, value: Any, low: int) -> int:
-    """``value`` as an int when it is a whole number >= ``low``; otherwise an error naming ``name``."""
+def whole_number(name: str, value: Any, low: int, high: int | None = None, *, why: str = "") -> int:
+    """``value`` as an int when it is a whole number in ``[low, high]``; otherwise an error naming ``name`` (and ``why``
+    the upper bound is there)."""
     if isinstance(value, bool) or not isinstance(value, int) and not isinstance(value, np.integer):
         raise ConceptvecError(f"{name} must be a whole number, got {value!r}.")
     if value < low:
         raise ConceptvecError(f"{name} must be >= {low}, got {value}.")
+    if high is not None and value > high:
+        raise ConceptvecError(f"{name} must be at most {high}, got {value}" + (f": {why}" if why else "") + ".")
     return int(value)
 
 
@@ -95,6 +98,14 @@ def boolean(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ConceptvecError(f"{name} must be True or False, got {value!r}.")
     return bool(value)
+
+
+def switch(name: str, value: Any) -> bool | None:
+    """The check of an on/off option whose default is decided later (None): True, False or None."""
+    if value is not None and not isinstance(value, (bool, np.bool_)):
+        flag = name.replace("_", "-")
+        raise ConceptvecError(f"{name} must be True, False or None (--{flag}/--no-{flag}), got {value!r}.")
+    return None if value is None else bool(value)
 
 
 def positive_number(name: str, value: Any) -> float:

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConceptvecError
-from .options import at_least, check_fields, documented, option, whole_number
+from ..errors import ConceptvecError, ConceptvecWarning
+from .options import at_least, check_fields, documented, one_of, option, optional, whole_number
 from .outliers import outlier_mask
 
 # whole_number is re-exported: stages check counts with the same rule as the method's options
 __all__ = ["AUTO", "UNSTABLE_BELOW", "Params", "is_auto", "threshold", "probability", "whole_number"]
 
 AUTO = "auto"
+REPRESENTATIONS = ("activations", "attribution", "excitation")
 UNSTABLE_BELOW = 0.5  # a concept back in fewer than this share of the stability runs is flagged unstable
 
 
@@ -41,8 +43,12 @@ def threshold(name: str, value: Any) -> float | str:
 def probability(name: str, value: Any) -> float:
     """The check of a level: a number strictly between 0 and 1."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < 1:
-        raise ConceptvecError(f"{name} must be a number between 0 and 1 (exclusive), got {value!r}; the default is 0.01.")
+        usual = {"significance": "the default is 0.01", "fdr": "0.05 is usual"}.get(name, "e.g. 0.05")
+        raise ConceptvecError(f"{name} must be a number between 0 and 1 (exclusive), got {value!r}; {usual}.")
     return float(value)
+
+
+SIGNIFICANCE_DEFAULT = 0.01
 
 
 @documented
@@ -70,18 +76,44 @@ class Params:
     max_iter: int = option(1000, "k-means iterations at most (the paper's code: 1000).", check=at_least(1))
     seed: int = option(0, "Random seed of k-means (and of auto's null samples), recorded with the output.", check=at_least(0))
     significance: float = option(
-        0.01, "With --distance-threshold auto: keep a split into two concepts when one concept would show it with "
+        SIGNIFICANCE_DEFAULT, "With --distance-threshold auto: keep a split into two concepts when one concept would show it with "
         "probability below this.", check=probability,
         doc="Lower asks for more clearly separated concepts. Not used with a fixed threshold.")
+    fdr: float | None = option(
+        None, "With --distance-threshold auto, in a scan: keep a neuron's first split only when it is a discovery of "
+        "Benjamini-Hochberg at this false discovery rate over the scanned neurons (e.g. 0.05).",
+        check=optional(probability), type=float,
+        doc="A significance level per split is not an error rate over a layer: 2,048 single-concept neurons at 0.01 "
+        "give about 20 false splits. With ``fdr`` the scan's first splits are a BH discovery set (``core.fdr``); it "
+        "only withdraws splits (a withdrawn neuron keeps one concept), and the scan reports the expected number of "
+        "false splits. One direction (``disentangle``) is a layer of one: its first split needs p <= fdr.")
+
+    representation: str = option(
+        "activations", "What the top examples are clustered by: activations (the paper's: the layer's pooled activations), "
+        "attribution (gradient x input at the layer below for the direction: why it fires; needs the model) or "
+        "excitation (the attribution's positive part on its 5 leading principal components).",
+        check=one_of(REPRESENTATIONS),
+        doc="With ``attribution`` or ``excitation`` (``core.represent``), ``cv.disentangle`` takes ``attribution=cv.LayerAttribution(model, layer=..., below=..., "
+        "inputs=...)`` and records it; the concept vectors stay their members' mean activations of the layer. "
+        "``docs/thresholds.md`` has the study (``benchmarks/bench_real.py``).")
 
     def __post_init__(self) -> None:
         if self.outlier_threshold is None:
-            object.__setattr__(self, "outlier_threshold", AUTO if is_auto(self.distance_threshold) else 15.0)
+            object.__setattr__(self, "outlier_threshold", self.outlier_rule)
         check_fields(self)
         if self.auto_distance and not self.auto_outliers:
             raise ConceptvecError(
                 f"outlier_threshold={self.outlier_threshold!r} with distance_threshold='auto': auto clusters unit-length "
                 f"examples, where a fixed squared distance has no meaning; use outlier_threshold='auto' (or leave it out)."
+            )
+        if not self.auto_distance and self.significance != SIGNIFICANCE_DEFAULT:
+            warnings.warn(f"significance {self.significance:g} is not used with a fixed distance_threshold "
+                          f"({self.distance_threshold:g}); it sets the test of distance_threshold='auto' "
+                          f"(--distance-threshold auto). Leave it out, or use auto.", ConceptvecWarning, stacklevel=3)
+        if self.fdr is not None and not self.auto_distance:
+            raise ConceptvecError(
+                f"fdr={self.fdr!r} needs distance_threshold='auto' (--distance-threshold auto): only auto's test gives "
+                f"each split a p-value to control; leave fdr out with a fixed threshold."
             )
         if self.min_cluster_size > self.top:
             raise ConceptvecError(
@@ -98,18 +130,35 @@ class Params:
     def auto_outliers(self) -> bool:
         return is_auto(self.outlier_threshold)
 
+    @property
+    def fixed_distance(self) -> float:
+        """``distance_threshold`` as a number: the merge height of a fixed threshold (an error under ``'auto'``)."""
+        if isinstance(self.distance_threshold, str):
+            raise ConceptvecError("distance_threshold is 'auto', which decides C by a significance test, not at a merge "
+                                  "height; give a number (the paper: 15) where a fixed threshold is needed.")
+        return self.distance_threshold
+
+    @property
+    def outlier_rule(self) -> float | str:
+        """``outlier_threshold`` resolved: a squared distance or ``'auto'``; left out, ``'auto'`` with
+        ``distance_threshold='auto'`` and 15 otherwise."""
+        if self.outlier_threshold is None:
+            return AUTO if is_auto(self.distance_threshold) else 15.0
+        return self.outlier_threshold
+
     def outliers(self, kmeans_labels: np.ndarray, sq_distances: np.ndarray) -> np.ndarray:
         """Mask of the examples the outlier rule removes; arrays of shape (N,) or (m, N), one neuron a row."""
         sq = np.asarray(sq_distances, dtype=np.float64)
         if not self.auto_outliers or sq.ndim == 1:
-            return outlier_mask(kmeans_labels, sq, self.outlier_threshold)
+            return outlier_mask(kmeans_labels, sq, self.outlier_rule)
         rows = [outlier_mask(lab, row, AUTO) for lab, row in zip(np.asarray(kmeans_labels), sq)]
         return np.stack(rows) if rows else sq.astype(bool)
 
     def describe(self) -> str:
         """The thresholds in words, for messages and pages."""
         if self.auto_distance:
-            return f"distance_threshold auto (significance {self.significance:g}), outlier_threshold {self.outlier_threshold}"
+            fdr = f", first splits at FDR {self.fdr:g} (Benjamini-Hochberg)" if self.fdr is not None else ""
+            return f"distance_threshold auto (significance {self.significance:g}{fdr}), outlier_threshold {self.outlier_threshold}"
         outlier = "auto" if self.auto_outliers else f"{self.outlier_threshold:g}"
         return f"distance_threshold {self.distance_threshold:g}, outlier_threshold {outlier}"
 

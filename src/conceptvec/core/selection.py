@@ -26,7 +26,8 @@ def parse_neurons(neurons: Any, n_units: int | None, *, what: str = "neuron") ->
         return np.arange(n_units, dtype=np.int64)
     limit = n_units if n_units is not None else np.iinfo(np.int64).max
     valid = (f"{what}s must be within 0-{n_units - 1} (this layer has {n_units})" if n_units is not None
-             else f"{what}s must be whole numbers >= 0")
+             else f"{what}s are whole numbers from 0 to the layer's number of units minus 1, and no layer has "
+                  f"{limit} or more")
     if isinstance(neurons, str):
         values: list[int] = []
         for part in neurons.replace(" ", "").split(","):

@@ -33,7 +33,7 @@ REMOVED = -1
 
 def ward_linkage(x: np.ndarray) -> np.ndarray:
     """SciPy linkage matrix (ward, euclidean) of the rows of ``x``: shape (N - 1, 4), heights in column 2."""
-    return linkage(np.asarray(x, dtype=np.float64), method="ward", metric="euclidean")
+    return np.asarray(linkage(np.asarray(x, dtype=np.float64), method="ward", metric="euclidean"))  # SciPy: untyped
 
 
 def n_clusters_at(linkage_matrix: np.ndarray, distance_threshold: float) -> int:
@@ -71,7 +71,8 @@ def concept_means(x: np.ndarray, labels: np.ndarray, n_concepts: int) -> np.ndar
     return vectors
 
 
-def cluster_top(x: np.ndarray, params: Params) -> dict[str, Any]:
+def cluster_top(x: np.ndarray, params: Params, *, n_clusters: int | None = None,
+                features: np.ndarray | None = None) -> dict[str, Any]:
     """Steps 2-4 on X, the top examples' activations (float64, shape (N, n_units)).
 
     Shared by ``disentangle`` and ``scan_layer``, so a scanned neuron goes through the same code.
@@ -81,17 +82,25 @@ def cluster_top(x: np.ndarray, params: Params) -> dict[str, Any]:
 
     With ``distance_threshold="auto"`` steps 2 and 3 run on the examples scaled to unit length (the
     linkage and squared distances are of those); concept vectors are still their members' mean activations.
+    ``n_clusters`` gives C instead of step 2's rule (a split withdrawn by ``Params.fdr``: 1); ``split_tests`` is then [].
+    ``features`` (N, d), when given, are what steps 2-3 cluster instead of X (``Params.representation``, e.g. the
+    attributions at the layer below); the concept vectors are still the members' mean rows of X.
     """
-    clustered = unit_rows(x) if params.auto_distance else x
+    source = x if features is None else np.asarray(features, dtype=np.float64)
+    if len(source) != len(x):
+        raise ConceptvecError(f"features has {len(source)} rows for {len(x)} top examples; give one row per top example.")
+    clustered = unit_rows(source) if params.auto_distance else source
     z = ward_linkage(clustered)
-    split_tests = None
-    if params.auto_distance:
+    split_tests: list[dict[str, Any]] | None = None
+    if n_clusters is not None:
+        n_agglomerative, split_tests = int(n_clusters), []
+    elif params.auto_distance:
         n_agglomerative, split_tests = auto_clusters(clustered, z, significance=params.significance,
                                                      min_cluster_size=params.min_cluster_size, seed=params.seed)
     else:
-        n_agglomerative = n_clusters_at(z, params.distance_threshold)
+        n_agglomerative = n_clusters_at(z, params.fixed_distance)
     kmeans_labels, sq = kmeans_step(clustered, n_agglomerative, params)
-    labels, cluster_ids = remove_outliers(kmeans_labels, sq, params.outlier_threshold, params.min_cluster_size)
+    labels, cluster_ids = remove_outliers(kmeans_labels, sq, params.outlier_rule, params.min_cluster_size)
     vectors = concept_means(x, labels, len(cluster_ids))
     return {
         "linkage": z,

@@ -14,6 +14,7 @@ examples, ``heights`` is (m, N - 1), their ward merge heights; ``grid`` (g,) the
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,8 @@ import numpy as np
 
 from ..errors import ConceptvecError
 from ..progress import progress_bar
-from .arrays import as_matrix, live_mask, read_rows
+from .arrays import as_matrix, read_rows
+from .live import dead_summary, live_mask
 from .kmeans import kmeans_step
 from .steps import cluster_top, n_clusters_at, remove_outliers, ward_linkage
 from .metrics import concept_counts
@@ -30,7 +32,7 @@ from .selection import parse_neurons
 from .streaming import top_examples
 from .thresholds import rule_description
 
-__all__ = ["QUANTILES", "ThresholdSweep", "quantile_of", "threshold_grid", "threshold_sweep"]
+__all__ = ["QUANTILES", "ThresholdSweep", "quantile_of", "sweep_neuron", "threshold_grid", "threshold_sweep"]
 
 QUANTILES = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.97, 0.99, 1.0)
 MAX_BINNED = 4  # concepts per neuron are counted 0, 1, 2, 3 and "4 or more" along the grid
@@ -65,7 +67,7 @@ class ThresholdSweep:
     units : array of shape (m,)
         The live neurons looked at.
     not_live : array
-        The selected neurons left out: their top examples include zero activations, or all tie.
+        The selected neurons left out: not live (``core.live``).
     heights : array of shape (m, N - 1)
         Ward merge heights of each neuron's top-N examples.
     grid : array of shape (g,)
@@ -107,7 +109,7 @@ class ThresholdSweep:
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers, as plain JSON values: what the threshold means here, the rule, and the curve."""
-        t = self.params.distance_threshold
+        t = self.params.fixed_distance
         c, k = self.at(t)
         rule_c, _ = self.at(self.rule["distance_threshold"])
         h = self.heights.ravel()
@@ -156,6 +158,9 @@ def _histogram(values: np.ndarray) -> dict[str, int]:
     return {str(i): int(v) for i, v in enumerate(counts) if v}
 
 
+MAX_GRID = 1000
+
+
 def threshold_sweep(
     acts: Any,
     *,
@@ -166,6 +171,7 @@ def threshold_sweep(
     distance_percentile: float = 97.0,
     outlier_percentile: float = 90.0,
     progress: bool = False,
+    map_neurons: Callable[..., Iterable[Any]] | None = None,
 ) -> ThresholdSweep:
     """Concepts per live neuron across distance thresholds, where ``params.distance_threshold`` falls, and what
     the layer-quantile rule and ``distance_threshold="auto"`` give on the same neurons.
@@ -183,6 +189,9 @@ def threshold_sweep(
         The given threshold and the rule's are always added.
     distance_percentile, outlier_percentile : float
         ``thresholds.layer_thresholds``' rule, computed over the same neurons for comparison.
+    map_neurons : callable, optional
+        ``map_neurons(sweep_neuron, tasks)``: runs :func:`sweep_neuron` on every task and yields the results in
+        order (default: the built-in ``map``, in this process; ``scan.sweep`` passes a process pool's).
 
     Returns
     -------
@@ -196,8 +205,9 @@ def threshold_sweep(
     for name, q in (("distance_percentile", distance_percentile), ("outlier_percentile", outlier_percentile)):
         if not 0 < q <= 100:
             raise ConceptvecError(f"{name} must be in (0, 100], got {q}.")
-    if isinstance(n_grid, bool) or not isinstance(n_grid, (int, np.integer)) or n_grid < 2:
-        raise ConceptvecError(f"n_grid must be a whole number >= 2, got {n_grid!r}.")
+    if isinstance(n_grid, bool) or not isinstance(n_grid, (int, np.integer)) or not 2 <= n_grid <= MAX_GRID:
+        raise ConceptvecError(f"n_grid must be a whole number >= 2 and <= {MAX_GRID} (--grid; every threshold clusters every "
+                              f"neuron again, and 40 draw the curve), got {n_grid!r}.")
     matrix, _ = as_matrix(acts)
     n_examples, n_units = matrix.shape
     selected = parse_neurons(neurons, n_units)
@@ -210,33 +220,28 @@ def threshold_sweep(
     live = live_mask(top_scores)
     units, rows = selected[live], top_rows[live]
     if len(units) == 0:
-        raise ConceptvecError(f"none of the {len(selected)} selected neuron(s) is live (each one's top {params.top} examples "
-                              f"include zero activations, or all tie); select others with --neurons, or lower --top.")
+        raise ConceptvecError(f"none of the {len(selected)} selected neuron(s) is live ({dead_summary(top_scores, selected, shown=5)}); "
+                              f"select others with --neurons, or lower --top.")
 
-    linkages = [ward_linkage(read_rows(matrix, rows[i])) for i in range(len(units))]
+    # Step 2's ward trees once per neuron (they do not depend on the threshold), then every threshold read off them.
+    xs = (read_rows(matrix, rows[i]) for i in range(len(units)))
+    linkages = list((map_neurons or map)(ward_linkage, xs))
     heights = np.stack([z[:, 2] for z in linkages])
     rule_distance = float(np.percentile(heights, distance_percentile))
-    grid = (threshold_grid(heights, (params.distance_threshold, rule_distance), n=n_grid) if thresholds is None
-            else np.unique(np.concatenate([_checked_grid(thresholds), [params.distance_threshold, rule_distance]])))
+    grid = (threshold_grid(heights, (params.fixed_distance, rule_distance), n=n_grid) if thresholds is None
+            else np.unique(np.concatenate([_checked_grid(thresholds), [params.fixed_distance, rule_distance]])))
 
     n_clusters = np.stack([[n_clusters_at(z, t) for t in grid] for z in linkages]).astype(np.int64)
+    c_rule = [n_clusters_at(z, rule_distance) for z in linkages]
+    tasks = ((read_rows(matrix, rows[i]), n_clusters[i], c_rule[i], params) for i in range(len(units)))
     n_concepts = np.zeros_like(n_clusters)
     at_rule = []
-    auto_params = params.replace(distance_threshold="auto", outlier_threshold="auto")
     auto = {"n_clusters": np.zeros(len(units), dtype=np.int64), "n_concepts": np.zeros(len(units), dtype=np.int64)}
-    with progress_bar("neuron", disable=not progress, transient=True) as bar:
-        task = bar.add_task("k-means at each C", total=len(units))
-        for i in range(len(units)):
-            x = read_rows(matrix, rows[i])
-            cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-            for g, c in enumerate(n_clusters[i]):
-                if c not in cache:
-                    cache[c] = kmeans_step(x, int(c), params)
-                labels, sq = cache[c]
-                n_concepts[i, g] = len(remove_outliers(labels, sq, params.outlier_threshold, params.min_cluster_size)[1])
-            at_rule.append(cache[n_clusters_at(linkages[i], rule_distance)])
-            found = cluster_top(x, auto_params)
-            auto["n_clusters"][i], auto["n_concepts"][i] = found["n_agglomerative"], len(found["kmeans_cluster_ids"])
+    with progress_bar("neuron", disable=not progress) as bar:
+        task = bar.add_task("k-means at each C, and auto", total=len(units))
+        for i, done in enumerate((map_neurons or map)(sweep_neuron, tasks)):
+            n_concepts[i], rule_fit, auto["n_clusters"][i], auto["n_concepts"][i] = done
+            at_rule.append(rule_fit)
             bar.advance(task)
     rule_outlier = float(np.percentile(np.concatenate([sq for _, sq in at_rule]), outlier_percentile))
     rule_concepts = np.array([len(remove_outliers(labels, sq, rule_outlier, params.min_cluster_size)[1]) for labels, sq in at_rule],
@@ -253,6 +258,24 @@ def threshold_sweep(
     }
     return ThresholdSweep(units=units, not_live=selected[~live], heights=heights, grid=grid, n_clusters=n_clusters,
                           n_concepts=n_concepts, params=params, rule=rule, auto=auto)
+
+
+def sweep_neuron(task: tuple[np.ndarray, np.ndarray, int, Params]) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], int, int]:
+    """One neuron's part of the sweep: ``task`` = (x, its top rows (N, n_units); C at each threshold (g,); C at the
+    rule's threshold; params). Returns (concepts at each threshold (g,), the k-means (labels, sq) at the rule's C,
+    auto's C, auto's concepts). One k-means per distinct C: k-means depends on C alone."""
+    x, n_clusters, c_rule, params = task
+    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    n_concepts = np.zeros(len(n_clusters), dtype=np.int64)
+    for g, c in enumerate(n_clusters):
+        if c not in cache:
+            cache[c] = kmeans_step(x, int(c), params)
+        labels, sq = cache[c]
+        n_concepts[g] = len(remove_outliers(labels, sq, params.outlier_rule, params.min_cluster_size)[1])
+    if c_rule not in cache:
+        cache[c_rule] = kmeans_step(x, int(c_rule), params)
+    found = cluster_top(x, params.replace(distance_threshold="auto", outlier_threshold="auto"))
+    return n_concepts, cache[c_rule], int(found["n_agglomerative"]), len(found["kmeans_cluster_ids"])
 
 
 def _checked_grid(thresholds: Any) -> np.ndarray:

@@ -9,8 +9,7 @@ same for every neuron and chosen without looking at any one neuron's result:
 - ``outlier_threshold``: the ``outlier_percentile``-th percentile of the squared distances of those
   examples to their own k-means centroid, with C from that distance threshold.
 
-A unit is live when its N-th largest activation is above zero (its top examples are not padded
-with examples that do not activate it at all) and below its largest (a constant unit ties them all).
+Only live units count (``core.live``: their top examples are ranked, whatever their sign).
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from threadpoolctl import threadpool_limits
 from ..errors import ConceptvecError
 from ..progress import progress_bar
 from .kmeans import kmeans_step
+from .live import live_columns
 from .steps import n_clusters_at, ward_linkage
 from .params import Params
 from .streaming import top_k_desc
@@ -31,10 +31,8 @@ __all__ = ["layer_thresholds", "live_units", "rule_description"]
 
 
 def live_units(acts: np.ndarray, top: int) -> np.ndarray:
-    """Units whose ``top``-th largest activation is above zero and below their largest (see ConceptSet.is_live)."""
-    a = np.asarray(acts, dtype=np.float64)
-    kth = np.partition(a, a.shape[0] - top, axis=0)[a.shape[0] - top]
-    return np.flatnonzero((kth > 0) & (a.max(axis=0) > kth))
+    """Indices of the units of ``acts`` (n_examples, n_units) that have a top of ``top`` examples (``core.live``)."""
+    return live_columns(acts, top)
 
 
 def layer_thresholds(
@@ -54,7 +52,8 @@ def layer_thresholds(
         raise ConceptvecError(f"top={params.top} is larger than the number of examples ({acts.shape[0]}).")
     units = live_units(acts, params.top)
     if len(units) == 0:
-        raise ConceptvecError("no live unit in this layer (every unit's top examples include zero activations); the rule needs at least one.")
+        raise ConceptvecError(f"no live unit in this layer: every unit's top {params.top} examples all tie, or end at the rectified "
+                              f"floor 0 (the unit is above 0 on fewer examples); the rule needs at least one. Lower top.")
     tops = {u: np.asarray(acts[top_k_desc(acts[:, u], params.top)], dtype=np.float64) for u in units.tolist()}
     linkages = {u: ward_linkage(x) for u, x in tops.items()}
     distance = float(np.percentile(np.concatenate([z[:, 2] for z in linkages.values()]), distance_percentile))

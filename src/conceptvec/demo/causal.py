@@ -5,17 +5,15 @@ pair: the concept of a (the concept with the most members of digit a among those
 is ablated in ``block3`` and the merged class's logit (a % 5) is measured on the unit's top examples of
 digit a and of digit b. Selectivity holds for (unit, a) when the logit drops more on a's examples than
 on b's, and more than any random direction (same number as concepts, at least 3) drops it on a's
-examples; a unit holds when it holds for both digits. Run::
+examples; a unit holds when it holds for both digits. From the command line::
 
-    python -m conceptvec.demo.causal RUN [--mode ablate|mean] [--centred] [--out FILE.json]
+    conceptvec causal-demo RUN [--mode ablate|mean] [--centred] [--out FILE.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +21,7 @@ import numpy as np
 from ..scan.disentangle import disentangle
 from ..core.params import Params
 from ..errors import ConceptvecError
-from ..storage.atomic import read_json, write_json
+from ..storage.atomic import read_json
 from ..storage.provenance import environment
 from ..storage.rundir import RunDir
 from .demo import DEMO_FILE
@@ -51,7 +49,7 @@ def unit_selectivity(effects, cs, digits: np.ndarray, pair: list[int]) -> list[d
     return rows
 
 
-def merged_pair_causal(run_dir: str | os.PathLike, *, mode: str = "ablate", centred: bool = False, seed: int = 0,
+def merged_pair_causal(run_dir: str | os.PathLike[str], *, mode: str = "ablate", centred: bool = False, seed: int = 0,
                        progress: bool = False) -> dict[str, Any]:
     """Causal selectivity of every split merged-pair unit of a demo run; the record written by :func:`main`.
 
@@ -95,30 +93,3 @@ def merged_pair_causal(run_dir: str | os.PathLike, *, mode: str = "ablate", cent
         "median_margin_over_other": float(np.median([d["margin_over_other"] for d in checks])) if checks else None,
         "units": units, **environment(),
     }
-
-
-def main(argv: list[str] | None = None) -> None:  # pragma: no cover - exercised through merged_pair_causal
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run", type=Path)
-    parser.add_argument("--mode", default="ablate", choices=("ablate", "mean"))
-    parser.add_argument("--centred", action="store_true", help="ablate the concept directions centred on the layer's mean")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args(argv)
-    result = merged_pair_causal(args.run, mode=args.mode, centred=args.centred, seed=args.seed)
-    for u in result["units"]:
-        for d in u["digits"]:
-            print(f"unit {u['neuron']:2d} ({u['pair'][0]}|{u['pair'][1]}) digit {d['digit']}: concept {d['concept']} ablated, merged-class "
-                  f"logit drops {d['drop_on_digit']:+.3f} on its top examples, {d['drop_on_other']:+.3f} on digit {d['other']}'s, "
-                  f"largest random {d['largest_random_drop_on_digit']:+.3f}, neuron {d['drop_by_neuron_on_digit']:+.3f} -> "
-                  f"{'holds' if d['holds'] else 'does not hold'}")
-    print(f"mode {result['mode']}{', centred directions' if args.centred else ''}: selectivity holds for both digits in {result['n_units_where_it_holds']} of {result['n_split_units']} "
-          f"split units; {result['n_digit_checks_held']} of {result['n_digit_checks']} digit checks "
-          f"({result['n_more_than_other_digit']} beat the other digit, {result['n_more_than_random']} beat random directions; median "
-          f"margin over the other digit {result['median_margin_over_other']:+.1%} of the larger drop)")
-    if args.out is not None:
-        write_json(args.out, result)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -33,7 +33,7 @@ from ..models.digits import (CONFIG_FILE, DEFAULT_LAYER, WEIGHTS_FILE, TrainConf
                          load_shipped_digits_cnn, recorded_accuracy, save_digits_cnn, shipped_digits_dir,
                          train_digits_cnn, training_results)
 from ..progress import progress_bar
-from ..storage.atomic import read_json, refuse_existing, write_json
+from ..storage.atomic import atomic_directory, read_json, record_written, refuse_existing, write_json
 from ..storage.conceptset import ConceptSet
 from ..storage.provenance import environment, file_digest
 from ..storage.rundir import RunDir
@@ -100,7 +100,7 @@ def mixing_counts(acts: np.ndarray, digits: np.ndarray, params: Params) -> dict[
     return {"units": int(acts.shape[1]), "mixing": mixing, "mixing_a_merged_pair": merged}
 
 
-def run_demo(out: str | os.PathLike = "conceptvec-demo", *, retrain: bool = False, epochs: int | None = None,
+def run_demo(out: str | os.PathLike[str] = "conceptvec-demo", *, retrain: bool = False, epochs: int | None = None,
              seed: int = 0, progress: bool = True, report: bool = True) -> DemoResult:
     """Run the demo into ``out`` with the shipped weights, or with ``retrain`` a CNN trained here.
 
@@ -148,6 +148,7 @@ def run_demo(out: str | os.PathLike = "conceptvec-demo", *, retrain: bool = Fals
             "concepts": [digit_makeup(digits[cs.members(j)]) for j in range(cs.n_concepts)],
             "removed": digit_makeup(digits[cs.top_indices[~cs.kept]]),
         })
+        record_written(cs_dir, "digit_makeup.json")  # part of the demo's ConceptSet: a rerun may replace it
         figures = _figures(cs, store, run.figures)
         report_path = atlas_path = None
         if report:
@@ -166,7 +167,7 @@ def run_demo(out: str | os.PathLike = "conceptvec-demo", *, retrain: bool = Fals
     return DemoResult(run.path, store, cs, neuron, params, units, figures, report_path, weights, accuracy, atlas_path)
 
 
-def control_comparison(out: str | os.PathLike, *, retrain: bool = False, epochs: int | None = None, seed: int = 0,
+def control_comparison(out: str | os.PathLike[str], *, retrain: bool = False, epochs: int | None = None, seed: int = 0,
                        progress: bool = True) -> dict[str, Any]:
     """The planted network against a 10-class control trained the same way, counted by the same rule.
 
@@ -309,7 +310,6 @@ def _figures(cs: ConceptSet, store: ActivationStore, folder: Path) -> list[Path]
     from ..report import figures
     from ..report.examples import ImageExamples
 
-    folder.mkdir(parents=True, exist_ok=True)
     examples = ImageExamples.from_store(store)
     made = {
         "top_activating.png": figures.top_activating_grid(cs, examples),
@@ -319,13 +319,12 @@ def _figures(cs: ConceptSet, store: ActivationStore, folder: Path) -> list[Path]
         # examples; the cosine ranking shows each concept's direction apart from norm.
         "cosine.png": figures.projecting_grid(cs, store.activations, examples, rank="cosine"),
     }
-    paths = []
-    for name, fig in made.items():
-        path = folder / name
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(path)
-    return paths
+    # As one output with its manifest: a rerun replaces these figures, never a file the user put beside them.
+    with atomic_directory(folder, overwrite=True, what="demo figures") as tmp:
+        for name, fig in made.items():
+            fig.savefig(tmp / name, dpi=110, bbox_inches="tight")
+            plt.close(fig)
+    return [folder / name for name in made]
 
 
 def _report(out: Path, neuron: int) -> Path:

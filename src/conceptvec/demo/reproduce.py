@@ -74,7 +74,7 @@ def paper_transform():
 MODEL = "torchvision:inception_v3"  # a weights file of it is built as torchvision builds IMAGENET1K_V1: transform_input=True
 
 
-def authors_inception_v3(weights: str | os.PathLike):
+def authors_inception_v3(weights: str | os.PathLike[str]):
     """Inception V3 as ``inception_v3(pretrained=True)`` builds it, with the state dict from ``weights`` (read safely):
     what ``load_model("torchvision:inception_v3", weights)`` gives, the model ``reproduce`` extracts with."""
     from ..models.load import load_model
@@ -82,10 +82,12 @@ def authors_inception_v3(weights: str | os.PathLike):
     return load_model(MODEL, str(weights)).module
 
 
-def every_nth_image(imagenet: str | os.PathLike, every: int):
+def every_nth_image(imagenet: str | os.PathLike[str], every: int):
     """Every ``every``-th image of the sorted file list of an ImageNet-layout tree (class folders), with its class."""
+    from ..core.options import whole_number
     from ..sources.images import image_files
 
+    every = whole_number("every (--every)", every, 1)  # -1 would take every image in reverse, 0 fails in slicing
     files = image_files(imagenet)
     if files.layout != "class-folders":
         raise ConceptvecError(f"{imagenet} is not in ImageNet's layout (one folder per class, e.g. train/n01440764/*.JPEG); "
@@ -95,10 +97,10 @@ def every_nth_image(imagenet: str | os.PathLike, every: int):
 
 
 def reproduce(
-    imagenet: str | os.PathLike,
+    imagenet: str | os.PathLike[str],
     *,
-    weights: str | os.PathLike,
-    out: str | os.PathLike,
+    weights: str | os.PathLike[str],
+    out: str | os.PathLike[str],
     every: int = EVERY,
     params: Params | None = None,
     engine: str = "local",
@@ -125,6 +127,9 @@ def reproduce(
     from ..extraction.pipeline import extract
     from ..scan.layer import scan_layer
 
+    from ..core.options import whole_number
+
+    every = whole_number("every (--every)", every, 1)  # before anything is recorded
     params = params or Params()
     run = RunDir(out)
     weights = Path(weights)
@@ -175,10 +180,10 @@ def findings(store: ActivationStore, sets: dict[int, ConceptSet], histogram: dic
     rows.append({"what": "neuron 16", "paper": PAPER[16], "found": f"{sets[16].n_concepts} concept(s)"})
     cs = sets[1]
     # Above the last ward merge the top examples are one cluster: the smallest "higher threshold" that can give 1 concept.
-    higher = float(cs.linkage[-1, 2]) * 1.001 if len(cs.linkage) else params.distance_threshold
-    above = disentangle(store, neuron=1, params=params.replace(distance_threshold=max(higher, params.distance_threshold)))
+    higher = float(cs.linkage[-1, 2]) * 1.001 if len(cs.linkage) else params.fixed_distance
+    above = disentangle(store, neuron=1, params=params.replace(distance_threshold=max(higher, params.fixed_distance)))
     then = (f"{above.n_concepts} at d_max = {above.params.distance_threshold:.4g} (above its last merge)"
-            if higher > params.distance_threshold else "one cluster already (its last merge is below d_max)")
+            if higher > params.fixed_distance else "one cluster already (its last merge is below d_max)")
     rows.append({"what": "neuron 1", "paper": PAPER[1],
                  "found": f"{cs.n_concepts} concept(s) at d_max = {params.distance_threshold:g}, and {then}"})
     total = sum(k * v for k, v in histogram.items())

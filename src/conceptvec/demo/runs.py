@@ -6,7 +6,7 @@ import shutil
 from typing import Any
 
 from ..core.params import Params
-from ..storage.atomic import read_json
+from ..storage.atomic import check_replaceable, read_json
 from ..storage.conceptset import METADATA_FILE as CONCEPTSET_FILE
 from ..storage.rundir import RunDir
 
@@ -27,4 +27,5 @@ def remove_own_neuron(run: RunDir, previous: dict[str, Any] | None, *, keep: int
         return
     record = run.neuron(old) / CONCEPTSET_FILE
     if record.is_file() and "chosen_because" in (read_json(record).get("provenance") or {}):
+        check_replaceable(run.neuron(old), what="ConceptSet")  # only what the earlier run wrote there, unchanged
         shutil.rmtree(run.neuron(old))

@@ -139,7 +139,7 @@ def mixing_neurons(acts: np.ndarray, labels: np.ndarray, names: np.ndarray, para
         (a, na), (b, nb) = (Counter(labels[top].tolist()).most_common(2) + [(-1, 0)])[:2]
         if nb < MIN_SECOND * params.top:
             continue
-        cs = disentangle(acts, neuron=unit, params=params) if direction is None else \
+        cs = disentangle(acts, neuron=unit, params=params) if directions is None else \
             disentangle(acts, direction=directions[unit], params=params)  # normalised there as above: the same scores
         groups = [cs.top_indices[cs.labels == j] for j in range(cs.n_concepts)]
         observed = purity(labels, groups)
@@ -165,7 +165,7 @@ def demo_params(acts: np.ndarray, thresholds: str, *, seed: int, progress: bool)
     return auto_params(seed=seed, top=TOP)
 
 
-def run_text_demo(out: str | os.PathLike = "conceptvec-text-demo", *, seed: int = 0, thresholds: str = "auto",
+def run_text_demo(out: str | os.PathLike[str] = "conceptvec-text-demo", *, seed: int = 0, thresholds: str = "auto",
                   progress: bool = True, report: bool = True) -> TextDemoResult:
     """Run the text demo into ``out`` (a new or empty folder, or its own earlier run, whose store is reused).
 

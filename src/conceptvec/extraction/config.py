@@ -7,9 +7,10 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..core.options import at_least, boolean, check_fields, documented, numbers, one_of, option, optional, text
+from ..core.options import at_least, boolean, check_fields, documented, numbers, one_of, option, optional, switch, text
 from ..errors import ConceptvecError
 from ..models.pooling import POOLS
+from ..sources.images import check_background
 
 CHUNK_SIZE = 4096  # examples per resumable chunk: 4096 x 2048 float32 pooled vectors are 32 MiB
 DTYPES = ("float32", "float16")
@@ -61,12 +62,16 @@ class ExtractConfig:
     size: int | None = option(None, "Override the input size (crop side in pixels).", check=optional(at_least(1)), type=int)
     transform_input: bool | None = option(
         None, "torchvision Inception V3 and GoogLeNet: convert ImageNet-normalised inputs to [-1, 1] first, as torchvision "
-        "builds them for its weights; --no-transform-input for a model retrained without it.", check=optional(boolean),
+        "builds them for its weights; --no-transform-input for a model retrained without it.", check=switch,
         kind="switch", show_default="on with named weights or a weights file")
     per_class: int | None = option(None, "Sample this many examples per class (paper: 130).", check=optional(at_least(1)), type=int)
     seed: int = option(0, "Random seed of the per-class sample, recorded with the output.", check=at_least(0))
     class_index: str | os.PathLike[str] | None = option(
         None, "ImageNet class-index JSON for WordNet-id folders.", check=optional(path_like), type=Path)
+    background: str = option(
+        "white", "Images with transparency (RGBA, LA, palette with a transparent colour) are composited on this colour "
+        "before the model's transform: a colour name or #rrggbb.", check=check_background,
+        doc="Recorded as the store's ``data.background`` with ``data.n_transparent``, the number of such images.")
     batch_size: int = option(64, "Examples per forward pass.", check=at_least(1))
     workers: int | None = option(
         None, "Processes at work, this one included: N-1 of them read and decode examples while this one runs the model; "
@@ -82,7 +87,7 @@ class ExtractConfig:
         "preprocessing), cpu, or device.", check=one_of(tuple(DECODES)),
         doc="See ``DECODES`` and docs/gpu.md; ``device`` matches the CPU path within a grey level before the model.")
     channels_last: bool | None = option(
-        None, "Memory format of 4-D inputs.", check=optional(boolean), kind="switch",
+        None, "Memory format of 4-D inputs: channels last.", check=switch, kind="switch",
         show_default="when the model has 2-D convolutions")
     chunk_size: int = option(CHUNK_SIZE, "Examples per resumable chunk (of text: whole documents, about this many rows).",
                              check=at_least(1))

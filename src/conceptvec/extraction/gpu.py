@@ -97,8 +97,8 @@ class EncodedImages(Dataset):
     """``(image, i)`` of image files: a JPEG as its raw bytes (1-D uint8, decoded later on the device), any other
     image decoded here by PIL as (3, H, W) uint8, or None when unreadable (as ``runner.ImageDataset``)."""
 
-    def __init__(self, files: ImageFiles):
-        self.files = files
+    def __init__(self, files: ImageFiles, background: str = "white"):
+        self.files, self.background = files, background
 
     def __len__(self) -> int:
         return len(self.files)
@@ -111,7 +111,7 @@ class EncodedImages(Dataset):
             return None, i
         if data[:3].tobytes() == JPEG_MAGIC:
             return torch.from_numpy(data), i
-        image = open_image(path)
+        image = open_image(path, self.background)
         return (None if image is None else pil_tensor(image)), i
 
 
@@ -173,8 +173,8 @@ def decode_one(encoded: torch.Tensor, device: torch.device) -> torch.Tensor | No
 class DeviceBatches:
     """The device path as ``runner.run_chunks`` takes it: the dataset, its collate, and a batch to the model's input."""
 
-    def __init__(self, files: ImageFiles, steps: DevicePreprocessing):
-        self.dataset, self.steps, self.collate = EncodedImages(files), steps, collate_encoded
+    def __init__(self, files: ImageFiles, steps: DevicePreprocessing, background: str = "white"):
+        self.dataset, self.steps, self.collate = EncodedImages(files, background), steps, collate_encoded
 
     def inputs(self, images: list[torch.Tensor], dev: torch.device, channels_last: bool) -> tuple[torch.Tensor | None, list[int]]:
         """(the preprocessed batch on ``dev``, positions in ``images`` that could not be decoded)."""
@@ -183,6 +183,7 @@ class DeviceBatches:
         # Preprocessing in float32 whatever autocast the model runs under: it is the CPU path's arithmetic.
         with torch.autocast(dev.type, enabled=False):
             if jpegs:
+                out: Sequence[torch.Tensor | None]
                 try:
                     out = decode_jpegs([images[k] for k in jpegs], dev)
                 except RuntimeError:  # one bad file fails the batch: decode them one by one
@@ -231,7 +232,7 @@ def choose_decoding(decode: str, *, transform: Any, name: str, dataset: Any, dev
         why, steps = "none of the files is a JPEG", None
     else:
         why = f"it cannot reproduce {name}'s preprocessing: {why}" if steps is None else ""
-    if why:
+    if why or files is None or steps is None:  # why is set whenever files or steps is None
         if decode == "device":
             raise ConceptvecError(f"decode='device' (--decode device) is not possible here: {why}. Use --decode cpu (or auto).")
         warnings.warn(f"decoding images on the CPU although the device is {dev}: {why} (--decode cpu says so and silences this).",
@@ -241,7 +242,7 @@ def choose_decoding(decode: str, *, transform: Any, name: str, dataset: Any, dev
     if others:
         warnings.warn(f"{len(others)} of {len(files)} files are not JPEGs (e.g. {others[0]}): decoded on the CPU, then "
                       f"preprocessed on {dev} with the rest.", ConceptvecWarning, stacklevel=3)
-    return Decoding(decode, "device", DeviceBatches(files, steps), len(others))
+    return Decoding(decode, "device", DeviceBatches(files, steps, getattr(dataset, "background", "white")), len(others))
 
 
 def preprocess(images: list[torch.Tensor], *, resize: int, crop: int | Sequence[int], mean: Sequence[float] = IMAGENET_MEAN,

@@ -15,25 +15,61 @@ import json
 import os
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence, overload
 
 from rich.console import Console
+from rich.markup import escape
 
 from ..engines.registry import EngineEntry, check_engine
 from ..errors import ConceptvecError, StoreError
 from ..storage.atomic import output_path
+from ..storage.duplicates import duplicates_warning
 from ..storage.store import ActivationStore, StoreWriter, remove_leftovers
 from .config import CHUNK_SIZE, ExtractConfig
 
 _stderr = Console(stderr=True)
 
 
+# One layer gives its store, several a store per layer: the overloads tell type checkers which
+# (tests/cli/test_options.py checks that they list the implementation's parameters).
+@overload
+def extract(
+    model: Any, *, layer: str, data: Any, out: str | os.PathLike[str], config: ExtractConfig | None = None,
+    weights: str | None = None, key_map: str | Mapping[str, str] | None = None, mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None, size: int | None = None, transform_input: bool | None = None,
+    per_class: int | None = None, seed: int = 0, class_index: str | os.PathLike[str] | None = None,
+    background: str = "white", batch_size: int = 64, workers: int | None = None, device: str = "auto",
+    dtype: str = "float32", pool: str = "avg", autocast: bool = False, autocast_dtype: str = "float16",
+    decode: str = "auto", channels_last: bool | None = None, chunk_size: int = CHUNK_SIZE,
+    examples: str = "documents", max_tokens: int | None = None, text_column: str | None = None,
+    label_column: str | None = None, keep_special_tokens: bool = False, batch_tokens: int | None = None,
+    transform: Callable[[Any], Any] | None = None, overwrite: bool = False, progress: bool = True,
+    engine: str = "local", ray_address: str | None = None,
+) -> ActivationStore: ...
+
+
+@overload
+def extract(
+    model: Any, *, layer: Sequence[str], data: Any, out: str | os.PathLike[str], config: ExtractConfig | None = None,
+    weights: str | None = None, key_map: str | Mapping[str, str] | None = None, mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None, size: int | None = None, transform_input: bool | None = None,
+    per_class: int | None = None, seed: int = 0, class_index: str | os.PathLike[str] | None = None,
+    background: str = "white", batch_size: int = 64, workers: int | None = None, device: str = "auto",
+    dtype: str = "float32", pool: str = "avg", autocast: bool = False, autocast_dtype: str = "float16",
+    decode: str = "auto", channels_last: bool | None = None, chunk_size: int = CHUNK_SIZE,
+    examples: str = "documents", max_tokens: int | None = None, text_column: str | None = None,
+    label_column: str | None = None, keep_special_tokens: bool = False, batch_tokens: int | None = None,
+    transform: Callable[[Any], Any] | None = None, overwrite: bool = False, progress: bool = True,
+    engine: str = "local", ray_address: str | None = None,
+) -> dict[str, ActivationStore]: ...
+
+
 def extract(
     model: Any,
     *,
-    layer: str,
+    layer: str | Sequence[str],
     data: Any,
-    out: str | os.PathLike,
+    out: str | os.PathLike[str],
     config: ExtractConfig | None = None,
     weights: str | None = None,
     key_map: str | Mapping[str, str] | None = None,
@@ -43,7 +79,8 @@ def extract(
     transform_input: bool | None = None,
     per_class: int | None = None,
     seed: int = 0,
-    class_index: str | os.PathLike | None = None,
+    class_index: str | os.PathLike[str] | None = None,
+    background: str = "white",
     batch_size: int = 64,
     workers: int | None = None,
     device: str = "auto",
@@ -65,7 +102,7 @@ def extract(
     progress: bool = True,
     engine: str = "local",
     ray_address: str | None = None,
-) -> ActivationStore:
+) -> ActivationStore | dict[str, ActivationStore]:
     """Pool ``layer`` of ``model`` over ``data`` into an ActivationStore at ``out``; resumable.
 
     The store is written in chunks of ``chunk_size`` examples into ``<out>.partial``. Run again after
@@ -79,14 +116,17 @@ def extract(
     model : a spec (``digits``, ``torchvision:NAME``, ``timm:NAME``, ``hf:DIR``, ``checkpoint:FILE``) or an nn.Module;
         ``hf:DIR`` is a vision model, or a language model with its tokenizer (causal LM, encoder, sentence-transformers)
     layer : the module name as the model names it (``block3``, ``layer4.1``, ``Mixed_7b``, ``transformer.h.5.mlp.act``);
-        for language models also a TransformerLens hook name (``blocks.5.mlp.hook_post``) where it maps to a module
+        for language models also a TransformerLens hook name (``blocks.5.mlp.hook_post``) where it maps to a module.
+        A list of names (image models, local engine): one forward per batch for all of them, one store per layer
+        at ``<out>/<layer>``, each the store a single-layer extraction of that layer writes; returns
+        ``{layer: ActivationStore}``; resumable as one run
     data : ``digits`` (scikit-learn's bundled digits), an image folder (class sub-folders or flat), a
         text file listing image paths, ``sources.images.ImageFiles`` (files already chosen), or a torch Dataset of
         prepared tensors (no preprocessing applied); for a language model a text corpus (see :mod:`conceptvec.sources.text`)
     out : the store's directory
     config : ExtractConfig, optional
         All options below in one validated object; give either it or the options as keywords.
-    weights, key_map, mean, std, size, transform_input, per_class, seed, class_index, batch_size, workers, device, dtype,
+    weights, key_map, mean, std, size, transform_input, per_class, seed, class_index, background, batch_size, workers, device, dtype,
     pool, autocast, autocast_dtype, decode, channels_last, chunk_size, examples, max_tokens, text_column, label_column,
     keep_special_tokens, batch_tokens : see :class:`ExtractConfig` (the last six for text)
     transform : preprocessing for an nn.Module given with image files (specs bring their own)
@@ -117,9 +157,14 @@ def extract(
     loaded = load_model(model, weights, key_map=key_map, mean=mean, std=std, size=size, transform_input=c.transform_input)
     from ..models.language import TextModel
 
+    layers = _layer_list(layer)
+    if len(layers) > 1 and entry.on_ray:
+        raise ConceptvecError("several layers in one pass run on the local engine so far; with --engine ray extract one layer "
+                              "per run (one --layer each).")
+    layer = layers[0]
     if isinstance(loaded, TextModel):
-        return _extract_text(loaded, layer, data, out, c, dev, overwrite, progress, entry=entry, ray_address=ray_address,
-                             spec=model)
+        return _extract_text(loaded, layers if len(layers) > 1 else layer, data, out, c, dev, overwrite, progress, entry=entry,
+                             ray_address=ray_address, spec=model)
     text_options = [k for k in ("max_tokens", "text_column", "label_column", "batch_tokens") if getattr(c, k) is not None]
     text_options += [k for k in ("examples", "keep_special_tokens") if getattr(c, k) != getattr(ExtractConfig(), k)]
     if text_options:
@@ -127,8 +172,10 @@ def extract(
     if transform is not None:
         loaded.transform = transform
         loaded.preprocessing = {"transform": repr(transform), "note": "given to extract()"}
-    find_layer(loaded.module, layer)
-    data_desc, examples, dataset, preprocessing = prepare_data(loaded, data, per_class, seed, class_index)
+    for name in layers:
+        find_layer(loaded.module, name)
+    data_desc, planned, dataset, preprocessing = prepare_data(loaded, data, per_class, seed, class_index,
+                                                               background=c.background)
     decoding = choose_decoding(c.decode, transform=loaded.transform, name=loaded.name, dataset=dataset, dev=dev, engine=engine)
     n = len(dataset)
     use_autocast = bool(autocast and dev.type == "cuda")
@@ -140,10 +187,13 @@ def extract(
     fingerprint = {**metadata, "chunk_size": int(chunk_size)}
     if decoding.used == "device":  # its rows differ from the CPU path's in the last digits: a partial store is of one or the other
         fingerprint["decode"] = "device"
-    existing = _existing_store(out, metadata, dtype, overwrite)
+    existing = _existing_store(out, metadata, dtype, overwrite) if len(layers) == 1 else None
     if existing is not None:
         _say(progress, f"{out} is already complete for this model, layer and data; nothing to do.")
         return existing
+    if data_desc.get("n_transparent"):
+        _say(progress, f"{data_desc['n_transparent']} of {n} images have transparency; composited on {data_desc['background']} "
+                       f"(--background).")
 
     metadata.update({
         "device": str(dev), "batch_size": batch_size, "workers": workers, "autocast": use_autocast,
@@ -153,6 +203,26 @@ def extract(
     if autocast and not use_autocast:
         _say(progress, "autocast applies on CUDA only; running in float32 on the CPU.")
     protect = [p for p in (data, weights, class_index, key_map) if isinstance(p, (str, os.PathLike)) and Path(p).exists()]
+    if len(layers) > 1:
+        from .runner import run_chunks
+
+        def run_layers(names, todo, writer, finished, widths):
+            run_chunks(loaded.module, layer=names, pool=pool, dataset=dataset, todo=todo, writer=writer, n=n, finished=finished,
+                       device=dev, batch_size=batch_size, workers=workers, autocast=use_autocast,
+                       channels_last=bool(channels_last), progress=progress, device_batches=decoding.batches,
+                       autocast_dtype=c.autocast_dtype, layer_widths=widths)
+
+        base = {k: metadata[k] for k in ("model", "layer", "pooling", "data", "preprocessing")}
+        def finish_image(writer: StoreWriter, meta: dict[str, Any]) -> None:
+            skipped = writer.skipped()
+            meta["skipped"] = {"count": len(skipped), "sources": [planned["source"][i] for i in skipped]}
+            writer.finish(planned, meta)
+
+        return _extract_layers(layers, out, metadata_of=lambda name: {**base, "layer": name},
+                               fingerprint_extra={k: v for k, v in fingerprint.items() if k not in base},
+                               extra={k: v for k, v in metadata.items() if k not in base}, dtype=dtype, overwrite=overwrite,
+                               protect=protect, chunks=[(k, s0, min(s0 + chunk_size, n)) for k, s0 in enumerate(range(0, n, chunk_size))],
+                               n=n, progress=progress, run=run_layers, finish=finish_image)
     with StoreWriter(out, fingerprint=fingerprint, dtype=dtype, overwrite=overwrite, protect=protect) as writer:
         done = writer.completed()
         chunks = [(k, start, min(start + chunk_size, n)) for k, start in enumerate(range(0, n, chunk_size))]
@@ -172,21 +242,22 @@ def extract(
                                channels_last=bool(channels_last),
                                progress=progress, ray_address=ray_address)
             else:
-                run(loaded.module, layer, pool, dataset, todo, writer, n, finished, dev, batch_size, workers,
-                           use_autocast, bool(channels_last), progress, device_batches=decoding.batches,
-                           autocast_dtype=c.autocast_dtype)
+                run(loaded.module, layer=layer, pool=pool, dataset=dataset, todo=todo, writer=writer, n=n, finished=finished,
+                    device=dev, batch_size=batch_size, workers=workers, autocast=use_autocast,
+                    channels_last=bool(channels_last), progress=progress, device_batches=decoding.batches,
+                    autocast_dtype=c.autocast_dtype)
         except KeyboardInterrupt:
             _say(True, f"interrupted; the complete chunks are kept in {writer.partial}. Run the same command again to resume.")
             raise
         skipped = writer.skipped()
         # Unreadable files are listed, not fatal; the store holds the readable ones in data order.
-        metadata["skipped"] = {"count": len(skipped), "sources": [examples["source"][i] for i in skipped]}
-        writer.finish(examples, metadata)
-    return ActivationStore.open(out)
+        metadata["skipped"] = {"count": len(skipped), "sources": [planned["source"][i] for i in skipped]}
+        writer.finish(planned, metadata)
+    return _opened(out, progress)
 
 
-def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, dev, overwrite: bool, progress: bool, *,
-                  entry: EngineEntry, ray_address: str | None = None, spec: Any = None) -> ActivationStore:
+def _extract_text(loaded, layer: str | list[str], data: Any, out: Path, c: ExtractConfig, dev, overwrite: bool, progress: bool, *,
+                  entry: EngineEntry, ray_address: str | None = None, spec: Any = None) -> ActivationStore | dict[str, ActivationStore]:
     """``extract`` for a language model: documents or tokens of a corpus, chunks of whole documents."""
     from ..models.language import resolve_layer
     from ..sources.text import read_corpus
@@ -199,8 +270,16 @@ def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, de
         raise ConceptvecError("--class-index labels ImageNet class folders; label a text corpus with --label-column or sub-folders.")
     if c.decode == "device":
         raise ConceptvecError("--decode device decodes images on the GPU; a language model reads token ids. Leave --decode out.")
-    path = resolve_layer(loaded.module, layer)
+    layers = [layer] if isinstance(layer, str) else layer
+    paths = {name: resolve_layer(loaded.module, name) for name in layers}
+    layer = layers[0]
+    path = paths[layer]
     max_tokens = c.max_tokens or loaded.max_tokens
+    special = int(loaded.tokenizer.num_special_tokens_to_add()) if hasattr(loaded.tokenizer, "num_special_tokens_to_add") else 0
+    if max_tokens <= special:
+        # The tokenizer would not truncate below its own special tokens: the limit would be recorded but not applied.
+        raise ConceptvecError(f"--max-tokens {max_tokens} leaves no room for text: {loaded.name}'s tokenizer adds {special} "
+                              f"special token(s) to every document; give --max-tokens {special + 1} or more.")
     corpus = read_corpus(data, text_column=c.text_column, label_column=c.label_column, per_class=c.per_class, seed=c.seed)
     plan = plan_text(loaded, corpus, examples=c.examples, max_tokens=max_tokens, keep_special_tokens=c.keep_special_tokens,
                      chunk_size=c.chunk_size)
@@ -211,7 +290,7 @@ def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, de
                 "data": data_desc, "preprocessing": preprocessing}
     if path != layer:
         metadata["layer_asked"] = layer
-    existing = _existing_store(out, metadata, c.dtype, overwrite)
+    existing = _existing_store(out, metadata, c.dtype, overwrite) if len(layers) == 1 else None
     if existing is not None:
         _say(progress, f"{out} is already complete for this model, layer and data; nothing to do.")
         return existing
@@ -220,6 +299,29 @@ def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, de
     metadata.update({"device": str(dev), "batch_size": c.batch_size, "batch_tokens": c.batch_tokens, "autocast": use_autocast,
                      **({"autocast_dtype": c.autocast_dtype} if use_autocast else {}), "engine": entry.name,
                      "chunk_size": int(c.chunk_size)})
+    skipped_rows = plan.describe["skipped_rows"]
+    if len(layers) > 1:
+        base = {k: v for k, v in metadata.items() if k in ("model", "layer", "pooling", "data", "preprocessing")}
+
+        def metadata_of(name: str) -> dict[str, Any]:
+            meta = {**base, "layer": paths[name]}
+            if paths[name] != name:
+                meta["layer_asked"] = name
+            return meta
+
+        def run_text(names, todo, writer, finished, widths):
+            run_text_chunks(loaded, [paths[name] for name in names], plan, todo, writer, examples=c.examples, pool=c.pool, dev=dev,
+                            batch_size=c.batch_size, batch_tokens=c.batch_tokens, use_autocast=use_autocast, progress=progress,
+                            finished=finished, autocast_dtype=c.autocast_dtype, layer_widths=widths)
+
+        def finish_text(writer: StoreWriter, meta: dict[str, Any]) -> None:
+            meta["skipped"] = {"count": skipped_rows["count"], "sources": [r["id"] for r in skipped_rows["rows"]]}
+            writer.finish(plan.examples, meta, documents=plan.documents if c.examples == "tokens" else None)
+
+        extra = {k: v for k, v in metadata.items() if k not in base and k != "layer_asked"}
+        return _extract_layers(layers, out, metadata_of=metadata_of, fingerprint_extra={"chunk_size": int(c.chunk_size)},
+                               extra=extra, dtype=c.dtype, overwrite=overwrite, protect=[data], chunks=list(plan.chunks),
+                               n=plan.n_rows, progress=progress, run=run_text, finish=finish_text)
     with StoreWriter(out, fingerprint=fingerprint, dtype=c.dtype, overwrite=overwrite, protect=[data]) as writer:
         done = writer.completed()
         todo = [ch for ch in plan.chunks if ch[0] not in done]
@@ -241,10 +343,84 @@ def _extract_text(loaded, layer: str, data: Any, out: Path, c: ExtractConfig, de
         except KeyboardInterrupt:
             _say(True, f"interrupted; the complete chunks are kept in {writer.partial}. Run the same command again to resume.")
             raise
-        skipped = plan.describe["skipped_rows"]
-        metadata["skipped"] = {"count": skipped["count"], "sources": [r["id"] for r in skipped["rows"]]}
+        metadata["skipped"] = {"count": skipped_rows["count"], "sources": [r["id"] for r in skipped_rows["rows"]]}
         writer.finish(plan.examples, metadata, documents=plan.documents if c.examples == "tokens" else None)
-    return ActivationStore.open(out)
+    return _opened(out, progress)
+
+
+def _layer_list(layer: Any) -> list[str]:
+    """``layer`` as a list of distinct module names (a name, or a list of them)."""
+    names = [layer] if isinstance(layer, str) else list(layer) if isinstance(layer, (list, tuple)) else None
+    if not names or not all(isinstance(x, str) and x for x in names):
+        raise ConceptvecError(f"layer must be a module name or a list of them, got {layer!r}.")
+    repeated = sorted({x for x in names if names.count(x) > 1})
+    if repeated:
+        raise ConceptvecError(f"layer {repeated[0]!r} is named more than once; give each layer once.")
+    if len(names) > 1:
+        odd = [x for x in names if x in (".", "..") or "/" in x or os.sep in x]
+        if odd:
+            raise ConceptvecError(f"layer {odd[0]!r} cannot name a store folder (<out>/<layer>); layers are module names "
+                                  f"such as blocks.5.")
+    return names
+
+
+class _LayerWriters:
+    """One chunk of side-by-side layer outputs written as one chunk of each layer's store (to the stores lacking it)."""
+
+    def __init__(self, writers: dict[str, StoreWriter], widths: list[int]):
+        self.writers, self.widths = writers, widths
+        self.done = {name: set(w.completed()) for name, w in writers.items()}
+
+    def write_chunk(self, index: int, start: int, stop: int, rows: Any, skipped: Sequence[int] = (), **kw: Any) -> None:
+        import numpy as np
+
+        edges = np.cumsum([0, *self.widths]) if self.widths else None
+        for k, (name, writer) in enumerate(self.writers.items()):
+            if index in self.done[name]:
+                continue  # written before an interruption that stopped another layer's writing
+            part = rows[:, edges[k]:edges[k + 1]] if edges is not None and rows.size else np.zeros((0, 0), np.float32)
+            writer.write_chunk(index, start, stop, part, skipped, **kw)
+
+
+def _extract_layers(layers: list[str], out: Path, *, metadata_of: Callable[[str], dict[str, Any]], fingerprint_extra: dict[str, Any],
+                    extra: dict[str, Any], dtype: str, overwrite: bool, protect: list[Any], chunks: list[tuple], n: int,
+                    progress: bool, run: Callable[..., None], finish: Callable[[StoreWriter, dict[str, Any]], None]
+                    ) -> dict[str, ActivationStore]:
+    """``extract`` for several layers: each store at ``out/<layer>`` is the single-layer extraction's (same metadata,
+    chunks and rows); a finished one is kept, and a run resumes every store's complete chunks.
+
+    ``metadata_of(layer)``: what the store is of (model, layer, pooling, data, preprocessing); ``chunks``: the planned
+    (index, start, stop, ...); ``run(layers, todo, writer, finished, widths)`` runs the model; ``finish(writer, metadata)``
+    finishes a store."""
+    import contextlib
+
+    stores: dict[str, ActivationStore] = {}
+    with contextlib.ExitStack() as stack:
+        writers: dict[str, StoreWriter] = {}
+        for name in layers:
+            existing = _existing_store(out / name, metadata_of(name), dtype, overwrite)
+            if existing is not None:
+                _say(progress, f"{out / name} is already complete for this model, layer and data; kept.")
+                stores[name] = existing
+                continue
+            writers[name] = stack.enter_context(StoreWriter(out / name, fingerprint={**metadata_of(name), **fingerprint_extra},
+                                                            dtype=dtype, overwrite=overwrite, protect=protect))
+        if writers:
+            widths: list[int] = []
+            multi = _LayerWriters(writers, widths)
+            todo = [ch for ch in chunks if any(ch[0] not in done for done in multi.done.values())]
+            finished = n - sum(ch[2] - ch[1] for ch in todo)
+            if finished:
+                _say(progress, f"resuming {out}: {finished} of {n} rows already done for every layer.")
+            try:
+                run(list(writers), todo, multi, finished, widths)
+            except KeyboardInterrupt:
+                _say(True, f"interrupted; the complete chunks are kept in {out}/<layer>.partial. Run the same command again to resume.")
+                raise
+            for name, writer in writers.items():
+                finish(writer, {**metadata_of(name), **extra})
+                stores[name] = _opened(out / name, progress)
+    return {name: stores[name] for name in layers}
 
 
 def _config(config: ExtractConfig | None, given: dict[str, Any]) -> ExtractConfig:
@@ -261,6 +437,15 @@ def _config(config: ExtractConfig | None, given: dict[str, Any]) -> ExtractConfi
         raise ConceptvecError(f"give the options either in config= or as keywords, not both (keywords given: {', '.join(clash)}); "
                               f"use config.replace({clash[0]}=...) to change one.")
     return config
+
+
+def _opened(out: Path, progress: bool) -> ActivationStore:
+    """The finished store, after saying when its rows repeat (``storage.duplicates``; warned on stderr even without progress)."""
+    store = ActivationStore.open(out)
+    warning = duplicates_warning(store.metadata.get("duplicates"))
+    if warning:
+        _stderr.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    return store
 
 
 def _say(progress: bool, message: str) -> None:

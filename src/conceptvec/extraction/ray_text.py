@@ -20,9 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import ConceptvecError
 from ..progress import progress_bar
 from ..engines.raycluster import carrying_errors, connected, quiet_ray_data, user_error
 from ..models.hooks import resolve_device
+from ..models.language import TextModel
 from .ray_images import actor_pool
 from .textrun import TextForward, TextPlan
 
@@ -49,7 +51,10 @@ class TextActor:
         torch.set_num_threads(threads)
         dev = resolve_device(device)
         self.options = (max_tokens, keep_special_tokens)
-        self.forward = TextForward(load_model(model, weights), layer, examples=examples, pool=pool, dev=dev,
+        loaded = load_model(model, weights)
+        if not isinstance(loaded, TextModel):  # extract sends only language models here
+            raise ConceptvecError(f"{model} is not a language model (hf:DIR with a tokenizer); text extraction cannot run it.")
+        self.forward = TextForward(loaded, layer, examples=examples, pool=pool, dev=dev,
                                    batch_size=batch_size, batch_tokens=batch_tokens,
                                    use_autocast=bool(autocast and dev.type == "cuda"), autocast_dtype=autocast_dtype)
 
@@ -73,7 +78,7 @@ class TextActor:
 
 def run_text_chunks_ray(*, model: str, weights: str | None, layer: str, plan: TextPlan, todo: list[tuple[int, int, int, int, int]],
                         writer: Any, examples: str, pool: str, device: str, batch_size: int, batch_tokens: int | None,
-                        workers: int, autocast: bool, autocast_dtype: str, progress: bool, finished: int,
+                        workers: int | None, autocast: bool, autocast_dtype: str, progress: bool, finished: int,
                         ray_address: str | None) -> None:
     """Run ``model`` to ``layer`` over the chunks ``todo`` of ``plan`` on a Ray cluster; write each chunk as it comes."""
     if not todo:

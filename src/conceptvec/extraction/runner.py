@@ -17,20 +17,20 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ConceptvecError
 from ..progress import progress_bar
-from ..sources.images import ImageFiles, image_files, open_image, sample_per_class
-from ..models.hooks import layer_runner
+from ..sources.images import ImageFiles, count_transparent, image_files, open_image, sample_per_class
+from ..models.hooks import layer_runner, layers_runner
 from ..models.layers import LoadedModel
 
 
 class ImageDataset(Dataset):
-    def __init__(self, files: ImageFiles, transform):
-        self.files, self.transform = files, transform
+    def __init__(self, files: ImageFiles, transform, background: str = "white"):
+        self.files, self.transform, self.background = files, transform, background
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int):
-        image = open_image(self.files.root / self.files.paths[i])
+        image = open_image(self.files.root / self.files.paths[i], self.background)
         if image is None:
             return None, i
         return self.transform(image), i
@@ -75,15 +75,20 @@ def collate(batch):
     return xs, [i for _, i in ok], bad
 
 
-def run_chunks(module, layer, pool, dataset, todo, writer, n, finished, dev, batch_size, workers, use_autocast, channels_last, progress,
-               *, device_batches=None, autocast_dtype: str = "float16"):
+def run_chunks(module: torch.nn.Module, *, layer: str | list[str], pool: str, dataset: Any, todo: list[tuple[int, int, int]],
+               writer: Any, n: int, finished: int, device: torch.device, batch_size: int, workers: int, autocast: bool,
+               channels_last: bool, progress: bool, device_batches: Any = None, autocast_dtype: str = "float16",
+               layer_widths: list[int] | None = None) -> None:
     """Pool ``layer`` over the chunks ``todo`` ((index, start, stop) of example rows) and write each complete chunk.
 
-    ``device_batches`` (``gpu.DeviceBatches``) replaces ``dataset``: files read as bytes, decoded and preprocessed on
-    ``dev``; the chunks, batches and writes are the same.
+    The keywords are those of ``ray_images.run_chunks_ray`` (the Ray engine's runner), with the model already loaded
+    and ``device`` resolved; ``autocast`` is whether autocast runs (CUDA only). ``device_batches``
+    (``gpu.DeviceBatches``) replaces ``dataset``: files read as bytes, decoded and preprocessed on ``device``; the
+    chunks, batches and writes are the same. Several layers (a list) are pooled side by side, ``layer_widths`` filled
+    with each one's width.
     """
     batches = planned_batches(todo, batch_size)
-    cuda = dev.type == "cuda"
+    cuda = device.type == "cuda"
     # workers as the glossary counts them, this process included: it runs the model while workers - 1
     # DataLoader processes read and decode examples (0 or 1: this process does both).
     loaders = workers - 1 if workers > 1 else 0
@@ -93,22 +98,26 @@ def run_chunks(module, layer, pool, dataset, todo, writer, n, finished, dev, bat
         collate_fn = collate
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=loaders, collate_fn=collate_fn, pin_memory=cuda,
                         prefetch_factor=4 if loaders else None)
-    module = on_device(module, dev, channels_last)
-    amp = autocast_context(use_autocast, autocast_dtype)
+    module = on_device(module, device, channels_last)
+    amp = autocast_context(autocast, autocast_dtype)
     pending = iter(todo)
     index, start, stop = next(pending, (None, 0, 0))
     pooled: list[torch.Tensor] = []
     skipped: list[int] = []
-    with layer_runner(module, layer, pool) as run, torch.inference_mode(), amp, progress_bar("img", disable=not progress) as bar:
-        task = bar.add_task(f"extract {layer}", total=n, completed=finished)
+    # Several layers: one forward per batch, their pooled outputs side by side (extraction.layers splits them).
+    runner = (layers_runner(module, list(layer), pool, widths=layer_widths) if isinstance(layer, (list, tuple))
+              else layer_runner(module, layer, pool))
+    name = layer if isinstance(layer, str) else ", ".join(layer)
+    with runner as run, torch.inference_mode(), amp, progress_bar("img", disable=not progress) as bar:
+        task = bar.add_task(f"extract {name}", total=n, completed=finished)
         for xs, idx, bad in loader:
             if device_batches is not None:
-                xs, failed = device_batches.inputs(xs, dev, channels_last)
+                xs, failed = device_batches.inputs(xs, device, channels_last)
                 bad = bad + [idx[k] for k in failed]
                 idx = [i for k, i in enumerate(idx) if k not in failed]
             skipped += bad
             if xs is not None:
-                pooled.append(forward(run, xs, dev, channels_last))
+                pooled.append(forward(run, xs, device, channels_last))
             bar.advance(task, len(idx) + len(bad))
             if max(idx + bad) == stop - 1:
                 # One device-to-host copy per chunk; only this chunk's vectors are held in memory.
@@ -143,7 +152,7 @@ def planned_batches(todo, batch_size: int) -> list[list[int]]:
     return [list(range(b, min(b + batch_size, stop))) for _, start, stop in todo for b in range(start, stop, batch_size)]
 
 
-def prepare_data(loaded: LoadedModel, data: Any, per_class: int | None, seed: int, class_index):
+def prepare_data(loaded: LoadedModel, data: Any, per_class: int | None, seed: int, class_index, *, background: str = "white"):
     """(description, planned examples, Dataset yielding (tensor or None, i), preprocessing used)."""
     if isinstance(data, Dataset):
         return prepare_dataset(loaded, data, per_class, seed)
@@ -174,8 +183,10 @@ def prepare_data(loaded: LoadedModel, data: Any, per_class: int | None, seed: in
         "label_name": [files.classes[c] if c >= 0 else "" for c in files.labels],
         "source": list(files.paths),
     }
-    desc = {**files.describe(), "examples_sha256": examples_digest(examples)}
-    return desc, examples, ImageDataset(files, loaded.transform), loaded.preprocessing
+    # The background changes the rows of transparent images, so it is part of what the store is of.
+    desc = {**files.describe(), "examples_sha256": examples_digest(examples), "files_sha256": files_state_digest(files),
+            "background": background, "n_transparent": count_transparent(files)}
+    return desc, examples, ImageDataset(files, loaded.transform, background), loaded.preprocessing
 
 
 def prepare_dataset(loaded: LoadedModel, data: Dataset, per_class: int | None, seed: int):
@@ -186,7 +197,7 @@ def prepare_dataset(loaded: LoadedModel, data: Dataset, per_class: int | None, s
         if labels is None:
             raise ConceptvecError("per_class needs labels; give the Dataset a .targets attribute (as torchvision datasets have).")
         keep = sample_per_class(labels, per_class, seed)
-    examples = {
+    examples: dict[str, list[Any]] = {
         "id": [f"dataset-{i}" for i in keep],
         "label": [int(labels[i]) if labels is not None else -1 for i in keep],
         "label_name": [str(int(labels[i])) if labels is not None else "" for i in keep],
@@ -207,7 +218,24 @@ def dataset_labels(data: Dataset, n: int) -> np.ndarray | None:
     return labels if labels.shape == (n,) else None
 
 
-def examples_digest(examples: dict[str, list]) -> str:
+def files_state_digest(files: ImageFiles) -> str:
+    """A digest of every image file's size and modification time (ns): an image rewritten at the same path makes other data.
+
+    One ``stat`` per file, not a read of every image: checking that a finished store is complete stays cheap on a
+    large folder. A rewrite that keeps both the size and the modification time (``touch -r``) is not seen.
+    """
+    h = hashlib.sha256()
+    for path in files.paths:
+        full = files.root / path  # as ImageDataset opens it (an absolute path stays itself)
+        try:
+            st = full.stat()
+            h.update(f"{path}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        except OSError:  # unreadable files are skipped at extraction and listed; their absence is part of the data
+            h.update(f"{path}\t-\n".encode())
+    return h.hexdigest()
+
+
+def examples_digest(examples: dict[str, list[Any]]) -> str:
     # Same folder name, different files: the ids and labels tell a changed dataset apart.
     h = hashlib.sha256()
     for i, label in zip(examples["id"], examples["label"]):

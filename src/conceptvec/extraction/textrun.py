@@ -24,7 +24,7 @@ import torch
 
 from ..errors import ConceptvecError
 from ..progress import progress_bar
-from ..models.hooks import StopForward, stop_at_layer
+from ..models.hooks import StopForward, stop_at_layer, stop_at_layers
 from ..models.language import TextModel
 from ..models.layers import find_layer
 from .runner import autocast_context
@@ -71,8 +71,8 @@ class TextPlan:
     chunk writes (``token_index``).
     """
 
-    examples: dict[str, list] | None
-    documents: dict[str, list]
+    examples: dict[str, list[Any]] | None
+    documents: dict[str, list[Any]]
     n_counted: np.ndarray
     chunks: list[tuple[int, int, int, int, int]]
     describe: dict[str, Any]
@@ -84,12 +84,13 @@ class TextPlan:
         return self.chunks[-1][2]
 
     def digest(self) -> str:
-        """What identifies the rows: the documents' ids and labels (the tokens follow from them, the tokenizer and the options)."""
+        """What identifies the rows: the documents' ids, labels and texts (the tokens follow from them, the tokenizer and the
+        options); a line edited without changing its number of tokens makes other rows."""
         import hashlib
 
         h = hashlib.sha256()
-        for i, label in zip(self.documents["id"], self.documents["label"]):
-            h.update(f"{i}\t{label}\n".encode())
+        for i, label, text in zip(self.documents["id"], self.documents["label"], self.documents["text"]):
+            h.update(f"{i}\t{label}\t{len(text)}\n{text}\n".encode())
         return h.hexdigest()
 
     def tokenize_chunk(self, tok: Any, d0: int, d1: int) -> Tokenized:
@@ -127,11 +128,11 @@ def plan_text(model: TextModel, corpus: TextCorpus, *, examples: str, max_tokens
     labels = [corpus.labels[d] for d in kept]
     all_names = corpus.label_names  # a property that builds the list: once, not once per document
     names = [all_names[d] for d in kept]
-    documents = {"id": [corpus.ids[d] for d in kept], "label": labels, "label_name": names,
+    documents: dict[str, list[Any]] = {"id": [corpus.ids[d] for d in kept], "label": labels, "label_name": names,
                  "text": [corpus.texts[d] for d in kept], "n_tokens": n_tokens}
     counted = np.asarray(n_counted, dtype=np.int64)
     if examples == "documents":
-        rows = {"id": documents["id"], "label": labels, "label_name": names, "source": documents["id"], "text": documents["text"]}
+        rows: dict[str, list[Any]] | None = {"id": documents["id"], "label": labels, "label_name": names, "source": documents["id"], "text": documents["text"]}
         bounds = [(s, min(s + chunk_size, len(kept))) for s in range(0, len(kept), chunk_size)]
         chunks = [(k, s, e, s, e) for k, (s, e) in enumerate(bounds)]
     else:
@@ -145,7 +146,8 @@ def plan_text(model: TextModel, corpus: TextCorpus, *, examples: str, max_tokens
 
 def _token_chunks(per_doc: np.ndarray, chunk_size: int) -> list[tuple[int, int, int, int, int]]:
     """Chunks of whole documents of at least ``chunk_size`` token rows (the last one fewer)."""
-    chunks, row, chunk_row, chunk_doc = [], 0, 0, 0
+    chunks: list[tuple[int, int, int, int, int]] = []
+    row, chunk_row, chunk_doc = 0, 0, 0
     for d, count in enumerate(per_doc.tolist()):
         row += count
         if row - chunk_row >= chunk_size or d == len(per_doc) - 1:
@@ -166,7 +168,10 @@ def token_index(tok: Any, plan: TextPlan, d0: int, tokens: Tokenized, *, first_d
     local = np.repeat(np.arange(len(positions)), per_doc)
     position = np.concatenate(positions)
     token_id = np.concatenate([i[p] for i, p in zip(tokens.ids, positions)])
-    spans = np.concatenate([o[p] for o, p in zip(tokens.spans, positions)])
+    known = [o for o in tokens.spans if o is not None]
+    if len(known) != len(positions):  # extract checks this up front (--examples tokens)
+        raise ConceptvecError(f"token rows need character spans, which only a fast tokenizer gives; {type(tok).__name__} gave none.")
+    spans = np.concatenate([o[p] for o, p in zip(known, positions)])
     d1 = d0 + len(positions)
     take = pa.array(local)
     doc_ids = pa.array(plan.documents["id"][d0:d1], type=pa.string()).take(take)
@@ -225,8 +230,8 @@ class TextForward:
     a Ray actor with a plan of the chunk's documents alone).
     """
 
-    def __init__(self, model: TextModel, layer: str, *, examples: str, pool: str, dev: torch.device, batch_size: int,
-                 batch_tokens: int | None, use_autocast: bool, autocast_dtype: str = "float16"):
+    def __init__(self, model: TextModel, layer: str | list[str], *, examples: str, pool: str, dev: torch.device, batch_size: int,
+                 batch_tokens: int | None, use_autocast: bool, autocast_dtype: str = "float16", widths: list[int] | None = None):
         self.module, self.tok, self.layer, self.dev = model.module.to(dev), model.tokenizer, layer, dev
         self.examples, self.pool, self.batch_size, self.batch_tokens = examples, pool, batch_size, batch_tokens
         self.pad_id = next((i for i in (self.tok.pad_token_id, self.tok.eos_token_id, 0) if i is not None))
@@ -234,7 +239,9 @@ class TextForward:
         self.accepted = inspect.signature(self.module.forward).parameters
         self.extra = {"use_cache": False} if "use_cache" in self.accepted else {}
         self.amp = (use_autocast, autocast_dtype)
-        self._hook = stop_at_layer(find_layer(self.module, layer), lambda out: out.detach())
+        self.widths: list[int] = [] if widths is None else widths  # several layers: each one's units, side by side in the rows (pooling is per unit)
+        self._hook = (stop_at_layers([find_layer(self.module, name) for name in layer], lambda out: out.detach(), widths=self.widths)
+                      if isinstance(layer, (list, tuple)) else stop_at_layer(find_layer(self.module, layer), lambda out: out.detach()))
         self.captured = self._hook.__enter__()
 
     def close(self) -> None:
@@ -281,15 +288,15 @@ class TextForward:
         return hidden
 
 
-def run_text_chunks(model: TextModel, layer: str, plan: TextPlan, todo, writer, *, examples: str, pool: str, dev: torch.device,
-                    batch_size: int, batch_tokens: int | None, use_autocast: bool, progress: bool, finished: int,
-                    autocast_dtype: str = "float16") -> None:
+def run_text_chunks(model: TextModel, layer: str | list[str], plan: TextPlan, todo, writer, *, examples: str, pool: str,
+                    dev: torch.device, batch_size: int, batch_tokens: int | None, use_autocast: bool, progress: bool, finished: int,
+                    autocast_dtype: str = "float16", layer_widths: list[int] | None = None) -> None:
     """Run ``model`` to ``layer`` over the documents of the chunks ``todo`` and write each complete chunk of rows."""
     forward = TextForward(model, layer, examples=examples, pool=pool, dev=dev, batch_size=batch_size, batch_tokens=batch_tokens,
-                          use_autocast=use_autocast, autocast_dtype=autocast_dtype)
+                          use_autocast=use_autocast, autocast_dtype=autocast_dtype, widths=layer_widths)
     try:
         with progress_bar("rows", disable=not progress) as bar:
-            task = bar.add_task(f"extract {layer}", total=plan.n_rows, completed=finished)
+            task = bar.add_task(f"extract {layer if isinstance(layer, str) else ', '.join(layer)}", total=plan.n_rows, completed=finished)
             for index, row_start, row_stop, d0, d1 in todo:
                 rows, index_rows = forward.chunk(plan, d0, d1)
                 writer.write_chunk(index, row_start, row_stop, rows, examples=index_rows)

@@ -62,6 +62,8 @@ class Conv1x1(nn.Module):
     off the CPU, or for other dtypes or shapes, it is ``F.conv2d``.
     """
 
+    weight_t: torch.Tensor  # a buffer (register_buffer below), which nn.Module's typing cannot tell from a submodule
+
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
         self.weight = nn.Parameter(conv.weight.detach(), requires_grad=False)
@@ -113,10 +115,11 @@ def conv_bn_pairs(module: nn.Module, layer: str) -> list[tuple[str, str]]:
     inside = lambda name: name == layer or name.startswith(layer + ".")
     pairs = []
     for node in graph.nodes:
-        if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
+        if node.op != "call_module" or not isinstance(node.target, str) or len(node.args) != 1 or node.kwargs:
             continue
         bn, conv_node = modules.get(node.target), node.args[0]
-        if type(bn) is not nn.BatchNorm2d or not isinstance(conv_node, torch.fx.Node) or conv_node.op != "call_module":
+        if type(bn) is not nn.BatchNorm2d or not isinstance(conv_node, torch.fx.Node) or conv_node.op != "call_module" \
+                or not isinstance(conv_node.target, str):  # a call_module target is the module's name
             continue
         conv = modules.get(conv_node.target)
         if (type(conv) is nn.Conv2d and bn.track_running_stats and bn.running_mean is not None
@@ -156,8 +159,10 @@ def fast_copy(module: nn.Module, layer: str, dev: torch.device) -> nn.Module | N
         from torch.nn.utils.fusion import fuse_conv_bn_eval
 
         for conv_name, bn_name in conv_bn_pairs(net, layer):
-            net.set_submodule(conv_name, fuse_conv_bn_eval(net.get_submodule(conv_name), net.get_submodule(bn_name)))
-            net.set_submodule(bn_name, nn.Identity())
+            conv, bn = net.get_submodule(conv_name), net.get_submodule(bn_name)
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):  # as conv_bn_pairs found them
+                net.set_submodule(conv_name, fuse_conv_bn_eval(conv, bn))
+                net.set_submodule(bn_name, nn.Identity())
     if dev.type == "cpu":
         if "onednn_1x1" in SPEEDUPS and torch.backends.mkldnn.is_available():
             for name, m in list(net.named_modules()):

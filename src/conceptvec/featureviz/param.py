@@ -40,6 +40,9 @@ class FourierImage(nn.Module):
     decay_power : the exponent of the ``1 / f`` frequency scaling
     """
 
+    scale: torch.Tensor  # buffers (register_buffer below), which nn.Module's typing cannot tell from submodules
+    colour: torch.Tensor
+
     def __init__(self, spectra: torch.Tensor, size: int, decorrelate: bool, decay_power: float):
         super().__init__()
         self.spectra = nn.Parameter(spectra)  # (k, channels, size, size // 2 + 1, 2): real and imaginary parts

@@ -90,7 +90,7 @@ class FeatureVisualisation:
             "objective": self.objective.tolist(), "history": self.history.tolist(), **self.extra,
         }
 
-    def save(self, directory: str | os.PathLike, *, names: Sequence[str] | None = None, overwrite: bool = False,
+    def save(self, directory: str | os.PathLike[str], *, names: Sequence[str] | None = None, overwrite: bool = False,
              extra: dict[str, Any] | None = None) -> Path:
         """Write ``<name>.png`` per image and ``featureviz.json`` into ``directory``, atomically.
 

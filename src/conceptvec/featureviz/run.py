@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import ConceptvecError
 from ..storage.atomic import refuse_existing
 from ..storage.rundir import RunDir
 from ..models.hooks import resolve_device
@@ -18,7 +19,7 @@ from .objectives import neuron_directions
 from .render import RESULT_FILE, FeatureVisualisation, feature_visualisation
 
 
-def run_featureviz(run_dir: str | os.PathLike, *, neuron: int, steps: int = 512, size: int | None = None, seed: int = 0,
+def run_featureviz(run_dir: str | os.PathLike[str], *, neuron: int, steps: int = 512, size: int | None = None, seed: int = 0,
                    device: str = "auto", overwrite: bool = False, progress: bool = True) -> tuple[FeatureVisualisation, Path]:
     """Visualise neuron ``neuron`` of a run and its concept vectors in one batch; write ``neuron_<n>/featureviz/``.
 
@@ -51,6 +52,8 @@ def run_featureviz(run_dir: str | os.PathLike, *, neuron: int, steps: int = 512,
     loaded = load_model(source["model"]["name"], source["model"].get("weights"), **source["load"])
     if size is None:
         size = int(loaded.input_shape[-1]) if loaded.input_shape else 224
+    if cs.neuron is None:  # neuron_conceptset refuses a direction's set; this check tells the type checker
+        raise ConceptvecError(f"{cs_dir} was started from a direction, not a neuron.")
     directions = neuron_directions(cs.n_units, cs.neuron, cs.concept_vectors)
     fv = feature_visualisation(loaded, source["layer"], directions, steps=steps, size=size, seed=seed, batch=True,
                                device=str(dev), progress=progress)

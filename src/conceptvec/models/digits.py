@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
+from ..core.options import whole_number
 from ..storage.atomic import atomic_directory, read_json, write_json
 from ..storage.provenance import environment, file_digest
 from ..sources.digits import load_digits_images
@@ -78,6 +79,13 @@ class TrainConfig:
     seed: int = 0
     merged: bool = True  # False trains the 10-class control network on the digits themselves
 
+    def __post_init__(self) -> None:
+        # 0 epochs would "train" nothing and the demo would report evidence from an untrained network.
+        for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0)):
+            whole_number(f"{name} (--{name.replace('_', '-')})", getattr(self, name), low)
+        if not (self.lr > 0 and 0 < self.test_fraction < 1):
+            raise ConceptvecError(f"lr must be > 0 and test_fraction in (0, 1), got {self.lr} and {self.test_fraction}.")
+
 
 def train_digits_cnn(config: TrainConfig = TrainConfig(), progress: Callable[[int, int], None] | None = None) -> tuple[DigitsCNN, dict[str, Any]]:
     """Train the CNN on the merged classes with a fixed seed; returns the model and its test accuracy."""
@@ -110,7 +118,7 @@ def train_digits_cnn(config: TrainConfig = TrainConfig(), progress: Callable[[in
     return model, {key: accuracy, "n_train": len(train), "n_test": n_test}
 
 
-def save_digits_cnn(model: DigitsCNN, directory: str | os.PathLike, config: TrainConfig, results: dict[str, Any], *, overwrite: bool = False) -> Path:
+def save_digits_cnn(model: DigitsCNN, directory: str | os.PathLike[str], config: TrainConfig, results: dict[str, Any], *, overwrite: bool = False) -> Path:
     with atomic_directory(directory, overwrite=overwrite, what="model") as tmp:
         save_file(model.state_dict(), str(tmp / WEIGHTS_FILE))
         write_json(tmp / CONFIG_FILE, {
@@ -135,14 +143,17 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def training_results(directory: str | os.PathLike) -> dict[str, Any]:
+def training_results(directory: str | os.PathLike[str]) -> dict[str, Any]:
     """What training recorded beside the weights in ``directory`` (its config, test accuracy, weights' digest)."""
     return read_json(Path(directory) / CONFIG_FILE)
 
 
 def recorded_accuracy(results: dict[str, Any]) -> float:
     """The test accuracy training recorded: on the merged classes, or on the digits for the control network."""
-    return float(results.get("test_accuracy_merged_classes", results.get("test_accuracy_digits")))
+    accuracy = results.get("test_accuracy_merged_classes", results.get("test_accuracy_digits"))
+    if accuracy is None:
+        raise ConceptvecError(f"the training record ({CONFIG_FILE}) has no test accuracy; train the network again.")
+    return float(accuracy)
 
 
 def shipped_digits_dir(*, merged: bool = True) -> Path:
@@ -166,7 +177,7 @@ def load_shipped_digits_cnn(*, merged: bool = True) -> tuple[DigitsCNN, Path, di
     return load_digits_cnn(folder), folder, results
 
 
-def load_digits_cnn(weights: str | os.PathLike) -> DigitsCNN:
+def load_digits_cnn(weights: str | os.PathLike[str]) -> DigitsCNN:
     """The CNN with weights from a safetensors file (or a directory holding digits_cnn.safetensors)."""
     path = Path(weights)
     if path.is_dir():
@@ -179,7 +190,7 @@ def load_digits_cnn(weights: str | os.PathLike) -> DigitsCNN:
     return model.eval()
 
 
-def cached_digits_cnn(directory: str | os.PathLike | None = None, config: TrainConfig = TrainConfig(), progress=None) -> tuple[DigitsCNN, Path, bool]:
+def cached_digits_cnn(directory: str | os.PathLike[str] | None = None, config: TrainConfig = TrainConfig(), progress=None) -> tuple[DigitsCNN, Path, bool]:
     """Reuse the trained CNN in ``directory`` if its training config matches, else train and save it.
 
     Returns the model, its directory, and whether it was reused.

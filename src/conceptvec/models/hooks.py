@@ -66,6 +66,37 @@ def stop_at_layer(layer: nn.Module, keep: Callable[[torch.Tensor], torch.Tensor]
         handle.remove()
 
 
+@contextlib.contextmanager
+def stop_at_layers(layers: list[nn.Module], keep: Callable[[torch.Tensor], torch.Tensor], *,
+                   widths: list[int] | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    """:func:`stop_at_layer` for several layers: once each has run (its first run counts), ``captured["output"]`` is
+    their kept outputs joined on the last dimension (units) and the forward stops. ``widths`` gets each layer's
+    number of units at the first forward."""
+    parts: dict[int, torch.Tensor] = {}
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook_for(k: int) -> Callable[..., None]:
+        def hook(_module, _inputs, output):
+            if k not in parts:
+                parts[k] = keep(first_tensor(output))
+            if len(parts) == len(layers):
+                outs = [parts[j] for j in range(len(layers))]
+                parts.clear()
+                if widths is not None and not widths:
+                    widths.extend(int(o.shape[-1]) for o in outs)
+                captured["output"] = torch.cat(outs, dim=-1)
+                raise StopForward
+        return hook
+
+    handles = [layer.register_forward_hook(hook_for(k)) for k, layer in enumerate(layers)]
+    try:
+        yield captured
+    finally:
+        parts.clear()
+        for handle in handles:
+            handle.remove()
+
+
 def capture_layer(layer: nn.Module, pool: str = "avg", to_cpu: bool = True) -> contextlib.AbstractContextManager[dict[str, torch.Tensor]]:
     """Hook ``layer`` for the block's duration: each forward stores the pooled output and stops.
 
@@ -103,6 +134,49 @@ def layer_runner(module: nn.Module, layer: str, pool: str = "avg") -> Iterator[C
         return
     with capture_layer(find_layer(module, layer), pool, to_cpu=False) as captured:
         yield lambda x: forward_to_layer(module, x, captured)
+
+
+@contextlib.contextmanager
+def layers_runner(module: nn.Module, layers: list[str], pool: str = "avg", *,
+                  widths: list[int] | None = None) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+    """A function from a batch to the pooled outputs of ``layers`` side by side, shape (N, sum of their units), each
+    taken where the layer first runs, nothing after the last of them computed. ``widths`` is filled with each
+    layer's number of units at the first batch (so the columns can be split again).
+    """
+    if is_script(module):
+        raise ConceptvecError("several layers in one pass need forward hooks, which a TorchScript model does not run; "
+                              "extract one layer at a time (one --layer per run).")
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook_for(name: str) -> Callable[..., None]:
+        def hook(_module, _inputs, output):
+            if name not in captured:  # a module run twice (shared) counts where it first runs, as with one layer
+                captured[name] = pool_output(first_tensor(output).detach().float(), pool)
+            if len(captured) == len(layers):
+                raise StopForward
+        return hook
+
+    handles = [find_layer(module, name).register_forward_hook(hook_for(name)) for name in layers]
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        captured.clear()
+        try:
+            module(x)
+        except StopForward:
+            pass
+        missing = [name for name in layers if name not in captured]
+        if missing:
+            raise ConceptvecError(f"the forward pass finished without reaching {', '.join(missing)}; are they used by forward()?")
+        outs = [captured[name] for name in layers]
+        if widths is not None and not widths:
+            widths.extend(int(o.shape[1]) for o in outs)
+        return torch.cat(outs, dim=1)
+
+    try:
+        yield run
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def resolve_device(device: str) -> torch.device:

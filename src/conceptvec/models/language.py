@@ -17,7 +17,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import nn
@@ -65,6 +65,39 @@ class TextModel(LoadedModel):
         return [(n, type(m).__name__, shapes.get(n)) for n, m in named]
 
 
+def refuse_custom_code(name: str, failure: BaseException | None = None) -> None:
+    """Refuse a model folder that ships its own Python code (``auto_map`` in a config): conceptvec never runs it.
+
+    transformers would otherwise ask "run custom code? [y/N]" on a terminal and run it on "y". Passing
+    ``trust_remote_code=False`` as well keeps a model this check misses (one in the cache) from running any:
+    transformers then fails, and ``failure``, its error, is said the same way here.
+    """
+    if failure is not None:
+        if "trust_remote_code" in str(failure):
+            raise ConceptvecError(
+                f"hf:{name} needs its own code to load, which conceptvec never runs. If you trust it, load the model in "
+                f"Python yourself (transformers' trust_remote_code=True) and pass the module: cv.extract(model=module, ...)."
+            ) from None
+        return
+    folder = Path(name)
+    if not folder.is_dir():
+        return
+    custom = []
+    for config in ("config.json", "tokenizer_config.json", "preprocessor_config.json"):
+        try:
+            data = json.loads((folder / config).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("auto_map"):
+            custom.append(f"{config}: auto_map")
+    if custom:
+        custom += sorted(p.name for p in folder.glob("*.py"))
+        raise ConceptvecError(
+            f"hf:{name} ships its own code ({', '.join(custom)}), which conceptvec never runs. If you trust it, load the "
+            f"model in Python yourself (transformers' trust_remote_code=True) and pass the module: cv.extract(model=module, ...)."
+        )
+
+
 def is_language_folder(name: str) -> bool:
     """Whether ``name`` is a local model folder with a tokenizer and no image processor."""
     folder = Path(name)
@@ -82,8 +115,9 @@ def load_language_model(name: str, weights: str | None, overrides: dict[str, Any
                               f"model, which reads text with its tokenizer. Leave them out.")
     folder = Path(name)
     try:
-        config = AutoConfig.from_pretrained(name, local_files_only=True)
+        config = AutoConfig.from_pretrained(name, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
+        refuse_custom_code(name, exc)
         raise ConceptvecError(f"could not read the model config in {name} ({exc}); save the model there with "
                               f"model.save_pretrained(DIR) and tokenizer.save_pretrained(DIR).") from None
     architectures = config.architectures or []
@@ -98,19 +132,20 @@ def load_language_model(name: str, weights: str | None, overrides: dict[str, Any
     try:
         if weights is not None and weights.lower() == "none":
             torch.manual_seed(0)
-            module = auto.from_config(config)
+            module = auto.from_config(config, trust_remote_code=False)
             loaded = "none (random, torch seed 0)"
         elif weights is None:
             files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin"))
             digest = files_digest(files) if files else None
-            module = auto.from_pretrained(name, local_files_only=True)
+            module = auto.from_pretrained(name, local_files_only=True, trust_remote_code=False)
             loaded = str(folder.resolve())
         else:
             raise ConceptvecError(f"hf models take their weights from their folder; pass no --weights (or 'none' for random), not {weights!r}.")
-        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         if isinstance(exc, ConceptvecError):
             raise
+        refuse_custom_code(name, exc)
         raise ConceptvecError(f"could not load the language model or its tokenizer from {name} ({exc}); save both there "
                               f"with model.save_pretrained(DIR) and tokenizer.save_pretrained(DIR).") from None
     finally:
@@ -133,16 +168,26 @@ def _max_tokens(folder: Path, config: Any, tokenizer: Any) -> int:
         with_limit = json.loads(st.read_text()).get("max_seq_length")
         if isinstance(with_limit, int) and with_limit > 0:
             return with_limit
-    limits = [getattr(config, k, None) for k in ("max_position_embeddings", "n_positions")]
-    limits.append(getattr(tokenizer, "model_max_length", None))
-    limits = [int(v) for v in limits if isinstance(v, int) and 0 < v < 1_000_000]
+    given = [getattr(config, k, None) for k in ("max_position_embeddings", "n_positions")]
+    given.append(getattr(tokenizer, "model_max_length", None))
+    limits = [int(v) for v in given if isinstance(v, int) and 0 < v < 1_000_000]
     return min(limits) if limits else DEFAULT_MAX_TOKENS
 
 
 # -- TransformerLens hook names --------------------------------------------------------------------------
 # For each family: where its blocks are, and the module whose output is the hook's value in the model as
 # Hugging Face runs it (TransformerLens's from_pretrained_no_processing; its default folds and centres weights).
-FAMILIES = {
+class _Family(TypedDict):
+    """Where a model family keeps what TransformerLens hook names refer to (module paths; None: no such module)."""
+
+    blocks: str
+    embed: str
+    pos: str | None
+    first: str
+    hooks: dict[str, str | None]
+
+
+FAMILIES: dict[str, _Family] = {
     "gpt2": {"blocks": "transformer.h", "embed": "transformer.wte", "pos": "transformer.wpe", "first": "transformer.drop",
              "hooks": {"hook_resid_post": "", "hook_attn_out": ".attn", "hook_mlp_out": ".mlp", "mlp.hook_pre": ".mlp.c_fc",
                        "mlp.hook_post": ".mlp.act", "attn.hook_z": None, "hook_resid_mid": None}},

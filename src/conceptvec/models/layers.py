@@ -42,7 +42,7 @@ class LoadedModel:
     architecture: dict[str, Any] | None = None
 
     def describe(self) -> dict[str, Any]:
-        out = {"name": self.name, "weights": self.weights}
+        out: dict[str, Any] = {"name": self.name, "weights": self.weights}
         if self.weights_digest is not None:
             out["weights_sha256"] = self.weights_digest["sha256"]
             out["weights_size"] = self.weights_digest["size"]
@@ -110,7 +110,7 @@ def script_to_layer(module: nn.Module, name: str) -> Callable[[torch.Tensor], to
     everything after it is dropped.
     """
     find_layer(module, name)
-    graph = module.forward.graph.copy()
+    graph = module.forward.graph.copy()  # type: ignore[attr-defined]  # torch types forward as a plain callable; a scripted one has .graph
     torch._C._jit_pass_inline(graph)
     nodes = list(graph.nodes())
     output = _layer_outputs(nodes).get(name)
@@ -166,7 +166,7 @@ def _inside(path: str, name: str) -> bool:
 def _list_script_layers(loaded: LoadedModel) -> list[tuple[str, str, tuple[int, ...] | None]]:
     # One forward of a graph that returns every layer's output, rather than one cut graph per layer.
     module = loaded.module
-    graph = module.forward.graph.copy()
+    graph = module.forward.graph.copy()  # type: ignore[attr-defined]  # torch types forward as a plain callable; a scripted one has .graph
     torch._C._jit_pass_inline(graph)
     outputs = {k: v for k, v in _layer_outputs(list(graph.nodes())).items() if v.node().owningBlock() is graph.block()}
     names = list(outputs)

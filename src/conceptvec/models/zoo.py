@@ -126,7 +126,7 @@ def timm_model(name: str, weights: str | None, key_map, overrides: dict[str, Any
     digest = None
     if random_weights(weights):
         loaded = "none (random, torch seed 0)"
-    elif os.path.exists(weights):
+    elif weights is not None and os.path.exists(weights):  # not None: random_weights said so
         digest = files_digest([Path(weights)])
         module.load_state_dict(read_state_dict(weights, module, key_map))
         loaded = str(Path(weights).resolve())
@@ -150,7 +150,8 @@ def timm_model(name: str, weights: str | None, key_map, overrides: dict[str, Any
 
 
 def hf_model(name: str, weights: str | None, overrides: dict[str, Any]) -> LoadedModel:
-    from .language import is_language_folder, load_language_model
+    from .language import is_language_folder, load_language_model, refuse_custom_code
+    refuse_custom_code(name)
     if is_language_folder(name):  # a tokenizer and no image processor
         return load_language_model(name, weights, overrides)
     try:
@@ -159,27 +160,28 @@ def hf_model(name: str, weights: str | None, overrides: dict[str, Any]) -> Loade
         raise ConceptvecError("hf:NAME needs the transformers package; pip install transformers.") from None
     digest = None
     try:
-        config = AutoConfig.from_pretrained(name, local_files_only=True)
+        config = AutoConfig.from_pretrained(name, local_files_only=True, trust_remote_code=False)
         if weights is not None and random_weights(weights):
             torch.manual_seed(0)
-            module = AutoModel.from_config(config)
+            module = AutoModel.from_config(config, trust_remote_code=False)
             loaded = "none (random, torch seed 0)"
         elif weights is None:
             files = hf_weight_files(name)
             digest = files_digest(files) if files else None
-            module = AutoModel.from_pretrained(name, local_files_only=True)
+            module = AutoModel.from_pretrained(name, local_files_only=True, trust_remote_code=False)
             loaded = str(Path(name).resolve()) if Path(name).exists() else name
         else:
             raise ConceptvecError(f"hf models take their weights from their folder; pass no --weights (or 'none' for random), not {weights!r}.")
     except (OSError, ValueError) as exc:
         if isinstance(exc, ConceptvecError):
             raise
+        refuse_custom_code(name, exc)
         raise ConceptvecError(
             f"could not load the transformers model {name!r} from a local folder or the local cache ({exc}). Save it "
             f"with model.save_pretrained(DIR) and processor.save_pretrained(DIR), then use hf:DIR."
         ) from None
     try:
-        processor = AutoImageProcessor.from_pretrained(name, local_files_only=True)
+        processor = AutoImageProcessor.from_pretrained(name, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise ConceptvecError(f"{name} has no image processor ({exc}); save one beside the model with processor.save_pretrained(DIR).") from None
     if "mean" in overrides:

@@ -7,15 +7,23 @@ gathering what each page shows and ``render`` filling the Jinja templates of ``t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .examples import Examples, ImageExamples, TextExamples, examples_for_store
 
 
-def write_report(*args, **kwargs):
-    """Write the static HTML report of a run directory (see ``conceptvec.report.html.write_report``)."""
-    # Imported on first use: the report pulls in matplotlib and jinja2, which `import conceptvec` need not.
-    from . import html
+def __getattr__(name: str) -> Any:
+    # write_report is imported on first use: the report pulls in matplotlib and jinja2, which `import conceptvec`
+    # need not; the function itself is returned, with its signature.
+    if name == "write_report":
+        from .html import write_report
 
-    return html.write_report(*args, **kwargs)
+        return write_report
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    from .html import write_report
 
 
 __all__ = ["Examples", "ImageExamples", "TextExamples", "examples_for_store", "write_report"]

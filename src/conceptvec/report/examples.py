@@ -78,6 +78,8 @@ class ImageExamples(_Labelled):
     ids, label_names, sources : sequences of str, one per example
     root : path, optional
         Folder that relative image paths in ``sources`` are relative to.
+    background : str, optional
+        Colour transparent images are composited on, as extraction did (the store's ``data.background``).
     thumb_size : int
         Longest side of the report's thumbnails, in pixels; small images (the 8 x 8 digits) are
         scaled up with nearest-neighbour so their pixels stay sharp.
@@ -88,8 +90,9 @@ class ImageExamples(_Labelled):
         ids: Sequence[str],
         label_names: Sequence[str],
         sources: Sequence[str],
-        root: str | os.PathLike | None = None,
+        root: str | os.PathLike[str] | None = None,
         thumb_size: int = THUMB_SIZE,
+        background: str | None = None,
     ):
         self.ids = np.asarray([str(x) for x in ids], dtype=object)
         self.label_names = np.asarray([str(x) for x in label_names], dtype=object)
@@ -100,6 +103,7 @@ class ImageExamples(_Labelled):
                 f"{len(self.label_names)} and {len(self.sources)}."
             )
         self.root = Path(root) if root is not None else None
+        self.background = background
         self.thumb_size = int(thumb_size)
         # Loading an image is the slow part of every figure; a neuron's examples recur across them.
         self.image = lru_cache(maxsize=1024)(self._load)
@@ -109,14 +113,15 @@ class ImageExamples(_Labelled):
         """The examples of an ActivationStore, loaded from its ``source`` column."""
         data = store.metadata.get("data") or {}
         root = data.get("root") if isinstance(data, dict) else None
-        return cls(store.ids, store.label_names, store.sources, root=root, **kwargs)
+        background = data.get("background") if isinstance(data, dict) else None
+        return cls(store.ids, store.label_names, store.sources, root=root, background=background, **kwargs)
 
     def _load(self, i: int):
         from ..sources.images import load_example_image
 
         i = self._check(i)
         try:
-            return load_example_image(self.sources[i], self.root)
+            return load_example_image(self.sources[i], self.root, self.background)
         except (OSError, ValueError) as e:
             raise ConceptvecError(
                 f"cannot load example {self.ids[i]!r} from {self.sources[i]!r} ({e}); "
@@ -331,4 +336,4 @@ def examples_for_store(store: Any) -> Examples:
     """The renderer for a store's examples, chosen from ``RENDERERS`` by its data kind (images by default)."""
     data = store.metadata.get("data") or {}
     kind = data.get("kind") if isinstance(data, dict) else None
-    return RENDERERS.get(kind, ImageExamples.from_store)(store)
+    return RENDERERS.get(kind if isinstance(kind, str) else "", ImageExamples.from_store)(store)

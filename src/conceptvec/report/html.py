@@ -34,6 +34,7 @@ from ..storage.conceptset import ConceptSet
 from ..storage.provenance import environment
 from ..storage.rundir import RunDir
 from ..storage.store import ActivationStore
+from .dictionary_section import run_dictionary
 from .examples import Examples, examples_for_store
 from .pages import ASSETS, Page, index_page, neuron_page, scan_page, set_page
 from .render import write_page
@@ -43,10 +44,10 @@ MAX_DEFAULT_SCAN_PAGES = 12  # pages made from a scan when no --neurons are give
 
 
 def write_report(
-    run_dir: str | os.PathLike,
+    run_dir: str | os.PathLike[str],
     *,
     neurons: Sequence[int] | str | None = None,
-    out: str | os.PathLike | None = None,
+    out: str | os.PathLike[str] | None = None,
     examples: Examples | None = None,
     umap: bool = True,
     overwrite: bool = True,
@@ -88,6 +89,7 @@ def write_report(
     if examples is None:
         examples = examples_for_store(store)
     pages = choose_pages(run, saved, scan, store, neurons)
+    dictionary = run_dictionary(run)
     if not pages:
         raise ConceptvecError(
             f"nothing to report in {run.path}: it has no ConceptSet folder and no scan. Make one with "
@@ -97,7 +99,8 @@ def write_report(
         (tmp / ASSETS).mkdir()
         centre = layer_mean(store.activations)  # one pass for every page's centred ranking and baselines
         for page in pages:
-            write_page(tmp / f"{page.name}.html", "neuron.html", **neuron_page(tmp, page, store, examples, umap=umap, centre=centre))
+            write_page(tmp / f"{page.name}.html", "neuron.html",
+                       **neuron_page(tmp, page, store, examples, umap=umap, centre=centre, dictionary=dictionary))
         write_page(tmp / "index.html", "index.html", **index_page(tmp, run.path, store, scan, pages, examples))
         write_json(tmp / REPORT_FILE, {"run": str(run.path.resolve()), "store": str(store.path.resolve()),
                                        "store_id": store.store_id, "pages": [p.name for p in pages], "umap": umap,

@@ -25,6 +25,7 @@ from ..storage.provenance import environment
 from ..storage.rundir import RunDir
 from ..storage.store import ActivationStore
 from . import figures as F
+from .dictionary_section import dictionary_section
 from .examples import Examples
 from .numbers import number_rows, page_data
 
@@ -137,6 +138,11 @@ def table(rows: list[dict[str, Any]], cls: str = "") -> dict[str, Any] | None:
     return {"cls": cls, "columns": columns, "rows": [[_fmt(r.get(c, "")) for c in columns] for r in rows]}
 
 
+def tabled(section: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    """A section with its lists of rows under ``keys`` made into tables for the ``table`` macro."""
+    return None if section is None else {**section, **{k: table(section[k]) for k in keys}}
+
+
 def provenance_rows(items: dict[str, Any]) -> list[tuple[str, str]]:
     """(name, text) rows of a provenance table: dicts and lists as indented JSON; None and {} left out."""
     rows = []
@@ -148,7 +154,8 @@ def provenance_rows(items: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 # -- one neuron's page -------------------------------------------------------------------------------
-def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Examples, *, umap: bool, centre: Any = None) -> dict[str, Any]:
+def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Examples, *, umap: bool, centre: Any = None,
+                dictionary: Any = None) -> dict[str, Any]:
     """Draw one page's figures into ``root/assets/<page.name>/`` with its ``data.json``; return the page's context.
 
     Parameters
@@ -163,6 +170,8 @@ def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Exampl
         Draw Fig. 2 (a UMAP fit, a few seconds).
     centre : array of shape (n_units,), optional
         The layer's mean activation, for the centred ranking and baselines (computed when not given).
+    dictionary : Dictionary, optional
+        The run's sparse dictionary: the page then shows the concepts beside their matched atoms.
 
     Returns
     -------
@@ -208,7 +217,8 @@ def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Exampl
                         "src": f"{ASSETS}/{page.name}/{stem}.png", "numbers": table(number_rows(stem, data))})
 
     prov = cs.provenance or {}
-    act_prov = prov.get("activations") if isinstance(prov.get("activations"), dict) else {}
+    activations = prov.get("activations")
+    act_prov = activations if isinstance(activations, dict) else {}
     meta = store.metadata
     what = f"Neuron {cs.neuron}" if cs.neuron is not None else f"Direction ({page.name})"
     return {
@@ -222,7 +232,7 @@ def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Exampl
                            else f"distance threshold {cs.params.distance_threshold:g}"),
         "auto": cs.params.auto_distance,
         "live": cs.is_live,
-        "n_not_activating": int(np.sum(cs.top_scores <= 0)),
+        "dead_reason": cs.dead_reason,
         "unit": "neuron" if cs.neuron is not None else "direction",
         "concept_table": table(F.summary_table(cs, examples), "concept-table"),
         "slider": slider(cs, examples, root / ASSETS),
@@ -231,6 +241,7 @@ def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Exampl
         # The paper's Fig. 3 shows the feature visualisations beside the maximally projecting examples.
         "featureviz": featureviz(page.featureviz, folder, page.name),
         "causal": causal_section(page.causal, folder, page.name),
+        "dictionary": tabled(dictionary_section(dictionary, cs, store, examples, folder, page.name, ASSETS), ("concepts", "atoms")),
         "provenance": provenance_rows({
             "ConceptSet": page.origin,
             "model": meta.get("model") or act_prov.get("model"),
@@ -420,6 +431,7 @@ def _scan_section(root: Path, scan: ScanResult, named: set[str]) -> dict[str, An
         })
     return {
         "data": d,
+        "scale_warnings": scan.scale_problems(),
         "top": scan.params.top,
         "histogram": f"{ASSETS}/scan_histogram.png",
         "histogram_table": table([{"concepts": int(v), "neurons": f} for v, f in d["concepts_per_neuron"].items() if f]),

@@ -1,4 +1,4 @@
-"""Where a scan starts: the neurons, the top singular vectors of A, or vectors from a file or array.
+"""Where a scan starts: the neurons, the top singular vectors of A, a dictionary's atoms, or vectors from a file or array.
 
 Notation as in ``scan.disentangle``: A is the activation matrix, shape (n_examples, n_units).
 """
@@ -19,6 +19,7 @@ from ..core.arrays import as_matrix, check_directions
 from ..core.metrics import unit_vectors
 from ..core.params import Params
 from ..core.streaming import check_block_finite, row_blocks
+from ..dictionary.model import Dictionary
 from ..errors import ConceptvecError
 from ..storage.conceptset import ARRAYS_FILE as CONCEPTSET_ARRAYS
 from ..storage.files import read_npy
@@ -56,7 +57,7 @@ def svd_directions(acts: np.ndarray | ActivationStore, k: int, *, top: int = 100
     return unit_vectors(v)
 
 
-def load_directions(path: str | os.PathLike, n_units: int) -> np.ndarray:
+def load_directions(path: str | os.PathLike[str], n_units: int) -> np.ndarray:
     """Direction vectors from a .npy file, a .safetensors file, or a scan / ConceptSet directory.
 
     A safetensors file may hold one tensor, or ``concept_vectors`` (as a scan or ConceptSet writes),
@@ -123,9 +124,25 @@ def resolve_directions(directions: Any, matrix: np.ndarray, *, params: Params, p
             raise ConceptvecError(f"cannot read directions {directions!r}: write svd:K, e.g. svd:50 for the top 50 singular vectors.")
         k = int(m.group(1))
         return f"svd:{k}", svd_directions(matrix, k, top=params.top, progress=progress)
+    if isinstance(directions, str) and directions.startswith("dictionary:"):
+        return f"dictionary:{Path(directions[len('dictionary:'):]).resolve()}", dictionary_directions(directions, n_units)
     if isinstance(directions, (str, os.PathLike)):
         return f"file:{Path(directions).resolve()}", unit_vectors(load_directions(directions, n_units))
-    raise ConceptvecError(f"directions must be 'neurons', 'svd:K', a file path, or an array; got {type(directions).__name__}.")
+    raise ConceptvecError(f"directions must be 'neurons', 'svd:K', 'dictionary:DIR', a file path, or an array; got {type(directions).__name__}.")
+
+
+def dictionary_directions(spec: str, n_units: int) -> np.ndarray:
+    """The atoms of ``dictionary:DIR`` (a ``conceptvec dictionary`` folder, or an SAE checkpoint .safetensors) as unit
+    rows, shape (n_atoms, n_units): direction i is atom i (a zero atom is refused)."""
+    path = spec[len("dictionary:"):]
+    if not path:
+        raise ConceptvecError("write dictionary:DIR, with DIR a folder from `conceptvec dictionary` (or an SAE .safetensors checkpoint).")
+    if not Path(path).exists():
+        raise ConceptvecError(f"dictionary {path} does not exist; fit one with `conceptvec dictionary STORE --out {path}`.")
+    dic = Dictionary.from_checkpoint(path, n_units=n_units)
+    if dic.n_units != n_units:
+        raise ConceptvecError(f"dictionary {path} has atoms of {dic.n_units} units; this layer has {n_units}. Fit it on this store.")
+    return check_directions(dic.atoms(), n_units, what=f"dictionary {path} atom")
 
 
 def digest(arr: np.ndarray) -> str:
@@ -138,6 +155,8 @@ def fingerprint_directions(directions: Any, n_units: int) -> Any:
     # A file's contents, not its path, decide whether a finished or partial scan can be reused.
     if isinstance(directions, np.ndarray):
         return digest(np.ascontiguousarray(directions))
+    if isinstance(directions, str) and directions.startswith("dictionary:") and Path(directions[len("dictionary:"):]).exists():
+        return f"{directions}#sha1={digest(np.ascontiguousarray(dictionary_directions(directions, n_units)))}"
     if isinstance(directions, (str, os.PathLike)) and Path(directions).exists():
         return f"{Path(directions).resolve()}#sha1={digest(np.ascontiguousarray(load_directions(directions, n_units)))}"
     return directions

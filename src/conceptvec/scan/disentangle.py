@@ -6,21 +6,56 @@ returning a ConceptSet with its parameters and provenance.
 
 from __future__ import annotations
 
+from typing import Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ..core.fdr import first_split_p
 from ..core.arrays import as_matrix, check_directions, check_finite, check_neuron, read_rows
 from ..core.metrics import project, unit_vectors
 from ..core.params import Params, whole_number
+from ..core.represent import excitation
 from ..core.scale import SCALE_HINT, scale_problems, warn_scale
-from ..core.stability import concept_stability
+from ..core.stability import MAX_STABILITY, concept_stability
 from ..core.steps import cluster_top
 from ..core.streaming import top_k_desc
 from ..errors import ConceptvecError
 from ..storage.conceptset import ConceptSet
 from ..storage.provenance import environment
 from ..storage.store import ActivationStore
+
+
+class Representation(Protocol):
+    """What ``Params(representation="attribution" | "excitation")`` starts from: rows for the top examples of a direction."""
+
+    def __call__(self, top_indices: np.ndarray, direction: np.ndarray) -> np.ndarray: ...
+
+    def describe(self) -> dict: ...
+
+
+def represent(params: Params, attribution: Representation | None, top_indices: np.ndarray, neuron: int | None,
+              direction: np.ndarray | None, n_units: int) -> tuple[np.ndarray | None, dict]:
+    """The rows steps 2-3 cluster (None: the activations themselves) and what to record about them."""
+    if params.representation == "activations":
+        if attribution is not None:
+            raise ConceptvecError("attribution= is given but params.representation is 'activations'; use "
+                                  "Params(representation='attribution') (--representation attribution) to cluster by it.")
+        return None, {}
+    if attribution is None:
+        raise ConceptvecError(f"Params(representation={params.representation!r}) needs the model: pass attribution=cv.LayerAttribution("
+                              "model, layer=..., below=..., inputs=...) (the store alone has no gradients).")
+    if direction is None:
+        direction = np.zeros(n_units)
+        direction[neuron] = 1.0
+    features = np.asarray(attribution(top_indices, direction), dtype=np.float64)
+    if features.ndim != 2 or len(features) != len(top_indices):
+        raise ConceptvecError(f"the attribution gave shape {features.shape}; expected ({len(top_indices)}, d), a row per top example.")
+    check_finite(features, "the top examples' attributions", rows=top_indices)
+    if params.representation == "excitation":
+        features = excitation(features)
+    return features, {"representation": {"name": params.representation, **attribution.describe()}}
+
 
 def disentangle(
     acts: np.ndarray | ActivationStore,
@@ -29,6 +64,7 @@ def disentangle(
     direction: np.ndarray | None = None,
     params: Params | None = None,
     stability: int = 0,
+    attribution: Representation | None = None,
 ) -> ConceptSet:
     """Split a neuron (or any direction) into concept vectors with the paper's method.
 
@@ -45,10 +81,16 @@ def disentangle(
     stability : int
         Bootstrap runs of ``core.stability.concept_stability`` (seeded with ``params.seed``), recorded
         in ``cs.stability``; 0 (the default) skips it. The concepts themselves do not depend on it.
+    attribution : callable, optional
+        With ``Params(representation="attribution")``: ``attribution(top_indices, direction)`` gives the top examples'
+        attributions at the layer below, shape (N, d) (``cv.LayerAttribution``, which needs the model); its
+        ``describe()`` is recorded in the provenance.
     """
     params = params or Params()
     if not isinstance(params, Params):
         raise ConceptvecError(f"params must be a conceptvec.Params, got {type(params).__name__}.")
+    stability = whole_number("stability", stability, 0, MAX_STABILITY, why="each run clusters the neuron again; 20 to 100 runs "
+                             "tell which concepts come back")  # before the work
     matrix, source = as_matrix(acts)
     n_examples, n_units = matrix.shape
 
@@ -59,7 +101,7 @@ def disentangle(
         scores = np.asarray(matrix[:, neuron], dtype=np.float64)
         what = f"neuron {neuron}"
         unit_direction = None
-    else:
+    elif direction is not None:  # the check above leaves this the only other case
         if np.ndim(direction) != 1:
             raise ConceptvecError(f"direction must be a vector of length {n_units} (one value per unit), got shape {np.shape(direction)}.")
         unit_direction = unit_vectors(check_directions(direction, n_units))[0]
@@ -76,9 +118,14 @@ def disentangle(
     x = read_rows(matrix, top_indices)
     check_finite(x, "the top examples' activations", rows=top_indices)
 
+    features, represented = represent(params, attribution, top_indices, neuron, unit_direction, n_units)
     # k-means on N rows gains nothing from threads and loses much when the cores are shared.
     with threadpool_limits(1):
-        steps = cluster_top(x, params)
+        steps = cluster_top(x, params, features=features)
+        if params.fdr is not None and steps["n_agglomerative"] > 1 and first_split_p(steps["split_tests"]) > params.fdr:
+            # One direction is a layer of one: Benjamini-Hochberg keeps its first split only at p <= fdr.
+            tests = [{**steps["split_tests"][0], "split": False, "withdrawn_by_fdr": True}]
+            steps = {**cluster_top(x, params, n_clusters=1, features=features), "split_tests": tests}
     cs = ConceptSet(
         top_indices=top_indices,
         top_scores=scores[top_indices],
@@ -87,10 +134,11 @@ def disentangle(
         params=params,
         neuron=neuron,
         direction=unit_direction,
-        provenance={"activations": source, "n_examples": n_examples, "n_units": n_units, **environment()},
+        provenance={"activations": source, "n_examples": n_examples, "n_units": n_units, **represented, **environment()},
     )
-    if whole_number("stability", stability, 0):
-        cs.stability = concept_stability(x, cs.labels, params=params, runs=stability, seed=params.seed).to_dict()
+    if stability:
+        cs.stability = concept_stability(x if features is None else features, cs.labels, params=params, runs=stability,
+                                         seed=params.seed).to_dict()
     if cs.is_live:
         warn_scale(scale_problems(cs.linkage, cs.centroid_sq_distances, cs.labels, params, what=what), hint=SCALE_HINT)
     return cs

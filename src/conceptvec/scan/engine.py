@@ -25,6 +25,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from ..core.arrays import read_rows
+from ..core.fdr import first_split_p
 from ..core.steps import cluster_top
 from ..core.stability import concept_stability
 from ..core.params import Params
@@ -39,7 +40,8 @@ SMALL_SCAN_CELLS = 10**8
 
 BatchResult = dict[str, np.ndarray]
 """Per batch: ``linkage`` (b, top - 1, 4), ``n_agglomerative`` (b,), ``kmeans_labels``,
-``centroid_sq_distances``, ``labels`` (b, top), ``n_concepts`` (b,), ``kmeans_cluster_ids`` (c,)
+``centroid_sq_distances``, ``labels`` (b, top), ``n_concepts`` (b,), ``first_p`` (b,) (the first split's p-value,
+``core.fdr.first_split_p``), ``kmeans_cluster_ids`` (c,)
 and ``concept_vectors`` (c, n_units), c the batch's concepts."""
 
 
@@ -134,6 +136,7 @@ def cluster_batch(task: BatchTask) -> BatchResult:
     params = Params.from_dict(task.params)
     top = task.top_indices
     rows: Any
+    store: np.ndarray | None = None  # the store's memory-mapped activations, when the rows are read from there
     if task.rows is not None:
         rows = task.rows
     elif task.slot is not None:
@@ -143,7 +146,7 @@ def cluster_batch(task: BatchTask) -> BatchResult:
     elif task.npy is not None:
         if task.npy not in _MMAPS:
             _MMAPS[task.npy] = np.load(task.npy, mmap_mode="r", allow_pickle=False)
-        rows = None
+        rows, store = None, _MMAPS[task.npy]
     else:
         raise ConceptvecError("a batch task needs its rows, a shared slot or the store's .npy file.")
     import sklearn
@@ -151,15 +154,17 @@ def cluster_batch(task: BatchTask) -> BatchResult:
     # The scan has checked A for NaN/inf and Params its values: skip sklearn's re-checks (results unchanged).
     out: dict[str, list] = {k: [] for k in ("linkage", "n_agglomerative", "kmeans_labels", "centroid_sq_distances",
                                              "labels", "kmeans_cluster_ids", "concept_vectors")}
+    first_p: list[float] = []
     reappearance: list[np.ndarray] = []
     count_agreement: list[float] = []
     with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
         for i in range(len(top)):
-            if rows is not None:
+            if store is None:
                 x = np.array(rows[i], dtype=np.float64)  # a private C-ordered copy, also of shared rows
             else:
-                x = read_rows(_MMAPS[task.npy], top[i])  # as disentangle reads them
+                x = read_rows(store, top[i])  # as disentangle reads them
             found = cluster_top(x, params)
+            first_p.append(first_split_p(found["split_tests"]))
             for key, value in found.items():
                 if key in out:  # split_tests stay with disentangle's ConceptSet; the scan keeps C
                     out[key].append(value)
@@ -177,6 +182,7 @@ def cluster_batch(task: BatchTask) -> BatchResult:
         "centroid_sq_distances": np.stack(out["centroid_sq_distances"]),
         "labels": np.stack(out["labels"]),
         "n_concepts": np.asarray([len(v) for v in out["concept_vectors"]], dtype=np.int64),
+        "first_p": np.asarray(first_p, dtype=np.float64),
         "kmeans_cluster_ids": np.concatenate(out["kmeans_cluster_ids"]).astype(np.int64),
         "concept_vectors": (np.concatenate(out["concept_vectors"]) if out["concept_vectors"]
                             else np.empty((0, task.n_units))),

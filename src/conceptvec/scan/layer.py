@@ -23,19 +23,22 @@ from typing import Any
 
 import numpy as np
 
-from ..core.arrays import as_matrix
+from ..core.arrays import as_matrix, read_rows
+from ..core.live import live_mask
+from ..core.fdr import bh_discoveries, layer_error
+from ..core.steps import cluster_top
 from ..core.metrics import unit_vectors
 from ..core.params import Params, whole_number
-from ..core.scale import SCALE_HINT, scale_problems, warn_scale
+from ..core.scale import SCALE_HINT, warn_scale
 from ..core.selection import parse_neurons
-from ..core.stability import resampling
+from ..core.stability import MAX_STABILITY, concept_stability, resampling
 from ..core.streaming import TopK, block_rows, row_blocks, top_examples
 from ..errors import ConceptvecError
 from ..progress import progress_bar
-from ..storage.atomic import read_json, refuse_existing, writer_lock
+from ..storage.atomic import output_path, read_json, refuse_existing, writer_lock
 from ..storage.provenance import environment
 from ..storage.store import ActivationStore
-from .directions import fingerprint_directions, resolve_directions
+from .directions import dictionary_directions, fingerprint_directions, resolve_directions
 from .engine import BATCH, BatchResult, BatchTask, Engine, make_engine
 from .result import SCAN_FILE, ScanResult
 from .resume import ScanPartial, scan_call
@@ -82,7 +85,7 @@ def scan_layer(
     workers: int | None = None,
     directions: Any = "neurons",
     projecting: bool = True,
-    out: str | os.PathLike | None = None,
+    out: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     progress: bool = True,
     engine: str | Engine = "local",
@@ -130,17 +133,25 @@ def scan_layer(
     params = params or Params()
     if not isinstance(params, Params):
         raise ConceptvecError(f"params must be a conceptvec.Params, got {type(params).__name__}.")
+    if params.representation != "activations":
+        raise ConceptvecError(
+            f"a scan clusters the layer's activations; representation={params.representation!r} needs the model for every "
+            f"direction: run cv.disentangle(..., attribution=cv.LayerAttribution(...)) on the neurons you want, or leave "
+            f"--representation out."
+        )
     matrix, source = as_matrix(acts)
     n_examples, n_units = matrix.shape
     if params.top > n_examples:
         raise ConceptvecError(
             f"top={params.top} is larger than the number of examples ({n_examples}); use top <= {n_examples}."
         )
-    stability = whole_number("stability", stability, 0)
+    stability = whole_number("stability", stability, 0, MAX_STABILITY, why="each run clusters every neuron again; 20 to 100 runs tell which concepts come back")
     runner = make_engine(engine, workers=workers, ray_address=ray_address)
-    if isinstance(directions, str) and directions not in ("neurons",) and not directions.startswith("svd") and not Path(directions).exists():
+    if isinstance(directions, str) and directions.startswith("dictionary:"):
+        dictionary_directions(directions, n_units)  # checked now: a missing dictionary is refused before any work
+    elif isinstance(directions, str) and directions not in ("neurons",) and not directions.startswith("svd") and not Path(directions).exists():
         raise ConceptvecError(
-            f"directions {directions!r} is not 'neurons', 'svd:K', or an existing .npy / .safetensors file."
+            f"directions {directions!r} is not 'neurons', 'svd:K', 'dictionary:DIR', or an existing .npy / .safetensors file."
         )
 
     if neurons is not None:
@@ -149,7 +160,9 @@ def scan_layer(
                      projecting=projecting, matrix=matrix, source=source)
     if stability:  # scans without it keep the call they always had
         call["stability"] = stability
-    out_path = Path(out) if out is not None else None
+    out_path = output_path(out, what="scan") if out is not None else None
+    if out_path is not None and out_path.exists() and not out_path.is_dir():
+        raise ConceptvecError(f"{out_path} is a file, not a folder; give the scan a folder to be written to (out=, --out).")
     if out_path is not None and not overwrite:
         if (out_path / SCAN_FILE).exists() and read_json(out_path / SCAN_FILE).get("call") == call:
             result = ScanResult.load(out_path, acts=matrix)
@@ -170,6 +183,33 @@ def scan_layer(
     with writer_lock(out_path) if out_path is not None else contextlib.nullcontext():  # one writer per --out
         return _scan(matrix, source, params=params, selected=selected, kind=kind, vectors=vectors, call=call,
                      out_path=out_path, projecting=projecting, progress=progress, runner=runner, stability=stability)
+
+
+PER_NEURON = ("linkage", "n_agglomerative", "kmeans_labels", "centroid_sq_distances", "labels", "n_concepts")
+
+
+def first_split_control(matrix: np.ndarray, top_indices: np.ndarray, top_scores: np.ndarray, arrays: dict[str, np.ndarray],
+                        concepts: dict[str, list[np.ndarray]], params: Params, stability: int = 0) -> dict[str, Any]:
+    """With ``params.fdr``: withdraw the first splits that are no Benjamini-Hochberg discovery over the live neurons
+    (those neurons are clustered again with C = 1, in place in ``arrays`` and ``concepts``); the layer's error report."""
+    live = live_mask(top_scores)
+    p = np.where(live, arrays["first_p"], np.nan)
+    withdrawn: list[int] = []
+    if params.fdr is not None:
+        found = bh_discoveries(p, params.fdr)
+        withdrawn = np.flatnonzero(live & (arrays["n_agglomerative"] > 1) & ~found).tolist()
+        for i in withdrawn:
+            x = read_rows(matrix, top_indices[i])
+            one = cluster_top(x, params, n_clusters=1)
+            if stability:
+                st = concept_stability(x, one["labels"], params=params, runs=stability, seed=params.seed)
+                one["concept_reappearance"], arrays["count_agreement"][i] = st.reappearance, st.count_agreement
+            for key in PER_NEURON:
+                arrays[key][i] = len(one["concept_vectors"]) if key == "n_concepts" else one[key]
+            for key in concepts:
+                concepts[key][i] = one[key]
+    report = layer_error(p[live], (arrays["n_agglomerative"] > 1)[live], significance=params.significance, fdr=params.fdr)
+    return {**report, "withdrawn": len(withdrawn)}
 
 
 def _scan(matrix: np.ndarray, source: dict[str, Any], *, params: Params, selected: np.ndarray, kind: str,
@@ -211,19 +251,29 @@ def _scan(matrix: np.ndarray, source: dict[str, Any], *, params: Params, selecte
         runner.run(matrix, tasks, finished=finished)
 
     parts = [results[b] for b in range(len(batches))]
-    n_concepts = np.concatenate([p["n_concepts"] for p in parts])
+    arrays = {key: np.concatenate([p[key] for p in parts]) for key in PER_NEURON}
+    arrays["first_p"] = np.concatenate([p.get("first_p", np.full(len(batches[b]), np.nan)) for b, p in enumerate(parts)])
+    per_concept = ("concept_vectors", "kmeans_cluster_ids") + (("concept_reappearance",) if stability else ())
+    concepts = {key: np.split(np.concatenate([p[key] for p in parts]), np.cumsum(arrays["n_concepts"])[:-1])
+                for key in per_concept}
+    if stability:
+        arrays["count_agreement"] = np.concatenate([p["count_agreement"] for p in parts])
+    layer_error = None
+    if params.auto_distance:
+        layer_error = first_split_control(matrix, top_indices, top_scores, arrays, concepts, params, stability=stability)
+    n_concepts = arrays["n_concepts"]
     result = ScanResult(
         neurons=selected,
         top_indices=top_indices,
         top_scores=top_scores,
-        linkage=np.concatenate([p["linkage"] for p in parts]),
-        n_agglomerative=np.concatenate([p["n_agglomerative"] for p in parts]),
-        kmeans_labels=np.concatenate([p["kmeans_labels"] for p in parts]),
-        centroid_sq_distances=np.concatenate([p["centroid_sq_distances"] for p in parts]),
-        labels=np.concatenate([p["labels"] for p in parts]),
-        concept_vectors=np.concatenate([p["concept_vectors"] for p in parts]),
+        linkage=arrays["linkage"], n_agglomerative=arrays["n_agglomerative"], kmeans_labels=arrays["kmeans_labels"],
+        centroid_sq_distances=arrays["centroid_sq_distances"], labels=arrays["labels"],  # PER_NEURON but n_concepts
+        concept_vectors=np.concatenate(concepts["concept_vectors"]) if len(selected) else np.empty((0, n_units)),
         concept_offsets=np.concatenate([[0], np.cumsum(n_concepts)]).astype(np.int64),
-        kmeans_cluster_ids=np.concatenate([p["kmeans_cluster_ids"] for p in parts]),
+        kmeans_cluster_ids=np.concatenate(concepts["kmeans_cluster_ids"]).astype(np.int64) if len(selected)
+        else np.empty(0, np.int64),
+        first_p=arrays["first_p"],
+        layer_error=layer_error,
         params=params,
         kind=kind,
         directions=vectors[selected] if vectors is not None else None,
@@ -231,17 +281,13 @@ def _scan(matrix: np.ndarray, source: dict[str, Any], *, params: Params, selecte
         resumed=resumed,
         activations=matrix,
         stability=({"runs": stability, "resampling": resampling(params),
-                    "concept_reappearance": np.concatenate([p["concept_reappearance"] for p in parts]),
-                    "count_agreement": np.concatenate([p["count_agreement"] for p in parts])} if stability else None),
+                    "concept_reappearance": np.concatenate(concepts["concept_reappearance"]).astype(np.float64),
+                    "count_agreement": arrays["count_agreement"]} if stability else None),
     )
     if projecting:
         idx, proj, cos = projecting_and_cosine(matrix, result.concept_vectors, top=params.top, progress=progress)
         result.projecting = {"indices": idx, "projections": proj, "cosine": cos}
-    live = result.live
-    if live.any():
-        what = f"the {int(live.sum())} live {'neurons' if kind == 'neurons' else 'directions'} scanned"
-        warn_scale(scale_problems(result.linkage[live], result.centroid_sq_distances[live], result.labels[live], params,
-                                  what=what), hint=SCALE_HINT)
+    warn_scale(result.scale_problems(), hint=SCALE_HINT)
     if partial:
         partial.finish(result)
     return result

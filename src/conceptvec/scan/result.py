@@ -18,7 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from safetensors.numpy import save_file
 
-from ..core.arrays import as_matrix, live_mask, read_rows
+from ..core.arrays import as_matrix, read_rows
+from ..core.live import live_mask
+from ..core.scale import SCALE_FIX, scale_problems
 from ..core.metrics import concept_counts, layer_mean, member_cosines
 from ..core.params import UNSTABLE_BELOW, Params
 from ..errors import ConceptvecError, StoreError
@@ -68,6 +70,12 @@ class ScanResult:
         With ``scan_layer(stability=B)``: ``runs``, ``resampling``, ``concept_reappearance``
         (n_total_concepts,), each concept's share of runs it came back in, and ``count_agreement`` (m,),
         each neuron's share of runs that found as many concepts.
+    first_p : array of shape (m,) or None
+        With ``distance_threshold="auto"``: each neuron's first split's p-value (``core.fdr.first_split_p``).
+    layer_error : dict or None
+        With ``auto``: the rule that made the splits (``rule``, ``level``), the live neurons ``tested``, the first
+        ``splits`` kept, the ``expected_false_splits`` (``core.fdr.layer_error``) and the splits ``withdrawn`` by
+        ``Params.fdr``.
     """
 
     neurons: np.ndarray
@@ -90,6 +98,8 @@ class ScanResult:
     reused: bool = False  # the whole result was read from a finished scan directory
     activations: Any = field(default=None, repr=False)  # A, read for scan[neuron]; None: opened from store_path when needed
     stability: dict[str, Any] | None = None
+    first_p: np.ndarray | None = None
+    layer_error: dict[str, Any] | None = None
 
     UNSTABLE = UNSTABLE_BELOW  # a concept back in fewer than half of the stability runs is flagged unstable
 
@@ -170,14 +180,14 @@ class ScanResult:
     # -- numbers, table, figure --------------------------------------------------------------
     @property
     def live(self) -> np.ndarray:
-        """Per scanned neuron: every top example activates it, not all alike (see :attr:`ConceptSet.is_live`)."""
+        """Per scanned neuron: whether it has a top (``core.live``, as :attr:`ConceptSet.is_live`)."""
         return live_mask(self.top_scores)
 
     def summary(self) -> dict[str, Any]:
         """Histogram of concepts per neuron and the share of neurons with 2 or more concepts.
 
-        Counted over live neurons only: a neuron whose top examples include zero activations has
-        concepts of arbitrary examples (``not_live`` lists them).
+        Counted over live neurons only: a neuron without a top (``core.live``) has concepts of
+        arbitrary examples (``not_live`` lists them).
         """
         live = self.live
         c_hist = np.bincount(self.n_agglomerative[live], minlength=1)
@@ -185,7 +195,17 @@ class ScanResult:
             **concept_counts(self.n_concepts, live),
             "not_live": self.neurons[~live].tolist(),
             "clusters_per_neuron": {str(i): int(v) for i, v in enumerate(c_hist) if i >= 1},  # C >= 1 always
+            "scale_warnings": self.scale_problems(),
+            **({"layer_error": self.layer_error} if self.layer_error is not None else {}),
         }
+
+    def scale_problems(self) -> list[str]:
+        """How the thresholds miss this layer's scale over the live neurons (``core.scale``); empty when they fit."""
+        live = self.live
+        if not live.any():
+            return []
+        what = f"the {int(live.sum())} live {'neurons' if self.kind == 'neurons' else 'directions'} scanned"
+        return scale_problems(self.linkage[live], self.centroid_sq_distances[live], self.labels[live], self.params, what=what)
 
     def table(self) -> pa.Table:
         """One row per scanned neuron: neuron, C, concepts, cluster sizes, outliers removed, small-cluster examples removed."""
@@ -200,6 +220,7 @@ class ScanResult:
             "small_cluster_examples_removed": pa.array(np.sum(~outliers & (self.labels < 0), axis=1), pa.int64()),
             "first_concept": pa.array(self.concept_offsets[:-1], pa.int64()),
             "live": pa.array(self.live, pa.bool_()),
+            **({"first_split_p": pa.array(self.first_p, pa.float64())} if self.first_p is not None else {}),
             **({"count_agreement": pa.array(self.stability["count_agreement"], pa.float64()),
                 "unstable_concepts": pa.array([int(np.sum(self.stability["concept_reappearance"][a:b] < self.UNSTABLE))
                                                for a, b in zip(self.concept_offsets[:-1], self.concept_offsets[1:])], pa.int64())}
@@ -267,18 +288,34 @@ class ScanResult:
                     ax.text(x, y, str(y), ha="center", va="bottom", fontsize=8)
             ax.set_xlabel(label)
             ax.set_ylabel(f"{what}s")
-            ax.set_xticks(xs)
+            ax.set_xticks(xs if len(xs) <= 20 else xs[:: -(-len(xs) // 15)])  # a tick per bar, unless they would overlap
             ax.margins(y=0.12)
         not_live = s["n_scanned"] - s["n_live"]
         fig.suptitle(
             f"{s['n_scanned']} {what}s scanned ({self.kind}): {s['n_with_2_or_more_concepts']} of {s['n_live']} live "
             f"({100 * s['share_with_2_or_more_concepts']:.1f}%) have 2 or more concepts"
-            + (f"; {not_live} not live, left out" if not_live else ""), fontsize=10,
+            + (f"; {not_live} not live, left out" if not_live else "") + f"\nrule: {self.rule_text()}", fontsize=10,
         )
+        if s["scale_warnings"]:
+            # the numbers above are then a statement about the threshold: say so on the figure people look at
+            import textwrap
+
+            fig.set_size_inches(9, 4.6)
+            text = "Off scale: " + s["scale_warnings"][0].split("; the ward")[0] + ". " + SCALE_FIX
+            fig.supxlabel(textwrap.fill(text, 150), fontsize=8, color="#b00000")
         return fig
 
+    def rule_text(self) -> str:
+        """Which rule made the splits, with the expected number of false ones where the rule has a level."""
+        e = self.layer_error
+        if e is None:
+            return self.params.describe()
+        withdrawn = f", {e['withdrawn']} withdrawn" if e.get("withdrawn") else ""
+        return (f"auto, {e['rule']}: {e['splits']} first splits{withdrawn}; "
+                f"expected false splits <= {e['expected_false_splits']:.1f}")
+
     # -- files -------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write the scan to directory ``path`` atomically.
 
         Files: ``scan.json`` (params, provenance, versions, summary), ``concepts.safetensors``
@@ -298,6 +335,8 @@ class ScanResult:
         method["neurons"] = self.neurons
         if self.stability is not None:
             method["count_agreement"] = np.ascontiguousarray(self.stability["count_agreement"])
+        if self.first_p is not None:
+            method["first_p"] = np.ascontiguousarray(self.first_p, dtype=np.float64)
         if self.directions is not None:
             method["directions"] = np.ascontiguousarray(self.directions)
         save_file(method, str(directory / METHOD_FILE))
@@ -324,6 +363,7 @@ class ScanResult:
             "provenance": self.provenance,
             **({"stability": {"runs": self.stability["runs"], "resampling": self.stability["resampling"]}}
                if self.stability is not None else {}),
+            **({"layer_error": self.layer_error} if self.layer_error is not None else {}),
             **({"call": call} if call is not None else {}),
         })
 
@@ -338,7 +378,7 @@ class ScanResult:
         }
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, acts: np.ndarray | ActivationStore | None = None) -> "ScanResult":
+    def load(cls, path: str | os.PathLike[str], *, acts: np.ndarray | ActivationStore | None = None) -> "ScanResult":
         """Read a scan written by ``save`` or ``scan_layer(out=...)`` (safetensors and JSON; nothing unpickled).
 
         ``acts`` (optional) is the activation matrix, for ``scan[neuron]`` when the store is not
@@ -360,7 +400,9 @@ class ScanResult:
         matrix = as_matrix(acts)[0] if acts is not None else None
         return cls(
             neurons=method["neurons"],
-            **{name: method[name] for name in METHOD_ARRAYS},
+            top_indices=method["top_indices"], top_scores=method["top_scores"], linkage=method["linkage"],
+            n_agglomerative=method["n_agglomerative"], kmeans_labels=method["kmeans_labels"],
+            centroid_sq_distances=method["centroid_sq_distances"], labels=method["labels"],
             concept_vectors=concepts["concept_vectors"],
             concept_offsets=concepts["concept_offsets"],
             kmeans_cluster_ids=concepts["kmeans_cluster_ids"],
@@ -373,9 +415,11 @@ class ScanResult:
             stability=({**meta["stability"], "concept_reappearance": concepts["concept_reappearance"],
                         "count_agreement": method["count_agreement"]}
                        if "stability" in meta and "concept_reappearance" in concepts and "count_agreement" in method else None),
+            first_p=method.get("first_p"),
+            layer_error=meta.get("layer_error"),
         )
 
     def __repr__(self) -> str:
         s = self.summary()
         return (f"ScanResult({self.kind}, {s['n_scanned']} scanned, {s['n_live']} live, {s['n_concepts_total']} concepts, "
-                f"{100 * s['share_with_2_or_more_concepts']:.1f}% of live with 2 or more)")
+                + (f"{100 * s['share_with_2_or_more_concepts']:.1f}% of live with 2 or more)" if s["n_live"] else "none live)"))

@@ -7,8 +7,9 @@ another call is discarded.
 
 from __future__ import annotations
 
+import hashlib
 import os
-import shutil
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,7 @@ from safetensors.numpy import load_file, save_file
 
 from ..core.params import Params
 from ..errors import ConceptvecError, ConceptvecWarning
-from ..storage.atomic import atomic_directory, read_json, write_json
-from .directions import digest
+from ..storage.atomic import atomic_directory, check_own_folder, read_json, remove_own_folder, write_json
 from .result import SCAN_FILE, ScanResult
 
 STATE_FILE = "state.json"
@@ -30,16 +30,24 @@ PART_FILE = "part-{:06d}.safetensors"
 
 def scan_call(*, params: Params, neurons: Any, directions: Any, projecting: bool, matrix: np.ndarray, source: dict) -> dict[str, Any]:
     """What makes two scans the same: parameters, selection, directions and the activations."""
-    n = matrix.shape[0]
-    sample = np.asarray(matrix[[0, n // 2, n - 1]])
+    # A store is named by its id (its metadata, which records its content digest and when it was written), so a
+    # store extracted again at the same path is another store; an array is hashed whole (it is in memory).
+    contents = {"store_id": source["store_id"]} if source.get("store_id") else {"sha256": _array_sha256(matrix)}
     return {
         "params": params.to_dict(),
         "neurons": neurons if neurons is None or isinstance(neurons, str) else np.asarray(neurons).tolist(),
         "directions": str(directions),
         "projecting": bool(projecting),
-        "activations": {"shape": list(matrix.shape), "dtype": str(matrix.dtype), "sample_sha1": digest(sample),
+        "activations": {"shape": list(matrix.shape), "dtype": str(matrix.dtype), **contents,
                         **({"store": source["store"]} if "store" in source else {})},
     }
+
+
+def _array_sha256(matrix: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for start in range(0, matrix.shape[0], 4096):  # in blocks of rows: a memory-mapped matrix is never copied whole
+        h.update(np.ascontiguousarray(matrix[start:start + 4096]).tobytes())
+    return h.hexdigest()
 
 
 class ScanPartial:
@@ -53,6 +61,7 @@ class ScanPartial:
         if self.dir.exists() and not state.exists() and any(self.dir.iterdir()):
             raise ConceptvecError(f"{self.dir} exists but is not the progress of a scan ({STATE_FILE} is missing); move it "
                                   f"away or choose another output folder.")
+        check_own_folder(self.dir, what="a scan's progress", ours=_partial_file)
         if state.exists():
             before = _read_state(state)
             if before != call:
@@ -60,7 +69,7 @@ class ScanPartial:
                 differs = sorted(k for k in set(before) | set(call) if before.get(k) != call.get(k))
                 warnings.warn(f"discarding {self.dir}: it holds the progress of another scan (differs in "
                               f"{', '.join(differs)}); this scan starts afresh.", ConceptvecWarning, stacklevel=3)
-                shutil.rmtree(self.dir)
+                remove_own_folder(self.dir, what="a scan's progress", ours=_partial_file)
         if not state.exists():
             self.dir.mkdir(parents=True, exist_ok=True)
             write_json(state, call)
@@ -95,7 +104,12 @@ class ScanPartial:
         """Write the finished scan to ``out`` atomically and remove the partial folder."""
         with atomic_directory(self.out, overwrite=True, what="scan", marker=SCAN_FILE, protect=[result.store_path]) as tmp:
             result.write_files(tmp, call=self.call)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        remove_own_folder(self.dir, what="a scan's progress", ours=_partial_file)
+
+
+def _partial_file(name: str) -> bool:
+    # What ScanPartial writes into <out>.partial (and nothing else).
+    return name in (STATE_FILE, TOP_FILE) or bool(re.fullmatch(r"part-\d{6}\.safetensors|\..*\.tmp|\.state\.json\..*", name))
 
 
 def _read_state(state: Path) -> dict[str, Any]:

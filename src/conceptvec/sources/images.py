@@ -22,8 +22,12 @@ from .digits import DIGITS_PREFIX, cached_digits_images
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-def load_example_image(source: str, root: str | os.PathLike | None = None) -> Image.Image:
-    """The picture of one example from its ``source`` string (RGB, or L for digits)."""
+def load_example_image(source: str, root: str | os.PathLike[str] | None = None, background: str | None = None) -> Image.Image:
+    """The picture of one example from its ``source`` string (RGB, or L for digits).
+
+    ``background``: the colour transparent images were composited on at extraction (the store's
+    ``data.background``); None, for stores made before it was recorded, drops the alpha channel as they did.
+    """
     if source.startswith(DIGITS_PREFIX):
         images, _ = cached_digits_images()
         i = int(source[len(DIGITS_PREFIX):])
@@ -32,7 +36,50 @@ def load_example_image(source: str, root: str | os.PathLike | None = None) -> Im
     if root is not None and not path.is_absolute():
         path = Path(root) / path
     with Image.open(path) as im:
+        return flatten(im, background) if background is not None else im.convert("RGB")
+
+
+def check_background(name: str, value: Any) -> str:
+    """The check of ``background``: a colour PIL knows (``white``, ``black``, ``#rrggbb``, ``rgb(r, g, b)``)."""
+    from PIL import ImageColor
+
+    try:
+        ImageColor.getrgb(value)
+    except (ValueError, AttributeError, TypeError):
+        raise ConceptvecError(f"{name} must be a colour name (white, black, grey, ...) or #rrggbb, got {value!r}.") from None
+    return value
+
+
+def has_transparency(im: Image.Image) -> bool:
+    """Whether the image has an alpha channel or a transparent colour (RGBA, LA, PA, or a ``transparency`` entry)."""
+    return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+
+
+def flatten(im: Image.Image, background: str = "white") -> Image.Image:
+    """The image as RGB, an image with transparency composited on ``background`` (as a viewer shows it).
+
+    Converting to RGB drops the alpha channel: an icon drawn only in alpha (black RGB everywhere)
+    becomes a black square, and every such icon the same one.
+    """
+    if not has_transparency(im):
         return im.convert("RGB")
+    rgba = im.convert("RGBA")
+    base = Image.new("RGBA", rgba.size, background)
+    return Image.alpha_composite(base, rgba).convert("RGB")
+
+
+def count_transparent(files: "ImageFiles") -> int:
+    """How many of ``files`` have transparency, from their headers (no pixels decoded; JPEGs have none)."""
+    n = 0
+    for p in files.paths:
+        if p.lower().endswith((".jpg", ".jpeg")):
+            continue
+        try:
+            with Image.open(files.root / p) as im:
+                n += has_transparency(im)
+        except (OSError, UnidentifiedImageError, ValueError):
+            continue  # unreadable: extraction skips and lists it
+    return n
 
 
 @dataclass
@@ -70,8 +117,8 @@ class ImageFiles:
         }
 
 
-def image_files(data: str | os.PathLike, per_class: int | None = None, seed: int = 0,
-                class_index: str | os.PathLike | None = None) -> ImageFiles:
+def image_files(data: str | os.PathLike[str], per_class: int | None = None, seed: int = 0,
+                class_index: str | os.PathLike[str] | None = None) -> ImageFiles:
     """Find images under ``data``: a class-per-folder tree (ImageNet layout), a flat folder, or a text file of paths.
 
     ``per_class`` samples that many images of each class with ``seed`` (the paper: 130 of each ImageNet class).
@@ -95,7 +142,9 @@ def image_files(data: str | os.PathLike, per_class: int | None = None, seed: int
     else:
         subdirs = sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
         if subdirs:
-            classes, paths, labels = [], [], []
+            classes: list[str] = []
+            paths: list[str] = []
+            labels: list[int] = []
             for d in subdirs:
                 found = _images_in(d, data)
                 if found:
@@ -117,7 +166,7 @@ def image_files(data: str | os.PathLike, per_class: int | None = None, seed: int
     return files
 
 
-def read_class_index(path: str | os.PathLike) -> dict[str, tuple[int, str]]:
+def read_class_index(path: str | os.PathLike[str]) -> dict[str, tuple[int, str]]:
     """An ImageNet class-index JSON (``{"0": ["n01440764", "tench"], ...}``) as folder name to (class number, name)."""
     import json
 
@@ -132,7 +181,7 @@ def read_class_index(path: str | os.PathLike) -> dict[str, tuple[int, str]]:
     return index
 
 
-def _apply_class_index(files: ImageFiles, class_index: str | os.PathLike) -> ImageFiles:
+def _apply_class_index(files: ImageFiles, class_index: str | os.PathLike[str]) -> ImageFiles:
     index = read_class_index(class_index)
     unknown = [c for c in files.classes if c not in index]
     if unknown:
@@ -148,9 +197,23 @@ def _apply_class_index(files: ImageFiles, class_index: str | os.PathLike) -> Ima
 
 
 def _images_in(folder: Path, root: Path) -> list[str]:
-    return sorted(
-        str(p.relative_to(root)) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
+    # Walked without following links: a link that leads out of the data folder would read files the user did not give.
+    inside = root.resolve()
+    found, outside = [], []
+    top = [folder] if folder.is_symlink() and inside not in folder.resolve().parents else []
+    for base, dirs, files in os.walk(folder, followlinks=False) if not top else ():
+        for name in dirs + files:
+            p = Path(base) / name
+            if p.is_symlink() and inside not in p.resolve().parents:
+                outside.append(p)
+            elif name in files and p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+                found.append(str(p.relative_to(root)))
+    outside = top + outside
+    if outside:
+        shown = ", ".join(str(p.relative_to(root)) for p in outside[:3]) + (f" and {len(outside) - 3} more" if len(outside) > 3 else "")
+        raise ConceptvecError(f"{root} holds links that lead out of it ({shown}); conceptvec reads only the files inside the "
+                              f"data folder. Copy those images in, or remove the links.")
+    return sorted(found)
 
 
 def sample_per_class(labels: Any, per_class: int, seed: int) -> list[int]:
@@ -175,11 +238,11 @@ def _sample_per_class(files: ImageFiles, per_class: int, seed: int) -> ImageFile
     )
 
 
-def open_image(path: Path) -> Image.Image | None:
-    """The image as RGB, or None when the file is unreadable or not an image."""
+def open_image(path: Path, background: str = "white") -> Image.Image | None:
+    """The image as RGB (transparency composited on ``background``), or None when the file is unreadable or not an image."""
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")
+            return flatten(im, background)
     except (OSError, UnidentifiedImageError, ValueError):
         return None
 

@@ -67,7 +67,7 @@ class TextCorpus:
         }
 
 
-def read_corpus(data: str | os.PathLike, *, text_column: str | None = None, label_column: str | None = None,
+def read_corpus(data: str | os.PathLike[str], *, text_column: str | None = None, label_column: str | None = None,
                 per_class: int | None = None, seed: int = 0) -> TextCorpus:
     """Read the documents of ``data`` (see the module docstring); ``per_class`` samples that many per label with ``seed``."""
     from .images import sample_per_class
@@ -99,21 +99,28 @@ def read_corpus(data: str | os.PathLike, *, text_column: str | None = None, labe
             raise ConceptvecError(f"--per-class needs labels; {path} has none. Give --label-column, or a folder with one "
                                   f"sub-folder of .txt files per class.")
         keep = sample_per_class(corpus.labels, per_class, seed)
-        corpus.texts, corpus.ids, corpus.labels = ([v[i] for i in keep] for v in (corpus.texts, corpus.ids, corpus.labels))
+        corpus.texts, corpus.ids, corpus.labels = ([corpus.texts[i] for i in keep], [corpus.ids[i] for i in keep],
+                                                   [corpus.labels[i] for i in keep])
         corpus.per_class, corpus.seed = per_class, seed
     return corpus
 
 
 def _txt_lines(path: Path) -> TextCorpus:
-    texts, ids, skipped = [], [], []
+    texts: list[str] = []
+    ids: list[str] = []
+    skipped: list[dict[str, str]] = []
     with open(path, "rb") as f:
+        if b"\x00" in f.read(1 << 16):  # text has no NUL byte; an executable, image or archive does
+            raise ConceptvecError(f"{path} is a binary file (it holds NUL bytes), not text; give a .txt file of one "
+                                  f"document a line.")
+        f.seek(0)
         for number, raw in enumerate(f, start=1):
             doc_id = f"{path.name}:{number}"
             _keep(raw.rstrip(b"\r\n"), doc_id, texts, ids, skipped)
     return TextCorpus(path.parent, texts, ids, [-1] * len(texts), [], "lines", skipped=skipped)
 
 
-def _keep(raw: bytes | str | None, doc_id: str, texts: list, ids: list, skipped: list) -> bool:
+def _keep(raw: bytes | str | None, doc_id: str, texts: list[str], ids: list[str], skipped: list[dict[str, str]]) -> bool:
     """Append a readable, non-empty document; otherwise record why it was skipped."""
     if raw is None:
         skipped.append({"id": doc_id, "reason": "no text (missing value)"})
@@ -126,6 +133,9 @@ def _keep(raw: bytes | str | None, doc_id: str, texts: list, ids: list, skipped:
             return False
     if not isinstance(raw, str):
         skipped.append({"id": doc_id, "reason": f"not text ({type(raw).__name__})"})
+        return False
+    if "\x00" in raw:
+        skipped.append({"id": doc_id, "reason": "binary data (a NUL byte)"})
         return False
     if not raw.strip():
         skipped.append({"id": doc_id, "reason": "empty"})
@@ -144,7 +154,10 @@ def _txt_folder(path: Path) -> TextCorpus:
     if classes and loose:
         raise ConceptvecError(f"{path} mixes class sub-folders with loose .txt files (e.g. {loose[0].name}); move them into a "
                               f"sub-folder, or give a folder with no sub-folders.")
-    texts, ids, labels, skipped = [], [], [], []
+    texts: list[str] = []
+    ids: list[str] = []
+    labels: list[int] = []
+    skipped: list[dict[str, str]] = []
     for p in files:
         rel = p.relative_to(path)
         if _keep(p.read_bytes(), rel.as_posix(), texts, ids, skipped) and classes:
@@ -156,7 +169,10 @@ def _txt_folder(path: Path) -> TextCorpus:
 def _table(path: Path, text_column: str | None, label_column: str | None) -> TextCorpus:
     name = path.name
     rows = _rows(path, text_column, label_column)
-    texts, ids, raw_labels, skipped = [], [], [], []
+    texts: list[str] = []
+    ids: list[str] = []
+    raw_labels: list[Any] = []
+    skipped: list[dict[str, str]] = []
     for number, row in enumerate(rows, start=1):
         doc_id = f"{name}:{number}"
         if isinstance(row, str):  # a row that could not be parsed: the reason

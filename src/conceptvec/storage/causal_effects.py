@@ -117,7 +117,7 @@ class CausalEffects:
         return {"format": FORMAT, "neuron": self.neuron, "params": self.params, "selectivity": self.selectivity(),
                 "provenance": self.provenance}
 
-    def save(self, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    def save(self, out: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write ``causal.json``, ``effects.parquet`` and ``steering.parquet`` to ``out`` atomically."""
         with atomic_directory(out, overwrite=overwrite, what="causal effects", marker=METADATA_FILE) as tmp:
             pq.write_table(pa.Table.from_pylist(self.effects), tmp / EFFECTS_FILE)
@@ -127,7 +127,7 @@ class CausalEffects:
         return Path(out)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "CausalEffects":
+    def load(cls, path: str | os.PathLike[str]) -> "CausalEffects":
         path = Path(path)
         meta = read_format(path / METADATA_FILE, expected=FORMAT, what="causal effects",
                            fix="compute them again with `conceptvec causal RUN --neuron N`")

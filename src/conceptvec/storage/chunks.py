@@ -119,7 +119,7 @@ def assemble_index(chunks: Path, order: list[dict[str, Any]], target: Path, colu
             if c["skipped"]:
                 table = table.filter(pa.array(~np.isin(np.arange(c["start"], c["stop"]), c["skipped"])))
             table = pa.table({k: table[k].cast(column_types[k]) if k in column_types else table[k] for k in table.column_names})
-            if writer is None:
+            if writer is None or schema is None:  # set together; the test narrows both for the type checker
                 schema = table.schema
                 writer = pq.ParquetWriter(tmp, schema)
             elif not table.schema.equals(schema):

@@ -20,6 +20,7 @@ from safetensors.numpy import save_file
 from .atomic import atomic_directory, write_json
 from .files import read_arrays, read_format
 from ..errors import ConceptvecError, StoreError
+from ..core.live import dead_reason, live_mask
 from ..core.params import UNSTABLE_BELOW, Params
 
 FORMAT = "conceptvec.ConceptSet/1"
@@ -62,6 +63,9 @@ class ConceptSet:
         With ``distance_threshold="auto"``: every split of ward's tree that was tested, with its share
         of the sum of squares, the null's mean and sd, its p-value and whether it was kept (``core.auto``).
         With auto, ``linkage`` and ``centroid_sq_distances`` are of the examples scaled to unit length.
+    evidence : list of dict, optional
+        Set by ``cv.concept_evidence``: per concept, every check's numbers and outcome and a verdict
+        ("supported by 2 of 3 checks (split, labels)"; ``core.evidence``).
     """
 
     top_indices: np.ndarray
@@ -80,6 +84,7 @@ class ConceptSet:
     provenance: dict[str, Any] = field(default_factory=dict)
     stability: dict[str, Any] | None = None
     split_tests: list[dict[str, Any]] | None = None
+    evidence: list[dict[str, Any]] | None = None
 
     def unstable(self, *, level: float = UNSTABLE_BELOW) -> np.ndarray | None:
         """Mask of shape (n_concepts,): concepts that came back in fewer than ``level`` of the stability runs; None if not measured."""
@@ -97,13 +102,14 @@ class ConceptSet:
 
     @property
     def is_live(self) -> bool:
-        """Whether every top example activates the neuron and the neuron tells them apart.
+        """Whether the neuron has a top: its top examples are ranked (``core.live``: not all tied, not ending
+        at a rectified layer's floor); a signed layer's neuron is live whatever the sign of its top."""
+        return bool(live_mask(self.top_scores)[0])
 
-        Live: the N-th top score is above zero and below the first. A dead or rarely active unit has
-        tied zero activations among its top examples, and a constant unit ties them all; step 1 orders
-        ties by example index, so such a unit's clusters and concepts describe arbitrary examples.
-        """
-        return bool(len(self.top_scores) and self.top_scores[-1] > 0 and self.top_scores[0] > self.top_scores[-1])
+    @property
+    def dead_reason(self) -> str | None:
+        """Why the neuron is not live, as a clause about "it" (None when it is live)."""
+        return dead_reason(self.top_scores)
 
     @property
     def outliers(self) -> np.ndarray:
@@ -119,7 +125,7 @@ class ConceptSet:
         """Example indices of a concept's members, in activation order."""
         if not 0 <= concept < self.n_concepts:
             raise IndexError(f"concept {concept} out of range: this set has {self.n_concepts} concept(s).")
-        return self.top_indices[self.labels == concept]
+        return np.asarray(self.top_indices[self.labels == concept])  # np.asarray: numpy's stubs type this as Any
 
     @property
     def neuron_direction(self) -> np.ndarray:
@@ -167,7 +173,7 @@ class ConceptSet:
         )
 
     # -- files -----------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Write the set to directory ``path`` atomically; an existing non-empty one needs ``overwrite``."""
         arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAYS}
         if self.direction is not None:
@@ -179,6 +185,7 @@ class ConceptSet:
             "provenance": self.provenance,
             **({"stability": self.stability} if self.stability is not None else {}),
             **({"split_tests": self.split_tests} if self.split_tests is not None else {}),
+            **({"evidence": self.evidence} if self.evidence is not None else {}),
         }
         with atomic_directory(path, overwrite=overwrite, what="ConceptSet", marker=METADATA_FILE,
                               protect=[recorded_store(self)]) as tmp:
@@ -187,7 +194,7 @@ class ConceptSet:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ConceptSet":
+    def load(cls, path: str | os.PathLike[str]) -> "ConceptSet":
         """Read a set written by ``save`` (safetensors and JSON only; nothing is unpickled)."""
         path = Path(path)
         meta_file = path / METADATA_FILE
@@ -210,6 +217,7 @@ class ConceptSet:
             provenance=meta.get("provenance", {}),
             stability=meta.get("stability"),
             split_tests=meta.get("split_tests"),
+            evidence=meta.get("evidence"),
         )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError
@@ -19,7 +20,7 @@ from .atomic import read_json
 NPY_MAGIC = b"\x93NUMPY"
 
 
-def read_npy(path: str | os.PathLike, *, what: str = "array") -> np.ndarray:
+def read_npy(path: str | os.PathLike[str], *, what: str = "array") -> np.ndarray:
     """The array in a ``.npy`` file, read with ``allow_pickle=False``; any other file raises ConceptvecError.
 
     A file that is not a .npy at all is said to be so (NumPy itself would call it "pickled data").
@@ -43,10 +44,10 @@ def read_npy(path: str | os.PathLike, *, what: str = "array") -> np.ndarray:
         raise ConceptvecError(f"{what} {path} is damaged ({exc}); save it again with np.save.") from None
     except (OSError, EOFError) as exc:
         raise ConceptvecError(f"{what} {path} is damaged ({exc}); save it again with np.save.") from None
-    return arr
+    return np.asarray(arr)  # np.load is typed Any; the magic check above makes it an .npy array
 
 
-def read_format(path: Path, *, expected: str, what: str, fix: str) -> dict:
+def read_format(path: Path, *, expected: str, what: str, fix: str) -> dict[str, Any]:
     """The JSON object in ``path`` whose ``format`` is ``expected``; else StoreError saying it is not a ``what``."""
     meta = read_json(path, fix=fix)
     if not isinstance(meta, dict) or meta.get("format") != expected:

@@ -23,7 +23,7 @@ def environment() -> dict[str, Any]:
     return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions}
 
 
-def file_digest(path: str | os.PathLike) -> dict[str, Any]:
+def file_digest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A file's content fingerprint: its size and SHA-256.
 
     Outputs record it for the files they were made from (model weights), so that a file replaced at

@@ -41,11 +41,12 @@ class RunDir:
     REPORT = "report"
     FEATUREVIZ = "featureviz"
     CAUSAL = "causal"
+    DICTIONARY = "dictionary"
     FIGURES = "figures"
     MODEL = "model"
     CONTROL_MODEL = "control-model"
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike[str]):
         object.__setattr__(self, "path", Path(path))
 
     @property
@@ -55,6 +56,11 @@ class RunDir:
     @property
     def scan(self) -> Path:
         return self.path / self.SCAN
+
+    @property
+    def dictionary(self) -> Path:
+        """The run's sparse dictionary of the layer (`conceptvec dictionary STORE --out RUN/dictionary`)."""
+        return self.path / self.DICTIONARY
 
     @property
     def report(self) -> Path:
@@ -121,6 +127,8 @@ class RunDir:
     def neuron_conceptset(self, neuron: int, *, python: str) -> tuple[ConceptSet, Path]:
         """The ConceptSet of neuron ``neuron`` of a run and its folder; a missing one, or a direction's, is refused
         (``python`` names what to use from Python instead)."""
+        if isinstance(neuron, bool) or not isinstance(neuron, int) or neuron < 0:
+            raise ConceptvecError(f"--neuron must be a unit index (a whole number >= 0), got {neuron!r}.")
         cs_dir = self.neuron(neuron)
         if not (cs_dir / CONCEPTSET_FILE).exists():
             raise ConceptvecError(f"no ConceptSet of neuron {neuron} in {self.path} ({cs_dir} is missing); make it with "

@@ -15,18 +15,21 @@ It is written into ``<dir>.partial`` chunk by chunk (resumable, see ``StoreWrite
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .atomic import output_path, read_json, refuse_existing, replace_directory, write_json, writer_lock
+from .atomic import (check_own_folder, check_replaceable, file_sha256, output_path, read_json, refuse_existing, refuse_inputs, remove_own_folder,
+                     replace_directory, write_json, write_manifest, writer_lock)
+from .duplicates import duplicate_rows
 from .chunks import ASSEMBLY_FILE, assemble_activations, assemble_index, assembled_chunks, chunk_name, write_index_chunk
 from .provenance import environment
 from ..errors import StoreError
@@ -42,7 +45,7 @@ CHUNKS_DIR = "chunks"
 PROGRESS_FILE = "progress.json"
 
 
-def partial_path(path: str | os.PathLike) -> Path:
+def partial_path(path: str | os.PathLike[str]) -> Path:
     """Where an unfinished store is written before it is renamed to ``path``."""
     path = Path(path)
     return path.with_name(path.name + ".partial")
@@ -60,8 +63,11 @@ class ActivationStore:
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "ActivationStore":
+    def open(cls, path: str | os.PathLike[str]) -> "ActivationStore":
         """Open a complete store; a missing, partial or foreign directory raises StoreError saying what to do."""
+        if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+            raise StoreError(f"ActivationStore.open needs the path of a store folder (what `conceptvec extract --out` "
+                             f"wrote), got {path!r}.")
         path = Path(path)
         if not path.exists():
             if partial_path(path).exists():
@@ -140,19 +146,19 @@ class ActivationStore:
 
     @property
     def ids(self) -> np.ndarray:
-        return self.examples.column("id").to_numpy(zero_copy_only=False)
+        return np.asarray(self.examples.column("id").to_numpy(zero_copy_only=False))  # pyarrow has no stubs: Any
 
     @property
     def labels(self) -> np.ndarray:
-        return self.examples.column("label").to_numpy()
+        return np.asarray(self.examples.column("label").to_numpy())
 
     @property
     def label_names(self) -> np.ndarray:
-        return self.examples.column("label_name").to_numpy(zero_copy_only=False)
+        return np.asarray(self.examples.column("label_name").to_numpy(zero_copy_only=False))
 
     @property
     def sources(self) -> np.ndarray:
-        return self.examples.column("source").to_numpy(zero_copy_only=False)
+        return np.asarray(self.examples.column("source").to_numpy(zero_copy_only=False))
 
     @property
     def n_examples(self) -> int:
@@ -172,6 +178,16 @@ class ActivationStore:
         import hashlib
 
         return hashlib.sha256(json.dumps(self.metadata, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    @property
+    def content_sha256(self) -> str | None:
+        """A digest of the store's contents (activations and example index), computed once when it was written.
+
+        None for stores written before it was recorded. Results record it (through ``store_id``), so a store
+        extracted again at the same path is told from the one they were computed from.
+        """
+        value = self.metadata.get("content_sha256")
+        return str(value) if value else None
 
     def provenance(self) -> dict[str, Any]:
         """What made these activations, for the metadata of results computed from them."""
@@ -201,10 +217,10 @@ class ActivationStore:
     @classmethod
     def create(
         cls,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         activations: np.ndarray,
         *,
-        examples: Mapping[str, Sequence] | None = None,
+        examples: Mapping[str, Sequence[Any]] | None = None,
         metadata: Mapping[str, Any] | None = None,
         dtype: str = "float32",
         overwrite: bool = False,
@@ -247,7 +263,7 @@ def index_column(values: Any, kept: np.ndarray | None, name: str) -> pa.Array:
     return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
-def remove_leftovers(path: str | os.PathLike) -> None:
+def remove_leftovers(path: str | os.PathLike[str]) -> None:
     """Remove the chunk files left in a finished store when a run stopped between renaming and cleaning up."""
     shutil.rmtree(Path(path) / CHUNKS_DIR, ignore_errors=True)
     for name in (PROGRESS_FILE, ASSEMBLY_FILE):
@@ -255,9 +271,31 @@ def remove_leftovers(path: str | os.PathLike) -> None:
             os.remove(Path(path) / name)
 
 
+def _partial_file(name: str) -> bool:
+    # What a StoreWriter writes into <store>.partial (and nothing else).
+    return (name in (PROGRESS_FILE, ASSEMBLY_FILE, METADATA_FILE, ACTIVATIONS_FILE, EXAMPLES_FILE, DOCUMENTS_FILE)
+            or name.startswith(".") or name.startswith(CHUNKS_DIR + "/") or name.endswith(".tmp"))
+
+
 def _plain(value: Any) -> Any:
     # Compare as JSON stores it (tuples become lists, paths strings).
     return json.loads(json.dumps(value, default=str))
+
+
+def _differing(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, before, after) of what differs; inside a dict, by entry (``data.files_sha256``), so that the entry that
+    changed is named rather than cut off behind a long description."""
+    found = []
+    for k in sorted(set(before) | set(after)):
+        had, asked = before.get(k), after.get(k)
+        if had == asked:
+            continue
+        if isinstance(had, dict) and isinstance(asked, dict):
+            found += [(f"{k}.{sub}", had.get(sub), asked.get(sub)) for sub in sorted(set(had) | set(asked), key=str)
+                      if had.get(sub) != asked.get(sub)]
+        else:
+            found.append((k, had, asked))
+    return found
 
 
 def _short(value: Any, limit: int = 120) -> str:
@@ -285,12 +323,12 @@ class StoreWriter:
     protect : the extraction's inputs (data folder, weights file); ``path`` may not be or hold one of them
     """
 
-    def __init__(self, path: str | os.PathLike, *, fingerprint: Mapping[str, Any] | None = None, dtype: str = "float32",
-                 overwrite: bool = False, protect: Sequence[str | os.PathLike | None] = ()):
+    def __init__(self, path: str | os.PathLike[str], *, fingerprint: Mapping[str, Any] | None = None, dtype: str = "float32",
+                 overwrite: bool = False, protect: Sequence[str | os.PathLike[str] | None] = ()):
         if dtype not in DTYPES:
             raise StoreError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}.")
         self.path = output_path(path, what="activation store")
-        self._lock = writer_lock(self.path)
+        self._lock: contextlib.AbstractContextManager[None] | None = writer_lock(self.path)
         self._lock.__enter__()  # held until __exit__: a second extraction into the same folder is refused
         try:
             self._prepare(dtype, fingerprint, overwrite, protect)
@@ -299,31 +337,31 @@ class StoreWriter:
             raise
 
     def _prepare(self, dtype: str, fingerprint: Mapping[str, Any] | None, overwrite: bool,
-                 protect: Sequence[str | os.PathLike | None]) -> None:
+                 protect: Sequence[str | os.PathLike[str] | None]) -> None:
         if self.path.exists() and not overwrite:
             raise StoreError(f"{self.path} already exists. Choose another output folder, or pass --overwrite (overwrite=True) "
                              f"to replace the store.")
         # --overwrite replaces an earlier store only, never a folder of other files or the extraction's own input.
         refuse_existing(self.path, overwrite=True, what="activation store", marker=METADATA_FILE, protect=protect)
         self.partial = partial_path(self.path)
-        refuse_existing(self.partial, overwrite=True, what="partial activation store", marker=PROGRESS_FILE, protect=protect)
+        refuse_inputs(self.partial, protect)
+        check_own_folder(self.partial, what="a partial activation store", ours=_partial_file)
         self.chunks = self.partial / CHUNKS_DIR
         self.dtype = dtype
         self.fingerprint = _plain({**dict(fingerprint or {}), "dtype": dtype})
         progress_file = self.partial / PROGRESS_FILE
         if self.partial.exists() and not overwrite and progress_file.exists():
             before = read_json(progress_file, fix=f"delete {self.partial} to start the extraction over").get("fingerprint", {})
-            differs = [k for k in sorted(set(before) | set(self.fingerprint)) if before.get(k) != self.fingerprint.get(k)]
+            differs = _differing(before, self.fingerprint)
             if differs:
-                details = "; ".join(f"{k}: partial has {_short(before.get(k))}, asked {_short(self.fingerprint.get(k))}" for k in differs)
+                details = "; ".join(f"{k}: partial has {_short(had)}, asked {_short(asked)}" for k, had, asked in differs)
                 raise StoreError(
                     f"{self.partial} holds part of a different extraction ({details}). Run the original command to finish "
                     f"it, choose another --out, or pass overwrite=True (--overwrite) to discard it."
                 )
         else:
             # No partial, or one from an older version without a fingerprint: start afresh.
-            if self.partial.exists():
-                shutil.rmtree(self.partial)
+            remove_own_folder(self.partial, what="a partial activation store", ours=_partial_file)
             self.chunks.mkdir(parents=True)
             write_json(progress_file, {"format": FORMAT, "fingerprint": self.fingerprint})
         self.chunks.mkdir(exist_ok=True)
@@ -388,8 +426,8 @@ class StoreWriter:
         return sorted(i for c in self.completed().values() for i in c["skipped"])
 
     # -- finishing -------------------------------------------------------------------------
-    def finish(self, examples: Mapping[str, Sequence] | None, metadata: Mapping[str, Any] | None, *,
-               documents: Mapping[str, Sequence] | None = None) -> None:
+    def finish(self, examples: Mapping[str, Sequence[Any]] | None, metadata: Mapping[str, Any] | None, *,
+               documents: Mapping[str, Sequence[Any]] | None = None) -> None:
         """Assemble the chunks, write the example index and metadata, and rename ``<path>.partial`` to ``<path>``.
 
         ``examples`` lists every planned example; the skipped ones are left out of the store. Columns beyond
@@ -417,20 +455,37 @@ class StoreWriter:
         n_units = assemble_activations(self.partial, self.chunks, order, n, self.dtype, self.partial / ACTIVATIONS_FILE)
         if documents is not None:
             pq.write_table(pa.table({k: index_column(v, None, k) for k, v in documents.items()}), self.partial / DOCUMENTS_FILE)
-        meta = {"format": FORMAT, **dict(metadata or {}), "n_examples": n, "n_units": n_units, "dtype": self.dtype, **environment()}
-        write_json(self.partial / METADATA_FILE, meta)
         with contextlib.suppress(FileNotFoundError):
             os.remove(self.partial / ASSEMBLY_FILE)
+        # The content digest is computed once here (the files are read once more) and named by store_id, so that
+        # results tell a store extracted again at the same path from the one they were computed from.
+        content = {name: file_sha256(self.partial / name) for name in (ACTIVATIONS_FILE, EXAMPLES_FILE, DOCUMENTS_FILE)
+                   if (self.partial / name).exists()}
+        content_sha256 = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+        acts = np.load(self.partial / ACTIVATIONS_FILE, mmap_mode="r", allow_pickle=False)
+        ids = pq.read_table(self.partial / EXAMPLES_FILE, columns=["id"]).column("id").to_pylist()
+        duplicates = duplicate_rows(acts, ids)
+        del acts
+        meta = {"format": FORMAT, **dict(metadata or {}), "n_examples": n, "n_units": n_units, "dtype": self.dtype,
+                "content_sha256": content_sha256, "duplicates": duplicates, **environment()}
+        write_json(self.partial / METADATA_FILE, meta)
+        # The finished store lists its files in a manifest: only they are replaced by a later --overwrite.
+        shutil.rmtree(self.chunks, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.partial / PROGRESS_FILE)
+        write_manifest(self.partial, what="activation store", known=content)
+        if self.path.exists() and any(self.path.iterdir()):
+            check_replaceable(self.path, what="activation store")  # again: files may have been put there meanwhile
         replace_directory(self.partial, self.path)
         remove_leftovers(self.path)
 
-    def _write_index(self, examples: Mapping[str, Sequence] | None, n_planned: int, skipped: set[int], n: int) -> None:
+    def _write_index(self, examples: Mapping[str, Sequence[Any]] | None, n_planned: int, skipped: set[int], n: int) -> None:
         examples = dict(examples or {})
         for name, values in examples.items():
             if len(values) != n_planned:
                 raise StoreError(f"examples[{name!r}] has {len(values)} entries, expected one per planned example ({n_planned}).")
         kept = np.setdiff1d(np.arange(n_planned), np.fromiter(skipped, np.int64, len(skipped)))
-        defaults = {"id": lambda: np.arange(n).astype(str), "label": lambda: np.full(n, -1), "label_name": lambda: [""] * n,
+        defaults: dict[str, Callable[[], Any]] = {"id": lambda: np.arange(n).astype(str), "label": lambda: np.full(n, -1), "label_name": lambda: [""] * n,
                     "source": lambda: [""] * n}
         arrays = {k: index_column(examples[k], kept, k) if k in examples else pa.array(make(), type=COLUMN_TYPES[k])
                   for k, make in defaults.items()}

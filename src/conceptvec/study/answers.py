@@ -25,7 +25,7 @@ class Answer:
     where: str  # file and row, for messages
 
 
-def read_answers(paths: Sequence[str | os.PathLike], *, study: Study) -> list[Answer]:
+def read_answers(paths: Sequence[str | os.PathLike[str]], *, study: Study) -> list[Answer]:
     """Rows of participants' CSVs (``rater,question,answer``), checked against the study's key.
 
     An agree answer is lower-cased; blank rows are skipped. A rater answering a question twice, in

@@ -48,7 +48,7 @@ class StudyConfig:
             raise ConceptvecError(f"pool ({self.pool}) must hold at least the {self.images} images drawn per question.")
 
 
-def read_labels(path: str | os.PathLike) -> dict[str, str]:
+def read_labels(path: str | os.PathLike[str]) -> dict[str, str]:
     """A labels file: JSON {"NEURON:CONCEPT": "label", ...} or CSV with columns neuron, concept, label.
 
     Returns

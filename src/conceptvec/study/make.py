@@ -27,7 +27,7 @@ import numpy as np
 from ..core.selection import parse_neurons
 from ..errors import ConceptvecError, StoreError
 from ..scan.result import SCAN_FILE, ScanResult
-from ..storage.atomic import atomic_directory, read_json, refuse_existing, write_json
+from ..storage.atomic import MANIFEST_FILE, atomic_directory, read_json, refuse_existing, write_json
 from ..storage.conceptset import METADATA_FILE as CONCEPTSET_FILE
 from ..storage.conceptset import ConceptSet
 from ..storage.provenance import environment
@@ -44,12 +44,12 @@ FORMAT = "conceptvec.HumanEvalStudy/1"
 
 
 def make_study(
-    run: str | os.PathLike,
-    out: str | os.PathLike,
+    run: str | os.PathLike[str],
+    out: str | os.PathLike[str],
     *,
     neurons: Any = None,
     config: StudyConfig | None = None,
-    labels: str | os.PathLike | dict[str, str] | None = None,
+    labels: str | os.PathLike[str] | dict[str, str] | None = None,
     overwrite: bool = False,
     **kwargs: Any,
 ) -> Study:
@@ -70,7 +70,10 @@ def make_study(
     if set(kwargs) - fields:
         raise ConceptvecError(f"unknown study setting(s) {sorted(set(kwargs) - fields)}; the settings are {sorted(fields)}.")
     config = StudyConfig(**{**(asdict(config) if config else {}), **kwargs})
-    refuse_existing(out, overwrite=overwrite, what="study", marker=STUDY_FILE, protect=[run])
+    # Raters' answers and their scores, kept in the study folder, survive --overwrite untouched (carried over).
+    keep = [p.name for p in Path(out).iterdir() if p.name not in (FORM_FILE, KEY_FILE, STUDY_FILE, MANIFEST_FILE)] \
+        if overwrite and Path(out).is_dir() and not Path(out).is_symlink() else []
+    refuse_existing(out, overwrite=overwrite, what="study", marker=STUDY_FILE, protect=[run], keep=keep)
     all_neurons, store, source = _load_run(Path(run))
     selected = _select_neurons(all_neurons, neurons)
     not_live = [n["neuron"] for n in selected if not n["live"]]
@@ -105,7 +108,8 @@ def make_study(
         "checksums": {FORM_FILE: _sha256(form.encode()), KEY_FILE: _sha256(key_text.encode())},
         **environment(),
     }
-    with atomic_directory(out, overwrite=overwrite, what="study", marker=STUDY_FILE, protect=[run, store.path]) as tmp:
+    with atomic_directory(out, overwrite=overwrite, what="study", marker=STUDY_FILE, protect=[run, store.path],
+                          keep=keep) as tmp:
         (tmp / FORM_FILE).write_text(form, encoding="utf-8")
         (tmp / KEY_FILE).write_text(key_text, encoding="utf-8")
         write_json(tmp / STUDY_FILE, meta)
@@ -149,8 +153,9 @@ def _load_run(run: Path) -> tuple[list[dict[str, Any]], ActivationStore, dict[st
         names = [name for name, cs in zip(sets, loaded) if cs.neuron is None]
         raise ConceptvecError(f"ConceptSet(s) {names} start from a direction, not a neuron; humaneval asks about neurons' concepts.")
     store = RunDir(base).open_store(loaded)
-    neurons = [{"neuron": int(cs.neuron), "live": cs.is_live, "vectors": cs.concept_vectors,
-                "members": [cs.members(j) for j in range(cs.n_concepts)]} for cs in sorted(loaded, key=lambda c: c.neuron)]
+    numbered = [(cs.neuron, cs) for cs in loaded if cs.neuron is not None]  # every one (checked above)
+    neurons = [{"neuron": int(neuron), "live": cs.is_live, "vectors": cs.concept_vectors,
+                "members": [cs.members(j) for j in range(cs.n_concepts)]} for neuron, cs in sorted(numbered, key=lambda p: p[0])]
     return neurons, store, {"kind": "conceptsets", "path": str(run), "sets": sorted(sets),
                             "params": loaded[0].params.to_dict(), "provenance": loaded[0].provenance}
 
@@ -190,7 +195,7 @@ class Study:
         return [q for q, e in self.key.items() if kind is None or e["type"] == kind]
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Study":
+    def load(cls, path: str | os.PathLike[str]) -> "Study":
         """Read a study; its key must be the one made with it (checksum in study.json)."""
         path = Path(path)
         meta_file, key_file = path / STUDY_FILE, path / KEY_FILE

@@ -96,7 +96,7 @@ class Question:
     label: str | None = None
     label_source: str | None = None
 
-    def key_entry(self, ids: Sequence[Any]) -> dict[str, Any]:
+    def key_entry(self, ids: Sequence[Any] | np.ndarray) -> dict[str, Any]:
         """The key's entry, ``ids`` (the store's example ids, one per example) naming the examples shown.
 
         Its fields and their order are the key's format: a change here changes every study's id.
@@ -159,7 +159,7 @@ def _intruder_questions(concepts: list[Concept], config: StudyConfig, rng: np.ra
     poly = [c for c in concepts if c.n_concepts_of_neuron >= 2]
     mono = [c for c in concepts if c.n_concepts_of_neuron < 2]
     order = [poly[i] for i in rng.permutation(len(poly))] + [mono[i] for i in rng.permutation(len(mono))]
-    questions = []
+    questions: list[Question] = []
     for concept in _cycle(order, n):
         same = [c for c in concepts if c.neuron == concept.neuron and c.index != concept.index]
         candidates = same or [c for c in concepts if c.neuron != concept.neuron]

@@ -116,7 +116,7 @@ def _json_ready(obj: Any) -> Any:
     return obj
 
 
-def score_study(study: str | os.PathLike | Study, answer_files: Sequence[str | os.PathLike]) -> StudyScores:
+def score_study(study: str | os.PathLike[str] | Study, answer_files: Sequence[str | os.PathLike[str]]) -> StudyScores:
     """Score participants' answers against the study's key.
 
     Parameters
@@ -188,8 +188,8 @@ def score_study(study: str | os.PathLike | Study, answer_files: Sequence[str | o
                        labels=labels, fleiss_kappa=kappas, unanswered=unanswered)
 
 
-def write_scores(scores: StudyScores, out: str | os.PathLike, *, answer_files: Sequence[str | os.PathLike] = (),
-                 study: str | os.PathLike | None = None) -> Path:
+def write_scores(scores: StudyScores, out: str | os.PathLike[str], *, answer_files: Sequence[str | os.PathLike[str]] = (),
+                 study: str | os.PathLike[str] | None = None) -> Path:
     """Write scores.json and scores.png to ``out``; returns ``out``.
 
     An earlier scores folder at ``out`` is replaced as a whole; any other folder is refused, and so is

@@ -83,15 +83,17 @@ def write_atlas(run_or_scan: str | os.PathLike | ScanResult, *, out: str | os.Pa
     if map_method not in MAP_METHODS:  # before any work
         raise ConceptvecError(f"map method must be one of {', '.join(MAP_METHODS)}, got {map_method!r}.")
     scan, scan_dir, run = _open(run_or_scan)
-    if out is None and scan_dir is None:
-        raise ConceptvecError("give out= for the atlas of a ScanResult (it has no folder of its own): cv.write_atlas(scan, out=DIR).")
+    if out is None:
+        if scan_dir is None:
+            raise ConceptvecError("give out= for the atlas of a ScanResult (it has no folder of its own): cv.write_atlas(scan, out=DIR).")
+        out = run.path / "atlas" if run is not None else scan_dir.parent / "atlas"
     if scan.store_path is None or not Path(scan.store_path).exists():
         raise ConceptvecError(f"the scan's store ({scan.store_path}) is not at hand; the atlas shows its examples. "
                               "Load the scan with cv.ScanResult.load(path, acts=store) from the store's folder.")
     store = ActivationStore.open(scan.store_path)
     if scan.activations is None:
         scan.with_activations(store)
-    out = Path(out) if out is not None else (run.path / "atlas" if run is not None else Path(scan_dir).parent / "atlas")
+    out = Path(out)
     if examples is None:
         examples = examples_for_store(store)
     protect = [scan_dir, store.path, run.path if run is not None else None]

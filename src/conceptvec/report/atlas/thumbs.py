@@ -14,7 +14,7 @@ referred to in the data files by a reference the page understands:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -25,6 +25,18 @@ COLUMNS = 16  # thumbnails per row (and per column) of a sprite sheet
 SPRITES = "sprites"
 QUALITY = 85
 BACKGROUND = (255, 255, 255)
+
+
+class _Snippets(Protocol):
+    """Examples of kind "text" (``report.examples.TextSnippets``): a snippet's pieces per example."""
+
+    def pieces(self, i: int) -> tuple[list[str], np.ndarray | None, int | None]: ...
+
+
+class _Scaled(Protocol):
+    """Examples of kind "image" (``report.examples.ImageExamples``): example i as a PIL image ``side`` pixels long."""
+
+    def scaled(self, i: int, side: int) -> Any: ...
 
 
 class Thumbs:
@@ -54,7 +66,8 @@ class Thumbs:
 
     def snippet(self, i: int, unit: int | None) -> list[Any]:
         """Example i's snippet as [text, shade] pieces, shaded by ``unit``'s activation, its own piece index last."""
-        ex = self.examples.focus(unit) if hasattr(self.examples, "focus") else self.examples
+        # kind "text" means the examples have pieces (checked in __init__); the cast tells mypy so
+        ex = cast(_Snippets, self.examples.focus(unit) if hasattr(self.examples, "focus") else self.examples)
         pieces, strengths, centre = ex.pieces(i)
         top = float(np.nanmax(np.abs(strengths))) if strengths is not None and np.isfinite(strengths).any() else 0.0
         out: list[Any] = []
@@ -69,7 +82,7 @@ class Thumbs:
         if self.sheet is None:
             self.sheet = Image.new("RGB", (COLUMNS * self.side, COLUMNS * self.side), BACKGROUND)
             self.filled = 0
-        im = self.examples.scaled(i, self.side)
+        im = cast(_Scaled, self.examples).scaled(i, self.side)  # kind "image": the examples have scaled (__init__)
         if im.mode in ("RGBA", "LA", "P"):  # a transparent icon shown on white, as a browser would
             im = im.convert("RGBA")
             flat = Image.new("RGB", im.size, BACKGROUND)

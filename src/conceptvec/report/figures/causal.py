@@ -37,7 +37,7 @@ def selectivity_heatmap(effects: CausalEffects, metric: str = "d_logit"):
     ax.set_xticks(range(len(d["groups"])), [g if g == "random" else f"{g}\nmembers" for g in d["groups"]], fontsize=8)
     ax.set_yticks(range(len(d["rows"])), d["rows"], fontsize=8)
     ax.set_xlabel("example group")
-    ax.set_ylabel("direction " + {"mean": "mean-ablated"}.get(effects.params.get("mode"), "ablated"))
+    ax.set_ylabel("direction " + ("mean-ablated" if effects.params.get("mode") == "mean" else "ablated"))
     for i, row in enumerate(values):
         for j, v in enumerate(row):
             if np.isfinite(v):

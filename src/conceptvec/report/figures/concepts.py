@@ -126,9 +126,10 @@ def summary_table(cs: ConceptSet, examples: Examples | None = None) -> list[dict
                 "mean cosine (neuron)": float(np.mean(c["cosine_neuron"])),
                 "largest units": ", ".join(f"{u} ({w:.2f})" for u, w in zip(units[j]["top_units"], units[j]["top_weights"])),
             })
-            if cs.stability is not None:  # measured: flag a concept that comes back in fewer than half of the runs
+            unstable = cs.unstable()  # None when stability was not measured
+            if cs.stability is not None and unstable is not None:  # measured: flag a concept that comes back too rarely
                 share = cs.stability["reappearance"][j]
-                row[f"comes back (of {cs.stability['runs']} runs)"] = f"{share:.0%}" + (" unstable" if share < 0.5 else "")
+                row[f"comes back (of {cs.stability['runs']} runs)"] = f"{share:.0%}" + (" unstable" if unstable[j] else "")
         if j in makeup:
             g = makeup[j]
             row["commonest labels"] = ", ".join(f"{s or '(none)'} ×{c}" for s, c in zip(g["labels"][:3], g["counts"][:3]))

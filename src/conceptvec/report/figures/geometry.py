@@ -23,7 +23,9 @@ def projection_comparison_data(cs: ConceptSet, centre: Any = None) -> dict[str, 
     (``metrics.layer_mean``), also the members' mean cosines once it is subtracted (``centred_*``)."""
     concepts = []
     direction = cs.neuron_direction
-    unsplit = cs.unsplit_direction if cs.n_concepts else None
+    if not cs.n_concepts:  # nothing to compare, and no unsplit direction without kept members
+        return {"concepts": []}
+    unsplit = cs.unsplit_direction
     centred = member_cosines(cs.top_activations, cs.labels, cs.concept_vectors, centre=centre) if centre is not None else None
     nearest = member_cosines(cs.top_activations, cs.labels, cs.concept_vectors)["nearest_other_index"]
     for j in range(cs.n_concepts):
@@ -54,12 +56,12 @@ def projection_comparison(cs: ConceptSet, data: dict | None = None) -> Figure:
     their concept vector (solid) and the neuron direction (dashed); on the right also the neuron's
     unsplit direction (dotted) and the nearest other concept (dash-dot), the baselines a component
     shared by the whole layer cannot fool. ``data`` from :func:`projection_comparison_data`."""
-    data = (data if data is not None else projection_comparison_data(cs))["concepts"]
+    concepts = (data if data is not None else projection_comparison_data(cs))["concepts"]
     fig = Figure(figsize=(11.5, 3.9), layout="constrained")
     axes = fig.subplots(1, 2)
     start = f"neuron {cs.neuron}" if cs.neuron is not None else "start direction"
     for ax, key, what in ((axes[0], "projection", "Projection"), (axes[1], "cosine", "Cosine similarity")):
-        for c in data:
+        for c in concepts:
             colour = concept_colour(c["concept"])
             x = np.arange(1, len(c["index"]) + 1)
             ax.plot(x, c[f"{key}_concept"], "-o", ms=3, color=colour, label=f"concept {c['concept']} · its vector")
@@ -74,7 +76,7 @@ def projection_comparison(cs: ConceptSet, data: dict | None = None) -> Figure:
         ax.set_title(f"{what} with the concept vector vs {start}" + ("\n(and the unsplit direction, the nearest other concept)"
                                                                    if key == "cosine" else ""), fontsize=9)
         ax.grid(alpha=0.3)
-    if data:
+    if concepts:
         axes[1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     else:
         for ax in axes:
@@ -187,7 +189,7 @@ def umap_plot(
         for k in _spread_out(emb, n_thumbnails, min_gap=1.1 * size):
             i = d["index"][k]
             x, y = emb[k]
-            inset = ax.inset_axes([x - size / 2, y - size / 2, size, size], transform=ax.transData, zorder=4)
+            inset = ax.inset_axes((x - size / 2, y - size / 2, size, size), transform=ax.transData, zorder=4)
             examples.draw(inset, i)
             inset.set_gid(f"example:{i}")
             for side in inset.spines.values():

@@ -66,7 +66,7 @@ def concept_groups_grid(cs: ConceptSet, examples: Examples, ncols: int = 10) -> 
     groups = concept_groups_data(cs)["groups"]
     rows = [max(1, math.ceil(len(g["index"]) / ncols)) for g in groups]
     fig = Figure(figsize=(CELL * ncols, sum(CELL * 1.2 * r + 0.35 for r in rows) + 0.4), layout="constrained")
-    subfigs = np.atleast_1d(fig.subfigures(len(groups), 1, height_ratios=[r + 0.3 for r in rows]))
+    subfigs = fig.subfigures(len(groups), 1, squeeze=False, height_ratios=[r + 0.3 for r in rows]).ravel()
     for sub, g, nrows in zip(subfigs, groups, rows):
         j = g["concept"]
         colour = concept_colour(j)
@@ -128,7 +128,7 @@ def projecting_grid(
     columns = (data if data is not None else projecting_data(cs, acts, n, rank))["columns"]
     nrows = max(len(c["index"]) for c in columns)
     fig = Figure(figsize=(1.45 * len(columns) + 0.2, 1.45 * nrows + 0.6), layout="constrained")
-    subfigs = np.atleast_1d(fig.subfigures(1, len(columns), wspace=0.02))
+    subfigs = fig.subfigures(1, len(columns), squeeze=False, wspace=0.02).ravel()
     for sub, col in zip(subfigs, columns):
         j = col["concept"]
         colour = NEURON_COLOUR if j is None else concept_colour(j)

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ...core.metrics import concept_counts
 
@@ -33,7 +34,9 @@ def scan_histogram(n_concepts: Any, live: Any = None) -> Figure:
     for v, f in zip(values, freq):
         ax.text(v, f, str(f), ha="center", va="bottom", fontsize=8)
     ax.set_xticks(values)
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    locator = ax.yaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):  # a bar chart's AutoLocator is one; Locator's own set_params takes nothing
+        locator.set_params(integer=True)
     ax.set_xlabel("concepts per neuron")
     ax.set_ylabel("neurons")
     ax.set_title(

@@ -83,7 +83,7 @@ def dendrogram_plot(cs: ConceptSet) -> Figure:
     return fig
 
 
-def threshold_curve_data(cs: ConceptSet, thresholds: np.ndarray | None = None, n: int = 200) -> dict[str, list]:
+def threshold_curve_data(cs: ConceptSet, thresholds: np.ndarray | None = None, n: int = 200) -> dict[str, Any]:
     """Number of clusters C (step 2) for each distance threshold; by default ``n`` values from 0
     to just above the highest merge, plus every merge height (where C changes)."""
     heights = cs.linkage[:, 2]

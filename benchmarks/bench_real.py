@@ -1,0 +1,286 @@
+"""Benchmark: does the method recover superposition that a real network has? Truth known, real weights, offline.
+
+Layers (``real_data.py`` rebuilds and caches them): efficientnet-lite0 ``blocks.5`` and ``blocks.6`` over Debian's
+PNG icons composited on white, and all-MiniLM-L6-v2 ``encoder.layer.3.intermediate`` over apt's package descriptions.
+
+Cases, the same for every representation and criterion:
+
+- **pairs / triples**: neurons that ``auto`` on the activations calls single-concept, whose top-N sets overlap in at
+  most ``MAX_OVERLAP`` examples; their superposed direction is the sum of their basis directions, each divided by
+  its neuron's standard deviation over the layer (so each source weighs the same). Truth: each of the direction's
+  top-N examples belongs to the one source whose own top-N set holds it (examples in none or several are set aside).
+  Printed: the share of cases with the exact count, the share where every source is the majority of a concept
+  ("all majority"), the mean adjusted Rand index to the truth (removed examples count as one more group), and the
+  mean ARI that k-means told the true count reaches on the same representation ("oracle": what the representation
+  allows at best for a k-means cut).
+- **random**: Gaussian directions in the same standardised units; the share split into >= 2 concepts (a control:
+  what the method finds on any direction).
+- **consistency**: live neurons against the same neuron plus a random perturbation of 10 % of its (standardised)
+  norm, and against ``seed=1``: the share getting the same count.
+
+Representations: ``activations`` (the paper's: the top examples' pooled activations of the layer),
+``attribution`` (gradient x input at the layer below, pooled like the layer: why the direction fires) and
+``excitation`` (its positive part on its 5 leading principal components over the top examples, ``core.represent``).
+Criteria: the paper's fixed ``15`` and ``auto``.
+
+Usage: python benchmarks/bench_real.py [--layers text,blocks.5,blocks.6] [--pairs 40] [--triples 20] [--reps activations,attribution]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+import warnings
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Callable
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+from threadpoolctl import threadpool_limits
+
+import conceptvec as cv
+from conceptvec.core.arrays import live_mask
+from conceptvec.core.represent import excitation
+from conceptvec.core.steps import cluster_top
+from conceptvec.core.streaming import top_examples, top_k_desc
+
+import real_data
+
+TOP = 100
+MAX_OVERLAP = 10
+PERTURBATION = 0.1
+CRITERIA = {"paper 15": cv.Params(), "auto": cv.Params(distance_threshold="auto")}
+
+
+@dataclass
+class Layer:
+    name: str
+    acts: np.ndarray  # (n_examples, n_units) float64
+    attribution: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (top indices, direction over units) -> (N, d_below)
+    labels: np.ndarray
+
+
+def image_layer(name: str) -> Layer:
+    import torch
+
+    folder = real_data.build_images()
+    acts = np.load(folder / f"{name}.npy").astype(np.float64)
+    below = np.load(folder / ("in5.npy" if name == "blocks.5" else "in6.npy"), mmap_mode="r")
+    block = real_data.image_model().module.blocks[int(name.split(".")[1])].eval()
+
+    def attribution(idx: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        x = torch.tensor(np.asarray(below[np.sort(idx)], dtype=np.float32)).requires_grad_(True)
+        w = torch.tensor(direction, dtype=torch.float32)
+        (block(x).mean(dim=(2, 3)) @ w).sum().backward()
+        out = (x.grad * x).sum(dim=(2, 3)).detach().numpy().astype(np.float64)
+        return out[np.argsort(np.argsort(idx))]  # back to idx's order
+
+    labels = np.array(json.loads((folder / "meta.json").read_text())["labels"])
+    return Layer(f"efficientnet-lite0 {name}", acts, attribution, labels)
+
+
+def text_layer() -> Layer:
+    import torch
+
+    folder = real_data.build_text()
+    acts = np.load(folder / "acts.npy").astype(np.float64)
+    tokens = np.load(folder / "tokens_in.npy", mmap_mode="r")
+    offsets = np.load(folder / "offsets.npy")
+    mlp = real_data.text_model().module.get_submodule(real_data.TEXT_LAYER).eval()
+
+    def attribution(idx: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        w = torch.tensor(direction, dtype=torch.float32)
+        rows = []
+        for i in idx:
+            x = torch.tensor(np.asarray(tokens[offsets[i]:offsets[i + 1]], dtype=np.float32)).requires_grad_(True)
+            (mlp(x).mean(dim=0) @ w).backward()
+            rows.append((x.grad * x).sum(dim=0).detach().numpy())
+        return np.stack(rows).astype(np.float64)
+
+    labels = np.array(json.loads((folder / "meta.json").read_text())["labels"])
+    return Layer(f"all-MiniLM-L6-v2 {real_data.TEXT_LAYER}", acts, attribution, labels)
+
+
+def represent(layer: Layer, rep: str, idx: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    if rep == "activations":
+        return layer.acts[idx]
+    if rep == "attribution":
+        return layer.attribution(idx, direction)
+    if rep == "excitation":
+        return excitation(layer.attribution(idx, direction))
+    raise ValueError(rep)
+
+
+def single_concept_neurons(layer: Layer, *, max_neurons: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Live neurons (a seeded sample of at most ``max_neurons``) that auto on the activations calls single-concept."""
+    rng = np.random.default_rng(seed)
+    n_units = layer.acts.shape[1]
+    idx, scores = top_examples(layer.acts, TOP, neurons=np.arange(n_units))
+    live = np.flatnonzero(live_mask(scores))
+    sample = np.sort(rng.choice(live, size=min(max_neurons, len(live)), replace=False))
+    one = [j for j in sample if cv.disentangle(layer.acts, neuron=int(j), params=CRITERIA["auto"]).n_concepts == 1]
+    return np.array(one, dtype=np.int64), idx
+
+
+def pick_cases(single: np.ndarray, top_idx: np.ndarray, k: int, n: int, seed: int) -> list[tuple[int, ...]]:
+    """Up to ``n`` seeded sets of ``k`` single-concept neurons whose top sets overlap pairwise in <= MAX_OVERLAP examples."""
+    rng = np.random.default_rng(seed)
+    sets = {int(j): set(top_idx[j].tolist()) for j in single}
+    cases: list[tuple[int, ...]] = []
+    for _ in range(200 * n):
+        if len(cases) == n or len(single) < k:
+            break
+        c = tuple(sorted(int(j) for j in rng.choice(single, size=k, replace=False)))
+        if c not in cases and all(len(sets[a] & sets[b]) <= MAX_OVERLAP for a, b in combinations(c, 2)):
+            cases.append(c)
+    return cases
+
+
+def judge(labels: np.ndarray, truth: np.ndarray, k: int) -> tuple[bool, float]:
+    """(every source the majority of a concept, ARI to the truth) on the examples with a truth."""
+    has = truth >= 0
+    lab, tru = labels[has], truth[has]
+    majorities = set()
+    for c in np.unique(lab[lab >= 0]):
+        values, counts = np.unique(tru[lab == c], return_counts=True)
+        majorities.add(int(values[np.argmax(counts)]))
+    return len(majorities) == k, float(adjusted_rand_score(tru, lab))
+
+
+def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_random: int, n_consistency: int,
+              max_neurons: int, seed: int) -> None:
+    t0 = time.perf_counter()
+    acts = layer.acts
+    sd = acts.std(axis=0)
+    sd[sd == 0] = 1.0
+    single, top_idx = single_concept_neurons(layer, max_neurons=max_neurons, seed=seed)
+    print(f"\n{layer.name}: {acts.shape[0]} examples x {acts.shape[1]} units; {len(single)} single-concept (auto) "
+          f"of {min(max_neurons, acts.shape[1])} sampled neurons")
+    rng = np.random.default_rng(seed + 1)
+    superposed = {2: pick_cases(single, top_idx, 2, n_pairs, seed), 3: pick_cases(single, top_idx, 3, n_triples, seed)}
+    randoms = [rng.standard_normal(acts.shape[1]) / sd for _ in range(n_random)]
+    _, scores = top_examples(acts, TOP, neurons=np.arange(acts.shape[1]))
+    live = np.flatnonzero(live_mask(scores))
+    consistency = np.sort(rng.choice(live, size=min(n_consistency, len(live)), replace=False))
+    perturbations = {int(j): rng.standard_normal(acts.shape[1]) for j in consistency}
+
+    def top_of(direction: np.ndarray) -> np.ndarray:
+        return top_k_desc(acts @ direction, TOP).astype(np.int64)
+
+    print(f"{'representation':<14} {'criterion':<9} {'pairs exact':>11} {'all maj.':>8} {'ARI':>5} {'oracle':>6} "
+          f"{'triples exact':>13} {'all maj.':>8} {'ARI':>5} {'oracle':>6} {'random split':>12} {'perturbed same':>14} "
+          f"{'seed same':>9}")
+    for rep in reps:
+        rows: dict[str, dict[str, list[float]]] = {c: {} for c in CRITERIA}
+
+        def add(crit: str, key: str, value: float) -> None:
+            rows[crit].setdefault(key, []).append(value)
+
+        for k, cases in superposed.items():
+            for case in cases:
+                direction = sum(np.eye(acts.shape[1])[j] / sd[j] for j in case)
+                idx = top_of(direction)
+                member = np.array([[i in set(top_idx[j].tolist()) for j in case] for i in idx])
+                truth = np.where(member.sum(axis=1) == 1, member.argmax(axis=1), -1)
+                x = represent(layer, rep, idx, direction)
+                has = truth >= 0
+                oracle = KMeans(k, n_init=5, random_state=0).fit_predict(x[has] / np.maximum(
+                    np.linalg.norm(x[has], axis=1, keepdims=True), 1e-12))
+                for crit, params in CRITERIA.items():
+                    out = cluster_top(x, params)
+                    n = int(out["labels"].max()) + 1
+                    ok, ari = judge(out["labels"], truth, k)
+                    add(crit, f"exact{k}", n == k)
+                    add(crit, f"maj{k}", ok)
+                    add(crit, f"ari{k}", ari)
+                    add(crit, f"oracle{k}", adjusted_rand_score(truth[has], oracle))
+        for direction in randoms:
+            idx = top_of(direction)
+            x = represent(layer, rep, idx, direction)
+            for crit, params in CRITERIA.items():
+                add(crit, "random", int(cluster_top(x, params)["labels"].max()) + 1 >= 2)
+        for j in consistency:
+            base = np.eye(acts.shape[1])[j] / sd[j]
+            noise = perturbations[int(j)] / sd
+            moved = base + PERTURBATION * np.linalg.norm(base * sd) * noise / np.linalg.norm(noise * sd)
+            xs = {name: represent(layer, rep, top_of(d), d) for name, d in (("base", base), ("moved", moved))}
+            for crit, params in CRITERIA.items():
+                n0 = int(cluster_top(xs["base"], params)["labels"].max()) + 1
+                add(crit, "perturbed", n0 == int(cluster_top(xs["moved"], params)["labels"].max()) + 1)
+                add(crit, "seed", n0 == int(cluster_top(xs["base"], params.replace(seed=1))["labels"].max()) + 1)
+        for crit in CRITERIA:
+            r = {key: float(np.mean(v)) if v else float("nan") for key, v in rows[crit].items()}
+            pct = lambda key: f"{100 * r.get(key, float('nan')):.0f} %"  # noqa: E731
+            print(f"{rep:<14} {crit:<9} {pct('exact2'):>11} {pct('maj2'):>8} {r.get('ari2', np.nan):>5.2f} "
+                  f"{r.get('oracle2', np.nan):>6.2f} {pct('exact3'):>13} {pct('maj3'):>8} {r.get('ari3', np.nan):>5.2f} "
+                  f"{r.get('oracle3', np.nan):>6.2f} {pct('random'):>12} {pct('perturbed'):>14} {pct('seed'):>9}")
+    print(f"  cases: {len(superposed[2])} pairs, {len(superposed[3])} triples, {n_random} random directions, "
+          f"{len(consistency)} neurons for consistency; {time.perf_counter() - t0:.0f} s")
+
+
+def digits_fdr() -> None:
+    """The digits CNN (shipped weights, block3): merged-pair units split against the 10-class control's live units
+    split, for auto per neuron and for auto with the layer's first splits at FDR 0.05 (``Params.fdr``)."""
+    import torch
+
+    from conceptvec.demo.demo import merged_pair_units
+    from conceptvec.models.digits import load_shipped_digits_cnn, preprocess_digits
+    from conceptvec.models.hooks import capture_layer, forward_to_layer
+    from conceptvec.sources.digits import load_digits_images
+
+    images, digits = load_digits_images()
+    x = preprocess_digits(images)
+    print("\ndigits CNN (shipped weights, block3, 1797 examples x 64 units)")
+    print(f"{'rule':<24} {'merged-pair units split':>24} {'control live units split':>24} {'expected false (control)':>24}")
+    auto = CRITERIA["auto"]
+    acts = {}
+    for name, merged in (("merged", True), ("control", False)):
+        model, _, _ = load_shipped_digits_cnn(merged=merged)
+        with capture_layer(model.block3) as captured, torch.inference_mode():
+            acts[name] = forward_to_layer(model, x, captured).numpy().astype(np.float64)
+    pairs = merged_pair_units(acts["merged"], digits, auto)
+    for label, params in (("auto (0.01 per split)", auto), ("auto, FDR 0.05", auto.replace(fdr=0.05)),
+                          ("auto, FDR 0.01", auto.replace(fdr=0.01))):
+        scans = {name: cv.scan_layer(a, params=params, workers=1, progress=False, projecting=False) for name, a in acts.items()}
+        split_pairs = sum(r["split"] and scans["merged"].n_agglomerative[r["neuron"]] > 1 for r in pairs)
+        control = scans["control"]
+        live = control.live
+        print(f"{label:<24} {f'{split_pairs} of {len(pairs)}':>24} "
+              f"{f'{int((control.n_concepts[live] >= 2).sum())} of {int(live.sum())}':>24} "
+              f"{control.layer_error['expected_false_splits']:>24.1f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--layers", default="text,blocks.5,blocks.6")
+    ap.add_argument("--reps", default="activations,attribution,excitation")
+    ap.add_argument("--pairs", type=int, default=40)
+    ap.add_argument("--triples", type=int, default=20)
+    ap.add_argument("--random", type=int, default=40)
+    ap.add_argument("--consistency", type=int, default=40)
+    ap.add_argument("--max-neurons", type=int, default=320)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--digits", action="store_true", help="also the digits CNN's merged pairs against its control")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore", cv.ConceptvecWarning)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; torch threads 1")
+    reps = args.reps.split(",")
+    import torch
+
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        for name in [n for n in args.layers.split(",") if n]:
+            layer = text_layer() if name == "text" else image_layer(name)
+            run_layer(layer, reps, n_pairs=args.pairs, n_triples=args.triples, n_random=args.random,
+                      n_consistency=args.consistency, max_neurons=args.max_neurons, seed=args.seed)
+        if args.digits:
+            digits_fdr()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Representations of a direction's top examples other than the layer's activations (``Params.representation``).
+
+``attribution``: gradient x input at the layer below (``models.attribution.LayerAttribution``), one value per
+channel of the layer below: how much each input channel moved the direction, up or down.
+
+``excitation``: the same attributions reduced to what excites the direction: their positive part (an example fires
+because of the channels that push it up; the channels that hold it down vary with everything else), projected on
+its ``EXCITATION_COMPONENTS`` leading right singular vectors over the top examples, where a few distinct reasons for
+firing stand out from the many small ones (``benchmarks/bench_real.py``; ``docs/thresholds.md``). Not centred: auto
+clusters the rows' directions from the origin (no excitation), and centring first would turn one reason whose
+strength varies into several directions from the mean.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EXCITATION_COMPONENTS = 5
+
+
+def excitation(attributions: np.ndarray, components: int = EXCITATION_COMPONENTS) -> np.ndarray:
+    """The positive part of ``attributions`` (N, channels) on its ``components`` leading right singular vectors: (N, k)."""
+    positive = np.maximum(np.asarray(attributions, dtype=np.float64), 0.0)
+    u, s, _ = np.linalg.svd(positive, full_matrices=False)
+    k = min(components, len(s))
+    return np.asarray(u[:, :k] * s[:k], dtype=np.float64)

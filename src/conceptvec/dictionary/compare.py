@@ -1,0 +1,259 @@
+"""Concept vectors beside a dictionary's atoms: a second opinion on each neuron's split; imports no torch.
+
+For one neuron (a ConceptSet) and a Dictionary: the atoms that account for the neuron's top examples (the
+share of the examples' code mass each atom carries, and each atom's weight on the neuron's unit), the
+concept vectors matched one-to-one to those atoms by cosine (Hungarian matching,
+``scipy.optimize.linear_sum_assignment``), and for each concept the share of its members whose strongest
+atom (largest code x atom norm) is its matched atom. The same against a baseline dictionary (one fitted on
+shuffled activations, ``fit_dictionary(..., shuffle=True)``) or random directions says what agreement
+chance gives.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from scipy.optimize import linear_sum_assignment
+
+from ..errors import ConceptvecError
+from ..progress import progress_bar
+from ..storage.atomic import atomic_directory, write_json
+from ..storage.conceptset import ConceptSet
+from .model import Dictionary
+
+AGREE = 0.9  # cosine at which a concept and its atom are said to agree (the issue's goal)
+N_CANDIDATES = 8  # atoms shown per neuron: the largest code mass on its top examples
+COMPARISON_FILE = "comparison.json"
+TABLE_FILE = "comparison.parquet"
+NEURON_TABLE_FILE = "comparison_neurons.parquet"
+
+
+@dataclass
+class DictionaryComparison:
+    """One neuron's concept vectors beside the atoms of a dictionary.
+
+    Attributes
+    ----------
+    neuron : int or None
+    atoms : list of int
+        Candidate atoms, by descending code mass on the neuron's top examples (then by weight on its unit).
+    code_share : list of float
+        Per candidate: its share of the code mass (code x atom norm) on the top examples.
+    unit_weight : list of float
+        Per candidate: the unit atom's coordinate on the neuron's unit (NaN for a direction).
+    matched_atom : list of int
+        Per concept: the atom it is matched to (-1 when there are more concepts than candidates).
+    cosine : list of float
+        Per concept: cosine of the concept vector with its matched atom.
+    member_share : list of float
+        Per concept: share of its members whose strongest atom is the matched atom.
+    example_atom : list of int
+        Per top example: its strongest atom (-1 when no atom is active).
+    baseline : dict, optional
+        ``cosine`` and ``member_share`` against the baseline, and what it was.
+    """
+
+    neuron: int | None
+    atoms: list[int]
+    code_share: list[float]
+    unit_weight: list[float]
+    matched_atom: list[int]
+    cosine: list[float]
+    member_share: list[float]
+    example_atom: list[int]
+    baseline: dict[str, Any] | None = None
+    dictionary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_concepts(self) -> int:
+        return len(self.matched_atom)
+
+    def agrees(self, *, level: float = AGREE) -> np.ndarray:
+        """Per concept: whether its matched atom is at cosine >= ``level``."""
+        return np.asarray(self.cosine, dtype=np.float64) >= level
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write ``comparison.json`` into the directory ``path`` (atomically)."""
+        with atomic_directory(path, overwrite=overwrite, what="dictionary comparison", marker=COMPARISON_FILE) as tmp:
+            write_json(tmp / COMPARISON_FILE, {"format": "conceptvec.DictionaryComparison/1", **self.to_dict()})
+        return Path(path)
+
+
+def _strength(dictionary: Dictionary, x: np.ndarray) -> np.ndarray:
+    """(n, n_atoms): each atom's part of each example, |code| x atom norm (so NMF's unnormalised atoms compare fairly)."""
+    return np.abs(dictionary.encode(x)) * np.linalg.norm(dictionary.decoder.astype(np.float64), axis=1)
+
+
+def _match(cs: ConceptSet, dictionary: Dictionary, strength: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(matched atom, cosine, member share) per concept, Hungarian matching over ``candidates``."""
+    k = cs.n_concepts
+    matched, cosine, share = np.full(k, -1), np.full(k, np.nan), np.full(k, np.nan)
+    if k == 0 or len(candidates) == 0:
+        return matched, cosine, share
+    vectors = cs.concept_vectors / np.linalg.norm(cs.concept_vectors, axis=1, keepdims=True)
+    cos = vectors @ dictionary.atoms()[candidates].T
+    rows, cols = linear_sum_assignment(cos, maximize=True)
+    matched[rows], cosine[rows] = candidates[cols], cos[rows, cols]
+    strongest = np.where(strength.max(axis=1) > 0, strength.argmax(axis=1), -1)
+    for c in range(k):
+        members = cs.labels == c
+        if members.any() and matched[c] >= 0:
+            share[c] = float(np.mean(strongest[members] == matched[c]))
+    return matched, cosine, share
+
+
+def _candidates(cs: ConceptSet, dictionary: Dictionary, strength: np.ndarray, n_candidates: int) -> tuple[np.ndarray, np.ndarray]:
+    mass = strength.sum(axis=0)
+    total = float(mass.sum())
+    by_mass = [int(a) for a in np.argsort(-mass, kind="stable") if mass[a] > 0][:max(n_candidates, cs.n_concepts)]
+    if cs.neuron is not None:  # and the atoms that write most onto the neuron's unit
+        by_unit = np.argsort(-dictionary.atoms()[:, cs.neuron], kind="stable")[:max(2, n_candidates // 4)]
+        by_mass += [int(a) for a in by_unit if a not in by_mass]
+    atoms = np.asarray(by_mass, dtype=np.int64)
+    return atoms, mass[atoms] / total if total > 0 else np.zeros(len(atoms))
+
+
+def random_directions(n_atoms: int, n_units: int, *, seed: int = 0, like: Dictionary | None = None) -> Dictionary:
+    """A dictionary of ``n_atoms`` random directions (|Gaussian| when ``like``'s atoms are non-negative), coded by OMP
+    with ``like``'s k: the agreement chance gives."""
+    rng = np.random.default_rng(seed)
+    d = rng.normal(size=(n_atoms, n_units))
+    if like is not None and (like.decoder >= 0).all():
+        d = np.abs(d)
+    return Dictionary(decoder=(d / np.linalg.norm(d, axis=1, keepdims=True)).astype(np.float32), bias=np.zeros(n_units, np.float32),
+                      method="random", config={"k": (like.k if like is not None else None) or 1, "seed": seed})
+
+
+def resolve_baseline(baseline: Dictionary | str | None, dictionary: Dictionary, *, seed: int = 0) -> Dictionary | None:
+    """The baseline dictionary: as given, random directions for ``"random"``, or None."""
+    if baseline is None or isinstance(baseline, Dictionary):
+        return baseline
+    if isinstance(baseline, str) and baseline == "random":
+        return random_directions(dictionary.n_atoms, dictionary.n_units, seed=seed, like=dictionary)
+    raise ConceptvecError(f"baseline must be a Dictionary (fitted with shuffle=True), 'random' or None; got {baseline!r}.")
+
+
+def baseline_name(baseline: Dictionary) -> str:
+    return baseline.method + (" (shuffled)" if baseline.config.get("shuffle") else "")
+
+
+def compare_with_dictionary(concept_set: ConceptSet, dictionary: Dictionary, *, baseline: Dictionary | str | None = None,
+                            n_candidates: int = N_CANDIDATES, seed: int = 0) -> DictionaryComparison:
+    """One neuron's concept vectors beside the atoms of ``dictionary`` (see the module).
+
+    Parameters
+    ----------
+    concept_set : ConceptSet of a neuron or direction, with top_activations (top, n_units)
+    dictionary : Dictionary of the same layer (n_units)
+    baseline : a Dictionary fitted on shuffled activations, ``"random"`` (random directions, as many as the atoms), or None
+    n_candidates : atoms listed per neuron, by code mass on its top examples (at least one per concept)
+    """
+    if dictionary.n_units != concept_set.n_units:
+        raise ConceptvecError(f"the dictionary has {dictionary.n_units} units and the concept set {concept_set.n_units}; "
+                              f"fit the dictionary on the store the concepts came from.")
+    strength = _strength(dictionary, concept_set.top_activations)
+    atoms, share = _candidates(concept_set, dictionary, strength, n_candidates)
+    matched, cosine, member_share = _match(concept_set, dictionary, strength, atoms)
+    unit = dictionary.atoms()[atoms, concept_set.neuron] if concept_set.neuron is not None else np.full(len(atoms), np.nan)
+    strongest = np.where(strength.max(axis=1) > 0, strength.argmax(axis=1), -1)
+    base = None
+    baseline = resolve_baseline(baseline, dictionary, seed=seed)
+    if baseline is not None:
+        b_strength = _strength(baseline, concept_set.top_activations)
+        b_atoms, _ = _candidates(concept_set, baseline, b_strength, n_candidates)
+        _, b_cos, b_share = _match(concept_set, baseline, b_strength, b_atoms)
+        base = {"kind": baseline_name(baseline),
+                "cosine": b_cos.tolist(), "member_share": b_share.tolist()}
+    return DictionaryComparison(
+        neuron=concept_set.neuron, atoms=atoms.tolist(), code_share=share.tolist(), unit_weight=unit.tolist(),
+        matched_atom=matched.tolist(), cosine=cosine.tolist(), member_share=member_share.tolist(),
+        example_atom=strongest.tolist(), baseline=base,
+        dictionary={"method": dictionary.method, "n_atoms": dictionary.n_atoms, "k": dictionary.k})
+
+
+@dataclass
+class ScanComparison:
+    """A whole scan beside a dictionary: one row per concept (``table``) and the layer's summary."""
+
+    table: pa.Table
+    summary: dict[str, Any]
+    comparisons: dict[int, DictionaryComparison]
+
+    def neuron_table(self, *, level: float = AGREE) -> pa.Table:
+        """One row per neuron, the columns to read beside the scan's ``neurons.parquet``: neuron, concepts, whether every
+        concept matches an atom at cosine >= ``level`` (and under the baseline), the lowest cosine, the matched atoms."""
+        rows = sorted(self.comparisons.items())
+        return pa.table({
+            "neuron": pa.array([n for n, _ in rows], pa.int64()),
+            "concepts": pa.array([c.n_concepts for _, c in rows], pa.int64()),
+            "all_concepts_match_an_atom": pa.array([bool(c.agrees(level=level).all()) for _, c in rows], pa.bool_()),
+            "baseline_all_match": pa.array([bool(np.all(np.asarray(c.baseline["cosine"]) >= level)) if c.baseline else None
+                                            for _, c in rows], pa.bool_()),
+            "min_cosine": pa.array([float(np.nanmin(c.cosine)) for _, c in rows], pa.float64()),
+            "atoms": pa.array([c.matched_atom for _, c in rows], pa.list_(pa.int64())),
+        })
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """``comparison.json`` (summary and per-neuron comparisons), ``comparison.parquet`` (one row per concept) and
+        ``comparison_neurons.parquet`` (one row per neuron)."""
+        with atomic_directory(path, overwrite=overwrite, what="dictionary comparison", marker=COMPARISON_FILE) as tmp:
+            pq.write_table(self.table, tmp / TABLE_FILE)
+            pq.write_table(self.neuron_table(level=self.summary["level"]), tmp / NEURON_TABLE_FILE)
+            write_json(tmp / COMPARISON_FILE, {"format": "conceptvec.ScanDictionaryComparison/1", "summary": self.summary,
+                                               "neurons": {str(n): c.to_dict() for n, c in self.comparisons.items()}})
+        return Path(path)
+
+
+def compare_scan_with_dictionary(scan: Any, dictionary: Dictionary, *, baseline: Dictionary | str | None = None,
+                                 level: float = AGREE, n_candidates: int = N_CANDIDATES, seed: int = 0,
+                                 progress: bool = False) -> ScanComparison:
+    """Every scanned neuron with concepts beside the dictionary (``scan``: a ScanResult that can read its activations).
+
+    The summary counts split neurons (two or more concepts) whose concepts each match an atom at cosine >= ``level``,
+    and the same against the baseline.
+    """
+    columns: dict[str, list[Any]] = {k: [] for k in ("neuron", "concept", "n_concepts", "atom", "cosine", "member_share",
+                                                      "baseline_cosine", "baseline_member_share")}
+    comparisons: dict[int, DictionaryComparison] = {}
+    baseline = resolve_baseline(baseline, dictionary, seed=seed)
+    neurons = [int(n) for n, c in zip(scan.neurons, scan.n_concepts) if c > 0]
+    with progress_bar("neurons", disable=not progress, transient=True) as bar:
+        task = bar.add_task("concepts beside atoms", total=len(neurons))
+        for n in neurons:
+            comp = compare_with_dictionary(scan[n], dictionary, baseline=baseline, n_candidates=n_candidates, seed=seed)
+            comparisons[n] = comp
+            for c in range(comp.n_concepts):
+                columns["neuron"].append(n)
+                columns["concept"].append(c)
+                columns["n_concepts"].append(comp.n_concepts)
+                columns["atom"].append(comp.matched_atom[c])
+                columns["cosine"].append(comp.cosine[c])
+                columns["member_share"].append(comp.member_share[c])
+                columns["baseline_cosine"].append(comp.baseline["cosine"][c] if comp.baseline else float("nan"))
+                columns["baseline_member_share"].append(comp.baseline["member_share"][c] if comp.baseline else float("nan"))
+            bar.advance(task)
+    ints = {"neuron", "concept", "n_concepts", "atom"}
+    table = pa.table({k: pa.array(v, pa.int64() if k in ints else pa.float64()) for k, v in columns.items()})
+    split = [c for c in comparisons.values() if c.n_concepts >= 2]
+
+    def all_match(values: list[list[float]]) -> float:
+        return float(np.mean([np.all(np.asarray(v) >= level) for v in values])) if values else float("nan")
+
+    summary = {
+        "level": level, "neurons": len(comparisons), "split_neurons": len(split),
+        "split_all_concepts_match": all_match([c.cosine for c in split]),
+        "baseline_split_all_concepts_match": all_match([c.baseline["cosine"] for c in split if c.baseline]) if baseline is not None else None,
+        "concepts_match": float(np.mean(np.asarray(columns["cosine"]) >= level)) if columns["cosine"] else float("nan"),
+        "baseline": None if baseline is None else baseline_name(baseline),
+        "dictionary": {"method": dictionary.method, "n_atoms": dictionary.n_atoms, "k": dictionary.k, "quality": dictionary.quality},
+    }
+    return ScanComparison(table=table, summary=summary, comparisons=comparisons)

@@ -1,0 +1,43 @@
+"""Options of a dictionary fit (:class:`DictionaryConfig`), declared once; imports no torch.
+
+``cv.fit_dictionary`` takes the same keywords and ``conceptvec dictionary`` the same options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..core.options import at_least, boolean, check_fields, documented, one_of, option, optional, positive_number
+
+METHODS = {
+    "topk_sae": "TopK sparse autoencoder (Gao et al. 2024) in PyTorch: each example keeps its k largest codes",
+    "nmf": "non-negative matrix factorisation (scikit-learn's MiniBatchNMF); the activations must be >= 0",
+    "dictionary_learning": "sparse dictionary learning (scikit-learn's MiniBatchDictionaryLearning), codes by OMP with k atoms",
+}
+
+
+@documented
+@dataclass(frozen=True)
+class DictionaryConfig:
+    """How a dictionary of a layer is fitted; written beside it (``dictionary.json``)."""
+
+    n_atoms: int = option(256, "Number of atoms (SAE features); e.g. 8 x the layer's width.", check=at_least(1))
+    method: str = option("topk_sae", "topk_sae, nmf or dictionary_learning (see METHODS).", check=one_of(tuple(METHODS)))
+    k: int = option(16, "Active atoms per example: TopK's k, the OMP atoms of dictionary_learning (NMF: unused).",
+                    check=at_least(1))
+    epochs: int = option(5, "Passes over the store.", check=at_least(1))
+    batch_size: int = option(1024, "Examples per optimiser step (SAE) or partial_fit call.", check=at_least(1))
+    block_rows: int | None = option(None, "Rows of the store read at once (memory is bounded by this); default: about 64 MiB.",
+                                    check=optional(at_least(1)), type=int, show_default="about 64 MiB of rows")
+    lr: float = option(1e-3, "Adam's learning rate (topk_sae).", check=positive_number)
+    alpha: float = option(0.1, "Sparsity penalty of dictionary_learning / NMF (scikit-learn's alpha).", check=positive_number)
+    shuffle: bool = option(False, "Fit on shuffled activations (every unit's values permuted within each block): the "
+                                  "baseline a real dictionary is compared against.", check=boolean)
+    seed: int = option(0, "Seed of the initialisation and of the order of blocks and rows.", check=at_least(0))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

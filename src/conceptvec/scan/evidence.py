@@ -1,0 +1,78 @@
+"""``cv.concept_evidence``: the checks of ``core.evidence`` run on a ConceptSet, its store's labels and causal effects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..core.evidence import label_checks, verdicts
+from ..core.fdr import first_split_p
+from ..core.power import detectable_separation
+from ..errors import ConceptvecError
+from ..storage.causal_effects import CausalEffects
+from ..storage.conceptset import ConceptSet, recorded_store
+from ..storage.store import ActivationStore
+
+
+def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEffects | None = None,
+                     seed: int = 0) -> list[dict[str, Any]]:
+    """The evidence for each concept of ``cs`` in one place; also kept in ``cs.evidence`` (saved with the set).
+
+    Parameters
+    ----------
+    cs : ConceptSet
+        From ``cv.disentangle`` (with ``stability=B`` for the stability check).
+    labels : 'store', array of shape (n_examples,), or None
+        Class labels of the examples: 'store' reads those of the store ``cs`` was made from when it has any
+        (negative labels: unlabelled); None skips the label check.
+    effects : CausalEffects, optional
+        ``cv.causal_effects`` of this ConceptSet, for the causal check.
+    seed : int
+        Seeds the random splits of the purity test.
+
+    Returns
+    -------
+    list of dict, one per concept: ``concept``, each check's numbers, ``checks`` (name -> True/False), ``supported_by``
+    and ``verdict`` ("supported by 2 of 3 checks (split, labels)", or "not supported"). A neuron auto gives one
+    concept also gets ``one_concept_or_two_closer_than`` (``core.power.detectable_separation``: the separation, in
+    units of the top examples' RMS spread, that auto's test would detect with 80 % power at this N and width).
+    """
+    if not isinstance(cs, ConceptSet):
+        raise ConceptvecError(f"concept_evidence takes a ConceptSet (from cv.disentangle), got {type(cs).__name__}.")
+    example_labels = _labels(cs, labels)
+    split_p = first_split_p(cs.split_tests) if cs.params.auto_distance else None
+    level = cs.params.fdr if cs.params.fdr is not None else cs.params.significance
+    reappearance = np.asarray(cs.stability["reappearance"]) if cs.stability is not None else None
+    causal = effects.selectivity() if effects is not None else None
+    if causal is not None and len(causal) != cs.n_concepts:
+        raise ConceptvecError(f"the causal effects hold {len(causal)} concepts, this ConceptSet {cs.n_concepts}: pass the "
+                              f"effects of cv.causal_effects on this ConceptSet.")
+    checked = (label_checks(example_labels, cs.top_indices, cs.labels, seed=seed) if example_labels is not None else None)
+    cs.evidence = verdicts(cs.n_concepts, split_p=split_p, split_level=level, reappearance=reappearance,
+                           labels=checked, causal=causal)
+    if cs.params.auto_distance and cs.n_concepts == 1 and cs.params.representation == "activations":
+        # the power of the answer: one concept, or two closer than this (core.power)
+        closer = detectable_separation(cs.top_activations, significance=level, seed=seed)
+        cs.evidence[0]["one_concept_or_two_closer_than"] = closer
+    return cs.evidence
+
+
+def _labels(cs: ConceptSet, labels: Any) -> np.ndarray | None:
+    if labels is None:
+        return None
+    if isinstance(labels, str) and labels == "store":
+        path = recorded_store(cs)
+        if path is None:
+            return None
+        try:
+            found = np.asarray(ActivationStore.open(path).labels)
+        except (OSError, ConceptvecError, KeyError):
+            return None
+        return found if np.issubdtype(found.dtype, np.number) and (found >= 0).any() else None
+    found = np.asarray(labels)
+    top_max = int(np.max(cs.top_indices)) if cs.top_indices.size else -1
+    if found.ndim != 1 or len(found) <= top_max:
+        raise ConceptvecError(f"labels must be one per example of the store (a vector longer than {top_max}), got shape "
+                              f"{found.shape}.")
+    return found

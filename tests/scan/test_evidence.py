@@ -1,0 +1,87 @@
+import warnings
+
+import numpy as np
+import pytest
+
+import conceptvec as cv
+from conceptvec.core.evidence import label_checks
+from conceptvec.core.planted import planted_layer
+
+
+@pytest.fixture(scope="module")
+def layer():
+    return planted_layer(64, n_neurons=8, seed=0)
+
+
+def facet_labels(layer) -> np.ndarray:
+    # the truth as a store's class labels: one class per (neuron, facet), background unlabelled (-1)
+    return np.where(layer.owner >= 0, layer.owner * 10 + layer.facet, -1)
+
+
+def test_a_planted_split_is_supported_by_every_check_and_saved(layer, tmp_path):
+    j = int(np.flatnonzero(layer.n_facets == 3)[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cv.ConceptvecWarning)
+        cs = cv.disentangle(layer.acts, neuron=j, params=cv.Params(distance_threshold="auto"), stability=8)
+    assert cs.n_concepts == 3
+    rows = cv.concept_evidence(cs, labels=facet_labels(layer))
+    for r in rows:
+        assert r["checks"] == {"split": True, "stability": True, "labels": True}, r
+        assert r["verdict"] == "supported by 3 of 3 checks (split, stability, labels)"
+        assert r["label_purity"] > 0.9 and r["label_enrichment_p"] < 1e-10 and r["label_purity_p"] < 0.01
+    assert {r["label_label"] for r in rows} == {j * 10, j * 10 + 1, j * 10 + 2}
+    cs.save(tmp_path / "cs")
+    assert cv.ConceptSet.load(tmp_path / "cs").evidence == rows
+
+
+def test_nothing_is_called_supported_that_no_check_supports(layer):
+    j = int(np.flatnonzero(layer.n_facets == 1)[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cv.ConceptvecWarning)
+        cs = cv.disentangle(layer.acts, neuron=j, params=cv.Params(distance_threshold="auto"))
+    assert cs.n_concepts == 1
+    # one concept: no split to check; its label is enriched against the store (its facet is 1 % of the examples)
+    row = cv.concept_evidence(cs, labels=facet_labels(layer))[0]
+    assert row["verdict"] == "supported by 1 of 1 checks (labels)"
+    assert 0 < row["one_concept_or_two_closer_than"] < np.inf  # the power of the one-concept answer
+    # labels that say nothing about the examples: the only check fails, and the verdict says so
+    shuffled = np.random.default_rng(0).integers(0, 3, len(layer.acts))
+    row = cv.concept_evidence(cs, labels=shuffled)[0]
+    assert row["checks"] == {"labels": False} and row["verdict"] == "not supported (0 of 1 checks)"
+    assert cv.concept_evidence(cs, labels=None)[0]["verdict"] == "no check applies"
+    with pytest.raises(cv.ConceptvecError, match="one per example"):
+        cv.concept_evidence(cs, labels=np.zeros(3))
+
+
+def test_purity_is_judged_against_random_splits_of_the_same_sizes():
+    # 40 top examples: concept 0 holds 20 of class 1, concept 1 holds 20 of class 2 -> far purer than random halves
+    labels_store = np.array([1] * 20 + [2] * 20 + [3] * 960)
+    top = np.arange(40)
+    rows = label_checks(labels_store, top, np.array([0] * 20 + [1] * 20), seed=0)
+    assert [r["label"] for r in rows] == [1, 2] and all(r["purity"] == 1.0 for r in rows)
+    assert all(r["purity_p"] < 0.01 and 0.5 <= r["random_purity"] < 0.8 for r in rows)
+    # the same examples split across the classes: each concept is as pure as random halves
+    mixed = label_checks(labels_store, top, np.array([0, 1] * 20), seed=0)
+    assert all(r["purity_p"] > 0.2 for r in mixed)
+
+
+def test_causal_selectivity_is_a_check_when_effects_were_measured(layer):
+    j = int(np.flatnonzero(layer.n_facets == 3)[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cv.ConceptvecWarning)
+        cs = cv.disentangle(layer.acts, neuron=j, params=cv.Params(distance_threshold="auto"))
+    concepts = [f"concept {k}" for k in range(cs.n_concepts)]
+
+    def hurt(i: str, g: str) -> float:
+        # ablating concept 0 hurts its own members most; the others hurt other concepts' members more than their own
+        if i == "concept 0":
+            return 2.0 if g == "concept 0" else 0.1
+        if i.startswith("concept"):
+            return 0.2 if g == i else 0.5
+        return 0.1
+
+    effects = [{"intervention": i, "kind": i.split()[0], "group": g, "n_examples": 10, "d_logit": -hurt(i, g)}
+               for i in concepts + ["random 0"] for g in concepts + ["random"]]
+    rows = cv.concept_evidence(cs, labels=None, effects=cv.CausalEffects(effects=effects, steering=[], params={}))
+    assert [r["checks"]["causal"] for r in rows] == [True] + [False] * (cs.n_concepts - 1)
+    assert rows[0]["verdict"].endswith("(split, causal)")
