@@ -19,7 +19,7 @@ In one run:
 
 The baseline of each goal is the issue's number (2 min, 300 MB, 1 GB, 2 s, 100 ms, 300 ms; ARI 0.9, 95 %).
 
-Usage: python benchmarks/bench_atlas.py [--neurons 2048] [--directions 10000] [--examples 10000] [--planted 10]
+Usage: python benchmarks/bench_atlas.py [--neurons 2048] [--directions 10000] [--examples 10000] [--planted 10] [--map umap|pca]
 """
 
 from __future__ import annotations
@@ -194,11 +194,12 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--planted", type=int, default=10)
+    parser.add_argument("--map", default="umap", choices=["umap", "pca"], help="the neurons' atlas map (the directions' is PCA)")
     args = parser.parse_args()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, "
           f"conceptvec {cv.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
-        case(Path(tmp) / "neurons", args.neurons, n_units=2048, n_examples=args.examples, kind="neurons", map_method="umap",
+        case(Path(tmp) / "neurons", args.neurons, n_units=2048, n_examples=args.examples, kind="neurons", map_method=args.map,
              null_draws=10, seed=args.seed)
     if args.directions:
         with tempfile.TemporaryDirectory() as tmp:

@@ -30,7 +30,7 @@ from ...errors import ConceptvecError
 from ...progress import progress_bar
 from ...scan.result import CONCEPT_TABLE_FILE, ScanResult
 from ...scan.shared import SharedConcepts, shared_concepts
-from ...storage.atomic import atomic_directory, write_json
+from ...storage.atomic import atomic_directory, refuse_existing, write_json
 from ...storage.provenance import environment
 from ...storage.rundir import RunDir
 from ...storage.store import ActivationStore
@@ -96,8 +96,9 @@ def write_atlas(run_or_scan: str | os.PathLike | ScanResult, *, out: str | os.Pa
     out = Path(out)
     if examples is None:
         examples = examples_for_store(store)
-    found = _shared(scan, scan_dir, shared=shared, progress=progress, seed=seed)
     protect = [scan_dir, store.path, run.path if run is not None else None]
+    refuse_existing(out, overwrite=overwrite, what="atlas", marker=ATLAS_FILE, protect=protect)  # before the work
+    found = _shared(scan, scan_dir, shared=shared, progress=progress, seed=seed)
     with atomic_directory(out, overwrite=overwrite, what="atlas", marker=ATLAS_FILE, protect=protect) as tmp:
         for name in STATIC:
             (tmp / name).write_text(files(__package__).joinpath("static", name).read_text(encoding="utf-8"), encoding="utf-8")

@@ -35,8 +35,9 @@ def concept_map(vectors: np.ndarray, *, method: str = "auto", seed: int = 0) -> 
     if use_umap and n >= 15:
         import umap  # umap-learn, a dependency of conceptvec; imported here only (it loads numba)
 
-        xy = umap.UMAP(n_components=2, metric="cosine", random_state=seed, n_neighbors=min(15, n - 1), n_jobs=1).fit_transform(xy)
-        name = f"UMAP (cosine, on {k} principal components, seed {seed})"
+        xy = umap.UMAP(n_components=2, metric="cosine", random_state=seed, n_neighbors=min(15, n - 1), n_jobs=1,
+                       n_epochs=200).fit_transform(xy)
+        name = f"UMAP (cosine, on {k} principal components, 200 epochs, seed {seed})"
     if xy.shape[1] < 2:
         xy = np.column_stack([xy, np.zeros((n, 2 - xy.shape[1]))])
     lo, hi = xy.min(axis=0), xy.max(axis=0)
