@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..core.params import Params
+from ..scan.result import share_of_live
 from .app import app
 from .common import EngineOpt, OverwriteOpt, RayAddressOpt, StoreArg, cli_errors, console
 from .options import method_options
@@ -52,7 +53,7 @@ def scan(
     elif result.resumed:
         console.print(f"resumed: {result.resumed} {what} were already done in {out}.partial")
     console.print(f"{s['n_scanned']} {what}, {s['n_live']} live: {s['n_concepts_total']} concepts; {s['n_with_2_or_more_concepts']} "
-                  f"({s['share_with_2_or_more_concepts']:.1%} of live) have 2 or more")
+                  f"({share_of_live(s)}{' of live' if s['n_live'] else ''}) have 2 or more")
     if result.layer_error is not None:
         console.print(f"rule: {result.rule_text()}")
     dead = dead_summary(result.top_scores, result.neurons, unit="neuron" if result.kind == "neurons" else "direction")

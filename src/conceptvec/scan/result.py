@@ -44,6 +44,13 @@ METHOD_ARRAYS = ("top_indices", "top_scores", "linkage", "n_agglomerative", "kme
                  "centroid_sq_distances", "labels")
 
 
+def share_of_live(summary: dict[str, Any], *, digits: int = 1) -> str:
+    """The share of live units with 2 or more concepts, as text ("none live" when no unit is live, not "nan%")."""
+    if not summary["n_live"]:
+        return "none live"
+    return f"{100 * summary['share_with_2_or_more_concepts']:.{digits}f}%"
+
+
 @dataclass
 class ScanResult:
     """The method's results for every scanned neuron (or direction) of a layer.
@@ -293,7 +300,7 @@ class ScanResult:
         not_live = s["n_scanned"] - s["n_live"]
         fig.suptitle(
             f"{s['n_scanned']} {what}s scanned ({self.kind}): {s['n_with_2_or_more_concepts']} of {s['n_live']} live "
-            f"({100 * s['share_with_2_or_more_concepts']:.1f}%) have 2 or more concepts"
+            f"({share_of_live(s)}) have 2 or more concepts"
             + (f"; {not_live} not live, left out" if not_live else "") + f"\nrule: {self.rule_text()}", fontsize=10,
         )
         if s["scale_warnings"]:
@@ -422,4 +429,4 @@ class ScanResult:
     def __repr__(self) -> str:
         s = self.summary()
         return (f"ScanResult({self.kind}, {s['n_scanned']} scanned, {s['n_live']} live, {s['n_concepts_total']} concepts, "
-                + (f"{100 * s['share_with_2_or_more_concepts']:.1f}% of live with 2 or more)" if s["n_live"] else "none live)"))
+                + (f"{share_of_live(s)} of live with 2 or more)" if s["n_live"] else "none live)"))

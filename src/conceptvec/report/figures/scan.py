@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ...core.metrics import concept_counts
+from ...scan.result import share_of_live
 
 
 def scan_data(n_concepts: Any, live: Any = None) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def scan_histogram(n_concepts: Any, live: Any = None, *, rule: str | None = None
     ax.set_ylabel("neurons")
     ax.set_title(
         f"{d['n_with_2_or_more_concepts']} of {d['n_live']} live neurons polysemantic (≥ 2 concepts): "
-        f"{100 * d['share_with_2_or_more_concepts']:.0f}%"
+        f"{share_of_live(d, digits=0)}"
         + (f"; {d['n_not_live']} not live, left out" if d["n_not_live"] else "")
         + ("\n" + textwrap.fill(f"rule: {rule}", 95) if rule else ""),
         fontsize=9,
