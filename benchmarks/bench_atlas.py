@@ -13,9 +13,13 @@ In one run:
 4. the same for ``--directions`` directions (default 10,000; 768 units, a language model's width; the map by PCA
    and the shared concepts' baseline with 2 draws, which the size goal does not depend on).
 
-The baseline of each goal is the issue's number (2 min, 300 MB, 1 GB, 2 s, 100 ms, 300 ms).
+5. shared concepts on ``--planted`` planted layers (``core.planted.planted_shared_layer``, seeds 0..): the adjusted
+   Rand index of the groups against the planted sharing, and on 100 sets of random directions of the first layer
+   (Gaussian with its activations' mean and covariance) how many gave any group.
 
-Usage: python benchmarks/bench_atlas.py [--neurons 2048] [--directions 10000] [--examples 10000]
+The baseline of each goal is the issue's number (2 min, 300 MB, 1 GB, 2 s, 100 ms, 300 ms; ARI 0.9, 95 %).
+
+Usage: python benchmarks/bench_atlas.py [--neurons 2048] [--directions 10000] [--examples 10000] [--planted 10]
 """
 
 from __future__ import annotations
@@ -149,12 +153,47 @@ def case(root: Path, m: int, *, n_units: int, n_examples: int, kind: str, map_me
               f"search {b['search']:.1f} ms; neuron page {b['neuron']:.0f} ms")
 
 
+def planted_check(n_layers: int) -> None:
+    from sklearn.metrics import adjusted_rand_score
+
+    from conceptvec.core.planted import planted_shared_layer
+    from conceptvec.core.shared import shared_groups
+
+    params = cv.Params(distance_threshold="auto", outlier_threshold="auto")
+    scores = []
+    for seed in range(n_layers):
+        layer = planted_shared_layer(96, seed=seed)
+        scan = cv.scan_layer(layer.acts, params=params, neurons=list(range(24)), workers=1, progress=False)
+        owner = np.repeat(scan.neurons, scan.n_concepts)
+        found = shared_groups(scan.concept_vectors, owner, null_draws=0, seed=seed)
+        truth = []
+        for i in range(len(scan.neurons)):
+            for j in range(int(scan.n_concepts[i])):
+                f = layer.facet[scan.top_indices[i][scan.labels[i] == j]]
+                g = int(np.bincount(f[f >= 0]).argmax())
+                truth.append(g if g in layer.shared else -1 - len(truth))
+        predicted = np.where(found.group >= 0, found.group, -1 - np.arange(len(owner)))
+        scores.append(adjusted_rand_score(truth, predicted))
+    layer = planted_shared_layer(96, seed=0)
+    acts = layer.acts.astype(np.float64)
+    mean, factor = acts.mean(axis=0), np.linalg.cholesky(np.cov(acts.T) + 1e-9 * np.eye(acts.shape[1]))
+    owner = np.repeat(np.arange(24), 3)
+    rng = np.random.default_rng(1)
+    runs = 100
+    hits = sum(shared_groups(mean + rng.normal(size=(len(owner), len(mean))) @ factor.T, owner, null_draws=0, seed=r).n_groups > 0
+               for r in range(runs))
+    print(f"shared concepts on {n_layers} planted layers (24 neurons, 6 facets shared by 2-3 neurons): adjusted Rand index "
+          f"min {min(scores):.3f}, median {statistics.median(scores):.3f} (goal >= 0.9); random directions of the layer "
+          f"gave a group in {hits} of {runs} runs (goal <= 5)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--neurons", type=int, default=2048)
     parser.add_argument("--directions", type=int, default=10_000)
     parser.add_argument("--examples", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--planted", type=int, default=10)
     args = parser.parse_args()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, "
           f"conceptvec {cv.__version__}")
@@ -165,6 +204,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             case(Path(tmp) / "directions", args.directions, n_units=768, n_examples=args.examples, kind="file:random",
                  map_method="pca", null_draws=2, seed=args.seed)
+    if args.planted:
+        planted_check(args.planted)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .scan.disentangle import disentangle
 from .scan.evidence import concept_evidence
+from .core.power import detectable_separation
 from .core.metrics import (concept_counts, cosine_similarity, distance_matrix, intra_inter_distances, layer_mean,
                            maximally_projecting, member_cosines, most_similar, project, top_k_desc, unit_vectors,
                            unsplit_direction)
@@ -123,6 +124,7 @@ __all__ = [
     "concept_evidence",
     "concept_stability",
     "cosine_similarity",
+    "detectable_separation",
     "disentangle",
     "distance_matrix",
     "extract",

@@ -210,7 +210,7 @@ def test_bad_parameters(store, tmp_path, args, says):
     (["--neurons", "0-99"], "out of bounds"),
     (["--neurons", "7-3"], "is backwards"),
     (["--top", "1000"], "--top"),
-    (["--grid", "1"], "n_grid (--grid) must be a whole number from 2 to 1000"),
+    (["--grid", "1"], "n_grid must be a whole number >= 2"),
     (["--outlier-threshold", "-1"], "outlier_threshold must be a finite number > 0"),
 ])
 def test_bad_thresholds_input(store, tmp_path, args, says):

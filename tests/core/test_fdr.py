@@ -47,3 +47,35 @@ def test_excitation_keeps_the_positive_part_on_its_leading_components():
     assert np.allclose(excitation(positive, components=4), e)
     full = excitation(a, components=30)
     assert np.allclose(full @ full.T, positive @ positive.T)
+
+
+def test_detectable_separation_is_what_auto_then_finds():
+    import warnings
+
+    from conceptvec.core.auto import unit_rows
+    from conceptvec.core.power import detectable_separation
+
+    rng = np.random.default_rng(0)
+    base = np.abs(rng.normal(size=64))
+    base /= np.linalg.norm(base)
+    x = base + rng.normal(scale=0.05, size=(100, 64))
+    delta = detectable_separation(x)
+    assert 0 < delta < np.inf
+    u = unit_rows(x)
+    rms = np.sqrt(np.mean(np.sum((u - u.mean(axis=0)) ** 2, axis=1)))
+    split = {}
+    for mult in (0.3, 2.0):  # two concepts well below and well above the reported separation
+        found = 0
+        for s in range(6):
+            r = np.random.default_rng(s + 10)
+            v = r.normal(size=64)
+            v -= v @ base * base
+            v /= np.linalg.norm(v)
+            y = base + r.normal(scale=0.05, size=(100, 64))
+            y[:50] += v * mult * delta * rms / 2
+            y[50:] -= v * mult * delta * rms / 2
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", cv.ConceptvecWarning)
+                found += cv.disentangle(y, neuron=0, params=cv.Params(distance_threshold="auto")).n_agglomerative >= 2
+        split[mult] = found
+    assert split == {0.3: 0, 2.0: 6}

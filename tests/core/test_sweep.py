@@ -77,7 +77,7 @@ def test_grid_spans_the_merge_heights_and_holds_the_marked_thresholds():
 @pytest.mark.parametrize("kwargs, says", [
     (dict(neurons=[23]), "none of the 1 selected neuron(s) is live"),
     (dict(neurons="0-99"), "out of bounds"),
-    (dict(n_grid=1), "n_grid (--grid) must be a whole number from 2 to 1000"),
+    (dict(n_grid=1), "n_grid must be a whole number >= 2"),
     (dict(thresholds=[-1.0]), "thresholds must be finite numbers > 0"),
     (dict(distance_percentile=0), "distance_percentile must be in"),
     (dict(params=cv.Params(top=1000)), "top=1000 is larger than the number of examples"),

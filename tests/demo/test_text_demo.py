@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import conceptvec as cv
 from conceptvec import ActivationStore, ConceptSet, Params, disentangle
 from conceptvec.cli import app
 from conceptvec.demo.text import (LAYER, MIN_SECOND, RANDOM_DIRECTIONS, TOP, claim, control_summary, docstring_sentences,
@@ -181,4 +182,9 @@ def test_the_text_demo_writes_its_run_and_says_what_it_found(text_demo_run):
     page = (out / "report" / f"neuron_{neuron}.html").read_text()
     top_text = store.examples.column("text")[int(cs.top_indices[0])].as_py()
     assert html.escape(top_text[:40], quote=False) in page and (out / "report" / "index.html").is_file()
-    assert sorted(p.name for p in out.iterdir()) == ["corpus.jsonl", f"neuron_{neuron}", "report", "store", "text_demo.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["atlas", "corpus.jsonl", f"neuron_{neuron}", "report", "scan", "store", "text_demo.json"]
+    # the atlas of every unit of the layer, from the scan with the demo's parameters
+    assert (out / "atlas" / "index.html").is_file() and f"atlas {out / 'atlas' / 'index.html'}" in printed
+    scan = cv.ScanResult.load(out / "scan")
+    assert len(scan) == store.n_units and scan.params == cs.params
+    assert np.array_equal(scan.concepts_of(neuron), cs.concept_vectors)

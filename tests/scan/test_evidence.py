@@ -41,7 +41,9 @@ def test_nothing_is_called_supported_that_no_check_supports(layer):
         cs = cv.disentangle(layer.acts, neuron=j, params=cv.Params(distance_threshold="auto"))
     assert cs.n_concepts == 1
     # one concept: no split to check; its label is enriched against the store (its facet is 1 % of the examples)
-    assert cv.concept_evidence(cs, labels=facet_labels(layer))[0]["verdict"] == "supported by 1 of 1 checks (labels)"
+    row = cv.concept_evidence(cs, labels=facet_labels(layer))[0]
+    assert row["verdict"] == "supported by 1 of 1 checks (labels)"
+    assert 0 < row["one_concept_or_two_closer_than"] < np.inf  # the power of the one-concept answer
     # labels that say nothing about the examples: the only check fails, and the verdict says so
     shuffled = np.random.default_rng(0).integers(0, 3, len(layer.acts))
     row = cv.concept_evidence(cs, labels=shuffled)[0]

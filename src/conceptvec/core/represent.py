@@ -23,4 +23,4 @@ def excitation(attributions: np.ndarray, components: int = EXCITATION_COMPONENTS
     positive = np.maximum(np.asarray(attributions, dtype=np.float64), 0.0)
     u, s, _ = np.linalg.svd(positive, full_matrices=False)
     k = min(components, len(s))
-    return np.asarray(u[:, :k] * s[:k])  # np.asarray: numpy's stubs type this as Any
+    return np.asarray(u[:, :k] * s[:k], dtype=np.float64)

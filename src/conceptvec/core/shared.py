@@ -9,8 +9,9 @@ The level is a test on the layer's own concepts, so that one knob (``significanc
 every layer: a layer whose activations are all positive has concept vectors that all share its mean
 direction, and a fixed cosine would link everything there and nothing elsewhere. Most pairs of concepts of
 different neurons are unrelated; their cosines, Fisher-transformed (arctanh), are summarised by a robust
-centre and spread (median and MAD of a sample of pairs), and ``t`` is where a Gaussian of that centre and
-spread leaves probability ``significance / n_pairs`` above it (Bonferroni over every cross-owner pair).
+centre and spread (median and MAD of a sample of pairs, the MAD at the upper end of its 95 % confidence
+interval), and ``t`` is where a Gaussian of that centre and spread leaves probability
+``significance / n_pairs`` above it (Bonferroni over every cross-owner pair).
 So a link says: these two are more alike than any pair of this layer would be by chance, at family-wise
 level ``significance``.
 
@@ -144,6 +145,9 @@ def chance_level(vectors: np.ndarray, owner: np.ndarray, significance: float, rn
     z = np.arctanh(np.clip(cross_owner_sample(vectors, owner, rng), -CLIP, CLIP))
     centre = float(np.median(z))
     spread = 1.4826 * float(np.median(np.abs(z - centre)))  # the MAD of a Gaussian is its sd / 1.4826
+    # the spread's upper 97.5 % confidence bound (the MAD's sd is 1.166 sd / sqrt(m) on m Gaussian values): a spread
+    # underestimated by chance would otherwise put the level too low, and a small layer link by chance too often
+    spread *= 1 + 1.96 * 1.166 / np.sqrt(len(z))
     return float(np.tanh(centre + spread * norm.isf(significance / n_pairs)))
 
 

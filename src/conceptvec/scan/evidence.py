@@ -8,6 +8,7 @@ import numpy as np
 
 from ..core.evidence import label_checks, verdicts
 from ..core.fdr import first_split_p
+from ..core.power import detectable_separation
 from ..errors import ConceptvecError
 from ..storage.causal_effects import CausalEffects
 from ..storage.conceptset import ConceptSet, recorded_store
@@ -33,7 +34,9 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
     Returns
     -------
     list of dict, one per concept: ``concept``, each check's numbers, ``checks`` (name -> True/False), ``supported_by``
-    and ``verdict`` ("supported by 2 of 3 checks (split, labels)", or "not supported").
+    and ``verdict`` ("supported by 2 of 3 checks (split, labels)", or "not supported"). A neuron auto gives one
+    concept also gets ``one_concept_or_two_closer_than`` (``core.power.detectable_separation``: the separation, in
+    units of the top examples' RMS spread, that auto's test would detect with 80 % power at this N and width).
     """
     if not isinstance(cs, ConceptSet):
         raise ConceptvecError(f"concept_evidence takes a ConceptSet (from cv.disentangle), got {type(cs).__name__}.")
@@ -48,6 +51,10 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
     checked = (label_checks(example_labels, cs.top_indices, cs.labels, seed=seed) if example_labels is not None else None)
     cs.evidence = verdicts(cs.n_concepts, split_p=split_p, split_level=level, reappearance=reappearance,
                            labels=checked, causal=causal)
+    if cs.params.auto_distance and cs.n_concepts == 1 and cs.params.representation == "activations":
+        # the power of the answer: one concept, or two closer than this (core.power)
+        closer = detectable_separation(cs.top_activations, significance=level, seed=seed)
+        cs.evidence[0]["one_concept_or_two_closer_than"] = closer
     return cs.evidence
 
 
