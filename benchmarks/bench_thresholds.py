@@ -6,8 +6,9 @@ ReLU'd like pooled CNN activations), by default 5,000 examples x 192 units (effi
 
 1. ``cv.scan_layer(distance_threshold="auto")`` with its defaults (workers: every CPU; projecting examples
    included), as ``conceptvec scan STORE --distance-threshold auto`` runs it;
-2. the sweep as ``conceptvec thresholds STORE`` runs it now (``scan.sweep.sweep_layer``, the same workers);
-3. the sweep as it ran before, in this process alone (``--workers 1``).
+2. the sweep on a pool of ``--workers`` processes (default: every CPU) (``scan.sweep.sweep_layer``);
+3. the sweep in this process alone (``--workers 1``; what it was before, and what ``conceptvec thresholds``
+   does by default on a layer this small, as the scan does).
 
 Prints each time and the ratios sweep / auto scan (goal: within 2x).
 
@@ -48,7 +49,7 @@ def main() -> None:
     print(f"auto scan:                 {t_scan:8.1f} s  ({scan.summary()['n_live']} live neurons)")
 
     t = time.perf_counter()
-    sweep = sweep_layer(acts, params=cv.Params(), workers=a.workers, progress=False)
+    sweep = sweep_layer(acts, params=cv.Params(), workers=workers, progress=False)
     t_sweep = time.perf_counter() - t
     print(f"thresholds (sweep, pool):  {t_sweep:8.1f} s  ({len(sweep.units)} live neurons, {len(sweep.grid)} thresholds; "
           f"{t_sweep / t_scan:.2f}x the auto scan)")

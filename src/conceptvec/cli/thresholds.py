@@ -25,7 +25,7 @@ def thresholds(
     neurons: Annotated[Optional[str], typer.Option("--neurons", help="Which neurons, e.g. 0-99 or 0-99,512; default all (live ones only count).")] = None,
     grid: Annotated[int, typer.Option("--grid", help="Distance thresholds swept over the layer's merge heights.")] = 40,
     out: Annotated[Optional[Path], typer.Option("--out", help="Folder for thresholds.json and thresholds.png; default: print only.")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Processes sweeping neurons (as the scan's); 0 or 1: this process alone; default all CPUs.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="Processes sweeping neurons (as the scan's); 0 or 1: this process alone; default all CPUs (this process for a small layer).")] = None,
     engine: Annotated[str, typer.Option("--engine", help="local (this machine's processes; Ray is offered for scan and extract).")] = "local",
     overwrite: OverwriteOpt = False,
     params: Params = Params(),

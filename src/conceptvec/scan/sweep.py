@@ -18,7 +18,9 @@ from ..core.params import Params
 from ..core.sweep import ThresholdSweep, threshold_sweep
 from ..engines.registry import ENGINES, check_engine
 from ..errors import ConceptvecError
-from .engine import default_workers, prepare_worker
+from ..core.arrays import as_matrix
+from ..core.selection import parse_neurons
+from .engine import SMALL_SCAN_CELLS, default_workers, prepare_worker
 
 __all__ = ["SWEEP_BATCH", "sweep_layer"]
 
@@ -27,14 +29,21 @@ SWEEP_BATCH = 4  # neurons per task: a neuron's k-means at ~30 values of C take 
 
 def sweep_layer(acts: Any, *, params: Params = Params(), workers: int | None = None, engine: str = "local",
                 progress: bool = False, **kwargs: Any) -> ThresholdSweep:
-    """:func:`conceptvec.core.sweep.threshold_sweep` on ``workers`` processes (default: the CPUs this process may use;
-    0 or 1: this process alone). ``engine``: ``local`` (Ray is not offered for the sweep yet). Other keywords
+    """:func:`conceptvec.core.sweep.threshold_sweep` on ``workers`` processes (default as the scan's: the CPUs this
+    process may use, or this process alone for a small layer, ``engine.SMALL_SCAN_CELLS``; 0 or 1: this process alone). ``engine``: ``local`` (Ray is not offered for the sweep yet). Other keywords
     (``neurons``, ``thresholds``, ``n_grid``, ``distance_percentile``, ``outlier_percentile``) as there."""
     if engine != "local" and engine in ENGINES:
         raise ConceptvecError(f"conceptvec thresholds runs on this machine's processes (--workers); engine {engine!r} is offered "
                               f"for scan and extract only. Leave out --engine.")
     check_engine(engine, stage="scan", workers=workers)
-    n_workers = default_workers() if workers is None else max(int(workers), 1)
+    if workers is None:
+        # the scan's default (engine.LocalEngine): a small layer is swept in this process, where a pool's start-up
+        # and task traffic cost more than they save (measured: docs/benchmarks.md, issue 24)
+        matrix, _ = as_matrix(acts)
+        cells = len(parse_neurons(kwargs.get("neurons"), matrix.shape[1])) * params.top * matrix.shape[1]
+        n_workers = 1 if cells < SMALL_SCAN_CELLS else default_workers()
+    else:
+        n_workers = max(int(workers), 1)
     if n_workers <= 1:
         from threadpoolctl import threadpool_limits
 
