@@ -183,7 +183,8 @@ if kind == "ours":
 else:
     a = torch.from_numpy(np.load(os.path.join(path, "acts.npy")))
     n, d = a.shape
-    scale = float(np.sqrt(d * n / float((a.double() ** 2).sum())))
+    sq = sum(float((a[i:i + 4096].double() ** 2).sum()) for i in range(0, n, 4096))  # no float64 copy of the whole array
+    scale = float(np.sqrt(d * n / sq))
     sae = TopKSAE(d, n_atoms, k, seed=0)
     with torch.no_grad():
         sae.b_dec.copy_(a.mean(0) * scale)
