@@ -115,14 +115,14 @@ def digits(args):
         store = demo.store
         n, d = store.shape
         print(f"\n## digits CNN, layer {store.metadata['layer']}: {n} examples x {d} units")
-        kw = dict(n_atoms=8 * d, method="topk_sae", k=args.k, epochs=args.epochs, lr=1e-3, batch_size=128, progress=False)
+        kw = dict(n_atoms=8 * d, method=args.method, k=args.k, epochs=args.epochs, lr=args.lr, batch_size=128, progress=False)
         t = time.perf_counter()
         dic = cv.fit_dictionary(store, **kw)
         took = time.perf_counter() - t
         shuffled = cv.fit_dictionary(store, shuffle=True, **kw)
-        for name, x in (("SAE", dic), ("shuffled SAE", shuffled)):
+        for name, x in ((args.method, dic), (f"shuffled {args.method}", shuffled)):
             q = x.quality
-            print(f"{name}: {x.n_atoms} atoms, k={args.k}, {args.epochs} epochs: explained variance {q['explained_variance']:.3f}, "
+            print(f"{name}: {x.n_atoms} atoms, k={args.k}, {args.epochs} epochs, lr {args.lr}: explained variance {q['explained_variance']:.3f}, "
                   f"mean L0 {q['mean_l0']:.1f}, dead {q['dead_atoms']}")
         print(f"fit time {took:.1f} s")
         scan = cv.scan_layer(store, params=AUTO, workers=1, progress=False)
@@ -183,7 +183,8 @@ if kind == "ours":
 else:
     a = torch.from_numpy(np.load(os.path.join(path, "acts.npy")))
     n, d = a.shape
-    scale = float(np.sqrt(d * n / float((a.double() ** 2).sum())))
+    sq = sum(float((a[i:i + 4096].double() ** 2).sum()) for i in range(0, n, 4096))  # no float64 copy of the whole array
+    scale = float(np.sqrt(d * n / sq))
     sae = TopKSAE(d, n_atoms, k, seed=0)
     with torch.no_grad():
         sae.b_dec.copy_(a.mean(0) * scale)
@@ -249,6 +250,8 @@ def main():
     parser.add_argument("--timing-epochs", type=int, default=1)
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--method", default="topk_sae", help="digits: the dictionary's method")
+    parser.add_argument("--lr", type=float, default=1e-3, help="digits: the SAE's learning rate")
     parser.add_argument("--text-factor", type=int, default=2)
     parser.add_argument("--text-neurons", type=int, default=300)
     args = parser.parse_args()

@@ -136,6 +136,9 @@ def _classical_model(nmf_cls: Any, dl_cls: Any, config: DictionaryConfig, compon
                   dict_init=components, transform_algorithm="omp", transform_n_nonzero_coefs=config.k)
 
 
+QUALITY_ROWS = 512  # rows encoded at once by the quality pass
+
+
 def measure_quality(matrix: np.ndarray, dic: Dictionary, encode: Callable[[np.ndarray], np.ndarray], *, rows: int,
                     shuffle: bool = False, seed: int = 0, progress: bool = False) -> dict[str, Any]:
     """Explained variance 1 - SSE / SST, mean L0 (active atoms per example) and dead atoms, over the whole store."""
@@ -146,15 +149,17 @@ def measure_quality(matrix: np.ndarray, dic: Dictionary, encode: Callable[[np.nd
     with progress_bar("examples", disable=not progress, transient=True) as bar:
         task = bar.add_task("dictionary quality", total=n)
         for block in all_blocks(matrix, rows=rows, shuffle=shuffle, seed=seed):
-            x = block.astype(np.float64)
-            z = np.asarray(encode(x), dtype=np.float64)
-            sse += float(((x - dic.decode(z)) ** 2).sum())
-            sum_x += x.sum(axis=0)
-            sum_x2 += float((x ** 2).sum())
-            active = z != 0
-            l0 += float(active.sum())
-            fired += active.sum(axis=0)
-            bar.advance(task, len(x))
+            # codes are (rows, n_atoms): a few rows at a time, so that 16k atoms do not multiply a block's memory
+            for b in range(0, len(block), QUALITY_ROWS):
+                x = block[b:b + QUALITY_ROWS].astype(np.float64)
+                z = np.asarray(encode(x), dtype=np.float64)
+                sse += float(((x - dic.decode(z)) ** 2).sum())
+                sum_x += x.sum(axis=0)
+                sum_x2 += float((x ** 2).sum())
+                active = z != 0
+                l0 += float(active.sum())
+                fired += active.sum(axis=0)
+            bar.advance(task, len(block))
     sst = sum_x2 - float((sum_x ** 2).sum()) / n
     return {"explained_variance": 1.0 - sse / sst if sst > 0 else float("nan"), "mean_l0": l0 / n,
             "dead_atoms": int((fired == 0).sum()), "atom_frequency_max": float(fired.max() / n), "n_examples": int(n)}
