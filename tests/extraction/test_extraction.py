@@ -284,27 +284,30 @@ def test_cli_extract_list_resume_and_bad_mean(tmp_path):
     assert again.exit_code == 0 and "already complete" in again.output
 
 
+class Interrupting(torch.utils.data.Dataset):
+    """The rows of ``x``, with Ctrl-C (KeyboardInterrupt) when example ``stop_at`` is read."""
+
+    def __init__(self, x, stop_at):
+        self.x, self.stop_at = x, stop_at
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        if i == self.stop_at:
+            raise KeyboardInterrupt
+        return self.x[i]
+
+
 def test_ctrl_c_keeps_complete_chunks_and_resumes(tmp_path, capsys):
     x = torch.randn(20, 3, 12, 12)
 
-    class Interrupting(torch.utils.data.Dataset):
-        def __init__(self, stop_at):
-            self.stop_at = stop_at
-
-        def __len__(self):
-            return len(x)
-
-        def __getitem__(self, i):
-            if i == self.stop_at:
-                raise KeyboardInterrupt
-            return x[i]
-
-    reference = cv.extract(tiny_cnn(), layer="3", data=Interrupting(None), out=tmp_path / "ref", batch_size=3, chunk_size=6, progress=False)
+    reference = cv.extract(tiny_cnn(), layer="3", data=Interrupting(x, None), out=tmp_path / "ref", batch_size=3, chunk_size=6, progress=False)
     with pytest.raises(KeyboardInterrupt):
-        cv.extract(tiny_cnn(), layer="3", data=Interrupting(14), out=tmp_path / "s", batch_size=3, chunk_size=6)
+        cv.extract(tiny_cnn(), layer="3", data=Interrupting(x, 14), out=tmp_path / "s", batch_size=3, chunk_size=6)
     assert "Run the same command again to resume" in capsys.readouterr().err
     assert len(list((tmp_path / "s.partial" / "chunks").glob("*.json"))) == 2
-    resumed = cv.extract(tiny_cnn(), layer="3", data=Interrupting(None), out=tmp_path / "s", batch_size=3, chunk_size=6)
+    resumed = cv.extract(tiny_cnn(), layer="3", data=Interrupting(x, None), out=tmp_path / "s", batch_size=3, chunk_size=6)
     assert "resuming" in capsys.readouterr().err.replace("\n", " ")
     assert (reference.path / "activations.npy").read_bytes() == (resumed.path / "activations.npy").read_bytes()
 
@@ -365,32 +368,20 @@ def test_several_layers_in_one_pass_write_the_single_layer_stores_and_resume(tmp
 def test_several_layers_resume_after_ctrl_c_and_refuse_what_they_cannot(tmp_path):
     x = torch.randn(20, 3, 12, 12)
 
-    class Interrupting(torch.utils.data.Dataset):
-        def __init__(self, stop_at):
-            self.stop_at = stop_at
-
-        def __len__(self):
-            return len(x)
-
-        def __getitem__(self, i):
-            if i == self.stop_at:
-                raise KeyboardInterrupt
-            return x[i]
-
     kw = dict(layer=["1", "3"], out=tmp_path / "run", batch_size=2, chunk_size=4, progress=False)
     with pytest.raises(KeyboardInterrupt):
-        cv.extract(tiny_cnn(), data=Interrupting(9), **kw)
+        cv.extract(tiny_cnn(), data=Interrupting(x, 9), **kw)
     for name in ("1", "3"):
         assert len(list((tmp_path / "run" / f"{name}.partial" / "chunks").glob("*.json"))) == 2
-    resumed = cv.extract(tiny_cnn(), data=Interrupting(-1), **kw)
-    reference = cv.extract(tiny_cnn(), data=Interrupting(-1), **{**kw, "out": tmp_path / "ref"})
+    resumed = cv.extract(tiny_cnn(), data=Interrupting(x, -1), **kw)
+    reference = cv.extract(tiny_cnn(), data=Interrupting(x, -1), **{**kw, "out": tmp_path / "ref"})
     for name in ("1", "3"):
         assert np.array_equal(resumed[name].activations, reference[name].activations)
         assert resumed[name].shape == (20, 8 if name == "1" else 16)
     with pytest.raises(cv.ConceptvecError, match=r"layer '1' is named more than once"):
-        cv.extract(tiny_cnn(), data=Interrupting(-1), **{**kw, "layer": ["1", "1"]})
+        cv.extract(tiny_cnn(), data=Interrupting(x, -1), **{**kw, "layer": ["1", "1"]})
     with pytest.raises(cv.ConceptvecError, match=r"invalid layer 'nope'"):
-        cv.extract(tiny_cnn(), data=Interrupting(-1), **{**kw, "layer": ["1", "nope"], "out": tmp_path / "x"})
+        cv.extract(tiny_cnn(), data=Interrupting(x, -1), **{**kw, "layer": ["1", "nope"], "out": tmp_path / "x"})
     assert not (tmp_path / "x").exists()
 
 
