@@ -63,6 +63,9 @@ def test_atlas_files(atlas):
     assert (root / "scan" / GROUPS_FILE).is_file()  # the shared concepts were saved beside the scan
     overview = read_data(out / "data" / "overview.js")
     assert overview["rows"]["neuron"] == scan.neurons.tolist() and overview["rows"]["concepts"] == scan.n_concepts.tolist()
+    # the evidence the scan recorded: auto's p-value of each neuron's first split, to 3 significant digits
+    assert overview["rows"]["split_p"] == [float(f"{p:.3g}") if np.isfinite(p) else None for p in scan.first_p]
+    assert any(p is not None and p < 0.01 for p in overview["rows"]["split_p"])
     assert len(overview["map"]["x"]) == len(scan.concept_vectors) and overview["map"]["method"].startswith("PCA")
     # every example shown is drawn once into the sprite sheets, however many neurons show it
     shown = set(scan.top_indices.ravel().tolist()) | set(scan.projecting["indices"][:, :12].ravel().tolist())
@@ -106,6 +109,11 @@ def test_atlas_in_chromium(atlas):
         page.goto(url)
         page.wait_for_selector("body[data-ready='1']")
         assert page.locator(".row").count() == len(scan)
+        # sort by the split's p-value: largest first, then again for the clearest split first
+        for pick in (np.nanmax, np.nanmin):
+            page.click(".thead div[data-col='split_p']")
+            first = int(page.locator(".row").first.get_attribute("data-neuron"))
+            assert scan.first_p[scan.position(first)] == pick(scan.first_p)
         # sort by concepts, most first; again for fewest first
         page.click(".thead div[data-col='concepts']")
         first = int(page.locator(".row").first.get_attribute("data-neuron"))

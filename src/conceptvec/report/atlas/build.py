@@ -179,8 +179,8 @@ def _overview(scan: ScanResult, store: ActivationStore, found: SharedConcepts | 
     concept_rows = _concept_rows(scan, scan_dir)
     agree = scan.stability["count_agreement"] if scan.stability is not None else None
     reappear = scan.stability["concept_reappearance"] if scan.stability is not None else None
-    rows: dict[str, list[Any]] = {k: [] for k in ("neuron", "concepts", "C", "live", "agreement", "unstable", "outliers",
-                                                  "shared", "labels", "strip", "report")}
+    rows: dict[str, list[Any]] = {k: [] for k in ("neuron", "concepts", "C", "split_p", "live", "agreement", "unstable",
+                                                  "outliers", "shared", "labels", "strip", "report")}
     concept_labels: list[str] = []
     concept_thumbs: list[Any] = []
     with progress_bar("neurons", disable=not progress) as bar:
@@ -198,6 +198,10 @@ def _overview(scan: ScanResult, store: ActivationStore, found: SharedConcepts | 
             rows["neuron"].append(int(n))
             rows["concepts"].append(int(n_concepts[pos]))
             rows["C"].append(int(scan.n_agglomerative[pos]))
+            # auto's p-value of the neuron's first split (None with a fixed threshold); 3 significant digits, not
+            # _finite's 4 decimals, which would round every clear split to 0
+            p_first = None if scan.first_p is None else float(scan.first_p[pos])
+            rows["split_p"].append(float(f"{p_first:.3g}") if p_first is not None and np.isfinite(p_first) else None)
             rows["live"].append(bool(live[pos]))
             rows["agreement"].append(_finite(agree[pos]) if agree is not None else None)
             rows["unstable"].append(int(np.sum(reappear[a:b] < scan.UNSTABLE)) if reappear is not None else None)

@@ -63,7 +63,7 @@
   }
 
   // -- the neurons: a table that draws only the rows in view, so 10,000 rows sort and filter at once --
-  var COLS = [["neuron", "neuron", "84px"], ["concepts", "concepts", "98px"], ["C", "C", "50px"], ["live", "live", "54px"],
+  var COLS = [["neuron", "neuron", "84px"], ["concepts", "concepts", "98px"], ["C", "C", "50px"], ["split_p", "split p", "84px"], ["live", "live", "54px"],
     ["agreement", "stability", "90px"], ["shared", "shared", "76px"], ["outliers", "outliers", "84px"], ["labels", "commonest label per concept", "1fr"],
     ["strip", "top examples", "auto"]];
   function rowsMatching() {
@@ -95,7 +95,8 @@
     live.checked = state.live;
     var count = el("span", { cls: "count", id: "count" });
     var head = el("div", { cls: "thead" });
-    var cols = COLS.filter(function (c) { return c[0] !== "agreement" || O.rows.agreement.some(function (v) { return v != null; }); })
+    // columns the scan measured: stability only with --stability, the split's p-value only with auto
+    var cols = COLS.filter(function (c) { return (c[0] !== "agreement" && c[0] !== "split_p") || (O.rows[c[0]] || []).some(function (v) { return v != null; }); })
       .filter(function (c) { return c[0] !== "shared" || O.shared; });
     var template = cols.map(function (c) { return c[0] === "strip" ? (O.thumbs.kind === "image" ? (8 * (O.thumbs.side + 4)) + "px" : "500px") : c[2]; }).join(" ");
     cols.forEach(function (c) {
@@ -123,6 +124,7 @@
           if (c[0] === "strip") { cell = el("div", { cls: "strip" }); v.slice(0, O.thumbs.kind === "image" ? v.length : 3).forEach(function (ref) { cell.appendChild(tile(ref)); }); }
           else if (c[0] === "neuron") cell = el("div", {}, [link("#n/" + i, String(v))]);
           else if (c[0] === "live") cell = el("div", { text: v ? "yes" : "no" });
+          else if (c[0] === "split_p") cell = el("div", { text: v == null ? "–" : v < 0.001 ? v.toExponential(1) : v.toFixed(3), title: "p-value of the first split (auto's test)" });
           else cell = el("div", { text: fmt(v, 2), title: c[0] === "labels" ? v : "" });
           r.appendChild(cell);
         });
