@@ -10,11 +10,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConceptvecError, ConceptvecWarning
-from .options import at_least, check_fields, documented, one_of, option, optional, whole_number
+from .options import at_least, check_fields, documented, one_of, option, optional
 from .outliers import outlier_mask
 
-# whole_number is re-exported: stages check counts with the same rule as the method's options
-__all__ = ["AUTO", "UNSTABLE_BELOW", "Params", "is_auto", "threshold", "probability", "whole_number"]
 
 AUTO = "auto"
 REPRESENTATIONS = ("activations", "attribution", "excitation")

@@ -31,7 +31,8 @@ from scipy.optimize import linear_sum_assignment
 from threadpoolctl import threadpool_limits
 
 from ..errors import ConceptvecError
-from .params import UNSTABLE_BELOW, Params, whole_number
+from .options import whole_number
+from .params import UNSTABLE_BELOW, Params
 from .steps import cluster_top
 
 __all__ = ["Stability", "concept_stability", "resampling"]

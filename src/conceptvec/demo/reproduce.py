@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..scan.disentangle import disentangle
+from ..core.options import whole_number
 from ..core.params import Params
 from ..core.reference import PAPER_HISTOGRAM
 from ..errors import ConceptvecError
@@ -84,7 +85,6 @@ def authors_inception_v3(weights: str | os.PathLike[str]):
 
 def every_nth_image(imagenet: str | os.PathLike[str], every: int):
     """Every ``every``-th image of the sorted file list of an ImageNet-layout tree (class folders), with its class."""
-    from ..core.options import whole_number
     from ..sources.images import image_files
 
     every = whole_number("every (--every)", every, 1)  # -1 would take every image in reverse, 0 fails in slicing
@@ -126,8 +126,6 @@ def reproduce(
     """
     from ..extraction.pipeline import extract
     from ..scan.layer import scan_layer
-
-    from ..core.options import whole_number
 
     every = whole_number("every (--every)", every, 1)  # before anything is recorded
     params = params or Params()

@@ -14,7 +14,8 @@ from threadpoolctl import threadpool_limits
 from ..core.fdr import first_split_p
 from ..core.arrays import as_matrix, check_directions, check_finite, check_neuron, read_rows
 from ..core.metrics import project, unit_vectors
-from ..core.params import Params, whole_number
+from ..core.options import whole_number
+from ..core.params import Params
 from ..core.represent import excitation
 from ..core.scale import SCALE_HINT, scale_problems, warn_scale
 from ..core.stability import MAX_STABILITY, concept_stability

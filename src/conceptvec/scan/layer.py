@@ -28,7 +28,8 @@ from ..core.live import live_mask
 from ..core.fdr import bh_discoveries, layer_error
 from ..core.steps import cluster_top
 from ..core.metrics import unit_vectors
-from ..core.params import Params, whole_number
+from ..core.options import whole_number
+from ..core.params import Params
 from ..core.scale import SCALE_HINT, warn_scale
 from ..core.selection import parse_neurons
 from ..core.stability import MAX_STABILITY, concept_stability, resampling
