@@ -8,7 +8,9 @@ weights, so that the saved dictionary reads A in its own units. The only module 
 
 from __future__ import annotations
 
-from typing import Callable
+import time
+import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +20,38 @@ from .blocks import all_blocks, epoch_blocks
 from .checkpoint import Checkpoint
 from .config import DictionaryConfig
 from .model import Dictionary
+from .quality import QualityStep
+
+
+class TopKEncoder(torch.autograd.Function):
+    """(values, atoms) of relu(TopK_k(xc @ W_enc + b_enc)), each (batch, k), with a sparse backward.
+
+    Only k of each row's n_atoms codes get a gradient, so the encoder's two backward products are a
+    (batch, n_atoms) matrix with k entries per row times a dense one: done as a sparse CSR product, about
+    n_atoms / k times less work than autograd's dense ones (which multiply the zeros too). Same gradients.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, xc: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        values, indices = torch.addmm(b_enc, xc, w_enc).topk(k, dim=1)
+        values = values.clamp_min(0.0)
+        ctx.save_for_backward(xc, w_enc, indices, values)
+        ctx.mark_non_differentiable(indices)
+        return values, indices
+
+    @staticmethod
+    def backward(ctx: Any, grad_values: torch.Tensor, _grad_indices: Any) -> tuple[torch.Tensor | None, ...]:
+        xc, w_enc, indices, values = ctx.saved_tensors
+        n, k = indices.shape
+        g = torch.where(values > 0, grad_values, 0.0)  # the ReLU's gradient
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch: "Sparse CSR tensor support is in beta state"
+            sparse = torch.sparse_csr_tensor(torch.arange(0, n * k + 1, k), indices.reshape(-1), g.reshape(-1),
+                                             (n, w_enc.shape[1]))
+            grad_xc = sparse @ w_enc.T if ctx.needs_input_grad[0] else None
+            grad_w = (sparse.t() @ xc).T.contiguous() if ctx.needs_input_grad[1] else None
+        grad_b = torch.zeros(w_enc.shape[1], dtype=g.dtype).index_add_(0, indices.reshape(-1), g.reshape(-1))
+        return grad_xc, grad_w, grad_b, None
 
 
 class TopKSAE(torch.nn.Module):
@@ -34,14 +68,26 @@ class TopKSAE(torch.nn.Module):
         self.b_enc = torch.nn.Parameter(torch.zeros(n_atoms))
         self.b_dec = torch.nn.Parameter(torch.zeros(n_units))
 
+    def encode_topk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k largest codes of each example: values (batch, k), >= 0, and their atoms (batch, k)."""
+        values, indices = TopKEncoder.apply(x - self.b_dec, self.W_enc, self.b_enc, self.k)
+        return values, indices
+
+    def decode_topk(self, values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """sum_j values_j W_dec[indices_j] + b_dec: only the k active atoms' rows are read (and get gradients), not a
+        dense (batch, n_atoms) @ (n_atoms, n_units) product that is almost all zeros."""
+        return torch.nn.functional.embedding_bag(indices, self.W_dec, per_sample_weights=values, mode="sum") + self.b_dec
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Dense codes Z, shape (batch, n_atoms)."""
         pre = torch.relu((x - self.b_dec) @ self.W_enc + self.b_enc)
         values, indices = pre.topk(self.k, dim=1)
         return torch.zeros_like(pre).scatter_(1, indices, values)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.encode(x)
-        return z @ self.W_dec + self.b_dec, z
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(reconstruction (batch, n_units), code values (batch, k), their atoms (batch, k))."""
+        values, indices = self.encode_topk(x)
+        return self.decode_topk(values, indices), values, indices
 
     @torch.no_grad()
     def normalise_decoder(self) -> None:
@@ -73,13 +119,18 @@ def _restore(sae: TopKSAE, opt: torch.optim.Adam, arrays: dict[str, np.ndarray])
 
 
 def fit_topk_sae(matrix: np.ndarray, config: DictionaryConfig, *, rows: int, checkpoint: Checkpoint | None,
-                 progress: bool) -> tuple[Dictionary, Callable[[np.ndarray], np.ndarray]]:
-    """Train the SAE over ``config.epochs`` passes of A in blocks; returns the dictionary and its encoder (for quality)."""
+                 progress: bool, seconds: dict[str, float] | None = None) -> tuple[Dictionary, QualityStep]:
+    """Train the SAE over ``config.epochs`` passes of A in blocks; returns the dictionary and its quality step.
+
+    ``seconds`` receives the wall time of the scaling pass (``scale``) and of the training passes (``train``).
+    """
+    seconds = {} if seconds is None else seconds
     n, d = matrix.shape
     sae = TopKSAE(d, config.n_atoms, config.k, seed=config.seed)
     opt = torch.optim.Adam(sae.parameters(), lr=config.lr)
     found = checkpoint.read() if checkpoint is not None else None
     start = 0
+    started = time.perf_counter()
     if found is not None:
         start, arrays = found
         scale = _restore(sae, opt, arrays)
@@ -87,11 +138,13 @@ def fit_topk_sae(matrix: np.ndarray, config: DictionaryConfig, *, rows: int, che
         # One number that brings a mean squared example norm to d, and b_dec at the (scaled) mean, from one pass.
         sq, total = 0.0, np.zeros(d)
         for block in all_blocks(matrix, rows=rows, shuffle=config.shuffle, seed=config.seed):
-            sq += float((block.astype(np.float64) ** 2).sum())
+            sq += float(np.einsum("ij,ij->", block, block, dtype=np.float64))
             total += block.sum(axis=0, dtype=np.float64)
         scale = float(np.sqrt(d * n / sq)) if sq > 0 else 1.0
         with torch.no_grad():
             sae.b_dec.copy_(torch.from_numpy(total / n * scale).float())
+    seconds["scale"] = time.perf_counter() - started
+    started = time.perf_counter()
     with progress_bar("examples", disable=not progress, transient=True) as bar:
         task = bar.add_task(f"TopK SAE ({config.n_atoms} atoms, k={config.k})", total=n * config.epochs, completed=n * start)
         for epoch in range(start, config.epochs):
@@ -99,7 +152,7 @@ def fit_topk_sae(matrix: np.ndarray, config: DictionaryConfig, *, rows: int, che
                 xb = torch.from_numpy(block) * scale
                 for b in range(0, len(xb), config.batch_size):
                     x = xb[b:b + config.batch_size]
-                    x_hat, _ = sae(x)
+                    x_hat, _, _ = sae(x)
                     loss = ((x_hat - x) ** 2).sum(dim=1).mean()
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -108,6 +161,7 @@ def fit_topk_sae(matrix: np.ndarray, config: DictionaryConfig, *, rows: int, che
                 bar.advance(task, len(block))
             if checkpoint is not None:
                 checkpoint.write(epoch + 1, _state(sae, opt, scale))
+    seconds["train"] = time.perf_counter() - started
     with torch.no_grad():
         # Fold the scale in: (A s - b) W_enc = (A - b / s)(s W_enc); A_hat = (Z W_dec + b) / s.
         dic = Dictionary(decoder=(sae.W_dec / scale).numpy().astype(np.float32), bias=(sae.b_dec / scale).numpy().astype(np.float32),
@@ -115,7 +169,12 @@ def fit_topk_sae(matrix: np.ndarray, config: DictionaryConfig, *, rows: int, che
                          encoder=(sae.W_enc * scale).numpy().astype(np.float32), encoder_bias=sae.b_enc.numpy().astype(np.float32))
 
     @torch.no_grad()
-    def encode(x: np.ndarray) -> np.ndarray:
-        return sae.encode(torch.from_numpy(np.asarray(x, dtype=np.float32)) * scale).numpy().astype(np.float64)
+    def step(x: np.ndarray) -> tuple[float, float, np.ndarray]:
+        # float32 in torch with the sparse decode, as trained; the error summed in float64
+        xs = torch.from_numpy(np.multiply(x, np.float32(scale), dtype=np.float32))
+        values, indices = sae.encode_topk(xs)
+        err = float(((sae.decode_topk(values, indices) - xs) ** 2).sum(dtype=torch.float64)) / scale ** 2
+        active = values > 0
+        return err, float(active.sum()), torch.bincount(indices[active], minlength=config.n_atoms).numpy()
 
-    return dic, encode
+    return dic, step
