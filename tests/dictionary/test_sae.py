@@ -1,8 +1,10 @@
-"""The TopK SAE's sparse encoder and decoder: the same values and gradients as the dense textbook form."""
+"""The TopK SAE: sparse encoder and decoder with the dense textbook form's values and gradients; dead atoms revived."""
 
+import numpy as np
 import pytest
 import torch
 
+from conceptvec.dictionary.fit import fit_dictionary
 from conceptvec.dictionary.sae import TopKSAE
 
 
@@ -45,3 +47,26 @@ def test_k_at_or_beyond_the_atoms(k):
     sae = TopKSAE(4, 8, k, seed=0)
     x_hat, values, _ = sae(torch.randn(5, 4))
     assert x_hat.shape == (5, 4) and values.shape == (5, min(k, 8))
+
+
+def sparse_features(d=32, m=64, n=4000, s=2, seed=0):
+    """n examples, each a sum of s of m random unit features (in d < m units) with weights in [1, 2]."""
+    rng = np.random.default_rng(seed)
+    f = rng.normal(size=(m, d))
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    idx = np.stack([rng.choice(m, size=s, replace=False) for _ in range(n)])
+    return np.einsum("ns,nsd->nd", rng.uniform(1, 2, size=(n, s)), f[idx]).astype(np.float32), f
+
+
+@pytest.mark.slow
+def test_auxk_revives_dead_atoms_on_planted_features():
+    x, features = sparse_features()
+    kw = dict(n_atoms=64, k=2, epochs=20, lr=3e-2, batch_size=256, progress=False, seed=0, dead_after=1000)
+    plain = fit_dictionary(x, aux_k=0, **kw)
+    aux = fit_dictionary(x, **kw)  # aux_k: half the width
+    assert plain.quality["dead_atoms"] >= 6  # plain training leaves atoms dead although 64 features need them
+    assert aux.quality["dead_atoms"] <= plain.quality["dead_atoms"] // 2
+    recovered = [int(((features @ d.atoms().T).max(axis=1) >= 0.9).sum()) for d in (plain, aux)]
+    assert recovered[1] >= recovered[0] + 5
+    assert aux.quality["explained_variance"] > plain.quality["explained_variance"] + 0.03
+    assert aux.config["aux_k"] is None and aux.config["dead_after"] == 1000

@@ -31,6 +31,7 @@ from .quality import codes_step, measure_quality
 
 def fit_dictionary(store: Any, *, n_atoms: int = 256, method: str = "topk_sae", k: int = 16, epochs: int = 5,
                    batch_size: int = 1024, block_rows: int | None = None, lr: float = 1e-3, alpha: float = 0.1,
+                   aux_k: int | None = None, aux_alpha: float = 1 / 32, dead_after: int | None = None,
                    shuffle: bool = False, seed: int = 0, out: str | os.PathLike | None = None, overwrite: bool = False,
                    progress: bool = True) -> Dictionary:
     """Fit a sparse dictionary of the layer in ``store`` (ActivationStore or array (n_examples, n_units)).
@@ -44,7 +45,8 @@ def fit_dictionary(store: Any, *, n_atoms: int = 256, method: str = "topk_sae", 
     Dictionary with decoder (n_atoms, n_units), its quality on the whole store and its provenance
     """
     config = DictionaryConfig(n_atoms=n_atoms, method=method, k=k, epochs=epochs, batch_size=batch_size,
-                              block_rows=block_rows, lr=lr, alpha=alpha, shuffle=shuffle, seed=seed)
+                              block_rows=block_rows, lr=lr, alpha=alpha, aux_k=aux_k, aux_alpha=aux_alpha,
+                              dead_after=dead_after, shuffle=shuffle, seed=seed)
     matrix, source = as_matrix(store)
     rows = rows_per_block(matrix, config.block_rows)
     fingerprint = json.loads(json.dumps({"config": config.to_dict(), "shape": list(matrix.shape), "source": source,
