@@ -20,7 +20,11 @@ In one run, on one torch thread (OMP_NUM_THREADS=1 unless set):
    a TopK SAE of 2x the width (8x is beyond this machine's minutes), its shuffled twin, a scan of the first 300
    neurons, and the same share as for digits.
 
-Usage: python benchmarks/bench_dictionary.py [planted] [digits] [minilm] [timing] [--n 16000 --d 256]
+5. ``real``: efficientnet-lite0 with its real weights over ~3,000 composited Debian icons (the cached layers of
+   ``benchmarks/real_data.py``): a scan (distance_threshold auto), a TopK SAE without and with AuxK and dictionary
+   learning (raw and centred concept vectors), each against the same fit on shuffled activations.
+
+Usage: python benchmarks/bench_dictionary.py [planted] [digits] [minilm] [timing] [real] [--n 16000 --d 256]
 """
 
 from __future__ import annotations
@@ -97,8 +101,8 @@ def planted(args):
           f"(of the right splits: {right_agree}/{right}); against the shuffled fit: {base_agree}")
 
 
-def split_agreement(store, scan, dic, shuffled):
-    comp = cv.compare_scan_with_dictionary(scan, dic, baseline=shuffled)
+def split_agreement(store, scan, dic, shuffled, centre=False):
+    comp = cv.compare_scan_with_dictionary(scan, dic, baseline=shuffled, centre=centre)
     s = comp.summary
     print(f"{s['split_neurons']} split neurons of {s['neurons']}: every concept matched by an atom at cos >= 0.9: "
           f"{s['split_all_concepts_match']:.1%} (shuffled baseline {s['baseline_split_all_concepts_match']:.1%}); concepts matched "
@@ -115,7 +119,8 @@ def digits(args):
         store = demo.store
         n, d = store.shape
         print(f"\n## digits CNN, layer {store.metadata['layer']}: {n} examples x {d} units")
-        kw = dict(n_atoms=8 * d, method=args.method, k=args.k, epochs=args.epochs, lr=args.lr, batch_size=128, progress=False)
+        kw = dict(n_atoms=8 * d, method=args.method, k=args.k, epochs=args.epochs, lr=args.lr, batch_size=128, progress=False,
+                  **({"aux_k": args.aux_k} if args.method == "topk_sae" else {}))
         t = time.perf_counter()
         dic = cv.fit_dictionary(store, **kw)
         took = time.perf_counter() - t
@@ -156,6 +161,44 @@ def minilm(args):
                              workers=1, progress=False)
         print(f"scan of neurons 0-{args.text_neurons - 1} (top 50)")
         split_agreement(store, scan, dic, shuffled)
+
+
+def realdata_layer(layer):
+    """Cached activations of efficientnet-lite0 (real weights) over composited Debian icons (benchmarks/real_data.py)."""
+    root = Path(os.environ.get("CONCEPTVEC_REALDATA", "/work/realdata")) / "images"
+    if not (root / f"{layer}.npy").is_file():
+        raise SystemExit(f"no {root / layer}.npy: build it with `python benchmarks/real_data.py images` first")
+    meta = json.loads((root / "meta.json").read_text())
+    return np.load(root / f"{layer}.npy"), meta
+
+
+def real(args):
+    """efficientnet-lite0 (real ImageNet weights) over ~3,000 icons: concepts beside an SAE (with and without AuxK) and
+    dictionary learning (raw and centred concept vectors), each against the same fit on shuffled activations."""
+    acts, meta = realdata_layer(args.layer)
+    n, d = acts.shape
+    print(f"\n## {meta['model']} {args.layer} (pooled) over {n} composited icons: {n} x {d} units")
+    t = time.perf_counter()
+    scan = cv.scan_layer(acts, params=AUTO, workers=1, progress=False)
+    print(f"scan (distance_threshold auto): {int((scan.n_concepts >= 2).sum())} of {d} neurons split, {time.perf_counter() - t:.0f} s")
+    n_atoms = args.real_factor * d
+    sae_kw = dict(n_atoms=n_atoms, method="topk_sae", k=args.k, epochs=args.epochs, lr=args.lr, batch_size=128, progress=False)
+    dl_kw = dict(n_atoms=n_atoms, method="dictionary_learning", k=args.k, epochs=args.dl_epochs, batch_size=256, progress=False)
+    runs = [(f"TopK SAE without AuxK (aux_k=0), {args.epochs} epochs", {**sae_kw, "aux_k": 0}, [False]),
+            (f"TopK SAE with AuxK (aux_k {d // 2}), {args.epochs} epochs", sae_kw, [False]),
+            (f"dictionary learning, {args.dl_epochs} epochs", dl_kw, [False, True])]
+    for name, kw, centres in runs:
+        t = time.perf_counter()
+        dic = cv.fit_dictionary(acts, **kw)
+        took = time.perf_counter() - t
+        shuffled = cv.fit_dictionary(acts, shuffle=True, **kw)
+        print(f"{name}: {n_atoms} atoms ({args.real_factor}x), k={args.k}: fit {took:.0f} s")
+        for label, x in (("real", dic), ("shuffled", shuffled)):
+            q = x.quality
+            print(f"  {label:8s} explained variance {q['explained_variance']:.3f}, mean L0 {q['mean_l0']:.1f}, dead {q['dead_atoms']}")
+        for centre in centres:
+            print("  centred concept vectors (minus the dictionary's bias):" if centre else "  raw concept vectors:", end=" ")
+            split_agreement(None, scan, dic, shuffled, centre=centre)
 
 
 CHILD = r"""
@@ -277,13 +320,17 @@ def main():
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--method", default="topk_sae", help="digits: the dictionary's method")
     parser.add_argument("--lr", type=float, default=1e-3, help="digits: the SAE's learning rate")
+    parser.add_argument("--aux-k", type=int, default=None, help="digits: the SAE's aux_k (0: no AuxK loss)")
+    parser.add_argument("--layer", default="blocks.6", help="real: the cached efficientnet-lite0 layer (blocks.5 or blocks.6)")
+    parser.add_argument("--real-factor", type=int, default=2, help="real: atoms per unit")
+    parser.add_argument("--dl-epochs", type=int, default=5, help="real: dictionary learning's epochs")
     parser.add_argument("--text-factor", type=int, default=2)
     parser.add_argument("--text-neurons", type=int, default=300)
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
     for part in args.parts:
-        {"planted": planted, "digits": digits, "minilm": minilm, "timing": timing}[part](args)
+        {"planted": planted, "digits": digits, "minilm": minilm, "timing": timing, "real": real}[part](args)
 
 
 if __name__ == "__main__":
