@@ -24,7 +24,9 @@ In one run, on one torch thread (OMP_NUM_THREADS=1 unless set):
    ``benchmarks/real_data.py``): a scan (distance_threshold auto), a TopK SAE without and with AuxK and dictionary
    learning (raw and centred concept vectors), each against the same fit on shuffled activations.
 
-Usage: python benchmarks/bench_dictionary.py [planted] [digits] [minilm] [timing] [real] [--n 16000 --d 256]
+6. ``dead``: dead atoms of a TopK SAE with and without the AuxK loss on planted sparse features.
+
+Usage: python benchmarks/bench_dictionary.py [planted] [digits] [minilm] [timing] [real] [dead] [--n 16000 --d 256]
 """
 
 from __future__ import annotations
@@ -161,6 +163,27 @@ def minilm(args):
                              workers=1, progress=False)
         print(f"scan of neurons 0-{args.text_neurons - 1} (top 50)")
         split_agreement(store, scan, dic, shuffled)
+
+
+def dead(args):
+    """Dead atoms with and without AuxK on planted sparse features: 64 random unit features in 32 units, each example
+    the sum of 2 of them with weights in [1, 2]; a TopK SAE of 64 atoms, k=2 (the test's case, and a wider one)."""
+    rng = np.random.default_rng(0)
+    d, m, n = 32, 64, 4000
+    f = rng.normal(size=(m, d))
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    idx = np.stack([rng.choice(m, size=2, replace=False) for _ in range(n)])
+    x = np.einsum("ns,nsd->nd", rng.uniform(1, 2, size=(n, 2)), f[idx]).astype(np.float32)
+    print(f"\n## dead atoms: {n} examples x {d} units, {m} planted features, 2 per example; TopK SAE k=2, 20 epochs, lr 3e-2")
+    for n_atoms in (64, 128):
+        for label, kw in (("no AuxK (aux_k=0)", {"aux_k": 0}), ("AuxK, dead after 4000 examples (default)", {}),
+                          ("AuxK, dead after 1000 examples", {"dead_after": 1000})):
+            t = time.perf_counter()
+            dic = cv.fit_dictionary(x, n_atoms=n_atoms, k=2, epochs=20, lr=3e-2, batch_size=256, progress=False, seed=0, **kw)
+            best = (f @ dic.atoms().T).max(axis=1)
+            q = dic.quality
+            print(f"{n_atoms} atoms, {label:40s} {time.perf_counter() - t:5.1f} s  dead {q['dead_atoms']:3d}  explained variance "
+                  f"{q['explained_variance']:.3f}  features recovered (cos >= 0.9) {int((best >= 0.9).sum())}/{m}")
 
 
 def realdata_layer(layer):
@@ -330,7 +353,7 @@ def main():
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
     for part in args.parts:
-        {"planted": planted, "digits": digits, "minilm": minilm, "timing": timing, "real": real}[part](args)
+        {"planted": planted, "digits": digits, "minilm": minilm, "timing": timing, "real": real, "dead": dead}[part](args)
 
 
 if __name__ == "__main__":
