@@ -38,6 +38,7 @@ from ..examples import Examples, examples_for_store
 from ..pages import describe, scan_page
 from ..figures.tree import cut_height
 from .layout import MAP_METHODS, concept_map
+from .thresholds import thresholds_figure
 from .thumbs import Thumbs
 
 ATLAS_FILE = "atlas.json"
@@ -107,6 +108,9 @@ def write_atlas(run_or_scan: str | os.PathLike | ScanResult, *, out: str | os.Pa
         reports = _reports(run, scan, out)
         overview = _overview(scan, store, found, thumbs, examples, reports, tmp, scan_dir, progress=progress, map_method=map_method, seed=seed)
         overview["thumbs"] = thumbs.close()
+        # the folders a `conceptvec thresholds --out` of this layer would be in: the run's (RUN/thresholds), or beside the scan
+        near = [run.path] if run is not None else [scan_dir.parent] if scan_dir is not None else []
+        overview["thresholds"] = thresholds_figure(scan, store, near, tmp)
         _script(tmp / DATA / "overview.js", "ATLAS.overview = ", overview)
         write_json(tmp / ATLAS_FILE, {"scan": str(scan_dir.resolve()) if scan_dir else None, "store": str(store.path.resolve()),
                                       "store_id": store.store_id, "n_neurons": len(scan), "shared": found is not None,

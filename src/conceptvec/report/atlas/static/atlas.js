@@ -335,6 +335,13 @@
       el("p", { cls: "lead", text: "Live neurons by their number of concepts" + (O.not_live ? " (" + O.not_live + " not live, left out)" : "") +
         (O.authors ? "; red: the authors' Inception V3 Mixed_7b scan (4,232 concepts), as shares of each scan." : ".") }),
       bars(O.histogram, O.authors)];
+    var T = O.thresholds;
+    kids.push(el("h2", { text: "Concepts per neuron against the distance threshold" }));
+    if (T) {
+      kids.push(el("p", { cls: "lead", id: "thresholds-what", text: T.what }));
+      if (T.how) kids.push(el("p", { cls: "key", text: T.how }));
+      kids.push(el("img", { id: "thresholds", src: T.src, alt: "concepts per neuron against the distance threshold", style: "max-width:100%" }));
+    } else kids.push(el("p", { cls: "key", text: "No live neuron: no tree to cut." }));
     kids.push(el("h2", { text: "Map of every concept vector" }));
     var select = el("select", { id: "map-colour" }, [el("option", { value: "neuron", text: "colour by neuron" }), el("option", { value: "label", text: "colour by label" })]);
     kids.push(el("p", { cls: "lead" }, ["Laid out by " + O.map.method + ". Hover for a concept, click to open it. ", select]));
