@@ -178,10 +178,13 @@ def atlas(
     run_dir: Annotated[Path, typer.Argument(help="Run directory holding scan/ (conceptvec scan STORE --out RUN/scan), or a scan folder.")],
     out: Annotated[Optional[Path], typer.Option("--out", help="Atlas folder; default RUN_DIR/atlas (an earlier atlas there is replaced; nothing else is).")] = None,
     shared: Annotated[bool, typer.Option("--shared/--no-shared", help="Find the concepts that neurons share (saved beside the scan).")] = True,
-    map_method: Annotated[str, typer.Option("--map", help="Layout of the map of concept vectors: auto (UMAP up to 50,000 concepts), umap or pca.")] = "auto",
+    map_method: Annotated[str, typer.Option("--map", help="Layout of the map of concept vectors: auto (UMAP from 15 up to 50,000 concepts, else PCA), umap or pca.")] = "auto",
     seed: SeedOpt = 0,
 ) -> None:
-    """Write the layer atlas: every scanned neuron and concept, the layer's map and shared concepts, one offline site."""
+    """Write the layer atlas: every scanned neuron and concept, the layer's map and shared concepts, one offline site.
+
+    Where the run holds them it also shows `conceptvec thresholds`' figure, `conceptvec causal`'s selectivity and a
+    `conceptvec compare-dictionary` comparison of the scan (docs/atlas.md)."""
     from ..report.atlas import write_atlas
 
     index = write_atlas(run_dir, out=out, shared=shared, map_method=map_method, seed=seed)

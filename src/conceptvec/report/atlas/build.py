@@ -6,6 +6,7 @@
     data/overview.js                   the layer: every neuron's row, the histogram, the map, the shared concepts
     data/n00035.js                     one small file per scanned neuron (by its row in the scan), loaded on demand
     sprites/s0000.jpg                  the thumbnails, packed (``thumbs``)
+    thresholds.png                     the thresholds figure of the layer (``thresholds``)
     atlas.json                         what the atlas was made from (marks the folder as an atlas)
 
 Data files are scripts that hand their data to the page (``ATLAS.overview = ...``, ``ATLAS.neuron(...)``),
@@ -75,7 +76,7 @@ def write_atlas(run_or_scan: str | os.PathLike | ScanResult, *, out: str | os.Pa
         the scan folder when they were saved there, or given (e.g. with other settings).
     map_method : {"auto", "umap", "pca"}
         How the map of concept vectors is laid out: UMAP (umap-learn) or the first two principal components;
-        ``auto`` is UMAP up to 50,000 concepts.
+        ``auto`` is UMAP from 15 up to 50,000 concepts (``layout.UMAP_UP_TO``), PCA otherwise.
     overwrite : bool
         Replace an earlier atlas at ``out`` (never anything else).
     progress : bool
