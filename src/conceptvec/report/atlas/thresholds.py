@@ -58,6 +58,7 @@ def thresholds_figure(scan: ScanResult, store: ActivationStore, folders: list[Pa
     from ..figures.thresholds import clusters_across_thresholds
 
     params = scan.params
+    where = folders[0] / "thresholds" if folders else "RUN/thresholds"
     marked = None if params.auto_distance else params.fixed_distance
     fig = clusters_across_thresholds(scan.linkage[live][:, :, 2], n_concepts=scan.n_concepts[live], marked=marked,
                                      unit_length=params.auto_distance)
@@ -67,5 +68,5 @@ def thresholds_figure(scan: ScanResult, store: ActivationStore, folders: list[Pa
     return {"src": FIGURE, "kind": "clusters", "source": None,
             "what": "Clusters C per live neuron at each distance threshold, read off the ward trees the scan holds (no k-means, "
                     "so concepts, C less outliers and too-small clusters, are at most C)." + scale,
-            "how": f"For concepts per neuron at every threshold, run `conceptvec thresholds {store.path} --out RUN/thresholds` "
+            "how": f"For concepts per neuron at every threshold, run `conceptvec thresholds {store.path} --out {where}` "
                    "and write the atlas again."}
