@@ -97,7 +97,7 @@ def planted_part(widths: list[int], n_neurons: int) -> None:
 def digits_part() -> None:
     import torch
 
-    from conceptvec.core.arrays import live_mask
+    from conceptvec.core.live import live_mask
     from conceptvec.core.streaming import top_examples
     from conceptvec.demo.demo import merged_pair_units
     from conceptvec.sources.digits import load_digits_images

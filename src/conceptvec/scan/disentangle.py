@@ -12,6 +12,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..core.fdr import first_split_p
+from ..core.layernull import LayerNull, layer_null
 from ..core.arrays import as_matrix, check_directions, check_finite, check_neuron, read_rows
 from ..core.metrics import project, unit_vectors
 from ..core.options import whole_number
@@ -58,6 +59,28 @@ def represent(params: Params, attribution: Representation | None, top_indices: n
     return features, {"representation": {"name": params.representation, **attribution.describe()}}
 
 
+def null_for(params: Params, matrix: np.ndarray, attribution: Representation | None,
+             given: LayerNull | None) -> LayerNull | None:
+    """The layer null ``Params(null="layer")`` tests the first split against: ``given`` (checked) or drawn now."""
+    if params.null != "layer" or not params.auto_distance:
+        if given is not None:
+            raise ConceptvecError("layer_null= is given but params.null is not 'layer'; use Params(distance_threshold='auto', "
+                                  "null='layer') (--null layer) to test against it.")
+        return None
+    if given is not None:
+        given.check(top=params.top, min_cluster_size=params.min_cluster_size, representation=params.representation)
+        return given
+    if params.representation == "activations":
+        return layer_null(matrix, params=params)
+    assert attribution is not None  # represent() refused a model-based representation without it
+
+    def rows(idx: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        a = np.asarray(attribution(idx, direction), dtype=np.float64)
+        return excitation(a) if params.representation == "excitation" else a
+
+    return layer_null(matrix, params=params, rows=rows, representation=params.representation)
+
+
 def disentangle(
     acts: np.ndarray | ActivationStore,
     *,
@@ -66,6 +89,7 @@ def disentangle(
     params: Params | None = None,
     stability: int = 0,
     attribution: Representation | None = None,
+    layer_null: LayerNull | None = None,
 ) -> ConceptSet:
     """Split a neuron (or any direction) into concept vectors with the paper's method.
 
@@ -86,6 +110,10 @@ def disentangle(
         With ``Params(representation="attribution")``: ``attribution(top_indices, direction)`` gives the top examples'
         attributions at the layer below, shape (N, d) (``cv.LayerAttribution``, which needs the model); its
         ``describe()`` is recorded in the provenance.
+    layer_null : LayerNull, optional
+        With ``Params(null="layer")``: the layer's null (``cv.layer_null(acts, params=params)``), drawn once and reused
+        for every direction of the layer; left out, it is drawn here (one pass over A and ``LAYER_NULL_DRAWS`` trees,
+        with a model-based representation that many attributions).
     """
     params = params or Params()
     if not isinstance(params, Params):
@@ -120,9 +148,12 @@ def disentangle(
     check_finite(x, "the top examples' activations", rows=top_indices)
 
     features, represented = represent(params, attribution, top_indices, neuron, unit_direction, n_units)
+    null = null_for(params, matrix, attribution, layer_null)
+    if null is not None:
+        represented = {**represented, "layer_null": null.describe()}
     # k-means on N rows gains nothing from threads and loses much when the cores are shared.
     with threadpool_limits(1):
-        steps = cluster_top(x, params, features=features)
+        steps = cluster_top(x, params, features=features, layer_null=null)
         if params.fdr is not None and steps["n_agglomerative"] > 1 and first_split_p(steps["split_tests"]) > params.fdr:
             # One direction is a layer of one: Benjamini-Hochberg keeps its first split only at p <= fdr.
             tests = [{**steps["split_tests"][0], "split": False, "withdrawn_by_fdr": True}]
@@ -139,7 +170,7 @@ def disentangle(
     )
     if stability:
         cs.stability = concept_stability(x if features is None else features, cs.labels, params=params, runs=stability,
-                                         seed=params.seed).to_dict()
+                                         seed=params.seed, layer_null=null).to_dict()
     if cs.is_live:
         warn_scale(scale_problems(cs.linkage, cs.centroid_sq_distances, cs.labels, params, what=what), hint=SCALE_HINT)
     return cs
