@@ -97,3 +97,13 @@ def test_bad_combinations_are_refused_in_one_line():
 def test_the_papers_params_are_unchanged():
     assert cv.Params().null == "gaussian"
     assert "null" not in cv.Params().describe()
+
+
+def test_a_scan_draws_the_null_once_and_agrees_with_disentangle():
+    acts = isotropic_with_a_two_concept_neuron(n=800, d=12)
+    result = cv.scan_layer(acts, params=LAYER, workers=1, progress=False, projecting=False)
+    null = cv.layer_null(acts, params=LAYER)
+    assert result.provenance["layer_null"] == null.describe()
+    for j in range(12):
+        assert result.n_concepts[j] == cv.disentangle(acts, neuron=j, params=LAYER, layer_null=null).n_concepts
+    assert result.n_concepts[0] == 2
