@@ -45,7 +45,7 @@ from threadpoolctl import threadpool_limits
 
 import conceptvec as cv
 from conceptvec.core.live import live_mask
-from conceptvec.core.represent import excitation
+from conceptvec.core.represent import contributions, excitation
 from conceptvec.core.steps import cluster_top
 from conceptvec.core.streaming import top_examples, top_k_desc
 
@@ -110,6 +110,9 @@ def text_layer() -> Layer:
 def represent(layer: Layer, rep: str, idx: np.ndarray, direction: np.ndarray) -> np.ndarray:
     if rep == "activations":
         return layer.acts[idx]
+    if rep == "contributions":
+        # a neuron's contributions are its own activation alone: the activations instead, as disentangle does
+        return contributions(layer.acts[idx], direction) if np.count_nonzero(direction) >= 2 else layer.acts[idx]
     if rep == "attribution":
         return layer.attribution(idx, direction)
     if rep == "excitation":
@@ -117,14 +120,37 @@ def represent(layer: Layer, rep: str, idx: np.ndarray, direction: np.ndarray) ->
     raise ValueError(rep)
 
 
-def single_concept_neurons(layer: Layer, *, max_neurons: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Live neurons (a seeded sample of at most ``max_neurons``) that auto on the activations calls single-concept."""
+def source_directions(acts: np.ndarray, kind: str, *, count: int, seed: int) -> np.ndarray:
+    """The directions superposed, (m, n_units): ``units`` (the basis), ``svd`` (the leading right singular vectors of
+    the standardised layer, mapped back to the units) or ``random`` (Gaussian in standardised units)."""
+    sd = acts.std(axis=0)
+    sd[sd == 0] = 1.0
+    if kind == "units":
+        return np.eye(acts.shape[1])
+    if kind == "svd":
+        from sklearn.utils.extmath import randomized_svd
+
+        _, _, vt = randomized_svd((acts - acts.mean(axis=0)) / sd, n_components=min(count, acts.shape[1] - 1), random_state=seed)
+        return vt / sd[None, :]
+    if kind == "random":
+        return np.random.default_rng([seed, 7]).standard_normal((count, acts.shape[1])) / sd[None, :]
+    raise ValueError(kind)
+
+
+def single_concept_sources(layer: Layer, sources: np.ndarray, *, max_neurons: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Live sources (a seeded sample of at most ``max_neurons``) that auto on the activations calls single-concept,
+    and every source's top-N examples (m, N)."""
     rng = np.random.default_rng(seed)
-    n_units = layer.acts.shape[1]
-    idx, scores = top_examples(layer.acts, TOP, neurons=np.arange(n_units))
+    units = np.array_equal(sources, np.eye(len(sources)))
+    if units:
+        idx, scores = top_examples(layer.acts, TOP, neurons=np.arange(len(sources)))
+    else:
+        idx, scores = top_examples(layer.acts, TOP, directions=sources / np.linalg.norm(sources, axis=1, keepdims=True))
     live = np.flatnonzero(live_mask(scores))
     sample = np.sort(rng.choice(live, size=min(max_neurons, len(live)), replace=False))
-    one = [j for j in sample if cv.disentangle(layer.acts, neuron=int(j), params=CRITERIA["auto"]).n_concepts == 1]
+    auto = CRITERIA["auto"]
+    one = [j for j in sample if (cv.disentangle(layer.acts, neuron=int(j), params=auto) if units else
+                                 cv.disentangle(layer.acts, direction=sources[j], params=auto)).n_concepts == 1]
     return np.array(one, dtype=np.int64), idx
 
 
@@ -154,14 +180,16 @@ def judge(labels: np.ndarray, truth: np.ndarray, k: int) -> tuple[bool, float]:
 
 
 def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_random: int, n_consistency: int,
-              max_neurons: int, seed: int, null_draws: int = 100) -> None:
+              max_neurons: int, seed: int, null_draws: int = 100, sources_kind: str = "units") -> None:
     t0 = time.perf_counter()
     acts = layer.acts
     sd = acts.std(axis=0)
     sd[sd == 0] = 1.0
-    single, top_idx = single_concept_neurons(layer, max_neurons=max_neurons, seed=seed)
-    print(f"\n{layer.name}: {acts.shape[0]} examples x {acts.shape[1]} units; {len(single)} single-concept (auto) "
-          f"of {min(max_neurons, acts.shape[1])} sampled neurons")
+    sources = source_directions(acts, sources_kind, count=max_neurons, seed=seed)
+    spread = (acts @ sources.T).std(axis=0)  # each source's sd over the layer: superposed at equal weight
+    single, top_idx = single_concept_sources(layer, sources, max_neurons=max_neurons, seed=seed)
+    print(f"\n{layer.name}: {acts.shape[0]} examples x {acts.shape[1]} units; sources {sources_kind}: {len(single)} "
+          f"single-concept (auto) of {min(max_neurons, len(sources))} sampled")
     rng = np.random.default_rng(seed + 1)
     superposed = {2: pick_cases(single, top_idx, 2, n_pairs, seed), 3: pick_cases(single, top_idx, 3, n_triples, seed)}
     randoms = [rng.standard_normal(acts.shape[1]) / sd for _ in range(n_random)]
@@ -189,7 +217,7 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
 
         for k, cases in superposed.items():
             for case in cases:
-                direction = sum(np.eye(acts.shape[1])[j] / sd[j] for j in case)
+                direction = sum(sources[j] / spread[j] for j in case)
                 idx = top_of(direction)
                 member = np.array([[i in set(top_idx[j].tolist()) for j in case] for i in idx])
                 truth = np.where(member.sum(axis=1) == 1, member.argmax(axis=1), -1)
@@ -283,6 +311,8 @@ def main() -> None:
     ap.add_argument("--consistency", type=int, default=40)
     ap.add_argument("--max-neurons", type=int, default=320)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sources", default="units", choices=["units", "svd", "random"],
+                    help="what is superposed: neurons, SVD directions or random directions of the layer")
     ap.add_argument("--null-draws", type=int, default=100, help="random directions of the layer null (auto, layer null)")
     ap.add_argument("--digits", action="store_true", help="also the digits CNN's merged pairs against its control")
     args = ap.parse_args()
@@ -297,7 +327,7 @@ def main() -> None:
             layer = text_layer() if name == "text" else image_layer(name)
             run_layer(layer, reps, n_pairs=args.pairs, n_triples=args.triples, n_random=args.random,
                       n_consistency=args.consistency, max_neurons=args.max_neurons, seed=args.seed,
-                      null_draws=args.null_draws)
+                      null_draws=args.null_draws, sources_kind=args.sources)
         if args.digits:
             digits_fdr()
 

@@ -15,7 +15,7 @@ from .outliers import outlier_mask
 
 
 AUTO = "auto"
-REPRESENTATIONS = ("activations", "attribution", "excitation")
+REPRESENTATIONS = ("activations", "attribution", "excitation", "contributions")
 NULLS = ("gaussian", "layer")
 UNSTABLE_BELOW = 0.5  # a concept back in fewer than this share of the stability runs is flagged unstable
 
@@ -90,7 +90,8 @@ class Params:
     representation: str = option(
         "activations", "What the top examples are clustered by: activations (the paper's: the layer's pooled activations), "
         "attribution (gradient x input at the layer below for the direction: why it fires; needs the model) or "
-        "excitation (the attribution's positive part on its 5 leading principal components).",
+        "excitation (the attribution's positive part on its 5 leading principal components) or contributions (each unit's "
+        "term x_k * d_k of a direction's projection; store-only; a neuron falls back to its activations).",
         check=one_of(REPRESENTATIONS),
         doc="With ``attribution`` or ``excitation`` (``core.represent``), ``cv.disentangle`` takes ``attribution=cv.LayerAttribution(model, layer=..., below=..., "
         "inputs=...)`` and records it; the concept vectors stay their members' mean activations of the layer. "

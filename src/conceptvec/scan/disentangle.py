@@ -17,7 +17,7 @@ from ..core.arrays import as_matrix, check_directions, check_finite, check_neuro
 from ..core.metrics import project, unit_vectors
 from ..core.options import whole_number
 from ..core.params import Params
-from ..core.represent import excitation
+from ..core.represent import MIN_CONTRIBUTING, contributions, excitation
 from ..core.scale import SCALE_HINT, scale_problems, warn_scale
 from ..core.stability import MAX_STABILITY, concept_stability
 from ..core.steps import cluster_top
@@ -37,8 +37,16 @@ class Representation(Protocol):
 
 
 def represent(params: Params, attribution: Representation | None, top_indices: np.ndarray, neuron: int | None,
-              direction: np.ndarray | None, n_units: int) -> tuple[np.ndarray | None, dict]:
+              direction: np.ndarray | None, n_units: int, x: np.ndarray) -> tuple[np.ndarray | None, dict]:
     """The rows steps 2-3 cluster (None: the activations themselves) and what to record about them."""
+    if params.representation == "contributions":
+        if attribution is not None:
+            raise ConceptvecError("attribution= is given but params.representation is 'contributions', which needs only the "
+                                  "store; leave attribution out, or use representation='attribution'.")
+        if direction is None or np.count_nonzero(direction) < MIN_CONTRIBUTING:
+            return None, {"representation": {"name": "contributions", "clustered": "activations",
+                                             "why": "a neuron's contributions are its own activation alone"}}
+        return contributions(x, direction), {"representation": {"name": "contributions", "clustered": "contributions"}}
     if params.representation == "activations":
         if attribution is not None:
             raise ConceptvecError("attribution= is given but params.representation is 'activations'; use "
@@ -60,18 +68,22 @@ def represent(params: Params, attribution: Representation | None, top_indices: n
 
 
 def null_for(params: Params, matrix: np.ndarray, attribution: Representation | None,
-             given: LayerNull | None) -> LayerNull | None:
-    """The layer null ``Params(null="layer")`` tests the first split against: ``given`` (checked) or drawn now."""
+             given: LayerNull | None, clustered: str) -> LayerNull | None:
+    """The layer null ``Params(null="layer")`` tests the first split against: ``given`` (checked) or drawn now, for
+    the representation ``clustered`` (``params.representation``, or ``activations`` where contributions fall back)."""
     if params.null != "layer" or not params.auto_distance:
         if given is not None:
             raise ConceptvecError("layer_null= is given but params.null is not 'layer'; use Params(distance_threshold='auto', "
                                   "null='layer') (--null layer) to test against it.")
         return None
     if given is not None:
-        given.check(top=params.top, min_cluster_size=params.min_cluster_size, representation=params.representation)
+        given.check(top=params.top, min_cluster_size=params.min_cluster_size, representation=clustered)
         return given
-    if params.representation == "activations":
+    if clustered == "activations":
         return layer_null(matrix, params=params)
+    if clustered == "contributions":
+        return layer_null(matrix, params=params, representation="contributions",
+                          rows=lambda idx, d: contributions(read_rows(matrix, idx), d))
     assert attribution is not None  # represent() refused a model-based representation without it
 
     def rows(idx: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -147,8 +159,9 @@ def disentangle(
     x = read_rows(matrix, top_indices)
     check_finite(x, "the top examples' activations", rows=top_indices)
 
-    features, represented = represent(params, attribution, top_indices, neuron, unit_direction, n_units)
-    null = null_for(params, matrix, attribution, layer_null)
+    features, represented = represent(params, attribution, top_indices, neuron, unit_direction, n_units, x)
+    null = null_for(params, matrix, attribution, layer_null,
+                    clustered=represented.get("representation", {}).get("clustered", params.representation))
     if null is not None:
         represented = {**represented, "layer_null": null.describe()}
     # k-means on N rows gains nothing from threads and loses much when the cores are shared.

@@ -135,6 +135,11 @@ def scan_layer(
     params = params or Params()
     if not isinstance(params, Params):
         raise ConceptvecError(f"params must be a conceptvec.Params, got {type(params).__name__}.")
+    if params.representation == "contributions":
+        raise ConceptvecError(
+            "a scan's neurons have no contributions of their own (a neuron's is its activation alone): leave "
+            "--representation out, or run cv.disentangle(acts, direction=..., params=Params(representation='contributions')) "
+            "on the directions you want.")
     if params.representation != "activations":
         raise ConceptvecError(
             f"a scan clusters the layer's activations; representation={params.representation!r} needs the model for every "
