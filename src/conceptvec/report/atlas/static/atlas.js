@@ -374,7 +374,7 @@
       kids.push(el("p", { cls: "lead", id: "thresholds-what", text: T.what }));
       if (T.how) kids.push(el("p", { cls: "key", text: T.how }));
       kids.push(el("img", { id: "thresholds", src: T.src, alt: "concepts per neuron against the distance threshold", style: "max-width:100%" }));
-    } else kids.push(el("p", { cls: "key", text: "No live neuron: no tree to cut." }));
+    } else kids.push(el("p", { cls: "key", id: "thresholds-none", text: "No tree to cut: no live neuron has top examples that differ." }));
     kids.push(el("h2", { text: "Map of every concept vector" }));
     var select = el("select", { id: "map-colour" }, [el("option", { value: "neuron", text: "colour by neuron" }), el("option", { value: "label", text: "colour by label" })]);
     kids.push(el("p", { cls: "lead" }, ["Laid out by " + O.map.method + ". Hover for a concept, click to open it. ", select]));
