@@ -13,6 +13,8 @@ import conceptvec as cv
 from conceptvec.core.planted import planted_shared_layer
 from conceptvec.report.atlas.build import neuron_file
 
+pytestmark = pytest.mark.slow  # the run's fixture (torch, a scan, a causal run, two atlases) takes about 8 s
+
 PARAMS = cv.Params(distance_threshold="auto", outlier_threshold="auto")
 CAUSAL_NEURON, OTHER_NEURON = 2, 5
 
@@ -98,7 +100,6 @@ def test_a_comparison_of_another_scan_or_a_causal_run_of_another_store_is_not_sh
 
 @needs_chromium
 @pytest.mark.browser
-@pytest.mark.slow
 def test_causal_and_atoms_in_chromium(run):
     from playwright.sync_api import sync_playwright
 
