@@ -266,12 +266,11 @@ def sweep_neuron(task: tuple[np.ndarray, np.ndarray, int, Params]) -> tuple[np.n
     auto's C, auto's concepts). One k-means per distinct C: k-means depends on C alone."""
     x, n_clusters, c_rule, params = task
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    n_concepts = np.zeros(len(n_clusters), dtype=np.int64)
-    for g, c in enumerate(n_clusters):
-        if c not in cache:
-            cache[c] = kmeans_step(x, int(c), params)
-        labels, sq = cache[c]
-        n_concepts[g] = len(remove_outliers(labels, sq, params.outlier_rule, params.min_cluster_size)[1])
+    concepts_at: dict[int, int] = {}  # C -> concepts kept: steps 3 and 4 depend on C alone
+    for c in np.unique(n_clusters).tolist():
+        cache[c] = kmeans_step(x, c, params)
+        concepts_at[c] = len(remove_outliers(*cache[c], params.outlier_rule, params.min_cluster_size)[1])
+    n_concepts = np.array([concepts_at[c] for c in n_clusters.tolist()], dtype=np.int64)
     if c_rule not in cache:
         cache[c_rule] = kmeans_step(x, int(c_rule), params)
     found = cluster_top(x, params.replace(distance_threshold="auto", outlier_threshold="auto"))
