@@ -29,7 +29,7 @@ from .steps import cluster_top, n_clusters_at, remove_outliers, ward_linkage
 from .metrics import concept_counts
 from .params import Params
 from .selection import parse_neurons
-from .streaming import top_examples
+from .streaming import top_examples_and_floors
 from .thresholds import rule_description
 
 __all__ = ["QUANTILES", "ThresholdSweep", "quantile_of", "sweep_neuron", "threshold_grid", "threshold_sweep"]
@@ -216,11 +216,12 @@ def threshold_sweep(
                               f"<= {n_examples}.")
 
     # One pass over A for every selected neuron's top examples, in the method's top-k order.
-    top_rows, top_scores = top_examples(matrix, params.top, neurons=selected, progress=progress)
-    live = live_mask(top_scores)
+    top_rows, top_scores, floors = top_examples_and_floors(matrix, params.top, neurons=selected, progress=progress)
+    live = live_mask(top_scores, floors)
     units, rows = selected[live], top_rows[live]
     if len(units) == 0:
-        raise ConceptvecError(f"none of the {len(selected)} selected neuron(s) is live ({dead_summary(top_scores, selected, shown=5)}); "
+        raise ConceptvecError(f"none of the {len(selected)} selected neuron(s) is live "
+                              f"({dead_summary(top_scores, selected, floors=floors, shown=5)}); "
                               f"select others with --neurons, or lower --top.")
 
     # Step 2's ward trees once per neuron (they do not depend on the threshold), then every threshold read off them.
