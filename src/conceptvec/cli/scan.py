@@ -64,7 +64,7 @@ def scan(
                       f"{len(split) - supported - unchecked} are unsupported splits"
                       + (f", {unchecked} unchecked (no check applies)" if unchecked else "")
                       + " (neurons.parquet 'evidence', concepts.parquet 'verdict')")
-    dead = dead_summary(result.top_scores, result.neurons, unit="neuron" if result.kind == "neurons" else "direction")
+    dead = dead_summary(result.top_scores, result.neurons, floors=result.floors, unit="neuron" if result.kind == "neurons" else "direction")
     if dead:
         console.print(f"[yellow]not live:[/] {escape(dead)}")
     table = Table(title="concepts per " + ("neuron" if result.kind == "neurons" else "direction"))
