@@ -22,6 +22,7 @@ from .core.power import detectable_separation
 from .core.metrics import (concept_counts, cosine_similarity, distance_matrix, intra_inter_distances, layer_mean,
                            maximally_projecting, member_cosines, most_similar, project, top_k_desc, unit_vectors,
                            unsplit_direction)
+from .core.layernull import LayerNull, layer_null
 from .core.params import Params
 from .core.reference import AUTHORS_REMOVED, authors_procedure
 from .core.stability import concept_stability
@@ -91,6 +92,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "LayerNull",
     "AUTHORS_REMOVED",
     "ActivationStore",
     "CausalEffects",
@@ -125,6 +127,7 @@ __all__ = [
     "concept_stability",
     "cosine_similarity",
     "detectable_separation",
+    "layer_null",
     "disentangle",
     "distance_matrix",
     "extract",

@@ -26,6 +26,7 @@ import numpy as np
 from ..core.arrays import as_matrix, read_rows
 from ..core.live import live_mask
 from ..core.fdr import bh_discoveries, layer_error
+from ..core.layernull import LayerNull, layer_null
 from ..core.steps import cluster_top
 from ..core.metrics import unit_vectors
 from ..core.options import whole_number
@@ -134,6 +135,11 @@ def scan_layer(
     params = params or Params()
     if not isinstance(params, Params):
         raise ConceptvecError(f"params must be a conceptvec.Params, got {type(params).__name__}.")
+    if params.representation == "contributions":
+        raise ConceptvecError(
+            "a scan's neurons have no contributions of their own (a neuron's is its activation alone): leave "
+            "--representation out, or run cv.disentangle(acts, direction=..., params=Params(representation='contributions')) "
+            "on the directions you want.")
     if params.representation != "activations":
         raise ConceptvecError(
             f"a scan clusters the layer's activations; representation={params.representation!r} needs the model for every "
@@ -190,7 +196,8 @@ PER_NEURON = ("linkage", "n_agglomerative", "kmeans_labels", "centroid_sq_distan
 
 
 def first_split_control(matrix: np.ndarray, top_indices: np.ndarray, top_scores: np.ndarray, arrays: dict[str, np.ndarray],
-                        concepts: dict[str, list[np.ndarray]], params: Params, stability: int = 0) -> dict[str, Any]:
+                        concepts: dict[str, list[np.ndarray]], params: Params, stability: int = 0,
+                        null: LayerNull | None = None) -> dict[str, Any]:
     """With ``params.fdr``: withdraw the first splits that are no Benjamini-Hochberg discovery over the live neurons
     (those neurons are clustered again with C = 1, in place in ``arrays`` and ``concepts``); the layer's error report."""
     live = live_mask(top_scores)
@@ -203,7 +210,7 @@ def first_split_control(matrix: np.ndarray, top_indices: np.ndarray, top_scores:
             x = read_rows(matrix, top_indices[i])
             one = cluster_top(x, params, n_clusters=1)
             if stability:
-                st = concept_stability(x, one["labels"], params=params, runs=stability, seed=params.seed)
+                st = concept_stability(x, one["labels"], params=params, runs=stability, seed=params.seed, layer_null=null)
                 one["concept_reappearance"], arrays["count_agreement"][i] = st.reappearance, st.count_agreement
             for key in PER_NEURON:
                 arrays[key][i] = len(one["concept_vectors"]) if key == "n_concepts" else one[key]
@@ -220,6 +227,10 @@ def _scan(matrix: np.ndarray, source: dict[str, Any], *, params: Params, selecte
     n_examples, n_units = matrix.shape
     partial = ScanPartial(out_path, call) if out_path is not None else None
     provenance = {"activations": source, "n_examples": n_examples, "n_units": n_units, **environment()}
+    # Params(null="layer"): drawn once for the layer (seeded, so a resumed scan draws the same null).
+    null = layer_null(matrix, params=params) if params.auto_distance and params.null == "layer" else None
+    if null is not None:
+        provenance["layer_null"] = null.describe()
 
     # Step 1 for all neurons at once.
     top = partial.load_top() if partial else None
@@ -238,7 +249,7 @@ def _scan(matrix: np.ndarray, source: dict[str, Any], *, params: Params, selecte
     resumed = sum(len(batches[b]) for b in results)
     todo = [b for b in range(len(batches)) if b not in results]
     tasks = [(b, BatchTask(params=params.to_dict(), top_indices=top_indices[batches[b]], n_units=n_units,
-                                 stability=stability)) for b in todo]
+                                 stability=stability, null_shares=None if null is None else null.shares)) for b in todo]
 
     with progress_bar("neurons", disable=not progress, transient=True) as bar:
         task_id = bar.add_task("clustering", total=len(selected), completed=resumed)
@@ -261,7 +272,8 @@ def _scan(matrix: np.ndarray, source: dict[str, Any], *, params: Params, selecte
         arrays["count_agreement"] = np.concatenate([p["count_agreement"] for p in parts])
     layer_error = None
     if params.auto_distance:
-        layer_error = first_split_control(matrix, top_indices, top_scores, arrays, concepts, params, stability=stability)
+        layer_error = first_split_control(matrix, top_indices, top_scores, arrays, concepts, params, stability=stability,
+                                          null=null)
     n_concepts = arrays["n_concepts"]
     result = ScanResult(
         neurons=selected,
