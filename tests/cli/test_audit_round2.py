@@ -198,3 +198,53 @@ def test_text_extraction_refuses_image_options_and_limits_past_the_model(tiny_be
         cv.extract(**kw, max_tokens=100000)
     assert not (tmp_path / "s").exists() and not (tmp_path / "s.partial").exists()
     assert cv.extract(**kw, max_tokens=64).n_examples == 8  # the model's own limit is fine
+
+
+# -- refusals that advise --overwrite only where it would help; reproduce's claim; torch's own messages -------------
+def test_a_folder_overwrite_would_not_replace_is_refused_with_the_real_reason(run_dir, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    for out, fragment in ((mine, "holds other files, not a scan written by conceptvec"),
+                          (run_dir / "store", "holds a activation store, not a scan")):
+        code, output = run("scan", run_dir / "store", "--neurons", "0-1", *FIXED, "--out", out)
+        one_line_error(code, output, fragment)
+        assert "pass --overwrite" not in output
+    code, output = run("scan", run_dir / "store", "--neurons", "0-3", *FIXED, "--out", run_dir / "scan", "--workers", "1")
+    assert code == 0, output  # the same scan at its own folder: reused, not refused
+
+
+def test_a_weights_file_torch_cannot_read_safely_is_one_line_without_torchs_advice(tmp_path):
+    from conceptvec.demo.reproduce import REPRODUCE_FILE
+
+    from PIL import Image
+
+    (tmp_path / "w.pth").write_bytes(b"x")  # not a torch file
+    (tmp_path / "train" / "n01").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "train" / "n01" / "a.JPEG")
+    args = ["reproduce", "--imagenet", tmp_path / "train", "--out", tmp_path / "r"]
+    code, output = run(*args, "--weights", tmp_path / "w.pth")
+    one_line_error(code, output, "as a state dict of tensors", "weights_only=True")
+    assert "weights_only` set to `False" not in output and "Re-running" not in output
+    # the failed run claimed nothing but its own record: the corrected weights may use the same folder
+    (tmp_path / "w2.pth").write_bytes(b"y")
+    one_line_error(*run(*args, "--weights", tmp_path / "w2.pth"), "as a state dict of tensors")
+    assert '"w2.pth"' in (tmp_path / "r" / REPRODUCE_FILE).read_text().replace(str(tmp_path) + "/", '"')
+    one_line_error(*run(*args, "--weights", tmp_path / "w.pth", "--batch-size", "0", "--out", tmp_path / "r2"), "batch_size")
+    assert not (tmp_path / "r2").exists()  # refused before anything was recorded
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / REPRODUCE_FILE).write_text('{"mine": 1}')
+    one_line_error(*run(*args[:-1], tmp_path / "theirs", "--weights", tmp_path / "w.pth"), "that conceptvec did not write")
+    assert (tmp_path / "theirs" / REPRODUCE_FILE).read_text() == '{"mine": 1}'
+
+
+def test_an_answer_file_with_a_huge_field_is_one_line(tmp_path):
+    from types import SimpleNamespace
+
+    from conceptvec.study.answers import read_answers
+
+    study = SimpleNamespace(key={"q01": {"type": "label", "options": []}}, study_id="s")
+    big = tmp_path / "answers.csv"
+    big.write_text("rater,question,answer\nr1,q01," + "x" * 200_000 + "\n")
+    with pytest.raises(cv.ConceptvecError, match="is not a CSV the form exports"):
+        read_answers([big], study=study)

@@ -23,13 +23,17 @@ __all__ = ["concept_counts", "cosine_similarity", "distance_matrix", "intra_inte
 def unit_vectors(vectors: np.ndarray) -> np.ndarray:
     """Rows of ``vectors`` scaled to unit euclidean norm (float64); a zero row is an error."""
     v = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
-    # scaled by the largest entry first: a direction of 1e200s is a direction, its norm would overflow to inf
-    scale = np.max(np.abs(v), axis=1) if v.shape[1] else np.zeros(len(v))
-    bad = np.flatnonzero((scale == 0) | ~np.isfinite(scale))
-    if bad.size:
-        raise ConceptvecError(f"direction vector(s) {bad[:10].tolist()} have zero or non-finite norm; give non-zero, finite vectors.")
-    v = v / scale[:, None]
-    return np.asarray(v / np.linalg.norm(v, axis=1)[:, None])  # np.asarray: numpy's stubs type this as Any
+    with np.errstate(over="ignore"):  # an overflowing norm is handled below, not a warning
+        norms = np.linalg.norm(v, axis=1)
+    over = ~np.isfinite(norms) & np.isfinite(v).all(axis=1)
+    if over.any():  # a direction of 1e200s is a direction: its norm overflows, so it is scaled by its largest entry first
+        v = v.copy()
+        v[over] /= np.max(np.abs(v[over]), axis=1, keepdims=True)
+        norms[over] = np.linalg.norm(v[over], axis=1)
+    if np.any(norms == 0) or not np.all(np.isfinite(norms)):
+        bad = np.flatnonzero((norms == 0) | ~np.isfinite(norms)).tolist()
+        raise ConceptvecError(f"direction vector(s) {bad} have zero or non-finite norm; give non-zero, finite vectors.")
+    return np.asarray(v / norms[:, None])  # np.asarray: numpy's stubs type this as Any
 
 
 def project(acts: np.ndarray, vectors: np.ndarray, *, chunk_rows: int | None = None) -> np.ndarray:

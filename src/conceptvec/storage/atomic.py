@@ -232,6 +232,10 @@ def refuse_existing(
     if not target.is_dir():
         raise ConceptvecError(f"{target} is a file, not a folder; choose another output folder.")
     if not overwrite:
+        manifest = read_manifest(target)
+        if manifest is None or manifest.get("what") != what:
+            # not an earlier output of this kind: advising --overwrite would only lead to this refusal (cheap: no hashing)
+            check_replaceable(target, what=what, keep=keep)
         raise ConceptvecError(
             f"{target} already exists and is not empty. Choose another output folder, or pass --overwrite "
             f"(overwrite=True) to replace this {what}."
