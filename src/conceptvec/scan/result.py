@@ -437,6 +437,8 @@ class ScanResult:
         if "params" not in meta:
             raise StoreError(f"{meta_file} is damaged: it lacks params; {again}.")
         matrix = as_matrix(acts)[0] if acts is not None else None
+        if matrix is not None:
+            check_given_activations(acts, matrix, meta.get("provenance", {}), path)
         return cls(
             neurons=method["neurons"],
             top_indices=method["top_indices"], top_scores=method["top_scores"], linkage=method["linkage"],
@@ -463,3 +465,14 @@ class ScanResult:
         s = self.summary()
         return (f"ScanResult({self.kind}, {s['n_scanned']} scanned, {s['n_live']} live, {s['n_concepts_total']} concepts, "
                 + (f"{share_of_live(s)} of live with 2 or more)" if s["n_live"] else "none live)"))
+
+
+def check_given_activations(acts: Any, matrix: np.ndarray, provenance: dict[str, Any], path: Path) -> None:
+    """Refuse activations given to :meth:`ScanResult.load` that are not the scan's own: another store (by its id), or a
+    matrix of another shape (its top example indices would point past it or at other examples)."""
+    if isinstance(acts, ActivationStore):
+        acts.check_made_from(provenance, what=f"the scan at {path}")
+    shape = (provenance.get("n_examples"), provenance.get("n_units"))
+    if None not in shape and tuple(matrix.shape) != shape:
+        raise StoreError(f"the scan at {path} was computed from activations of shape {shape}, not {tuple(matrix.shape)}; "
+                         f"give the store it came from.")

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from ...core.options import whole_number
 from ...core.reference import PAPER_HISTOGRAM
 from ...errors import ConceptvecError
 from ...progress import progress_bar
@@ -85,6 +86,7 @@ def write_atlas(run_or_scan: str | os.PathLike | ScanResult, *, out: str | os.Pa
     """
     if map_method not in MAP_METHODS:  # before any work
         raise ConceptvecError(f"map method must be one of {', '.join(MAP_METHODS)}, got {map_method!r}.")
+    seed = whole_number("seed (--seed)", seed, 0)
     scan, scan_dir, run = _open(run_or_scan)
     if out is None:
         if scan_dir is None:
