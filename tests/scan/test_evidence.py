@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import conceptvec as cv
-from conceptvec.core.evidence import label_checks
+from conceptvec.core.evidence import count_words, label_checks
 from conceptvec.core.planted import planted_layer
 
 
@@ -41,14 +41,20 @@ def test_nothing_is_called_supported_that_no_check_supports(layer):
         cs = cv.disentangle(layer.acts, neuron=j, params=cv.Params(distance_threshold="auto"))
     assert cs.n_concepts == 1
     # one concept: no split to check; its label is enriched against the store (its facet is 1 % of the examples)
-    row = cv.concept_evidence(cs, labels=facet_labels(layer))[0]
+    row = cv.concept_evidence(cs, labels=facet_labels(layer), recommend_for=2.0)[0]
     assert row["verdict"] == "supported by 1 of 1 checks (labels)"
-    assert 0 < row["one_concept_or_two_closer_than"] < np.inf  # the power of the one-concept answer
+    closer = row["one_concept_or_two_closer_than"]
+    assert 0 < closer < np.inf  # the power of the one-concept answer
+    # a separation above what the neuron's own N detects needs no more examples; the words say both
+    assert closer <= row["recommended_for"] == 2.0 and row["recommended_top"] <= 100
+    assert count_words(1, [row]) == (f"one concept, or two closer than {closer:.2g} (top {row['recommended_top']:.0f} "
+                                     f"would detect two 2 apart)")
     # labels that say nothing about the examples: the only check fails, and the verdict says so
     shuffled = np.random.default_rng(0).integers(0, 3, len(layer.acts))
-    row = cv.concept_evidence(cs, labels=shuffled)[0]
+    row = cv.concept_evidence(cs, labels=shuffled, recommend_for=None)[0]
     assert row["checks"] == {"labels": False} and row["verdict"] == "not supported (0 of 1 checks)"
-    assert cv.concept_evidence(cs, labels=None)[0]["verdict"] == "no check applies"
+    assert "recommended_top" not in row and count_words(1, [row]).endswith("; not supported (0 of 1 checks)")
+    assert cv.concept_evidence(cs, labels=None, recommend_for=None)[0]["verdict"] == "no check applies"
     with pytest.raises(cv.ConceptvecError, match="one per example"):
         cv.concept_evidence(cs, labels=np.zeros(3))
 

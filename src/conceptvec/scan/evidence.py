@@ -9,7 +9,7 @@ import numpy as np
 
 from ..core.evidence import label_checks, verdicts
 from ..core.fdr import first_split_p
-from ..core.power import detectable_separation
+from ..core.power import RECOMMEND_FOR, detectable_separation, recommended_top
 from ..errors import ConceptvecError
 from ..storage.causal_effects import CausalEffects
 from ..storage.conceptset import ConceptSet, recorded_store
@@ -17,7 +17,7 @@ from ..storage.store import ActivationStore
 
 
 def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEffects | None = None,
-                     seed: int = 0) -> list[dict[str, Any]]:
+                     seed: int = 0, recommend_for: float | None = RECOMMEND_FOR) -> list[dict[str, Any]]:
     """The evidence for each concept of ``cs`` in one place; also kept in ``cs.evidence`` (saved with the set).
 
     Parameters
@@ -31,13 +31,18 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
         ``cv.causal_effects`` of this ConceptSet, for the causal check.
     seed : int
         Seeds the random splits of the purity test.
+    recommend_for : float or None
+        For a neuron auto gives one concept: the separation (RMS units, as ``one_concept_or_two_closer_than``) whose
+        recommended top is reported (``core.power.recommended_top``; a few seconds, up to about 15 when it is near
+        1,000); None skips it.
 
     Returns
     -------
     list of dict, one per concept: ``concept``, each check's numbers, ``checks`` (name -> True/False), ``supported_by``
     and ``verdict`` ("supported by 2 of 3 checks (split, labels)", or "not supported"). A neuron auto gives one
     concept also gets ``one_concept_or_two_closer_than`` (``core.power.detectable_separation``: the separation, in
-    units of the top examples' RMS spread, that auto's test would detect with 80 % power at this N and width).
+    units of the top examples' RMS spread, that auto's test would detect with 80 % power at this N and width) and
+    ``recommended_top`` (the top at which it would detect ``recommended_for`` with 80 % power; inf beyond 1,000).
     """
     if not isinstance(cs, ConceptSet):
         raise ConceptvecError(f"concept_evidence takes a ConceptSet (from cv.disentangle), got {type(cs).__name__}.")
@@ -56,6 +61,10 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
         # the power of the answer: one concept, or two closer than this (core.power)
         closer = detectable_separation(cs.top_activations, significance=level, seed=seed)
         cs.evidence[0]["one_concept_or_two_closer_than"] = closer
+        if recommend_for is not None:
+            cs.evidence[0]["recommended_top"] = recommended_top(cs.top_activations, separation=recommend_for,
+                                                                significance=level, seed=seed)
+            cs.evidence[0]["recommended_for"] = float(recommend_for)
     return cs.evidence
 
 
