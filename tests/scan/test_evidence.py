@@ -125,3 +125,31 @@ def test_the_scan_tables_carry_each_concepts_evidence(layer, tmp_path):
     one = cv.concept_evidence(scan[j], labels=labels)
     assert [r["verdict"] for r in one] == [r["verdict"] for r in scan.evidence()[j]]
     assert one[0]["split_p"] == scan.first_p[scan.position(j)]
+
+
+@pytest.mark.slow
+def test_the_scans_power_column_is_asked_for_and_recorded(layer, tmp_path):
+    from typer.testing import CliRunner
+
+    from conceptvec.cli import app
+    from conceptvec.core.power import detectable_separation
+    from conceptvec.storage.atomic import read_manifest
+
+    cv.ActivationStore.create(tmp_path / "store", layer.acts, examples={"label": facet_labels(layer).tolist()},
+                              metadata={"model": {"name": "m"}, "layer": "l"})
+    run = CliRunner().invoke(app, ["scan", str(tmp_path / "store"), "--neurons", "0-2", "--distance-threshold", "auto",
+                                   "--workers", "1", "--power", "--out", str(tmp_path / "scan")], env={"COLUMNS": "200"})
+    assert run.exit_code == 0, run.output
+    import pyarrow.parquet as pq
+
+    power = pq.read_table(tmp_path / "scan" / "power.parquet").to_pylist()
+    assert [r["neuron"] for r in power] == [j for j in range(3) if layer.n_facets[j] == 1] == [0]  # one-concept neurons only
+    scan = cv.ScanResult.load(tmp_path / "scan")
+    for r in power:
+        x = scan[r["neuron"]].top_activations
+        assert r["one_concept_or_two_closer_than"] == detectable_separation(x) and r["recommended_for"] == 0.5
+        assert r["recommended_top"] in (50, 100, 200, 300, 500, 750, 1000, np.inf)
+    assert "power.parquet" in read_manifest(tmp_path / "scan")["files"] and "[bold]" not in run.output
+    assert "power 1 one-concept neurons" in run.output
+    bad = CliRunner().invoke(app, ["scan", str(tmp_path / "store"), "--power", "--out", str(tmp_path / "s2")])
+    assert bad.exit_code == 2 and "--power needs --distance-threshold auto" in bad.output and not (tmp_path / "s2").exists()
