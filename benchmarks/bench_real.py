@@ -203,7 +203,7 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
 
     print(f"{'representation':<14} {'criterion':<16} {'pairs exact':>11} {'all maj.':>8} {'ARI':>5} {'oracle':>6} "
           f"{'triples exact':>13} {'all maj.':>8} {'ARI':>5} {'oracle':>6} {'random split':>12} {'perturbed same':>14} "
-          f"{'seed same':>9}")
+          f"{'seed same':>9} {'smallest source (pairs, triples)':>33}")
     for rep in reps:
         rows: dict[str, dict[str, list[float]]] = {c: {} for c in CRITERIA}
         null = cv.layer_null(acts, params=CRITERIA["auto, layer null"], draws=null_draws,
@@ -233,6 +233,8 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
                     add(crit, f"maj{k}", ok)
                     add(crit, f"ari{k}", ari)
                     add(crit, f"oracle{k}", adjusted_rand_score(truth[has], oracle))
+                    # the smallest source's share of the examples with a truth: near 0, a case is one source
+                    add(crit, f"minor{k}", np.bincount(truth[has], minlength=k).min() / max(int(has.sum()), 1))
         for direction in randoms:
             idx = top_of(direction)
             x = represent(layer, rep, idx, direction)
@@ -252,7 +254,8 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
             pct = lambda key: f"{100 * r.get(key, float('nan')):.0f} %"  # noqa: E731
             print(f"{rep:<14} {crit:<16} {pct('exact2'):>11} {pct('maj2'):>8} {r.get('ari2', np.nan):>5.2f} "
                   f"{r.get('oracle2', np.nan):>6.2f} {pct('exact3'):>13} {pct('maj3'):>8} {r.get('ari3', np.nan):>5.2f} "
-                  f"{r.get('oracle3', np.nan):>6.2f} {pct('random'):>12} {pct('perturbed'):>14} {pct('seed'):>9}")
+                  f"{r.get('oracle3', np.nan):>6.2f} {pct('random'):>12} {pct('perturbed'):>14} {pct('seed'):>9} "
+                  f"{pct('minor2'):>16} {pct('minor3'):>16}")
     print(f"  cases: {len(superposed[2])} pairs, {len(superposed[3])} triples, {n_random} random directions, "
           f"{len(consistency)} neurons for consistency; {time.perf_counter() - t0:.0f} s")
 
