@@ -85,3 +85,37 @@ def test_causal_selectivity_is_a_check_when_effects_were_measured(layer):
     rows = cv.concept_evidence(cs, labels=None, effects=cv.CausalEffects(effects=effects, steering=[], params={}))
     assert [r["checks"]["causal"] for r in rows] == [True] + [False] * (cs.n_concepts - 1)
     assert rows[0]["verdict"].endswith("(split, causal)")
+
+
+def test_the_scan_tables_carry_each_concepts_evidence(layer, tmp_path):
+    import pyarrow.parquet as pq
+
+    labels = facet_labels(layer)
+    store = cv.ActivationStore.create(tmp_path / "store", layer.acts, examples={"label": labels.tolist()},
+                                      metadata={"model": {"name": "m"}, "layer": "l"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cv.ConceptvecWarning)
+        scan = cv.scan_layer(store, params=cv.Params(distance_threshold="auto"), neurons=list(range(8)), workers=1,
+                             out=tmp_path / "scan", progress=False)
+        cv.scan_layer(store, params=cv.Params(distance_threshold=1.0, outlier_threshold=40.0), neurons=[0, 4],
+                      workers=1, out=tmp_path / "fixed", progress=False)
+    assert np.array_equal(scan.n_concepts, layer.n_facets)  # auto finds every planted facet
+    neurons = pq.read_table(tmp_path / "scan" / "neurons.parquet").to_pylist()
+    concepts = pq.read_table(tmp_path / "scan" / "concepts.parquet").to_pylist()
+    for row in neurons:
+        k = int(layer.n_facets[row["neuron"]])
+        assert row["supported_concepts"] == k
+        # one concept's label is enriched; the scan runs no power simulation (it costs per neuron), so no "or two closer"
+        assert row["evidence"] == (f"{k} concepts" if k > 1 else "one concept")
+    split = [c for c in concepts if layer.n_facets[c["neuron"]] > 1]
+    assert all(c["supported_by"].startswith("split, labels") and c["split_p"] < 0.01 for c in split)
+    assert all(c["label_purity_p"] < 0.01 and c["label_enrichment_p"] < 1e-10 for c in split)
+    # a single facet cut by a small fixed threshold: no check supports its groups, and the table says so
+    for row in pq.read_table(tmp_path / "fixed" / "neurons.parquet").to_pylist():
+        assert row["concepts"] >= 2 and row["supported_concepts"] == 0
+        assert row["evidence"] == f"unsupported split into {row['concepts']} groups"
+    # the same verdicts as cv.concept_evidence gives one neuron of the scan (its split p-value is the scan's)
+    j = int(np.flatnonzero(layer.n_facets == 3)[0])
+    one = cv.concept_evidence(scan[j], labels=labels)
+    assert [r["verdict"] for r in one] == [r["verdict"] for r in scan.evidence()[j]]
+    assert one[0]["split_p"] == scan.first_p[scan.position(j)]

@@ -56,6 +56,14 @@ def scan(
                   f"({share_of_live(s)}{' of live' if s['n_live'] else ''}) have 2 or more")
     if result.layer_error is not None:
         console.print(f"rule: {result.rule_text()}")
+    split = [rows for rows, n, live in zip(result.evidence(), result.n_concepts, result.live) if n >= 2 and live]
+    if split:
+        supported = sum(sum(bool(r["supported_by"]) for r in rows) >= 2 for rows in split)
+        unchecked = sum(all(not r["checks"] for r in rows) for rows in split)
+        console.print(f"evidence: checks support 2 or more concepts in {supported} of the {len(split)}; "
+                      f"{len(split) - supported - unchecked} are unsupported splits"
+                      + (f", {unchecked} unchecked (no check applies)" if unchecked else "")
+                      + " (neurons.parquet 'evidence', concepts.parquet 'verdict')")
     dead = dead_summary(result.top_scores, result.neurons, unit="neuron" if result.kind == "neurons" else "direction")
     if dead:
         console.print(f"[yellow]not live:[/] {escape(dead)}")

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
+from ..core.evidence import count_words
 from .common import concept_table, console
 
 DEFAULT_OUT = Path("conceptvec-text-demo")
@@ -31,6 +32,8 @@ def text_demo(out: Path, *, seed: int, report: bool) -> None:
     neurons, directions = result.control["neurons"], result.control["random_directions"]
     console.print(census(neurons, directions, n_units=store.n_units, top=p.top, min_second=MIN_SECOND, auto=p.auto_distance))
     console.print(f"[bold]neuron {result.neuron}[/] chosen because {cs.provenance['chosen_because']}")
+    console.print(f"[bold]neuron {result.neuron}[/]: {count_words(cs.n_concepts, cs.evidence)} (the method keeps {cs.n_concepts}; "
+                  f"evidence per concept below)", highlight=False)
     console.print(concept_table(cs, store.label_names, title=f"concepts of neuron {result.neuron} (labels: modules)"))
     texts = store.examples.column("text").to_pylist()
     for j in range(cs.n_concepts):

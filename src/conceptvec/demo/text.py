@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..scan.disentangle import disentangle
+from ..scan.evidence import concept_evidence
 from ..core.metrics import project, unit_vectors
 from ..core.params import Params
 from ..core.streaming import top_k_desc
@@ -204,6 +205,7 @@ def run_text_demo(out: str | os.PathLike[str] = "conceptvec-text-demo", *, seed:
             f"its concepts separate its modules most beyond chance among the {len(split)} neurons, of the {len(mixing)} whose "
             f"top {TOP} mix two modules, split into concepts of different modules (purity {chosen['purity']:.2f} against "
             f"{chosen['purity_random_mean']:.2f} for random groups of the same sizes, p {chosen['purity_random_p']:.3f})")
+        concept_evidence(cs, labels=store)  # each concept's verdict (modules as labels), saved with the set
         remove_own_neuron(run, previous, keep=neuron)
         cs.save(run.neuron(neuron), overwrite=True)
         control = {"neurons": control_summary(mixing, params), "random_directions": {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,9 +24,9 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
     ----------
     cs : ConceptSet
         From ``cv.disentangle`` (with ``stability=B`` for the stability check).
-    labels : 'store', array of shape (n_examples,), or None
+    labels : 'store', ActivationStore, array of shape (n_examples,), or None
         Class labels of the examples: 'store' reads those of the store ``cs`` was made from when it has any
-        (negative labels: unlabelled); None skips the label check.
+        (negative labels: unlabelled), an ActivationStore its labels; None skips the label check.
     effects : CausalEffects, optional
         ``cv.causal_effects`` of this ConceptSet, for the causal check.
     seed : int
@@ -41,7 +42,7 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
     if not isinstance(cs, ConceptSet):
         raise ConceptvecError(f"concept_evidence takes a ConceptSet (from cv.disentangle), got {type(cs).__name__}.")
     example_labels = _labels(cs, labels)
-    split_p = first_split_p(cs.split_tests) if cs.params.auto_distance else None
+    split_p = _split_p(cs)
     level = cs.params.fdr if cs.params.fdr is not None else cs.params.significance
     reappearance = np.asarray(cs.stability["reappearance"]) if cs.stability is not None else None
     causal = effects.selectivity() if effects is not None else None
@@ -58,21 +59,43 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
     return cs.evidence
 
 
+def _split_p(cs: ConceptSet) -> float | None:
+    """The first split's p-value: from the set's split tests, or recorded by the scan it came from (``scan[n]``)."""
+    if not cs.params.auto_distance:
+        return None
+    if cs.split_tests is not None:
+        return first_split_p(cs.split_tests)
+    scanned = cs.provenance.get("scan") if isinstance(cs.provenance, dict) else None
+    recorded = scanned.get("first_split_p") if isinstance(scanned, dict) else None
+    return float(recorded) if isinstance(recorded, (int, float)) else float("nan")
+
+
 def _labels(cs: ConceptSet, labels: Any) -> np.ndarray | None:
     if labels is None:
         return None
+    if isinstance(labels, ActivationStore):
+        return store_labels(labels)
     if isinstance(labels, str) and labels == "store":
         path = recorded_store(cs)
         if path is None:
             return None
-        try:
-            found = np.asarray(ActivationStore.open(path).labels)
-        except (OSError, ConceptvecError, KeyError):
-            return None
-        return found if np.issubdtype(found.dtype, np.number) and (found >= 0).any() else None
+        return store_labels(path)
     found = np.asarray(labels)
     top_max = int(np.max(cs.top_indices)) if cs.top_indices.size else -1
     if found.ndim != 1 or len(found) <= top_max:
         raise ConceptvecError(f"labels must be one per example of the store (a vector longer than {top_max}), got shape "
                               f"{found.shape}.")
     return found
+
+
+def store_labels(store: ActivationStore | str | None) -> np.ndarray | None:
+    """A store's (or a store path's) class labels when it has any (numbers, some >= 0), else None."""
+    try:
+        if not isinstance(store, ActivationStore):
+            if store is None or not Path(store).exists():
+                return None
+            store = ActivationStore.open(store)
+        found = np.asarray(store.labels)
+    except (KeyError, OSError, ConceptvecError):
+        return None
+    return found if np.issubdtype(found.dtype, np.number) and (found >= 0).any() else None

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from safetensors.numpy import save_file
 
 from ..core.arrays import as_matrix, read_rows
+from ..core.evidence import count_words, layer_verdicts, short_verdict
 from ..core.live import live_mask
 from ..core.scale import SCALE_FIX, scale_problems
 from ..core.metrics import concept_counts, layer_mean, member_cosines
@@ -28,6 +29,7 @@ from ..storage.atomic import atomic_directory, write_json
 from ..storage.conceptset import ConceptSet
 from ..storage.files import read_arrays, read_format
 from ..storage.store import ActivationStore
+from .evidence import store_labels
 
 FORMAT = "conceptvec.ScanResult/1"
 SCAN_FILE = "scan.json"
@@ -107,6 +109,7 @@ class ScanResult:
     stability: dict[str, Any] | None = None
     first_p: np.ndarray | None = None
     layer_error: dict[str, Any] | None = None
+    _evidence: list[list[dict[str, Any]]] | None = field(default=None, init=False, repr=False)
 
     UNSTABLE = UNSTABLE_BELOW  # a concept back in fewer than half of the stability runs is flagged unstable
 
@@ -155,7 +158,9 @@ class ScanResult:
             params=self.params,
             neuron=int(self.neurons[i]) if self.kind == "neurons" else None,
             direction=self.directions[i].copy() if self.directions is not None else None,
-            provenance={**self.provenance, "scan": {"kind": self.kind, "index": int(self.neurons[i])}},
+            provenance={**self.provenance, "scan": {"kind": self.kind, "index": int(self.neurons[i]),
+                                                    # the first split's p-value, for cv.concept_evidence's split check
+                                                    **({"first_split_p": float(self.first_p[i])} if self.first_p is not None else {})}},
             # the scan keeps each concept's reappearance and the count agreement (not the per-run Jaccards)
             stability=({"reappearance": self.stability["concept_reappearance"][a:b].tolist(),
                         "count_agreement": float(self.stability["count_agreement"][i]), "runs": self.stability["runs"],
@@ -214,6 +219,17 @@ class ScanResult:
         what = f"the {int(live.sum())} live {'neurons' if self.kind == 'neurons' else 'directions'} scanned"
         return scale_problems(self.linkage[live], self.centroid_sq_distances[live], self.labels[live], self.params, what=what)
 
+    def evidence(self) -> list[list[dict[str, Any]]]:
+        """Per scanned neuron, its concepts' evidence (``core.evidence.verdicts``): the first split's p-value, the
+        stability runs and the store's class labels, where the scan has them (no causal check: that needs the model)."""
+        if self._evidence is None:
+            self._evidence = layer_verdicts(
+                self.concept_offsets, self.top_indices, self.labels, first_p=self.first_p,
+                level=self.params.fdr if self.params.fdr is not None else self.params.significance,
+                reappearance=self.stability["concept_reappearance"] if self.stability is not None else None,
+                example_labels=store_labels(self.store_path), seed=self.params.seed)
+        return self._evidence
+
     def table(self) -> pa.Table:
         """One row per scanned neuron: neuron, C, concepts, cluster sizes, outliers removed, small-cluster examples removed."""
         outliers = self.params.outliers(self.kmeans_labels, self.centroid_sq_distances)
@@ -227,6 +243,9 @@ class ScanResult:
             "small_cluster_examples_removed": pa.array(np.sum(~outliers & (self.labels < 0), axis=1), pa.int64()),
             "first_concept": pa.array(self.concept_offsets[:-1], pa.int64()),
             "live": pa.array(self.live, pa.bool_()),
+            # the count in words that follow the evidence ("unsupported split into 2 groups"), and the concepts it supports
+            "evidence": pa.array([count_words(int(c), rows) for c, rows in zip(self.n_concepts, self.evidence())], pa.string()),
+            "supported_concepts": pa.array([sum(bool(r["supported_by"]) for r in rows) for rows in self.evidence()], pa.int64()),
             **({"first_split_p": pa.array(self.first_p, pa.float64())} if self.first_p is not None else {}),
             **({"count_agreement": pa.array(self.stability["count_agreement"], pa.float64()),
                 "unstable_concepts": pa.array([int(np.sum(self.stability["concept_reappearance"][a:b] < self.UNSTABLE))
@@ -267,7 +286,13 @@ class ScanResult:
                     columns[f"cos_{key}_centred"] += centred[key].tolist()
                 columns["nearest_other"] += plain["nearest_other_index"].tolist()
                 columns["live"] += [bool(live[i])] * k
-        types = {"neuron": pa.int64(), "concept": pa.int64(), "members": pa.int64(), "nearest_other": pa.int64(), "live": pa.bool_()}
+        evidence = [r for i in with_concepts for r in self.evidence()[i]]
+        columns["supported_by"] = [short_verdict(r) for r in evidence]
+        columns["verdict"] = [r["verdict"] for r in evidence]
+        for key in ("split_p", "label_purity", "label_enrichment_p", "label_purity_p"):
+            columns[key] = [float(r.get(key, np.nan)) for r in evidence]
+        types = {"neuron": pa.int64(), "concept": pa.int64(), "members": pa.int64(), "nearest_other": pa.int64(), "live": pa.bool_(),
+                 "supported_by": pa.string(), "verdict": pa.string()}
         if self.stability is not None:
             reappearance = self.stability["concept_reappearance"][np.concatenate(
                 [np.arange(self.concept_offsets[i], self.concept_offsets[i + 1]) for i in with_concepts] or [np.zeros(0, np.int64)])]
