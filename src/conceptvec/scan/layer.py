@@ -220,6 +220,8 @@ def first_split_control(matrix: np.ndarray, top_indices: np.ndarray, top_scores:
             for key in concepts:
                 concepts[key][i] = one[key]
     report = layer_error(p[live], (arrays["n_agglomerative"] > 1)[live], significance=params.significance, fdr=params.fdr)
+    if null is not None:
+        report["rule"] = f"{report['rule']}; first splits against {len(null.shares)} random directions of the layer"
     return {**report, "withdrawn": len(withdrawn)}
 
 
