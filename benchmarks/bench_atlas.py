@@ -6,12 +6,13 @@ In one run:
    ``--examples`` digit images: each neuron's top 100 examples, a real ward tree of them, 1-6 concepts drawn from
    the authors' histogram (about 4,232 concepts for 2,048 neurons), concept vectors of which some point the same way
    across neurons, and maximally projecting examples;
-2. times ``cv.shared_concepts`` and ``cv.write_atlas`` (UMAP map), and measures the atlas on disk;
+2. times ``cv.shared_concepts`` and ``cv.write_atlas`` (the map as ``--map`` says, default ``auto``: UMAP up to 50,000
+   concepts), and measures the atlas on disk;
 3. opens the atlas from file:// in headless Chromium: time until the overview is interactive (the page marks
    itself ready), a sort and a search (in-page, ``ATLAS.timings.refresh``), a neuron page (script load and render,
    ``ATLAS.timings.neuron``), each the median of 5;
-4. the same for ``--directions`` directions (default 10,000; 768 units, a language model's width; the map by PCA
-   and the shared concepts' baseline with 2 draws, which the size goal does not depend on).
+4. the same for ``--directions`` directions (default 10,000; 768 units, a language model's width; the same map
+   method, and the shared concepts' baseline with 2 draws, which the size goal does not depend on).
 
 5. shared concepts on ``--planted`` planted layers (``core.planted.planted_shared_layer``, seeds 0..): the adjusted
    Rand index of the groups against the planted sharing, and on 100 sets of random directions of the first layer
@@ -19,12 +20,13 @@ In one run:
 
 The baseline of each goal is the issue's number (2 min, 300 MB, 1 GB, 2 s, 100 ms, 300 ms; ARI 0.9, 95 %).
 
-Usage: python benchmarks/bench_atlas.py [--neurons 2048] [--directions 10000] [--examples 10000] [--planted 10] [--map umap|pca]
+Usage: python benchmarks/bench_atlas.py [--neurons 2048] [--directions 10000] [--examples 10000] [--planted 10] [--map auto|umap|pca]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -145,7 +147,8 @@ def case(root: Path, m: int, *, n_units: int, n_examples: int, kind: str, map_me
     print(f"{m} {kind} x {n_units} units, {len(scan.concept_vectors)} concepts, {n_examples} examples "
           f"(synthetic scan made in {made:.1f} s)")
     print(f"  shared concepts ({null_draws} baseline draws): {t_shared:.1f} s, {len(shared)} groups at cosine > {shared.level:.3f}")
-    print(f"  atlas written in {t_atlas:.1f} s (map {map_method}); with the shared concepts {t_shared + t_atlas:.1f} s; "
+    method = json.loads((root / "atlas" / "atlas.json").read_text())["map"]
+    print(f"  atlas written in {t_atlas:.1f} s (map {map_method}: {method}); with the shared concepts {t_shared + t_atlas:.1f} s; "
           f"{size:.0f} MB on disk ({len(list((root / 'atlas' / 'sprites').glob('*.jpg')))} sprite sheets)")
     if Path(CHROMIUM).exists():
         b = browser_timings(index, m)
@@ -194,7 +197,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--planted", type=int, default=10)
-    parser.add_argument("--map", default="umap", choices=["umap", "pca"], help="the neurons' atlas map (the directions' is PCA)")
+    parser.add_argument("--map", default="auto", choices=["auto", "umap", "pca"], help="the atlas map of both cases")
     args = parser.parse_args()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, "
           f"conceptvec {cv.__version__}")
@@ -204,7 +207,7 @@ def main() -> None:
     if args.directions:
         with tempfile.TemporaryDirectory() as tmp:
             case(Path(tmp) / "directions", args.directions, n_units=768, n_examples=args.examples, kind="file:random",
-                 map_method="pca", null_draws=2, seed=args.seed)
+                 map_method=args.map, null_draws=2, seed=args.seed)
     if args.planted:
         planted_check(args.planted)
 

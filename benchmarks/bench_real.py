@@ -20,7 +20,9 @@ Cases, the same for every representation and criterion:
 
 Representations: ``activations`` (the paper's: the top examples' pooled activations of the layer),
 ``attribution`` (gradient x input at the layer below, pooled like the layer: why the direction fires) and
-``excitation`` (its positive part on its 5 leading principal components over the top examples, ``core.represent``).
+``excitation`` (its positive part on its 5 leading principal components over the top examples, ``core.represent``),
+``contributions`` (the rows x_k * d_k, ``core.represent``; a neuron: its activations) and, for the image layers,
+``pixels`` (gradient x input at the pixels pooled over a 4 x 4 grid; recomputed from the icons, slow).
 Criteria: the paper's fixed ``15`` and ``auto``.
 
 Usage: python benchmarks/bench_real.py [--layers text,blocks.5,blocks.6] [--pairs 40] [--triples 20] [--reps activations,attribution]
@@ -35,6 +37,7 @@ import platform
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from itertools import combinations
 from typing import Callable
 
@@ -44,8 +47,8 @@ from sklearn.metrics import adjusted_rand_score
 from threadpoolctl import threadpool_limits
 
 import conceptvec as cv
-from conceptvec.core.arrays import live_mask
-from conceptvec.core.represent import excitation
+from conceptvec.core.live import live_mask
+from conceptvec.core.represent import contributions, excitation
 from conceptvec.core.steps import cluster_top
 from conceptvec.core.streaming import top_examples, top_k_desc
 
@@ -54,7 +57,8 @@ import real_data
 TOP = 100
 MAX_OVERLAP = 10
 PERTURBATION = 0.1
-CRITERIA = {"paper 15": cv.Params(), "auto": cv.Params(distance_threshold="auto")}
+CRITERIA = {"paper 15": cv.Params(), "auto": cv.Params(distance_threshold="auto"),
+            "auto, layer null": cv.Params(distance_threshold="auto", null="layer")}
 
 
 @dataclass
@@ -63,6 +67,10 @@ class Layer:
     acts: np.ndarray  # (n_examples, n_units) float64
     attribution: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (top indices, direction over units) -> (N, d_below)
     labels: np.ndarray
+    pixels: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None  # images: (N, REGIONS**2) pixel attributions
+
+
+REGIONS = 4  # pixel attributions pooled over a REGIONS x REGIONS grid of the image
 
 
 def image_layer(name: str) -> Layer:
@@ -80,8 +88,23 @@ def image_layer(name: str) -> Layer:
         out = (x.grad * x).sum(dim=(2, 3)).detach().numpy().astype(np.float64)
         return out[np.argsort(np.argsort(idx))]  # back to idx's order
 
-    labels = np.array(json.loads((folder / "meta.json").read_text())["labels"])
-    return Layer(f"efficientnet-lite0 {name}", acts, attribution, labels)
+    meta = json.loads((folder / "meta.json").read_text())
+    loaded = real_data.image_model()
+    net = loaded.module.eval()
+    last = int(name.split(".")[1])
+
+    def pixels(idx: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        """Gradient x input at the pixels (summed over colour), pooled over a REGIONS x REGIONS grid: where in the
+        image the direction's evidence lies. Recomputed from the icons (the cache holds no pixels)."""
+        x = torch.stack([loaded.transform(real_data.composite(Path(meta["paths"][i]))) for i in idx]).requires_grad_(True)
+        h = net.bn1(net.conv_stem(x))
+        for b in net.blocks[: last + 1]:
+            h = b(h)
+        (h.mean(dim=(2, 3)) @ torch.tensor(direction, dtype=torch.float32)).sum().backward()
+        g = (x.grad * x).sum(dim=1, keepdim=True)
+        return torch.nn.functional.adaptive_avg_pool2d(g, REGIONS).flatten(1).detach().numpy().astype(np.float64)
+
+    return Layer(f"efficientnet-lite0 {name}", acts, attribution, np.array(meta["labels"]), pixels)
 
 
 def text_layer() -> Layer:
@@ -109,21 +132,49 @@ def text_layer() -> Layer:
 def represent(layer: Layer, rep: str, idx: np.ndarray, direction: np.ndarray) -> np.ndarray:
     if rep == "activations":
         return layer.acts[idx]
+    if rep == "contributions":
+        # a neuron's contributions are its own activation alone: the activations instead, as disentangle does
+        return contributions(layer.acts[idx], direction) if np.count_nonzero(direction) >= 2 else layer.acts[idx]
     if rep == "attribution":
         return layer.attribution(idx, direction)
     if rep == "excitation":
         return excitation(layer.attribution(idx, direction))
+    if rep == "pixels" and layer.pixels is not None:
+        return layer.pixels(idx, direction)
     raise ValueError(rep)
 
 
-def single_concept_neurons(layer: Layer, *, max_neurons: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Live neurons (a seeded sample of at most ``max_neurons``) that auto on the activations calls single-concept."""
+def source_directions(acts: np.ndarray, kind: str, *, count: int, seed: int) -> np.ndarray:
+    """The directions superposed, (m, n_units): ``units`` (the basis), ``svd`` (the leading right singular vectors of
+    the standardised layer, mapped back to the units) or ``random`` (Gaussian in standardised units)."""
+    sd = acts.std(axis=0)
+    sd[sd == 0] = 1.0
+    if kind == "units":
+        return np.eye(acts.shape[1])
+    if kind == "svd":
+        from sklearn.utils.extmath import randomized_svd
+
+        _, _, vt = randomized_svd((acts - acts.mean(axis=0)) / sd, n_components=min(count, acts.shape[1] - 1), random_state=seed)
+        return vt / sd[None, :]
+    if kind == "random":
+        return np.random.default_rng([seed, 7]).standard_normal((count, acts.shape[1])) / sd[None, :]
+    raise ValueError(kind)
+
+
+def single_concept_sources(layer: Layer, sources: np.ndarray, *, max_neurons: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Live sources (a seeded sample of at most ``max_neurons``) that auto on the activations calls single-concept,
+    and every source's top-N examples (m, N)."""
     rng = np.random.default_rng(seed)
-    n_units = layer.acts.shape[1]
-    idx, scores = top_examples(layer.acts, TOP, neurons=np.arange(n_units))
+    units = np.array_equal(sources, np.eye(len(sources)))
+    if units:
+        idx, scores = top_examples(layer.acts, TOP, neurons=np.arange(len(sources)))
+    else:
+        idx, scores = top_examples(layer.acts, TOP, directions=sources / np.linalg.norm(sources, axis=1, keepdims=True))
     live = np.flatnonzero(live_mask(scores))
     sample = np.sort(rng.choice(live, size=min(max_neurons, len(live)), replace=False))
-    one = [j for j in sample if cv.disentangle(layer.acts, neuron=int(j), params=CRITERIA["auto"]).n_concepts == 1]
+    auto = CRITERIA["auto"]
+    one = [j for j in sample if (cv.disentangle(layer.acts, neuron=int(j), params=auto) if units else
+                                 cv.disentangle(layer.acts, direction=sources[j], params=auto)).n_concepts == 1]
     return np.array(one, dtype=np.int64), idx
 
 
@@ -153,14 +204,16 @@ def judge(labels: np.ndarray, truth: np.ndarray, k: int) -> tuple[bool, float]:
 
 
 def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_random: int, n_consistency: int,
-              max_neurons: int, seed: int) -> None:
+              max_neurons: int, seed: int, null_draws: int = 100, sources_kind: str = "units") -> None:
     t0 = time.perf_counter()
     acts = layer.acts
     sd = acts.std(axis=0)
     sd[sd == 0] = 1.0
-    single, top_idx = single_concept_neurons(layer, max_neurons=max_neurons, seed=seed)
-    print(f"\n{layer.name}: {acts.shape[0]} examples x {acts.shape[1]} units; {len(single)} single-concept (auto) "
-          f"of {min(max_neurons, acts.shape[1])} sampled neurons")
+    sources = source_directions(acts, sources_kind, count=max_neurons, seed=seed)
+    spread = (acts @ sources.T).std(axis=0)  # each source's sd over the layer: superposed at equal weight
+    single, top_idx = single_concept_sources(layer, sources, max_neurons=max_neurons, seed=seed)
+    print(f"\n{layer.name}: {acts.shape[0]} examples x {acts.shape[1]} units; sources {sources_kind}: {len(single)} "
+          f"single-concept (auto) of {min(max_neurons, len(sources))} sampled")
     rng = np.random.default_rng(seed + 1)
     superposed = {2: pick_cases(single, top_idx, 2, n_pairs, seed), 3: pick_cases(single, top_idx, 3, n_triples, seed)}
     randoms = [rng.standard_normal(acts.shape[1]) / sd for _ in range(n_random)]
@@ -172,18 +225,24 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
     def top_of(direction: np.ndarray) -> np.ndarray:
         return top_k_desc(acts @ direction, TOP).astype(np.int64)
 
-    print(f"{'representation':<14} {'criterion':<9} {'pairs exact':>11} {'all maj.':>8} {'ARI':>5} {'oracle':>6} "
+    print(f"{'representation':<14} {'criterion':<16} {'pairs exact':>11} {'all maj.':>8} {'ARI':>5} {'oracle':>6} "
           f"{'triples exact':>13} {'all maj.':>8} {'ARI':>5} {'oracle':>6} {'random split':>12} {'perturbed same':>14} "
-          f"{'seed same':>9}")
+          f"{'seed same':>9} {'smallest source (pairs, triples)':>33}")
     for rep in reps:
-        rows: dict[str, dict[str, list[float]]] = {c: {} for c in CRITERIA}
+        criteria = {c: p for c, p in CRITERIA.items() if null_draws or p.null != "layer"}  # --null-draws 0: without
+        rows: dict[str, dict[str, list[float]]] = {c: {} for c in criteria}
+        null = cv.layer_null(acts, params=CRITERIA["auto, layer null"], draws=null_draws,
+                             rows=lambda idx, d: represent(layer, rep, idx, d), representation=rep) if null_draws else None  # noqa: B023
+
+        def cluster(x: np.ndarray, params: cv.Params) -> dict:
+            return cluster_top(x, params, layer_null=null if params.null == "layer" else None)
 
         def add(crit: str, key: str, value: float) -> None:
             rows[crit].setdefault(key, []).append(value)
 
         for k, cases in superposed.items():
             for case in cases:
-                direction = sum(np.eye(acts.shape[1])[j] / sd[j] for j in case)
+                direction = sum(sources[j] / spread[j] for j in case)
                 idx = top_of(direction)
                 member = np.array([[i in set(top_idx[j].tolist()) for j in case] for i in idx])
                 truth = np.where(member.sum(axis=1) == 1, member.argmax(axis=1), -1)
@@ -191,34 +250,37 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
                 has = truth >= 0
                 oracle = KMeans(k, n_init=5, random_state=0).fit_predict(x[has] / np.maximum(
                     np.linalg.norm(x[has], axis=1, keepdims=True), 1e-12))
-                for crit, params in CRITERIA.items():
-                    out = cluster_top(x, params)
+                for crit, params in criteria.items():
+                    out = cluster(x, params)
                     n = int(out["labels"].max()) + 1
                     ok, ari = judge(out["labels"], truth, k)
                     add(crit, f"exact{k}", n == k)
                     add(crit, f"maj{k}", ok)
                     add(crit, f"ari{k}", ari)
                     add(crit, f"oracle{k}", adjusted_rand_score(truth[has], oracle))
+                    # the smallest source's share of the examples with a truth: near 0, a case is one source
+                    add(crit, f"minor{k}", np.bincount(truth[has], minlength=k).min() / max(int(has.sum()), 1))
         for direction in randoms:
             idx = top_of(direction)
             x = represent(layer, rep, idx, direction)
-            for crit, params in CRITERIA.items():
-                add(crit, "random", int(cluster_top(x, params)["labels"].max()) + 1 >= 2)
+            for crit, params in criteria.items():
+                add(crit, "random", int(cluster(x, params)["labels"].max()) + 1 >= 2)
         for j in consistency:
             base = np.eye(acts.shape[1])[j] / sd[j]
             noise = perturbations[int(j)] / sd
             moved = base + PERTURBATION * np.linalg.norm(base * sd) * noise / np.linalg.norm(noise * sd)
             xs = {name: represent(layer, rep, top_of(d), d) for name, d in (("base", base), ("moved", moved))}
-            for crit, params in CRITERIA.items():
-                n0 = int(cluster_top(xs["base"], params)["labels"].max()) + 1
-                add(crit, "perturbed", n0 == int(cluster_top(xs["moved"], params)["labels"].max()) + 1)
-                add(crit, "seed", n0 == int(cluster_top(xs["base"], params.replace(seed=1))["labels"].max()) + 1)
-        for crit in CRITERIA:
+            for crit, params in criteria.items():
+                n0 = int(cluster(xs["base"], params)["labels"].max()) + 1
+                add(crit, "perturbed", n0 == int(cluster(xs["moved"], params)["labels"].max()) + 1)
+                add(crit, "seed", n0 == int(cluster(xs["base"], params.replace(seed=1))["labels"].max()) + 1)
+        for crit in criteria:
             r = {key: float(np.mean(v)) if v else float("nan") for key, v in rows[crit].items()}
             pct = lambda key: f"{100 * r.get(key, float('nan')):.0f} %"  # noqa: E731
-            print(f"{rep:<14} {crit:<9} {pct('exact2'):>11} {pct('maj2'):>8} {r.get('ari2', np.nan):>5.2f} "
+            print(f"{rep:<14} {crit:<16} {pct('exact2'):>11} {pct('maj2'):>8} {r.get('ari2', np.nan):>5.2f} "
                   f"{r.get('oracle2', np.nan):>6.2f} {pct('exact3'):>13} {pct('maj3'):>8} {r.get('ari3', np.nan):>5.2f} "
-                  f"{r.get('oracle3', np.nan):>6.2f} {pct('random'):>12} {pct('perturbed'):>14} {pct('seed'):>9}")
+                  f"{r.get('oracle3', np.nan):>6.2f} {pct('random'):>12} {pct('perturbed'):>14} {pct('seed'):>9} "
+                  f"{pct('minor2'):>16} {pct('minor3'):>16}")
     print(f"  cases: {len(superposed[2])} pairs, {len(superposed[3])} triples, {n_random} random directions, "
           f"{len(consistency)} neurons for consistency; {time.perf_counter() - t0:.0f} s")
 
@@ -253,6 +315,18 @@ def digits_fdr() -> None:
         print(f"{label:<24} {f'{split_pairs} of {len(pairs)}':>24} "
               f"{f'{int((control.n_concepts[live] >= 2).sum())} of {int(live.sum())}':>24} "
               f"{control.layer_error['expected_false_splits']:>24.1f}")
+    # The layer null per direction (disentangle; the null drawn once per network and reused for its units).
+    layered = CRITERIA["auto, layer null"]
+    nulls = {name: cv.layer_null(a, params=layered) for name, a in acts.items()}
+    counts = {name: [cv.disentangle(a, neuron=j, params=layered, layer_null=nulls[name]).n_concepts
+                     for j in range(a.shape[1])] for name, a in acts.items()}
+    pairs = merged_pair_units(acts["merged"], digits, layered)
+    _, scores = top_examples(acts["control"], TOP, neurons=np.arange(acts["control"].shape[1]))
+    live = live_mask(scores)
+    split_pairs = sum(r["split"] and counts["merged"][r["neuron"]] > 1 for r in pairs)
+    control_split = int((np.array(counts["control"])[live] >= 2).sum())
+    print(f"{'auto, layer null':<24} {f'{split_pairs} of {len(pairs)}':>24} {f'{control_split} of {int(live.sum())}':>24} "
+          f"{0.01 * int(live.sum()):>24.1f}")
 
 
 def main() -> None:
@@ -265,6 +339,9 @@ def main() -> None:
     ap.add_argument("--consistency", type=int, default=40)
     ap.add_argument("--max-neurons", type=int, default=320)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sources", default="units", choices=["units", "svd", "random"],
+                    help="what is superposed: neurons, SVD directions or random directions of the layer")
+    ap.add_argument("--null-draws", type=int, default=100, help="random directions of the layer null (auto, layer null)")
     ap.add_argument("--digits", action="store_true", help="also the digits CNN's merged pairs against its control")
     args = ap.parse_args()
     warnings.simplefilter("ignore", cv.ConceptvecWarning)
@@ -277,7 +354,8 @@ def main() -> None:
         for name in [n for n in args.layers.split(",") if n]:
             layer = text_layer() if name == "text" else image_layer(name)
             run_layer(layer, reps, n_pairs=args.pairs, n_triples=args.triples, n_random=args.random,
-                      n_consistency=args.consistency, max_neurons=args.max_neurons, seed=args.seed)
+                      n_consistency=args.consistency, max_neurons=args.max_neurons, seed=args.seed,
+                      null_draws=args.null_draws, sources_kind=args.sources)
         if args.digits:
             digits_fdr()
 

@@ -42,6 +42,8 @@ from conceptvec.core.sweep import threshold_sweep
 from conceptvec.core.thresholds import layer_thresholds
 
 SCALES = (0.2, 1.0, 5.0)
+LAYER_NULL = cv.Params(distance_threshold="auto", null="layer")
+EXTRA_RULES: dict[str, cv.Params] = {}  # --layer-null adds auto with the layer's null (core.layernull)
 
 
 def rules_for(acts: np.ndarray, n_neurons: int) -> dict[str, cv.Params]:
@@ -49,13 +51,14 @@ def rules_for(acts: np.ndarray, n_neurons: int) -> dict[str, cv.Params]:
     # the layer rule over the planted neurons; a grid of one threshold keeps the sweep to the rule itself
     sweep = threshold_sweep(acts, params=paper, neurons=f"0-{n_neurons - 1}", thresholds=[15.0])
     rule = paper.replace(distance_threshold=sweep.rule["distance_threshold"], outlier_threshold=sweep.rule["outlier_threshold"])
-    return {"paper 15/15": paper, "layer rule": rule, "auto": cv.Params(distance_threshold="auto")}
+    return {"paper 15/15": paper, "layer rule": rule, "auto": cv.Params(distance_threshold="auto"), **EXTRA_RULES}
 
 
 def score(acts: np.ndarray, layer, params: cv.Params, n_neurons: int) -> dict[str, object]:
     counts, aris = [], []
+    null = cv.layer_null(acts, params=params) if params.null == "layer" else None  # drawn once per layer
     for j in range(n_neurons):
-        cs = cv.disentangle(acts, neuron=j, params=params)
+        cs = cv.disentangle(acts, neuron=j, params=params, layer_null=null)
         counts.append(cs.n_concepts)
         if layer.n_facets[j] > 1:
             truth = layer.facet[cs.top_indices][cs.kept]
@@ -68,7 +71,7 @@ def score(acts: np.ndarray, layer, params: cv.Params, n_neurons: int) -> dict[st
 
 def planted_part(widths: list[int], n_neurons: int) -> None:
     print(f"planted layers: {n_neurons} neurons each (a quarter single-facet), strengths uniform 0.5-1.5 unless said")
-    print(f"{'width':>6} {'rule':<12} " + " ".join(f"{'scale ' + format(s, 'g'):>26}" for s in SCALES) + "  same counts")
+    print(f"{'width':>6} {'rule':<16} " + " ".join(f"{'scale ' + format(s, 'g'):>26}" for s in SCALES) + "  same counts")
     print(f"{'':>6} {'':<12} " + " ".join(f"{'exact  one-if-1  ARI':>26}" for _ in SCALES))
     summary: dict[str, list] = {}
     cases = [(w, (0.5, 1.5), 0.35, "") for w in widths] + [(512, (0.2, 2.0), 0.35, "*"), (512, (0.5, 1.5), 1.0, "**")]
@@ -97,7 +100,7 @@ def planted_part(widths: list[int], n_neurons: int) -> None:
 def digits_part() -> None:
     import torch
 
-    from conceptvec.core.arrays import live_mask
+    from conceptvec.core.live import live_mask
     from conceptvec.core.streaming import top_examples
     from conceptvec.demo.demo import merged_pair_units
     from conceptvec.sources.digits import load_digits_images
@@ -112,8 +115,8 @@ def digits_part() -> None:
         with capture_layer(model.block3) as captured, torch.inference_mode():
             acts[name] = forward_to_layer(model, x, captured).numpy().astype(np.float64)
     print("\ndigits CNN (shipped weights, block3, 1797 examples x 64 units)")
-    print(f"{'rule':<12} {'merged-pair units: pair split':>32} {'control live units split (>= 2)':>34} {'merged net live units split':>28}")
-    for rule_name in ("paper 15/15", "layer rule", "auto"):
+    print(f"{'rule':<16} {'merged-pair units: pair split':>32} {'control live units split (>= 2)':>34} {'merged net live units split':>28}")
+    for rule_name in ("paper 15/15", "layer rule", "auto", *EXTRA_RULES):
         row = []
         for name in ("merged", "control"):
             a = acts[name]
@@ -122,17 +125,18 @@ def digits_part() -> None:
             elif rule_name == "layer rule":
                 params, _ = layer_thresholds(a, params=cv.Params())
             else:
-                params = cv.Params(distance_threshold="auto")
+                params = EXTRA_RULES.get(rule_name, cv.Params(distance_threshold="auto"))
             _, scores = top_examples(a, params.top, neurons=np.arange(a.shape[1]))
             live = np.flatnonzero(live_mask(scores))
-            split = sum(cv.disentangle(a, neuron=int(u), params=params).n_concepts >= 2 for u in live)
+            null = cv.layer_null(a, params=params) if params.null == "layer" else None
+            split = sum(cv.disentangle(a, neuron=int(u), params=params, layer_null=null).n_concepts >= 2 for u in live)
             if name == "merged":
                 units = merged_pair_units(a, digits, params)
                 row.append(f"{sum(r['split'] for r in units)} of {len(units)}")
                 merged_split = f"{split} of {len(live)}"
             else:
                 row.append(f"{split} of {len(live)}")
-        print(f"{rule_name:<12} {row[0]:>32} {row[1]:>34} {merged_split:>28}")
+        print(f"{rule_name:<16} {row[0]:>32} {row[1]:>34} {merged_split:>28}")
 
 
 def _within(x: np.ndarray, labels: np.ndarray) -> float:
@@ -207,7 +211,10 @@ def main() -> None:
     ap.add_argument("--neurons", type=int, default=40)
     ap.add_argument("--no-digits", action="store_true")
     ap.add_argument("--alternatives", action="store_true", help="also the criteria studied before auto was chosen")
+    ap.add_argument("--layer-null", action="store_true", help="also auto with Params(null='layer')")
     args = ap.parse_args()
+    if args.layer_null:
+        EXTRA_RULES["auto, layer null"] = LAYER_NULL
     print(f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, conceptvec {cv.__version__}; "
           f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     start = time.perf_counter()

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from .scan.disentangle import disentangle
 from .scan.evidence import concept_evidence
-from .core.power import detectable_separation
+from .core.power import detectable_separation, recommended_top
 from .core.metrics import (concept_counts, cosine_similarity, distance_matrix, intra_inter_distances, layer_mean,
                            maximally_projecting, member_cosines, most_similar, project, top_k_desc, unit_vectors,
                            unsplit_direction)
+from .core.layernull import LayerNull, layer_null
 from .core.params import Params
 from .core.reference import AUTHORS_REMOVED, authors_procedure
 from .core.stability import concept_stability
@@ -91,6 +92,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "LayerNull",
     "AUTHORS_REMOVED",
     "ActivationStore",
     "CausalEffects",
@@ -125,6 +127,8 @@ __all__ = [
     "concept_stability",
     "cosine_similarity",
     "detectable_separation",
+    "recommended_top",
+    "layer_null",
     "disentangle",
     "distance_matrix",
     "extract",

@@ -29,7 +29,7 @@ def test_disentangle_writes_conceptset(tmp_path):
     result = runner.invoke(app, ["disentangle", str(tmp_path / "store"), "--neuron", "3", "--top", "60",
                                  "--distance-threshold", "10", "--outlier-threshold", "30", "--out", str(tmp_path / "cs")])
     assert result.exit_code == 0, result.output
-    assert "C = 2 clusters, 2 concepts" in result.output and "group" in result.output
+    assert "C = 2 clusters: 2 concepts (the method keeps 2)" in result.output and "group" in result.output
     cs = cv.ConceptSet.load(tmp_path / "cs")
     assert cs.n_concepts == 2 and cs.params.distance_threshold == 10.0
     assert cs.provenance["activations"]["layer"] == "l"
@@ -89,7 +89,7 @@ def test_disentangle_warns_on_a_neuron_that_is_not_live(tmp_path):
     result = runner.invoke(app, ["disentangle", str(tmp_path / "store"), "--neuron", "7", "--out", str(tmp_path / "cs")],
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert ("neuron 7 is not live: it is above 0 on only 20 examples: the other 80 of its top 100 sit at 0, the layer's floor"
+    assert ("neuron 7 is not live: it is above 0 on only 20 examples: the other 80 of its top 100 sit at 0, its floor (where it rests)"
             in " ".join(result.output.split()))
 
 

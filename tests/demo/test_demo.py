@@ -48,6 +48,8 @@ def test_demo_end_to_end(demo_run):
     # the thresholds are auto's, recorded with the result
     assert cs.params.distance_threshold == cs.provenance["thresholds"]["distance_threshold"] == "auto" and cs.split_tests
     assert cs.provenance["activations"]["model"]["name"] == "digits"
+    # each concept's evidence is saved with the set: the split's test and the digits as class labels support both
+    assert [r["supported_by"] for r in cs.evidence] == [["split", "labels"]] * cs.n_concepts
     summary = read_json(r.out / "demo.json")
     assert summary["status"] == "complete"
     assert summary["neuron"] == r.neuron and summary["n_merged_pair_units"] == len(r.merged_units) > 0

@@ -179,6 +179,8 @@ def test_the_text_demo_writes_its_run_and_says_what_it_found(text_demo_run):
     # What it printed is what it wrote, and the report shows the neuron's sentences, escaped.
     assert f"neuron {neuron} chosen because" in printed and "what this shows" in printed and "what it does not" in printed
     assert f"{record['control']['neurons']['n_mixing']} of 1536" in printed
+    # the chosen neuron's concepts carry their evidence (split, modules as labels), printed and saved
+    assert len(cs.evidence) == cs.n_concepts and cs.evidence[0]["checks"]["split"] and "supported by" in printed
     page = (out / "report" / f"neuron_{neuron}.html").read_text()
     top_text = store.examples.column("text")[int(cs.top_indices[0])].as_py()
     assert html.escape(top_text[:40], quote=False) in page and (out / "report" / "index.html").is_file()

@@ -1,6 +1,7 @@
 """The layer atlas: its files, and (in headless Chromium, from file://) the overview, sorting, search, a neuron
 page, a concept page and the shared concepts, with no network request and no console error."""
 
+import dataclasses
 import json
 import re
 from functools import partial
@@ -77,6 +78,36 @@ def test_atlas_files(atlas):
     # nothing from elsewhere: no URL with a scheme or host in the page, script or style
     for name in ("index.html", "atlas.js", "atlas.css"):
         assert not re.search(r"(https?:)?//[a-z]", (out / name).read_text().replace("http://www.w3.org/2000/svg", "")), name
+
+
+def test_thresholds_figure_read_off_the_trees_or_taken_from_conceptvec_thresholds(atlas, tmp_path):
+    from conceptvec.core.steps import n_clusters_at
+    from conceptvec.report.atlas.thresholds import find_sweep, thresholds_figure
+    from conceptvec.report.figures.thresholds import clusters_at
+
+    root, index, scan, _ = atlas
+    # without a `conceptvec thresholds` output: C per neuron read off the scan's ward trees, drawn into thresholds.png
+    overview = read_data(index.parent / "data" / "overview.js")
+    assert overview["thresholds"]["kind"] == "clusters" and "conceptvec thresholds" in overview["thresholds"]["how"]
+    assert "unit length" in overview["thresholds"]["what"]  # the scan used auto: its trees are of unit-length examples
+    assert (index.parent / "thresholds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    grid = np.array([0.1, 0.5, 1.0, 2.0])
+    assert clusters_at(scan.linkage[:, :, 2], grid).tolist() == [[n_clusters_at(z, t) for t in grid] for z in scan.linkage]
+    # a thresholds output of this store in a folder of the run is found and its figure shown; another store's is not
+    store = cv.ActivationStore.open(root / "store")
+    for name, made_from in (("other", {"store": "/elsewhere", "store_id": "not-this-one"}), ("thresholds", store.provenance())):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "thresholds.json").write_text(json.dumps({"format": "conceptvec.thresholds/1", "store": made_from}))
+        (tmp_path / name / "thresholds.png").write_bytes(b"figure of " + name.encode())
+    assert find_sweep([tmp_path / "missing", tmp_path], store) == tmp_path / "thresholds"
+    (tmp_path / "atlas").mkdir()
+    shown = thresholds_figure(scan, store, [tmp_path], tmp_path / "atlas")
+    assert shown["kind"] == "sweep" and (tmp_path / "atlas" / "thresholds.png").read_bytes() == b"figure of thresholds"
+    (tmp_path / "thresholds" / "thresholds.json").unlink()
+    assert find_sweep([tmp_path], store) is None
+    # trees whose merges are all at height 0 (identical top examples): nothing to cut, no figure
+    flat = dataclasses.replace(scan, linkage=np.concatenate([scan.linkage[:, :, :2], np.zeros_like(scan.linkage[:, :, 2:])], axis=2))
+    assert thresholds_figure(flat, store, [], tmp_path / "atlas") is None
 
 
 def test_atlas_refuses_other_folders_and_needs_a_scan(atlas, tmp_path):
@@ -159,6 +190,9 @@ def test_atlas_in_chromium(atlas):
         page.wait_for_selector("#members")
         page.goto(url + "#layer")
         page.wait_for_selector("#map")
+        # the thresholds figure, loaded from the atlas folder
+        page.wait_for_function("document.getElementById('thresholds').complete")
+        assert page.evaluate("document.getElementById('thresholds').naturalWidth") > 400
         # the hostile label (example 0, a top example of neuron 0) is text, never markup
         page.goto(url + "#n/0")
         page.wait_for_selector("body[data-view='neuron:0']")

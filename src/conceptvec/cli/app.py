@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import ConceptvecError
+from ..core.evidence import count_words
 from ..core.params import Params
 from ..extraction.config import ExtractConfig
 from ..featureviz.params import FeatureVizParams
@@ -62,8 +63,8 @@ def demo(
     console.print(f"[bold]planted evidence[/] {len(result.merged_units)} units mix a merged pair among their top "
                   f"{p.top}; the method splits the pair into separate concepts in {split} of them")
     console.print(f"[bold]neuron {result.neuron}[/] chosen because {cs.provenance['chosen_because']}")
-    console.print(f"C = {cs.n_agglomerative} clusters, {cs.n_concepts} concepts kept, "
-                  f"{int(cs.outliers.sum())} outliers, {int((~cs.kept).sum())} of {len(cs.labels)} examples removed")
+    console.print(f"C = {cs.n_agglomerative} clusters: {count_words(cs.n_concepts, cs.evidence)} (the method keeps "
+                  f"{cs.n_concepts}), {int(cs.outliers.sum())} outliers, {int((~cs.kept).sum())} of {len(cs.labels)} examples removed")
     console.print(concept_table(cs, store.label_names, title=f"concepts of neuron {result.neuron}"))
     console.print(f"[bold]ConceptSet[/] {result.out / f'neuron_{result.neuron}'}")
     for path in result.figures:
@@ -138,6 +139,7 @@ def disentangle(
     """Split one neuron (or direction) of a store into concept vectors with the paper's method."""
 
     from ..scan.disentangle import disentangle as run
+    from ..scan.evidence import concept_evidence
     from ..storage.files import read_npy
     from ..storage.store import ActivationStore
 
@@ -148,9 +150,11 @@ def disentangle(
             raise ConceptvecError(f"direction file {direction} does not exist.")
         vector = read_npy(direction, what="--direction")
     cs = run(acts, neuron=neuron, direction=vector, params=params, stability=stability)
+    concept_evidence(cs, labels=acts)  # saved with the set: the table and the report show each concept's verdict
     cs.save(out, overwrite=overwrite)
     start = f"neuron {neuron}" if neuron is not None else f"direction {direction}"
-    console.print(f"{start}: C = {cs.n_agglomerative} clusters, {cs.n_concepts} concepts, {int(cs.outliers.sum())} outliers")
+    console.print(f"{start}: C = {cs.n_agglomerative} clusters: {count_words(cs.n_concepts, cs.evidence)} (the method keeps "
+                  f"{cs.n_concepts}), {int(cs.outliers.sum())} outliers")
     if not cs.is_live:
         console.print(f"[yellow]warning:[/] {start} is not live: {cs.dead_reason}. Lower --top or pick another.")
     console.print(concept_table(cs, acts.label_names))
@@ -178,10 +182,13 @@ def atlas(
     run_dir: Annotated[Path, typer.Argument(help="Run directory holding scan/ (conceptvec scan STORE --out RUN/scan), or a scan folder.")],
     out: Annotated[Optional[Path], typer.Option("--out", help="Atlas folder; default RUN_DIR/atlas (an earlier atlas there is replaced; nothing else is).")] = None,
     shared: Annotated[bool, typer.Option("--shared/--no-shared", help="Find the concepts that neurons share (saved beside the scan).")] = True,
-    map_method: Annotated[str, typer.Option("--map", help="Layout of the map of concept vectors: auto (UMAP up to 50,000 concepts), umap or pca.")] = "auto",
+    map_method: Annotated[str, typer.Option("--map", help="Layout of the map of concept vectors: auto (UMAP from 15 up to 50,000 concepts, else PCA), umap or pca.")] = "auto",
     seed: SeedOpt = 0,
 ) -> None:
-    """Write the layer atlas: every scanned neuron and concept, the layer's map and shared concepts, one offline site."""
+    """Write the layer atlas: every scanned neuron and concept, the layer's map and shared concepts, one offline site.
+
+    Where the run holds them it also shows `conceptvec thresholds`' figure, `conceptvec causal`'s selectivity and a
+    `conceptvec compare-dictionary` comparison of the scan (docs/atlas.md)."""
     from ..report.atlas import write_atlas
 
     index = write_atlas(run_dir, out=out, shared=shared, map_method=map_method, seed=seed)

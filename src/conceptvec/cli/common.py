@@ -46,7 +46,8 @@ def cli_errors(command: Callable) -> Callable:
                 warnings.showwarning = show
                 return command(*args, **kwargs)
         except ConceptvecError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            # one line, whatever a library's message put into it (tracebacks of torch's own errors span lines)
+            err_console.print(f"[bold red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except OSError as exc:
             err_console.print(f"[bold red]error:[/] {escape(os_error_message(exc))}", highlight=False, soft_wrap=True)
@@ -64,7 +65,7 @@ def cli_errors(command: Callable) -> Callable:
             if wrapped is not None:  # a library's own error around a full disk or a denied write: the input's fault, not ours
                 err_console.print(f"[bold red]error:[/] {escape(os_error_message(wrapped))}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
-            err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))}. This is a bug of conceptvec; "
+            err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(' '.join(str(exc).split()))}. This is a bug of conceptvec; "
                               f"run again with CONCEPTVEC_DEBUG=1 for the traceback and report it.", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
@@ -92,9 +93,13 @@ def os_error_message(exc: OSError) -> str:
 
 def concept_table(cs, label_names=None, title: str | None = None) -> Table:
     """A rich table, one row per concept: size, class make-up, and its members' mean cosine similarity
-    with the concept vector and with the starting neuron (or direction), as in the paper's Fig. 5."""
+    with the concept vector and with the starting neuron (or direction), as in the paper's Fig. 5; with
+    ``cs.evidence`` (``cv.concept_evidence``) also each concept's verdict."""
     from collections import Counter
 
+    from rich.markup import escape
+
+    from ..core.evidence import short_verdict, state
     from ..core.metrics import cosine_similarity
 
     table = Table(title=title)
@@ -106,6 +111,9 @@ def concept_table(cs, label_names=None, title: str | None = None) -> Table:
     table.add_column("cos with " + ("neuron" if cs.neuron is not None else "direction"), justify="right")
     if cs.stability is not None:
         table.add_column(f"comes back ({cs.stability['runs']} runs)", justify="right")
+    evidence = cs.evidence if cs.evidence is not None and len(cs.evidence) == cs.n_concepts else None
+    if evidence is not None:
+        table.add_column("supported by")
     for j in range(cs.n_concepts):
         rows = cs.top_activations[cs.labels == j]
         row = [str(j), str(len(rows))]
@@ -117,5 +125,8 @@ def concept_table(cs, label_names=None, title: str | None = None) -> Table:
         if cs.stability is not None:
             share = cs.stability["reappearance"][j]
             row.append(f"{share:.0%}" + (" [yellow]unstable[/]" if cs.unstable()[j] else ""))
+        if evidence is not None:
+            colour = {"supported": "green", "unsupported": "red"}.get(state(evidence[j]), "dim")
+            row.append(f"[{colour}]{escape(short_verdict(evidence[j]))}[/]")
         table.add_row(*row)
     return table

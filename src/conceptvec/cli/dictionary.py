@@ -68,6 +68,9 @@ def compare_dictionary(
     dic = Dictionary.from_checkpoint(dictionary, k=k)
     base: Dictionary | str | None = baseline
     if baseline is not None and baseline != "random":
+        if not Path(baseline).exists():
+            raise ConceptvecError(f"--baseline must be 'random' or a dictionary (a folder fitted with `conceptvec dictionary --shuffle`, or "
+                                  f"an SAE .safetensors checkpoint); {baseline} is neither.")
         base = Dictionary.from_checkpoint(Path(baseline), k=k)
     if is_scan:
         scan = ScanResult.load(concepts, acts=ActivationStore.open(store) if store is not None else None)

@@ -92,6 +92,7 @@ def null_sampler(points: np.ndarray, rng: np.random.Generator) -> Callable[[int]
 
 def auto_clusters(
     unit: np.ndarray, linkage_matrix: np.ndarray, *, significance: float, min_cluster_size: int, seed: int,
+    first_null: np.ndarray | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
     """C decided by testing ward's splits from the root, and the record of every test.
 
@@ -107,6 +108,9 @@ def auto_clusters(
         A side with fewer examples is not a concept.
     seed : int
         Seeds the null samples: the same rows give the same answer.
+    first_null : array of shape (m,), optional
+        The null's shares for the first test instead of Gaussian samples: ``Params(null="layer")``, the first-split
+        shares of random directions of the layer (``core.layernull``); deeper splits keep the Gaussian null.
 
     Returns
     -------
@@ -131,10 +135,13 @@ def auto_clusters(
             continue
         points = unit[node.pre_order()]
         share = split_share(points, node.dist)
-        sample = null_sampler(points, rng)
-        null = sample(FIRST_DRAWS)
-        if level - CLEAR_BELOW < _z(share, null) < level + CLEAR_ABOVE:
-            null = np.concatenate([null, sample(NULL_DRAWS - FIRST_DRAWS)])
+        if first_null is not None and not tests:
+            null = np.asarray(first_null, dtype=np.float64)
+        else:
+            sample = null_sampler(points, rng)
+            null = sample(FIRST_DRAWS)
+            if level - CLEAR_BELOW < _z(share, null) < level + CLEAR_ABOVE:
+                null = np.concatenate([null, sample(NULL_DRAWS - FIRST_DRAWS)])
         z = _z(share, null)
         p_value = float(norm.sf(z))
         split = p_value < significance

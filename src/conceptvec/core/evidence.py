@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import hypergeom
 
+from .power import TOPS
+
 LEVEL = 0.01  # enrichment and purity tests are kept at this level
 RANDOM_SPLITS = 200  # random splits of the same sizes for the purity test
 STABLE_FROM = 0.5  # the share of resampling runs a stable concept comes back in (params.UNSTABLE_BELOW)
@@ -52,11 +54,16 @@ def label_checks(example_labels: np.ndarray, top_indices: np.ndarray, concept_la
     sizes = [int(np.sum(kept & (concept_labels == j))) for j in range(n_concepts)]
     pool = top_labels[kept]
     random_purity = np.zeros((draws, n_concepts))
-    if n_concepts > 1:
-        for d in range(draws):
-            shuffled = rng.permutation(pool)
-            bounds = np.cumsum([0] + sizes)
-            random_purity[d] = [_purity(shuffled[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    if n_concepts > 1 and len(pool):
+        # all draws at once: each row a permutation of the pool's label codes, cut into groups of the concepts' sizes
+        values, codes = np.unique(pool, return_inverse=True)
+        shuffled = rng.permuted(np.broadcast_to(codes, (draws, len(codes))), axis=1)
+        offsets = (np.arange(draws) * len(values))[:, None]
+        bounds = np.cumsum([0] + sizes)
+        for j, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if b > a:
+                counts = np.bincount((shuffled[:, a:b] + offsets).ravel(), minlength=draws * len(values))
+                random_purity[:, j] = counts.reshape(draws, len(values)).max(axis=1) / (b - a)
     rows = []
     for j in range(n_concepts):
         members = top_labels[kept & (concept_labels == j)]
@@ -76,10 +83,6 @@ def label_checks(example_labels: np.ndarray, top_indices: np.ndarray, concept_la
             "purity_p": float((1 + np.sum(random_purity[:, j] >= purity)) / (1 + draws)) if n_concepts > 1 else float("nan"),
         })
     return rows
-
-
-def _purity(labels: np.ndarray) -> float:
-    return float(np.unique(labels, return_counts=True)[1].max() / len(labels)) if len(labels) else 0.0
 
 
 def verdicts(n_concepts: int, *, split_p: float | None, split_level: float, reappearance: np.ndarray | None,
@@ -116,3 +119,105 @@ def verdicts(n_concepts: int, *, split_p: float | None, split_level: float, reap
                           else f"not supported (0 of {len(checks)} checks)" if checks else "no check applies")
         rows.append(row)
     return rows
+
+
+def state(row: dict[str, Any]) -> str:
+    """A concept's evidence in one word: ``supported`` (a check supports it), ``unsupported`` (checks apply, none
+    supports it) or ``unchecked`` (no check applies)."""
+    if row.get("supported_by"):
+        return "supported"
+    return "unsupported" if row.get("checks") else "unchecked"
+
+
+def badge(row: dict[str, Any]) -> str:
+    """A concept's verdict, short enough for a badge or a table cell: "3 of 4 checks", "0 of 2 checks", "unchecked"."""
+    checks = row.get("checks") or {}
+    return f"{len(row.get('supported_by') or [])} of {len(checks)} checks" if checks else "unchecked"
+
+
+def short_verdict(row: dict[str, Any]) -> str:
+    """A concept's verdict for a narrow table cell: "split, labels (2 of 2)", "none (0 of 1)" or "unchecked"."""
+    checks = row.get("checks") or {}
+    if not checks:
+        return "unchecked"
+    support = row.get("supported_by") or []
+    return f"{', '.join(support) or 'none'} ({len(support)} of {len(checks)})"
+
+
+def count_words(n_concepts: int, rows: list[dict[str, Any]] | None) -> str:
+    """How many concepts a neuron has, in words that follow the evidence: a group is called a concept only when a
+    check supports it (the method's count itself is never changed).
+
+    ``rows`` are ``cv.concept_evidence``'s (None: not measured; then the method's count, "2 concept(s)"). A split no
+    check supports is an "unsupported split into 2 groups"; groups no check applies to are "unchecked". A single
+    concept found by ``auto`` carries its power: "one concept, or two closer than 0.9".
+    """
+    if rows is None or len(rows) != n_concepts:
+        return f"{n_concepts} concept(s)"
+    if n_concepts == 0:
+        return "no concept"
+    states = [state(r) for r in rows]
+    if n_concepts == 1:
+        closer = rows[0].get("one_concept_or_two_closer_than")
+        if closer is not None:
+            words = "one concept, or two closer than " + (f"{closer:.2g}" if np.isfinite(closer) else "any the test detects")
+            need, apart = rows[0].get("recommended_top"), rows[0].get("recommended_for")
+            if need is not None and apart is not None:
+                words += (f" (top {need:.0f} would detect two {apart:.2g} apart)" if np.isfinite(need)
+                          else f" (even top {max(TOPS)} would not detect two {apart:.2g} apart)")
+            return words + ("" if states[0] != "unsupported" else f"; {rows[0]['verdict']}")
+        return {"supported": "one concept", "unsupported": "one group no check supports",
+                "unchecked": "one group, unchecked"}[states[0]]
+    n_supported, n_unchecked = states.count("supported"), states.count("unchecked")
+    if n_supported == n_concepts:
+        return f"{n_concepts} concepts"
+    if n_unchecked == n_concepts:
+        return f"{n_concepts} unchecked groups (no check applies)"
+    if n_supported == 0:
+        return f"unsupported split into {n_concepts} groups"
+    return f"{n_concepts} groups: {n_supported} supported concept(s), {n_concepts - n_supported} not"
+
+
+def details(row: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every number behind a concept's verdict as (name, value) pairs, in the order the checks are listed."""
+    skip = {"concept", "checks", "supported_by", "verdict"}
+    out = [(f"check {name}", "passes" if ok else "fails") for name, ok in (row.get("checks") or {}).items()]
+    for key, value in row.items():
+        if key in skip:
+            continue
+        if isinstance(value, float):
+            text = f"{value:.3g}"
+        elif isinstance(value, (list, dict)):
+            continue
+        else:
+            text = str(value)
+        out.append((key, text))
+    return out
+
+
+def layer_verdicts(concept_offsets: np.ndarray, top_indices: np.ndarray, labels: np.ndarray, *, first_p: np.ndarray | None,
+                   level: float, reappearance: np.ndarray | None, example_labels: np.ndarray | None,
+                   seed: int = 0) -> list[list[dict[str, Any]]]:
+    """:func:`verdicts` for every neuron of a scan: per neuron, one row per concept.
+
+    Parameters
+    ----------
+    concept_offsets : array of shape (m + 1,)
+        The scan's index of concepts: neuron i has concepts ``concept_offsets[i]:concept_offsets[i + 1]``.
+    top_indices, labels : arrays of shape (m, N)
+        Each neuron's top examples and their concept (-1: removed).
+    first_p : array of shape (m,) or None
+        Each neuron's first-split p-value (None: a fixed threshold).
+    reappearance : array of shape (n_total_concepts,) or None
+        Each concept's share of stability runs it came back in.
+    example_labels : array of shape (n_examples,) or None
+        The store's class labels (negative: unlabelled).
+    """
+    out = []
+    for i in range(len(top_indices)):
+        a, b = int(concept_offsets[i]), int(concept_offsets[i + 1])
+        checked = (label_checks(example_labels, top_indices[i], labels[i], seed=seed)
+                   if example_labels is not None and b > a else None)
+        out.append(verdicts(b - a, split_p=float(first_p[i]) if first_p is not None else None, split_level=level,
+                            reappearance=reappearance[a:b] if reappearance is not None else None, labels=checked, causal=None))
+    return out

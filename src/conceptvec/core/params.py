@@ -15,7 +15,8 @@ from .outliers import outlier_mask
 
 
 AUTO = "auto"
-REPRESENTATIONS = ("activations", "attribution", "excitation")
+REPRESENTATIONS = ("activations", "attribution", "excitation", "contributions")
+NULLS = ("gaussian", "layer")
 UNSTABLE_BELOW = 0.5  # a concept back in fewer than this share of the stability runs is flagged unstable
 
 
@@ -89,11 +90,21 @@ class Params:
     representation: str = option(
         "activations", "What the top examples are clustered by: activations (the paper's: the layer's pooled activations), "
         "attribution (gradient x input at the layer below for the direction: why it fires; needs the model) or "
-        "excitation (the attribution's positive part on its 5 leading principal components).",
+        "excitation (the attribution's positive part on its 5 leading principal components) or contributions (each unit's "
+        "term x_k * d_k of a direction's projection; store-only; a neuron falls back to its activations).",
         check=one_of(REPRESENTATIONS),
         doc="With ``attribution`` or ``excitation`` (``core.represent``), ``cv.disentangle`` takes ``attribution=cv.LayerAttribution(model, layer=..., below=..., "
         "inputs=...)`` and records it; the concept vectors stay their members' mean activations of the layer. "
         "``docs/thresholds.md`` has the study (``benchmarks/bench_real.py``).")
+
+    null: str = option(
+        "gaussian", "With --distance-threshold auto: what the first split is tested against: gaussian (a unimodal Gaussian "
+        "with the top examples' own covariance) or layer (the first splits of 100 random directions of the same layer).",
+        check=one_of(NULLS),
+        doc="``'layer'`` (``core.layernull``): a direction splits only when its top examples are more multimodal than a "
+        "random direction's (Gaussian in the layer's standardised units, the same N and representation), so random "
+        "directions split at about ``significance``; deeper splits keep the Gaussian test. The null is drawn once per "
+        "layer (``cv.layer_null``; a scan draws it once). ``docs/thresholds.md`` has the study.")
 
     def __post_init__(self) -> None:
         if self.outlier_threshold is None:
@@ -112,6 +123,11 @@ class Params:
             raise ConceptvecError(
                 f"fdr={self.fdr!r} needs distance_threshold='auto' (--distance-threshold auto): only auto's test gives "
                 f"each split a p-value to control; leave fdr out with a fixed threshold."
+            )
+        if self.null != "gaussian" and not self.auto_distance:
+            raise ConceptvecError(
+                f"null={self.null!r} needs distance_threshold='auto' (--distance-threshold auto): a fixed threshold has no "
+                f"test; leave null out with a fixed threshold."
             )
         if self.min_cluster_size > self.top:
             raise ConceptvecError(
@@ -156,7 +172,9 @@ class Params:
         """The thresholds in words, for messages and pages."""
         if self.auto_distance:
             fdr = f", first splits at FDR {self.fdr:g} (Benjamini-Hochberg)" if self.fdr is not None else ""
-            return f"distance_threshold auto (significance {self.significance:g}{fdr}), outlier_threshold {self.outlier_threshold}"
+            null = ", first split against the layer's random directions" if self.null == "layer" else ""
+            return (f"distance_threshold auto (significance {self.significance:g}{null}{fdr}), "
+                    f"outlier_threshold {self.outlier_threshold}")
         outlier = "auto" if self.auto_outliers else f"{self.outlier_threshold:g}"
         return f"distance_threshold {self.distance_threshold:g}, outlier_threshold {outlier}"
 

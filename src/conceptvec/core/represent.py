@@ -9,6 +9,11 @@ its ``EXCITATION_COMPONENTS`` leading right singular vectors over the top exampl
 firing stand out from the many small ones (``benchmarks/bench_real.py``; ``docs/thresholds.md``). Not centred: auto
 clusters the rows' directions from the origin (no excitation), and centring first would turn one reason whose
 strength varies into several directions from the mean.
+
+``contributions`` (store-only): the rows ``x_k * d_k``, each unit's term of the direction's projection (a row sums to
+the example's projection on ``d``). Two sources that excite a direction through different units come apart. For a
+neuron (or any direction with fewer than ``MIN_CONTRIBUTING`` non-zero units) it is degenerate, one column, so the
+activations are clustered instead and the ConceptSet records it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,12 @@ from __future__ import annotations
 import numpy as np
 
 EXCITATION_COMPONENTS = 5
+MIN_CONTRIBUTING = 2
+
+
+def contributions(x: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """Each unit's term of the projection of the rows of ``x`` (N, n_units) on ``direction`` (n_units,): (N, n_units)."""
+    return np.asarray(x, dtype=np.float64) * np.asarray(direction, dtype=np.float64)[None, :]
 
 
 def excitation(attributions: np.ndarray, components: int = EXCITATION_COMPONENTS) -> np.ndarray:

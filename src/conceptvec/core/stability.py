@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 from ..errors import ConceptvecError
 from .options import whole_number
 from .params import UNSTABLE_BELOW, Params
-from .steps import cluster_top
+from .steps import LayerNullShares, cluster_top
 
 __all__ = ["Stability", "concept_stability", "resampling"]
 
@@ -88,7 +88,8 @@ MAX_STABILITY = 1000  # resampling runs: beyond this the answer no longer change
 
 
 def concept_stability(
-    x: np.ndarray, labels: np.ndarray, *, params: Params, runs: int = 20, min_jaccard: float = 0.75, seed: int = 0
+    x: np.ndarray, labels: np.ndarray, *, params: Params, runs: int = 20, min_jaccard: float = 0.75, seed: int = 0,
+    layer_null: LayerNullShares | None = None,
 ) -> Stability:
     """Resample the top examples ``runs`` times, re-run steps 2-4, and match the concepts back (see the module notes).
 
@@ -106,6 +107,9 @@ def concept_stability(
         A run's concept is the same concept from this Jaccard similarity of members up.
     seed : int
         Seed of the bootstrap draws.
+    layer_null : LayerNull, optional
+        With ``Params(null="layer")``: the layer's null the concepts were tested against (``core.layernull``); each
+        subsample's first split is compared with it as drawn (at N, not the subsample's size).
     """
     runs = whole_number("runs", runs, 1, MAX_STABILITY, why="each run clusters the neuron again; 20 to 100 tell which concepts come back")
     seed = whole_number("seed", seed, 0)
@@ -125,7 +129,7 @@ def concept_stability(
                 drawn = np.sort(rng.choice(len(x), size=int(round(SUBSAMPLE * len(x))), replace=False))
             else:
                 drawn = np.sort(rng.integers(0, len(x), size=len(x)))
-            found = cluster_top(x[drawn], params.replace(seed=params.seed + b + 1))["labels"]
+            found = cluster_top(x[drawn], params.replace(seed=params.seed + b + 1), layer_null=layer_null)["labels"]
             counts[b] = int(found.max()) + 1
             if k and counts[b]:
                 present = np.zeros(len(x), dtype=bool)

@@ -17,7 +17,7 @@ authors computed. The four steps follow ``scripts/neuron_method.py`` of lomahony
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from scipy.cluster.hierarchy import linkage
@@ -29,6 +29,13 @@ from .outliers import outlier_mask
 from .params import Params
 
 REMOVED = -1
+
+
+class LayerNullShares(Protocol):
+    """``core.layernull.LayerNull`` as ``cluster_top`` uses it (that module imports this one)."""
+
+    @property
+    def shares(self) -> np.ndarray: ...
 
 
 def ward_linkage(x: np.ndarray) -> np.ndarray:
@@ -72,7 +79,7 @@ def concept_means(x: np.ndarray, labels: np.ndarray, n_concepts: int) -> np.ndar
 
 
 def cluster_top(x: np.ndarray, params: Params, *, n_clusters: int | None = None,
-                features: np.ndarray | None = None) -> dict[str, Any]:
+                features: np.ndarray | None = None, layer_null: LayerNullShares | None = None) -> dict[str, Any]:
     """Steps 2-4 on X, the top examples' activations (float64, shape (N, n_units)).
 
     Shared by ``disentangle`` and ``scan_layer``, so a scanned neuron goes through the same code.
@@ -85,6 +92,7 @@ def cluster_top(x: np.ndarray, params: Params, *, n_clusters: int | None = None,
     ``n_clusters`` gives C instead of step 2's rule (a split withdrawn by ``Params.fdr``: 1); ``split_tests`` is then [].
     ``features`` (N, d), when given, are what steps 2-3 cluster instead of X (``Params.representation``, e.g. the
     attributions at the layer below); the concept vectors are still the members' mean rows of X.
+    ``layer_null`` (``core.layernull.LayerNull``) is what the first split is tested against with ``Params(null="layer")``.
     """
     source = x if features is None else np.asarray(features, dtype=np.float64)
     if len(source) != len(x):
@@ -95,8 +103,12 @@ def cluster_top(x: np.ndarray, params: Params, *, n_clusters: int | None = None,
     if n_clusters is not None:
         n_agglomerative, split_tests = int(n_clusters), []
     elif params.auto_distance:
-        n_agglomerative, split_tests = auto_clusters(clustered, z, significance=params.significance,
-                                                     min_cluster_size=params.min_cluster_size, seed=params.seed)
+        if (params.null == "layer") != (layer_null is not None):
+            raise ConceptvecError("Params(null='layer') and layer_null= go together: draw the null with cv.layer_null(acts, "
+                                  "params=params) and pass it, or leave null at 'gaussian'.")
+        n_agglomerative, split_tests = auto_clusters(
+            clustered, z, significance=params.significance, min_cluster_size=params.min_cluster_size, seed=params.seed,
+            first_null=None if layer_null is None else layer_null.shares)
     else:
         n_agglomerative = n_clusters_at(z, params.fixed_distance)
     kmeans_labels, sq = kmeans_step(clustered, n_agglomerative, params)

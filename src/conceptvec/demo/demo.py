@@ -25,6 +25,7 @@ import numpy as np
 from rich.console import Console
 
 from ..scan.disentangle import disentangle
+from ..scan.evidence import concept_evidence
 from ..scan.layer import scan_layer
 from ..core.params import Params
 from ..core.streaming import top_k_desc
@@ -140,6 +141,7 @@ def run_demo(out: str | os.PathLike[str] = "conceptvec-demo", *, retrain: bool =
             f"{chosen['top_counts'][0]}, {chosen['pair'][1]}: {chosen['top_counts'][1]}) of the {len(units)} units "
             f"whose two most common digits there are a merged pair"
         )
+        concept_evidence(cs, labels=store)  # each concept's verdict, saved with the set (the printed table shows it)
         remove_own_neuron(run, previous, keep=neuron)
         cs_dir = cs.save(run.neuron(neuron), overwrite=True)
         write_json(cs_dir / "digit_makeup.json", {

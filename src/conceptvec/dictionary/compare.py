@@ -143,6 +143,9 @@ def random_directions(n_atoms: int, n_units: int, *, seed: int = 0, like: Dictio
 
 def resolve_baseline(baseline: Dictionary | str | None, dictionary: Dictionary, *, seed: int = 0) -> Dictionary | None:
     """The baseline dictionary: as given, random directions for ``"random"``, or None."""
+    if isinstance(baseline, Dictionary) and baseline.n_units != dictionary.n_units:
+        raise ConceptvecError(f"the baseline dictionary has atoms of {baseline.n_units} units and the dictionary {dictionary.n_units}; "
+                              f"fit the baseline on the same store (with --shuffle).")
     if baseline is None or isinstance(baseline, Dictionary):
         return baseline
     if isinstance(baseline, str) and baseline == "random":

@@ -60,9 +60,9 @@ def fit_dictionary(store: Any, *, n_atoms: int = 256, method: str = "topk_sae", 
             return dic
         refuse_existing(out, overwrite=overwrite, what="dictionary", marker=METADATA_FILE,
                         protect=[getattr(store, "path", None)])
+    check_memory(config, n_units=matrix.shape[1])
     if config.method == "nmf" and float(np.min(np.asarray(matrix[:rows]))) < 0:
-        raise ConceptvecError("NMF needs non-negative activations and this layer has negative values; use "
-                              "method='topk_sae' or 'dictionary_learning' (--method).")
+        raise ConceptvecError(NMF_NEGATIVE)
     checkpoint = Checkpoint(partial_dir(out), fingerprint) if out is not None else None
     seconds: dict[str, float] = {}  # wall time of each pass, recorded with the dictionary
     if config.method == "topk_sae":
@@ -83,6 +83,27 @@ def fit_dictionary(store: Any, *, n_atoms: int = 256, method: str = "topk_sae", 
         if checkpoint is not None:
             checkpoint.remove()
     return dic
+
+
+NMF_NEGATIVE = ("NMF needs non-negative activations and this layer has negative values; use method='topk_sae' or "
+                "'dictionary_learning' (--method).")
+
+
+def check_memory(config: DictionaryConfig, *, n_units: int) -> None:
+    """Refuse a dictionary whose parameters and optimiser state alone would not fit in this machine's memory (a typo
+    such as 10**9 atoms would otherwise fail deep in torch or scikit-learn)."""
+    n_atoms = config.n_atoms
+    # encoder and decoder, each with its gradient and Adam's two moments (float32); a batch's codes; dictionary
+    # learning's n_atoms x n_atoms statistics (float64)
+    need = 32 * n_atoms * n_units + 16 * config.batch_size * n_atoms
+    need += 8 * n_atoms * n_atoms if config.method == "dictionary_learning" else 0
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return
+    if need > have:
+        raise ConceptvecError(f"a dictionary of {n_atoms} atoms of {n_units} units needs about {need / 2**30:,.1f} GiB for its "
+                              f"parameters alone and this machine has {have / 2**30:,.1f} GiB; give fewer atoms (--n-atoms).")
 
 
 def array_digest(matrix: np.ndarray, *, rows: int) -> str:
@@ -121,6 +142,8 @@ def _fit_classical(matrix: np.ndarray, config: DictionaryConfig, *, rows: int, c
                     batch = block[b:b + config.batch_size].astype(np.float64)
                     if len(batch) < 2:
                         continue
+                    if nmf and batch.min() < 0:  # the first block was checked up front; a later one may still be signed
+                        raise ConceptvecError(NMF_NEGATIVE)
                     if model is None:
                         model = _classical_model(MiniBatchNMF, MiniBatchDictionaryLearning, config, components, len(batch))
                         if nmf and components is not None:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup
 
+from ..core.evidence import count_words
 from ..scan.result import ScanResult
 from ..storage.atomic import write_json
 from ..storage.conceptset import ConceptSet
@@ -26,6 +27,7 @@ from ..storage.rundir import RunDir
 from ..storage.store import ActivationStore
 from . import figures as F
 from .dictionary_section import dictionary_section
+from .evidence_section import evidence_section
 from .examples import Examples
 from .numbers import number_rows, page_data
 
@@ -221,6 +223,10 @@ def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Exampl
     act_prov = activations if isinstance(activations, dict) else {}
     meta = store.metadata
     what = f"Neuron {cs.neuron}" if cs.neuron is not None else f"Direction ({page.name})"
+    evidence = evidence_section(cs, store, page.causal)
+    concept_rows = F.summary_table(cs, examples)
+    for row, ev in zip(concept_rows, evidence["rows"]):  # the concepts' rows come first, the removed examples' last
+        row["evidence"] = ev["verdict"]
     return {
         "title": f"{what} · conceptvec",
         "what": what,
@@ -234,7 +240,8 @@ def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Exampl
         "live": cs.is_live,
         "dead_reason": cs.dead_reason,
         "unit": "neuron" if cs.neuron is not None else "direction",
-        "concept_table": table(F.summary_table(cs, examples), "concept-table"),
+        "concept_table": table(concept_rows, "concept-table"),
+        "evidence": evidence,
         "slider": slider(cs, examples, root / ASSETS),
         "data_json": f"{ASSETS}/{page.name}/data.json",
         "figures": figures,
@@ -399,6 +406,7 @@ def index_page(
             "page": page.name,
             "title": f"neuron {cs.neuron}" if cs.neuron is not None else page.name,
             "n_concepts": cs.n_concepts,
+            "words": count_words(cs.n_concepts, cs.evidence),  # set by neuron_page, which runs first
             "n_agglomerative": cs.n_agglomerative,
             "sizes": cs.summary()["concept_sizes"],
             "thumbs": Markup("".join(examples.html(int(i), root / ASSETS) for i in cs.top_indices[:8])),
@@ -422,12 +430,18 @@ def _scan_section(root: Path, scan: ScanResult, named: set[str]) -> dict[str, An
     F.scan_histogram(counts, live, rule=scan.rule_text()).savefig(root / ASSETS / "scan_histogram.png", dpi=DPI)
     d = F.scan_data(counts, live)
     rows = []
+    evidence = scan.evidence()
     for k, n in enumerate(scan.neurons):
         page = scan_page(scan, int(n))
+        supported = sum(bool(r["supported_by"]) for r in evidence[k])
+        unchecked = all(not r["checks"] for r in evidence[k])
         rows.append({
             "neuron": int(n), "page": page, "name": page.replace("_", " "), "linked": page in named,
             "concepts": int(counts[k]), "n_agglomerative": int(scan.n_agglomerative[k]),
-            "polysemantic": "not live" if not live[k] else "yes" if counts[k] >= 2 else "no",
+            # "yes" only where checks support two concepts or more (core.evidence)
+            "polysemantic": "not live" if not live[k] else "no" if counts[k] < 2 else "yes" if supported >= 2
+            else "unchecked" if unchecked else "unsupported split",
+            "evidence": count_words(int(counts[k]), evidence[k]),
         })
     return {
         "data": d,

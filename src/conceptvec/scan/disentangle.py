@@ -12,14 +12,16 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..core.fdr import first_split_p
+from ..core.layernull import LayerNull, layer_null
 from ..core.arrays import as_matrix, check_directions, check_finite, check_neuron, read_rows
 from ..core.metrics import project, unit_vectors
 from ..core.options import whole_number
 from ..core.params import Params
-from ..core.represent import excitation
+from ..core.represent import MIN_CONTRIBUTING, contributions, excitation
 from ..core.scale import SCALE_HINT, scale_problems, warn_scale
 from ..core.stability import MAX_STABILITY, concept_stability
 from ..core.steps import cluster_top
+from ..core.live import column_floors
 from ..core.streaming import top_k_desc
 from ..errors import ConceptvecError
 from ..storage.conceptset import ConceptSet
@@ -36,8 +38,16 @@ class Representation(Protocol):
 
 
 def represent(params: Params, attribution: Representation | None, top_indices: np.ndarray, neuron: int | None,
-              direction: np.ndarray | None, n_units: int) -> tuple[np.ndarray | None, dict]:
+              direction: np.ndarray | None, n_units: int, x: np.ndarray) -> tuple[np.ndarray | None, dict]:
     """The rows steps 2-3 cluster (None: the activations themselves) and what to record about them."""
+    if params.representation == "contributions":
+        if attribution is not None:
+            raise ConceptvecError("attribution= is given but params.representation is 'contributions', which needs only the "
+                                  "store; leave attribution out, or use representation='attribution'.")
+        if direction is None or np.count_nonzero(direction) < MIN_CONTRIBUTING:
+            return None, {"representation": {"name": "contributions", "clustered": "activations",
+                                             "why": "a neuron's contributions are its own activation alone"}}
+        return contributions(x, direction), {"representation": {"name": "contributions", "clustered": "contributions"}}
     if params.representation == "activations":
         if attribution is not None:
             raise ConceptvecError("attribution= is given but params.representation is 'activations'; use "
@@ -58,6 +68,32 @@ def represent(params: Params, attribution: Representation | None, top_indices: n
     return features, {"representation": {"name": params.representation, **attribution.describe()}}
 
 
+def null_for(params: Params, matrix: np.ndarray, attribution: Representation | None,
+             given: LayerNull | None, clustered: str) -> LayerNull | None:
+    """The layer null ``Params(null="layer")`` tests the first split against: ``given`` (checked) or drawn now, for
+    the representation ``clustered`` (``params.representation``, or ``activations`` where contributions fall back)."""
+    if params.null != "layer" or not params.auto_distance:
+        if given is not None:
+            raise ConceptvecError("layer_null= is given but params.null is not 'layer'; use Params(distance_threshold='auto', "
+                                  "null='layer') (--null layer) to test against it.")
+        return None
+    if given is not None:
+        given.check(top=params.top, min_cluster_size=params.min_cluster_size, representation=clustered)
+        return given
+    if clustered == "activations":
+        return layer_null(matrix, params=params)
+    if clustered == "contributions":
+        return layer_null(matrix, params=params, representation="contributions",
+                          rows=lambda idx, d: contributions(read_rows(matrix, idx), d))
+    assert attribution is not None  # represent() refused a model-based representation without it
+
+    def rows(idx: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        a = np.asarray(attribution(idx, direction), dtype=np.float64)
+        return excitation(a) if params.representation == "excitation" else a
+
+    return layer_null(matrix, params=params, rows=rows, representation=params.representation)
+
+
 def disentangle(
     acts: np.ndarray | ActivationStore,
     *,
@@ -66,6 +102,7 @@ def disentangle(
     params: Params | None = None,
     stability: int = 0,
     attribution: Representation | None = None,
+    layer_null: LayerNull | None = None,
 ) -> ConceptSet:
     """Split a neuron (or any direction) into concept vectors with the paper's method.
 
@@ -86,6 +123,10 @@ def disentangle(
         With ``Params(representation="attribution")``: ``attribution(top_indices, direction)`` gives the top examples'
         attributions at the layer below, shape (N, d) (``cv.LayerAttribution``, which needs the model); its
         ``describe()`` is recorded in the provenance.
+    layer_null : LayerNull, optional
+        With ``Params(null="layer")``: the layer's null (``cv.layer_null(acts, params=params)``), drawn once and reused
+        for every direction of the layer; left out, it is drawn here (one pass over A and ``LAYER_NULL_DRAWS`` trees,
+        with a model-based representation that many attributions).
     """
     params = params or Params()
     if not isinstance(params, Params):
@@ -119,10 +160,14 @@ def disentangle(
     x = read_rows(matrix, top_indices)
     check_finite(x, "the top examples' activations", rows=top_indices)
 
-    features, represented = represent(params, attribution, top_indices, neuron, unit_direction, n_units)
+    features, represented = represent(params, attribution, top_indices, neuron, unit_direction, n_units, x)
+    null = null_for(params, matrix, attribution, layer_null,
+                    clustered=represented.get("representation", {}).get("clustered", params.representation))
+    if null is not None:
+        represented = {**represented, "layer_null": null.describe()}
     # k-means on N rows gains nothing from threads and loses much when the cores are shared.
     with threadpool_limits(1):
-        steps = cluster_top(x, params, features=features)
+        steps = cluster_top(x, params, features=features, layer_null=null)
         if params.fdr is not None and steps["n_agglomerative"] > 1 and first_split_p(steps["split_tests"]) > params.fdr:
             # One direction is a layer of one: Benjamini-Hochberg keeps its first split only at p <= fdr.
             tests = [{**steps["split_tests"][0], "split": False, "withdrawn_by_fdr": True}]
@@ -130,6 +175,7 @@ def disentangle(
     cs = ConceptSet(
         top_indices=top_indices,
         top_scores=scores[top_indices],
+        floor=float(column_floors(scores)[0]),  # where the unit rests over the whole layer (core.live)
         top_activations=x,
         **steps,
         params=params,
@@ -139,7 +185,7 @@ def disentangle(
     )
     if stability:
         cs.stability = concept_stability(x if features is None else features, cs.labels, params=params, runs=stability,
-                                         seed=params.seed).to_dict()
+                                         seed=params.seed, layer_null=null).to_dict()
     if cs.is_live:
         warn_scale(scale_problems(cs.linkage, cs.centroid_sq_distances, cs.labels, params, what=what), hint=SCALE_HINT)
     return cs

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..core.arrays import read_rows
 from ..core.fdr import first_split_p
+from ..core.layernull import LayerNull
 from ..core.steps import cluster_top
 from ..core.stability import concept_stability
 from ..core.params import Params
@@ -76,6 +77,8 @@ class BatchTask:
         Set up the process for clustering first (``prepare_worker``); never in the caller's process.
     stability : int
         Resampling runs of ``core.stability.concept_stability`` per neuron; 0 skips it.
+    null_shares : array of shape (m,), optional
+        With ``Params(null="layer")``: the layer null's shares (``core.layernull``), drawn once by the scan.
     """
 
     params: dict[str, Any]
@@ -86,6 +89,7 @@ class BatchTask:
     npy: str | None = None
     in_worker: bool = False
     stability: int = 0
+    null_shares: np.ndarray | None = None
 
 
 class Engine(Protocol):
@@ -134,6 +138,8 @@ def cluster_batch(task: BatchTask) -> BatchResult:
     if task.in_worker:
         prepare_worker()
     params = Params.from_dict(task.params)
+    null = None if task.null_shares is None else LayerNull(shares=task.null_shares, top=params.top,
+                                                           min_cluster_size=params.min_cluster_size, seed=params.seed)
     top = task.top_indices
     rows: Any
     store: np.ndarray | None = None  # the store's memory-mapped activations, when the rows are read from there
@@ -163,13 +169,14 @@ def cluster_batch(task: BatchTask) -> BatchResult:
                 x = np.array(rows[i], dtype=np.float64)  # a private C-ordered copy, also of shared rows
             else:
                 x = read_rows(store, top[i])  # as disentangle reads them
-            found = cluster_top(x, params)
+            found = cluster_top(x, params, layer_null=null)
             first_p.append(first_split_p(found["split_tests"]))
             for key, value in found.items():
                 if key in out:  # split_tests stay with disentangle's ConceptSet; the scan keeps C
                     out[key].append(value)
             if task.stability:
-                st = concept_stability(x, found["labels"], params=params, runs=task.stability, seed=params.seed)
+                st = concept_stability(x, found["labels"], params=params, runs=task.stability, seed=params.seed,
+                                       layer_null=null)
                 reappearance.append(st.reappearance)
                 count_agreement.append(st.count_agreement)
     stability = ({"concept_reappearance": np.concatenate(reappearance).astype(np.float64) if reappearance else np.zeros(0),

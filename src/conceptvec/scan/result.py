@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from safetensors.numpy import save_file
 
 from ..core.arrays import as_matrix, read_rows
+from ..core.evidence import count_words, layer_verdicts, short_verdict
 from ..core.live import live_mask
 from ..core.scale import SCALE_FIX, scale_problems
 from ..core.metrics import concept_counts, layer_mean, member_cosines
@@ -28,6 +29,7 @@ from ..storage.atomic import atomic_directory, write_json
 from ..storage.conceptset import ConceptSet
 from ..storage.files import read_arrays, read_format
 from ..storage.store import ActivationStore
+from .evidence import layer_power, store_labels
 
 FORMAT = "conceptvec.ScanResult/1"
 SCAN_FILE = "scan.json"
@@ -77,6 +79,9 @@ class ScanResult:
         With ``scan_layer(stability=B)``: ``runs``, ``resampling``, ``concept_reappearance``
         (n_total_concepts,), each concept's share of runs it came back in, and ``count_agreement`` (m,),
         each neuron's share of runs that found as many concepts.
+    floors : array of shape (m,) or None
+        Each scanned unit's floor over the layer (``core.live``; NaN: none), which decides :attr:`live`; None for a
+        scan saved before floors were recorded (the floor is then taken to be 0).
     first_p : array of shape (m,) or None
         With ``distance_threshold="auto"``: each neuron's first split's p-value (``core.fdr.first_split_p``).
     layer_error : dict or None
@@ -105,8 +110,10 @@ class ScanResult:
     reused: bool = False  # the whole result was read from a finished scan directory
     activations: Any = field(default=None, repr=False)  # A, read for scan[neuron]; None: opened from store_path when needed
     stability: dict[str, Any] | None = None
+    floors: np.ndarray | None = None
     first_p: np.ndarray | None = None
     layer_error: dict[str, Any] | None = None
+    _evidence: list[list[dict[str, Any]]] | None = field(default=None, init=False, repr=False)
 
     UNSTABLE = UNSTABLE_BELOW  # a concept back in fewer than half of the stability runs is flagged unstable
 
@@ -144,6 +151,7 @@ class ScanResult:
         return ConceptSet(
             top_indices=top.copy(),
             top_scores=self.top_scores[i].copy(),
+            floor=float(self.floors[i]) if self.floors is not None else None,
             top_activations=x,
             linkage=self.linkage[i].copy(),
             n_agglomerative=int(self.n_agglomerative[i]),
@@ -155,7 +163,9 @@ class ScanResult:
             params=self.params,
             neuron=int(self.neurons[i]) if self.kind == "neurons" else None,
             direction=self.directions[i].copy() if self.directions is not None else None,
-            provenance={**self.provenance, "scan": {"kind": self.kind, "index": int(self.neurons[i])}},
+            provenance={**self.provenance, "scan": {"kind": self.kind, "index": int(self.neurons[i]),
+                                                    # the first split's p-value, for cv.concept_evidence's split check
+                                                    **({"first_split_p": float(self.first_p[i])} if self.first_p is not None else {})}},
             # the scan keeps each concept's reappearance and the count agreement (not the per-run Jaccards)
             stability=({"reappearance": self.stability["concept_reappearance"][a:b].tolist(),
                         "count_agreement": float(self.stability["count_agreement"][i]), "runs": self.stability["runs"],
@@ -188,7 +198,7 @@ class ScanResult:
     @property
     def live(self) -> np.ndarray:
         """Per scanned neuron: whether it has a top (``core.live``, as :attr:`ConceptSet.is_live`)."""
-        return live_mask(self.top_scores)
+        return live_mask(self.top_scores, self.floors)
 
     def summary(self) -> dict[str, Any]:
         """Histogram of concepts per neuron and the share of neurons with 2 or more concepts.
@@ -214,6 +224,26 @@ class ScanResult:
         what = f"the {int(live.sum())} live {'neurons' if self.kind == 'neurons' else 'directions'} scanned"
         return scale_problems(self.linkage[live], self.centroid_sq_distances[live], self.labels[live], self.params, what=what)
 
+    def evidence(self) -> list[list[dict[str, Any]]]:
+        """Per scanned neuron, its concepts' evidence (``core.evidence.verdicts``): the first split's p-value, the
+        stability runs and the store's class labels, where the scan has them (no causal check: that needs the model)."""
+        if self._evidence is None:
+            self._evidence = layer_verdicts(
+                self.concept_offsets, self.top_indices, self.labels, first_p=self.first_p,
+                level=self.params.fdr if self.params.fdr is not None else self.params.significance,
+                reappearance=self.stability["concept_reappearance"] if self.stability is not None else None,
+                example_labels=store_labels(self.store_path), seed=self.params.seed)
+        return self._evidence
+
+    def power(self, *, recommend_for: float | None = None, seed: int = 0, progress: bool = False) -> pa.Table:
+        """For every live neuron auto gave one concept: "one concept, or two closer than X" (``core.power``), and with
+        ``recommend_for`` the top that would detect two concepts that far apart; a table (``scan.evidence.layer_power``).
+        About 0.5 s per neuron (a few more with ``recommend_for``): not part of the scan, asked for (``--power``)."""
+        one = self.live & (self.n_concepts == 1) & (self.params.auto_distance and self.params.representation == "activations")
+        level = self.params.fdr if self.params.fdr is not None else self.params.significance
+        return layer_power(self._matrix(), self.top_indices, self.neurons, one, significance=level,
+                           recommend_for=recommend_for, seed=seed, progress=progress)
+
     def table(self) -> pa.Table:
         """One row per scanned neuron: neuron, C, concepts, cluster sizes, outliers removed, small-cluster examples removed."""
         outliers = self.params.outliers(self.kmeans_labels, self.centroid_sq_distances)
@@ -227,6 +257,9 @@ class ScanResult:
             "small_cluster_examples_removed": pa.array(np.sum(~outliers & (self.labels < 0), axis=1), pa.int64()),
             "first_concept": pa.array(self.concept_offsets[:-1], pa.int64()),
             "live": pa.array(self.live, pa.bool_()),
+            # the count in words that follow the evidence ("unsupported split into 2 groups"), and the concepts it supports
+            "evidence": pa.array([count_words(int(c), rows) for c, rows in zip(self.n_concepts, self.evidence())], pa.string()),
+            "supported_concepts": pa.array([sum(bool(r["supported_by"]) for r in rows) for rows in self.evidence()], pa.int64()),
             **({"first_split_p": pa.array(self.first_p, pa.float64())} if self.first_p is not None else {}),
             **({"count_agreement": pa.array(self.stability["count_agreement"], pa.float64()),
                 "unstable_concepts": pa.array([int(np.sum(self.stability["concept_reappearance"][a:b] < self.UNSTABLE))
@@ -267,7 +300,13 @@ class ScanResult:
                     columns[f"cos_{key}_centred"] += centred[key].tolist()
                 columns["nearest_other"] += plain["nearest_other_index"].tolist()
                 columns["live"] += [bool(live[i])] * k
-        types = {"neuron": pa.int64(), "concept": pa.int64(), "members": pa.int64(), "nearest_other": pa.int64(), "live": pa.bool_()}
+        evidence = [r for i in with_concepts for r in self.evidence()[i]]
+        columns["supported_by"] = [short_verdict(r) for r in evidence]
+        columns["verdict"] = [r["verdict"] for r in evidence]
+        for key in ("split_p", "label_purity", "label_enrichment_p", "label_purity_p"):
+            columns[key] = [float(r.get(key, np.nan)) for r in evidence]
+        types = {"neuron": pa.int64(), "concept": pa.int64(), "members": pa.int64(), "nearest_other": pa.int64(), "live": pa.bool_(),
+                 "supported_by": pa.string(), "verdict": pa.string()}
         if self.stability is not None:
             reappearance = self.stability["concept_reappearance"][np.concatenate(
                 [np.arange(self.concept_offsets[i], self.concept_offsets[i + 1]) for i in with_concepts] or [np.zeros(0, np.int64)])]
@@ -342,6 +381,8 @@ class ScanResult:
         method["neurons"] = self.neurons
         if self.stability is not None:
             method["count_agreement"] = np.ascontiguousarray(self.stability["count_agreement"])
+        if self.floors is not None:
+            method["floors"] = np.ascontiguousarray(self.floors, dtype=np.float64)
         if self.first_p is not None:
             method["first_p"] = np.ascontiguousarray(self.first_p, dtype=np.float64)
         if self.directions is not None:
@@ -405,6 +446,8 @@ class ScanResult:
         if "params" not in meta:
             raise StoreError(f"{meta_file} is damaged: it lacks params; {again}.")
         matrix = as_matrix(acts)[0] if acts is not None else None
+        if matrix is not None:
+            check_given_activations(acts, matrix, meta.get("provenance", {}), path)
         return cls(
             neurons=method["neurons"],
             top_indices=method["top_indices"], top_scores=method["top_scores"], linkage=method["linkage"],
@@ -422,6 +465,7 @@ class ScanResult:
             stability=({**meta["stability"], "concept_reappearance": concepts["concept_reappearance"],
                         "count_agreement": method["count_agreement"]}
                        if "stability" in meta and "concept_reappearance" in concepts and "count_agreement" in method else None),
+            floors=method.get("floors"),
             first_p=method.get("first_p"),
             layer_error=meta.get("layer_error"),
         )
@@ -430,3 +474,14 @@ class ScanResult:
         s = self.summary()
         return (f"ScanResult({self.kind}, {s['n_scanned']} scanned, {s['n_live']} live, {s['n_concepts_total']} concepts, "
                 + (f"{share_of_live(s)} of live with 2 or more)" if s["n_live"] else "none live)"))
+
+
+def check_given_activations(acts: Any, matrix: np.ndarray, provenance: dict[str, Any], path: Path) -> None:
+    """Refuse activations given to :meth:`ScanResult.load` that are not the scan's own: another store (by its id), or a
+    matrix of another shape (its top example indices would point past it or at other examples)."""
+    if isinstance(acts, ActivationStore):
+        acts.check_made_from(provenance, what=f"the scan at {path}")
+    shape = (provenance.get("n_examples"), provenance.get("n_units"))
+    if None not in shape and tuple(matrix.shape) != shape:
+        raise StoreError(f"the scan at {path} was computed from activations of shape {shape}, not {tuple(matrix.shape)}; "
+                         f"give the store it came from.")

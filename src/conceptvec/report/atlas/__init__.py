@@ -1,7 +1,8 @@
 """The layer atlas: every neuron and every concept of a scanned layer, browsable offline (``docs/atlas.md``).
 
 ``build`` gathers the data and writes the site, ``thumbs`` packs the examples' thumbnails into sprite
-sheets (or snippets for text), ``layout`` places every concept vector on a map; ``static/`` holds the one
+sheets (or snippets for text), ``layout`` places every concept vector on a map, ``thresholds`` draws or finds the
+thresholds figure, ``beside`` reads what `conceptvec causal` and `compare-dictionary` wrote; ``static/`` holds the one
 page, its script and style, the same for every atlas.
 """
 

@@ -6,6 +6,7 @@
     data/overview.js                   the layer: every neuron's row, the histogram, the map, the shared concepts
     data/n00035.js                     one small file per scanned neuron (by its row in the scan), loaded on demand
     sprites/s0000.jpg                  the thumbnails, packed (``thumbs``)
+    thresholds.png                     the thresholds figure of the layer (``thresholds``)
     atlas.json                         what the atlas was made from (marks the folder as an atlas)
 
 Data files are scripts that hand their data to the page (``ATLAS.overview = ...``, ``ATLAS.neuron(...)``),
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from ...core.options import whole_number
 from ...core.reference import PAPER_HISTOGRAM
 from ...errors import ConceptvecError
 from ...progress import progress_bar
@@ -38,6 +40,8 @@ from ..examples import Examples, examples_for_store
 from ..pages import describe, scan_page
 from ..figures.tree import cut_height
 from .layout import MAP_METHODS, concept_map
+from .beside import causal_by_row, dictionary_by_row
+from .thresholds import thresholds_figure
 from .thumbs import Thumbs
 
 ATLAS_FILE = "atlas.json"
@@ -73,7 +77,7 @@ def write_atlas(run_or_scan: str | os.PathLike | ScanResult, *, out: str | os.Pa
         the scan folder when they were saved there, or given (e.g. with other settings).
     map_method : {"auto", "umap", "pca"}
         How the map of concept vectors is laid out: UMAP (umap-learn) or the first two principal components;
-        ``auto`` is UMAP up to 50,000 concepts.
+        ``auto`` is UMAP from 15 up to 50,000 concepts (``layout.UMAP_UP_TO``), PCA otherwise.
     overwrite : bool
         Replace an earlier atlas at ``out`` (never anything else).
     progress : bool
@@ -82,6 +86,7 @@ def write_atlas(run_or_scan: str | os.PathLike | ScanResult, *, out: str | os.Pa
     """
     if map_method not in MAP_METHODS:  # before any work
         raise ConceptvecError(f"map method must be one of {', '.join(MAP_METHODS)}, got {map_method!r}.")
+    seed = whole_number("seed (--seed)", seed, 0)
     scan, scan_dir, run = _open(run_or_scan)
     if out is None:
         if scan_dir is None:
@@ -105,8 +110,16 @@ def write_atlas(run_or_scan: str | os.PathLike | ScanResult, *, out: str | os.Pa
         (tmp / DATA).mkdir()
         thumbs = Thumbs(examples, tmp)
         reports = _reports(run, scan, out)
-        overview = _overview(scan, store, found, thumbs, examples, reports, tmp, scan_dir, progress=progress, map_method=map_method, seed=seed)
+        # the folders other commands' outputs of this layer would be in: the run's (RUN/thresholds, RUN/dictionary-comparison),
+        # or the scan's parent
+        near = [run.path] if run is not None else [scan_dir.parent] if scan_dir is not None else []
+        atoms, dictionary = dictionary_by_row(scan, near)
+        beside = {"causal": causal_by_row(scan, run, store), "dictionary": atoms}
+        overview = _overview(scan, store, found, thumbs, examples, reports, tmp, scan_dir, beside, progress=progress,
+                             map_method=map_method, seed=seed)
         overview["thumbs"] = thumbs.close()
+        overview["thresholds"] = thresholds_figure(scan, store, near, tmp)
+        overview["dictionary"] = dictionary
         _script(tmp / DATA / "overview.js", "ATLAS.overview = ", overview)
         write_json(tmp / ATLAS_FILE, {"scan": str(scan_dir.resolve()) if scan_dir else None, "store": str(store.path.resolve()),
                                       "store_id": store.store_id, "n_neurons": len(scan), "shared": found is not None,
@@ -172,7 +185,8 @@ def _finite(x: Any) -> Any:
 
 
 def _overview(scan: ScanResult, store: ActivationStore, found: SharedConcepts | None, thumbs: Thumbs, examples: Examples,
-              reports: dict[int, str], root: Path, scan_dir: Path | None, *, progress: bool, map_method: str, seed: int) -> dict[str, Any]:
+              reports: dict[int, str], root: Path, scan_dir: Path | None, beside: dict[str, dict[int, Any]], *, progress: bool,
+              map_method: str, seed: int) -> dict[str, Any]:
     names = store.label_names
     n_concepts, live, offsets = scan.n_concepts, scan.live, scan.concept_offsets
     outliers = scan.params.outliers(scan.kmeans_labels, scan.centroid_sq_distances)
@@ -180,7 +194,7 @@ def _overview(scan: ScanResult, store: ActivationStore, found: SharedConcepts | 
     agree = scan.stability["count_agreement"] if scan.stability is not None else None
     reappear = scan.stability["concept_reappearance"] if scan.stability is not None else None
     rows: dict[str, list[Any]] = {k: [] for k in ("neuron", "concepts", "C", "split_p", "live", "agreement", "unstable",
-                                                  "outliers", "shared", "labels", "strip", "report")}
+                                                  "outliers", "shared", "causal", "causal_of", "atom_cos", "labels", "strip", "report")}
     concept_labels: list[str] = []
     concept_thumbs: list[Any] = []
     with progress_bar("neurons", disable=not progress) as bar:
@@ -207,10 +221,17 @@ def _overview(scan: ScanResult, store: ActivationStore, found: SharedConcepts | 
             rows["unstable"].append(int(np.sum(reappear[a:b] < scan.UNSTABLE)) if reappear is not None else None)
             rows["outliers"].append(int(outliers[pos].sum()))
             rows["shared"].append(int(np.sum(found.group[a:b] >= 0)) if found is not None else None)
+            causal = beside["causal"].get(pos)  # concepts that `conceptvec causal` found selective; None where it was not run
+            rows["causal"].append(None if causal is None else causal["n_selective"])
+            rows["causal_of"].append(None if causal is None else len(causal["concepts"]))
+            atoms = beside["dictionary"].get(pos)  # the lowest cosine of a concept with its matched atom (compare-dictionary)
+            cosines = [c["cosine"] for c in atoms["concepts"] if c["cosine"] is not None] if atoms is not None else []
+            rows["atom_cos"].append(min(cosines) if cosines else None)
             rows["labels"].append(" · ".join(f for f in firsts if f))
             rows["strip"].append([thumbs.ref(e, n) for e in top[:STRIP]])
             rows["report"].append(reports.get(pos))
             neuron = _neuron(scan, pos, n, per_concept, found, thumbs, concept_rows, reports.get(pos))
+            neuron["causal"], neuron["dictionary"] = causal, beside["dictionary"].get(pos)
             _script(root / DATA / neuron_file(pos), f"ATLAS.neuron({pos},", neuron, ");\n")
             bar.advance(task)
     counts = n_concepts[live]

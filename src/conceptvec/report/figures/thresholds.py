@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
-from ...core.sweep import MAX_BINNED, ThresholdSweep
+from ...core.sweep import MAX_BINNED, ThresholdSweep, threshold_grid
 
 GIVEN_COLOUR = "#d62728"
 RULE_COLOUR = "#2ca02c"
@@ -78,4 +78,54 @@ def threshold_sweep_plot(sweep: ThresholdSweep) -> Figure:
     handles, labels = right.get_legend_handles_labels()
     more, more_labels = means.get_legend_handles_labels()
     right.legend(handles[::-1] + more, labels[::-1] + more_labels, fontsize=7, loc="center left", bbox_to_anchor=(1.12, 0.5))
+    return fig
+
+
+def clusters_at(heights: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """(m, g): C of each of m trees (merge heights (m, N - 1)) at each threshold of ``grid`` (g,): 1 + merges at or above it."""
+    return 1 + np.sum(np.asarray(heights)[:, :, None] >= np.asarray(grid)[None, None, :], axis=1)
+
+
+def clusters_across_thresholds(heights: np.ndarray, *, n_concepts: np.ndarray, marked: float | None, unit_length: bool,
+                               n_grid: int = 40) -> Figure:
+    """Clusters per neuron across distance thresholds, read off the ward trees a scan already holds (no k-means).
+
+    ``heights`` (m, N - 1): the merge heights of m live neurons' trees; C at a threshold t is 1 + the merges at or above
+    t (``core.steps.n_clusters_at``). Concepts are C's clusters less outliers and too-small ones, so C is an upper bound;
+    ``n_concepts`` (m,) are the concepts the scan kept, drawn as their mean. ``marked``: the scan's fixed threshold
+    (None with ``auto``); ``unit_length``: the trees are of unit-length examples (``auto``'s scale).
+    """
+    h = np.asarray(heights, dtype=np.float64)
+    grid = threshold_grid(h, () if marked is None else (marked,), n=n_grid)
+    c = clusters_at(h, grid)
+    m = max(1, len(h))
+    keys = [str(k) for k in range(1, MAX_BINNED)] + [f"{MAX_BINNED}+"]
+    shares = [np.sum(c == k, axis=0) / m for k in range(1, MAX_BINNED)] + [np.sum(c >= MAX_BINNED, axis=0) / m]
+    fig = Figure(figsize=(8.6, 3.8), layout="constrained")
+    ax = fig.subplots()
+    ax.stackplot(grid, *shares, labels=[f"C = {k}" for k in keys], colors=BIN_COLOURS[1:], alpha=0.75, step="post")
+    ax.set_xscale("log")
+    ax.set_xlim(grid[0], grid[-1])
+    ax.set_ylim(0, 1)
+    scale = "ward merge height of the unit-length top examples (auto's scale)" if unit_length else "distance_threshold (ward merge height)"
+    ax.set_xlabel(scale)
+    ax.set_ylabel("share of live neurons")
+    ax.set_title(f"clusters C per neuron at each threshold, read off the scan's ward trees of {len(h)} live neurons\n"
+                 "(no k-means: concepts <= C; `conceptvec thresholds` counts concepts)", fontsize=9)
+    means = ax.twinx()
+    means.step(grid, c.mean(axis=0), where="post", color="black", lw=1.2, ls=":", label="mean C")
+    kept = float(np.mean(n_concepts)) if len(n_concepts) else float("nan")
+    means.axhline(kept, color=AUTO_COLOUR, lw=1.6, ls="-.", label=f"the scan: {kept:.2f} concepts / neuron")
+    means.set_yscale("log")
+    means.set_ylabel("mean per neuron (log)")
+    if marked is not None:
+        ax.axvline(marked, color=GIVEN_COLOUR, ls="--", lw=1.3, label=f"the scan's threshold {marked:g}")
+    for axis in (ax,):
+        axis.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.xaxis.set_minor_formatter(ticker.NullFormatter())
+    means.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    handles, labels = ax.get_legend_handles_labels()
+    more, more_labels = means.get_legend_handles_labels()
+    ax.legend(handles[::-1] + more, labels[::-1] + more_labels, fontsize=7, loc="center left", bbox_to_anchor=(1.1, 0.5))
     return fig

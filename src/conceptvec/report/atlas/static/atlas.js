@@ -64,7 +64,7 @@
 
   // -- the neurons: a table that draws only the rows in view, so 10,000 rows sort and filter at once --
   var COLS = [["neuron", "neuron", "84px"], ["concepts", "concepts", "98px"], ["C", "C", "50px"], ["split_p", "split p", "84px"], ["live", "live", "54px"],
-    ["agreement", "stability", "90px"], ["shared", "shared", "76px"], ["outliers", "outliers", "84px"], ["labels", "commonest label per concept", "1fr"],
+    ["agreement", "stability", "90px"], ["shared", "shared", "76px"], ["causal", "causal", "80px"], ["atom_cos", "atom cos", "84px"], ["outliers", "outliers", "84px"], ["labels", "commonest label per concept", "1fr"],
     ["strip", "top examples", "auto"]];
   function rowsMatching() {
     var R = O.rows, n = R.neuron.length, out = [], q = state.query.trim().toLowerCase(), lab = state.label.trim().toLowerCase();
@@ -95,8 +95,8 @@
     live.checked = state.live;
     var count = el("span", { cls: "count", id: "count" });
     var head = el("div", { cls: "thead" });
-    // columns the scan measured: stability only with --stability, the split's p-value only with auto
-    var cols = COLS.filter(function (c) { return (c[0] !== "agreement" && c[0] !== "split_p") || (O.rows[c[0]] || []).some(function (v) { return v != null; }); })
+    // columns the scan measured: stability only with --stability, the split's p-value only with auto; causal and atom cos where those commands were run
+    var cols = COLS.filter(function (c) { return (["agreement", "split_p", "causal", "atom_cos"].indexOf(c[0]) < 0) || (O.rows[c[0]] || []).some(function (v) { return v != null; }); })
       .filter(function (c) { return c[0] !== "shared" || O.shared; });
     var template = cols.map(function (c) { return c[0] === "strip" ? (O.thumbs.kind === "image" ? (8 * (O.thumbs.side + 4)) + "px" : "500px") : c[2]; }).join(" ");
     cols.forEach(function (c) {
@@ -124,6 +124,8 @@
           if (c[0] === "strip") { cell = el("div", { cls: "strip" }); v.slice(0, O.thumbs.kind === "image" ? v.length : 3).forEach(function (ref) { cell.appendChild(tile(ref)); }); }
           else if (c[0] === "neuron") cell = el("div", {}, [link("#n/" + i, String(v))]);
           else if (c[0] === "live") cell = el("div", { text: v ? "yes" : "no" });
+          else if (c[0] === "causal") cell = el("div", { text: v == null ? "–" : v + " of " + R.causal_of[i], title: "concepts found selective by conceptvec causal, of those it removed" });
+          else if (c[0] === "atom_cos") cell = el("div", { text: v == null ? "–" : v.toFixed(3), title: "lowest cosine of a concept with its matched dictionary atom (compare-dictionary)" });
           else if (c[0] === "split_p") cell = el("div", { text: v == null ? "–" : v < 0.001 ? v.toExponential(1) : v.toFixed(3), title: "p-value of the first split (auto's test)" });
           else cell = el("div", { text: fmt(v, 2), title: c[0] === "labels" ? v : "" });
           r.appendChild(cell);
@@ -186,7 +188,10 @@
         " of the resampled runs found as many concepts" : "") + "." });
       var kids = [nav, el("h1", { text: what + N.neuron }), lead];
       if (!N.live) kids.push(el("p", { cls: "warn", text: "Not live: some top examples do not activate this unit (or all alike), so its clusters group arbitrary examples." }));
-      kids.push(conceptTable(pos, N), el("h2", { text: "Distance threshold and the ward tree" }),
+      kids.push(conceptTable(pos, N));
+      if (N.causal) kids.push.apply(kids, causalTable(N));
+      if (N.dictionary) kids.push.apply(kids, atomTable(N));
+      kids.push(el("h2", { text: "Distance threshold and the ward tree" }),
         el("p", { cls: "key", text: "Move the slider to re-cut the tree of the top examples in the browser (step 2): merges at or above the threshold are not made. Each tile's badge is its concept in the saved scan (c0, c1, ...; 'removed': an outlier or a member of a too-small cluster)." }));
       var slider = cutView(N);
       kids.push(slider);
@@ -218,6 +223,31 @@
       t.appendChild(r);
     });
     return t;
+  }
+  function table(id, heads, rows) {
+    var t = el("table", { cls: "plain", id: id });
+    t.appendChild(el("tr", {}, heads.map(function (x) { return el("th", { text: x }); })));
+    rows.forEach(function (r) { t.appendChild(el("tr", {}, r.map(function (x) { return typeof x === "object" && x ? el("td", {}, [x]) : el("td", { text: x == null ? "–" : String(x) }); }))); });
+    return t;
+  }
+  function scanConcept(pos, j, cos) { return j < 0 ? "–" : el("span", {}, [link("#c/" + pos + "/" + j, "c" + j), cos == null ? "" : " (cos " + cos.toFixed(3) + ")"]); }
+  // `conceptvec causal`: each concept of the ConceptSet RUN/neuron_N removed from the layer (report/atlas/beside.py)
+  function causalTable(N) {
+    var C = N.causal;
+    return [el("h2", { text: "Causal effect (conceptvec causal)" }),
+      el("p", { cls: "key", text: "Drop of the target logit when each direction is removed (" + C.mode + ", " + C.directions + "), on each group's examples. Selective: its own members drop more than any other concept's members, than random examples, and more than any random direction makes them drop. Concepts are those of the ConceptSet the causal run used, each beside the scan's concept it points most alike." }),
+      table("causal", ["concept", "scan's concept", "members", "drop on its members", "largest on another concept's", "on random examples", "largest by a random direction", "the neuron's on its members", "selective"],
+        C.concepts.map(function (c) { return ["c" + c.concept, scanConcept(N.pos, c.scan_concept, c.cosine), c.members, fmt(c.own, 3), fmt(c.other, 3), fmt(c.random_examples, 3), fmt(c.random_directions, 3), fmt(c.neuron, 3), c.selective ? "yes" : "no"]; }))];
+  }
+  // `conceptvec compare-dictionary`: each concept's matched atom (dictionary/compare.py)
+  function atomTable(N) {
+    var D = O.dictionary, rows = N.dictionary.concepts.map(function (c, j) {
+      return [scanConcept(N.pos, j, null), c.atom < 0 ? "none" : "atom " + c.atom, c.cosine == null ? "–" : c.cosine.toFixed(3), c.member_share == null ? "–" : Math.round(c.member_share * 100) + "%", fmt(c.baseline_cosine, 3)];
+    });
+    return [el("h2", { text: "Beside the dictionary's atoms" }),
+      el("p", { cls: "key", text: "From conceptvec compare-dictionary (" + D.method + ", " + D.n_atoms + " atoms" + (D.k ? ", k = " + D.k : "") + "): each concept matched one-to-one to the atoms that carry its top examples (Hungarian matching on cosine; they agree at cosine >= " + D.level + "), and the share of its members whose strongest atom it is." + (D.baseline ? " Baseline: " + D.baseline + "." : "") }),
+      table("atoms", ["concept", "matched atom", "cosine", "members whose strongest atom it is", "baseline's cosine"], rows),
+      el("p", { cls: "key", id: "atom-shares", text: "Atoms carrying the top examples (share of their code mass): " + N.dictionary.atoms.map(function (a) { return a[0] + " (" + Math.round(a[1] * 100) + "%)"; }).join(", ") })];
   }
   // The ward tree cut at t: each top example's cluster (merges at heights >= t not made), numbered by first member.
   function cut(n, Z, t) {
@@ -284,6 +314,9 @@
         el("p", { cls: "lead", text: c.size + " members; commonest labels: " + (c.labels.map(function (l) { return l[0] + " (" + l[1] + ")"; }).join(", ") || "none") +
           (c.cos_concept != null ? "; members' mean cosine with the concept vector " + fmt(c.cos_concept, 3) : "") +
           (c.reappearance != null ? "; back in " + fmt(c.reappearance * 100, 0) + "% of the stability runs" : "") + "." })];
+      var atom = N.dictionary && N.dictionary.concepts[j], causal = N.causal && N.causal.concepts.filter(function (x) { return x.scan_concept === j; });
+      if (atom) kids.push(el("p", { id: "concept-atom", text: "Dictionary: matched to atom " + atom.atom + " at cosine " + (atom.cosine == null ? "–" : atom.cosine.toFixed(3)) + "; " + (atom.member_share == null ? "–" : Math.round(atom.member_share * 100) + "%") + " of its members have it as their strongest atom." }));
+      (causal || []).forEach(function (x) { kids.push(el("p", { cls: "concept-causal", text: "Causal: the causal run's concept c" + x.concept + " (cosine " + fmt(x.cosine, 3) + " with this one): removing it drops the target logit by " + fmt(x.own, 3) + " on its members, at most " + fmt(x.other, 3) + " on another concept's, " + fmt(x.random_directions, 3) + " by a random direction: " + (x.selective ? "selective." : "not selective.") })); });
       kids.push(el("h2", { text: "Members (top activating examples of this concept)" }));
       var grid = el("div", { cls: "grid", id: "members" });
       N.top.forEach(function (t, k) { if (t[2] === j) grid.appendChild(el("div", { cls: "ex" }, [tile(t[3], t[4]), el("span", { text: "#" + (k + 1) })])); });
@@ -335,6 +368,13 @@
       el("p", { cls: "lead", text: "Live neurons by their number of concepts" + (O.not_live ? " (" + O.not_live + " not live, left out)" : "") +
         (O.authors ? "; red: the authors' Inception V3 Mixed_7b scan (4,232 concepts), as shares of each scan." : ".") }),
       bars(O.histogram, O.authors)];
+    var T = O.thresholds;
+    kids.push(el("h2", { text: "Concepts per neuron against the distance threshold" }));
+    if (T) {
+      kids.push(el("p", { cls: "lead", id: "thresholds-what", text: T.what }));
+      if (T.how) kids.push(el("p", { cls: "key", text: T.how }));
+      kids.push(el("img", { id: "thresholds", src: T.src, alt: "concepts per neuron against the distance threshold", style: "max-width:100%" }));
+    } else kids.push(el("p", { cls: "key", id: "thresholds-none", text: "No tree to cut: no live neuron has top examples that differ." }));
     kids.push(el("h2", { text: "Map of every concept vector" }));
     var select = el("select", { id: "map-colour" }, [el("option", { value: "neuron", text: "colour by neuron" }), el("option", { value: "label", text: "colour by label" })]);
     kids.push(el("p", { cls: "lead" }, ["Laid out by " + O.map.method + ". Hover for a concept, click to open it. ", select]));
