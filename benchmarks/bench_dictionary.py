@@ -207,10 +207,10 @@ def real(args):
     n_atoms = args.real_factor * d
     sae_kw = dict(n_atoms=n_atoms, method="topk_sae", k=args.k, epochs=args.epochs, lr=args.lr, batch_size=128, progress=False)
     dl_kw = dict(n_atoms=n_atoms, method="dictionary_learning", k=args.k, epochs=args.dl_epochs, batch_size=256, progress=False)
-    runs = [(f"TopK SAE without AuxK (aux_k=0), {args.epochs} epochs", {**sae_kw, "aux_k": 0}, [False]),
-            (f"TopK SAE with AuxK (aux_k {d // 2}), {args.epochs} epochs", sae_kw, [False]),
-            (f"dictionary learning, {args.dl_epochs} epochs", dl_kw, [False, True])]
-    for name, kw, centres in runs:
+    runs = {"sae": (f"TopK SAE without AuxK (aux_k=0), {args.epochs} epochs", {**sae_kw, "aux_k": 0}, [False]),
+            "auxk": (f"TopK SAE with AuxK (aux_k {d // 2}), {args.epochs} epochs", sae_kw, [False, True]),
+            "dl": (f"dictionary learning, {args.dl_epochs} epochs", dl_kw, [False, True])}
+    for name, kw, centres in (runs[r] for r in args.real_runs.split(",")):
         t = time.perf_counter()
         dic = cv.fit_dictionary(acts, **kw)
         took = time.perf_counter() - t
@@ -347,6 +347,7 @@ def main():
     parser.add_argument("--layer", default="blocks.6", help="real: the cached efficientnet-lite0 layer (blocks.5 or blocks.6)")
     parser.add_argument("--real-factor", type=int, default=2, help="real: atoms per unit")
     parser.add_argument("--dl-epochs", type=int, default=5, help="real: dictionary learning's epochs")
+    parser.add_argument("--real-runs", default="sae,auxk,dl", help="real: which fits (sae, auxk, dl), comma-separated")
     parser.add_argument("--text-factor", type=int, default=2)
     parser.add_argument("--text-neurons", type=int, default=300)
     args = parser.parse_args()
