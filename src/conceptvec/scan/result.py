@@ -29,7 +29,7 @@ from ..storage.atomic import atomic_directory, write_json
 from ..storage.conceptset import ConceptSet
 from ..storage.files import read_arrays, read_format
 from ..storage.store import ActivationStore
-from .evidence import store_labels
+from .evidence import layer_power, store_labels
 
 FORMAT = "conceptvec.ScanResult/1"
 SCAN_FILE = "scan.json"
@@ -79,6 +79,9 @@ class ScanResult:
         With ``scan_layer(stability=B)``: ``runs``, ``resampling``, ``concept_reappearance``
         (n_total_concepts,), each concept's share of runs it came back in, and ``count_agreement`` (m,),
         each neuron's share of runs that found as many concepts.
+    floors : array of shape (m,) or None
+        Each scanned unit's floor over the layer (``core.live``; NaN: none), which decides :attr:`live`; None for a
+        scan saved before floors were recorded (the floor is then taken to be 0).
     first_p : array of shape (m,) or None
         With ``distance_threshold="auto"``: each neuron's first split's p-value (``core.fdr.first_split_p``).
     layer_error : dict or None
@@ -107,6 +110,7 @@ class ScanResult:
     reused: bool = False  # the whole result was read from a finished scan directory
     activations: Any = field(default=None, repr=False)  # A, read for scan[neuron]; None: opened from store_path when needed
     stability: dict[str, Any] | None = None
+    floors: np.ndarray | None = None
     first_p: np.ndarray | None = None
     layer_error: dict[str, Any] | None = None
     _evidence: list[list[dict[str, Any]]] | None = field(default=None, init=False, repr=False)
@@ -147,6 +151,7 @@ class ScanResult:
         return ConceptSet(
             top_indices=top.copy(),
             top_scores=self.top_scores[i].copy(),
+            floor=float(self.floors[i]) if self.floors is not None else None,
             top_activations=x,
             linkage=self.linkage[i].copy(),
             n_agglomerative=int(self.n_agglomerative[i]),
@@ -193,7 +198,7 @@ class ScanResult:
     @property
     def live(self) -> np.ndarray:
         """Per scanned neuron: whether it has a top (``core.live``, as :attr:`ConceptSet.is_live`)."""
-        return live_mask(self.top_scores)
+        return live_mask(self.top_scores, self.floors)
 
     def summary(self) -> dict[str, Any]:
         """Histogram of concepts per neuron and the share of neurons with 2 or more concepts.
@@ -229,6 +234,15 @@ class ScanResult:
                 reappearance=self.stability["concept_reappearance"] if self.stability is not None else None,
                 example_labels=store_labels(self.store_path), seed=self.params.seed)
         return self._evidence
+
+    def power(self, *, recommend_for: float | None = None, seed: int = 0, progress: bool = False) -> pa.Table:
+        """For every live neuron auto gave one concept: "one concept, or two closer than X" (``core.power``), and with
+        ``recommend_for`` the top that would detect two concepts that far apart; a table (``scan.evidence.layer_power``).
+        About 0.5 s per neuron (a few more with ``recommend_for``): not part of the scan, asked for (``--power``)."""
+        one = self.live & (self.n_concepts == 1) & (self.params.auto_distance and self.params.representation == "activations")
+        level = self.params.fdr if self.params.fdr is not None else self.params.significance
+        return layer_power(self._matrix(), self.top_indices, self.neurons, one, significance=level,
+                           recommend_for=recommend_for, seed=seed, progress=progress)
 
     def table(self) -> pa.Table:
         """One row per scanned neuron: neuron, C, concepts, cluster sizes, outliers removed, small-cluster examples removed."""
@@ -367,6 +381,8 @@ class ScanResult:
         method["neurons"] = self.neurons
         if self.stability is not None:
             method["count_agreement"] = np.ascontiguousarray(self.stability["count_agreement"])
+        if self.floors is not None:
+            method["floors"] = np.ascontiguousarray(self.floors, dtype=np.float64)
         if self.first_p is not None:
             method["first_p"] = np.ascontiguousarray(self.first_p, dtype=np.float64)
         if self.directions is not None:
@@ -430,6 +446,8 @@ class ScanResult:
         if "params" not in meta:
             raise StoreError(f"{meta_file} is damaged: it lacks params; {again}.")
         matrix = as_matrix(acts)[0] if acts is not None else None
+        if matrix is not None:
+            check_given_activations(acts, matrix, meta.get("provenance", {}), path)
         return cls(
             neurons=method["neurons"],
             top_indices=method["top_indices"], top_scores=method["top_scores"], linkage=method["linkage"],
@@ -447,6 +465,7 @@ class ScanResult:
             stability=({**meta["stability"], "concept_reappearance": concepts["concept_reappearance"],
                         "count_agreement": method["count_agreement"]}
                        if "stability" in meta and "concept_reappearance" in concepts and "count_agreement" in method else None),
+            floors=method.get("floors"),
             first_p=method.get("first_p"),
             layer_error=meta.get("layer_error"),
         )
@@ -455,3 +474,14 @@ class ScanResult:
         s = self.summary()
         return (f"ScanResult({self.kind}, {s['n_scanned']} scanned, {s['n_live']} live, {s['n_concepts_total']} concepts, "
                 + (f"{share_of_live(s)} of live with 2 or more)" if s["n_live"] else "none live)"))
+
+
+def check_given_activations(acts: Any, matrix: np.ndarray, provenance: dict[str, Any], path: Path) -> None:
+    """Refuse activations given to :meth:`ScanResult.load` that are not the scan's own: another store (by its id), or a
+    matrix of another shape (its top example indices would point past it or at other examples)."""
+    if isinstance(acts, ActivationStore):
+        acts.check_made_from(provenance, what=f"the scan at {path}")
+    shape = (provenance.get("n_examples"), provenance.get("n_units"))
+    if None not in shape and tuple(matrix.shape) != shape:
+        raise StoreError(f"the scan at {path} was computed from activations of shape {shape}, not {tuple(matrix.shape)}; "
+                         f"give the store it came from.")
