@@ -56,9 +56,10 @@ def test_save_refuses_non_empty_target_and_is_atomic(tmp_path, monkeypatch):
     target = tmp_path / "cs"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    with pytest.raises(cv.ConceptvecError, match="already exists and is not empty.*--overwrite"):
+    # --overwrite replaces an earlier ConceptSet only, never a folder of the user's files: said with or without it
+    # (advising --overwrite there would only lead to this refusal)
+    with pytest.raises(cv.ConceptvecError, match="holds other files, not a ConceptSet.*replaces only an earlier ConceptSet"):
         cs.save(target)
-    # --overwrite replaces an earlier ConceptSet only, never a folder of the user's files
     with pytest.raises(cv.ConceptvecError, match="holds other files, not a ConceptSet.*replaces only an earlier ConceptSet"):
         cs.save(target, overwrite=True)
     assert (target / "keep.txt").read_text() == "mine"

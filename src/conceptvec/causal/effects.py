@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..core.options import whole_number
 from ..errors import ConceptvecError
 from ..progress import progress_bar
 from ..storage.causal_effects import CausalEffects
@@ -198,9 +199,11 @@ def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any
         raise ConceptvecError(f"alphas must be finite and at most {MAX_ALPHA:g} in size (they are in units of the concept "
                               f"members' mean projection: {MAX_ALPHA:g} is already far beyond any activation the layer "
                               f"gives), got {alphas}.")
-    if random_examples < 1 or batch_size < 1 or (n_random is not None and n_random < 0):
-        raise ConceptvecError(f"random_examples and batch_size must be at least 1 and n_random at least 0, got {random_examples}, "
-                              f"{batch_size} and {n_random}.")
+    random_examples, batch_size = whole_number("random_examples (--random-examples)", random_examples, 1), whole_number("batch_size", batch_size, 1)
+    seed = whole_number("seed (--seed)", seed, 0)
+    if n_random is not None:  # each control is one more forward pass over every group: 10**9 would never finish (or fit)
+        n_random = whole_number("n_random (--random)", n_random, 0, MAX_RANDOM, why="each random direction is one more pass "
+                                "over the examples; 3 to 20 show what chance gives")
     module, layer_module, name = resolve_layer(model, layer)
     try:
         n_data = len(data)
@@ -291,6 +294,7 @@ def _recorded_store(cs: ConceptSet):
 
 
 MAX_ALPHA = 1e6
+MAX_RANDOM = 1000  # random control directions at most
 
 
 def _steering(run: Brancher, data, cs: ConceptSet, concepts: np.ndarray, groups, alphas, targets, task, batch_size) -> list[dict[str, Any]]:

@@ -46,7 +46,8 @@ def cli_errors(command: Callable) -> Callable:
                 warnings.showwarning = show
                 return command(*args, **kwargs)
         except ConceptvecError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            # one line, whatever a library's message put into it (tracebacks of torch's own errors span lines)
+            err_console.print(f"[bold red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except OSError as exc:
             err_console.print(f"[bold red]error:[/] {escape(os_error_message(exc))}", highlight=False, soft_wrap=True)
@@ -64,7 +65,7 @@ def cli_errors(command: Callable) -> Callable:
             if wrapped is not None:  # a library's own error around a full disk or a denied write: the input's fault, not ours
                 err_console.print(f"[bold red]error:[/] {escape(os_error_message(wrapped))}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
-            err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))}. This is a bug of conceptvec; "
+            err_console.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(' '.join(str(exc).split()))}. This is a bug of conceptvec; "
                               f"run again with CONCEPTVEC_DEBUG=1 for the traceback and report it.", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 

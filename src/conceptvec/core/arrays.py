@@ -96,7 +96,7 @@ def check_directions(vectors: Any, n_units: int, *, what: str = "direction") -> 
     finite = np.isfinite(v).all(axis=1)
     if not finite.all():
         raise ConceptvecError(f"{what} row(s) {np.flatnonzero(~finite)[:10].tolist()} hold NaN or inf values; give finite vectors.")
-    zero = np.flatnonzero(np.linalg.norm(v, axis=1) == 0)
+    zero = np.flatnonzero(~np.any(v, axis=1))
     if zero.size:
         raise ConceptvecError(f"{what} row(s) {zero[:10].tolist()} have zero or non-finite norm; a direction needs a non-zero vector.")
     return v

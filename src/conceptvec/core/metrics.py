@@ -23,7 +23,13 @@ __all__ = ["concept_counts", "cosine_similarity", "distance_matrix", "intra_inte
 def unit_vectors(vectors: np.ndarray) -> np.ndarray:
     """Rows of ``vectors`` scaled to unit euclidean norm (float64); a zero row is an error."""
     v = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
-    norms = np.linalg.norm(v, axis=1)
+    with np.errstate(over="ignore"):  # an overflowing norm is handled below, not a warning
+        norms = np.linalg.norm(v, axis=1)
+    over = ~np.isfinite(norms) & np.isfinite(v).all(axis=1)
+    if over.any():  # a direction of 1e200s is a direction: its norm overflows, so it is scaled by its largest entry first
+        v = v.copy()
+        v[over] /= np.max(np.abs(v[over]), axis=1, keepdims=True)
+        norms[over] = np.linalg.norm(v[over], axis=1)
     if np.any(norms == 0) or not np.all(np.isfinite(norms)):
         bad = np.flatnonzero((norms == 0) | ~np.isfinite(norms)).tolist()
         raise ConceptvecError(f"direction vector(s) {bad} have zero or non-finite norm; give non-zero, finite vectors.")

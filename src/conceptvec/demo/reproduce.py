@@ -124,6 +124,8 @@ def reproduce(
     engine, ray_address, workers, batch_size, device : of the extraction and the scan (``cv.extract``, ``cv.scan_layer``)
     report, umap : write the HTML report (with UMAP figures) for the three neurons and the scan
     """
+    from ..engines.registry import check_engine
+    from ..extraction.config import ExtractConfig
     from ..extraction.pipeline import extract
     from ..scan.layer import scan_layer
 
@@ -136,6 +138,9 @@ def reproduce(
                               f"(inception_v3_google-0cc3c7bd.pth, in the torch hub cache after torchvision downloads it).")
     if not Path(imagenet).is_dir():
         raise ConceptvecError(f"--imagenet {imagenet} is not a folder; give ImageNet's training set folder (train/, one folder per class).")
+    # the extraction's and the engine's own checks, before reproduce.json claims the folder
+    ExtractConfig(batch_size=batch_size, workers=workers, device=device)
+    check_engine(engine, stage="extraction", ray_address=ray_address, workers=workers)
     digest = file_digest(weights)
     setting = {"imagenet": str(Path(imagenet).resolve()), "weights": str(weights.resolve()), "weights_sha256": digest["sha256"],
                "every": int(every), "layer": LAYER, "preprocessing": repr(paper_transform()), "params": params.to_dict()}
@@ -194,8 +199,15 @@ def _claim(out: Path, setting: dict[str, Any]) -> None:
     """Refuse a folder that holds other files or another reproduction; record the setting before any work."""
     marker = out / REPRODUCE_FILE
     if marker.exists():
-        before = read_json(marker, fix=f"move {out} away and run again").get("setting")
-        if before != setting:
+        claimed = read_json(marker, fix=f"move {out} away and run again")
+        before = claimed.get("setting")
+        ours = claimed.get("format") == "conceptvec.reproduce/1" and isinstance(before, dict) and "findings" not in claimed
+        if before != setting and ours and [p.name for p in out.iterdir()] == [REPRODUCE_FILE]:
+            # only our claim, nothing done under it (e.g. the weights file could not be read): claim it again
+            write_json(marker, {"format": "conceptvec.reproduce/1", "setting": setting})
+        elif claimed.get("format") != "conceptvec.reproduce/1":
+            raise ConceptvecError(f"{out} holds a {REPRODUCE_FILE} that conceptvec did not write; give a new folder to --out.")
+        elif before != setting:
             differs = sorted(k for k in set(before or {}) | set(setting) if (before or {}).get(k) != setting.get(k))
             raise ConceptvecError(f"{out} holds a reproduction of another setting (differs in {', '.join(differs)}); "
                                   f"choose another --out.")

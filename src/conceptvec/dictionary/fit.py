@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -26,9 +27,11 @@ from .blocks import all_blocks, epoch_blocks, rows_per_block
 from .checkpoint import Checkpoint, partial_dir
 from .config import DictionaryConfig
 from .model import METADATA_FILE, Dictionary
+from .quality import codes_step, measure_quality
 
 def fit_dictionary(store: Any, *, n_atoms: int = 256, method: str = "topk_sae", k: int = 16, epochs: int = 5,
                    batch_size: int = 1024, block_rows: int | None = None, lr: float = 1e-3, alpha: float = 0.1,
+                   aux_k: int | None = None, aux_alpha: float = 1 / 32, dead_after: int | None = None,
                    shuffle: bool = False, seed: int = 0, out: str | os.PathLike | None = None, overwrite: bool = False,
                    progress: bool = True) -> Dictionary:
     """Fit a sparse dictionary of the layer in ``store`` (ActivationStore or array (n_examples, n_units)).
@@ -42,7 +45,8 @@ def fit_dictionary(store: Any, *, n_atoms: int = 256, method: str = "topk_sae", 
     Dictionary with decoder (n_atoms, n_units), its quality on the whole store and its provenance
     """
     config = DictionaryConfig(n_atoms=n_atoms, method=method, k=k, epochs=epochs, batch_size=batch_size,
-                              block_rows=block_rows, lr=lr, alpha=alpha, shuffle=shuffle, seed=seed)
+                              block_rows=block_rows, lr=lr, alpha=alpha, aux_k=aux_k, aux_alpha=aux_alpha,
+                              dead_after=dead_after, shuffle=shuffle, seed=seed)
     matrix, source = as_matrix(store)
     rows = rows_per_block(matrix, config.block_rows)
     fingerprint = json.loads(json.dumps({"config": config.to_dict(), "shape": list(matrix.shape), "source": source,
@@ -56,24 +60,50 @@ def fit_dictionary(store: Any, *, n_atoms: int = 256, method: str = "topk_sae", 
             return dic
         refuse_existing(out, overwrite=overwrite, what="dictionary", marker=METADATA_FILE,
                         protect=[getattr(store, "path", None)])
+    check_memory(config, n_units=matrix.shape[1])
     if config.method == "nmf" and float(np.min(np.asarray(matrix[:rows]))) < 0:
-        raise ConceptvecError("NMF needs non-negative activations and this layer has negative values; use "
-                              "method='topk_sae' or 'dictionary_learning' (--method).")
+        raise ConceptvecError(NMF_NEGATIVE)
     checkpoint = Checkpoint(partial_dir(out), fingerprint) if out is not None else None
+    seconds: dict[str, float] = {}  # wall time of each pass, recorded with the dictionary
     if config.method == "topk_sae":
         from .sae import fit_topk_sae
 
-        dic, encode = fit_topk_sae(matrix, config, rows=rows, checkpoint=checkpoint, progress=progress)
+        dic, step = fit_topk_sae(matrix, config, rows=rows, checkpoint=checkpoint, progress=progress, seconds=seconds)
     else:
+        started = time.perf_counter()
         dic = _fit_classical(matrix, config, rows=rows, checkpoint=checkpoint, progress=progress)
-        encode = dic.encode
-    dic.quality = measure_quality(matrix, dic, encode, rows=rows, shuffle=config.shuffle, seed=config.seed, progress=progress)
-    dic.provenance = {"store": source, "fit": fingerprint, **environment()}
+        seconds["train"] = time.perf_counter() - started
+        step = codes_step(dic)
+    started = time.perf_counter()
+    dic.quality = measure_quality(matrix, step, rows=rows, shuffle=config.shuffle, seed=config.seed, progress=progress)
+    seconds["quality"] = time.perf_counter() - started
+    dic.provenance = {"store": source, "fit": fingerprint, "seconds": seconds, **environment()}
     if out is not None:
         dic.save(out, overwrite=overwrite)
         if checkpoint is not None:
             checkpoint.remove()
     return dic
+
+
+NMF_NEGATIVE = ("NMF needs non-negative activations and this layer has negative values; use method='topk_sae' or "
+                "'dictionary_learning' (--method).")
+
+
+def check_memory(config: DictionaryConfig, *, n_units: int) -> None:
+    """Refuse a dictionary whose parameters and optimiser state alone would not fit in this machine's memory (a typo
+    such as 10**9 atoms would otherwise fail deep in torch or scikit-learn)."""
+    n_atoms = config.n_atoms
+    # encoder and decoder, each with its gradient and Adam's two moments (float32); a batch's codes; dictionary
+    # learning's n_atoms x n_atoms statistics (float64)
+    need = 32 * n_atoms * n_units + 16 * config.batch_size * n_atoms
+    need += 8 * n_atoms * n_atoms if config.method == "dictionary_learning" else 0
+    try:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return
+    if need > have:
+        raise ConceptvecError(f"a dictionary of {n_atoms} atoms of {n_units} units needs about {need / 2**30:,.1f} GiB for its "
+                              f"parameters alone and this machine has {have / 2**30:,.1f} GiB; give fewer atoms (--n-atoms).")
 
 
 def array_digest(matrix: np.ndarray, *, rows: int) -> str:
@@ -112,6 +142,8 @@ def _fit_classical(matrix: np.ndarray, config: DictionaryConfig, *, rows: int, c
                     batch = block[b:b + config.batch_size].astype(np.float64)
                     if len(batch) < 2:
                         continue
+                    if nmf and batch.min() < 0:  # the first block was checked up front; a later one may still be signed
+                        raise ConceptvecError(NMF_NEGATIVE)
                     if model is None:
                         model = _classical_model(MiniBatchNMF, MiniBatchDictionaryLearning, config, components, len(batch))
                         if nmf and components is not None:
@@ -134,32 +166,3 @@ def _classical_model(nmf_cls: Any, dl_cls: Any, config: DictionaryConfig, compon
                        batch_size=batch, alpha_W=config.alpha, alpha_H=0.0, l1_ratio=1.0, random_state=config.seed)
     return dl_cls(n_components=config.n_atoms, alpha=config.alpha, batch_size=batch, random_state=config.seed,
                   dict_init=components, transform_algorithm="omp", transform_n_nonzero_coefs=config.k)
-
-
-QUALITY_ROWS = 512  # rows encoded at once by the quality pass
-
-
-def measure_quality(matrix: np.ndarray, dic: Dictionary, encode: Callable[[np.ndarray], np.ndarray], *, rows: int,
-                    shuffle: bool = False, seed: int = 0, progress: bool = False) -> dict[str, Any]:
-    """Explained variance 1 - SSE / SST, mean L0 (active atoms per example) and dead atoms, over the whole store."""
-    n = matrix.shape[0]
-    sse = sum_x2 = l0 = 0.0
-    sum_x = np.zeros(matrix.shape[1])
-    fired = np.zeros(dic.n_atoms, dtype=np.int64)
-    with progress_bar("examples", disable=not progress, transient=True) as bar:
-        task = bar.add_task("dictionary quality", total=n)
-        for block in all_blocks(matrix, rows=rows, shuffle=shuffle, seed=seed):
-            # codes are (rows, n_atoms): a few rows at a time, so that 16k atoms do not multiply a block's memory
-            for b in range(0, len(block), QUALITY_ROWS):
-                x = block[b:b + QUALITY_ROWS].astype(np.float64)
-                z = np.asarray(encode(x), dtype=np.float64)
-                sse += float(((x - dic.decode(z)) ** 2).sum())
-                sum_x += x.sum(axis=0)
-                sum_x2 += float((x ** 2).sum())
-                active = z != 0
-                l0 += float(active.sum())
-                fired += active.sum(axis=0)
-            bar.advance(task, len(block))
-    sst = sum_x2 - float((sum_x ** 2).sum()) / n
-    return {"explained_variance": 1.0 - sse / sst if sst > 0 else float("nan"), "mean_l0": l0 / n,
-            "dead_atoms": int((fired == 0).sum()), "atom_frequency_max": float(fired.max() / n), "n_examples": int(n)}

@@ -151,9 +151,9 @@ class Dictionary:
                                   f"Dictionary.from_checkpoint.")
         meta = read_format(path / METADATA_FILE, expected=FORMAT, what="a conceptvec dictionary", fix=_FIX)
         arrays = read_arrays(path / ARRAYS_FILE, needed=("decoder", "bias"), fix=_FIX)
-        return cls(decoder=arrays["decoder"], bias=arrays["bias"], method=meta["method"], config=meta.get("config", {}),
-                   encoder=arrays.get("encoder"), encoder_bias=arrays.get("encoder_bias"), quality=meta.get("quality", {}),
-                   provenance=meta.get("provenance", {}))
+        return check_arrays(cls(decoder=arrays["decoder"], bias=arrays["bias"], method=meta["method"], config=meta.get("config", {}),
+                                encoder=arrays.get("encoder"), encoder_bias=arrays.get("encoder_bias"), quality=meta.get("quality", {}),
+                                provenance=meta.get("provenance", {})), path / ARRAYS_FILE)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, *, n_units: int | None = None, k: int | None = None) -> "Dictionary":
@@ -165,8 +165,13 @@ class Dictionary:
         (a TopK SAE), else a ReLU SAE (with an encoder) or OMP with one atom (without).
         """
         path = Path(path)
+        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
+            raise ConceptvecError(f"k (--k) must be a whole number >= 1 (active atoms per example), or left out for ReLU codes; got {k!r}.")
         if path.is_dir():
-            return cls.load(path)
+            dic = cls.load(path)
+            if k is not None and k != dic.k:
+                raise ConceptvecError(f"{path} is a dictionary fitted with k={dic.k}; --k (k=) is for an SAE checkpoint file. Leave it out.")
+            return dic
         if path.suffix.lower() != ".safetensors":
             raise ConceptvecError(f"{path}: a checkpoint must be a .safetensors file (SAELens' sae_weights.safetensors); "
                                   f"conceptvec never unpickles a .pt file. Convert it with safetensors.torch.save_file.")
@@ -197,5 +202,19 @@ class Dictionary:
             encoder, encoder_bias = None, None
         if bias.shape[0] != decoder.shape[1]:
             raise ConceptvecError(f"{path}: bias of length {bias.shape[0]} does not match the decoder's {decoder.shape[1]} units.")
-        return cls(decoder=decoder, bias=bias, method="checkpoint", config={"k": k, "source": str(path.resolve())},
-                   encoder=encoder, encoder_bias=encoder_bias)
+        return check_arrays(cls(decoder=decoder, bias=bias, method="checkpoint", config={"k": k, "source": str(path.resolve())},
+                                encoder=encoder, encoder_bias=encoder_bias), path)
+
+
+def check_arrays(dic: Dictionary, path: Path) -> Dictionary:
+    """``dic`` when it has atoms and every value is finite; else one line naming the file (a NaN atom would give NaN
+    cosines and codes, read as "no match", not as the damaged file it is)."""
+    if dic.n_atoms == 0:
+        raise ConceptvecError(f"{path}: the decoder has no atoms (shape {dic.decoder.shape}); give a dictionary with at least one atom.")
+    for name in ("decoder", "bias", "encoder", "encoder_bias"):
+        value = getattr(dic, name)
+        if value is not None and not np.isfinite(value).all():
+            rows = np.flatnonzero(~np.isfinite(value).reshape(len(value), -1).all(axis=1))[:10].tolist()
+            raise ConceptvecError(f"{path}: the {name} holds NaN or inf values (rows {rows}); give a dictionary with finite "
+                                  f"values, or fit one with `conceptvec dictionary STORE --out DIR`.")
+    return dic

@@ -17,6 +17,8 @@ One meaning of the words on every engine and stage:
 
 from __future__ import annotations
 
+import os
+
 import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -75,6 +77,17 @@ def register_engine(name: str, *, scan: Callable[..., Any], description: str = "
     return entry
 
 
+MAX_WORKERS_PER_CPU = 4  # local worker processes per CPU at most
+
+
+def local_cpus() -> int:
+    """The CPUs this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def check_engine(engine: str, *, stage: str, ray_address: str | None = None, workers: int | None = None) -> EngineEntry:
     """The entry of ``engine`` for ``stage``, after the checks every stage makes before minutes of work.
 
@@ -93,6 +106,12 @@ def check_engine(engine: str, *, stage: str, ray_address: str | None = None, wor
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
         raise ConceptvecError(f"workers must be a whole number >= 0 (0 or 1: one worker), or left out for the engine's "
                               f"default, got {workers!r}.")
+    if workers is not None and not entry.on_ray:
+        cpus = local_cpus()
+        if workers > MAX_WORKERS_PER_CPU * cpus:
+            # each worker is a process on this machine: 10**5 of them never start (and leak semaphores trying)
+            raise ConceptvecError(f"workers must be at most {MAX_WORKERS_PER_CPU * cpus} on this machine ({cpus} CPUs; each worker is "
+                                  f"a process), got {workers}; give --workers {cpus} or leave it out.")
     if entry.on_ray:
         from .raycluster import check_reachable, require_ray
 

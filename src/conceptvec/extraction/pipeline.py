@@ -22,7 +22,7 @@ from rich.markup import escape
 
 from ..engines.registry import EngineEntry, check_engine
 from ..errors import ConceptvecError, StoreError
-from ..storage.atomic import output_path
+from ..storage.atomic import output_path, read_manifest
 from ..storage.duplicates import duplicates_warning
 from ..storage.store import ActivationStore, StoreWriter, remove_leftovers
 from .config import CHUNK_SIZE, ExtractConfig
@@ -261,7 +261,7 @@ def _extract_text(loaded, layer: str | list[str], data: Any, out: Path, c: Extra
     """``extract`` for a language model: documents or tokens of a corpus, chunks of whole documents."""
     from ..models.language import resolve_layer
     from ..sources.text import read_corpus
-    from .textrun import plan_text, run_text_chunks
+    from .textrun import check_max_tokens, plan_text, run_text_chunks
 
     if not isinstance(data, (str, os.PathLike)):
         raise ConceptvecError(f"a language model reads a text corpus from a path (.txt, .jsonl, .csv, .parquet, a folder of .txt "
@@ -274,12 +274,9 @@ def _extract_text(loaded, layer: str | list[str], data: Any, out: Path, c: Extra
     paths = {name: resolve_layer(loaded.module, name) for name in layers}
     layer = layers[0]
     path = paths[layer]
-    max_tokens = c.max_tokens or loaded.max_tokens
-    special = int(loaded.tokenizer.num_special_tokens_to_add()) if hasattr(loaded.tokenizer, "num_special_tokens_to_add") else 0
-    if max_tokens <= special:
-        # The tokenizer would not truncate below its own special tokens: the limit would be recorded but not applied.
-        raise ConceptvecError(f"--max-tokens {max_tokens} leaves no room for text: {loaded.name}'s tokenizer adds {special} "
-                              f"special token(s) to every document; give --max-tokens {special + 1} or more.")
+    if c.background != ExtractConfig().background:  # recorded and never applied would be an ignored input
+        raise ConceptvecError("--background composites transparent images; a language model reads text. Leave --background out.")
+    max_tokens = check_max_tokens(loaded, c.max_tokens)
     corpus = read_corpus(data, text_column=c.text_column, label_column=c.label_column, per_class=c.per_class, seed=c.seed)
     plan = plan_text(loaded, corpus, examples=c.examples, max_tokens=max_tokens, keep_special_tokens=c.keep_special_tokens,
                      chunk_size=c.chunk_size)
@@ -394,6 +391,9 @@ def _extract_layers(layers: list[str], out: Path, *, metadata_of: Callable[[str]
     finishes a store."""
     import contextlib
 
+    if read_manifest(out) is not None:  # an output of its own (a store): its folder is not ours to fill with stores
+        raise ConceptvecError(f"{out} is an output of conceptvec (an activation store?); several layers are written as one store "
+                              f"each under a folder of their own. Choose another --out.")
     stores: dict[str, ActivationStore] = {}
     with contextlib.ExitStack() as stack:
         writers: dict[str, StoreWriter] = {}

@@ -44,6 +44,23 @@ class Tokenized:
     spans: list[np.ndarray | None]
 
 
+def check_max_tokens(loaded: TextModel, asked: int | None) -> int:
+    """The tokens a document keeps at most: ``asked`` (--max-tokens), else the model's limit; refused when it leaves no
+    room for text (the tokenizer never truncates below its own special tokens: the limit would be recorded, not applied)
+    or exceeds the positions the model has (its forward would fail on the first long document, after the work)."""
+    max_tokens = asked or loaded.max_tokens
+    special = int(loaded.tokenizer.num_special_tokens_to_add()) if hasattr(loaded.tokenizer, "num_special_tokens_to_add") else 0
+    if max_tokens <= special:
+        raise ConceptvecError(f"--max-tokens {max_tokens} leaves no room for text: {loaded.name}'s tokenizer adds {special} "
+                              f"special token(s) to every document; give --max-tokens {special + 1} or more.")
+    config = getattr(loaded.module, "config", None)
+    positions = [v for v in (getattr(config, k, None) for k in ("max_position_embeddings", "n_positions")) if isinstance(v, int) and v > 0]
+    if asked is not None and positions and asked > min(positions):
+        raise ConceptvecError(f"--max-tokens {asked} is more than {loaded.name} takes: it has {min(positions)} positions; give "
+                              f"--max-tokens {min(positions)} or less, or leave it out for the model's limit.")
+    return max_tokens
+
+
 def tokenize(tok: Any, texts: list[str], *, max_tokens: int, keep_special_tokens: bool) -> Tokenized:
     """Tokenise ``texts`` as an extraction does: truncated to ``max_tokens``, special tokens not counted unless kept."""
     fast = bool(getattr(tok, "is_fast", False))

@@ -39,7 +39,12 @@ def read_state_dict(path: str, module: nn.Module, key_map: str | Mapping[str, st
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001
-            raise ConceptvecError(f"could not read {path} as a state dict with weights_only=True ({exc}); save it with torch.save(model.state_dict(), path) or as safetensors.") from exc
+            # torch's message spans lines and suggests weights_only=False, which would run the file's code: keep its reason only
+            skip = ("Weights only load failed", "Please file an issue", "Check the documentation", "Re-running")
+            reason = next((ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.strip().startswith(skip)
+                           and not ln.strip().endswith("error:")), type(exc).__name__)
+            raise ConceptvecError(f"could not read {path} as a state dict of tensors ({reason}; read with weights_only=True: conceptvec never unpickles other "
+                                  f"objects). Save it with torch.save(model.state_dict(), path) or as safetensors.") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     expected = module.state_dict()

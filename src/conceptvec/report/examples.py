@@ -336,4 +336,10 @@ def examples_for_store(store: Any) -> Examples:
     """The renderer for a store's examples, chosen from ``RENDERERS`` by its data kind (images by default)."""
     data = store.metadata.get("data") or {}
     kind = data.get("kind") if isinstance(data, dict) else None
+    if kind not in RENDERERS and not any(str(s) for s in store.sources):
+        # a store made from an array (ActivationStore.create) records no examples: say so, not "the folder is gone"
+        raise ConceptvecError(f"{store.path} records no examples to show (no data source: it was made from an array, not by "
+                              f"`conceptvec extract`); the report and the atlas draw each neuron's examples. Extract the "
+                              f"layer from its images or text with `conceptvec extract`, or read the scan in Python "
+                              f"(cv.ScanResult.load).")
     return RENDERERS.get(kind if isinstance(kind, str) else "", ImageExamples.from_store)(store)

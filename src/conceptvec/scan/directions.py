@@ -102,8 +102,7 @@ def load_directions(path: str | os.PathLike[str], n_units: int) -> np.ndarray:
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise ConceptvecError(f"direction file {path} holds {arr.dtype} values; expected real numbers (float).")
     arr = arr.astype(np.float64)
-    norms = np.linalg.norm(arr, axis=1)
-    bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
+    bad = np.flatnonzero(~np.isfinite(arr).all(axis=1) | ~np.any(arr, axis=1))  # no norm: 1e200s would overflow it
     if bad.size:
         raise ConceptvecError(f"direction file {path}: row(s) {bad[:10].tolist()} are zero or not finite; every direction needs a finite, non-zero vector.")
     return arr

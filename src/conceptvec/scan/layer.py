@@ -37,7 +37,7 @@ from ..core.stability import MAX_STABILITY, concept_stability, resampling
 from ..core.streaming import TopK, block_rows, row_blocks, top_examples_and_floors
 from ..errors import ConceptvecError
 from ..progress import progress_bar
-from ..storage.atomic import output_path, read_json, refuse_existing, writer_lock
+from ..storage.atomic import check_replaceable, output_path, read_json, read_manifest, refuse_existing, writer_lock
 from ..storage.provenance import environment
 from ..storage.store import ActivationStore
 from .directions import dictionary_directions, fingerprint_directions, resolve_directions
@@ -176,6 +176,8 @@ def scan_layer(
             result.reused = True
             return result
         if out_path.exists() and any(out_path.iterdir()):
+            if (read_manifest(out_path) or {}).get("what") != "scan":
+                check_replaceable(out_path, what="scan")  # not a scan: say why --overwrite would not help either
             raise ConceptvecError(
                 f"{out_path} already exists and holds a different scan (or other files). Choose another output folder, "
                 f"or pass --overwrite (overwrite=True) to replace the scan."
@@ -218,6 +220,8 @@ def first_split_control(matrix: np.ndarray, top_indices: np.ndarray, top_scores:
             for key in concepts:
                 concepts[key][i] = one[key]
     report = layer_error(p[live], (arrays["n_agglomerative"] > 1)[live], significance=params.significance, fdr=params.fdr)
+    if null is not None:
+        report["rule"] = f"{report['rule']}; first splits against {len(null.shares)} random directions of the layer"
     return {**report, "withdrawn": len(withdrawn)}
 
 

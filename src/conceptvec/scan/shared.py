@@ -18,10 +18,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from safetensors.numpy import load_file, save_file
 
+from ..core.options import whole_number
 from ..core.shared import shared_groups
 from ..errors import ConceptvecError, StoreError
 from ..progress import progress_bar
-from ..storage.atomic import read_json, write_json
+from ..storage.atomic import read_json, read_manifest, record_written, unrecorded, write_json
 from ..storage.store import ActivationStore
 from .result import ScanResult
 
@@ -78,6 +79,11 @@ class SharedConcepts:
         path = Path(path)
         if not path.is_dir():
             raise ConceptvecError(f"{path} is not a folder; save shared concepts into the scan's folder.")
+        names = (GROUPS_FILE, ARRAYS_FILE, META_FILE)
+        theirs = unrecorded(path, names)  # only shared concepts written here before (listed, unchanged) are replaced
+        if theirs:
+            raise ConceptvecError(f"{path} holds {', '.join(theirs)}, which conceptvec did not write there (or which changed since); "
+                                  f"saving shared concepts would replace them. Move them away, or save into another folder.")
         tmp = path / f".{GROUPS_FILE}.{os.getpid()}"
         pq.write_table(self.table(), tmp)
         os.replace(tmp, path / GROUPS_FILE)
@@ -88,6 +94,8 @@ class SharedConcepts:
         os.replace(tmp, path / ARRAYS_FILE)
         write_json(path / META_FILE, {"format": FORMAT, "level": self.level, "n_groups": len(self.groups),
                                       "params": self.params, "files": {"groups": GROUPS_FILE, "arrays": ARRAYS_FILE}})
+        if read_manifest(path) is not None:
+            record_written(path, *names)  # part of the scan's output now: its --overwrite may replace them, nothing else may
         return path
 
     @classmethod
@@ -139,6 +147,7 @@ def shared_concepts(scan: ScanResult, *, significance: float = 0.05, null_draws:
         The layer's activations, when the scan's store is not where it recorded (for the baseline and labels).
     progress : bool
     """
+    seed = whole_number("seed", seed, 0)
     if acts is not None:
         scan.with_activations(acts)
     matrix, label_names = scan.activations, None

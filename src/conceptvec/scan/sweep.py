@@ -36,6 +36,9 @@ def sweep_layer(acts: Any, *, params: Params = Params(), workers: int | None = N
         raise ConceptvecError(f"conceptvec thresholds runs on this machine's processes (--workers); engine {engine!r} is offered "
                               f"for scan and extract only. Leave out --engine.")
     check_engine(engine, stage="scan", workers=workers)
+    if params.representation != "activations":  # the sweep clusters the store's rows; it has no model to attribute with
+        raise ConceptvecError(f"conceptvec thresholds sweeps the layer's activations; representation={params.representation!r} "
+                              f"needs the model for every neuron. Leave --representation out.")
     if workers is None:
         # the scan's default (engine.LocalEngine): a small layer is swept in this process, where a pool's start-up
         # and task traffic cost more than they save (measured: docs/benchmarks.md, issue 24)
@@ -43,7 +46,8 @@ def sweep_layer(acts: Any, *, params: Params = Params(), workers: int | None = N
         cells = len(parse_neurons(kwargs.get("neurons"), matrix.shape[1])) * params.top * matrix.shape[1]
         n_workers = 1 if cells < SMALL_SCAN_CELLS else default_workers()
     else:
-        n_workers = max(int(workers), 1)
+        matrix, _ = as_matrix(acts)  # no more processes than neurons, as the scan's engine
+        n_workers = min(max(int(workers), 1), len(parse_neurons(kwargs.get("neurons"), matrix.shape[1])))
     if n_workers <= 1:
         from threadpoolctl import threadpool_limits
 

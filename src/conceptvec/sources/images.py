@@ -44,9 +44,11 @@ def check_background(name: str, value: Any) -> str:
     from PIL import ImageColor
 
     try:
-        ImageColor.getrgb(value)
+        rgb = ImageColor.getrgb(value)
     except (ValueError, AttributeError, TypeError):
         raise ConceptvecError(f"{name} must be a colour name (white, black, grey, ...) or #rrggbb, got {value!r}.") from None
+    if len(rgb) == 4 and rgb[3] != 255:  # a see-through background would leave the image transparent, then flattened
+        raise ConceptvecError(f"{name} must be an opaque colour (#rrggbb, or alpha ff), got {value!r}.")
     return value
 
 

@@ -22,6 +22,8 @@ def output_path(value: Any, *, what: str = "output") -> Path:
     """``value`` as the path of an output folder; None, an empty text or another type is an error naming ``what``."""
     if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)) or not str(value).strip():
         raise ConceptvecError(f"the {what} needs a folder to be written to (out=PATH, --out PATH), got {value!r}.")
+    if Path(value).is_file():
+        raise ConceptvecError(f"{value} is a file, not a folder; choose another output folder for the {what} (--out).")
     return Path(value)
 
 
@@ -80,6 +82,22 @@ def record_written(folder: str | os.PathLike[str], *names: str) -> None:
         path = folder / name
         manifest["files"][Path(name).as_posix()] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
     write_json(folder / MANIFEST_FILE, manifest)
+
+
+def unrecorded(folder: str | os.PathLike[str], names: Iterable[str]) -> list[str]:
+    """Those of ``names`` present in ``folder`` that its manifest does not list with these bytes: files a command adding
+    these names to a finished output must not replace (a user's file of the same name, or an edited one)."""
+    folder = Path(folder)
+    listed = (read_manifest(folder) or {}).get("files", {})
+    found = []
+    for name in names:
+        path, entry = folder / name, listed.get(name)
+        if not (path.exists() or path.is_symlink()):
+            continue
+        if (entry is None or path.is_symlink() or not path.is_file() or path.stat().st_size != entry.get("size")
+                or file_sha256(path) != entry.get("sha256")):
+            found.append(name)
+    return found
 
 
 def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -214,6 +232,10 @@ def refuse_existing(
     if not target.is_dir():
         raise ConceptvecError(f"{target} is a file, not a folder; choose another output folder.")
     if not overwrite:
+        manifest = read_manifest(target)
+        if manifest is None or manifest.get("what") != what:
+            # not an earlier output of this kind: advising --overwrite would only lead to this refusal (cheap: no hashing)
+            check_replaceable(target, what=what, keep=keep)
         raise ConceptvecError(
             f"{target} already exists and is not empty. Choose another output folder, or pass --overwrite "
             f"(overwrite=True) to replace this {what}."

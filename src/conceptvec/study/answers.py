@@ -56,7 +56,12 @@ def read_answers(paths: Sequence[str | os.PathLike[str]], *, study: Study) -> li
                 raise ConceptvecError(f"answer file {path} is not UTF-8 text; save it as CSV (UTF-8) and score again.") from None
         if not text.strip():
             raise ConceptvecError(f"answer file {path} is empty; export it from the form (it starts with the row rater,question,answer).")
-        reader = csv.reader(io.StringIO(text, newline=""))
+        try:  # csv's own errors (a field over its 128 KiB limit, a stray quote): the file's fault, said as such
+            table = list(csv.reader(io.StringIO(text, newline="")))
+        except csv.Error as exc:
+            raise ConceptvecError(f"answer file {path} is not a CSV the form exports ({exc}); give the CSV exported from the "
+                                  f"form (rater,question,answer).") from None
+        reader = iter(table)
         header = [h.strip().lower() for h in next(reader)]
         if header[:3] != list(CSV_COLUMNS):
             raise ConceptvecError(f"{path}, row 1: expected the header rater,question,answer, got {','.join(header)!r}.")

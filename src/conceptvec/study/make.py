@@ -1,4 +1,4 @@
-"""Making a study (:func:`make_study`, ``conceptvec humaneval make``) and reading one back (:class:`Study`).
+"""Making a study (:func:`make_study`, ``conceptvec study make``) and reading one back (:class:`Study`).
 
 A study is a folder::
 
@@ -200,7 +200,7 @@ class Study:
         path = Path(path)
         meta_file, key_file = path / STUDY_FILE, path / KEY_FILE
         if not meta_file.exists():
-            raise StoreError(f"no study at {path} ({STUDY_FILE} not found); make one with `conceptvec humaneval make`.")
+            raise StoreError(f"no study at {path} ({STUDY_FILE} not found); make one with `conceptvec study make`.")
         meta = read_json(meta_file)
         if meta.get("format") != FORMAT:
             raise StoreError(f"{meta_file} is not a humaneval study (format {meta.get('format')!r}, expected {FORMAT!r}).")

@@ -1,6 +1,6 @@
 """Scoring a study: intruder accuracy and agreement with 95 % Wilson intervals, Fleiss' kappa, the free labels.
 
-:func:`score_study` (``conceptvec humaneval score``) reads participants' CSVs against the study's
+:func:`score_study` (``conceptvec study score``) reads participants' CSVs against the study's
 key; :func:`write_scores` writes the numbers (scores.json) and their figure (scores.png).
 """
 
@@ -22,7 +22,7 @@ from .stats import fleiss_kappa, wilson_interval
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-SCORE_DIR = "scores"  # in the study folder, where `conceptvec humaneval score` writes by default
+SCORE_DIR = "scores"  # in the study folder, where `conceptvec study score` writes by default
 SCORE_FILE = "scores.json"
 SCORE_FIGURE = "scores.png"
 

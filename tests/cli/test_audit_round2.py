@@ -1,0 +1,250 @@
+"""The audit of issue 24 (item 7), continued on what came after the first round: dictionaries and SAE checkpoints,
+the atlas, several layers in one pass, text corpora, --background, thresholds' workers, causal's controls. Each case
+is a known answer: one line naming the problem and the fix (exit status 2, ConceptvecError in Python), files byte for
+byte as before, or the right result. docs/audit.md lists the cases and what each got."""
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+from typer.testing import CliRunner
+
+import conceptvec as cv
+from conceptvec.cli import app
+from conftest import planted
+
+runner = CliRunner()
+FIXED = ["--top", "60", "--distance-threshold", "10"]
+
+
+def run(*args):
+    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
+    return result.exit_code, result.output
+
+
+def one_line_error(code, output, *fragments):
+    assert code == 2, output
+    errors = [ln for ln in output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in output and "bug" not in output, output
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """RUN/store (an array store: no examples to show) and RUN/scan of neurons 0-3."""
+    acts, _ = planted()
+    store = cv.ActivationStore.create(tmp_path / "run" / "store", acts.astype(np.float32), metadata={"model": {"name": "m"}, "layer": "l"})
+    cv.scan_layer(store, neurons="0-3", params=cv.Params(top=60, distance_threshold=10.0), out=tmp_path / "run" / "scan", progress=False)
+    return tmp_path / "run"
+
+
+# -- dictionaries and SAE checkpoints: wrong shapes, no atoms, non-finite values ---------------------------------
+def _checkpoint(path, decoder, **more):
+    save_file({"W_dec": np.asarray(decoder, dtype=np.float32), **more}, str(path))
+    return path
+
+
+def _nan_atom():
+    d = np.random.default_rng(0).random((16, 24))
+    d[3, 4] = np.nan
+    return d
+
+
+CHECKPOINTS = {
+    "no atoms": (np.zeros((0, 24)), {}, "the decoder has no atoms"),
+    "a NaN atom": (_nan_atom(), {}, "the decoder holds NaN or inf values (rows [3])"),
+    "an inf bias": (np.ones((4, 24)), {"b_dec": np.full(24, np.inf, np.float32)}, "the bias holds NaN or inf"),
+    "wrong width": (np.ones((4, 7)), {}, "does not fit a layer of 24 units"),
+}
+
+
+@pytest.mark.parametrize("case", list(CHECKPOINTS))
+def test_a_damaged_checkpoint_is_one_line_in_scan_and_compare(run_dir, tmp_path, case):
+    decoder, more, fragment = CHECKPOINTS[case]
+    ckpt = _checkpoint(tmp_path / "sae.safetensors", decoder, **more)
+    one_line_error(*run("scan", run_dir / "store", "--directions", f"dictionary:{ckpt}", *FIXED, "--out", tmp_path / "s"), fragment)
+    if case != "wrong width":  # compare reads the checkpoint without the layer's width; the concepts' width is checked after
+        one_line_error(*run("compare-dictionary", run_dir / "scan", ckpt, "--out", tmp_path / "c"), fragment)
+    assert not (tmp_path / "s").exists() and not (tmp_path / "c").exists()
+
+
+def test_compare_dictionary_refuses_what_it_cannot_use(run_dir, tmp_path):
+    dic = tmp_path / "dic"
+    cv.fit_dictionary(cv.ActivationStore.open(run_dir / "store"), n_atoms=8, k=2, epochs=1, out=dic, progress=False)
+    ckpt = _checkpoint(tmp_path / "sae.safetensors", np.random.default_rng(0).random((8, 24)))
+    cases = [
+        (["--baseline", "bogus"], "--baseline must be 'random' or a dictionary"),
+        (["--k", "0"], "k (--k) must be a whole number >= 1"),
+    ]
+    for extra, fragment in cases:
+        one_line_error(*run("compare-dictionary", run_dir / "scan", ckpt, "--out", tmp_path / "c", *extra), fragment)
+    one_line_error(*run("compare-dictionary", run_dir / "scan", dic, "--k", "3", "--out", tmp_path / "c"), "fitted with k=2")
+    # a store with fewer rows than the scan's (its top example indices point past it): refused, not an IndexError
+    other = cv.ActivationStore.create(tmp_path / "other", np.abs(np.random.default_rng(1).normal(size=(300, 24))).astype(np.float32))
+    one_line_error(*run("compare-dictionary", run_dir / "scan", dic, "--store", other.path, "--out", tmp_path / "c"),
+                   "computed from another activation store")
+    with pytest.raises(cv.ConceptvecError, match=r"shape \(400, 24\), not \(300, 24\)"):
+        cv.ScanResult.load(run_dir / "scan", acts=np.asarray(other.activations))
+    assert not (tmp_path / "c").exists()
+
+
+def test_fit_dictionary_refuses_unbounded_sizes_and_signed_nmf(tmp_path):
+    acts = np.abs(np.random.default_rng(0).normal(size=(300, 24))).astype(np.float32)
+    with pytest.raises(cv.ConceptvecError, match=r"needs about .* GiB .* give fewer atoms \(--n-atoms\)"):
+        cv.fit_dictionary(acts, n_atoms=10**9, progress=False)
+    with pytest.raises(cv.ConceptvecError, match="epochs must be at most 10000"):
+        cv.fit_dictionary(acts, epochs=10**9, progress=False)
+    acts[250:, 3] = -1.0  # signed only past the first block: found while fitting, said as the first block's would be
+    with pytest.raises(cv.ConceptvecError, match="NMF needs non-negative activations"):
+        cv.fit_dictionary(acts, method="nmf", n_atoms=4, epochs=1, block_rows=50, progress=False)
+
+
+def test_directions_of_huge_values_are_directions(tmp_path):
+    acts, _ = planted()
+    v = np.random.default_rng(0).normal(size=(2, 24))
+    np.save(tmp_path / "big.npy", v * 1e200)  # its norm overflows float64; the direction does not
+    big = cv.scan_layer(acts, directions=str(tmp_path / "big.npy"), params=cv.Params(top=60), progress=False)
+    small = cv.scan_layer(acts, directions=v, params=cv.Params(top=60), progress=False)
+    np.testing.assert_allclose(big.directions, small.directions)
+    np.testing.assert_array_equal(big.top_indices, small.top_indices)
+
+
+# -- the atlas, the report and shared concepts --------------------------------------------------------------------
+def test_atlas_and_report_of_an_array_store_say_it_has_no_examples(run_dir):
+    for command in ("atlas", "report"):
+        one_line_error(*run(command, run_dir, "--out", run_dir / command), "records no examples to show")
+        assert not (run_dir / command).exists()
+    one_line_error(*run("atlas", run_dir, "--seed", "-1"), "seed (--seed) must be >= 0")
+
+
+def test_shared_concepts_saved_into_a_scan_are_its_own_and_never_replace_a_users_file(run_dir, tmp_path):
+    scan_dir = run_dir / "scan"
+    found = cv.shared_concepts(cv.ScanResult.load(scan_dir), progress=False)
+    found.save(scan_dir)
+    # recorded in the scan's manifest: the scan's own --overwrite replaces them (it used to refuse them as foreign)
+    code, output = run("scan", run_dir / "store", "--neurons", "0-3", *FIXED, "--out", scan_dir, "--overwrite")
+    assert code == 0, output
+    (scan_dir / "shared_concepts.json").write_text('{"mine": true}')
+    before = snapshot(scan_dir)
+    with pytest.raises(cv.ConceptvecError, match="holds shared_concepts.json, which conceptvec did not write there"):
+        found.save(scan_dir)
+    assert snapshot(scan_dir) == before
+    with pytest.raises(cv.ConceptvecError, match="seed must be >= 0"):
+        cv.shared_concepts(cv.ScanResult.load(scan_dir), seed=-1, progress=False)
+
+
+# -- workers, thresholds -------------------------------------------------------------------------------------------
+def test_workers_past_the_machine_are_refused_before_any_process_starts(run_dir, tmp_path):
+    from conceptvec.engines.registry import MAX_WORKERS_PER_CPU, local_cpus
+
+    many = MAX_WORKERS_PER_CPU * local_cpus() + 1
+    for args in (["thresholds", run_dir / "store", "--neurons", "0-1", "--grid", "3"],
+                 ["scan", run_dir / "store", "--neurons", "0-1", "--out", tmp_path / "s"]):
+        one_line_error(*run(*args, *FIXED, "--workers", many), f"workers must be at most {many - 1}")
+    one_line_error(*run("thresholds", run_dir / "store", "--neurons", "0-1", *FIXED, "--representation", "attribution"),
+                   "needs the model for every neuron")
+    from conceptvec.scan.sweep import sweep_layer
+
+    acts, _ = planted()  # more workers than neurons: as many processes as neurons, the same sweep
+    one = sweep_layer(acts, params=cv.Params(top=60, distance_threshold=10.0), workers=1, neurons="0-1", n_grid=3)
+    two = sweep_layer(acts, params=cv.Params(top=60, distance_threshold=10.0), workers=3, neurons="0-1", n_grid=3)
+    assert one.to_dict() == two.to_dict()
+
+
+# -- causal: its controls are bounded, its seed checked -------------------------------------------------------------
+def test_causal_controls_and_seed_are_checked_before_the_work():
+    import torch
+    from torch import nn
+
+    acts, _ = planted()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(24, 24), nn.ReLU(), nn.Linear(24, 3)).eval()
+    cs = cv.disentangle(acts, neuron=3, params=cv.Params(top=60))
+    data = torch.as_tensor(acts, dtype=torch.float32)
+    for kwargs, fragment in [(dict(n_random=10**9), r"n_random \(--random\) must be at most 1000"),
+                             (dict(seed=-1), r"seed \(--seed\) must be >= 0"),
+                             (dict(random_examples=0), r"random_examples \(--random-examples\) must be >= 1"),
+                             (dict(batch_size=2.5), "batch_size must be a whole number")]:
+        with pytest.raises(cv.ConceptvecError, match=fragment):
+            cv.causal_effects(model, "1", cs, data=data, progress=False, **kwargs)
+
+
+# -- extraction: outputs, backgrounds, text limits ------------------------------------------------------------------
+def test_extract_outputs_and_backgrounds_are_checked(run_dir, tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    one_line_error(*run("extract", "--model", "digits", "--layer", "block2", "--layer", "block3", "--data", "digits",
+                        "--out", tmp_path / "afile"), "is a file, not a folder")
+    assert (tmp_path / "afile").read_text() == "mine"
+    before = snapshot(run_dir / "store")
+    one_line_error(*run("extract", "--model", "digits", "--layer", "block2", "--layer", "block3", "--data", "digits",
+                        "--per-class", "2", "--out", run_dir / "store"), "is an output of conceptvec")
+    assert snapshot(run_dir / "store") == before and not any(p.is_dir() for p in (run_dir / "store").iterdir())
+    from conceptvec.sources.images import check_background
+
+    with pytest.raises(cv.ConceptvecError, match="must be an opaque colour"):
+        check_background("background", "#ff000080")
+    assert check_background("background", "#ff0000ff") == "#ff0000ff"
+
+
+def test_text_extraction_refuses_image_options_and_limits_past_the_model(tiny_bert, corpus, tmp_path):
+    kw = dict(model=f"hf:{tiny_bert}", layer="encoder.layer.0", data=corpus, out=tmp_path / "s", progress=False)
+    with pytest.raises(cv.ConceptvecError, match="--background composites transparent images"):
+        cv.extract(**kw, background="black")
+    with pytest.raises(cv.ConceptvecError, match=r"--max-tokens 100000 is more than .* it has 64 positions; give --max-tokens 64"):
+        cv.extract(**kw, max_tokens=100000)
+    assert not (tmp_path / "s").exists() and not (tmp_path / "s.partial").exists()
+    assert cv.extract(**kw, max_tokens=64).n_examples == 8  # the model's own limit is fine
+
+
+# -- refusals that advise --overwrite only where it would help; reproduce's claim; torch's own messages -------------
+def test_a_folder_overwrite_would_not_replace_is_refused_with_the_real_reason(run_dir, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    for out, fragment in ((mine, "holds other files, not a scan written by conceptvec"),
+                          (run_dir / "store", "holds a activation store, not a scan")):
+        code, output = run("scan", run_dir / "store", "--neurons", "0-1", *FIXED, "--out", out)
+        one_line_error(code, output, fragment)
+        assert "pass --overwrite" not in output
+    code, output = run("scan", run_dir / "store", "--neurons", "0-3", *FIXED, "--out", run_dir / "scan", "--workers", "1")
+    assert code == 0, output  # the same scan at its own folder: reused, not refused
+
+
+def test_a_weights_file_torch_cannot_read_safely_is_one_line_without_torchs_advice(tmp_path):
+    from conceptvec.demo.reproduce import REPRODUCE_FILE
+
+    from PIL import Image
+
+    (tmp_path / "w.pth").write_bytes(b"x")  # not a torch file
+    (tmp_path / "train" / "n01").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "train" / "n01" / "a.JPEG")
+    args = ["reproduce", "--imagenet", tmp_path / "train", "--out", tmp_path / "r"]
+    code, output = run(*args, "--weights", tmp_path / "w.pth")
+    one_line_error(code, output, "as a state dict of tensors", "weights_only=True")
+    assert "weights_only` set to `False" not in output and "Re-running" not in output
+    # the failed run claimed nothing but its own record: the corrected weights may use the same folder
+    (tmp_path / "w2.pth").write_bytes(b"y")
+    one_line_error(*run(*args, "--weights", tmp_path / "w2.pth"), "as a state dict of tensors")
+    assert '"w2.pth"' in (tmp_path / "r" / REPRODUCE_FILE).read_text().replace(str(tmp_path) + "/", '"')
+    one_line_error(*run(*args, "--weights", tmp_path / "w.pth", "--batch-size", "0", "--out", tmp_path / "r2"), "batch_size")
+    assert not (tmp_path / "r2").exists()  # refused before anything was recorded
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / REPRODUCE_FILE).write_text('{"mine": 1}')
+    one_line_error(*run(*args[:-1], tmp_path / "theirs", "--weights", tmp_path / "w.pth"), "that conceptvec did not write")
+    assert (tmp_path / "theirs" / REPRODUCE_FILE).read_text() == '{"mine": 1}'
+
+
+def test_an_answer_file_with_a_huge_field_is_one_line(tmp_path):
+    from types import SimpleNamespace
+
+    from conceptvec.study.answers import read_answers
+
+    study = SimpleNamespace(key={"q01": {"type": "label", "options": []}}, study_id="s")
+    big = tmp_path / "answers.csv"
+    big.write_text("rater,question,answer\nr1,q01," + "x" * 200_000 + "\n")
+    with pytest.raises(cv.ConceptvecError, match="is not a CSV the form exports"):
+        read_answers([big], study=study)
