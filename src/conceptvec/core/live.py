@@ -69,7 +69,12 @@ class FloorTracker:
         self.n_at_minimum = np.where(low < self.minimum, at_low,
                                      np.where(low == self.minimum, self.n_at_minimum + at_low, self.n_at_minimum))
         self.minimum = np.minimum(self.minimum, low)
-        self.n_at_zero += np.count_nonzero(block == 0, axis=0)
+        # zeros: those at the block's minimum where it is 0 (a rectified layer: no second look at the block), none
+        # where it is above 0, counted only in the columns that go below 0
+        self.n_at_zero += np.where(low == 0, at_low, 0)
+        below = np.flatnonzero(low < 0)
+        if below.size:
+            self.n_at_zero[below] += np.count_nonzero(block[:, below] == 0, axis=0)
 
     def floors(self) -> np.ndarray:
         """The floor of each column seen, shape (n_cols,); NaN where it has none."""
