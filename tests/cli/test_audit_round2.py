@@ -248,3 +248,53 @@ def test_an_answer_file_with_a_huge_field_is_one_line(tmp_path):
     big.write_text("rater,question,answer\nr1,q01," + "x" * 200_000 + "\n")
     with pytest.raises(cv.ConceptvecError, match="is not a CSV the form exports"):
         read_answers([big], study=study)
+
+
+# -- the Python API with wrong types and out-of-range values: one ConceptvecError each ------------------------------
+def _api_cases():
+    acts, _ = planted()
+    cs = cv.disentangle(acts, neuron=3, params=cv.Params(top=60))
+    dic = cv.fit_dictionary(acts, n_atoms=8, k=2, epochs=1, progress=False)
+    scan = cv.scan_layer(acts, neurons="0-3", params=cv.Params(top=60, distance_threshold=10.0), progress=False)
+    return {
+        "compare: None as dictionary": (lambda: cv.compare_with_dictionary(cs, None), "dictionary must be a Dictionary"),
+        "compare: a path as dictionary": (lambda: cv.compare_with_dictionary(cs, "dic"), "Dictionary.from_checkpoint"),
+        "compare: a scan as the concepts": (lambda: cv.compare_with_dictionary(scan, dic), "compare_scan_with_dictionary"),
+        "compare: None as the concepts": (lambda: cv.compare_with_dictionary(None, dic), "must be a ConceptSet"),
+        "compare a scan: a ConceptSet": (lambda: cv.compare_scan_with_dictionary(cs, dic), "scan must be a ScanResult"),
+        "shared: None": (lambda: cv.shared_concepts(None), "needs a ScanResult"),
+        "shared: a ConceptSet": (lambda: cv.shared_concepts(cs), "needs a ScanResult"),
+        "shared: null_draws 10**9": (lambda: cv.shared_concepts(scan, null_draws=10**9, progress=False), "at most 1000"),
+        "write_atlas(None)": (lambda: cv.write_atlas(None), "write_atlas needs a path"),
+        "ConceptSet.load(None)": (lambda: cv.ConceptSet.load(None), "ConceptSet.load needs a path"),
+        "ScanResult.load(None)": (lambda: cv.ScanResult.load(None), "ScanResult.load needs a path"),
+        "scan.concepts_of(None)": (lambda: scan.concepts_of(None), "neuron must be a whole number"),
+        "layer_thresholds(None)": (lambda: cv.layer_thresholds(None), "ActivationStore.open"),
+        "fit_dictionary(out=3)": (lambda: cv.fit_dictionary(acts, out=3, progress=False), "needs a folder"),
+        "fit_dictionary of one row": (lambda: cv.fit_dictionary(np.ones((1, 5)), progress=False), "at least 2"),
+        "Params(seed=2**70)": (lambda: cv.Params(seed=2**70), "32-bit seeds"),
+        "Params(n_init=10**9)": (lambda: cv.Params(n_init=10**9), "n_init must be at most 1000"),
+        "Params(max_iter=10**12)": (lambda: cv.Params(max_iter=10**12), "max_iter must be at most"),
+        "ActivationStore.create(metadata=3)": (lambda: cv.ActivationStore.create("unused", np.ones((3, 3)), metadata=3),
+                                               "metadata must be a dict"),
+    }
+
+
+def test_python_api_wrong_types_raise_one_conceptvec_error():
+    for case, (call, fragment) in _api_cases().items():
+        with pytest.raises(cv.ConceptvecError, match=fragment):
+            call()
+        # (a loop, not parametrised: the fitted dictionary and scan are made once)
+        assert case
+
+
+def test_a_store_never_holds_infinities_its_dtype_made(tmp_path):
+    with pytest.raises(cv.ConceptvecError, match=r"activations reach 1e\+200, beyond the float32 store's range"):
+        cv.ActivationStore.create(tmp_path / "s", np.full((3, 3), 1e200))
+    with pytest.raises(cv.ConceptvecError, match=r"beyond the float16 store's range .*--dtype float32"):
+        cv.ActivationStore.create(tmp_path / "s", np.full((3, 3), 1e5), dtype="float16")
+    assert not (tmp_path / "s").exists() and not (tmp_path / "s.partial").exists()
+    with pytest.raises(cv.ConceptvecError, match="cannot write a object into JSON"):
+        cv.ActivationStore.create(tmp_path / "m", np.ones((3, 3)), metadata={"x": object()})
+    ok = cv.ActivationStore.create(tmp_path / "ok", np.full((3, 3), 6e4), dtype="float16")  # within float16: kept
+    assert np.isfinite(ok.activations).all()
