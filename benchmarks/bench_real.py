@@ -20,7 +20,9 @@ Cases, the same for every representation and criterion:
 
 Representations: ``activations`` (the paper's: the top examples' pooled activations of the layer),
 ``attribution`` (gradient x input at the layer below, pooled like the layer: why the direction fires) and
-``excitation`` (its positive part on its 5 leading principal components over the top examples, ``core.represent``).
+``excitation`` (its positive part on its 5 leading principal components over the top examples, ``core.represent``),
+``contributions`` (the rows x_k * d_k, ``core.represent``; a neuron: its activations) and, for the image layers,
+``pixels`` (gradient x input at the pixels pooled over a 4 x 4 grid; recomputed from the icons, slow).
 Criteria: the paper's fixed ``15`` and ``auto``.
 
 Usage: python benchmarks/bench_real.py [--layers text,blocks.5,blocks.6] [--pairs 40] [--triples 20] [--reps activations,attribution]
@@ -35,6 +37,7 @@ import platform
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from itertools import combinations
 from typing import Callable
 
@@ -64,6 +67,10 @@ class Layer:
     acts: np.ndarray  # (n_examples, n_units) float64
     attribution: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (top indices, direction over units) -> (N, d_below)
     labels: np.ndarray
+    pixels: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None  # images: (N, REGIONS**2) pixel attributions
+
+
+REGIONS = 4  # pixel attributions pooled over a REGIONS x REGIONS grid of the image
 
 
 def image_layer(name: str) -> Layer:
@@ -81,8 +88,23 @@ def image_layer(name: str) -> Layer:
         out = (x.grad * x).sum(dim=(2, 3)).detach().numpy().astype(np.float64)
         return out[np.argsort(np.argsort(idx))]  # back to idx's order
 
-    labels = np.array(json.loads((folder / "meta.json").read_text())["labels"])
-    return Layer(f"efficientnet-lite0 {name}", acts, attribution, labels)
+    meta = json.loads((folder / "meta.json").read_text())
+    loaded = real_data.image_model()
+    net = loaded.module.eval()
+    last = int(name.split(".")[1])
+
+    def pixels(idx: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        """Gradient x input at the pixels (summed over colour), pooled over a REGIONS x REGIONS grid: where in the
+        image the direction's evidence lies. Recomputed from the icons (the cache holds no pixels)."""
+        x = torch.stack([loaded.transform(real_data.composite(Path(meta["paths"][i]))) for i in idx]).requires_grad_(True)
+        h = net.bn1(net.conv_stem(x))
+        for b in net.blocks[: last + 1]:
+            h = b(h)
+        (h.mean(dim=(2, 3)) @ torch.tensor(direction, dtype=torch.float32)).sum().backward()
+        g = (x.grad * x).sum(dim=1, keepdim=True)
+        return torch.nn.functional.adaptive_avg_pool2d(g, REGIONS).flatten(1).detach().numpy().astype(np.float64)
+
+    return Layer(f"efficientnet-lite0 {name}", acts, attribution, np.array(meta["labels"]), pixels)
 
 
 def text_layer() -> Layer:
@@ -117,6 +139,8 @@ def represent(layer: Layer, rep: str, idx: np.ndarray, direction: np.ndarray) ->
         return layer.attribution(idx, direction)
     if rep == "excitation":
         return excitation(layer.attribution(idx, direction))
+    if rep == "pixels" and layer.pixels is not None:
+        return layer.pixels(idx, direction)
     raise ValueError(rep)
 
 
@@ -203,11 +227,12 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
 
     print(f"{'representation':<14} {'criterion':<16} {'pairs exact':>11} {'all maj.':>8} {'ARI':>5} {'oracle':>6} "
           f"{'triples exact':>13} {'all maj.':>8} {'ARI':>5} {'oracle':>6} {'random split':>12} {'perturbed same':>14} "
-          f"{'seed same':>9}")
+          f"{'seed same':>9} {'smallest source (pairs, triples)':>33}")
     for rep in reps:
-        rows: dict[str, dict[str, list[float]]] = {c: {} for c in CRITERIA}
+        criteria = {c: p for c, p in CRITERIA.items() if null_draws or p.null != "layer"}  # --null-draws 0: without
+        rows: dict[str, dict[str, list[float]]] = {c: {} for c in criteria}
         null = cv.layer_null(acts, params=CRITERIA["auto, layer null"], draws=null_draws,
-                             rows=lambda idx, d: represent(layer, rep, idx, d), representation=rep)  # noqa: B023
+                             rows=lambda idx, d: represent(layer, rep, idx, d), representation=rep) if null_draws else None  # noqa: B023
 
         def cluster(x: np.ndarray, params: cv.Params) -> dict:
             return cluster_top(x, params, layer_null=null if params.null == "layer" else None)
@@ -225,7 +250,7 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
                 has = truth >= 0
                 oracle = KMeans(k, n_init=5, random_state=0).fit_predict(x[has] / np.maximum(
                     np.linalg.norm(x[has], axis=1, keepdims=True), 1e-12))
-                for crit, params in CRITERIA.items():
+                for crit, params in criteria.items():
                     out = cluster(x, params)
                     n = int(out["labels"].max()) + 1
                     ok, ari = judge(out["labels"], truth, k)
@@ -233,26 +258,29 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
                     add(crit, f"maj{k}", ok)
                     add(crit, f"ari{k}", ari)
                     add(crit, f"oracle{k}", adjusted_rand_score(truth[has], oracle))
+                    # the smallest source's share of the examples with a truth: near 0, a case is one source
+                    add(crit, f"minor{k}", np.bincount(truth[has], minlength=k).min() / max(int(has.sum()), 1))
         for direction in randoms:
             idx = top_of(direction)
             x = represent(layer, rep, idx, direction)
-            for crit, params in CRITERIA.items():
+            for crit, params in criteria.items():
                 add(crit, "random", int(cluster(x, params)["labels"].max()) + 1 >= 2)
         for j in consistency:
             base = np.eye(acts.shape[1])[j] / sd[j]
             noise = perturbations[int(j)] / sd
             moved = base + PERTURBATION * np.linalg.norm(base * sd) * noise / np.linalg.norm(noise * sd)
             xs = {name: represent(layer, rep, top_of(d), d) for name, d in (("base", base), ("moved", moved))}
-            for crit, params in CRITERIA.items():
+            for crit, params in criteria.items():
                 n0 = int(cluster(xs["base"], params)["labels"].max()) + 1
                 add(crit, "perturbed", n0 == int(cluster(xs["moved"], params)["labels"].max()) + 1)
                 add(crit, "seed", n0 == int(cluster(xs["base"], params.replace(seed=1))["labels"].max()) + 1)
-        for crit in CRITERIA:
+        for crit in criteria:
             r = {key: float(np.mean(v)) if v else float("nan") for key, v in rows[crit].items()}
             pct = lambda key: f"{100 * r.get(key, float('nan')):.0f} %"  # noqa: E731
             print(f"{rep:<14} {crit:<16} {pct('exact2'):>11} {pct('maj2'):>8} {r.get('ari2', np.nan):>5.2f} "
                   f"{r.get('oracle2', np.nan):>6.2f} {pct('exact3'):>13} {pct('maj3'):>8} {r.get('ari3', np.nan):>5.2f} "
-                  f"{r.get('oracle3', np.nan):>6.2f} {pct('random'):>12} {pct('perturbed'):>14} {pct('seed'):>9}")
+                  f"{r.get('oracle3', np.nan):>6.2f} {pct('random'):>12} {pct('perturbed'):>14} {pct('seed'):>9} "
+                  f"{pct('minor2'):>16} {pct('minor3'):>16}")
     print(f"  cases: {len(superposed[2])} pairs, {len(superposed[3])} triples, {n_random} random directions, "
           f"{len(consistency)} neurons for consistency; {time.perf_counter() - t0:.0f} s")
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .scan.disentangle import disentangle
 from .scan.evidence import concept_evidence
-from .core.power import detectable_separation
+from .core.power import detectable_separation, recommended_top
 from .core.metrics import (concept_counts, cosine_similarity, distance_matrix, intra_inter_distances, layer_mean,
                            maximally_projecting, member_cosines, most_similar, project, top_k_desc, unit_vectors,
                            unsplit_direction)
@@ -127,6 +127,7 @@ __all__ = [
     "concept_stability",
     "cosine_similarity",
     "detectable_separation",
+    "recommended_top",
     "layer_null",
     "disentangle",
     "distance_matrix",

@@ -89,7 +89,7 @@ def test_disentangle_warns_on_a_neuron_that_is_not_live(tmp_path):
     result = runner.invoke(app, ["disentangle", str(tmp_path / "store"), "--neuron", "7", "--out", str(tmp_path / "cs")],
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert ("neuron 7 is not live: it is above 0 on only 20 examples: the other 80 of its top 100 sit at 0, the layer's floor"
+    assert ("neuron 7 is not live: it is above 0 on only 20 examples: the other 80 of its top 100 sit at 0, its floor (where it rests)"
             in " ".join(result.output.split()))
 
 

@@ -14,6 +14,7 @@ def test_scan_with_the_layer_null_and_disentangle_by_contributions_from_the_comm
     result = runner.invoke(app, ["scan", str(tmp_path / "store"), "--neurons", "0-3", "--top", "60", "--distance-threshold",
                                  "auto", "--null", "layer", "--workers", "1", "--out", str(tmp_path / "scan")])
     assert result.exit_code == 0, result.output
+    assert "first splits against 100 random directions of the layer" in " ".join(result.output.split())
     scan = cv.ScanResult.load(tmp_path / "scan")
     assert scan.params.null == "layer" and scan.provenance["layer_null"]["draws"] == 100
     direction = np.zeros(acts.shape[1])

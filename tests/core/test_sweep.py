@@ -59,6 +59,17 @@ def test_the_given_threshold_and_the_rule_are_what_the_method_and_layer_threshol
     assert np.allclose(np.sum([shares[key] for key in shares], axis=0), 1.0)
 
 
+def test_every_threshold_of_the_grid_is_what_the_method_gives_there(acts, sweep):
+    # The sweep runs each distinct C once per neuron (with core.kmeans' own k-means++): at every grid threshold, its
+    # C and concepts are cv.disentangle's at that threshold, for neurons with 1, 2 and several clusters along the grid.
+    for i in (0, 3, 7):
+        u = int(sweep.units[i])
+        for g in range(0, len(sweep.grid), 3):
+            cs = cv.disentangle(acts, neuron=u, params=PARAMS.replace(distance_threshold=float(sweep.grid[g])))
+            assert (cs.n_agglomerative, cs.n_concepts) == (sweep.n_clusters[i, g], sweep.n_concepts[i, g])
+    assert len(np.unique(sweep.n_clusters[[0, 3, 7]])) >= 4
+
+
 def test_scaling_the_activations_scales_every_merge_height_and_keeps_the_quantile(acts, sweep):
     ten = threshold_sweep(acts * 10, params=PARAMS.replace(distance_threshold=100.0, outlier_threshold=3000.0), n_grid=12)
     assert np.allclose(ten.heights, 10 * sweep.heights)

@@ -86,3 +86,21 @@ def test_whole_scan_table_and_summary(layer, tmp_path):
     assert neurons["neuron"] == [int(n) for n in scan.neurons if scan.n_concepts[scan.position(n)] > 0]
     split = [m for m, c in zip(neurons["all_concepts_match_an_atom"], neurons["concepts"]) if c >= 2]
     assert all(split) and not any(b for b, c in zip(neurons["baseline_all_match"], neurons["concepts"]) if c >= 2)
+
+
+def test_centred_comparison_subtracts_the_dictionary_bias(layer):
+    # Atoms of the centred layer (as dictionary learning's): facet means minus the layer mean, bias = the mean.
+    mean = layer.acts.mean(0)
+    rows = [layer.acts[(layer.owner == j) & (layer.facet == f)].mean(0) - mean
+            for j in range(len(layer.n_facets)) for f in range(layer.n_facets[j])]
+    d = np.array(rows) / np.linalg.norm(rows, axis=1, keepdims=True)
+    dic = Dictionary(decoder=d.astype(np.float32), bias=mean.astype(np.float32), method="checkpoint", config={"k": 1})
+    j = int(np.flatnonzero(layer.n_facets >= 2)[0])
+    cs = cv.disentangle(layer.acts, neuron=j, params=AUTO)
+    raw = compare_with_dictionary(cs, dic)
+    centred = compare_with_dictionary(cs, dic, centre=True)
+    assert centred.centred and not raw.centred
+    assert centred.agrees().all() and np.all(np.asarray(centred.cosine) > np.asarray(raw.cosine))
+    # a zero bias changes nothing
+    flat = Dictionary(decoder=dic.decoder, bias=np.zeros_like(dic.bias), method="checkpoint", config={"k": 1})
+    np.testing.assert_allclose(compare_with_dictionary(cs, flat, centre=True).cosine, compare_with_dictionary(cs, flat).cosine)

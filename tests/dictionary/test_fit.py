@@ -5,8 +5,9 @@ import pytest
 
 from conceptvec.core.planted import planted_layer
 from conceptvec.dictionary import checkpoint as checkpoint_module
-from conceptvec.dictionary.fit import fit_dictionary, measure_quality
+from conceptvec.dictionary.fit import fit_dictionary
 from conceptvec.dictionary.model import Dictionary
+from conceptvec.dictionary.quality import codes_step, measure_quality
 from conceptvec.errors import ConceptvecError
 
 
@@ -38,7 +39,7 @@ def test_topk_sae_codes_are_k_sparse_and_reconstruct(planted):
     z = dic.encode(planted.acts[:50])
     assert z.shape == (50, 16) and ((z != 0).sum(axis=1) <= 3).all() and (z >= 0).all()
     # The quality pass (torch encoder) and the saved numpy encoder agree.
-    ev = measure_quality(planted.acts, dic, dic.encode, rows=300)["explained_variance"]
+    ev = measure_quality(planted.acts, codes_step(dic), rows=300)["explained_variance"]
     assert ev == pytest.approx(dic.quality["explained_variance"], abs=1e-3)
     assert ev > 0.5
 
@@ -48,12 +49,12 @@ def test_quality_in_closed_form():
     eye = np.eye(3)
     full = Dictionary(decoder=np.vstack([eye, np.ones((1, 3))]), bias=np.zeros(3), method="checkpoint", config={"k": None},
                       encoder=np.hstack([eye, -np.ones((3, 1))]), encoder_bias=np.zeros(4))
-    q = measure_quality(x, full, full.encode, rows=2)
+    q = measure_quality(x, codes_step(full), rows=2)
     assert q["explained_variance"] == pytest.approx(1.0)
     assert q["mean_l0"] == pytest.approx(5 / 3) and q["dead_atoms"] == 1
     # Keeping only the largest code: residual is what is dropped.
     top1 = Dictionary(decoder=eye, bias=np.zeros(3), method="checkpoint", config={"k": 1}, encoder=eye, encoder_bias=np.zeros(3))
-    q1 = measure_quality(x, top1, top1.encode, rows=3)
+    q1 = measure_quality(x, codes_step(top1), rows=3)
     sst = ((x - x.mean(0)) ** 2).sum()
     assert q1["explained_variance"] == pytest.approx(1 - (1 + 1) / sst)
 
@@ -63,6 +64,7 @@ def test_save_load_and_checkpoint_formats(tmp_path, planted):
     back = Dictionary.load(tmp_path / "d")
     assert back.method == "topk_sae" and back.config["k"] == 2 and back.quality == dic.quality
     assert back.provenance["versions"]["torch"]
+    assert set(back.provenance["seconds"]) == {"scale", "train", "quality"}  # each pass timed apart
     np.testing.assert_allclose(back.encode(planted.acts[:20]), dic.encode(planted.acts[:20]), rtol=1e-5, atol=1e-5)
     with pytest.raises(ConceptvecError, match="already exists"):
         fit_dictionary(planted.acts, n_atoms=16, epochs=1, progress=False, out=tmp_path / "d")

@@ -1,6 +1,7 @@
 """The layer atlas: its files, and (in headless Chromium, from file://) the overview, sorting, search, a neuron
 page, a concept page and the shared concepts, with no network request and no console error."""
 
+import dataclasses
 import json
 import re
 from functools import partial
@@ -104,6 +105,9 @@ def test_thresholds_figure_read_off_the_trees_or_taken_from_conceptvec_threshold
     assert shown["kind"] == "sweep" and (tmp_path / "atlas" / "thresholds.png").read_bytes() == b"figure of thresholds"
     (tmp_path / "thresholds" / "thresholds.json").unlink()
     assert find_sweep([tmp_path], store) is None
+    # trees whose merges are all at height 0 (identical top examples): nothing to cut, no figure
+    flat = dataclasses.replace(scan, linkage=np.concatenate([scan.linkage[:, :, :2], np.zeros_like(scan.linkage[:, :, 2:])], axis=2))
+    assert thresholds_figure(flat, store, [], tmp_path / "atlas") is None
 
 
 def test_atlas_refuses_other_folders_and_needs_a_scan(atlas, tmp_path):

@@ -13,6 +13,8 @@ import conceptvec as cv
 from conceptvec.core.planted import planted_shared_layer
 from conceptvec.report.atlas.build import neuron_file
 
+pytestmark = pytest.mark.slow  # the run's fixture (torch, a scan, a causal run, two atlases) takes about 8 s
+
 PARAMS = cv.Params(distance_threshold="auto", outlier_threshold="auto")
 CAUSAL_NEURON, OTHER_NEURON = 2, 5
 
@@ -58,7 +60,7 @@ def test_data_files_hold_the_causal_selectivity_and_the_atoms(run):
     _, scan, cs, effects, comparison, before, after = run
     pos = scan.position(CAUSAL_NEURON)
     old = read_data(before.parent / "data" / "overview.js")
-    assert old["rows"]["causal"] == [None] * len(scan) and old["dictionary"] is None
+    assert old["rows"]["causal"] == old["rows"]["atom_cos"] == [None] * len(scan) and old["dictionary"] is None
     assert read_data(before.parent / "data" / neuron_file(pos))["causal"] is None
     overview = read_data(after.parent / "data" / "overview.js")
     selectivity = effects.selectivity()
@@ -66,6 +68,8 @@ def test_data_files_hold_the_causal_selectivity_and_the_atoms(run):
                  r["more_than_random_directions"] is not False for r in selectivity)
     assert overview["rows"]["causal"] == [passed if i == pos else None for i in range(len(scan))]
     assert overview["dictionary"]["method"] == "planted" and overview["dictionary"]["source"].endswith("dictionary-comparison")
+    lowest = {n: min(c.cosine) for n, c in comparison.comparisons.items()}
+    assert overview["rows"]["atom_cos"] == [round(lowest[n], 4) if n in lowest else None for n in scan.neurons.tolist()]
     neuron = read_data(after.parent / "data" / neuron_file(pos))
     causal = neuron["causal"]["concepts"]
     assert [c["own"] for c in causal] == [round(r["hurt_own"], 4) for r in selectivity]
@@ -96,7 +100,6 @@ def test_a_comparison_of_another_scan_or_a_causal_run_of_another_store_is_not_sh
 
 @needs_chromium
 @pytest.mark.browser
-@pytest.mark.slow
 def test_causal_and_atoms_in_chromium(run):
     from playwright.sync_api import sync_playwright
 
@@ -114,14 +117,25 @@ def test_causal_and_atoms_in_chromium(run):
         assert page.locator("#causal").count() == 0 and page.locator("#atoms").count() == 0
         page.goto(Path(before).resolve().as_uri())
         page.wait_for_selector("body[data-ready='1']")
-        assert page.locator(".thead div[data-col='causal']").count() == 0
+        assert page.locator(".thead div[data-col='causal'], .thead div[data-col='atom_cos']").count() == 0
         # with them: a sortable column, the neuron's first whichever way (the rest have none)
         url = Path(after).resolve().as_uri()
         page.goto(url)
         page.wait_for_selector("body[data-ready='1']")
+        passed = sum(r["more_than_other_concepts"] is not False and r["more_than_random_examples"] and
+                     r["more_than_random_directions"] is not False for r in effects.selectivity())
         for _ in range(2):
             page.click(".thead div[data-col='causal']")
             assert page.locator(".row").first.get_attribute("data-neuron") == str(CAUSAL_NEURON)
+            assert f"{passed} of {cs.n_concepts}" in page.locator(".row").first.inner_text()
+        # sorted by the lowest cosine of a concept with its atom: the neuron whose concepts all match best first
+        page.click(".thead div[data-col='atom_cos']")
+        lowest = {n: round(min(c.cosine), 4) for n, c in comparison.comparisons.items()}
+        first = int(page.locator(".row").first.get_attribute("data-neuron"))
+        assert lowest[first] == max(lowest.values()) and first == min(n for n, v in lowest.items() if v == lowest[first])
+        page.click(".thead div[data-col='atom_cos']")  # again: the worst first
+        assert lowest[int(page.locator(".row").first.get_attribute("data-neuron"))] == min(lowest.values())
+        page.click(".thead div[data-col='causal']")
         page.locator(".row").first.locator("a").click()
         page.wait_for_selector(f"body[data-view='neuron:{CAUSAL_NEURON}']")
         rows = page.locator("#causal tr")

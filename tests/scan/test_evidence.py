@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import conceptvec as cv
-from conceptvec.core.evidence import label_checks
+from conceptvec.core.evidence import count_words, label_checks
 from conceptvec.core.planted import planted_layer
 
 
@@ -41,14 +41,20 @@ def test_nothing_is_called_supported_that_no_check_supports(layer):
         cs = cv.disentangle(layer.acts, neuron=j, params=cv.Params(distance_threshold="auto"))
     assert cs.n_concepts == 1
     # one concept: no split to check; its label is enriched against the store (its facet is 1 % of the examples)
-    row = cv.concept_evidence(cs, labels=facet_labels(layer))[0]
+    row = cv.concept_evidence(cs, labels=facet_labels(layer), recommend_for=2.0)[0]
     assert row["verdict"] == "supported by 1 of 1 checks (labels)"
-    assert 0 < row["one_concept_or_two_closer_than"] < np.inf  # the power of the one-concept answer
+    closer = row["one_concept_or_two_closer_than"]
+    assert 0 < closer < np.inf  # the power of the one-concept answer
+    # a separation above what the neuron's own N detects needs no more examples; the words say both
+    assert closer <= row["recommended_for"] == 2.0 and row["recommended_top"] <= 100
+    assert count_words(1, [row]) == (f"one concept, or two closer than {closer:.2g} (top {row['recommended_top']:.0f} "
+                                     f"would detect two 2 apart)")
     # labels that say nothing about the examples: the only check fails, and the verdict says so
     shuffled = np.random.default_rng(0).integers(0, 3, len(layer.acts))
-    row = cv.concept_evidence(cs, labels=shuffled)[0]
+    row = cv.concept_evidence(cs, labels=shuffled, recommend_for=None)[0]
     assert row["checks"] == {"labels": False} and row["verdict"] == "not supported (0 of 1 checks)"
-    assert cv.concept_evidence(cs, labels=None)[0]["verdict"] == "no check applies"
+    assert "recommended_top" not in row and count_words(1, [row]).endswith("; not supported (0 of 1 checks)")
+    assert cv.concept_evidence(cs, labels=None, recommend_for=None)[0]["verdict"] == "no check applies"
     with pytest.raises(cv.ConceptvecError, match="one per example"):
         cv.concept_evidence(cs, labels=np.zeros(3))
 
@@ -119,3 +125,31 @@ def test_the_scan_tables_carry_each_concepts_evidence(layer, tmp_path):
     one = cv.concept_evidence(scan[j], labels=labels)
     assert [r["verdict"] for r in one] == [r["verdict"] for r in scan.evidence()[j]]
     assert one[0]["split_p"] == scan.first_p[scan.position(j)]
+
+
+@pytest.mark.slow
+def test_the_scans_power_column_is_asked_for_and_recorded(layer, tmp_path):
+    from typer.testing import CliRunner
+
+    from conceptvec.cli import app
+    from conceptvec.core.power import detectable_separation
+    from conceptvec.storage.atomic import read_manifest
+
+    cv.ActivationStore.create(tmp_path / "store", layer.acts, examples={"label": facet_labels(layer).tolist()},
+                              metadata={"model": {"name": "m"}, "layer": "l"})
+    run = CliRunner().invoke(app, ["scan", str(tmp_path / "store"), "--neurons", "0-2", "--distance-threshold", "auto",
+                                   "--workers", "1", "--power", "--out", str(tmp_path / "scan")], env={"COLUMNS": "200"})
+    assert run.exit_code == 0, run.output
+    import pyarrow.parquet as pq
+
+    power = pq.read_table(tmp_path / "scan" / "power.parquet").to_pylist()
+    assert [r["neuron"] for r in power] == [j for j in range(3) if layer.n_facets[j] == 1] == [0]  # one-concept neurons only
+    scan = cv.ScanResult.load(tmp_path / "scan")
+    for r in power:
+        x = scan[r["neuron"]].top_activations
+        assert r["one_concept_or_two_closer_than"] == detectable_separation(x) and r["recommended_for"] == 0.5
+        assert r["recommended_top"] in (50, 100, 200, 300, 500, 750, 1000, np.inf)
+    assert "power.parquet" in read_manifest(tmp_path / "scan")["files"] and "[bold]" not in run.output
+    assert "power 1 one-concept neurons" in run.output
+    bad = CliRunner().invoke(app, ["scan", str(tmp_path / "store"), "--power", "--out", str(tmp_path / "s2")])
+    assert bad.exit_code == 2 and "--power needs --distance-threshold auto" in bad.output and not (tmp_path / "s2").exists()

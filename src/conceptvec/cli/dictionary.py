@@ -48,6 +48,8 @@ def compare_dictionary(
     baseline: Annotated[Optional[str], typer.Option("--baseline", help="random (random directions), or a dictionary fitted with --shuffle; default none.")] = None,
     store: Annotated[Optional[Path], typer.Option("--store", help="The store, when a scan was moved from where it recorded it.")] = None,
     k: Annotated[Optional[int], typer.Option("--k", help="Active atoms per example for a checkpoint (TopK's k); default: ReLU codes.")] = None,
+    centre: Annotated[bool, typer.Option("--centre", help="Compare concept vectors minus the dictionary's bias (the mean for "
+                                         "dictionary_learning, b_dec for an SAE) with the atoms, which describe A - bias.")] = False,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Put each neuron's concept vectors beside the dictionary atoms that account for its top examples."""
@@ -72,7 +74,7 @@ def compare_dictionary(
         base = Dictionary.from_checkpoint(Path(baseline), k=k)
     if is_scan:
         scan = ScanResult.load(concepts, acts=ActivationStore.open(store) if store is not None else None)
-        result = compare_scan_with_dictionary(scan, dic, baseline=base, progress=True)
+        result = compare_scan_with_dictionary(scan, dic, baseline=base, centre=centre, progress=True)
         result.save(out, overwrite=overwrite)
         s = result.summary
         console.print(f"{s['neurons']} neurons with concepts, {s['split_neurons']} split; split neurons whose concepts each match an atom "
@@ -81,7 +83,7 @@ def compare_dictionary(
         console.print(f"concepts matching an atom: {s['concepts_match']:.0%}; written to {out} (comparison.json, comparison.parquet, comparison_neurons.parquet)")
         return
     cs = ConceptSet.load(concepts)
-    comp = compare_with_dictionary(cs, dic, baseline=base)
+    comp = compare_with_dictionary(cs, dic, baseline=base, centre=centre)
     comp.save(out, overwrite=overwrite)
     table = Table(title=f"neuron {cs.neuron}: concepts beside atoms")
     for col in ("concept", "members", "atom", "cosine", "members' strongest atom is it") + (("baseline cosine",) if comp.baseline else ()):

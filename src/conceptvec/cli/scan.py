@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..core.params import Params
+from ..errors import ConceptvecError
 from ..scan.result import share_of_live
 from .app import app
 from .common import EngineOpt, OverwriteOpt, RayAddressOpt, StoreArg, cli_errors, console
@@ -26,6 +27,7 @@ def scan(
     directions: Annotated[str, typer.Option("--directions", help="neurons, svd:K (top K right singular vectors), dictionary:DIR (the atoms of `conceptvec dictionary`, or an SAE .safetensors checkpoint), or a .npy / .safetensors file of vectors.")] = "neurons",
     workers: Annotated[Optional[int], typer.Option("--workers", help="Processes clustering neurons; 0 or 1: this process alone; default all CPUs.")] = None,
     projecting: Annotated[bool, typer.Option("--projecting/--no-projecting", help="Also find the maximally projecting examples of every concept.")] = True,
+    power: Annotated[bool, typer.Option("--power", help="Also write power.parquet: per one-concept neuron (auto), the separation auto would detect and the top that would detect two concepts 0.5 apart (a few seconds per neuron).")] = False,
     stability: Annotated[int, typer.Option("--stability", help="Resampling runs per neuron that check each concept comes back (about B times the clustering time); 0 skips.")] = 0,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
@@ -39,6 +41,8 @@ def scan(
     from ..core.live import dead_summary
     from ..storage.duplicates import duplicates_warning
 
+    if power and not params.auto_distance:
+        raise ConceptvecError("--power needs --distance-threshold auto: it simulates auto's test.")
     acts = ActivationStore.open(store)
     repeated = duplicates_warning(acts.metadata.get("duplicates"))
     if repeated:
@@ -64,7 +68,7 @@ def scan(
                       f"{len(split) - supported - unchecked} are unsupported splits"
                       + (f", {unchecked} unchecked (no check applies)" if unchecked else "")
                       + " (neurons.parquet 'evidence', concepts.parquet 'verdict')")
-    dead = dead_summary(result.top_scores, result.neurons, unit="neuron" if result.kind == "neurons" else "direction")
+    dead = dead_summary(result.top_scores, result.neurons, floors=result.floors, unit="neuron" if result.kind == "neurons" else "direction")
     if dead:
         console.print(f"[yellow]not live:[/] {escape(dead)}")
     table = Table(title="concepts per " + ("neuron" if result.kind == "neurons" else "direction"))
@@ -83,3 +87,27 @@ def scan(
                       f"live neurons come back in fewer than half of the runs (flagged 'unstable' in concepts.parquet); "
                       f"{float(np.mean(st['count_agreement'][result.live])):.0%} of runs agree on a live neuron's count on average")
     console.print(f"scan written to {out} (neurons.parquet, concepts.parquet, concepts.safetensors, summary.png)")
+    if power:
+        write_power(result, out)
+
+
+def write_power(result, out: Path) -> None:
+    """``power.parquet`` into the finished scan ``out`` (temporary name, rename, recorded in its manifest)."""
+    import os
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from ..core.power import RECOMMEND_FOR
+    from ..storage.atomic import record_written
+
+    table = result.power(recommend_for=RECOMMEND_FOR, progress=True)
+    tmp = out / ".power.parquet.tmp"
+    pq.write_table(table, tmp)
+    os.replace(tmp, out / "power.parquet")
+    record_written(out, "power.parquet")
+    closer = np.asarray(table.column("one_concept_or_two_closer_than").to_numpy())
+    finite = closer[np.isfinite(closer)]
+    console.print(f"[bold]power[/] {table.num_rows} one-concept neurons: one concept, or two closer than "
+                  + (f"{np.median(finite):.2g} (median; {len(closer) - len(finite)} beyond 4)" if len(finite) else "any tested")
+                  + f"; power.parquet (recommended_top for two concepts {RECOMMEND_FOR} apart)")

@@ -50,9 +50,9 @@ def text_demo(out: Path, *, seed: int, report: bool) -> None:
 
 def census(neurons: dict[str, Any], directions: dict[str, Any], *, n_units: int, top: int, min_second: float, auto: bool) -> Table:
     """The neurons and the random directions whose top examples mix two modules, what the method makes of them."""
-    table = Table(title=f"top {top} mixing two modules (the second holds >= {min_second:.0%}); purity where there are 2+ concepts; "
+    table = Table(title=f"top {top} mixing two modules (the second holds >= {min_second:.0%}); purity where there are 2+ groups; "
                         f"random directions of the layer are the control")
-    columns = ["directions", "mixing", "2+ concepts"] + (["by chance if one"] if auto else []) + [
+    columns = ["directions", "mixing", "split (2+ groups)"] + (["by chance if one"] if auto else []) + [
         "split across modules", "purity", "random groups", "beyond chance (p <= 0.05)"]
     for col in columns:
         table.add_column(col, justify="right")
@@ -72,7 +72,7 @@ def census(neurons: dict[str, Any], directions: dict[str, Any], *, n_units: int,
 def shows(neurons: dict[str, Any], p) -> str:
     """What the neurons' row is evidence of, in words."""
     several, mixing = neurons["n_several"], neurons["n_mixing"]
-    purity = (f"where it finds two concepts or more, they group sentences of one module beyond chance in "
+    purity = (f"where it splits one into two groups or more, they group sentences of one module beyond chance in "
               f"{neurons['n_beyond_chance']} of {several} neurons (p <= 0.05 against random groups of the same sizes; mean "
               f"purity {neurons['mean_purity']:.2f} against {neurons['mean_purity_random']:.2f})." if several else
               "there is no split whose purity to compare.")
@@ -81,8 +81,8 @@ def shows(neurons: dict[str, Any], p) -> str:
     expected, chance = neurons["expected_several_by_chance"], neurons["p_several_by_chance"]
     verdict = "no more than chance would give" if chance > 0.05 else "more than chance would give"
     return (f"auto's test finds no separate groups among the top {p.top} sentences of {mixing - several} of the {mixing} "
-            f"neurons whose top sentences mix two modules: a single concept would show splits as clear as theirs. It finds "
-            f"two concepts or more in {several}, {verdict} (~{expected:.1f} expected if every one were a single concept, at "
+            f"neurons whose top sentences mix two modules: a single concept would show splits as clear as theirs. It splits "
+            f"{several} into two groups or more, {verdict} (~{expected:.1f} expected if every one were a single concept, at "
             f"significance {p.significance:g}; {several} or more has Poisson probability {chance:.2f}); {purity}")
 
 
@@ -91,9 +91,9 @@ def does_not(neurons: dict[str, Any], directions: dict[str, Any]) -> str:
     share = neurons["n_several"] / neurons["n_mixing"]
     control = directions["n_several"] / directions["n_mixing"] if directions["n_mixing"] else float("nan")
     if share > control + 0.1:
-        special = f"neurons show several concepts more often than random directions of the layer do ({share:.0%} against {control:.0%})"
+        special = f"neurons are split more often than random directions of the layer ({share:.0%} against {control:.0%})"
     else:
-        special = (f"that neurons are special: random directions of the layer show several concepts about as often ({control:.0%} "
+        special = (f"that neurons are special: random directions of the layer are split about as often ({control:.0%} "
                    f"of the mixing ones, against {share:.0%} for neurons)")
     return (f"{special}. Module labels are not concepts the network was made to learn, and modules share topics (os, shutil "
             f"and pathlib all handle paths); the p-values are not corrected for the number of neurons")

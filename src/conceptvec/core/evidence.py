@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import hypergeom
 
+from .power import TOPS
+
 LEVEL = 0.01  # enrichment and purity tests are kept at this level
 RANDOM_SPLITS = 200  # random splits of the same sizes for the purity test
 STABLE_FROM = 0.5  # the share of resampling runs a stable concept comes back in (params.UNSTABLE_BELOW)
@@ -159,9 +161,10 @@ def count_words(n_concepts: int, rows: list[dict[str, Any]] | None) -> str:
         closer = rows[0].get("one_concept_or_two_closer_than")
         if closer is not None:
             words = "one concept, or two closer than " + (f"{closer:.2g}" if np.isfinite(closer) else "any the test detects")
-            need = rows[0].get("recommended_top")
-            if need is not None:
-                words += f" (top {need} would detect {rows[0]['recommended_for']:.2g})" if np.isfinite(need) else ""
+            need, apart = rows[0].get("recommended_top"), rows[0].get("recommended_for")
+            if need is not None and apart is not None:
+                words += (f" (top {need:.0f} would detect two {apart:.2g} apart)" if np.isfinite(need)
+                          else f" (even top {max(TOPS)} would not detect two {apart:.2g} apart)")
             return words + ("" if states[0] != "unsupported" else f"; {rows[0]['verdict']}")
         return {"supported": "one concept", "unsupported": "one group no check supports",
                 "unchecked": "one group, unchecked"}[states[0]]

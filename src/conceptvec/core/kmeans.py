@@ -8,7 +8,9 @@ case in this process, and the estimator itself otherwise.
 
 from __future__ import annotations
 
+import contextlib
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -42,9 +44,22 @@ def _load_kernels() -> SimpleNamespace | None:
         from sklearn.metrics.pairwise import _euclidean_distances
         from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
         from sklearn.utils.extmath import row_norms
+        from sklearn.utils.parallel import _get_threadpool_controller
     except ImportError:  # pragma: no cover - scikit-learn moved them: kmeans_step uses the public KMeans
         return None
-    return SimpleNamespace(tolerance=_tolerance, kmeans_plusplus=_kmeans_plusplus, single_lloyd=_kmeans_single_lloyd,
+    # _kmeans_single_lloyd limits BLAS to one thread around each call (threadpoolctl, about 70 us a call: a fifth of a
+    # restart on 100 rows); the undecorated function runs inside one such limit for all of a k-means' restarts instead.
+    lloyd = getattr(_kmeans_single_lloyd, "__wrapped__", None)
+    limited = lloyd is not None
+
+    def blas_limit() -> Any:
+        if not limited:  # pragma: no cover - the decorator changed: scikit-learn's own limit around each restart
+            return contextlib.nullcontext()
+        return _get_threadpool_controller().limit(limits=1, user_api="blas")
+
+    if lloyd is None:  # pragma: no cover
+        lloyd = _kmeans_single_lloyd
+    return SimpleNamespace(tolerance=_tolerance, kmeans_plusplus=_kmeans_plusplus, single_lloyd=lloyd, blas_limit=blas_limit,
                            is_same_clustering=_is_same_clustering, row_norms=row_norms,
                            euclidean_distances=_euclidean_distances, effective_n_threads=_openmp_effective_n_threads)
 
@@ -60,7 +75,53 @@ def _kernel_kmeans(x: np.ndarray, n_clusters: int, params: Params, k: SimpleName
     labels, centers = _sklearn_kmeans(X, n_clusters, params, k)
     # As the authors: squared transform() distances, not inertia terms, so values match theirs to the bit.
     # transform(x) is euclidean_distances(x, centers): its computational part, without re-validation.
+    if X.dtype == np.float64:
+        return labels, np.sqrt(_sq_distances(X, k.row_norms(X, squared=True), centers)) ** 2
     return labels, k.euclidean_distances(X, centers, squared=False) ** 2
+
+
+def _sq_distances(centers: np.ndarray, center_norms: np.ndarray, x: np.ndarray, x_norms: np.ndarray | None = None) -> np.ndarray:
+    """scikit-learn's ``_euclidean_distances(centers, x, squared=True)`` for float64 arrays, in its order of operations
+    (-2 a.b + |a|^2 + |b|^2, clipped at 0), so the bits are its bits; without its per-call array-API dispatch, which
+    was most of the sweep's k-means time (about 10 calls per cluster per restart on 100 rows)."""
+    distances = centers @ x.T
+    distances *= -2  # -2 * (a @ b) in place: the same products
+    distances += center_norms.reshape(-1, 1)
+    distances += (np.einsum("ij,ij->i", x, x) if x_norms is None else x_norms).reshape(1, -1)
+    np.maximum(distances, 0.0, out=distances)
+    return np.asarray(distances)  # np.asarray: numpy's stubs type the product as Any
+
+
+def _plusplus(X: np.ndarray, n_clusters: int, x_squared_norms: np.ndarray, random_state: np.random.RandomState) -> np.ndarray:
+    """scikit-learn's ``_kmeans_plusplus`` (1.x) for a dense float64 ``X`` and unit sample weights: the same random
+    draws, in the same order, and the same arithmetic, so the same initial centres to the bit
+    (``tests/core/test_kmeans.py`` compares them on many cases, and ``_kernels``' self-check compares the whole
+    k-means with the estimator before it is used)."""
+    n_samples = X.shape[0]
+    centers = np.empty((n_clusters, X.shape[1]), dtype=X.dtype)
+    n_local_trials = 2 + int(np.log(n_clusters))
+    weight = np.ones(n_samples, dtype=X.dtype)
+    center_id = random_state.choice(n_samples, p=weight / weight.sum())
+    centers[0] = X[center_id]
+    closest_dist_sq = _sq_distances(centers[0, np.newaxis], np.einsum("ij,ij->i", centers[:1], centers[:1]), X,
+                                    x_squared_norms)
+    current_pot = closest_dist_sq @ weight  # a BLAS product with ones, as scikit-learn's, whose bits a sum need not give
+    column_weight = weight.reshape(-1, 1)
+    for c in range(1, n_clusters):
+        rand_vals = random_state.uniform(size=n_local_trials) * current_pot
+        # scikit-learn's cumsum(weight * closest_dist_sq): with unit weights the product is the distances, exactly
+        # (array methods rather than numpy's functions: the same operations without a wrapper call each)
+        candidate_ids = closest_dist_sq.ravel().cumsum().searchsorted(rand_vals)
+        np.minimum(candidate_ids, n_samples - 1, out=candidate_ids)  # as scikit-learn's clip: rounding can overshoot
+        candidates = X[candidate_ids]
+        distance_to_candidates = _sq_distances(candidates, np.einsum("ij,ij->i", candidates, candidates), X, x_squared_norms)
+        np.minimum(closest_dist_sq, distance_to_candidates, out=distance_to_candidates)
+        candidates_pot = distance_to_candidates @ column_weight
+        best = int(candidates_pot.argmin())
+        current_pot = candidates_pot[best]
+        closest_dist_sq = distance_to_candidates[best]
+        centers[c] = X[candidate_ids[best]]
+    return centers
 
 
 _KERNELS: SimpleNamespace | None = None
@@ -117,13 +178,18 @@ def _sklearn_kmeans(x: np.ndarray, n_clusters: int, params: Params, k: SimpleNam
     X -= X_mean
     x_squared_norms = k.row_norms(X, squared=True)
     best_labels = best_centers = best_inertia = None
-    for _ in range(params.n_init):
-        centers_init, _ = k.kmeans_plusplus(X, n_clusters, random_state=random_state, x_squared_norms=x_squared_norms,
-                                            sample_weight=sample_weight)
-        labels, inertia, centers, _ = k.single_lloyd(X, sample_weight, centers_init, max_iter=params.max_iter,
-                                                     tol=tol, n_threads=n_threads)
-        if best_inertia is None or (inertia < best_inertia and not k.is_same_clustering(labels, best_labels, n_clusters)):
-            best_labels, best_centers, best_inertia = labels, centers, inertia
+    with k.blas_limit():
+        for _ in range(params.n_init):
+            if X.dtype == np.float64:
+                centers_init = _plusplus(X, n_clusters, x_squared_norms, random_state)
+            else:  # float32: scikit-learn's distances upcast in chunks, which _plusplus does not repeat
+                centers_init, _ = k.kmeans_plusplus(X, n_clusters, random_state=random_state,
+                                                    x_squared_norms=x_squared_norms, sample_weight=sample_weight)
+            labels, inertia, centers, _ = k.single_lloyd(X, sample_weight, centers_init, max_iter=params.max_iter,
+                                                         tol=tol, n_threads=n_threads)
+            if best_inertia is None or (inertia < best_inertia
+                                        and not k.is_same_clustering(labels, best_labels, n_clusters)):
+                best_labels, best_centers, best_inertia = labels, centers, inertia
     if best_labels is None:  # Params checks n_init >= 1, so a run was made
         raise ValueError(f"n_init={params.n_init}: k-means needs at least one run.")
     best_centers += X_mean

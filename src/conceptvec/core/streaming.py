@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import ConceptvecError
 from ..progress import progress_bar
 from .arrays import as_matrix
+from .live import FloorTracker
 
 BLOCK_BYTES = 64 * 2**20  # about this many bytes of activations per block of rows
 MIN_BLOCK_ROWS = 256
@@ -149,12 +150,34 @@ def top_examples(
     indices : array of shape (m, k), most activating first
     scores : array of shape (m, k), float64
     """
+    indices, scores, _ = _top_pass(acts, k, neurons=neurons, directions=directions, progress=progress, floors=False)
+    return indices, scores
+
+
+def top_examples_and_floors(
+    acts: Any,
+    k: int,
+    *,
+    neurons: np.ndarray | None = None,
+    directions: np.ndarray | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`top_examples`, and each column's floor (``core.live``; NaN where it has none), shape (m,), from the same pass."""
+    indices, scores, floors = _top_pass(acts, k, neurons=neurons, directions=directions, progress=progress, floors=True)
+    if floors is None:  # _top_pass tracks them when asked
+        raise ConceptvecError("the floors were not tracked; this is a bug.")
+    return indices, scores, floors
+
+
+def _top_pass(acts: Any, k: int, *, neurons: np.ndarray | None, directions: np.ndarray | None, progress: bool,
+              floors: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     matrix, _ = as_matrix(acts)
     cols = np.arange(matrix.shape[1]) if neurons is None else np.asarray(neurons)
     m = len(directions) if directions is not None else len(cols)
     if k > matrix.shape[0]:
         raise ConceptvecError(f"top={k} is larger than the number of examples ({matrix.shape[0]}); use top <= {matrix.shape[0]}.")
     selector = TopK(m, k)
+    tracker = FloorTracker(m) if floors else None
     every_column = directions is None and len(cols) == matrix.shape[1]
     for start, block in row_blocks(matrix, native=directions is None, description="top examples", progress=progress):
         check_block_finite(block, start)
@@ -163,4 +186,7 @@ def top_examples(
         else:
             scores = block if every_column else block[:, cols]
         selector.update(scores, start)
-    return selector.result()
+        if tracker is not None:
+            tracker.update(scores)
+    indices, top_scores = selector.result()
+    return indices, top_scores, None if tracker is None else tracker.floors()

@@ -29,7 +29,7 @@ from .steps import cluster_top, n_clusters_at, remove_outliers, ward_linkage
 from .metrics import concept_counts
 from .params import Params
 from .selection import parse_neurons
-from .streaming import top_examples
+from .streaming import top_examples_and_floors
 from .thresholds import rule_description
 
 __all__ = ["QUANTILES", "ThresholdSweep", "quantile_of", "sweep_neuron", "threshold_grid", "threshold_sweep"]
@@ -216,11 +216,12 @@ def threshold_sweep(
                               f"<= {n_examples}.")
 
     # One pass over A for every selected neuron's top examples, in the method's top-k order.
-    top_rows, top_scores = top_examples(matrix, params.top, neurons=selected, progress=progress)
-    live = live_mask(top_scores)
+    top_rows, top_scores, floors = top_examples_and_floors(matrix, params.top, neurons=selected, progress=progress)
+    live = live_mask(top_scores, floors)
     units, rows = selected[live], top_rows[live]
     if len(units) == 0:
-        raise ConceptvecError(f"none of the {len(selected)} selected neuron(s) is live ({dead_summary(top_scores, selected, shown=5)}); "
+        raise ConceptvecError(f"none of the {len(selected)} selected neuron(s) is live "
+                              f"({dead_summary(top_scores, selected, floors=floors, shown=5)}); "
                               f"select others with --neurons, or lower --top.")
 
     # Step 2's ward trees once per neuron (they do not depend on the threshold), then every threshold read off them.
@@ -266,12 +267,11 @@ def sweep_neuron(task: tuple[np.ndarray, np.ndarray, int, Params]) -> tuple[np.n
     auto's C, auto's concepts). One k-means per distinct C: k-means depends on C alone."""
     x, n_clusters, c_rule, params = task
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    n_concepts = np.zeros(len(n_clusters), dtype=np.int64)
-    for g, c in enumerate(n_clusters):
-        if c not in cache:
-            cache[c] = kmeans_step(x, int(c), params)
-        labels, sq = cache[c]
-        n_concepts[g] = len(remove_outliers(labels, sq, params.outlier_rule, params.min_cluster_size)[1])
+    concepts_at: dict[int, int] = {}  # C -> concepts kept: steps 3 and 4 depend on C alone
+    for c in np.unique(n_clusters).tolist():
+        cache[c] = kmeans_step(x, c, params)
+        concepts_at[c] = len(remove_outliers(*cache[c], params.outlier_rule, params.min_cluster_size)[1])
+    n_concepts = np.array([concepts_at[c] for c in n_clusters.tolist()], dtype=np.int64)
     if c_rule not in cache:
         cache[c_rule] = kmeans_step(x, int(c_rule), params)
     found = cluster_top(x, params.replace(distance_threshold="auto", outlier_threshold="auto"))

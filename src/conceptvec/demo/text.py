@@ -38,6 +38,7 @@ import numpy as np
 
 from ..scan.disentangle import disentangle
 from ..scan.evidence import concept_evidence
+from ..core.live import column_floors, live_mask
 from ..core.metrics import project, unit_vectors
 from ..core.params import Params
 from ..core.streaming import top_k_desc
@@ -135,7 +136,7 @@ def mixing_neurons(acts: np.ndarray, labels: np.ndarray, names: np.ndarray, para
         direction = None if directions is None else unit_vectors(directions[unit])[0]
         scores = acts[:, unit] if direction is None else project(acts, direction)[:, 0]
         top = top_k_desc(scores, params.top)
-        if not scores[top[-1]] > 0 or not scores[top[0]] > scores[top[-1]]:  # not live (ConceptSet.is_live)
+        if not live_mask(scores[top], column_floors(scores))[0]:  # not live (core.live, as ConceptSet.is_live)
             continue
         (a, na), (b, nb) = (Counter(labels[top].tolist()).most_common(2) + [(-1, 0)])[:2]
         if nb < MIN_SECOND * params.top:

@@ -57,6 +57,10 @@ class DictionaryComparison:
         Per top example: its strongest atom (-1 when no atom is active).
     baseline : dict, optional
         ``cosine`` and ``member_share`` against the baseline, and what it was.
+    dictionary : dict
+        The dictionary's method, number of atoms and k.
+    centred : bool
+        Whether the cosines are of concept vectors minus the dictionary's bias b (``centre=True``).
     """
 
     neuron: int | None
@@ -69,6 +73,7 @@ class DictionaryComparison:
     example_atom: list[int]
     baseline: dict[str, Any] | None = None
     dictionary: dict[str, Any] = field(default_factory=dict)
+    centred: bool = False
 
     @property
     def n_concepts(self) -> int:
@@ -93,13 +98,16 @@ def _strength(dictionary: Dictionary, x: np.ndarray) -> np.ndarray:
     return np.abs(dictionary.encode(x)) * np.linalg.norm(dictionary.decoder.astype(np.float64), axis=1)
 
 
-def _match(cs: ConceptSet, dictionary: Dictionary, strength: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _match(cs: ConceptSet, dictionary: Dictionary, strength: np.ndarray, candidates: np.ndarray, *,
+           centre: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(matched atom, cosine, member share) per concept, Hungarian matching over ``candidates``."""
     k = cs.n_concepts
     matched, cosine, share = np.full(k, -1), np.full(k, np.nan), np.full(k, np.nan)
     if k == 0 or len(candidates) == 0:
         return matched, cosine, share
-    vectors = cs.concept_vectors / np.linalg.norm(cs.concept_vectors, axis=1, keepdims=True)
+    vectors = cs.concept_vectors - dictionary.bias.astype(np.float64) if centre else cs.concept_vectors.astype(np.float64)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
     cos = vectors @ dictionary.atoms()[candidates].T
     rows, cols = linear_sum_assignment(cos, maximize=True)
     matched[rows], cosine[rows] = candidates[cols], cos[rows, cols]
@@ -159,7 +167,7 @@ def baseline_name(baseline: Dictionary) -> str:
 
 
 def compare_with_dictionary(concept_set: ConceptSet, dictionary: Dictionary, *, baseline: Dictionary | str | None = None,
-                            n_candidates: int = N_CANDIDATES, seed: int = 0) -> DictionaryComparison:
+                            n_candidates: int = N_CANDIDATES, centre: bool = False, seed: int = 0) -> DictionaryComparison:
     """One neuron's concept vectors beside the atoms of ``dictionary`` (see the module).
 
     Parameters
@@ -168,6 +176,8 @@ def compare_with_dictionary(concept_set: ConceptSet, dictionary: Dictionary, *, 
     dictionary : Dictionary of the same layer (n_units)
     baseline : a Dictionary fitted on shuffled activations, ``"random"`` (random directions, as many as the atoms), or None
     n_candidates : atoms listed per neuron, by code mass on its top examples (at least one per concept)
+    centre : compare concept vectors minus the dictionary's bias b (the mean for dictionary learning, b_dec for an SAE,
+        zero for NMF) with the atoms, which describe A - b; else the raw concept vectors (means of raw activations)
     """
     check_inputs(concept_set, dictionary, want=ConceptSet, fix="cv.disentangle(...) or scan[neuron]; a whole scan goes to "
                  "cv.compare_scan_with_dictionary")
@@ -176,7 +186,7 @@ def compare_with_dictionary(concept_set: ConceptSet, dictionary: Dictionary, *, 
                               f"fit the dictionary on the store the concepts came from.")
     strength = _strength(dictionary, concept_set.top_activations)
     atoms, share = _candidates(concept_set, dictionary, strength, n_candidates)
-    matched, cosine, member_share = _match(concept_set, dictionary, strength, atoms)
+    matched, cosine, member_share = _match(concept_set, dictionary, strength, atoms, centre=centre)
     unit = dictionary.atoms()[atoms, concept_set.neuron] if concept_set.neuron is not None else np.full(len(atoms), np.nan)
     strongest = np.where(strength.max(axis=1) > 0, strength.argmax(axis=1), -1)
     base = None
@@ -184,14 +194,14 @@ def compare_with_dictionary(concept_set: ConceptSet, dictionary: Dictionary, *, 
     if baseline is not None:
         b_strength = _strength(baseline, concept_set.top_activations)
         b_atoms, _ = _candidates(concept_set, baseline, b_strength, n_candidates)
-        _, b_cos, b_share = _match(concept_set, baseline, b_strength, b_atoms)
+        _, b_cos, b_share = _match(concept_set, baseline, b_strength, b_atoms, centre=centre)
         base = {"kind": baseline_name(baseline),
                 "cosine": b_cos.tolist(), "member_share": b_share.tolist()}
     return DictionaryComparison(
         neuron=concept_set.neuron, atoms=atoms.tolist(), code_share=share.tolist(), unit_weight=unit.tolist(),
         matched_atom=matched.tolist(), cosine=cosine.tolist(), member_share=member_share.tolist(),
         example_atom=strongest.tolist(), baseline=base,
-        dictionary={"method": dictionary.method, "n_atoms": dictionary.n_atoms, "k": dictionary.k})
+        dictionary={"method": dictionary.method, "n_atoms": dictionary.n_atoms, "k": dictionary.k}, centred=centre)
 
 
 @dataclass
@@ -228,12 +238,12 @@ class ScanComparison:
 
 
 def compare_scan_with_dictionary(scan: Any, dictionary: Dictionary, *, baseline: Dictionary | str | None = None,
-                                 level: float = AGREE, n_candidates: int = N_CANDIDATES, seed: int = 0,
+                                 level: float = AGREE, n_candidates: int = N_CANDIDATES, centre: bool = False, seed: int = 0,
                                  progress: bool = False) -> ScanComparison:
     """Every scanned neuron with concepts beside the dictionary (``scan``: a ScanResult that can read its activations).
 
     The summary counts split neurons (two or more concepts) whose concepts each match an atom at cosine >= ``level``,
-    and the same against the baseline.
+    and the same against the baseline. ``centre``: as :func:`compare_with_dictionary`.
     """
     if not all(hasattr(scan, name) for name in ("neurons", "n_concepts", "concept_offsets")):  # a ScanResult (scan/ is above us)
         raise ConceptvecError(f"scan must be a ScanResult (cv.scan_layer(...) or cv.ScanResult.load(path)), got "
@@ -247,7 +257,8 @@ def compare_scan_with_dictionary(scan: Any, dictionary: Dictionary, *, baseline:
     with progress_bar("neurons", disable=not progress, transient=True) as bar:
         task = bar.add_task("concepts beside atoms", total=len(neurons))
         for n in neurons:
-            comp = compare_with_dictionary(scan[n], dictionary, baseline=baseline, n_candidates=n_candidates, seed=seed)
+            comp = compare_with_dictionary(scan[n], dictionary, baseline=baseline, n_candidates=n_candidates, centre=centre,
+                                           seed=seed)
             comparisons[n] = comp
             for c in range(comp.n_concepts):
                 columns["neuron"].append(n)
@@ -267,7 +278,7 @@ def compare_scan_with_dictionary(scan: Any, dictionary: Dictionary, *, baseline:
         return float(np.mean([np.all(np.asarray(v) >= level) for v in values])) if values else float("nan")
 
     summary = {
-        "level": level, "neurons": len(comparisons), "split_neurons": len(split),
+        "level": level, "centred": centre, "neurons": len(comparisons), "split_neurons": len(split),
         "split_all_concepts_match": all_match([c.cosine for c in split]),
         "baseline_split_all_concepts_match": all_match([c.baseline["cosine"] for c in split if c.baseline]) if baseline is not None else None,
         "concepts_match": float(np.mean(np.asarray(columns["cosine"]) >= level)) if columns["cosine"] else float("nan"),

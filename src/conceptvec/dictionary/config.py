@@ -35,6 +35,15 @@ class DictionaryConfig:
                                     check=optional(at_least(1)), type=int, show_default="about 64 MiB of rows")
     lr: float = option(1e-3, "Adam's learning rate (topk_sae).", check=positive_number)
     alpha: float = option(0.1, "Sparsity penalty of dictionary_learning / NMF (scikit-learn's alpha).", check=positive_number)
+    aux_k: int | None = option(None, "Dead atoms trained by the AuxK loss (Gao et al. 2024, topk_sae): each step the k_aux "
+                                     "dead atoms with the largest pre-activations reconstruct the residual the k active ones "
+                                     "left; 0 turns it off.", check=optional(at_least(0)), type=int,
+                               show_default="half the layer's width")
+    aux_alpha: float = option(1 / 32, "Weight of the AuxK loss beside the reconstruction loss (Gao et al.: 1/32).",
+                              check=positive_number)
+    dead_after: int | None = option(None, "Examples an atom may go without firing before the AuxK loss counts it dead.",
+                                    check=optional(at_least(1)), type=int,
+                                    show_default="the store's rows, at most 10,000,000 (Gao et al.'s window)")
     shuffle: bool = option(False, "Fit on shuffled activations (every unit's values permuted within each block): the "
                                   "baseline a real dictionary is compared against.", check=boolean)
     seed: int = option(0, "Seed of the initialisation and of the order of blocks and rows.", check=at_least(0))

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -27,9 +28,11 @@ from .blocks import all_blocks, epoch_blocks, rows_per_block
 from .checkpoint import Checkpoint, partial_dir
 from .config import DictionaryConfig
 from .model import METADATA_FILE, Dictionary
+from .quality import codes_step, measure_quality
 
 def fit_dictionary(store: Any, *, n_atoms: int = 256, method: str = "topk_sae", k: int = 16, epochs: int = 5,
                    batch_size: int = 1024, block_rows: int | None = None, lr: float = 1e-3, alpha: float = 0.1,
+                   aux_k: int | None = None, aux_alpha: float = 1 / 32, dead_after: int | None = None,
                    shuffle: bool = False, seed: int = 0, out: str | os.PathLike | None = None, overwrite: bool = False,
                    progress: bool = True) -> Dictionary:
     """Fit a sparse dictionary of the layer in ``store`` (ActivationStore or array (n_examples, n_units)).
@@ -43,7 +46,8 @@ def fit_dictionary(store: Any, *, n_atoms: int = 256, method: str = "topk_sae", 
     Dictionary with decoder (n_atoms, n_units), its quality on the whole store and its provenance
     """
     config = DictionaryConfig(n_atoms=n_atoms, method=method, k=k, epochs=epochs, batch_size=batch_size,
-                              block_rows=block_rows, lr=lr, alpha=alpha, shuffle=shuffle, seed=seed)
+                              block_rows=block_rows, lr=lr, alpha=alpha, aux_k=aux_k, aux_alpha=aux_alpha,
+                              dead_after=dead_after, shuffle=shuffle, seed=seed)
     matrix, source = as_matrix(store)
     if out is not None:
         out = output_path(out, what="dictionary")
@@ -65,15 +69,20 @@ def fit_dictionary(store: Any, *, n_atoms: int = 256, method: str = "topk_sae", 
     if config.method == "nmf" and float(np.min(np.asarray(matrix[:rows]))) < 0:
         raise ConceptvecError(NMF_NEGATIVE)
     checkpoint = Checkpoint(partial_dir(out), fingerprint) if out is not None else None
+    seconds: dict[str, float] = {}  # wall time of each pass, recorded with the dictionary
     if config.method == "topk_sae":
         from .sae import fit_topk_sae
 
-        dic, encode = fit_topk_sae(matrix, config, rows=rows, checkpoint=checkpoint, progress=progress)
+        dic, step = fit_topk_sae(matrix, config, rows=rows, checkpoint=checkpoint, progress=progress, seconds=seconds)
     else:
+        started = time.perf_counter()
         dic = _fit_classical(matrix, config, rows=rows, checkpoint=checkpoint, progress=progress)
-        encode = dic.encode
-    dic.quality = measure_quality(matrix, dic, encode, rows=rows, shuffle=config.shuffle, seed=config.seed, progress=progress)
-    dic.provenance = {"store": source, "fit": fingerprint, **environment()}
+        seconds["train"] = time.perf_counter() - started
+        step = codes_step(dic)
+    started = time.perf_counter()
+    dic.quality = measure_quality(matrix, step, rows=rows, shuffle=config.shuffle, seed=config.seed, progress=progress)
+    seconds["quality"] = time.perf_counter() - started
+    dic.provenance = {"store": source, "fit": fingerprint, "seconds": seconds, **environment()}
     if out is not None:
         dic.save(out, overwrite=overwrite)
         if checkpoint is not None:
@@ -162,32 +171,3 @@ def _classical_model(nmf_cls: Any, dl_cls: Any, config: DictionaryConfig, compon
                        batch_size=batch, alpha_W=config.alpha, alpha_H=0.0, l1_ratio=1.0, random_state=config.seed)
     return dl_cls(n_components=config.n_atoms, alpha=config.alpha, batch_size=batch, random_state=config.seed,
                   dict_init=components, transform_algorithm="omp", transform_n_nonzero_coefs=config.k)
-
-
-QUALITY_ROWS = 512  # rows encoded at once by the quality pass
-
-
-def measure_quality(matrix: np.ndarray, dic: Dictionary, encode: Callable[[np.ndarray], np.ndarray], *, rows: int,
-                    shuffle: bool = False, seed: int = 0, progress: bool = False) -> dict[str, Any]:
-    """Explained variance 1 - SSE / SST, mean L0 (active atoms per example) and dead atoms, over the whole store."""
-    n = matrix.shape[0]
-    sse = sum_x2 = l0 = 0.0
-    sum_x = np.zeros(matrix.shape[1])
-    fired = np.zeros(dic.n_atoms, dtype=np.int64)
-    with progress_bar("examples", disable=not progress, transient=True) as bar:
-        task = bar.add_task("dictionary quality", total=n)
-        for block in all_blocks(matrix, rows=rows, shuffle=shuffle, seed=seed):
-            # codes are (rows, n_atoms): a few rows at a time, so that 16k atoms do not multiply a block's memory
-            for b in range(0, len(block), QUALITY_ROWS):
-                x = block[b:b + QUALITY_ROWS].astype(np.float64)
-                z = np.asarray(encode(x), dtype=np.float64)
-                sse += float(((x - dic.decode(z)) ** 2).sum())
-                sum_x += x.sum(axis=0)
-                sum_x2 += float((x ** 2).sum())
-                active = z != 0
-                l0 += float(active.sum())
-                fired += active.sum(axis=0)
-            bar.advance(task, len(block))
-    sst = sum_x2 - float((sum_x ** 2).sum()) / n
-    return {"explained_variance": 1.0 - sse / sst if sst > 0 else float("nan"), "mean_l0": l0 / n,
-            "dead_atoms": int((fired == 0).sum()), "atom_frequency_max": float(fired.max() / n), "n_examples": int(n)}

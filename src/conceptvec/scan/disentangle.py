@@ -21,6 +21,7 @@ from ..core.represent import MIN_CONTRIBUTING, contributions, excitation
 from ..core.scale import SCALE_HINT, scale_problems, warn_scale
 from ..core.stability import MAX_STABILITY, concept_stability
 from ..core.steps import cluster_top
+from ..core.live import column_floors
 from ..core.streaming import top_k_desc
 from ..errors import ConceptvecError
 from ..storage.conceptset import ConceptSet
@@ -174,6 +175,7 @@ def disentangle(
     cs = ConceptSet(
         top_indices=top_indices,
         top_scores=scores[top_indices],
+        floor=float(column_floors(scores)[0]),  # where the unit rests over the whole layer (core.live)
         top_activations=x,
         **steps,
         params=params,

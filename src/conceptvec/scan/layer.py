@@ -34,7 +34,7 @@ from ..core.params import Params
 from ..core.scale import SCALE_HINT, warn_scale
 from ..core.selection import parse_neurons
 from ..core.stability import MAX_STABILITY, concept_stability, resampling
-from ..core.streaming import TopK, block_rows, row_blocks, top_examples
+from ..core.streaming import TopK, block_rows, row_blocks, top_examples_and_floors
 from ..errors import ConceptvecError
 from ..progress import progress_bar
 from ..storage.atomic import check_replaceable, output_path, read_json, read_manifest, refuse_existing, writer_lock
@@ -199,10 +199,11 @@ PER_NEURON = ("linkage", "n_agglomerative", "kmeans_labels", "centroid_sq_distan
 
 def first_split_control(matrix: np.ndarray, top_indices: np.ndarray, top_scores: np.ndarray, arrays: dict[str, np.ndarray],
                         concepts: dict[str, list[np.ndarray]], params: Params, stability: int = 0,
-                        null: LayerNull | None = None) -> dict[str, Any]:
+                        null: LayerNull | None = None, floors: np.ndarray | None = None) -> dict[str, Any]:
     """With ``params.fdr``: withdraw the first splits that are no Benjamini-Hochberg discovery over the live neurons
-    (those neurons are clustered again with C = 1, in place in ``arrays`` and ``concepts``); the layer's error report."""
-    live = live_mask(top_scores)
+    (those neurons are clustered again with C = 1, in place in ``arrays`` and ``concepts``); the layer's error report.
+    ``floors`` (m,): each neuron's floor (``core.live``)."""
+    live = live_mask(top_scores, floors)
     p = np.where(live, arrays["first_p"], np.nan)
     withdrawn: list[int] = []
     if params.fdr is not None:
@@ -219,6 +220,8 @@ def first_split_control(matrix: np.ndarray, top_indices: np.ndarray, top_scores:
             for key in concepts:
                 concepts[key][i] = one[key]
     report = layer_error(p[live], (arrays["n_agglomerative"] > 1)[live], significance=params.significance, fdr=params.fdr)
+    if null is not None:
+        report["rule"] = f"{report['rule']}; first splits against {len(null.shares)} random directions of the layer"
     return {**report, "withdrawn": len(withdrawn)}
 
 
@@ -236,14 +239,16 @@ def _scan(matrix: np.ndarray, source: dict[str, Any], *, params: Params, selecte
 
     # Step 1 for all neurons at once.
     top = partial.load_top() if partial else None
-    if top is None:
+    saved_floors = top[2] if top is not None else None
+    if top is None or saved_floors is None:  # (a partial scan written before floors were recorded: the pass again)
         dirs = vectors[selected] if vectors is not None else None
-        top_indices, top_scores = top_examples(matrix, params.top, neurons=selected if dirs is None else None,
-                                               directions=dirs, progress=progress)
+        # each unit's floor (core.live) from the same pass: whether its top reaches where it rests
+        top_indices, top_scores, floors = top_examples_and_floors(matrix, params.top, neurons=selected if dirs is None else None,
+                                                                  directions=dirs, progress=progress)
         if partial:
-            partial.save_top(top_indices, top_scores)
+            partial.save_top(top_indices, top_scores, floors)
     else:
-        top_indices, top_scores = top
+        top_indices, top_scores, floors = top[0], top[1], saved_floors
 
     # Steps 2-4, in batches of neurons; finished batches are saved when resumable.
     batches = [np.arange(s, min(s + BATCH, len(selected))) for s in range(0, len(selected), BATCH)]
@@ -275,12 +280,13 @@ def _scan(matrix: np.ndarray, source: dict[str, Any], *, params: Params, selecte
     layer_error = None
     if params.auto_distance:
         layer_error = first_split_control(matrix, top_indices, top_scores, arrays, concepts, params, stability=stability,
-                                          null=null)
+                                          null=null, floors=floors)
     n_concepts = arrays["n_concepts"]
     result = ScanResult(
         neurons=selected,
         top_indices=top_indices,
         top_scores=top_scores,
+        floors=floors,
         linkage=arrays["linkage"], n_agglomerative=arrays["n_agglomerative"], kmeans_labels=arrays["kmeans_labels"],
         centroid_sq_distances=arrays["centroid_sq_distances"], labels=arrays["labels"],  # PER_NEURON but n_concepts
         concept_vectors=np.concatenate(concepts["concept_vectors"]) if len(selected) else np.empty((0, n_units)),

@@ -85,14 +85,15 @@ class ScanPartial:
         except (SafetensorError, OSError, ValueError) as exc:
             raise ConceptvecError(f"{self.dir / name} is damaged ({exc}); delete {self.dir} to start the scan over.") from None
 
-    def load_top(self) -> tuple[np.ndarray, np.ndarray] | None:
+    def load_top(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+        """(top indices, top scores, floors); floors None when an earlier version wrote the file without them."""
         if not (self.dir / TOP_FILE).exists():
             return None
         t = self._load(TOP_FILE)
-        return t["top_indices"], t["top_scores"]
+        return t["top_indices"], t["top_scores"], t.get("floors")
 
-    def save_top(self, indices: np.ndarray, scores: np.ndarray) -> None:
-        self._save(TOP_FILE, {"top_indices": indices, "top_scores": scores})
+    def save_top(self, indices: np.ndarray, scores: np.ndarray, floors: np.ndarray) -> None:
+        self._save(TOP_FILE, {"top_indices": indices, "top_scores": scores, "floors": np.ascontiguousarray(floors, dtype=np.float64)})
 
     def load_parts(self, n_batches: int) -> dict[int, dict[str, np.ndarray]]:
         return {b: self._load(PART_FILE.format(b)) for b in range(n_batches) if (self.dir / PART_FILE.format(b)).exists()}

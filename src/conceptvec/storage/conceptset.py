@@ -56,6 +56,9 @@ class ConceptSet:
         The k-means cluster each concept came from.
     concept_vectors : array of shape (n_concepts, n_units)
         Unit-norm concept vectors (step 4).
+    floor : float or None
+        The neuron's floor over the layer (``core.live``: where it rests; NaN when it has none), which decides
+        :attr:`is_live`; None for a set saved before floors were recorded (the floor is then taken to be 0).
     stability : dict, optional
         ``core.stability.Stability.to_dict()`` when it was measured: per concept ``reappearance`` and
         ``mean_jaccard`` over bootstrap runs, ``count_agreement``, ``runs``, ``min_jaccard``, ``seed``.
@@ -85,6 +88,7 @@ class ConceptSet:
     stability: dict[str, Any] | None = None
     split_tests: list[dict[str, Any]] | None = None
     evidence: list[dict[str, Any]] | None = None
+    floor: float | None = None
 
     def unstable(self, *, level: float = UNSTABLE_BELOW) -> np.ndarray | None:
         """Mask of shape (n_concepts,): concepts that came back in fewer than ``level`` of the stability runs; None if not measured."""
@@ -103,13 +107,13 @@ class ConceptSet:
     @property
     def is_live(self) -> bool:
         """Whether the neuron has a top: its top examples are ranked (``core.live``: not all tied, not ending
-        at a rectified layer's floor); a signed layer's neuron is live whatever the sign of its top."""
-        return bool(live_mask(self.top_scores)[0])
+        at the neuron's floor, ``floor``); a signed layer's neuron is live whatever the sign of its top."""
+        return bool(live_mask(self.top_scores, self.floor)[0])
 
     @property
     def dead_reason(self) -> str | None:
         """Why the neuron is not live, as a clause about "it" (None when it is live)."""
-        return dead_reason(self.top_scores)
+        return dead_reason(self.top_scores, self.floor)
 
     @property
     def outliers(self) -> np.ndarray:
@@ -186,6 +190,8 @@ class ConceptSet:
             **({"stability": self.stability} if self.stability is not None else {}),
             **({"split_tests": self.split_tests} if self.split_tests is not None else {}),
             **({"evidence": self.evidence} if self.evidence is not None else {}),
+            # JSON has no NaN: null is "no floor", a missing key "not recorded"
+            **({"floor": None if np.isnan(self.floor) else float(self.floor)} if self.floor is not None else {}),
         }
         with atomic_directory(path, overwrite=overwrite, what="ConceptSet", marker=METADATA_FILE,
                               protect=[recorded_store(self)]) as tmp:
@@ -218,6 +224,7 @@ class ConceptSet:
             stability=meta.get("stability"),
             split_tests=meta.get("split_tests"),
             evidence=meta.get("evidence"),
+            floor=(np.nan if meta["floor"] is None else float(meta["floor"])) if "floor" in meta else None,
         )
 
 

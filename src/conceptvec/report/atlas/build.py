@@ -194,7 +194,7 @@ def _overview(scan: ScanResult, store: ActivationStore, found: SharedConcepts | 
     agree = scan.stability["count_agreement"] if scan.stability is not None else None
     reappear = scan.stability["concept_reappearance"] if scan.stability is not None else None
     rows: dict[str, list[Any]] = {k: [] for k in ("neuron", "concepts", "C", "split_p", "live", "agreement", "unstable",
-                                                  "outliers", "shared", "causal", "labels", "strip", "report")}
+                                                  "outliers", "shared", "causal", "causal_of", "atom_cos", "labels", "strip", "report")}
     concept_labels: list[str] = []
     concept_thumbs: list[Any] = []
     with progress_bar("neurons", disable=not progress) as bar:
@@ -223,6 +223,10 @@ def _overview(scan: ScanResult, store: ActivationStore, found: SharedConcepts | 
             rows["shared"].append(int(np.sum(found.group[a:b] >= 0)) if found is not None else None)
             causal = beside["causal"].get(pos)  # concepts that `conceptvec causal` found selective; None where it was not run
             rows["causal"].append(None if causal is None else causal["n_selective"])
+            rows["causal_of"].append(None if causal is None else len(causal["concepts"]))
+            atoms = beside["dictionary"].get(pos)  # the lowest cosine of a concept with its matched atom (compare-dictionary)
+            cosines = [c["cosine"] for c in atoms["concepts"] if c["cosine"] is not None] if atoms is not None else []
+            rows["atom_cos"].append(min(cosines) if cosines else None)
             rows["labels"].append(" · ".join(f for f in firsts if f))
             rows["strip"].append([thumbs.ref(e, n) for e in top[:STRIP]])
             rows["report"].append(reports.get(pos))

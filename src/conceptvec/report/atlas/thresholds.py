@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ...scan.result import ScanResult
 from ...storage.store import ActivationStore
 
@@ -44,7 +46,8 @@ def find_sweep(folders: list[Path], store: ActivationStore) -> Path | None:
 
 
 def thresholds_figure(scan: ScanResult, store: ActivationStore, folders: list[Path], out: Path) -> dict[str, Any] | None:
-    """Write ``out/thresholds.png`` and return what the layer view says about it; None when no neuron is live."""
+    """Write ``out/thresholds.png`` and return what the layer view says about it; None when no live neuron has a tree
+    with a merge above 0 (nothing to cut)."""
     found = find_sweep(folders, store)
     if found is not None:
         shutil.copyfile(found / SWEEP_FIGURE, out / FIGURE)
@@ -58,14 +61,17 @@ def thresholds_figure(scan: ScanResult, store: ActivationStore, folders: list[Pa
     from ..figures.thresholds import clusters_across_thresholds
 
     params = scan.params
+    where = folders[0] / "thresholds" if folders else "RUN/thresholds"
     marked = None if params.auto_distance else params.fixed_distance
-    fig = clusters_across_thresholds(scan.linkage[live][:, :, 2], n_concepts=scan.n_concepts[live], marked=marked,
-                                     unit_length=params.auto_distance)
+    heights = scan.linkage[live][:, :, 2]
+    if not np.any(heights > 0):
+        return None  # every live neuron's top examples are alike: no threshold splits them
+    fig = clusters_across_thresholds(heights, n_concepts=scan.n_concepts[live], marked=marked, unit_length=params.auto_distance)
     fig.savefig(out / FIGURE, dpi=100)
     scale = (" The scan used distance_threshold=\"auto\", whose trees are of the examples scaled to unit length, so these "
              "thresholds are on that scale, not on the raw activations' (the paper's 15)." if params.auto_distance else "")
     return {"src": FIGURE, "kind": "clusters", "source": None,
             "what": "Clusters C per live neuron at each distance threshold, read off the ward trees the scan holds (no k-means, "
                     "so concepts, C less outliers and too-small clusters, are at most C)." + scale,
-            "how": f"For concepts per neuron at every threshold, run `conceptvec thresholds {store.path} --out RUN/thresholds` "
+            "how": f"For concepts per neuron at every threshold, run `conceptvec thresholds {store.path} --out {where}` "
                    "and write the atlas again."}

@@ -64,7 +64,7 @@
 
   // -- the neurons: a table that draws only the rows in view, so 10,000 rows sort and filter at once --
   var COLS = [["neuron", "neuron", "84px"], ["concepts", "concepts", "98px"], ["C", "C", "50px"], ["split_p", "split p", "84px"], ["live", "live", "54px"],
-    ["agreement", "stability", "90px"], ["shared", "shared", "76px"], ["causal", "causal", "80px"], ["outliers", "outliers", "84px"], ["labels", "commonest label per concept", "1fr"],
+    ["agreement", "stability", "90px"], ["shared", "shared", "76px"], ["causal", "causal", "80px"], ["atom_cos", "atom cos", "84px"], ["outliers", "outliers", "84px"], ["labels", "commonest label per concept", "1fr"],
     ["strip", "top examples", "auto"]];
   function rowsMatching() {
     var R = O.rows, n = R.neuron.length, out = [], q = state.query.trim().toLowerCase(), lab = state.label.trim().toLowerCase();
@@ -95,8 +95,8 @@
     live.checked = state.live;
     var count = el("span", { cls: "count", id: "count" });
     var head = el("div", { cls: "thead" });
-    // columns the scan measured: stability only with --stability, the split's p-value only with auto; causal where run
-    var cols = COLS.filter(function (c) { return (c[0] !== "agreement" && c[0] !== "split_p" && c[0] !== "causal") || (O.rows[c[0]] || []).some(function (v) { return v != null; }); })
+    // columns the scan measured: stability only with --stability, the split's p-value only with auto; causal and atom cos where those commands were run
+    var cols = COLS.filter(function (c) { return (["agreement", "split_p", "causal", "atom_cos"].indexOf(c[0]) < 0) || (O.rows[c[0]] || []).some(function (v) { return v != null; }); })
       .filter(function (c) { return c[0] !== "shared" || O.shared; });
     var template = cols.map(function (c) { return c[0] === "strip" ? (O.thumbs.kind === "image" ? (8 * (O.thumbs.side + 4)) + "px" : "500px") : c[2]; }).join(" ");
     cols.forEach(function (c) {
@@ -124,7 +124,8 @@
           if (c[0] === "strip") { cell = el("div", { cls: "strip" }); v.slice(0, O.thumbs.kind === "image" ? v.length : 3).forEach(function (ref) { cell.appendChild(tile(ref)); }); }
           else if (c[0] === "neuron") cell = el("div", {}, [link("#n/" + i, String(v))]);
           else if (c[0] === "live") cell = el("div", { text: v ? "yes" : "no" });
-          else if (c[0] === "causal") cell = el("div", { text: v == null ? "–" : v + " selective", title: "concepts whose removal hurt their own members most (conceptvec causal)" });
+          else if (c[0] === "causal") cell = el("div", { text: v == null ? "–" : v + " of " + R.causal_of[i], title: "concepts found selective by conceptvec causal, of those it removed" });
+          else if (c[0] === "atom_cos") cell = el("div", { text: v == null ? "–" : v.toFixed(3), title: "lowest cosine of a concept with its matched dictionary atom (compare-dictionary)" });
           else if (c[0] === "split_p") cell = el("div", { text: v == null ? "–" : v < 0.001 ? v.toExponential(1) : v.toFixed(3), title: "p-value of the first split (auto's test)" });
           else cell = el("div", { text: fmt(v, 2), title: c[0] === "labels" ? v : "" });
           r.appendChild(cell);
@@ -373,7 +374,7 @@
       kids.push(el("p", { cls: "lead", id: "thresholds-what", text: T.what }));
       if (T.how) kids.push(el("p", { cls: "key", text: T.how }));
       kids.push(el("img", { id: "thresholds", src: T.src, alt: "concepts per neuron against the distance threshold", style: "max-width:100%" }));
-    } else kids.push(el("p", { cls: "key", text: "No live neuron: no tree to cut." }));
+    } else kids.push(el("p", { cls: "key", id: "thresholds-none", text: "No tree to cut: no live neuron has top examples that differ." }));
     kids.push(el("h2", { text: "Map of every concept vector" }));
     var select = el("select", { id: "map-colour" }, [el("option", { value: "neuron", text: "colour by neuron" }), el("option", { value: "label", text: "colour by label" })]);
     kids.push(el("p", { cls: "lead" }, ["Laid out by " + O.map.method + ". Hover for a concept, click to open it. ", select]));
