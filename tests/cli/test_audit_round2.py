@@ -298,3 +298,12 @@ def test_a_store_never_holds_infinities_its_dtype_made(tmp_path):
         cv.ActivationStore.create(tmp_path / "m", np.ones((3, 3)), metadata={"x": object()})
     ok = cv.ActivationStore.create(tmp_path / "ok", np.full((3, 3), 6e4), dtype="float16")  # within float16: kept
     assert np.isfinite(ok.activations).all()
+
+
+def test_demo_seed_and_epochs_are_checked_before_the_folder_is_claimed(tmp_path):
+    for args in (["--seed", "-1"], ["--text", "--seed", "-1"]):
+        one_line_error(*run("demo", *args, "--out", tmp_path / "d"), "seed must be >= 0")
+        assert not (tmp_path / "d").exists()  # nothing claimed, nothing extracted: another seed may use the folder
+    one_line_error(*run("demo", "--retrain", "--epochs", "100000000", "--out", tmp_path / "d"), "epochs (--epochs) must be at most 10000")
+    (tmp_path / "afile").write_text("mine")
+    one_line_error(*run("demo", "--text", "--out", tmp_path / "afile"), "is a file, not a folder")

@@ -81,8 +81,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # 0 epochs would "train" nothing and the demo would report evidence from an untrained network.
-        for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0)):
-            whole_number(f"{name} (--{name.replace('_', '-')})", getattr(self, name), low)
+        for name, low, high in (("epochs", 1, 10_000), ("batch_size", 1, None), ("seed", 0, 2**32 - 1)):
+            whole_number(f"{name} (--{name.replace('_', '-')})", getattr(self, name), low, high)
         if not (self.lr > 0 and 0 < self.test_fraction < 1):
             raise ConceptvecError(f"lr must be > 0 and test_fraction in (0, 1), got {self.lr} and {self.test_fraction}.")
 
