@@ -307,3 +307,21 @@ def test_demo_seed_and_epochs_are_checked_before_the_folder_is_claimed(tmp_path)
     one_line_error(*run("demo", "--retrain", "--epochs", "100000000", "--out", tmp_path / "d"), "epochs (--epochs) must be at most 10000")
     (tmp_path / "afile").write_text("mine")
     one_line_error(*run("demo", "--text", "--out", tmp_path / "afile"), "is a file, not a folder")
+
+
+def test_causal_demo_out_never_replaces_a_users_file(tmp_path):
+    from conceptvec.cli.causal import check_result_file
+
+    mine = tmp_path / "notes.json"
+    mine.write_text("my notes")
+    with pytest.raises(cv.ConceptvecError, match="is not an earlier causal-demo result"):
+        check_result_file(mine)
+    with pytest.raises(cv.ConceptvecError, match="is a folder"):
+        check_result_file(tmp_path)
+    earlier = tmp_path / "result.json"
+    earlier.write_text('{"run": "r", "mode": "ablate", "target": "t", "n_split_units": 1, "units": []}')
+    check_result_file(earlier)  # its own earlier result: replaced
+    check_result_file(tmp_path / "new.json")
+    code, output = run("causal-demo", tmp_path / "no-demo", "--out", mine)
+    one_line_error(code, output, "is not an earlier causal-demo result")
+    assert mine.read_text() == "my notes"
