@@ -325,3 +325,15 @@ def test_causal_demo_out_never_replaces_a_users_file(tmp_path):
     code, output = run("causal-demo", tmp_path / "no-demo", "--out", mine)
     one_line_error(code, output, "is not an earlier causal-demo result")
     assert mine.read_text() == "my notes"
+
+
+def test_preprocessing_overrides_are_refused_where_they_would_be_ignored(tmp_path):
+    from conceptvec.models.load import load_model
+
+    with pytest.raises(cv.ConceptvecError, match=r"--mean, --size set an image model's preprocessing .* digits CNN has its own"):
+        load_model("digits", mean=(0.5, 0.5, 0.5), size=64)
+    with pytest.raises(cv.ConceptvecError, match="--key-map .* without --weights FILE it would be ignored"):
+        load_model("timm:efficientnet_lite0", "none", key_map="order")
+    (tmp_path / "notes.json").write_text('{"mine": 1}')
+    with pytest.raises(cv.ConceptvecError, match="is not the digits CNN's weights"):
+        load_model("digits", str(tmp_path / "notes.json"))
