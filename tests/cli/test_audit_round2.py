@@ -337,3 +337,13 @@ def test_preprocessing_overrides_are_refused_where_they_would_be_ignored(tmp_pat
     (tmp_path / "notes.json").write_text('{"mine": 1}')
     with pytest.raises(cv.ConceptvecError, match="is not the digits CNN's weights"):
         load_model("digits", str(tmp_path / "notes.json"))
+
+
+def test_feature_visualisation_steps_and_size_are_bounded():
+    from conceptvec.featureviz.params import FeatureVizParams
+
+    with pytest.raises(cv.ConceptvecError, match="steps must be at most 100000"):
+        FeatureVizParams(steps=10**9)
+    with pytest.raises(cv.ConceptvecError, match="size must be at most 4096"):
+        FeatureVizParams(size=100_000)
+    assert FeatureVizParams(steps=512, size=224).size == 224
