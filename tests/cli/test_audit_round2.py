@@ -347,3 +347,34 @@ def test_feature_visualisation_steps_and_size_are_bounded():
     with pytest.raises(cv.ConceptvecError, match="size must be at most 4096"):
         FeatureVizParams(size=100_000)
     assert FeatureVizParams(steps=512, size=224).size == 224
+
+
+def test_a_tensor_dataset_is_fingerprinted_by_content_and_another_dataset_says_it_is_not(tmp_path, capsys):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    x = torch.randn(6, 3, 8, 8)
+    kw = dict(layer="1", out=tmp_path / "s", batch_size=3, progress=False)
+    cv.extract(model, data=torch.utils.data.TensorDataset(x), **kw)
+    again = torch.utils.data.TensorDataset(x.clone())
+    assert cv.extract(model, data=again, **kw).n_examples == 6  # the same contents: reused
+    with pytest.raises(cv.ConceptvecError, match=r"already holds a different extraction \(data.tensors_sha256"):
+        cv.extract(model, data=torch.utils.data.TensorDataset(x * 2), **kw)  # same type and length, other items
+
+    class Rows(torch.utils.data.Dataset):
+        def __init__(self, t):
+            self.t = t
+
+        def __len__(self):
+            return len(self.t)
+
+        def __getitem__(self, i):
+            return self.t[i]
+
+    kw["out"] = tmp_path / "r"
+    cv.extract(model, data=Rows(x), **kw)
+    capsys.readouterr()
+    cv.extract(model, data=Rows(x * 2), **kw)  # cannot be told apart without reading it: said, not silent
+    assert "its items are not compared: pass --overwrite if they changed" in " ".join(capsys.readouterr().err.split())
