@@ -378,3 +378,12 @@ def test_a_tensor_dataset_is_fingerprinted_by_content_and_another_dataset_says_i
     capsys.readouterr()
     cv.extract(model, data=Rows(x * 2), **kw)  # cannot be told apart without reading it: said, not silent
     assert "its items are not compared: pass --overwrite if they changed" in " ".join(capsys.readouterr().err.split())
+
+
+def test_causal_and_featureviz_of_a_text_run_say_what_they_cannot_do(tiny_bert, corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    store = cv.extract(model=f"hf:{tiny_bert}", layer="encoder.layer.0", data=corpus, out=run_dir / "store", progress=False)
+    cv.disentangle(store, neuron=3, params=cv.Params(top=5, distance_threshold=10.0, min_cluster_size=1)).save(run_dir / "neuron_3")
+    # the hf: folder brings its own weights: reloading it no longer fails on "pass no --weights" (which the user never did)
+    one_line_error(*run("featureviz", run_dir, "--neuron", "3", "--steps", "2"), "is a language model")
+    one_line_error(*run("causal", run_dir, "--neuron", "3"), "no preprocessing of its own")
