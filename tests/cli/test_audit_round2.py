@@ -387,3 +387,30 @@ def test_causal_and_featureviz_of_a_text_run_say_what_they_cannot_do(tiny_bert, 
     # the hf: folder brings its own weights: reloading it no longer fails on "pass no --weights" (which the user never did)
     one_line_error(*run("featureviz", run_dir, "--neuron", "3", "--steps", "2"), "is a language model")
     one_line_error(*run("causal", run_dir, "--neuron", "3"), "no preprocessing of its own")
+
+
+def test_interventions_and_causal_effects_take_wrong_types_in_one_line():
+    import torch
+    from torch import nn
+
+    acts, _ = planted()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(24, 24), nn.ReLU(), nn.Linear(24, 3)).eval()
+    cs = cv.disentangle(acts, neuron=3, params=cv.Params(top=60))
+    x = torch.as_tensor(acts[:4], dtype=torch.float32)
+    for kwargs, fragment in [(dict(directions="v"), "must be an array of numbers"),
+                             (dict(directions=[[1.0] * 24, [1.0]]), "must be an array of numbers"),
+                             (dict(directions=cs), r"cs.concept_vectors"),
+                             (dict(directions=np.ones((1, 24)), mode="steer", alpha=1e308), "beyond float32's range")]:
+        with pytest.raises(cv.ConceptvecError, match=fragment):
+            with cv.intervene(model, "1", **kwargs):
+                model(x)
+    with cv.intervene(model, "1", np.ones((1, 24)) * 1e200):  # a direction of 1e200s is the direction of ones
+        big = model(x)
+    with cv.intervene(model, "1", np.ones((1, 24))):
+        assert torch.allclose(big, model(x))
+    data = torch.as_tensor(acts, dtype=torch.float32)
+    with pytest.raises(cv.ConceptvecError, match="concept_set must be a ConceptSet"):
+        cv.causal_effects(model, "1", "run/neuron_3", data=data, progress=False)
+    with pytest.raises(cv.ConceptvecError, match="data holds NaN or inf"):
+        cv.causal_effects(model, "1", cs, data=torch.full_like(data, float("nan")), progress=False)
