@@ -414,3 +414,17 @@ def test_interventions_and_causal_effects_take_wrong_types_in_one_line():
         cv.causal_effects(model, "1", "run/neuron_3", data=data, progress=False)
     with pytest.raises(cv.ConceptvecError, match="data holds NaN or inf"):
         cv.causal_effects(model, "1", cs, data=torch.full_like(data, float("nan")), progress=False)
+
+
+def test_study_and_feature_visualisation_take_wrong_types_in_one_line(tmp_path):
+    from conceptvec.featureviz.objectives import check_directions
+
+    with pytest.raises(cv.ConceptvecError, match="must be a \\(k, n_units\\) array of numbers, got str"):
+        check_directions("v")
+    np.testing.assert_allclose(check_directions(np.ones((1, 4)) * 1e200), np.ones((1, 4)))  # 1e200s: the direction of ones
+    with pytest.raises(cv.ConceptvecError, match="make_study needs a path"):
+        cv.make_study(None, tmp_path / "s")
+    with pytest.raises(cv.ConceptvecError, match="Study.load needs a path"):
+        cv.score_study(None, ["a.csv"])
+    with pytest.raises(cv.ConceptvecError, match="intruder_questions must be at most 1000"):
+        cv.StudyConfig(intruder_questions=10**9)
