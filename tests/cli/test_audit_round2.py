@@ -248,3 +248,183 @@ def test_an_answer_file_with_a_huge_field_is_one_line(tmp_path):
     big.write_text("rater,question,answer\nr1,q01," + "x" * 200_000 + "\n")
     with pytest.raises(cv.ConceptvecError, match="is not a CSV the form exports"):
         read_answers([big], study=study)
+
+
+# -- the Python API with wrong types and out-of-range values: one ConceptvecError each ------------------------------
+def _api_cases():
+    acts, _ = planted()
+    cs = cv.disentangle(acts, neuron=3, params=cv.Params(top=60))
+    dic = cv.fit_dictionary(acts, n_atoms=8, k=2, epochs=1, progress=False)
+    scan = cv.scan_layer(acts, neurons="0-3", params=cv.Params(top=60, distance_threshold=10.0), progress=False)
+    return {
+        "compare: None as dictionary": (lambda: cv.compare_with_dictionary(cs, None), "dictionary must be a Dictionary"),
+        "compare: a path as dictionary": (lambda: cv.compare_with_dictionary(cs, "dic"), "Dictionary.from_checkpoint"),
+        "compare: a scan as the concepts": (lambda: cv.compare_with_dictionary(scan, dic), "compare_scan_with_dictionary"),
+        "compare: None as the concepts": (lambda: cv.compare_with_dictionary(None, dic), "must be a ConceptSet"),
+        "compare a scan: a ConceptSet": (lambda: cv.compare_scan_with_dictionary(cs, dic), "scan must be a ScanResult"),
+        "shared: None": (lambda: cv.shared_concepts(None), "needs a ScanResult"),
+        "shared: a ConceptSet": (lambda: cv.shared_concepts(cs), "needs a ScanResult"),
+        "shared: null_draws 10**9": (lambda: cv.shared_concepts(scan, null_draws=10**9, progress=False), "at most 1000"),
+        "write_atlas(None)": (lambda: cv.write_atlas(None), "write_atlas needs a path"),
+        "ConceptSet.load(None)": (lambda: cv.ConceptSet.load(None), "ConceptSet.load needs a path"),
+        "ScanResult.load(None)": (lambda: cv.ScanResult.load(None), "ScanResult.load needs a path"),
+        "scan.concepts_of(None)": (lambda: scan.concepts_of(None), "neuron must be a whole number"),
+        "layer_thresholds(None)": (lambda: cv.layer_thresholds(None), "ActivationStore.open"),
+        "fit_dictionary(out=3)": (lambda: cv.fit_dictionary(acts, out=3, progress=False), "needs a folder"),
+        "fit_dictionary of one row": (lambda: cv.fit_dictionary(np.ones((1, 5)), progress=False), "at least 2"),
+        "Params(seed=2**70)": (lambda: cv.Params(seed=2**70), "32-bit seeds"),
+        "Params(n_init=10**9)": (lambda: cv.Params(n_init=10**9), "n_init must be at most 1000"),
+        "Params(max_iter=10**12)": (lambda: cv.Params(max_iter=10**12), "max_iter must be at most"),
+        "ActivationStore.create(metadata=3)": (lambda: cv.ActivationStore.create("unused", np.ones((3, 3)), metadata=3),
+                                               "metadata must be a dict"),
+    }
+
+
+def test_python_api_wrong_types_raise_one_conceptvec_error():
+    for case, (call, fragment) in _api_cases().items():
+        with pytest.raises(cv.ConceptvecError, match=fragment):
+            call()
+        # (a loop, not parametrised: the fitted dictionary and scan are made once)
+        assert case
+
+
+def test_a_store_never_holds_infinities_its_dtype_made(tmp_path):
+    with pytest.raises(cv.ConceptvecError, match=r"activations reach 1e\+200, beyond the float32 store's range"):
+        cv.ActivationStore.create(tmp_path / "s", np.full((3, 3), 1e200))
+    with pytest.raises(cv.ConceptvecError, match=r"beyond the float16 store's range .*--dtype float32"):
+        cv.ActivationStore.create(tmp_path / "s", np.full((3, 3), 1e5), dtype="float16")
+    assert not (tmp_path / "s").exists() and not (tmp_path / "s.partial").exists()
+    with pytest.raises(cv.ConceptvecError, match="cannot write a object into JSON"):
+        cv.ActivationStore.create(tmp_path / "m", np.ones((3, 3)), metadata={"x": object()})
+    ok = cv.ActivationStore.create(tmp_path / "ok", np.full((3, 3), 6e4), dtype="float16")  # within float16: kept
+    assert np.isfinite(ok.activations).all()
+
+
+def test_demo_seed_and_epochs_are_checked_before_the_folder_is_claimed(tmp_path):
+    for args in (["--seed", "-1"], ["--text", "--seed", "-1"]):
+        one_line_error(*run("demo", *args, "--out", tmp_path / "d"), "seed must be >= 0")
+        assert not (tmp_path / "d").exists()  # nothing claimed, nothing extracted: another seed may use the folder
+    one_line_error(*run("demo", "--retrain", "--epochs", "100000000", "--out", tmp_path / "d"), "epochs (--epochs) must be at most 10000")
+    (tmp_path / "afile").write_text("mine")
+    one_line_error(*run("demo", "--text", "--out", tmp_path / "afile"), "is a file, not a folder")
+
+
+def test_causal_demo_out_never_replaces_a_users_file(tmp_path):
+    from conceptvec.cli.causal import check_result_file
+
+    mine = tmp_path / "notes.json"
+    mine.write_text("my notes")
+    with pytest.raises(cv.ConceptvecError, match="is not an earlier causal-demo result"):
+        check_result_file(mine)
+    with pytest.raises(cv.ConceptvecError, match="is a folder"):
+        check_result_file(tmp_path)
+    earlier = tmp_path / "result.json"
+    earlier.write_text('{"run": "r", "mode": "ablate", "target": "t", "n_split_units": 1, "units": []}')
+    check_result_file(earlier)  # its own earlier result: replaced
+    check_result_file(tmp_path / "new.json")
+    code, output = run("causal-demo", tmp_path / "no-demo", "--out", mine)
+    one_line_error(code, output, "is not an earlier causal-demo result")
+    assert mine.read_text() == "my notes"
+
+
+def test_preprocessing_overrides_are_refused_where_they_would_be_ignored(tmp_path):
+    from conceptvec.models.load import load_model
+
+    with pytest.raises(cv.ConceptvecError, match=r"--mean, --size set an image model's preprocessing .* digits CNN has its own"):
+        load_model("digits", mean=(0.5, 0.5, 0.5), size=64)
+    with pytest.raises(cv.ConceptvecError, match="--key-map .* without --weights FILE it would be ignored"):
+        load_model("timm:efficientnet_lite0", "none", key_map="order")
+    (tmp_path / "notes.json").write_text('{"mine": 1}')
+    with pytest.raises(cv.ConceptvecError, match="is not the digits CNN's weights"):
+        load_model("digits", str(tmp_path / "notes.json"))
+
+
+def test_feature_visualisation_steps_and_size_are_bounded():
+    from conceptvec.featureviz.params import FeatureVizParams
+
+    with pytest.raises(cv.ConceptvecError, match="steps must be at most 100000"):
+        FeatureVizParams(steps=10**9)
+    with pytest.raises(cv.ConceptvecError, match="size must be at most 4096"):
+        FeatureVizParams(size=100_000)
+    assert FeatureVizParams(steps=512, size=224).size == 224
+
+
+def test_a_tensor_dataset_is_fingerprinted_by_content_and_another_dataset_says_it_is_not(tmp_path, capsys):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    x = torch.randn(6, 3, 8, 8)
+    kw = dict(layer="1", out=tmp_path / "s", batch_size=3, progress=False)
+    cv.extract(model, data=torch.utils.data.TensorDataset(x), **kw)
+    again = torch.utils.data.TensorDataset(x.clone())
+    assert cv.extract(model, data=again, **kw).n_examples == 6  # the same contents: reused
+    with pytest.raises(cv.ConceptvecError, match=r"already holds a different extraction \(data.tensors_sha256"):
+        cv.extract(model, data=torch.utils.data.TensorDataset(x * 2), **kw)  # same type and length, other items
+
+    class Rows(torch.utils.data.Dataset):
+        def __init__(self, t):
+            self.t = t
+
+        def __len__(self):
+            return len(self.t)
+
+        def __getitem__(self, i):
+            return self.t[i]
+
+    kw["out"] = tmp_path / "r"
+    cv.extract(model, data=Rows(x), **kw)
+    capsys.readouterr()
+    cv.extract(model, data=Rows(x * 2), **kw)  # cannot be told apart without reading it: said, not silent
+    assert "its items are not compared: pass --overwrite if they changed" in " ".join(capsys.readouterr().err.split())
+
+
+def test_causal_and_featureviz_of_a_text_run_say_what_they_cannot_do(tiny_bert, corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    store = cv.extract(model=f"hf:{tiny_bert}", layer="encoder.layer.0", data=corpus, out=run_dir / "store", progress=False)
+    cv.disentangle(store, neuron=3, params=cv.Params(top=5, distance_threshold=10.0, min_cluster_size=1)).save(run_dir / "neuron_3")
+    # the hf: folder brings its own weights: reloading it no longer fails on "pass no --weights" (which the user never did)
+    one_line_error(*run("featureviz", run_dir, "--neuron", "3", "--steps", "2"), "is a language model")
+    one_line_error(*run("causal", run_dir, "--neuron", "3"), "no preprocessing of its own")
+
+
+def test_interventions_and_causal_effects_take_wrong_types_in_one_line():
+    import torch
+    from torch import nn
+
+    acts, _ = planted()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(24, 24), nn.ReLU(), nn.Linear(24, 3)).eval()
+    cs = cv.disentangle(acts, neuron=3, params=cv.Params(top=60))
+    x = torch.as_tensor(acts[:4], dtype=torch.float32)
+    for kwargs, fragment in [(dict(directions="v"), "must be an array of numbers"),
+                             (dict(directions=[[1.0] * 24, [1.0]]), "must be an array of numbers"),
+                             (dict(directions=cs), r"cs.concept_vectors"),
+                             (dict(directions=np.ones((1, 24)), mode="steer", alpha=1e308), "beyond float32's range")]:
+        with pytest.raises(cv.ConceptvecError, match=fragment):
+            with cv.intervene(model, "1", **kwargs):
+                model(x)
+    with cv.intervene(model, "1", np.ones((1, 24)) * 1e200):  # a direction of 1e200s is the direction of ones
+        big = model(x)
+    with cv.intervene(model, "1", np.ones((1, 24))):
+        assert torch.allclose(big, model(x))
+    data = torch.as_tensor(acts, dtype=torch.float32)
+    with pytest.raises(cv.ConceptvecError, match="concept_set must be a ConceptSet"):
+        cv.causal_effects(model, "1", "run/neuron_3", data=data, progress=False)
+    with pytest.raises(cv.ConceptvecError, match="data holds NaN or inf"):
+        cv.causal_effects(model, "1", cs, data=torch.full_like(data, float("nan")), progress=False)
+
+
+def test_study_and_feature_visualisation_take_wrong_types_in_one_line(tmp_path):
+    from conceptvec.featureviz.objectives import check_directions
+
+    with pytest.raises(cv.ConceptvecError, match="must be a \\(k, n_units\\) array of numbers, got str"):
+        check_directions("v")
+    np.testing.assert_allclose(check_directions(np.ones((1, 4)) * 1e200), np.ones((1, 4)))  # 1e200s: the direction of ones
+    with pytest.raises(cv.ConceptvecError, match="make_study needs a path"):
+        cv.make_study(None, tmp_path / "s")
+    with pytest.raises(cv.ConceptvecError, match="Study.load needs a path"):
+        cv.score_study(None, ["a.csv"])
+    with pytest.raises(cv.ConceptvecError, match="intruder_questions must be at most 1000"):
+        cv.StudyConfig(intruder_questions=10**9)

@@ -271,7 +271,7 @@ def test_cli_extract_list_resume_and_bad_mean(tmp_path):
     assert listing.exit_code == 0, listing.output
     assert any("blocks.6 " in ln and "320x7x7" in ln for ln in listing.output.splitlines())
     bad = runner.invoke(app, ["extract", "--model", "timm:efficientnet_lite0", "--layer", "list", "--mean", "half"])
-    assert bad.exit_code == 2 and "mean must be numbers, one per colour channel (--mean 0.5,0.5,0.5), got 'half'" in " ".join(bad.output.split())
+    assert bad.exit_code == 2 and "mean must be three finite numbers, one per colour channel (--mean 0.5,0.5,0.5), got 'half'" in " ".join(bad.output.split())
     root = _image_tree(tmp_path / "data", n_per_class=2, broken=())
     args = ["extract", "--model", "timm:efficientnet_lite0", "--weights", "none", "--layer", "blocks.2", "--data", str(root),
             "--out", str(tmp_path / "s"), "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--size", "64", "--dtype", "float16"]

@@ -189,6 +189,11 @@ def causal_effects(model: Any, layer: str, concept_set: ConceptSet, *, data: Any
         raise ConceptvecError(f"unknown mode {mode!r}; valid: {', '.join(MODES)} (steering is measured by alphas).")
     if task not in TASKS:
         raise ConceptvecError(f"unknown task {task!r}; valid: {', '.join(TASKS)}.")
+    if not isinstance(concept_set, ConceptSet):
+        raise ConceptvecError(f"concept_set must be a ConceptSet (cv.disentangle(...), or cv.ConceptSet.load(path) for a folder), "
+                              f"got {type(concept_set).__name__}.")
+    if isinstance(data, torch.Tensor) and data.is_floating_point() and not bool(torch.isfinite(data).all()):
+        raise ConceptvecError("data holds NaN or inf values; the model's outputs (and every effect) would be NaN. Give finite inputs.")
     if concept_set.n_concepts == 0:
         raise ConceptvecError("this ConceptSet has no concept: nothing to ablate. Disentangle a live neuron with concepts.")
     try:

@@ -45,17 +45,22 @@ def as_directions(directions: Any, *, what: str = "directions") -> np.ndarray:
     """Directions as a float64 array (k, n_units) of unit rows; a zero, non-finite or empty one is an error."""
     if isinstance(directions, torch.Tensor):
         directions = directions.detach().cpu().numpy()
-    d = np.array(directions, dtype=np.float64, copy=True)
+    try:  # a string, a ragged list or a ConceptSet: one line, not numpy's error
+        d = np.array(directions, dtype=np.float64, copy=True)
+    except (TypeError, ValueError):
+        hint = " (a ConceptSet's are cs.concept_vectors)" if hasattr(directions, "concept_vectors") else ""
+        raise ConceptvecError(f"{what} must be an array of numbers (k, n_units){hint}, got {type(directions).__name__}.") from None
     if d.ndim == 1:
         d = d[None]
     if d.ndim != 2 or d.shape[0] == 0 or d.shape[1] == 0:
         raise ConceptvecError(f"{what} must be a vector (n_units,) or an array (k, n_units), got shape {np.shape(directions)}.")
     if not np.all(np.isfinite(d)):
         raise ConceptvecError(f"{what} hold NaN or infinite values; give finite vectors.")
-    norms = np.linalg.norm(d, axis=1)
-    if np.any(norms == 0):
-        raise ConceptvecError(f"{what} {np.flatnonzero(norms == 0).tolist()} are zero vectors, which have no direction; drop them.")
-    return d / norms[:, None]
+    scale = np.abs(d).max(axis=1)  # scaled first: a vector of 1e200s has a direction, its norm would overflow
+    if np.any(scale == 0):
+        raise ConceptvecError(f"{what} {np.flatnonzero(scale == 0).tolist()} are zero vectors, which have no direction; drop them.")
+    d = d / scale[:, None]
+    return d / np.linalg.norm(d, axis=1)[:, None]
 
 
 def orthonormal_basis(d: np.ndarray) -> np.ndarray:
@@ -221,6 +226,8 @@ def intervention_edit(directions: Any, mode: str, alpha: Any, mean: Any, positio
             raise ConceptvecError(f"alpha must be finite, got {alpha!r}.")
         a = np.broadcast_to(a, (len(d),))
         shift = a @ d  # (n_units,): the sum of alpha_i v_i
+        if not np.all(np.abs(shift) < np.finfo(np.float32).max):  # the layer's float32 outputs would turn inf, then NaN
+            raise ConceptvecError(f"alpha {alpha!r} moves the layer's activations beyond float32's range; steer with a smaller alpha.")
         q, m = None, None
     else:
         if alpha is not None:

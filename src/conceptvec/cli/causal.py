@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from ..errors import ConceptvecError
 from .app import app
 from .common import OverwriteOpt, SeedOpt, cli_errors, console
 
@@ -66,6 +67,8 @@ def causal_demo(
     from ..demo.causal import merged_pair_causal
     from ..storage.atomic import write_json
 
+    if out is not None:
+        check_result_file(out)  # before the work
     result = merged_pair_causal(run, mode=mode, centred=centred, seed=seed)
     for u in result["units"]:
         for d in u["digits"]:
@@ -83,3 +86,23 @@ def causal_demo(
     if out is not None:
         write_json(out, result)
         console.print(f"written to {out}")
+
+
+CAUSAL_DEMO_KEYS = {"run", "mode", "target", "n_split_units", "units"}  # what every causal-demo result holds
+
+
+def check_result_file(out: Path) -> None:
+    """Refuse an --out that is a folder, or a file that is not an earlier causal-demo result (a user's file of that
+    name would be replaced)."""
+    import json
+
+    if out.is_dir():
+        raise ConceptvecError(f"--out {out} is a folder; give the path of a .json file to write.")
+    if out.exists() or out.is_symlink():
+        try:
+            earlier = json.loads(out.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            earlier = None
+        if out.is_symlink() or not (isinstance(earlier, dict) and CAUSAL_DEMO_KEYS <= set(earlier)):
+            raise ConceptvecError(f"--out {out} exists and is not an earlier causal-demo result; writing would replace it. "
+                                  f"Choose another file name.")

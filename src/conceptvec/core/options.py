@@ -127,7 +127,11 @@ def numbers(name: str, value: Any) -> tuple[float, ...]:
     """The check of a per-channel option: numbers, one per colour channel (a sequence, or text "0.5,0.5,0.5")."""
     items = value.split(",") if isinstance(value, str) else value
     try:
-        return tuple(float(v) for v in items)
+        result = tuple(float(v) for v in items)
     except (TypeError, ValueError):
-        raise ConceptvecError(f"{name} must be numbers, one per colour channel (--{name.replace('_', '-')} 0.5,0.5,0.5), "
-                              f"got {value!r}.") from None
+        result = ()
+    # three finite numbers: images are read as RGB, and a NaN or inf would turn every image into the same row
+    if len(result) != 3 or not all(math.isfinite(v) for v in result):
+        raise ConceptvecError(f"{name} must be three finite numbers, one per colour channel (--{name.replace('_', '-')} "
+                              f"0.5,0.5,0.5), got {value!r}.")
+    return result

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConceptvecError, ConceptvecWarning
-from .options import at_least, check_fields, documented, one_of, option, optional
+from .options import at_least, check_fields, documented, one_of, option, optional, whole_number
 from .outliers import outlier_mask
 
 
@@ -71,9 +71,12 @@ class Params:
         "Q3 + 3 IQR of the cluster's squared distances. Left out: 15 with a number for distance_threshold, "
         "``'auto'`` with ``'auto'``.")
     min_cluster_size: int = option(5, "Clusters with fewer remaining members are removed.", check=at_least(1))
-    n_init: int = option(5, "k-means restarts (scikit-learn's n_init; the paper's code: 5).", check=at_least(1))
-    max_iter: int = option(1000, "k-means iterations at most (the paper's code: 1000).", check=at_least(1))
-    seed: int = option(0, "Random seed of k-means (and of auto's null samples), recorded with the output.", check=at_least(0))
+    n_init: int = option(5, "k-means restarts (scikit-learn's n_init; the paper's code: 5).", check=lambda name, value: whole_number(
+        name, value, 1, 1000, why="each restart is one more k-means per neuron; the paper's code uses 5"))
+    max_iter: int = option(1000, "k-means iterations at most (the paper's code: 1000).", check=lambda name, value: whole_number(
+        name, value, 1, 10**6, why="k-means on 100 examples converges in tens of iterations"))
+    seed: int = option(0, "Random seed of k-means (and of auto's null samples), recorded with the output.", check=lambda name, value:
+                       whole_number(name, value, 0, 2**32 - 1, why="scikit-learn's k-means takes 32-bit seeds"))
     significance: float = option(
         SIGNIFICANCE_DEFAULT, "With --distance-threshold auto: keep a split into two concepts when one concept would show it with "
         "probability below this.", check=probability,

@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from ..errors import ConceptvecError
 from ..progress import progress_bar
+from .arrays import as_matrix
 from .kmeans import kmeans_step
 from .live import live_columns
 from .steps import n_clusters_at, ward_linkage
@@ -44,7 +45,7 @@ def layer_thresholds(
     progress: bool = False,
 ) -> tuple[Params, dict[str, Any]]:
     """``params`` with both thresholds set by the layer-wide rule, and a record of the rule and its inputs."""
-    acts = np.asarray(acts)
+    acts = as_matrix(acts)[0]  # None, a path or a ragged list: one line, not an IndexError
     for name, q in (("distance_percentile", distance_percentile), ("outlier_percentile", outlier_percentile)):
         if not 0 < q <= 100:
             raise ConceptvecError(f"{name} must be in (0, 100], got {q}.")

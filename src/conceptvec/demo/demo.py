@@ -34,7 +34,7 @@ from ..models.digits import (CONFIG_FILE, DEFAULT_LAYER, WEIGHTS_FILE, TrainConf
                          load_shipped_digits_cnn, recorded_accuracy, save_digits_cnn, shipped_digits_dir,
                          train_digits_cnn, training_results)
 from ..progress import progress_bar
-from ..storage.atomic import atomic_directory, read_json, record_written, refuse_existing, write_json
+from ..storage.atomic import atomic_directory, output_path, read_json, record_written, refuse_existing, write_json
 from ..storage.conceptset import ConceptSet
 from ..storage.provenance import environment, file_digest
 from ..storage.rundir import RunDir
@@ -112,7 +112,8 @@ def run_demo(out: str | os.PathLike[str] = "conceptvec-demo", *, retrain: bool =
     """
     from ..extraction.pipeline import extract
 
-    run = RunDir(out)
+    seed = Params(seed=seed).seed  # checked before the folder is claimed and the layer extracted
+    run = RunDir(output_path(out, what="demo"))
     config = _train_config(retrain=retrain, epochs=epochs, seed=seed)
     with one_thread():
         previous = _claim(run.path, _run_key(config, retrain=retrain, seed=seed))

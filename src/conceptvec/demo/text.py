@@ -44,7 +44,7 @@ from ..core.params import Params
 from ..core.streaming import top_k_desc
 from ..core.thresholds import layer_thresholds
 from ..errors import ConceptvecError
-from ..storage.atomic import read_json, write_json
+from ..storage.atomic import output_path, read_json, write_json
 from ..storage.conceptset import ConceptSet
 from ..storage.provenance import environment
 from ..storage.rundir import RunDir
@@ -178,7 +178,8 @@ def run_text_demo(out: str | os.PathLike[str] = "conceptvec-text-demo", *, seed:
 
     if thresholds not in THRESHOLDS:
         raise ConceptvecError(f"thresholds must be one of {', '.join(THRESHOLDS)}, got {thresholds!r}; the demo's default is 'auto'.")
-    run = RunDir(out)
+    seed = Params(seed=seed).seed  # checked before the folder is claimed and the corpus extracted
+    run = RunDir(output_path(out, what="text demo"))
     previous = claim(run.path, seed, thresholds)
     with one_thread():
         sentences = docstring_sentences()

@@ -141,6 +141,15 @@ def random_directions(n_atoms: int, n_units: int, *, seed: int = 0, like: Dictio
                       method="random", config={"k": (like.k if like is not None else None) or 1, "seed": seed})
 
 
+def check_inputs(concepts: Any, dictionary: Any, *, want: type, fix: str) -> None:
+    """One line for a wrong type given as the concepts or the dictionary (a path, None, a scan for a ConceptSet)."""
+    if not isinstance(concepts, want):
+        raise ConceptvecError(f"the concepts must be a {want.__name__} ({fix}), got {type(concepts).__name__}.")
+    if not isinstance(dictionary, Dictionary):
+        raise ConceptvecError(f"dictionary must be a Dictionary, got {type(dictionary).__name__}; read a folder or an SAE "
+                              f"checkpoint with cv.Dictionary.from_checkpoint(path) (or fit one with cv.fit_dictionary).")
+
+
 def resolve_baseline(baseline: Dictionary | str | None, dictionary: Dictionary, *, seed: int = 0) -> Dictionary | None:
     """The baseline dictionary: as given, random directions for ``"random"``, or None."""
     if isinstance(baseline, Dictionary) and baseline.n_units != dictionary.n_units:
@@ -170,6 +179,8 @@ def compare_with_dictionary(concept_set: ConceptSet, dictionary: Dictionary, *, 
     centre : compare concept vectors minus the dictionary's bias b (the mean for dictionary learning, b_dec for an SAE,
         zero for NMF) with the atoms, which describe A - b; else the raw concept vectors (means of raw activations)
     """
+    check_inputs(concept_set, dictionary, want=ConceptSet, fix="cv.disentangle(...) or scan[neuron]; a whole scan goes to "
+                 "cv.compare_scan_with_dictionary")
     if dictionary.n_units != concept_set.n_units:
         raise ConceptvecError(f"the dictionary has {dictionary.n_units} units and the concept set {concept_set.n_units}; "
                               f"fit the dictionary on the store the concepts came from.")
@@ -234,6 +245,10 @@ def compare_scan_with_dictionary(scan: Any, dictionary: Dictionary, *, baseline:
     The summary counts split neurons (two or more concepts) whose concepts each match an atom at cosine >= ``level``,
     and the same against the baseline. ``centre``: as :func:`compare_with_dictionary`.
     """
+    if not all(hasattr(scan, name) for name in ("neurons", "n_concepts", "concept_offsets")):  # a ScanResult (scan/ is above us)
+        raise ConceptvecError(f"scan must be a ScanResult (cv.scan_layer(...) or cv.ScanResult.load(path)), got "
+                              f"{type(scan).__name__}; one neuron's ConceptSet goes to cv.compare_with_dictionary.")
+    check_inputs(None, dictionary, want=type(None), fix="")
     columns: dict[str, list[Any]] = {k: [] for k in ("neuron", "concept", "n_concepts", "atom", "cosine", "member_share",
                                                       "baseline_cosine", "baseline_member_share")}
     comparisons: dict[int, DictionaryComparison] = {}

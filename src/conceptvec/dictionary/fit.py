@@ -20,6 +20,7 @@ import numpy as np
 from ..core.arrays import as_matrix
 from ..core.streaming import row_blocks
 from ..errors import ConceptvecError
+from ..storage.atomic import output_path
 from ..progress import progress_bar
 from ..storage.atomic import read_json, refuse_existing
 from ..storage.provenance import environment
@@ -48,6 +49,10 @@ def fit_dictionary(store: Any, *, n_atoms: int = 256, method: str = "topk_sae", 
                               block_rows=block_rows, lr=lr, alpha=alpha, aux_k=aux_k, aux_alpha=aux_alpha,
                               dead_after=dead_after, shuffle=shuffle, seed=seed)
     matrix, source = as_matrix(store)
+    if out is not None:
+        out = output_path(out, what="dictionary")
+    if matrix.shape[0] < 2:  # a dictionary of one example explains nothing (its variance is 0): NaN quality otherwise
+        raise ConceptvecError(f"the store has too few examples to fit a dictionary (at least 2 are needed, got {matrix.shape[0]}).")
     rows = rows_per_block(matrix, config.block_rows)
     fingerprint = json.loads(json.dumps({"config": config.to_dict(), "shape": list(matrix.shape), "source": source,
                                          # a store is told apart by its id; an array saved to out by its contents

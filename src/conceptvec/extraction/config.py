@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..core.options import at_least, boolean, check_fields, documented, numbers, one_of, option, optional, switch, text
+from ..core.options import at_least, boolean, check_fields, documented, numbers, one_of, option, optional, switch, text, whole_number
 from ..errors import ConceptvecError
 from ..models.pooling import POOLS
 from ..sources.images import check_background
@@ -59,7 +59,8 @@ class ExtractConfig:
         None, "Override the normalisation mean, e.g. 0.5,0.5,0.5.", check=optional(numbers), kind="numbers")
     std: tuple[float, ...] | None = option(
         None, "Override the normalisation std, e.g. 0.5,0.5,0.5.", check=optional(numbers), kind="numbers")
-    size: int | None = option(None, "Override the input size (crop side in pixels).", check=optional(at_least(1)), type=int)
+    size: int | None = option(None, "Override the input size (crop side in pixels).", type=int, check=optional(
+        lambda name, value: whole_number(name, value, 1, 4096, why="a side of 100000 pixels is 120 GB per image")))
     transform_input: bool | None = option(
         None, "torchvision Inception V3 and GoogLeNet: convert ImageNet-normalised inputs to [-1, 1] first, as torchvision "
         "builds them for its weights; --no-transform-input for a model retrained without it.", check=switch,

@@ -468,6 +468,8 @@ def _existing_store(out: Path, metadata: dict[str, Any], dtype: str, overwrite: 
     if differs:
         details = "; ".join(f"{name}: store has {_short(had)}, asked {_short(wanted)}" for name, had, wanted in differs)
         raise StoreError(f"{out} already holds a different extraction ({details}). Use another --out or --overwrite.")
+    if (had.get("data") or {}).get("items"):  # the same type and length; its items could not be compared (runner.dataset_contents)
+        _say(True, f"{out}: reused for a Dataset of the same type and length; its items are not compared: pass --overwrite if they changed.")
     remove_leftovers(out)
     return store
 

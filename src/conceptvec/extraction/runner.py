@@ -204,8 +204,24 @@ def prepare_dataset(loaded: LoadedModel, data: Dataset, per_class: int | None, s
         "source": [f"dataset:{i}" for i in keep],
     }
     desc = {"kind": "torch-dataset", "type": f"{type(data).__module__}.{type(data).__qualname__}", "n_examples": len(keep),
-            "per_class": per_class, "seed": seed, "examples_sha256": examples_digest(examples)}
+            "per_class": per_class, "seed": seed, "examples_sha256": examples_digest(examples), **dataset_contents(data)}
     return desc, examples, PreparedDataset(data, keep), {"note": "a Dataset of prepared tensors: no preprocessing applied"}
+
+
+def dataset_contents(data: Any) -> dict[str, str]:
+    """What identifies a Dataset's items by content, for the store's fingerprint: the sha256 of a TensorDataset's
+    tensors (in memory: cheap and complete); any other Dataset's items are read only while extracting, so it is
+    told apart by its type and length alone, and the store says so (``items``)."""
+    import hashlib
+
+    tensors = getattr(data, "tensors", None)
+    if isinstance(tensors, (tuple, list)) and tensors and all(isinstance(t, torch.Tensor) for t in tensors):
+        h = hashlib.sha256()
+        for t in tensors:
+            h.update(str((tuple(t.shape), str(t.dtype))).encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return {"tensors_sha256": h.hexdigest()}
+    return {"items": "not checked: a Dataset other than a TensorDataset is told apart by its type and length"}
 
 
 def dataset_labels(data: Dataset, n: int) -> np.ndarray | None:

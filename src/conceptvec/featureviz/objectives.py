@@ -42,14 +42,22 @@ def neuron_directions(n_units: int, neuron: int, concept_vectors: np.ndarray | N
 
 def check_directions(directions: Any) -> np.ndarray:
     """``directions`` as a (k, n_units) float64 array (a (n_units,) vector is one row); finite, no zero rows."""
-    d = np.asarray(directions, dtype=np.float64)
+    try:  # a string or a ragged list: one line, not numpy's error
+        d = np.array(directions, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConceptvecError(f"directions must be a (k, n_units) array of numbers, got {type(directions).__name__}.") from None
     if d.ndim == 1:
         d = d[None, :]
     if d.ndim != 2 or d.shape[0] == 0 or d.shape[1] == 0:
         raise ConceptvecError(f"directions must be a (k, n_units) array (one row per direction), got shape {np.shape(directions)}.")
     if not np.all(np.isfinite(d)):
         raise ConceptvecError("directions hold NaN or infinite values.")
-    norms = np.linalg.norm(d, axis=1)
+    with np.errstate(over="ignore"):
+        norms = np.linalg.norm(d, axis=1)
+    over = ~np.isfinite(norms)  # a row of 1e200s: its direction, at a length that does not overflow
+    if over.any():
+        d[over] /= np.abs(d[over]).max(axis=1, keepdims=True)
+        norms = np.linalg.norm(d, axis=1)
     if np.any(norms == 0):
         raise ConceptvecError(f"direction(s) {np.flatnonzero(norms == 0).tolist()} are all zeros; a direction needs a length.")
     return d

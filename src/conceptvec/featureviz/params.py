@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.options import at_least, boolean, check_fields, documented, one_of, option, positive_number
+from ..core.options import at_least, boolean, check_fields, documented, one_of, option, positive_number, whole_number
 
 OBJECTIVES = {
     "projection": "the layer's spatially averaged activation projected on the unit direction",
@@ -23,8 +23,10 @@ class FeatureVizParams:
     """How the images were optimised; written beside them. Each field is declared once (``core.options.option``):
     ``cv.feature_visualisation`` takes the same keywords and ``conceptvec featureviz`` the same options."""
 
-    steps: int = option(512, "Adam steps (paper, via Lucent: 512).", check=at_least(1))
-    size: int = option(224, "Image side in pixels.", check=at_least(8))
+    steps: int = option(512, "Adam steps (paper, via Lucent: 512).", check=lambda name, value: whole_number(
+        name, value, 1, 100_000, why="the paper's 512 converge; 10**9 would run for days with no result"))
+    size: int = option(224, "Image side in pixels.", check=lambda name, value: whole_number(
+        name, value, 8, 4096, why="a batch of images of 100000 pixels a side needs hundreds of GiB"))
     seed: int = option(0, "Random seed of the first image (image i: seed + i), recorded with the images.", check=at_least(0))
     lr: float = option(0.05, "Adam's learning rate (Lucent: 0.05).", check=positive_number)
     objective: str = option("projection", "What is maximised along a direction: projection or cosine (see OBJECTIVES).",

@@ -81,8 +81,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # 0 epochs would "train" nothing and the demo would report evidence from an untrained network.
-        for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0)):
-            whole_number(f"{name} (--{name.replace('_', '-')})", getattr(self, name), low)
+        for name, low, high in (("epochs", 1, 10_000), ("batch_size", 1, None), ("seed", 0, 2**32 - 1)):
+            whole_number(f"{name} (--{name.replace('_', '-')})", getattr(self, name), low, high)
         if not (self.lr > 0 and 0 < self.test_fraction < 1):
             raise ConceptvecError(f"lr must be > 0 and test_fraction in (0, 1), got {self.lr} and {self.test_fraction}.")
 
@@ -184,9 +184,16 @@ def load_digits_cnn(weights: str | os.PathLike[str]) -> DigitsCNN:
         path = path / WEIGHTS_FILE
     if not path.exists():
         raise ConceptvecError(f"no digits CNN weights at {path}; give a file that `conceptvec demo --retrain` wrote (DIR/model), or omit --weights to use the shipped ones.")
-    state = load_file(str(path))
-    model = DigitsCNN(n_classes=state["head.2.weight"].shape[0])
-    model.load_state_dict(state)
+    from safetensors import SafetensorError
+
+    try:
+        state = load_file(str(path))
+        model = DigitsCNN(n_classes=state["head.2.weight"].shape[0])
+        model.load_state_dict(state)
+    except (SafetensorError, OSError, KeyError, RuntimeError) as exc:  # another file, or another network's weights
+        reason = " ".join(str(exc).split())[:200]
+        raise ConceptvecError(f"{path} is not the digits CNN's weights ({type(exc).__name__}: {reason}); give a file that "
+                              f"`conceptvec demo --retrain` wrote (DIR/model), or omit --weights to use the shipped ones.") from None
     return model.eval()
 
 

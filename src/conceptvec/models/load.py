@@ -60,6 +60,10 @@ def load_model(
     overrides = {k: v for k, v in (("mean", mean), ("std", std), ("size", size)) if v is not None}
     kind, _, name = model.partition(":")
     if model == "digits":
+        given = [f"--{k.replace('_', '-')}" for k, v in (*overrides.items(), ("key_map", key_map)) if v is not None]
+        if given:  # its preprocessing is fixed (8x8 grey digits): an override would be recorded and never applied
+            raise ConceptvecError(f"{', '.join(given)} set an image model's preprocessing or weights' names; the digits CNN has "
+                                  f"its own (8x8 grey digits). Leave them out.")
         return zoo.digits_model(weights)
     if kind == "torchvision" and name:
         loaded = zoo.torchvision_model(name, weights, key_map, overrides, transform_input)
@@ -71,6 +75,9 @@ def load_model(
         loaded = zoo.checkpoint_model(name, weights, overrides)
     else:
         raise ConceptvecError(f"unknown model spec {model!r}; valid forms are {', '.join(SPEC_KINDS)}, or pass an nn.Module from Python.")
+    if key_map is not None and zoo.random_weights(weights):
+        raise ConceptvecError("--key-map (key_map=) renames the keys of a weights file; without --weights FILE it would be "
+                              "ignored. Give the file, or leave --key-map out.")
     if isinstance(key_map, Mapping):
         loaded.key_map = f"explicit mapping of {len(key_map)} keys"
     elif key_map is not None:

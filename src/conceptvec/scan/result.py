@@ -25,7 +25,7 @@ from ..core.scale import SCALE_FIX, scale_problems
 from ..core.metrics import concept_counts, layer_mean, member_cosines
 from ..core.params import UNSTABLE_BELOW, Params
 from ..errors import ConceptvecError, StoreError
-from ..storage.atomic import atomic_directory, write_json
+from ..storage.atomic import atomic_directory, input_path, write_json
 from ..storage.conceptset import ConceptSet
 from ..storage.files import read_arrays, read_format
 from ..storage.store import ActivationStore
@@ -130,6 +130,8 @@ class ScanResult:
 
     def position(self, neuron: int) -> int:
         """The row of a scanned neuron (or direction) in the scan's per-neuron arrays; KeyError when not scanned."""
+        if isinstance(neuron, (bool, np.bool_)) or not isinstance(neuron, (int, np.integer)):
+            raise ConceptvecError(f"neuron must be a whole number (a scanned neuron or direction), got {neuron!r}.")
         i = int(np.searchsorted(self.neurons, neuron))
         if i == len(self.neurons) or self.neurons[i] != neuron:
             shown = f"{self.neurons[0]}-{self.neurons[-1]}" if len(self.neurons) > 1 else str(self.neurons[0])
@@ -143,7 +145,7 @@ class ScanResult:
 
     def __getitem__(self, neuron: int) -> ConceptSet:
         """The neuron's ConceptSet, as ``disentangle`` gives it (top activations are read from A)."""
-        i = self.position(int(neuron))
+        i = self.position(int(neuron) if isinstance(neuron, str) and neuron.strip().isdigit() else neuron)
         matrix = self._matrix()
         top = self.top_indices[i]
         x = read_rows(matrix, top)
@@ -432,7 +434,7 @@ class ScanResult:
         ``acts`` (optional) is the activation matrix, for ``scan[neuron]`` when the store is not
         where the scan recorded it.
         """
-        path = Path(path)
+        path = input_path(path, what="ScanResult.load", fix="the folder cv.scan_layer(..., out=) or `conceptvec scan --out` wrote")
         meta_file = path / SCAN_FILE
         if not meta_file.exists():
             hint = (f" ({path.name}.partial holds an unfinished scan: run the same scan again to finish it)"

@@ -148,6 +148,11 @@ def shared_concepts(scan: ScanResult, *, significance: float = 0.05, null_draws:
     progress : bool
     """
     seed = whole_number("seed", seed, 0)
+    if not isinstance(scan, ScanResult):
+        raise ConceptvecError(f"shared_concepts needs a ScanResult (cv.scan_layer(...) or cv.ScanResult.load(path)), got "
+                              f"{type(scan).__name__}.")
+    # each draw is the whole test again on random directions: 10**9 would run for ever with no output
+    null_draws = whole_number("null_draws", null_draws, 0, 1000, why="10 to 100 draws give the baseline")
     if acts is not None:
         scan.with_activations(acts)
     matrix, label_names = scan.activations, None

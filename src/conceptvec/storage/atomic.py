@@ -27,6 +27,14 @@ def output_path(value: Any, *, what: str = "output") -> Path:
     return Path(value)
 
 
+def input_path(value: Any, *, what: str, fix: str) -> Path:
+    """``value`` as the path of an input (a folder or file a command reads); None, an empty text or another type is an
+    error naming ``what`` and where it comes from (``fix``), not a TypeError from ``Path``."""
+    if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise ConceptvecError(f"{what} needs a path ({fix}), got {value!r}.")
+    return Path(value)
+
+
 MANIFEST_FILE = ".conceptvec-manifest.json"
 _HASH_BLOCK = 1 << 20
 
@@ -393,4 +401,6 @@ def _json_default(obj: Any) -> Any:
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    # a user's metadata holding an object: bad input, said as such (json.dump passes this error through)
+    raise ConceptvecError(f"cannot write a {type(obj).__name__} into JSON (metadata, parameters); give text, numbers, "
+                          f"lists or dicts.")

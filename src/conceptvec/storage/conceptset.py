@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import save_file
 
-from .atomic import atomic_directory, write_json
+from .atomic import atomic_directory, input_path, write_json
 from .files import read_arrays, read_format
 from ..errors import ConceptvecError, StoreError
 from ..core.live import dead_reason, live_mask
@@ -202,7 +202,7 @@ class ConceptSet:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "ConceptSet":
         """Read a set written by ``save`` (safetensors and JSON only; nothing is unpickled)."""
-        path = Path(path)
+        path = input_path(path, what="ConceptSet.load", fix="the folder cv.disentangle(...).save(path) or `conceptvec disentangle` wrote")
         meta_file = path / METADATA_FILE
         if not meta_file.exists():
             if (path / "metadata.json").exists():

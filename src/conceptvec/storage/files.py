@@ -66,3 +66,19 @@ def read_arrays(path: Path, *, needed: tuple[str, ...] = (), fix: str) -> dict[s
     if lacking:
         raise StoreError(f"{path} is damaged: it lacks {', '.join(lacking)}; {fix}.")
     return found
+
+
+def stored_as(rows: np.ndarray, dtype: Any) -> np.ndarray:
+    """``rows`` as a C-ordered array of the store's ``dtype``; values that would become inf there (1e5 in float16, 1e200
+    in float32) are refused: the store would hold infinities where the layer had numbers, and every later stage would
+    refuse or mis-rank them."""
+    with np.errstate(over="ignore"):  # the overflow is found and said below, not warned about
+        stored = np.ascontiguousarray(rows, dtype=dtype)
+    if np.issubdtype(rows.dtype, np.floating) and np.issubdtype(stored.dtype, np.floating) and rows.dtype.itemsize > stored.dtype.itemsize:
+        overflowed = np.isinf(stored) & np.isfinite(rows)
+        if overflowed.any():
+            limit = float(np.finfo(stored.dtype).max)
+            biggest = float(np.abs(rows[np.isfinite(rows)]).max())
+            raise StoreError(f"activations reach {biggest:.3g}, beyond the {np.dtype(dtype).name} store's range ({limit:.3g}); "
+                             f"store them as float32 (--dtype float32, dtype='float32') or rescale them first.")
+    return stored

@@ -151,6 +151,8 @@ class RunDir:
         model = dict(meta["model"])
         if str(model.get("weights") or "").startswith("none (random"):
             model["weights"] = "none"  # the store describes random weights in words; load_model takes "none"
+        elif str(model["name"]).startswith("hf:"):
+            model["weights"] = None  # an hf: folder brings its own weights (the store records the folder's path)
         return {"model": model, "layer": meta["layer"], "load": _load_options(meta)}
 
 

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from .atomic import (check_own_folder, check_replaceable, file_sha256, output_path, read_json, refuse_existing, refuse_inputs, remove_own_folder,
                      replace_directory, write_json, write_manifest, writer_lock)
 from .duplicates import duplicate_rows
+from .files import stored_as
 from .chunks import ASSEMBLY_FILE, assemble_activations, assemble_index, assembled_chunks, chunk_name, write_index_chunk
 from .provenance import environment
 from ..errors import StoreError
@@ -226,9 +227,12 @@ class ActivationStore:
         overwrite: bool = False,
     ) -> "ActivationStore":
         """Write a complete store from an in-memory matrix (for arrays made elsewhere, and tests)."""
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise StoreError(f"metadata must be a dict (what made the activations: model, layer, data), got {type(metadata).__name__}.")
         activations = np.asarray(activations)
         if activations.ndim != 2 or 0 in activations.shape:
             raise StoreError(f"activations must be a non-empty 2-D array (n_examples, n_units), got shape {activations.shape}.")
+        stored_as(activations, dtype)  # values beyond the dtype's range refused before a partial store is begun
         with StoreWriter(path, fingerprint=dict(metadata or {}), dtype=dtype, overwrite=overwrite) as writer:
             writer.write(0, activations)
             writer.finish(examples, metadata)
@@ -408,9 +412,10 @@ class StoreWriter:
         name = chunk_name(index)
         if examples is not None:
             write_index_chunk(self.chunks, index, examples)
+        stored = stored_as(rows, self.dtype)  # refuses values that would become inf in the store's dtype
         tmp = self.chunks / f".{name}.npy.tmp"
         with open(tmp, "wb") as f:
-            np.lib.format.write_array(f, np.ascontiguousarray(rows, dtype=self.dtype), allow_pickle=False)
+            np.lib.format.write_array(f, stored, allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())  # the data is on disk before the marker says the chunk is complete
         os.replace(tmp, self.chunks / f"{name}.npy")

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.options import at_least, check_fields, documented, one_of, option
+from ..core.options import at_least, check_fields, documented, one_of, option, whole_number
 from ..errors import ConceptvecError
 
 # --rank: the pool each image comes from; "centred": cosine of each example's difference from the layer's mean activation
@@ -23,8 +23,10 @@ class StudyConfig:
     declared once (``core.options.option``); ``conceptvec study make`` takes the same options."""
 
     seed: int = option(0, "Random seed of the draw, recorded in study.json.", check=at_least(0))
-    intruder_questions: int = option(4, "Pick-the-intruder questions (paper: 4).", check=at_least(0))
-    label_questions: int = option(6, "Understandability questions (paper: 6), free labels first.", check=at_least(0))
+    intruder_questions: int = option(4, "Pick-the-intruder questions (paper: 4).", check=lambda name, value: whole_number(
+        name, value, 0, 1000, why="each is a question a person answers; the paper asks 4"))
+    label_questions: int = option(6, "Understandability questions (paper: 6), free labels first.", check=lambda name, value:
+                                  whole_number(name, value, 0, 1000, why="each is a question a person answers; the paper asks 6"))
     free_labels: int = option(
         2, "Of the label questions, how many ask for a free-text label (paper: 2); the rest ask to agree with a given "
         "label.", check=at_least(0))

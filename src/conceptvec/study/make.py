@@ -27,7 +27,7 @@ import numpy as np
 from ..core.selection import parse_neurons
 from ..errors import ConceptvecError, StoreError
 from ..scan.result import SCAN_FILE, ScanResult
-from ..storage.atomic import MANIFEST_FILE, atomic_directory, read_json, refuse_existing, write_json
+from ..storage.atomic import MANIFEST_FILE, atomic_directory, input_path, read_json, refuse_existing, write_json
 from ..storage.conceptset import METADATA_FILE as CONCEPTSET_FILE
 from ..storage.conceptset import ConceptSet
 from ..storage.provenance import environment
@@ -74,7 +74,7 @@ def make_study(
     keep = [p.name for p in Path(out).iterdir() if p.name not in (FORM_FILE, KEY_FILE, STUDY_FILE, MANIFEST_FILE)] \
         if overwrite and Path(out).is_dir() and not Path(out).is_symlink() else []
     refuse_existing(out, overwrite=overwrite, what="study", marker=STUDY_FILE, protect=[run], keep=keep)
-    all_neurons, store, source = _load_run(Path(run))
+    all_neurons, store, source = _load_run(input_path(run, what="make_study", fix="a scan, a ConceptSet, or a run folder"))
     selected = _select_neurons(all_neurons, neurons)
     not_live = [n["neuron"] for n in selected if not n["live"]]
     concepts = [
@@ -197,7 +197,7 @@ class Study:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "Study":
         """Read a study; its key must be the one made with it (checksum in study.json)."""
-        path = Path(path)
+        path = input_path(path, what="Study.load", fix="the folder `conceptvec study make --out` wrote")
         meta_file, key_file = path / STUDY_FILE, path / KEY_FILE
         if not meta_file.exists():
             raise StoreError(f"no study at {path} ({STUDY_FILE} not found); make one with `conceptvec study make`.")

@@ -127,6 +127,8 @@ def score_study(study: str | os.PathLike[str] | Study, answer_files: Sequence[st
     Kappa per question type counts only the raters who answered every question of that type.
     """
     study = study if isinstance(study, Study) else Study.load(study)
+    if isinstance(answer_files, (str, os.PathLike)):  # one file given alone, not its characters one by one
+        answer_files = [answer_files]
     rows = read_answers(answer_files, study=study)
     raters = sorted({r.rater for r in rows})
     by_question: dict[str, list[Answer]] = {q: [] for q in study.key}

@@ -32,7 +32,7 @@ from ...errors import ConceptvecError
 from ...progress import progress_bar
 from ...scan.result import CONCEPT_TABLE_FILE, ScanResult
 from ...scan.shared import SharedConcepts, shared_concepts
-from ...storage.atomic import atomic_directory, refuse_existing, write_json
+from ...storage.atomic import atomic_directory, input_path, refuse_existing, write_json
 from ...storage.provenance import environment
 from ...storage.rundir import RunDir
 from ...storage.store import ActivationStore
@@ -130,7 +130,7 @@ def write_atlas(run_or_scan: str | os.PathLike | ScanResult, *, out: str | os.Pa
 def _open(run_or_scan: Any) -> tuple[ScanResult, Path | None, RunDir | None]:
     if isinstance(run_or_scan, ScanResult):
         return run_or_scan, None, None
-    path = Path(run_or_scan)
+    path = input_path(run_or_scan, what="write_atlas", fix="a run folder holding scan/, a scan folder, or a ScanResult")
     if (path / "scan.json").is_file():
         run = RunDir(path.parent) if path.name == RunDir.SCAN else None
         return ScanResult.load(path), path, run
