@@ -1,13 +1,13 @@
 """Benchmark: the scan's cost per top example at top 100, 500 and 1,000 (issue 23, item 5), and where it goes.
 
-One planted layer (``core.planted.planted_layer``: ``--width`` units, ``--neurons`` neurons with 1-4 facets, 1,000
-examples each, 2,000 background rows) is scanned with ``distance_threshold="auto"`` at each top, on one worker,
+One planted layer (``core.planted.planted_layer``: ``--width`` units, ``--neurons`` neurons with 1-4 facets,
+``--per-neuron`` examples each (default twice the largest top), 2,000 background rows) is scanned with ``distance_threshold="auto"`` at each top, on one worker,
 the maximally projecting examples included (as ``conceptvec scan`` runs it). For each top it prints the wall time
 per neuron and per top example, the ratio of the cost per example to top 100's, and the share of the time in
 each part (profiled in the same run): auto's null samples (ward trees of N x (N - 1) Gaussian samples), ward on
 the top examples, k-means, the evidence columns, the rest. Then the counts found against the planted ones.
 
-Usage: python benchmarks/bench_top.py [--width 1536] [--neurons 12] [--tops 100,500,1000]
+Usage: python benchmarks/bench_top.py [--width 1536] [--neurons 12] [--tops 100,500,1000] [--per-neuron 2000]
 """
 
 from __future__ import annotations
@@ -47,11 +47,14 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=1536)
     ap.add_argument("--neurons", type=int, default=12)
     ap.add_argument("--tops", default="100,500,1000")
+    ap.add_argument("--per-neuron", type=int, default=0, help="planted examples per neuron (default 2 x the largest top, "
+                    "so that every top is the neuron's strongest examples, not all of them)")
     args = ap.parse_args()
     tops = [int(t) for t in args.tops.split(",")]
-    layer = planted_layer(args.width, n_neurons=args.neurons, top=max(tops), n_background=2000, seed=0)
+    per_neuron = args.per_neuron or 2 * max(tops)
+    layer = planted_layer(args.width, n_neurons=args.neurons, top=per_neuron, n_background=2000, seed=0)
     print(f"planted layer {layer.acts.shape[0]} x {args.width}, {args.neurons} neurons with "
-          f"{np.bincount(layer.n_facets).tolist()} facets (by count 0-4), {max(tops)} examples each")
+          f"{np.bincount(layer.n_facets).tolist()} facets (by count 0-4), {per_neuron} examples each")
     base = None
     with tempfile.TemporaryDirectory() as tmp:
         store = cv.ActivationStore.create(Path(tmp) / "store", layer.acts)

@@ -42,7 +42,7 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
     Returns
     -------
     list of dict, one per concept: ``concept``, each check's numbers, ``checks`` (name -> True/False), ``supported_by``
-    and ``verdict`` ("supported by 2 of 3 checks (split, labels)", or "not supported"). A neuron auto gives one
+    and ``verdict`` ("supported by 2 of 3 checks (split, labels)", or "not supported"). A live neuron auto gives one
     concept also gets ``one_concept_or_two_closer_than`` (``core.power.detectable_separation``: the separation, in
     units of the top examples' RMS spread, that auto's test would detect with 80 % power at this N and width) and
     ``recommended_top`` (the top at which it would detect ``recommended_for`` with 80 % power; inf beyond 1,000).
@@ -60,7 +60,7 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
     checked = (label_checks(example_labels, cs.top_indices, cs.labels, seed=seed) if example_labels is not None else None)
     cs.evidence = verdicts(cs.n_concepts, split_p=split_p, split_level=level, reappearance=reappearance,
                            labels=checked, causal=causal)
-    if cs.params.auto_distance and cs.n_concepts == 1 and cs.params.representation == "activations":
+    if cs.params.auto_distance and cs.n_concepts == 1 and cs.params.representation == "activations" and cs.is_live:
         # the power of the answer: one concept, or two closer than this (core.power)
         closer = detectable_separation(cs.top_activations, significance=level, seed=seed)
         cs.evidence[0]["one_concept_or_two_closer_than"] = closer

@@ -16,6 +16,7 @@ from .common import CELL, NEURON_COLOUR, check_acts, concept_colour, example_pan
 
 
 # -- the top activating examples, and grouped by concept -------------------------------------
+MAX_PANELS = 100  # examples drawn in a grid (the paper's top): more cost minutes per page and show no more
 def top_activating_data(cs: ConceptSet, n: int | None = None) -> dict[str, list]:
     """The neuron's top ``n`` examples (all N by default), most activating first."""
     n = len(cs.top_indices) if n is None else min(int(n), len(cs.top_indices))
@@ -28,8 +29,10 @@ def top_activating_data(cs: ConceptSet, n: int | None = None) -> dict[str, list]
 
 
 def top_activating_grid(cs: ConceptSet, examples: Examples, n: int | None = None, ncols: int = 10) -> Figure:
-    """The neuron's top activating examples in activation order, with ids, labels and activations."""
-    d = top_activating_data(cs, n)
+    """The neuron's top activating examples in activation order, with ids, labels and activations: the first ``n``,
+    by default all of them up to ``MAX_PANELS`` (a figure of 1,000 panels costs minutes and says no more; the
+    page's slider shows every top example)."""
+    d = top_activating_data(cs, n if n is not None else MAX_PANELS)
     count = len(d["index"])
     ncols = max(1, min(ncols, count))
     nrows = max(1, math.ceil(count / ncols))
@@ -40,7 +43,8 @@ def top_activating_grid(cs: ConceptSet, examples: Examples, n: int | None = None
         axes[k].set_axis_on()
         example_panel(axes[k], examples, index, f"#{k + 1} {examples.caption(index)}\nact {act:.3g}")
     what = f"neuron {cs.neuron}" if cs.neuron is not None else "the direction"
-    fig.suptitle(f"Top {count} activating examples of {what}", fontsize=10)
+    shown = "" if count == len(cs.top_indices) else f" (the first of {len(cs.top_indices)})"
+    fig.suptitle(f"Top {count} activating examples of {what}{shown}", fontsize=10)
     return fig
 
 
@@ -62,18 +66,26 @@ def concept_groups_data(cs: ConceptSet) -> dict[str, list]:
 
 
 def concept_groups_grid(cs: ConceptSet, examples: Examples, ncols: int = 10) -> Figure:
-    """The top examples grouped by concept (one block per concept); removed ones last, marked why."""
+    """The top examples grouped by concept (one block per concept); removed ones last, marked why. Beyond
+    ``MAX_PANELS`` top examples each group shows its first ones, in proportion to its size (at least a row)."""
     groups = concept_groups_data(cs)["groups"]
+    total = len(cs.top_indices)
+    if total > MAX_PANELS:
+        for g in groups:
+            g["members"] = len(g["index"])
+            keep = max(ncols, math.ceil(MAX_PANELS * len(g["index"]) / total))
+            g.update({k: g[k][:keep] for k in ("index", "rank", "reason")})
     rows = [max(1, math.ceil(len(g["index"]) / ncols)) for g in groups]
     fig = Figure(figsize=(CELL * ncols, sum(CELL * 1.2 * r + 0.35 for r in rows) + 0.4), layout="constrained")
     subfigs = fig.subfigures(len(groups), 1, squeeze=False, height_ratios=[r + 0.3 for r in rows]).ravel()
     for sub, g, nrows in zip(subfigs, groups, rows):
         j = g["concept"]
         colour = concept_colour(j)
+        size = g.get("members", len(g["index"]))
         title = (
-            f"Concept {j}: {len(g['index'])} members" if j >= 0
-            else f"Removed in step 3: {len(g['index'])} (outliers and members of clusters smaller than {cs.params.min_cluster_size})"
-        )
+            f"Concept {j}: {size} members" if j >= 0
+            else f"Removed in step 3: {size} (outliers and members of clusters smaller than {cs.params.min_cluster_size})"
+        ) + (f" (the first {len(g['index'])} shown)" if size > len(g["index"]) else "")
         sub.suptitle(title, fontsize=9, color=colour if j >= 0 else "#555555", ha="left", x=0.01)
         axes = np.atleast_1d(sub.subplots(nrows, ncols, squeeze=False)).ravel()
         hide_axes(axes)
