@@ -109,7 +109,6 @@ def digits_labels(montage_dir: Path | None = None, *, n_montage: int = 4, seed: 
     """Print label agreement of auto's concepts for the control's live units and the merged-pair units."""
     import torch
 
-    from conceptvec.core.live import live_mask
     from conceptvec.demo.demo import merged_pair_units
     from conceptvec.models.digits import load_shipped_digits_cnn, preprocess_digits
     from conceptvec.models.hooks import capture_layer, forward_to_layer
