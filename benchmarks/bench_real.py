@@ -343,6 +343,9 @@ def main() -> None:
                     help="what is superposed: neurons, SVD directions or random directions of the layer")
     ap.add_argument("--null-draws", type=int, default=100, help="random directions of the layer null (auto, layer null)")
     ap.add_argument("--digits", action="store_true", help="also the digits CNN's merged pairs against its control")
+    ap.add_argument("--digits-labels", action="store_true",
+                    help="whether auto's concepts on the digits CNN's units follow the digit labels (digits_labels.py)")
+    ap.add_argument("--montage-dir", default=None, help="with --digits-labels: write a montage PNG per split unit here")
     args = ap.parse_args()
     warnings.simplefilter("ignore", cv.ConceptvecWarning)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; torch threads 1")
@@ -358,6 +361,10 @@ def main() -> None:
                       null_draws=args.null_draws, sources_kind=args.sources)
         if args.digits:
             digits_fdr()
+        if args.digits_labels:
+            from digits_labels import digits_labels
+
+            digits_labels(Path(args.montage_dir) if args.montage_dir else None, seed=args.seed)
 
 
 if __name__ == "__main__":
