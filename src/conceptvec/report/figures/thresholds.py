@@ -70,14 +70,7 @@ def threshold_sweep_plot(sweep: ThresholdSweep) -> Figure:
                      f"{values['mean_concepts_per_neuron']:.2f} concepts / neuron")
         right.axvline(t, color=colour, ls="--", lw=1.3)
     left.legend(fontsize=7, loc="upper right")
-    for ax in (left, right):
-        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-    means.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    handles, labels = right.get_legend_handles_labels()
-    more, more_labels = means.get_legend_handles_labels()
-    right.legend(handles[::-1] + more, labels[::-1] + more_labels, fontsize=7, loc="center left", bbox_to_anchor=(1.12, 0.5))
+    _threshold_axes((left, right), legend_on=right, means=means, legend_x=1.12)
     return fig
 
 
@@ -120,12 +113,18 @@ def clusters_across_thresholds(heights: np.ndarray, *, n_concepts: np.ndarray, m
     means.set_ylabel("mean per neuron (log)")
     if marked is not None:
         ax.axvline(marked, color=GIVEN_COLOUR, ls="--", lw=1.3, label=f"the scan's threshold {marked:g}")
-    for axis in (ax,):
+    _threshold_axes((ax,), legend_on=ax, means=means, legend_x=1.1)
+    return fig
+
+
+def _threshold_axes(axes: tuple[Any, ...], *, legend_on: Any, means: Any, legend_x: float) -> None:
+    """Log threshold ticks written as plain numbers on ``axes``; one legend (curves, then ``means``) right of ``legend_on``."""
+    for axis in axes:
         axis.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
         axis.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         axis.xaxis.set_minor_formatter(ticker.NullFormatter())
     means.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    handles, labels = ax.get_legend_handles_labels()
+    handles, labels = legend_on.get_legend_handles_labels()
     more, more_labels = means.get_legend_handles_labels()
-    ax.legend(handles[::-1] + more, labels[::-1] + more_labels, fontsize=7, loc="center left", bbox_to_anchor=(1.1, 0.5))
-    return fig
+    legend_on.legend(handles[::-1] + more, labels[::-1] + more_labels, fontsize=7, loc="center left",
+                     bbox_to_anchor=(legend_x, 0.5))
