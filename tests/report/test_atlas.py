@@ -80,6 +80,7 @@ def test_atlas_files(atlas):
     neuron = read_data(out / "data" / neuron_file(3))
     assert [t[0] for t in neuron["top"]] == scan.top_indices[3].tolist()
     assert len(neuron["concepts"]) == scan.n_concepts[3] and len(neuron["linkage"]) == scan.params.top - 1
+    assert [c["verdict"] for c in neuron["concepts"]] == [r["verdict"] for r in scan.evidence()[3]]
     # nothing from elsewhere: no URL with a scheme or host in the page, script or style
     for name in ("index.html", "atlas.js", "atlas.css"):
         assert not re.search(r"(https?:)?//[a-z]", (out / name).read_text().replace("http://www.w3.org/2000/svg", "")), name

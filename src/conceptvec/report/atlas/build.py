@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ...core.options import whole_number
-from ...core.evidence import count_words
+from ...core.evidence import count_words, short_verdict
 from ...core.reference import PAPER_HISTOGRAM
 from ...errors import ConceptvecError
 from ...progress import progress_bar
@@ -204,7 +204,8 @@ def _overview(scan: ScanResult, store: ActivationStore, found: SharedConcepts | 
         for pos, n in enumerate(scan.neurons.tolist()):
             a, b = int(offsets[pos]), int(offsets[pos + 1])
             top, lab = scan.top_indices[pos], scan.labels[pos]
-            per_concept = [Counter(str(names[e]) for e in top[lab == j]) for j in range(b - a)]
+            # an unlabelled example's name is "": not a label to count
+            per_concept = [Counter(str(names[e]) for e in top[lab == j] if str(names[e])) for j in range(b - a)]
             firsts = [c.most_common(1)[0][0] if c else "" for c in per_concept]
             concept_labels += firsts
             for j in range(b - a):  # the map's hover shows a concept's first member (a caption for text: snippets are long)
@@ -234,6 +235,8 @@ def _overview(scan: ScanResult, store: ActivationStore, found: SharedConcepts | 
             rows["strip"].append([thumbs.ref(e, n) for e in top[:STRIP]])
             rows["report"].append(reports.get(pos))
             neuron = _neuron(scan, pos, n, per_concept, found, thumbs, concept_rows, reports.get(pos))
+            for concept, checked in zip(neuron["concepts"], evidence[pos]):
+                concept["evidence"], concept["verdict"] = short_verdict(checked), checked["verdict"]
             neuron["causal"], neuron["dictionary"] = causal, beside["dictionary"].get(pos)
             _script(root / DATA / neuron_file(pos), f"ATLAS.neuron({pos},", neuron, ");\n")
             bar.advance(task)

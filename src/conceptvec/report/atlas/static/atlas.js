@@ -185,7 +185,7 @@
         pos + 1 < R.neuron.length ? link("#n/" + (pos + 1), R.neuron[pos + 1] + " →") : null,
         N.report ? el("span", {}, ["  ·  ", link(N.report, "full report page (every figure)")]) : null]);
       var lead = el("p", { cls: "lead", text: N.top.length + " top activating examples, C = " + N.C + " clusters, " + N.concepts.length +
-        " concept(s); the tree was cut at " + fmt(N.threshold, 4) + (R.agreement[pos] != null ? "; stability: " + fmt(R.agreement[pos], 2) +
+        " concept(s) (evidence: " + R.evidence[pos] + "); the tree was cut at " + fmt(N.threshold, 4) + (R.agreement[pos] != null ? "; stability: " + fmt(R.agreement[pos], 2) +
         " of the resampled runs found as many concepts" : "") + "." });
       var kids = [nav, el("h1", { text: what + N.neuron }), lead];
       if (!N.live) kids.push(el("p", { cls: "warn", text: "Not live: some top examples do not activate this unit (or all alike), so its clusters group arbitrary examples." }));
@@ -203,14 +203,15 @@
   }
   function conceptTable(pos, N) {
     var t = el("table", { cls: "plain", id: "concepts" }), h = el("tr");
-    var heads = ["concept", "members", "commonest labels", "members' cosine", "stability", "shared group", "nearest in other neurons"];
+    var heads = ["concept", "members", "evidence", "commonest labels", "members' cosine", "stability", "shared group", "nearest in other neurons"];
     heads.forEach(function (x) { h.appendChild(el("th", { text: x })); });
     t.appendChild(h);
     N.concepts.forEach(function (c, j) {
       var r = el("tr");
       r.appendChild(el("td", {}, [link("#c/" + pos + "/" + j, "c" + j)]));
       r.appendChild(el("td", { text: String(c.size) }));
-      r.appendChild(el("td", { text: c.labels.map(function (l) { return l[0] + " (" + l[1] + ")"; }).join(", ") }));
+      r.appendChild(el("td", { text: c.evidence || "–", title: c.verdict || "" }));
+      r.appendChild(el("td", { text: c.labels.map(function (l) { return l[0] + " (" + l[1] + ")"; }).join(", ") || "–" }));
       r.appendChild(el("td", { text: fmt(c.cos_concept, 3) }));
       r.appendChild(el("td", { text: fmt(c.reappearance, 2) }));
       r.appendChild(el("td", {}, [c.group >= 0 ? link("#shared/" + c.group, "group " + c.group) : "–"]));
