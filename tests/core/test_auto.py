@@ -113,3 +113,22 @@ def test_fixed_params_record_no_split_tests_and_auto_saves_them(layer, tmp_path)
     again = cv.ConceptSet.load(cs.save(tmp_path / "cs"))
     assert again.split_tests == cs.split_tests and again.params == AUTO
     np.testing.assert_array_equal(again.outliers, cs.outliers)
+
+
+def test_radius_weights_count_the_gaussians_own_radius_spread_once():
+    from conceptvec.core.auto import radius_weights
+
+    rng = np.random.default_rng(4)
+    # one dimension: the radius is the coordinate; a Gaussian has no scale mixture to find
+    line = rng.normal(size=(500, 1)) * [[1.0]]
+    assert np.std(radius_weights(line - line.mean(0))) < 0.15
+    # two tight columns of 64 (the rest 0): still no mixture
+    flat = np.zeros((400, 64))
+    flat[:, :2] = rng.normal(size=(400, 2))
+    assert np.std(radius_weights(flat - flat.mean(0))) < 0.15
+    # a true scale mixture in 200 dimensions: the weights follow the scales (the chi-square spread there is small)
+    scales = rng.uniform(0.2, 2.0, size=300)
+    mixture = rng.normal(size=(300, 200)) * scales[:, None]
+    weight = radius_weights(mixture - mixture.mean(0))
+    assert np.corrcoef(weight, scales)[0, 1] > 0.98
+    np.testing.assert_allclose(np.mean(weight**2), 1.0)
