@@ -24,7 +24,7 @@ import numpy as np
 from scipy.cluster.hierarchy import linkage
 from scipy.stats import norm
 
-from .auto import CLEAR_ABOVE, CLEAR_BELOW, FIRST_DRAWS, NULL_DRAWS, null_model, null_sampler, split_share, unit_rows
+from .auto import CLEAR_ABOVE, CLEAR_BELOW, FIRST_DRAWS, MIN_EXCESS, NULL_DRAWS, null_model, null_sampler, split_share, unit_rows
 
 GRID = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
 TOPS = (50, 100, 200, 300, 500, 750, 1000)  # the sizes recommended_top tries, smallest first
@@ -63,7 +63,7 @@ def _kept(rng: np.random.Generator, y: np.ndarray, level: float) -> bool:
     null = sample(FIRST_DRAWS)
     if level - CLEAR_BELOW < _z(share, null) < level + CLEAR_ABOVE:
         null = np.concatenate([null, sample(NULL_DRAWS - FIRST_DRAWS)])
-    return _z(share, null) > level
+    return _z(share, null) > level and share - float(null.mean()) >= MIN_EXCESS
 
 
 def detectable_separation(x: np.ndarray, *, significance: float = 0.01, power: float = 0.8, reps: int = 10,
