@@ -67,6 +67,11 @@ def test_atlas_files(atlas):
     # the evidence the scan recorded: auto's p-value of each neuron's first split, to 3 significant digits
     assert overview["rows"]["split_p"] == [float(f"{p:.3g}") if np.isfinite(p) else None for p in scan.first_p]
     assert any(p is not None and p < 0.01 for p in overview["rows"]["split_p"])
+    # and the count in the words of its checks (the planted facets carry digit labels: supported where split)
+    from conceptvec.core.evidence import count_words
+
+    assert overview["rows"]["evidence"] == [count_words(int(k), rows) for k, rows in zip(scan.n_concepts, scan.evidence())]
+    assert any(w.endswith("concepts") and not w.startswith("unsupported") for w in overview["rows"]["evidence"])
     assert len(overview["map"]["x"]) == len(scan.concept_vectors) and overview["map"]["method"].startswith("PCA")
     # every example shown is drawn once into the sprite sheets, however many neurons show it
     shown = set(scan.top_indices.ravel().tolist()) | set(scan.projecting["indices"][:, :12].ravel().tolist())

@@ -63,7 +63,7 @@
   }
 
   // -- the neurons: a table that draws only the rows in view, so 10,000 rows sort and filter at once --
-  var COLS = [["neuron", "neuron", "84px"], ["concepts", "concepts", "98px"], ["C", "C", "50px"], ["split_p", "split p", "84px"], ["live", "live", "54px"],
+  var COLS = [["neuron", "neuron", "84px"], ["concepts", "concepts", "98px"], ["evidence", "evidence", "250px"], ["C", "C", "50px"], ["split_p", "split p", "84px"], ["live", "live", "54px"],
     ["agreement", "stability", "90px"], ["shared", "shared", "76px"], ["causal", "causal", "80px"], ["atom_cos", "atom cos", "84px"], ["outliers", "outliers", "84px"], ["labels", "commonest label per concept", "1fr"],
     ["strip", "top examples", "auto"]];
   function rowsMatching() {
@@ -123,6 +123,7 @@
           var v = R[c[0]][i], cell;
           if (c[0] === "strip") { cell = el("div", { cls: "strip" }); v.slice(0, O.thumbs.kind === "image" ? v.length : 3).forEach(function (ref) { cell.appendChild(tile(ref)); }); }
           else if (c[0] === "neuron") cell = el("div", {}, [link("#n/" + i, String(v))]);
+          else if (c[0] === "evidence") cell = el("div", { cls: "evidence", text: v, title: v + ": the count in words that follow the checks (split p-value adjusted over the scan, stability, labels): a group is called a concept only where a check supports it" });
           else if (c[0] === "live") cell = el("div", { text: v ? "yes" : "no" });
           else if (c[0] === "causal") cell = el("div", { text: v == null ? "–" : v + " of " + R.causal_of[i], title: "concepts found selective by conceptvec causal, of those it removed" });
           else if (c[0] === "atom_cos") cell = el("div", { text: v == null ? "–" : v.toFixed(3), title: "lowest cosine of a concept with its matched dictionary atom (compare-dictionary)" });
