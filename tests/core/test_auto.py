@@ -7,7 +7,7 @@ import pytest
 from scipy.cluster.hierarchy import linkage
 
 import conceptvec as cv
-from conceptvec.core.auto import auto_clusters, null_shares, split_share, unit_rows
+from conceptvec.core.auto import MIN_EXCESS, auto_clusters, null_shares, split_share, unit_rows
 from conceptvec.core.outliers import outlier_fences
 from conceptvec.core.planted import planted_layer
 
@@ -82,7 +82,10 @@ def test_split_tests_step_by_step(layer):
     # C = leaves of the kept splits: each kept split adds one cluster (tiny sides followed, not counted)
     assert c == 1 + sum(t["split"] for t in tests)
     # kept splits are clear (small p), the others are not
-    assert all((t["p_value"] < 0.01) == t["split"] for t in tests)
+    assert all((t["p_value"] < 0.01 and t["share"] - t["null_mean"] >= MIN_EXCESS) == t["split"]
+               for t in tests if t["draws"])
+    # a split below the root that explains less than MIN_EXCESS is not tested against a null
+    assert all(t["share"] < MIN_EXCESS and not t["split"] and t["p_value"] is None for t in tests[1:] if not t["draws"])
 
 
 def test_null_is_seeded_and_scale_free():

@@ -88,5 +88,9 @@ def test_a_scan_at_top_1000_finds_every_facet_exactly(tmp_path):
             majorities.add(int(values[np.argmax(counts)]))
         assert majorities == set(range(layer.n_facets[j]))  # every facet is some concept's
     np.testing.assert_array_equal(scan.n_concepts, layer.n_facets[:4])  # before the minimum effect size: 2, 4, 4, 5
+    # a facet's own halves explain under MIN_EXCESS of its sum of squares: no null is drawn for them
+    tests = concepts(layer.acts[layer.owner == 1]).split_tests
+    assert tests[0]["split"] and tests[0]["draws"] >= 10
+    assert any(t["draws"] == 0 and t["p_value"] is None and not t["split"] for t in tests[1:])
     table = pq.read_table(tmp_path / "scan" / "neurons.parquet")
     assert {"evidence", "supported_concepts", "first_split_p"} <= set(table.column_names)

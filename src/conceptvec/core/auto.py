@@ -183,6 +183,9 @@ def auto_clusters(
     tests : list of dict
         Per tested split: ``size``, ``sides`` (the two children's sizes), ``share``, ``null_mean``,
         ``null_sd``, ``draws`` (FIRST_DRAWS for a clear split, NULL_DRAWS near the level), ``p_value``, ``split``.
+        A split below the root whose share is under ``MIN_EXCESS`` cannot be kept whatever its null: none is drawn
+        (``null_mean``, ``null_sd`` and ``p_value`` None, ``draws`` 0). The root's p-value is always measured (it is
+        the neuron's ``first_split_p``), with FIRST_DRAWS only when its share is under ``MIN_EXCESS``.
     """
     rng = np.random.default_rng(seed)
     level = float(norm.isf(significance))
@@ -200,12 +203,16 @@ def auto_clusters(
             continue
         points = unit[node.pre_order()]
         share = split_share(points, node.dist)
+        if tests and share < MIN_EXCESS:  # its excess over any null's mean is below MIN_EXCESS: no null is drawn
+            tests.append(_undrawn(node, share))
+            n_clusters += 1
+            continue
         if first_null is not None and not tests:
             null = np.asarray(first_null, dtype=np.float64)
         else:
             sample = null_sampler(points, rng)
             null = sample(FIRST_DRAWS)
-            if level - CLEAR_BELOW < _z(share, null) < level + CLEAR_ABOVE:
+            if level - CLEAR_BELOW < _z(share, null) < level + CLEAR_ABOVE and share >= MIN_EXCESS:
                 null = np.concatenate([null, sample(NULL_DRAWS - FIRST_DRAWS)])
         z = _z(share, null)
         p_value = float(norm.sf(z))
@@ -218,6 +225,12 @@ def auto_clusters(
         else:
             n_clusters += 1
     return n_clusters, tests
+
+
+def _undrawn(node: Any, share: float) -> dict[str, Any]:
+    """The record of a split below the root too small to be kept whatever its null (no null drawn: None, 0 draws)."""
+    return {"size": int(node.get_count()), "sides": [int(node.get_left().get_count()), int(node.get_right().get_count())],
+            "share": share, "null_mean": None, "null_sd": None, "draws": 0, "p_value": None, "split": False}
 
 
 def _z(share: float, null: np.ndarray) -> float:
