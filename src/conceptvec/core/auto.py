@@ -89,7 +89,7 @@ def null_model(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not np.any(radius > 0):
         return np.zeros(0), np.ones(n)
     weight = radius_weights(centred)
-    whitened = centred / weight[:, None]
+    whitened = centred / np.where(weight > 0, weight, 1.0)[:, None]  # a point at the mean keeps weight 0
     # The spectrum from the smaller of the n x n Gram matrix and the d x d covariance: cheap however wide the layer is.
     gram = whitened @ whitened.T if n <= d else whitened.T @ whitened
     spectrum = np.clip(np.linalg.eigvalsh(gram)[::-1][: n - 1], 0.0, None)
