@@ -141,3 +141,15 @@ def test_no_concept_possible_is_a_proof_never_a_guess():
 def rng_normal(trial):
     rng = np.random.default_rng(100 + trial)
     return rng.normal(size=(40, 6)) * rng.uniform(0.5, 3.0)
+
+
+def test_concepts_are_counted_as_remove_outliers_numbers_them():
+    from conceptvec.core.sweep import _n_concepts
+
+    rng = np.random.default_rng(2)
+    for trial in range(200):
+        c, n = int(rng.integers(1, 9)), int(rng.integers(1, 40))
+        labels, sq = rng.integers(0, c, n), rng.exponential(10.0, n)
+        for params in (cv.Params(top=40, outlier_threshold=float(rng.uniform(1, 20)), min_cluster_size=int(rng.integers(1, 6))),
+                       cv.Params(top=40, outlier_threshold="auto")):
+            assert _n_concepts(labels, sq, params) == len(remove_outliers(labels, sq, params.outlier_rule, params.min_cluster_size)[1])

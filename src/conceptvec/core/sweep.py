@@ -273,10 +273,19 @@ def sweep_neuron(task: tuple[np.ndarray, np.ndarray, int, Params]) -> tuple[np.n
         concepts_at = dict.fromkeys(counts, 0)
     else:  # steps 3 and 4 depend on C alone: one k-means per distinct C (their k-means++ batched: core.plusplus)
         fits = kmeans_steps(x, counts + [int(c_rule)], params)
-        concepts_at = {c: len(remove_outliers(*fit, params.outlier_rule, params.min_cluster_size)[1]) for c, fit in fits.items()}
+        concepts_at = {c: _n_concepts(*fit, params) for c, fit in fits.items()}
     n_concepts = np.array([concepts_at[c] for c in n_clusters.tolist()], dtype=np.int64)
     found = cluster_top(x, params.replace(distance_threshold="auto", outlier_threshold="auto"))
     return n_concepts, fits[int(c_rule)], int(found["n_agglomerative"]), len(found["kmeans_cluster_ids"])
+
+
+def _n_concepts(kmeans_labels: np.ndarray, sq: np.ndarray, params: Params) -> int:
+    """``len(remove_outliers(...)[1])``: the clusters left with ``min_cluster_size`` members or more once outliers go
+    (for a fixed outlier threshold counted directly, without numbering every example's concept)."""
+    if isinstance(params.outlier_rule, str):
+        return len(remove_outliers(kmeans_labels, sq, params.outlier_rule, params.min_cluster_size)[1])
+    kept = kmeans_labels[~(sq >= params.outlier_rule)]  # outliers.outlier_mask's rule for a fixed threshold
+    return int(np.count_nonzero(np.bincount(kept) >= params.min_cluster_size)) if len(kept) else 0
 
 
 def no_concept_possible(x: np.ndarray, params: Params) -> bool:
