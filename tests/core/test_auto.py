@@ -135,3 +135,10 @@ def test_radius_weights_count_the_gaussians_own_radius_spread_once():
     weight = radius_weights(mixture - mixture.mean(0))
     assert np.corrcoef(weight, scales)[0, 1] > 0.98
     np.testing.assert_allclose(np.mean(weight**2), 1.0)
+
+
+def test_the_null_samples_ward_root_from_the_gram_matrix_is_scipys():
+    from conceptvec.core.auto import GRAM_FROM, _ward_root_height
+
+    y = np.random.default_rng(5).normal(size=(GRAM_FROM, 120)) * np.linspace(2.0, 0.5, 120)
+    assert _ward_root_height(y) == pytest.approx(linkage(y, "ward")[-1, 2], rel=1e-12)

