@@ -459,9 +459,8 @@ def _say(progress: bool, message: str) -> None:
 
 def _existing_store(out: Path, metadata: dict[str, Any], dtype: str, overwrite: bool) -> ActivationStore | None:
     if not out.exists() or overwrite or (out.is_dir() and not any(out.iterdir())):
-        return None  # nothing there, or an empty folder (written into, as by every command)
-    if out.is_dir() and not (out / "metadata.json").exists():
-        check_replaceable(out, what="activation store")  # a user's folder: named as an output, not as a bad input
+        return None  # nothing there, or an empty folder (written into, as by every command); a user's folder is named
+    if not (out / "metadata.json").exists(): check_replaceable(out, what="activation store")  # noqa: E701 - as an output
     store = ActivationStore.open(out)
     asked = {**metadata, "dtype": dtype}
     had = dict(store.metadata)
