@@ -475,3 +475,14 @@ def test_refusals_of_commands_without_overwrite_do_not_advise_it(tmp_path):
     assert "--overwrite" not in str(caught.value)
     with pytest.raises(cv.ConceptvecError, match="holds an atlas, not an activation store; conceptvec replaces only an earlier"):
         check_replaceable(atlas, what="activation store")
+
+
+def test_a_layer_null_on_rows_that_repeat_says_so_and_leaves_nothing(tmp_path):
+    store = cv.ActivationStore.create(tmp_path / "zero", np.zeros((50, 4), np.float32))
+    auto = ["--top", "10", "--distance-threshold", "auto", "--null", "layer"]
+    # before: "... the layer null needs more: lower min_cluster_size" (which cannot help), and SCAN.partial left behind
+    one_line_error(*run("scan", store.path, *auto, "--out", tmp_path / "scan"),
+                   "hold 1 distinct rows: the layer's rows repeat (check the data), or leave --null layer out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["zero"]
+    few = cv.ActivationStore.create(tmp_path / "few", np.random.default_rng(0).random((5, 4)).astype(np.float32))
+    one_line_error(*run("scan", few.path, "--top", "5", *auto[2:], "--out", tmp_path / "scan"), "lower min_cluster_size")
