@@ -486,3 +486,14 @@ def test_a_layer_null_on_rows_that_repeat_says_so_and_leaves_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["zero"]
     few = cv.ActivationStore.create(tmp_path / "few", np.random.default_rng(0).random((5, 4)).astype(np.float32))
     one_line_error(*run("scan", few.path, "--top", "5", *auto[2:], "--out", tmp_path / "scan"), "lower min_cluster_size")
+
+
+def test_the_sae_options_are_refused_with_methods_that_ignore_them(tmp_path):
+    store = cv.ActivationStore.create(tmp_path / "store", np.abs(np.random.default_rng(0).normal(size=(60, 6))).astype(np.float32))
+    # before: accepted and recorded in dictionary.json, never applied
+    one_line_error(*run("dictionary", store.path, "--method", "nmf", "--aux-k", "4", "--lr", "0.1", "--out", tmp_path / "d"),
+                   "lr (--lr), aux_k (--aux-k) are for method topk_sae only; nmf would ignore them")
+    with pytest.raises(cv.ConceptvecError, match="dead_after .* is for method topk_sae only; dictionary_learning would ignore it"):
+        cv.fit_dictionary(store, method="dictionary_learning", dead_after=5, progress=False)
+    assert not (tmp_path / "d").exists()
+    assert cv.DictionaryConfig(method="nmf", lr=1e-3).method == "nmf"  # the default, given: nothing is ignored
