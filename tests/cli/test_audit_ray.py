@@ -143,6 +143,23 @@ def test_huge_and_zero_worker_counts_on_ray(ray_cluster, store, local, batches_o
         assert_same(cv.scan_layer(store, params=PARAMS, engine="ray", workers=workers, progress=False), local)
 
 
+def test_another_address_while_connected_is_said(ray_cluster, store, local, batches_of_4):
+    import socket
+    import warnings
+
+    here = ray_cluster.get_runtime_context().gcs_address
+    with socket.socket() as other:  # something answers there, so the address passes the reachability check
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        address = f"127.0.0.1:{other.getsockname()[1]}"
+        # before: the address was dropped without a word (the scan ran on the cluster already joined)
+        with pytest.warns(UserWarning, match=f"already connected to the Ray cluster at {here}; ray_address '{address}' is not joined"):
+            assert_same(cv.scan_layer(store, params=PARAMS, engine=RayEngine(ray_address=address), progress=False), local)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its own address: no warning
+        cv.scan_layer(store, params=PARAMS, engine=RayEngine(ray_address=here), progress=False)
+
+
 # -- extraction -------------------------------------------------------------------------------------------------------
 def tiny_cnn() -> nn.Module:
     torch.manual_seed(0)

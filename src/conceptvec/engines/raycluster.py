@@ -43,6 +43,13 @@ def connected(address: str | None = None) -> Iterator[Any]:
     """
     ray = require_ray()
     if ray.is_initialized():
+        here = ray.get_runtime_context().gcs_address
+        if address and address != "auto" and address.removeprefix("ray://") != here:
+            import warnings
+
+            # the same results either way (a scan is bit for bit the same anywhere), but not where the user said
+            warnings.warn(f"this process is already connected to the Ray cluster at {here}; ray_address {address!r} is "
+                          f"not joined (call ray.shutdown() first to join it).", stacklevel=3)
         yield ray
         return
     address = address or os.environ.get(ADDRESS_ENV) or None
