@@ -10,11 +10,11 @@ test whose one knob, ``Params.significance``, means the same on every layer and 
 2. Ward's tree of the unit rows is walked from the root (SigClust's recursion, Liu et al. 2008). A
    node's split is tested by its share of the node's sum of squares, ``height**2 / 2 / SS``, which
    is 1 - the 2-cluster index of SigClust. The null is unimodal with the node's own covariance
-   spectrum: ``NULL_DRAWS`` Gaussian samples of the node's size, each point scaled by the observed
-   point's distance from the node's mean (a Gaussian scale mixture), so that a single concept whose
-   weak examples scatter more than its strong ones is not mistaken for two. The split is kept when
-   its share is above the null's with a normal-approximation p-value below ``significance`` (10 null
-   samples decide a clear split, 40 a borderline one).
+   spectrum: ``NULL_DRAWS`` Gaussian samples of the node's size, each point scaled by a radius weight
+   (a Gaussian scale mixture, :func:`radius_weights`), so that a single concept whose weak examples
+   scatter more than its strong ones is not mistaken for two. The split is kept when its share is
+   above the null's with a normal-approximation p-value below ``significance`` (10 null samples decide
+   a clear split, 40 a borderline one) and exceeds the null's mean by ``MIN_EXCESS``.
    Both children of a kept split are tested in turn; a split that leaves fewer than
    ``min_cluster_size`` examples on one side is no concept, and the walk goes on into the larger side.
 3. C = the number of leaves; k-means with C runs on the unit rows (step 3).
@@ -89,7 +89,7 @@ def null_model(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not np.any(radius > 0):
         return np.zeros(0), np.ones(n)
     weight = radius_weights(centred)
-    whitened = centred / weight[:, None]
+    whitened = centred / np.where(weight > 0, weight, 1.0)[:, None]  # a point at the mean keeps weight 0
     # The spectrum from the smaller of the n x n Gram matrix and the d x d covariance: cheap however wide the layer is.
     gram = whitened @ whitened.T if n <= d else whitened.T @ whitened
     spectrum = np.clip(np.linalg.eigvalsh(gram)[::-1][: n - 1], 0.0, None)
