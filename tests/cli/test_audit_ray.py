@@ -242,3 +242,19 @@ def test_paths_given_to_workers_are_absolute(tmp_path, monkeypatch):
     assert for_workers("hf:model") == f"hf:{tmp_path.resolve() / 'model'}"
     assert for_workers("none") == "none" and for_workers("torchvision:resnet18") == "torchvision:resnet18"
     assert for_workers(None) is None
+
+
+def test_rays_own_errors_are_said_in_one_line():
+    import ray.exceptions as rx
+
+    from conceptvec.engines.raycluster import lost_worker, user_error
+
+    crashed = user_error(rx.WorkerCrashedError())
+    assert isinstance(crashed, cv.ConceptvecError) and "after 3 retries (WorkerCrashedError" in str(crashed)
+    full = user_error(rx.ObjectStoreFullError("the object store is full"))
+    assert "ray start --head --object-store-memory" in str(full)
+    # an actor whose __init__ failed (the model folder missing on its node): Ray keeps only the text
+    init = rx.RayActorError(error_msg="The actor died because of an error raised in its creation task\n  File x\nOSError: no folder m",
+                            actor_init_failed=True)
+    assert str(lost_worker(init)).startswith("a Ray worker could not start (OSError: no folder m); every node needs the model")
+    assert lost_worker(ValueError("x")).args == ("x",)  # not Ray's: as it is
