@@ -14,7 +14,8 @@ test whose one knob, ``Params.significance``, means the same on every layer and 
    point's distance from the node's mean (a Gaussian scale mixture), so that a single concept whose
    weak examples scatter more than its strong ones is not mistaken for two. The split is kept when
    its share is above the null's with a normal-approximation p-value below ``significance`` (10 null
-   samples decide a clear split, 40 a borderline one).
+   samples decide a clear split, 40 a borderline one, and up to ``MAX_DRAWS`` one whose z-score stays within
+   ``NEAR`` standard errors of the level: the Monte-Carlo error, not the seed, then decides few splits).
    Both children of a kept split are tested in turn; a split that leaves fewer than
    ``min_cluster_size`` examples on one side is no concept, and the walk goes on into the larger side.
 3. C = the number of leaves; k-means with C runs on the unit rows (step 3).
@@ -43,6 +44,12 @@ FIRST_DRAWS = 10  # drawn first; the rest only when the split's z-score is near 
 # large and the mean 2/3 sd off (each rarer than 1 in 50). Most splits, and most leaves, are that clear.
 CLEAR_ABOVE = 4.0
 CLEAR_BELOW = 1.5
+# After 40 draws a z-score near the level is a coin toss between seeds: its standard error from B draws is about
+# sqrt(1/B + z^2/(2B)) (the null's mean and sd estimated), 0.3 at the 1 % level with B = 40. While the z-score is within
+# NEAR of those errors of the level, the draws are quadrupled, up to MAX_DRAWS (0.08 at 640): a split so close to the
+# level that 640 draws cannot place it is the only kind left to the seed (docs/thresholds.md: the flip rates).
+NEAR = 2.0
+MAX_DRAWS = 640
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -117,7 +124,7 @@ def auto_clusters(
     n_clusters : int
     tests : list of dict
         Per tested split: ``size``, ``sides`` (the two children's sizes), ``share``, ``null_mean``,
-        ``null_sd``, ``draws`` (FIRST_DRAWS for a clear split, NULL_DRAWS near the level), ``p_value``, ``split``.
+        ``null_sd``, ``draws`` (FIRST_DRAWS for a clear split, NULL_DRAWS near the level, up to MAX_DRAWS within NEAR standard errors of it), ``p_value``, ``split``.
     """
     rng = np.random.default_rng(seed)
     level = float(norm.isf(significance))
@@ -142,6 +149,8 @@ def auto_clusters(
             null = sample(FIRST_DRAWS)
             if level - CLEAR_BELOW < _z(share, null) < level + CLEAR_ABOVE:
                 null = np.concatenate([null, sample(NULL_DRAWS - FIRST_DRAWS)])
+                while len(null) < MAX_DRAWS and near_level(_z(share, null), level, len(null)):
+                    null = np.concatenate([null, sample(min(3 * len(null), MAX_DRAWS - len(null)))])
         z = _z(share, null)
         p_value = float(norm.sf(z))
         split = p_value < significance
@@ -153,6 +162,13 @@ def auto_clusters(
         else:
             n_clusters += 1
     return n_clusters, tests
+
+
+def near_level(z: float, level: float, draws: int) -> bool:
+    """Whether a z-score from ``draws`` null samples is within ``NEAR`` standard errors of the level (more draws decide)."""
+    if not np.isfinite(z):
+        return False
+    return abs(z - level) < NEAR * float(np.sqrt(1.0 / draws + z * z / (2.0 * draws)))
 
 
 def _z(share: float, null: np.ndarray) -> float:
