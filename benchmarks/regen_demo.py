@@ -15,7 +15,8 @@ root, in a fresh folder:
    ``docs/images/thresholds-block3.png`` (after the atlas, whose layer view then reads the scan's own trees);
 5. screenshots with headless Chromium (``/usr/bin/chromium``): the report's neuron page with the slider moved to
    0.9 (``report-slider.png``), its paper Fig. 3 (``report-fig3.png``), its causal section (``causal-section.png``),
-   the atlas's overview, neuron and layer views (``atlas_demo_*.png``);
+   the atlas's overview, neuron and layer views (``atlas_demo_*.png``), and the form of
+   ``conceptvec study make conceptvec-demo --seed 0`` with one option chosen (``humaneval-form.png``);
 6. prints the numbers that README.md, ``docs/`` and ``tests/demo/test_demo.py`` cite in prose (digit make-up,
    merged pairs split, thresholds, causal drops, atoms' cosines, stability), and writes them to
    ``WORK/facts.json``: update the prose and the test's expected numbers from them (``grep -rn`` for the old ones).
@@ -133,6 +134,12 @@ def screenshots(run: Path, neuron: int, position: int, *, out: Path) -> dict[str
             if errors:
                 sys.exit(f"{name}: the atlas page raised {errors}")
             view.close()
+        form = browser.new_page(viewport={"width": 1000, "height": 760})
+        form.goto((run.parent / "study" / "form.html").as_uri())
+        form.wait_for_load_state("load")
+        form.locator("input[type=radio]").first.check()  # README: "question 1 of 10, one option chosen"
+        form.evaluate("window.scrollTo(0, 0)")
+        form.screenshot(path=str(out / "humaneval-form.png"))
         browser.close()
     return seen
 
@@ -219,6 +226,7 @@ def main() -> None:
               f"{DEMO}/dictionary-comparison", "--baseline", "random"), flush=True)
     cli(work, "atlas", DEMO)
     cli(work, "report", DEMO, "--neurons", str(neuron))
+    cli(work, "study", "make", DEMO, "--seed", "0", "--out", "study")  # README's form screenshot
     # after the atlas: its layer view then shows clusters per neuron read off the scan's trees (README's caption)
     thresholds_out = cli(work, "thresholds", f"{DEMO}/store", "--out", f"{DEMO}/thresholds")
     print(thresholds_out, flush=True)
