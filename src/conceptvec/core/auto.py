@@ -48,9 +48,8 @@ CLEAR_BELOW = 1.5
 # sqrt(1/B + z^2/(2B)) (the null's mean and sd estimated), 0.3 at the 1 % level with B = 40. While the z-score is within
 # NEAR of those errors of the level, the draws are doubled (40, 80, 160, 320, 640), up to MAX_DRAWS (0.08 at 640): a
 # split so close to the level that 640 draws cannot place it is the only kind left to the seed. NEAR 1.5 and doubling
-# left as few splits to the seed as NEAR 2 and quadrupling (issue 24's first form) with about 0.6x the draws on
-# near-level splits and 0.8x the tests' CPU time on a real layer (benchmarks/bench_null_seed.py --variant;
-# docs/thresholds.md: the flip rates).
+# left as few splits to the seed as NEAR 2 and quadrupling (issue 24's first form) with 0.6-0.7x the draws and 0.7x
+# the tests' CPU time on real layers (benchmarks/bench_null_seed.py --variant; docs/thresholds.md: the flip rates).
 NEAR = 1.5
 GROWTH = 2  # the draws are multiplied by this while near
 MAX_DRAWS = 640
