@@ -53,6 +53,11 @@ CLEAR_BELOW = 1.5
 NEAR = 1.5
 GROWTH = 2  # the draws are multiplied by this while near
 MAX_DRAWS = 640
+# A minimum effect size beside the p-value: a kept split explains at least this share of its node's sum of squares
+# beyond the null's mean. The p-value alone grows with n: at a top of 1,000 a single planted facet's skewed tail of
+# weak examples beats the Gaussian null by z = 7 with an excess of 0.007, where every facet-separating split measured
+# exceeds 0.05 (docs/thresholds.md, "Large tops").
+MIN_EXCESS = 0.02
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows of ``x`` (N, n_units) scaled to unit length (a zero row stays zero)."""
@@ -70,29 +75,89 @@ def split_share(points: np.ndarray, height: float) -> float:
 def null_shares(points: np.ndarray, rng: np.random.Generator, draws: int = NULL_DRAWS) -> np.ndarray:
     """Root-split shares of ``draws`` unimodal samples shaped like ``points`` (n, d), shape (draws,).
 
-    Each sample: n points from a Gaussian with the covariance spectrum of ``points`` after each is
-    scaled to the average radius, then scaled back by its point's radius (a Gaussian scale mixture).
+    Each sample: n points of :func:`null_model`'s Gaussian scale mixture (each point's radius weight times a Gaussian
+    with the covariance spectrum of ``points`` after each is scaled by its weight).
     """
     return null_sampler(points, rng)(draws)
 
 
+def null_model(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """auto's unimodal model of ``points`` (n, d): a Gaussian scale mixture.
+
+    Returns
+    -------
+    axes : array of shape (K,)
+        The per-axis sd of the Gaussian (sum of squares 1; K = the rank of the weighted points, at most n - 1).
+    weight : array of shape (n,)
+        Each point's scale (root mean square 1): :func:`radius_weights`.
+    """
+    centred = points - points.mean(axis=0)
+    n, d = centred.shape
+    radius = np.linalg.norm(centred, axis=1)
+    if not np.any(radius > 0):
+        return np.zeros(0), np.ones(n)
+    weight = radius_weights(centred)
+    whitened = centred / weight[:, None]
+    # The spectrum from the smaller of the n x n Gram matrix and the d x d covariance: cheap however wide the layer is.
+    gram = whitened @ whitened.T if n <= d else whitened.T @ whitened
+    spectrum = np.clip(np.linalg.eigvalsh(gram)[::-1][: n - 1], 0.0, None)
+    spectrum = spectrum[spectrum > spectrum[0] * 1e-12]  # axes of zero variance change no share
+    return np.sqrt(spectrum / spectrum.sum()), weight
+
+
+def radius_weights(centred: np.ndarray) -> np.ndarray:
+    """Each centred point's scale in a Gaussian scale mixture ``x = s * g``, shape (n,), root mean square 1.
+
+    A point's squared radius is ``s**2 * |g|**2``: its spread mixes the scales' with the Gaussian's own chi-square
+    spread, which is large when the points vary along few axes (in one dimension the radius *is* the coordinate).
+    Taking the radius as the scale counts that spread twice, and the null gets heavier tails than the data, so that
+    even one Gaussian concept becomes "two" once n is large (docs/thresholds.md, "Large tops"). So the weights are
+    the radii to a power ``a`` in [0, 1] chosen so that their kurtosis is the scales' alone:
+    ``E r**4 / (E r**2)**2 = E s**4 / (E s**2)**2 * (1 + 2 sum lambda**2 / (sum lambda)**2)`` for the Gaussian's
+    spectrum lambda (exact; the spectrum's ``sum lambda**2`` debiased by ``(sum lambda)**2 / n``, the excess a sample
+    spectrum has). A Gaussian gets ``a`` near 0 (equal weights), a wide scale mixture in many dimensions ``a`` near 1.
+    """
+    n, d = centred.shape
+    squared = np.sum(centred**2, axis=1)
+    if n < 3 or not np.any(squared > 0):
+        return np.ones(n)
+    gram = centred @ centred.T if n <= d else centred.T @ centred
+    total = float(np.sum(squared))
+    inv_dims = max(float(np.sum(gram**2)) / total**2 - 1.0 / n, 1.0 / min(n - 1, d))  # sum lambda^2 / (sum lambda)^2
+    target = max(_kurtosis(squared, 1.0) / (1.0 + 2.0 * inv_dims), 1.0)
+    lo, hi = 0.0, 1.0
+    if _kurtosis(squared, hi) <= target:
+        lo = hi
+    for _ in range(30):  # the kurtosis of r**a grows with a: bisect to ~1e-9
+        if lo == hi:
+            break
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _kurtosis(squared, mid) < target else (lo, mid)
+    weight = np.where(squared > 0, squared, 0.0) ** (lo / 2)
+    return weight / np.sqrt(np.mean(weight**2)) if np.any(weight > 0) else np.ones(n)
+
+
+def _kurtosis(squared: np.ndarray, power: float) -> float:
+    """``E w**4 / (E w**2)**2`` for ``w = r**power`` (``squared`` = r**2, shape (n,))."""
+    w2 = squared**power
+    return float(np.mean(w2**2) / np.mean(w2) ** 2)
+
+
 def null_sampler(points: np.ndarray, rng: np.random.Generator) -> Callable[[int], np.ndarray]:
-    """A function ``draws -> shares`` of :func:`null_shares` for ``points``, the spectrum computed once."""
+    """A function ``draws -> shares`` of :func:`null_shares` for ``points``, the model computed once."""
     from scipy.cluster.hierarchy import linkage
 
-    centred = points - points.mean(axis=0)
-    radius = np.linalg.norm(centred, axis=1)
-    weight = radius / np.sqrt(np.mean(radius**2))
-    whitened = centred / np.where(weight > 0, weight, 1.0)[:, None]
+    axes, weight = null_model(points)
     n = len(points)
-    # The spectrum from the n x n Gram matrix: cheap however wide the layer is.
-    spectrum = np.clip(np.linalg.eigvalsh(whitened @ whitened.T)[::-1][: n - 1], 0.0, None)
-    scale = np.sqrt(spectrum / spectrum.sum())[None, :] * weight[:, None]
+    scale = axes[None, :] * weight[:, None]
 
     def shares(draws: int) -> np.ndarray:
         out = np.empty(draws)
         for b in range(draws):
-            y = rng.standard_normal((n, n - 1)) * scale
+            if scale.shape[1] == 0:
+                out[b] = 0.0
+                continue
+            y = rng.standard_normal((n, scale.shape[1])) * scale
             out[b] = split_share(y, linkage(y, method="ward")[-1, 2])
         return out
 
@@ -126,7 +191,11 @@ def auto_clusters(
     n_clusters : int
     tests : list of dict
         Per tested split: ``size``, ``sides`` (the two children's sizes), ``share``, ``null_mean``,
-        ``null_sd``, ``draws`` (FIRST_DRAWS for a clear split, NULL_DRAWS near the level, up to MAX_DRAWS within NEAR standard errors of it), ``p_value``, ``split``.
+        ``null_sd``, ``draws`` (FIRST_DRAWS for a clear split, NULL_DRAWS near the level, up to MAX_DRAWS while
+        within NEAR standard errors of it), ``p_value``, ``split``.
+        A split below the root whose share is under ``MIN_EXCESS`` cannot be kept whatever its null: none is drawn
+        (``null_mean``, ``null_sd`` and ``p_value`` None, ``draws`` 0). The root's p-value is always measured (it is
+        the neuron's ``first_split_p``), with FIRST_DRAWS only when its share is under ``MIN_EXCESS``.
     """
     rng = np.random.default_rng(seed)
     level = float(norm.isf(significance))
@@ -144,18 +213,24 @@ def auto_clusters(
             continue
         points = unit[node.pre_order()]
         share = split_share(points, node.dist)
+        if tests and share < MIN_EXCESS:  # its excess over any null's mean is below MIN_EXCESS: no null is drawn
+            tests.append(_undrawn(node, share))
+            n_clusters += 1
+            continue
         if first_null is not None and not tests:
             null = np.asarray(first_null, dtype=np.float64)
         else:
             sample = null_sampler(points, rng)
             null = sample(FIRST_DRAWS)
-            if level - CLEAR_BELOW < _z(share, null) < level + CLEAR_ABOVE:
+            if level - CLEAR_BELOW < _z(share, null) < level + CLEAR_ABOVE and share >= MIN_EXCESS:
                 null = np.concatenate([null, sample(NULL_DRAWS - FIRST_DRAWS)])
-                while len(null) < MAX_DRAWS and near_level(_z(share, null), level, len(null)):
+                # more draws only while they could change the answer: near the level, the effect size met
+                while (len(null) < MAX_DRAWS and near_level(_z(share, null), level, len(null))
+                       and share - float(null.mean()) >= MIN_EXCESS):
                     null = np.concatenate([null, sample(min((GROWTH - 1) * len(null), MAX_DRAWS - len(null)))])
         z = _z(share, null)
         p_value = float(norm.sf(z))
-        split = p_value < significance
+        split = p_value < significance and share - float(null.mean()) >= MIN_EXCESS
         tests.append({"size": int(node.get_count()), "sides": [int(left.get_count()), int(right.get_count())],
                       "share": share, "null_mean": float(null.mean()), "null_sd": float(null.std(ddof=1)),
                       "draws": int(len(null)), "p_value": p_value, "split": bool(split)})
@@ -171,6 +246,12 @@ def near_level(z: float, level: float, draws: int) -> bool:
     if not np.isfinite(z):
         return False
     return abs(z - level) < NEAR * float(np.sqrt(1.0 / draws + z * z / (2.0 * draws)))
+
+
+def _undrawn(node: Any, share: float) -> dict[str, Any]:
+    """The record of a split below the root too small to be kept whatever its null (no null drawn: None, 0 draws)."""
+    return {"size": int(node.get_count()), "sides": [int(node.get_left().get_count()), int(node.get_right().get_count())],
+            "share": share, "null_mean": None, "null_sd": None, "draws": 0, "p_value": None, "split": False}
 
 
 def _z(share: float, null: np.ndarray) -> float:
