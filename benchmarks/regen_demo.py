@@ -14,7 +14,7 @@ root, in a fresh folder:
 4. then ``conceptvec thresholds conceptvec-demo/store --out conceptvec-demo/thresholds`` ->
    ``docs/images/thresholds-block3.png`` (after the atlas, whose layer view then reads the scan's own trees);
 5. screenshots with headless Chromium (``/usr/bin/chromium``): the report's neuron page with the slider moved to
-   0.9 (``report-slider.png``), its paper Fig. 3 (``report-fig3.png``), its causal section (``causal-section.png``),
+   0.6 (``report-slider.png``), its paper Fig. 3 (``report-fig3.png``), its causal section (``causal-section.png``),
    the atlas's overview, neuron and layer views (``atlas_demo_*.png``), and the form of
    ``conceptvec study make conceptvec-demo --seed 0`` with one option chosen (``humaneval-form.png``);
 6. prints the numbers that README.md, ``docs/`` and ``tests/demo/test_demo.py`` cite in prose (digit make-up,
@@ -48,7 +48,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 DEMO = "conceptvec-demo"
-SLIDER_AT = "0.9"  # README's report screenshot: the slider moved from the run's cut
+SLIDER_AT = "0.6"  # README's report screenshot: the slider moved from the run's cut
 
 
 def cli(work: Path, *args: str) -> str:

@@ -127,11 +127,11 @@ def test_near_level_is_within_near_standard_errors_of_the_level():
         return np.sqrt(1 / draws + z**2 / (2 * draws))
 
     assert se(level, 40) == pytest.approx(0.304, abs=1e-3)
-    assert NEAR == 1.5
-    # 0.45 above the level is within 1.5 errors of it after 40 draws (1.5 x 0.35), 0.7 above is not (1.5 x 0.37)
-    assert near_level(level + 0.45, level, 40) and 0.45 < NEAR * se(level + 0.45, 40)
-    assert not near_level(level + 0.7, level, 40) and 0.7 > NEAR * se(level + 0.7, 40)
-    assert near_level(level - 0.3, level, 40) and not near_level(level - 0.3, level, MAX_DRAWS)
+    assert NEAR == 2.0
+    # 0.6 above the level is within 2 errors of it after 40 draws (2 x 0.36), 0.9 above is not (2 x 0.39)
+    assert near_level(level + 0.6, level, 40) and 0.6 < NEAR * se(level + 0.6, 40)
+    assert not near_level(level + 0.9, level, 40) and 0.9 > NEAR * se(level + 0.9, 40)
+    assert near_level(level - 0.4, level, 40) and not near_level(level - 0.4, level, MAX_DRAWS)
     assert not near_level(np.inf, level, 40) and not near_level(-np.inf, level, 40)
 
 

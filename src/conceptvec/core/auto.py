@@ -47,10 +47,10 @@ CLEAR_BELOW = 1.5
 # After 40 draws a z-score near the level is a coin toss between seeds: its standard error from B draws is about
 # sqrt(1/B + z^2/(2B)) (the null's mean and sd estimated), 0.3 at the 1 % level with B = 40. While the z-score is within
 # NEAR of those errors of the level, the draws are doubled (40, 80, 160, 320, 640), up to MAX_DRAWS (0.08 at 640): a
-# split so close to the level that 640 draws cannot place it is the only kind left to the seed. NEAR 1.5 and doubling
-# left as few splits to the seed as NEAR 2 and quadrupling (issue 24's first form) with 0.6-0.7x the draws and 0.7x
-# the tests' CPU time on real layers (benchmarks/bench_null_seed.py --variant; docs/thresholds.md: the flip rates).
-NEAR = 1.5
+# split so close to the level that 640 draws cannot place it is the only kind left to the seed. Doubling left as few
+# splits to the seed as quadrupling (issue 24's first form) with 0.8x the draws on a real layer; NEAR 1.5 saved more
+# but left 1.7x the flips there (benchmarks/bench_null_seed.py --variant; docs/thresholds.md: the flip rates).
+NEAR = 2.0
 GROWTH = 2  # the draws are multiplied by this while near
 MAX_DRAWS = 640
 # A minimum effect size beside the p-value: a kept split explains at least this share of its node's sum of squares
