@@ -197,3 +197,19 @@ def test_radius_weights_count_the_gaussians_own_radius_spread_once():
     weight = radius_weights(mixture - mixture.mean(0))
     assert np.corrcoef(weight, scales)[0, 1] > 0.98
     np.testing.assert_allclose(np.mean(weight**2), 1.0)
+
+
+def test_the_null_samples_ward_root_from_the_gram_matrix_is_scipys():
+    from conceptvec.core.auto import GRAM_FROM, _ward_root_height
+
+    y = np.random.default_rng(5).normal(size=(GRAM_FROM, 120)) * np.linspace(2.0, 0.5, 120)
+    assert _ward_root_height(y) == pytest.approx(linkage(y, "ward")[-1, 2], rel=1e-12)
+
+
+def test_a_point_at_the_nodes_mean_gets_a_null_without_nans():
+    rng = np.random.default_rng(6)
+    half = rng.integers(-8, 9, size=(60, 100)) * rng.integers(1, 5, size=(60, 1)) / 4.0  # exact sums: a scale mixture
+    pts = np.vstack([half, -half, np.zeros((1, 100))])  # the mean is exactly 0: the last point is at it
+    assert not np.any(pts[-1] - pts.mean(0))
+    shares = null_shares(pts, np.random.default_rng(0), draws=5)
+    assert np.all(np.isfinite(shares)) and np.all((shares > 0) & (shares < 1))

@@ -10,12 +10,13 @@ test whose one knob, ``Params.significance``, means the same on every layer and 
 2. Ward's tree of the unit rows is walked from the root (SigClust's recursion, Liu et al. 2008). A
    node's split is tested by its share of the node's sum of squares, ``height**2 / 2 / SS``, which
    is 1 - the 2-cluster index of SigClust. The null is unimodal with the node's own covariance
-   spectrum: ``NULL_DRAWS`` Gaussian samples of the node's size, each point scaled by the observed
-   point's distance from the node's mean (a Gaussian scale mixture), so that a single concept whose
-   weak examples scatter more than its strong ones is not mistaken for two. The split is kept when
-   its share is above the null's with a normal-approximation p-value below ``significance`` (10 null
-   samples decide a clear split, 40 a borderline one, and up to ``MAX_DRAWS`` one whose z-score stays within
-   ``NEAR`` standard errors of the level: the Monte-Carlo error, not the seed, then decides few splits).
+   spectrum: ``NULL_DRAWS`` Gaussian samples of the node's size, each point scaled by a radius weight
+   (a Gaussian scale mixture, :func:`radius_weights`), so that a single concept whose weak examples
+   scatter more than its strong ones is not mistaken for two. The split is kept when its share is
+   above the null's with a normal-approximation p-value below ``significance`` (10 null samples decide
+   a clear split, 40 a borderline one, and up to ``MAX_DRAWS`` one whose z-score stays within ``NEAR``
+   standard errors of the level: the Monte-Carlo error, not the seed, then decides few splits) and
+   exceeds the null's mean by ``MIN_EXCESS``.
    Both children of a kept split are tested in turn; a split that leaves fewer than
    ``min_cluster_size`` examples on one side is no concept, and the walk goes on into the larger side.
 3. C = the number of leaves; k-means with C runs on the unit rows (step 3).
@@ -58,6 +59,8 @@ MAX_DRAWS = 640
 # weak examples beats the Gaussian null by z = 7 with an excess of 0.007, where every facet-separating split measured
 # exceeds 0.05 (docs/thresholds.md, "Large tops").
 MIN_EXCESS = 0.02
+GRAM_FROM = 300  # null samples of at least this many rows get their distances from the Gram matrix (_ward_root_height)
+
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows of ``x`` (N, n_units) scaled to unit length (a zero row stays zero)."""
@@ -97,7 +100,7 @@ def null_model(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not np.any(radius > 0):
         return np.zeros(0), np.ones(n)
     weight = radius_weights(centred)
-    whitened = centred / weight[:, None]
+    whitened = centred / np.where(weight > 0, weight, 1.0)[:, None]  # a point at the mean keeps weight 0
     # The spectrum from the smaller of the n x n Gram matrix and the d x d covariance: cheap however wide the layer is.
     gram = whitened @ whitened.T if n <= d else whitened.T @ whitened
     spectrum = np.clip(np.linalg.eigvalsh(gram)[::-1][: n - 1], 0.0, None)
@@ -145,8 +148,6 @@ def _kurtosis(squared: np.ndarray, power: float) -> float:
 
 def null_sampler(points: np.ndarray, rng: np.random.Generator) -> Callable[[int], np.ndarray]:
     """A function ``draws -> shares`` of :func:`null_shares` for ``points``, the model computed once."""
-    from scipy.cluster.hierarchy import linkage
-
     axes, weight = null_model(points)
     n = len(points)
     scale = axes[None, :] * weight[:, None]
@@ -158,10 +159,28 @@ def null_sampler(points: np.ndarray, rng: np.random.Generator) -> Callable[[int]
                 out[b] = 0.0
                 continue
             y = rng.standard_normal((n, scale.shape[1])) * scale
-            out[b] = split_share(y, linkage(y, method="ward")[-1, 2])
+            out[b] = split_share(y, _ward_root_height(y))
         return out
 
     return shares
+
+
+def _ward_root_height(y: np.ndarray) -> float:
+    """The height of ward's last merge of the rows of ``y`` (n, k).
+
+    From a few hundred rows in many dimensions the pairwise distances come from the Gram matrix (BLAS) rather than
+    scipy's per-pair loop: the same tree, heights equal to ~1e-15, 1.7x faster at n = 500 and 3.3x at 1,000 (k = n - 1).
+    """
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    n, k = y.shape
+    if n < GRAM_FROM or k < 32:
+        return float(linkage(y, method="ward")[-1, 2])
+    squared = np.einsum("ij,ij->i", y, y)
+    d2 = squared[:, None] + squared[None, :] - 2.0 * (y @ y.T)
+    np.fill_diagonal(d2, 0.0)
+    return float(linkage(np.sqrt(np.maximum(squareform(d2, checks=False), 0.0)), method="ward")[-1, 2])
 
 
 def auto_clusters(
