@@ -191,9 +191,41 @@ def test_several_layers_on_ray_resume_a_partial_run_of_either_engine(ray_cluster
             same_store(resumed[name], single)
 
 
-def test_several_layers_of_a_language_model_on_ray_are_refused_with_the_fix(tmp_path, tiny_gpt2, corpus):
-    with pytest.raises(cv.ConceptvecError, match=r"several layers of a language model in one pass run on the local engine so far"
-                                                 r".*--engine local"):
-        cv.extract(f"hf:{tiny_gpt2}", layer=["transformer.h.0", "transformer.h.1"], data=corpus, out=tmp_path / "run",
-                   engine="ray", progress=False)
-    assert not (tmp_path / "run").exists()
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.parametrize("examples", ["tokens", "documents"])
+def test_several_layers_of_a_language_model_on_ray_write_the_single_layer_stores(ray_cluster, tmp_path, corpus, tiny_gpt2, examples,
+                                                                                  monkeypatch):
+    from conceptvec.storage.store import StoreWriter
+
+    layers = ["blocks.1.mlp.hook_post", "transformer.h.0.mlp.act"]  # a TransformerLens name and a module name
+    options = dict(data=corpus, examples=examples, chunk_size=4, batch_size=2, progress=False)
+    singles = {name: cv.extract(f"hf:{tiny_gpt2}", layer=name, out=tmp_path / name, **options) for name in layers}
+    both = cv.extract(f"hf:{tiny_gpt2}", layer=layers, out=tmp_path / "both", engine="ray", workers=2, **options)
+    files = ("documents.parquet",) if examples == "tokens" else ()
+    for name, single in singles.items():
+        assert both[name].metadata["engine"] == "ray" and single.n_examples > 4
+        same_store(both[name], single)
+        assert all((both[name].path / f).read_bytes() == (single.path / f).read_bytes() for f in files)
+        assert both[name].metadata["layer"] == single.metadata["layer"]
+    if examples == "tokens":
+        return
+
+    # A local run stopped after writing its first chunk to the first layer's store only; Ray finishes both.
+    real, written = StoreWriter.write_chunk, []
+
+    def stop_after_one(self, *args, **kwargs):
+        if written:
+            raise KeyboardInterrupt
+        written.append(args[0])
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(StoreWriter, "write_chunk", stop_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        cv.extract(f"hf:{tiny_gpt2}", layer=layers, out=tmp_path / "resumed", **options)
+    kept = {name: len(list((tmp_path / "resumed" / f"{name}.partial" / "chunks").glob("*.json"))) for name in layers}
+    assert kept == {layers[0]: 1, layers[1]: 0}
+    monkeypatch.setattr(StoreWriter, "write_chunk", real)
+    resumed = cv.extract(f"hf:{tiny_gpt2}", layer=layers, out=tmp_path / "resumed", engine="ray", **options)
+    for name, single in singles.items():
+        same_store(resumed[name], single)

@@ -111,9 +111,9 @@ def extract(
         ``hf:DIR`` is a vision model, or a language model with its tokenizer (causal LM, encoder, sentence-transformers)
     layer : the module name as the model names it (``block3``, ``layer4.1``, ``Mixed_7b``, ``transformer.h.5.mlp.act``);
         for language models also a TransformerLens hook name (``blocks.5.mlp.hook_post``) where it maps to a module.
-        A list of names (image models on either engine, language models locally): one forward per batch for all
-        of them, one store per layer at ``<out>/<layer>``, each the store a single-layer extraction of that layer
-        writes; returns ``{layer: ActivationStore}``; resumable as one run
+        A list of names (either engine): one forward per batch for all of them, one store per layer at
+        ``<out>/<layer>``, each the store a single-layer extraction of that layer writes; returns
+        ``{layer: ActivationStore}``; resumable as one run
     data : ``digits`` (scikit-learn's bundled digits), an image folder (class sub-folders or flat), a
         text file listing image paths, ``sources.images.ImageFiles`` (files already chosen), or a torch Dataset of
         prepared tensors (no preprocessing applied); for a language model a text corpus (see :mod:`conceptvec.sources.text`)
@@ -154,9 +154,6 @@ def extract(
     layers = layer_list(layer)
     layer = layers[0]
     if isinstance(loaded, TextModel):
-        if len(layers) > 1 and entry.on_ray:
-            raise ConceptvecError("several layers of a language model in one pass run on the local engine so far (image models "
-                                  "also on Ray); with --engine ray extract one layer per run, or use --engine local.")
         return _extract_text(loaded, layers if len(layers) > 1 else layer, data, out, c, dev, overwrite, progress, entry=entry,
                              ray_address=ray_address, spec=model)
     text_options = [k for k in ("max_tokens", "text_column", "label_column", "batch_tokens") if getattr(c, k) is not None]
@@ -306,6 +303,15 @@ def _extract_text(loaded, layer: str | list[str], data: Any, out: Path, c: Extra
             return meta
 
         def run_text(names, todo, writer, finished, widths):
+            if entry.on_ray:
+                from .ray_text import run_text_chunks_ray
+
+                run_text_chunks_ray(model=spec, weights=c.weights, layer=[paths[name] for name in names], plan=plan, todo=todo,
+                                    writer=writer, examples=c.examples, pool=c.pool, device=c.device, batch_size=c.batch_size,
+                                    batch_tokens=c.batch_tokens, workers=c.workers, autocast=c.autocast,
+                                    autocast_dtype=c.autocast_dtype, progress=progress, finished=finished, ray_address=ray_address,
+                                    layer_widths=widths)
+                return
             run_text_chunks(loaded, [paths[name] for name in names], plan, todo, writer, examples=c.examples, pool=c.pool, dev=dev,
                             batch_size=c.batch_size, batch_tokens=c.batch_tokens, use_autocast=use_autocast, progress=progress,
                             finished=finished, autocast_dtype=c.autocast_dtype, layer_widths=widths)
