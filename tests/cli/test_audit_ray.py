@@ -258,18 +258,3 @@ def test_rays_own_errors_are_said_in_one_line():
                             actor_init_failed=True)
     assert str(lost_worker(init)).startswith("a Ray worker could not start (OSError: no folder m); every node needs the model")
     assert lost_worker(ValueError("x")).args == ("x",)  # not Ray's: as it is
-
-
-
-def test_auto_with_no_cluster_is_one_line_without_the_token_hint(store, tmp_path):
-    import subprocess
-    import sys
-
-    # a process of its own: this module's Ray is joined in this one
-    env = {**os.environ, "COLUMNS": "300", "OMP_NUM_THREADS": "1"}
-    env.pop("RAY_ADDRESS", None)
-    env.pop("RAY_AUTH_MODE", None)
-    done = subprocess.run([sys.executable, "-m", "conceptvec", "scan", str(store.path), "--out", str(tmp_path / "s"), "--engine", "ray",
-                           "--ray-address", "auto"], capture_output=True, text=True, env=env, timeout=120)
-    one_line_error(done.returncode, done.stderr, "could not start or join a Ray cluster at auto (Could not find any running Ray")
-    assert "RAY_AUTH_MODE" not in done.stderr and not (tmp_path / "s").exists()
