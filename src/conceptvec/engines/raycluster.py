@@ -77,6 +77,9 @@ def check_reachable(address: str | None, timeout: float = 5.0) -> None:
     import re
     import socket
 
+    if address is not None and not isinstance(address, str):
+        raise ConceptvecError(f"ray_address (--ray-address) must be a text such as '10.0.0.1:6379' or 'auto', got "
+                              f"{type(address).__name__} {address!r}.")
     match = re.fullmatch(r"(?:ray://)?([^:/\s]+):(\d+)", address or "")
     if match is None:
         return  # 'auto', or no address: Ray finds or starts the cluster itself
