@@ -24,7 +24,7 @@ import torch
 from ..progress import progress_bar
 from ..engines.raycluster import carrying_errors, check_visible, connected, for_workers, map_on_actors, quiet_ray_data, user_error
 from ..models.hooks import layer_runner, resolve_device
-from .runner import autocast_context, collate, forward, on_device, planned_batches
+from .runner import ImageDataset, autocast_context, collate, forward, on_device, planned_batches
 
 ROWS_PER_BLOCK = 8  # planned batches per block of the input dataset: enough blocks to keep every actor busy
 
@@ -57,7 +57,7 @@ class LayerActor:
         self.amp = autocast and self.dev.type == "cuda"
         self.autocast_dtype = autocast_dtype
         self.dataset = dataset
-        self.root = getattr(getattr(dataset, "files", None), "root", None)  # an image folder, checked on this node
+        self.root = dataset.files.root if isinstance(dataset, ImageDataset) else None  # an image folder, checked on this node
         self._layer = layer_runner(on_device(model, self.dev, channels_last), layer, pool)
         self.run = self._layer.__enter__()  # hooks stay on the actor's model for its whole life
 
@@ -131,11 +131,10 @@ def run_chunks_ray(*, model: Any, load: dict[str, Any], layer: str, pool: str, d
     # the paths the workers open, absolute: a cluster started elsewhere runs them in another working folder
     model = for_workers(model)
     load = {name: for_workers(value) if name in ("weights", "key_map") else value for name, value in load.items()}
-    files = getattr(dataset, "files", None)
-    if files is not None and hasattr(files, "root"):
+    if isinstance(dataset, ImageDataset):  # (a Dataset of the user's reads its own files)
         from dataclasses import replace
 
-        dataset.files = replace(files, root=Path(files.root).resolve())
+        dataset.files = replace(dataset.files, root=Path(dataset.files.root).resolve())
     with connected(ray_address) as ray:
         from ray.data import ActorPoolStrategy
 
