@@ -7,7 +7,7 @@ import pytest
 from scipy.cluster.hierarchy import linkage
 
 import conceptvec as cv
-from conceptvec.core.auto import auto_clusters, null_shares, split_share, unit_rows
+from conceptvec.core.auto import MIN_EXCESS, auto_clusters, null_shares, split_share, unit_rows
 from conceptvec.core.outliers import outlier_fences
 from conceptvec.core.planted import planted_layer
 
@@ -82,7 +82,10 @@ def test_split_tests_step_by_step(layer):
     # C = leaves of the kept splits: each kept split adds one cluster (tiny sides followed, not counted)
     assert c == 1 + sum(t["split"] for t in tests)
     # kept splits are clear (small p), the others are not
-    assert all((t["p_value"] < 0.01) == t["split"] for t in tests)
+    assert all((t["p_value"] < 0.01 and t["share"] - t["null_mean"] >= MIN_EXCESS) == t["split"]
+               for t in tests if t["draws"])
+    # a split below the root that explains less than MIN_EXCESS is not tested against a null
+    assert all(t["share"] < MIN_EXCESS and not t["split"] and t["p_value"] is None for t in tests[1:] if not t["draws"])
 
 
 def test_null_is_seeded_and_scale_free():
@@ -113,3 +116,29 @@ def test_fixed_params_record_no_split_tests_and_auto_saves_them(layer, tmp_path)
     again = cv.ConceptSet.load(cs.save(tmp_path / "cs"))
     assert again.split_tests == cs.split_tests and again.params == AUTO
     np.testing.assert_array_equal(again.outliers, cs.outliers)
+
+
+def test_radius_weights_count_the_gaussians_own_radius_spread_once():
+    from conceptvec.core.auto import radius_weights
+
+    rng = np.random.default_rng(4)
+    # one dimension: the radius is the coordinate; a Gaussian has no scale mixture to find
+    line = rng.normal(size=(500, 1)) * [[1.0]]
+    assert np.std(radius_weights(line - line.mean(0))) < 0.15
+    # two tight columns of 64 (the rest 0): still no mixture
+    flat = np.zeros((400, 64))
+    flat[:, :2] = rng.normal(size=(400, 2))
+    assert np.std(radius_weights(flat - flat.mean(0))) < 0.15
+    # a true scale mixture in 200 dimensions: the weights follow the scales (the chi-square spread there is small)
+    scales = rng.uniform(0.2, 2.0, size=300)
+    mixture = rng.normal(size=(300, 200)) * scales[:, None]
+    weight = radius_weights(mixture - mixture.mean(0))
+    assert np.corrcoef(weight, scales)[0, 1] > 0.98
+    np.testing.assert_allclose(np.mean(weight**2), 1.0)
+
+
+def test_the_null_samples_ward_root_from_the_gram_matrix_is_scipys():
+    from conceptvec.core.auto import GRAM_FROM, _ward_root_height
+
+    y = np.random.default_rng(5).normal(size=(GRAM_FROM, 120)) * np.linspace(2.0, 0.5, 120)
+    assert _ward_root_height(y) == pytest.approx(linkage(y, "ward")[-1, 2], rel=1e-12)

@@ -79,3 +79,19 @@ def test_detectable_separation_is_what_auto_then_finds():
                 found += cv.disentangle(y, neuron=0, params=cv.Params(distance_threshold="auto")).n_agglomerative >= 2
         split[mult] = found
     assert split == {0.3: 0, 2.0: 6}
+
+
+def test_adjusted_p_is_benjamini_hochberg_and_the_split_check_uses_it():
+    from conceptvec.core.evidence import layer_verdicts
+    from conceptvec.core.fdr import adjusted_p
+
+    p = np.array([0.001, 0.008, 0.009, np.nan, 0.5])
+    # by hand over the 4 tested: sorted 0.001, 0.008, 0.009, 0.5 -> 0.004, 0.012, 0.012 (step-up min), 0.5
+    assert np.allclose(adjusted_p(p), [0.004, 0.012, 0.012, np.nan, 0.5], equal_nan=True)
+    # five neurons of 2 concepts each: every raw p but the last is below 0.01, only the first survives the layer
+    offsets = np.arange(0, 12, 2)
+    rows = layer_verdicts(offsets, np.zeros((5, 4), np.int64), np.zeros((5, 4), np.int64), first_p=p, level=0.01,
+                          reappearance=None, example_labels=None)
+    assert [r[0]["checks"].get("split") for r in rows] == [True, False, False, None, False]
+    assert rows[1][0]["split_p"] == 0.008 and np.isclose(rows[1][0]["split_q"], 0.012)
+    assert rows[1][0]["verdict"] == "not supported (0 of 1 checks)"

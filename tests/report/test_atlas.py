@@ -67,6 +67,11 @@ def test_atlas_files(atlas):
     # the evidence the scan recorded: auto's p-value of each neuron's first split, to 3 significant digits
     assert overview["rows"]["split_p"] == [float(f"{p:.3g}") if np.isfinite(p) else None for p in scan.first_p]
     assert any(p is not None and p < 0.01 for p in overview["rows"]["split_p"])
+    # and the count in the words of its checks (the planted facets carry digit labels: supported where split)
+    from conceptvec.core.evidence import count_words
+
+    assert overview["rows"]["evidence"] == [count_words(int(k), rows) for k, rows in zip(scan.n_concepts, scan.evidence())]
+    assert any(w.endswith("concepts") and not w.startswith("unsupported") for w in overview["rows"]["evidence"])
     assert len(overview["map"]["x"]) == len(scan.concept_vectors) and overview["map"]["method"].startswith("PCA")
     # every example shown is drawn once into the sprite sheets, however many neurons show it
     shown = set(scan.top_indices.ravel().tolist()) | set(scan.projecting["indices"][:, :12].ravel().tolist())
@@ -75,6 +80,7 @@ def test_atlas_files(atlas):
     neuron = read_data(out / "data" / neuron_file(3))
     assert [t[0] for t in neuron["top"]] == scan.top_indices[3].tolist()
     assert len(neuron["concepts"]) == scan.n_concepts[3] and len(neuron["linkage"]) == scan.params.top - 1
+    assert [c["verdict"] for c in neuron["concepts"]] == [r["verdict"] for r in scan.evidence()[3]]
     # nothing from elsewhere: no URL with a scheme or host in the page, script or style
     for name in ("index.html", "atlas.js", "atlas.css"):
         assert not re.search(r"(https?:)?//[a-z]", (out / name).read_text().replace("http://www.w3.org/2000/svg", "")), name

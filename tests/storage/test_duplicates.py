@@ -35,3 +35,16 @@ def test_rows_are_hashed_across_blocks(monkeypatch):
     acts = np.zeros((5, 4), np.float32)
     acts[2:, 0] = [1, 2, 3]
     assert duplicate_rows(acts, list("abcde"))["largest"] == [{"size": 2, "ids": ["a", "b"]}]
+
+
+def test_paths_in_one_folder_are_named_once_and_more_groups_are_counted():
+    acts = np.arange(60, dtype=np.float32).reshape(20, 3)
+    for g in range(5):  # five groups of two
+        acts[2 * g + 1] = acts[2 * g]
+    ids = [f"/usr/share/icons/Adwaita/{16 * (1 + i % 2)}x/status/icon{i}.png" for i in range(20)]
+    ids[0], ids[1] = "/usr/share/icons/A/24x24/status/lock.png", "/usr/share/icons/A/24x24/status/secure.png"
+    message = duplicates_warning(duplicate_rows(acts, ids), layer="blocks.5")
+    assert message.startswith("blocks.5: 5 of 20 rows (25.0%) repeat another row exactly")
+    assert "2 share one row (in /usr/share/icons/A/24x24/status/: lock.png, secure.png)" in message
+    assert "2 share one row (in /usr/share/icons/Adwaita/: 16x/status/icon2.png, 32x/status/icon3.png)" in message
+    assert "; 2 more groups." in message  # 3 of the 5 groups are shown

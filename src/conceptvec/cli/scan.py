@@ -17,6 +17,11 @@ from .common import EngineOpt, OverwriteOpt, RayAddressOpt, StoreArg, cli_errors
 from .options import method_options
 
 
+CHECK_ORDER = ["split", "stability", "labels", "causal"]
+CHECK_WORDS = {"split": "the first split's p-value adjusted over the scan", "stability": "stability runs",
+               "labels": "the store's class labels", "causal": "causal effects"}
+
+
 @app.command()
 @cli_errors
 @method_options
@@ -64,7 +69,9 @@ def scan(
     if split:
         supported = sum(sum(bool(r["supported_by"]) for r in rows) >= 2 for rows in split)
         unchecked = sum(all(not r["checks"] for r in rows) for rows in split)
-        console.print(f"evidence: checks support 2 or more concepts in {supported} of the {len(split)}; "
+        ran = sorted({name for rows in split for r in rows for name in r["checks"]}, key=CHECK_ORDER.index)
+        console.print(f"evidence ({', '.join(CHECK_WORDS[n] for n in ran) or 'no check applies'}): "
+                      f"checks support 2 or more concepts in {supported} of the {len(split)}; "
                       f"{len(split) - supported - unchecked} are unsupported splits"
                       + (f", {unchecked} unchecked (no check applies)" if unchecked else "")
                       + " (neurons.parquet 'evidence', concepts.parquet 'verdict')")

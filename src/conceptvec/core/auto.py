@@ -43,6 +43,12 @@ FIRST_DRAWS = 10  # drawn first; the rest only when the split's z-score is near 
 # large and the mean 2/3 sd off (each rarer than 1 in 50). Most splits, and most leaves, are that clear.
 CLEAR_ABOVE = 4.0
 CLEAR_BELOW = 1.5
+# A minimum effect size beside the p-value: a kept split explains at least this share of its node's sum of squares
+# beyond the null's mean. The p-value alone grows with n: at a top of 1,000 a single planted facet's skewed tail of
+# weak examples beats the Gaussian null by z = 7 with an excess of 0.007, where every facet-separating split measured
+# exceeds 0.05 (docs/thresholds.md, "Large tops").
+MIN_EXCESS = 0.02
+GRAM_FROM = 300  # null samples of at least this many rows get their distances from the Gram matrix (_ward_root_height)
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -61,33 +67,109 @@ def split_share(points: np.ndarray, height: float) -> float:
 def null_shares(points: np.ndarray, rng: np.random.Generator, draws: int = NULL_DRAWS) -> np.ndarray:
     """Root-split shares of ``draws`` unimodal samples shaped like ``points`` (n, d), shape (draws,).
 
-    Each sample: n points from a Gaussian with the covariance spectrum of ``points`` after each is
-    scaled to the average radius, then scaled back by its point's radius (a Gaussian scale mixture).
+    Each sample: n points of :func:`null_model`'s Gaussian scale mixture (each point's radius weight times a Gaussian
+    with the covariance spectrum of ``points`` after each is scaled by its weight).
     """
     return null_sampler(points, rng)(draws)
 
 
-def null_sampler(points: np.ndarray, rng: np.random.Generator) -> Callable[[int], np.ndarray]:
-    """A function ``draws -> shares`` of :func:`null_shares` for ``points``, the spectrum computed once."""
-    from scipy.cluster.hierarchy import linkage
+def null_model(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """auto's unimodal model of ``points`` (n, d): a Gaussian scale mixture.
 
+    Returns
+    -------
+    axes : array of shape (K,)
+        The per-axis sd of the Gaussian (sum of squares 1; K = the rank of the weighted points, at most n - 1).
+    weight : array of shape (n,)
+        Each point's scale (root mean square 1): :func:`radius_weights`.
+    """
     centred = points - points.mean(axis=0)
+    n, d = centred.shape
     radius = np.linalg.norm(centred, axis=1)
-    weight = radius / np.sqrt(np.mean(radius**2))
-    whitened = centred / np.where(weight > 0, weight, 1.0)[:, None]
+    if not np.any(radius > 0):
+        return np.zeros(0), np.ones(n)
+    weight = radius_weights(centred)
+    whitened = centred / weight[:, None]
+    # The spectrum from the smaller of the n x n Gram matrix and the d x d covariance: cheap however wide the layer is.
+    gram = whitened @ whitened.T if n <= d else whitened.T @ whitened
+    spectrum = np.clip(np.linalg.eigvalsh(gram)[::-1][: n - 1], 0.0, None)
+    spectrum = spectrum[spectrum > spectrum[0] * 1e-12]  # axes of zero variance change no share
+    return np.sqrt(spectrum / spectrum.sum()), weight
+
+
+def radius_weights(centred: np.ndarray) -> np.ndarray:
+    """Each centred point's scale in a Gaussian scale mixture ``x = s * g``, shape (n,), root mean square 1.
+
+    A point's squared radius is ``s**2 * |g|**2``: its spread mixes the scales' with the Gaussian's own chi-square
+    spread, which is large when the points vary along few axes (in one dimension the radius *is* the coordinate).
+    Taking the radius as the scale counts that spread twice, and the null gets heavier tails than the data, so that
+    even one Gaussian concept becomes "two" once n is large (docs/thresholds.md, "Large tops"). So the weights are
+    the radii to a power ``a`` in [0, 1] chosen so that their kurtosis is the scales' alone:
+    ``E r**4 / (E r**2)**2 = E s**4 / (E s**2)**2 * (1 + 2 sum lambda**2 / (sum lambda)**2)`` for the Gaussian's
+    spectrum lambda (exact; the spectrum's ``sum lambda**2`` debiased by ``(sum lambda)**2 / n``, the excess a sample
+    spectrum has). A Gaussian gets ``a`` near 0 (equal weights), a wide scale mixture in many dimensions ``a`` near 1.
+    """
+    n, d = centred.shape
+    squared = np.sum(centred**2, axis=1)
+    if n < 3 or not np.any(squared > 0):
+        return np.ones(n)
+    gram = centred @ centred.T if n <= d else centred.T @ centred
+    total = float(np.sum(squared))
+    inv_dims = max(float(np.sum(gram**2)) / total**2 - 1.0 / n, 1.0 / min(n - 1, d))  # sum lambda^2 / (sum lambda)^2
+    target = max(_kurtosis(squared, 1.0) / (1.0 + 2.0 * inv_dims), 1.0)
+    lo, hi = 0.0, 1.0
+    if _kurtosis(squared, hi) <= target:
+        lo = hi
+    for _ in range(30):  # the kurtosis of r**a grows with a: bisect to ~1e-9
+        if lo == hi:
+            break
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _kurtosis(squared, mid) < target else (lo, mid)
+    weight = np.where(squared > 0, squared, 0.0) ** (lo / 2)
+    return weight / np.sqrt(np.mean(weight**2)) if np.any(weight > 0) else np.ones(n)
+
+
+def _kurtosis(squared: np.ndarray, power: float) -> float:
+    """``E w**4 / (E w**2)**2`` for ``w = r**power`` (``squared`` = r**2, shape (n,))."""
+    w2 = squared**power
+    return float(np.mean(w2**2) / np.mean(w2) ** 2)
+
+
+def null_sampler(points: np.ndarray, rng: np.random.Generator) -> Callable[[int], np.ndarray]:
+    """A function ``draws -> shares`` of :func:`null_shares` for ``points``, the model computed once."""
+    axes, weight = null_model(points)
     n = len(points)
-    # The spectrum from the n x n Gram matrix: cheap however wide the layer is.
-    spectrum = np.clip(np.linalg.eigvalsh(whitened @ whitened.T)[::-1][: n - 1], 0.0, None)
-    scale = np.sqrt(spectrum / spectrum.sum())[None, :] * weight[:, None]
+    scale = axes[None, :] * weight[:, None]
 
     def shares(draws: int) -> np.ndarray:
         out = np.empty(draws)
         for b in range(draws):
-            y = rng.standard_normal((n, n - 1)) * scale
-            out[b] = split_share(y, linkage(y, method="ward")[-1, 2])
+            if scale.shape[1] == 0:
+                out[b] = 0.0
+                continue
+            y = rng.standard_normal((n, scale.shape[1])) * scale
+            out[b] = split_share(y, _ward_root_height(y))
         return out
 
     return shares
+
+
+def _ward_root_height(y: np.ndarray) -> float:
+    """The height of ward's last merge of the rows of ``y`` (n, k).
+
+    From a few hundred rows in many dimensions the pairwise distances come from the Gram matrix (BLAS) rather than
+    scipy's per-pair loop: the same tree, heights equal to ~1e-15, 1.7x faster at n = 500 and 3.3x at 1,000 (k = n - 1).
+    """
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    n, k = y.shape
+    if n < GRAM_FROM or k < 32:
+        return float(linkage(y, method="ward")[-1, 2])
+    squared = np.einsum("ij,ij->i", y, y)
+    d2 = squared[:, None] + squared[None, :] - 2.0 * (y @ y.T)
+    np.fill_diagonal(d2, 0.0)
+    return float(linkage(np.sqrt(np.maximum(squareform(d2, checks=False), 0.0)), method="ward")[-1, 2])
 
 
 def auto_clusters(
@@ -118,6 +200,9 @@ def auto_clusters(
     tests : list of dict
         Per tested split: ``size``, ``sides`` (the two children's sizes), ``share``, ``null_mean``,
         ``null_sd``, ``draws`` (FIRST_DRAWS for a clear split, NULL_DRAWS near the level), ``p_value``, ``split``.
+        A split below the root whose share is under ``MIN_EXCESS`` cannot be kept whatever its null: none is drawn
+        (``null_mean``, ``null_sd`` and ``p_value`` None, ``draws`` 0). The root's p-value is always measured (it is
+        the neuron's ``first_split_p``), with FIRST_DRAWS only when its share is under ``MIN_EXCESS``.
     """
     rng = np.random.default_rng(seed)
     level = float(norm.isf(significance))
@@ -135,16 +220,20 @@ def auto_clusters(
             continue
         points = unit[node.pre_order()]
         share = split_share(points, node.dist)
+        if tests and share < MIN_EXCESS:  # its excess over any null's mean is below MIN_EXCESS: no null is drawn
+            tests.append(_undrawn(node, share))
+            n_clusters += 1
+            continue
         if first_null is not None and not tests:
             null = np.asarray(first_null, dtype=np.float64)
         else:
             sample = null_sampler(points, rng)
             null = sample(FIRST_DRAWS)
-            if level - CLEAR_BELOW < _z(share, null) < level + CLEAR_ABOVE:
+            if level - CLEAR_BELOW < _z(share, null) < level + CLEAR_ABOVE and share >= MIN_EXCESS:
                 null = np.concatenate([null, sample(NULL_DRAWS - FIRST_DRAWS)])
         z = _z(share, null)
         p_value = float(norm.sf(z))
-        split = p_value < significance
+        split = p_value < significance and share - float(null.mean()) >= MIN_EXCESS
         tests.append({"size": int(node.get_count()), "sides": [int(left.get_count()), int(right.get_count())],
                       "share": share, "null_mean": float(null.mean()), "null_sd": float(null.std(ddof=1)),
                       "draws": int(len(null)), "p_value": p_value, "split": bool(split)})
@@ -153,6 +242,12 @@ def auto_clusters(
         else:
             n_clusters += 1
     return n_clusters, tests
+
+
+def _undrawn(node: Any, share: float) -> dict[str, Any]:
+    """The record of a split below the root too small to be kept whatever its null (no null drawn: None, 0 draws)."""
+    return {"size": int(node.get_count()), "sides": [int(node.get_left().get_count()), int(node.get_right().get_count())],
+            "share": share, "null_mean": None, "null_sd": None, "draws": 0, "p_value": None, "split": False}
 
 
 def _z(share: float, null: np.ndarray) -> float:

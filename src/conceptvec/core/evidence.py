@@ -3,7 +3,8 @@
 A concept of a neuron (``ConceptSet``) is checked by whatever was measured:
 
 - **split**: the neuron's first split was significant (auto's p-value below ``significance``, or below ``fdr`` when
-  set: a neuron of one concept has no split to check);
+  set; in a scan the p-value adjusted over the layer's first splits, Benjamini-Hochberg, since every split auto
+  made passed its own test: a neuron of one concept has no split to check);
 - **stability**: the concept came back in at least ``UNSTABLE_BELOW`` of the resampling runs (``stability=B``);
 - **labels**: where the examples have class labels, the concept's most common label is enriched in it against the
   whole store (hypergeometric upper tail below ``LEVEL``), and, for a split neuron, the concept is purer in its
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import hypergeom
 
+from .fdr import adjusted_p
 from .power import TOPS
 
 LEVEL = 0.01  # enrichment and purity tests are kept at this level
@@ -86,11 +88,15 @@ def label_checks(example_labels: np.ndarray, top_indices: np.ndarray, concept_la
 
 
 def verdicts(n_concepts: int, *, split_p: float | None, split_level: float, reappearance: np.ndarray | None,
-             labels: list[dict[str, Any]] | None, causal: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+             labels: list[dict[str, Any]] | None, causal: list[dict[str, Any]] | None,
+             split_q: float | None = None) -> list[dict[str, Any]]:
     """One row per concept: each check's numbers and outcome (True, False, or None: not applicable), and the verdict.
 
-    ``split_p`` is the first split's p-value (None: a fixed threshold, no test); ``reappearance`` (n_concepts,) from
-    a stability run; ``labels`` from :func:`label_checks`; ``causal`` from ``CausalEffects.selectivity()``.
+    ``split_p`` is the first split's p-value (None: a fixed threshold, no test); ``split_q`` the same adjusted over the
+    layer it was scanned with (Benjamini-Hochberg, ``core.fdr.adjusted_p``): the split check uses it when given, since
+    every split auto made passed its own test at ``split_level`` and only the adjusted value can fail it.
+    ``reappearance`` (n_concepts,) from a stability run; ``labels`` from :func:`label_checks`; ``causal`` from
+    ``CausalEffects.selectivity()``.
     """
     rows = []
     for j in range(n_concepts):
@@ -98,7 +104,9 @@ def verdicts(n_concepts: int, *, split_p: float | None, split_level: float, reap
         row: dict[str, Any] = {"concept": j}
         if n_concepts > 1 and split_p is not None and np.isfinite(split_p):
             row["split_p"] = float(split_p)
-            checks["split"] = bool(split_p < split_level)
+            if split_q is not None and np.isfinite(split_q):
+                row["split_q"] = float(split_q)
+            checks["split"] = bool(row.get("split_q", split_p) < split_level)
         if reappearance is not None:
             row["reappearance"] = float(reappearance[j])
             checks["stability"] = bool(reappearance[j] >= STABLE_FROM)
@@ -207,17 +215,20 @@ def layer_verdicts(concept_offsets: np.ndarray, top_indices: np.ndarray, labels:
     top_indices, labels : arrays of shape (m, N)
         Each neuron's top examples and their concept (-1: removed).
     first_p : array of shape (m,) or None
-        Each neuron's first-split p-value (None: a fixed threshold).
+        Each neuron's first-split p-value (None: a fixed threshold); the split check uses them adjusted over the m
+        neurons (Benjamini-Hochberg).
     reappearance : array of shape (n_total_concepts,) or None
         Each concept's share of stability runs it came back in.
     example_labels : array of shape (n_examples,) or None
         The store's class labels (negative: unlabelled).
     """
+    first_q = adjusted_p(first_p) if first_p is not None else None
     out = []
     for i in range(len(top_indices)):
         a, b = int(concept_offsets[i]), int(concept_offsets[i + 1])
         checked = (label_checks(example_labels, top_indices[i], labels[i], seed=seed)
                    if example_labels is not None and b > a else None)
         out.append(verdicts(b - a, split_p=float(first_p[i]) if first_p is not None else None, split_level=level,
-                            reappearance=reappearance[a:b] if reappearance is not None else None, labels=checked, causal=None))
+                            reappearance=reappearance[a:b] if reappearance is not None else None, labels=checked, causal=None,
+                            split_q=float(first_q[i]) if first_q is not None else None))
     return out

@@ -26,11 +26,22 @@ def first_split_p(split_tests: list[dict[str, Any]] | None) -> float:
 def bh_discoveries(p_values: np.ndarray, fdr: float) -> np.ndarray:
     """Mask of the Benjamini-Hochberg discoveries at level ``fdr`` among ``p_values`` (m,) (NaN: not tested)."""
     p = np.asarray(p_values, dtype=np.float64)
-    found = np.zeros(p.shape, dtype=bool)
+    adjusted = adjusted_p(p)
+    found: np.ndarray = np.isfinite(adjusted) & (np.nan_to_num(adjusted, nan=np.inf) <= fdr)
+    return found
+
+
+def adjusted_p(p_values: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values of ``p_values`` (m,) over the finite ones (NaN: not tested, stays NaN).
+
+    A first split whose adjusted p-value is below q is a discovery at FDR q over the layer (:func:`bh_discoveries`).
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
     tested = np.isfinite(p)
     if tested.any():
-        found[tested] = false_discovery_control(p[tested], method="bh") <= fdr
-    return found
+        out[tested] = false_discovery_control(p[tested], method="bh")
+    return out
 
 
 def layer_error(p_values: np.ndarray, split: np.ndarray, *, significance: float, fdr: float | None) -> dict[str, Any]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 from types import SimpleNamespace
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from sklearn.cluster import KMeans
 
 from .params import Params
+from .plusplus import plusplus_chains
 
 
 def kmeans_step(x: np.ndarray, n_clusters: int, params: Params) -> tuple[np.ndarray, np.ndarray]:
@@ -34,6 +36,33 @@ def kmeans_step(x: np.ndarray, n_clusters: int, params: Params) -> tuple[np.ndar
         labels, sq = _kernel_kmeans(x, n_clusters, params, kernels)
     kmeans_labels = labels.astype(np.int64)
     return kmeans_labels, sq[np.arange(len(kmeans_labels)), kmeans_labels]
+
+
+def kmeans_steps(x: np.ndarray, cluster_counts: list[int], params: Params) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """:func:`kmeans_step` at each C of ``cluster_counts`` on the same x (the threshold sweep's work per neuron): C ->
+    (labels, squared distances), each exactly what ``kmeans_step(x, C, params)`` gives.
+
+    The shared work is done once (validation, centring, norms), and the k-means++ of every restart of every C runs
+    as one batch (``core.plusplus``), with the same draws and the same arithmetic as one chain at a time.
+    """
+    kernels = _kernels()
+    X = _as_kmeans_input(x)
+    counts = sorted({int(c) for c in cluster_counts})
+    if kernels is None or X.dtype != np.float64 or not counts or counts[-1] > X.shape[0]:
+        return {c: kmeans_step(x, c, params) for c in counts}  # the estimator, float32's chunked distances, or its error
+    Xc, x_mean, xc_norms, tol = _centred(X, kernels)
+    with kernels.blas_limit():  # as _sklearn_kmeans: one BLAS thread for the products, whose bits depend on it
+        inits = plusplus_chains(Xc, xc_norms, counts, n_init=params.n_init, seed=params.seed)
+    if inits is None:  # BLAS's rows are not served by position on this shape: one chain at a time
+        return {c: kmeans_step(x, c, params) for c in counts}
+    x_norms = kernels.row_norms(X, squared=True)
+    out = {}
+    for c in counts:
+        labels, centers = _lloyd_restarts(Xc, x_mean, tol, inits[c], params, kernels)
+        sq = np.sqrt(_sq_distances(X, x_norms, centers)) ** 2  # as _kernel_kmeans: transform(x) ** 2
+        kmeans_labels = labels.astype(np.int64)
+        out[c] = kmeans_labels, sq[np.arange(len(kmeans_labels)), kmeans_labels]
+    return out
 
 
 def _load_kernels() -> SimpleNamespace | None:
@@ -167,28 +196,41 @@ def _sklearn_kmeans(x: np.ndarray, n_clusters: int, params: Params, k: SimpleNam
     parameter and input validation, feature-name checks, the config context, the MKL/vcomp warning
     check, and the ConvergenceWarning for fewer distinct clusters than asked.
     """
-    X = _as_kmeans_input(x).copy()  # validate_data(copy=True): KMeans centres its own copy
-    if X.shape[0] < n_clusters:
-        raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
-    tol = k.tolerance(X, 1e-4)  # KMeans(tol=1e-4): 1e-4 * mean(var(X, axis=0)), on X before centring
+    if _as_kmeans_input(x).shape[0] < n_clusters:
+        raise ValueError(f"n_samples={x.shape[0]} should be >= n_clusters={n_clusters}.")
+    X, X_mean, x_squared_norms, tol = _centred(_as_kmeans_input(x), k)
     random_state = np.random.RandomState(params.seed)  # check_random_state(int)
-    sample_weight = np.ones(X.shape[0], dtype=X.dtype)  # _check_sample_weight(None, X)
-    n_threads = k.effective_n_threads()
+    if X.dtype == np.float64:
+        inits: Any = (_plusplus(X, n_clusters, x_squared_norms, random_state) for _ in range(params.n_init))
+    else:  # float32: scikit-learn's distances upcast in chunks, which _plusplus does not repeat
+        weight = np.ones(X.shape[0], dtype=X.dtype)
+        inits = (k.kmeans_plusplus(X, n_clusters, random_state=random_state, x_squared_norms=x_squared_norms,
+                                   sample_weight=weight)[0] for _ in range(params.n_init))
+    return _lloyd_restarts(X, X_mean, tol, inits, params, k)
+
+
+def _centred(X: np.ndarray, k: SimpleNamespace) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """KMeans.fit's preparation: (its centred copy of X, X's mean, the copy's squared row norms, the tolerance)."""
+    X = X.copy()  # validate_data(copy=True): KMeans centres its own copy
+    tol = k.tolerance(X, 1e-4)  # KMeans(tol=1e-4): 1e-4 * mean(var(X, axis=0)), on X before centring
     X_mean = X.mean(axis=0)
     X -= X_mean
-    x_squared_norms = k.row_norms(X, squared=True)
+    return X, X_mean, k.row_norms(X, squared=True), tol
+
+
+def _lloyd_restarts(X: np.ndarray, X_mean: np.ndarray, tol: float, inits: Iterable[np.ndarray], params: Params,
+                    k: SimpleNamespace) -> tuple[np.ndarray, np.ndarray]:
+    """KMeans.fit's restarts from the given initial centres (one per restart, made as the loop asks, in order: the
+    k-means++ of a restart draws after the previous restart's), and its choice of the best: (labels, centres)."""
+    sample_weight = np.ones(X.shape[0], dtype=X.dtype)  # _check_sample_weight(None, X)
+    n_threads = k.effective_n_threads()
     best_labels = best_centers = best_inertia = None
     with k.blas_limit():
-        for _ in range(params.n_init):
-            if X.dtype == np.float64:
-                centers_init = _plusplus(X, n_clusters, x_squared_norms, random_state)
-            else:  # float32: scikit-learn's distances upcast in chunks, which _plusplus does not repeat
-                centers_init, _ = k.kmeans_plusplus(X, n_clusters, random_state=random_state,
-                                                    x_squared_norms=x_squared_norms, sample_weight=sample_weight)
+        for centers_init in inits:
             labels, inertia, centers, _ = k.single_lloyd(X, sample_weight, centers_init, max_iter=params.max_iter,
                                                          tol=tol, n_threads=n_threads)
             if best_inertia is None or (inertia < best_inertia
-                                        and not k.is_same_clustering(labels, best_labels, n_clusters)):
+                                        and not k.is_same_clustering(labels, best_labels, len(centers))):
                 best_labels, best_centers, best_inertia = labels, centers, inertia
     if best_labels is None:  # Params checks n_init >= 1, so a run was made
         raise ValueError(f"n_init={params.n_init}: k-means needs at least one run.")

@@ -3,7 +3,7 @@
 
 Both come from one simulation. A neuron's top examples (unit rows, as auto sees them) give auto's own null model of
 them: a Gaussian with the spectrum of the rows whitened by their radius, each row scaled by a radius weight
-(``core.auto.null_sampler``'s construction; the weights are resampled from the examples'). A sample of size n from
+(``core.auto.null_model``; the radius weights are resampled from the examples'). A sample of size n from
 that model, split into two equal halves whose means are ``delta`` apart along its leading axis (``delta`` in units
 of the examples' root-mean-square distance from their mean), is tested as auto tests a first split: its root
 share against 10 null samples, 40 near the level. Drawn from the null model itself, a sample with ``delta = 0``
@@ -14,8 +14,8 @@ is split at about the level, so what the power counts is the separation, not a m
 - The recommended N (:func:`recommended_top`): the smallest size of ``TOPS`` at which a stated separation is
   detected with ``power`` (the spectrum as the N top examples estimate it, at most N - 1 axes).
 
-The null samples are drawn on a sample's rank (its other axes have zero variance, so leaving them out changes
-nothing), which keeps a size of 1,000 cheap.
+The null samples are auto's own (``core.auto.null_sampler``), drawn on a sample's rank (its other axes have zero
+variance, so leaving them out changes nothing).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 from scipy.cluster.hierarchy import linkage
 from scipy.stats import norm
 
-from .auto import CLEAR_ABOVE, CLEAR_BELOW, FIRST_DRAWS, NULL_DRAWS, split_share, unit_rows
+from .auto import CLEAR_ABOVE, CLEAR_BELOW, FIRST_DRAWS, MIN_EXCESS, NULL_DRAWS, null_model, null_sampler, split_share, unit_rows
 
 GRID = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
 TOPS = (50, 100, 200, 300, 500, 750, 1000)  # the sizes recommended_top tries, smallest first
@@ -32,22 +32,18 @@ RECOMMEND_FOR = 0.5  # the separation (RMS units) a recommended top is for, unle
 
 
 def _model(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """auto's null model of ``x``'s unit rows: per-axis sd (K,) of the radius-whitened spectrum, each row's radius
-    weight (N,), and the rows' RMS distance from their mean (0 when they do not vary)."""
+    """auto's null model of ``x``'s unit rows (``core.auto.null_model``): per-axis sd (K,), each row's radius weight
+    (N,), and the rows' RMS distance from their mean (0 when they do not vary).
+
+    The spectrum is the N rows' sample spectrum, wider than the neuron's at N ~ width (its leading axis too long),
+    which makes a sample of another size drawn from it harder to split along that axis: the power is conservative
+    there (docs/thresholds.md, "Power"). Ledoit-Wolf shrinkage overshoots the other way on the test neuron."""
     unit = unit_rows(x)
-    centred = unit - unit.mean(axis=0)
-    n = len(unit)
-    radius = np.linalg.norm(centred, axis=1)
-    rms = float(np.sqrt(np.mean(radius**2)))
+    rms = float(np.sqrt(np.mean(np.sum((unit - unit.mean(axis=0)) ** 2, axis=1))))
     if rms == 0:
         return np.zeros(0), np.zeros(0), 0.0
-    weight = radius / rms
-    whitened = centred / np.where(weight > 0, weight, 1.0)[:, None]
-    spectrum = np.clip(np.linalg.eigvalsh(whitened @ whitened.T)[::-1][: n - 1], 0.0, None)
-    if spectrum.sum() == 0:
-        return np.zeros(0), np.zeros(0), 0.0
-    spectrum = spectrum[spectrum > spectrum[0] * 1e-12]
-    return np.sqrt(spectrum / spectrum.sum()), weight, rms
+    axes, weight = null_model(unit)
+    return (axes, weight, rms) if len(axes) else (np.zeros(0), np.zeros(0), 0.0)
 
 
 def _sample(rng: np.random.Generator, model: tuple[np.ndarray, np.ndarray, float], n: int, separation: float) -> np.ndarray:
@@ -63,10 +59,11 @@ def _sample(rng: np.random.Generator, model: tuple[np.ndarray, np.ndarray, float
 def _kept(rng: np.random.Generator, y: np.ndarray, level: float) -> bool:
     """Whether auto's first test keeps the root split of ``y``: against 10 null samples, 40 near the level."""
     share = split_share(y, linkage(y, method="ward")[-1, 2])
-    null = _null_shares(y, rng, FIRST_DRAWS)
+    sample = null_sampler(y, rng)
+    null = sample(FIRST_DRAWS)
     if level - CLEAR_BELOW < _z(share, null) < level + CLEAR_ABOVE:
-        null = np.concatenate([null, _null_shares(y, rng, NULL_DRAWS - FIRST_DRAWS)])
-    return _z(share, null) > level
+        null = np.concatenate([null, sample(NULL_DRAWS - FIRST_DRAWS)])
+    return _z(share, null) > level and share - float(null.mean()) >= MIN_EXCESS
 
 
 def detectable_separation(x: np.ndarray, *, significance: float = 0.01, power: float = 0.8, reps: int = 10,
@@ -157,19 +154,3 @@ def recommended_top(x: np.ndarray, *, separation: float = RECOMMEND_FOR, power: 
             lo = mid + 1
     return float(sizes[lo]) if lo < len(sizes) else float("inf")
 
-
-def _null_shares(points: np.ndarray, rng: np.random.Generator, draws: int) -> np.ndarray:
-    """``core.auto.null_shares`` of ``points`` (n, d) with d < n: the spectrum from the d x d covariance, the null's
-    samples on its d axes (its other n - 1 - d axes have zero variance, so the shares are the same)."""
-    centred = points - points.mean(axis=0)
-    radius = np.linalg.norm(centred, axis=1)
-    weight = radius / np.sqrt(np.mean(radius**2))
-    whitened = centred / np.where(weight > 0, weight, 1.0)[:, None]
-    spectrum = np.clip(np.linalg.eigvalsh(whitened.T @ whitened)[::-1], 0.0, None)
-    spectrum = spectrum[spectrum > spectrum[0] * 1e-12]
-    scale = np.sqrt(spectrum / spectrum.sum())[None, :] * weight[:, None]
-    out = np.empty(draws)
-    for b in range(draws):
-        y = rng.standard_normal((len(points), len(spectrum))) * scale
-        out[b] = split_share(y, linkage(y, method="ward")[-1, 2])
-    return out

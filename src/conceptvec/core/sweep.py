@@ -24,7 +24,7 @@ from ..errors import ConceptvecError
 from ..progress import progress_bar
 from .arrays import as_matrix, read_rows
 from .live import dead_summary, live_mask
-from .kmeans import kmeans_step
+from .kmeans import kmeans_steps
 from .steps import cluster_top, n_clusters_at, remove_outliers, ward_linkage
 from .metrics import concept_counts
 from .params import Params
@@ -266,16 +266,12 @@ def sweep_neuron(task: tuple[np.ndarray, np.ndarray, int, Params]) -> tuple[np.n
     rule's threshold; params). Returns (concepts at each threshold (g,), the k-means (labels, sq) at the rule's C,
     auto's C, auto's concepts). One k-means per distinct C: k-means depends on C alone."""
     x, n_clusters, c_rule, params = task
-    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    concepts_at: dict[int, int] = {}  # C -> concepts kept: steps 3 and 4 depend on C alone
-    for c in np.unique(n_clusters).tolist():
-        cache[c] = kmeans_step(x, c, params)
-        concepts_at[c] = len(remove_outliers(*cache[c], params.outlier_rule, params.min_cluster_size)[1])
+    # steps 3 and 4 depend on C alone: one k-means per distinct C (their k-means++ batched: core.plusplus)
+    fits = kmeans_steps(x, np.unique(n_clusters).tolist() + [int(c_rule)], params)
+    concepts_at = {c: len(remove_outliers(*fit, params.outlier_rule, params.min_cluster_size)[1]) for c, fit in fits.items()}
     n_concepts = np.array([concepts_at[c] for c in n_clusters.tolist()], dtype=np.int64)
-    if c_rule not in cache:
-        cache[c_rule] = kmeans_step(x, int(c_rule), params)
     found = cluster_top(x, params.replace(distance_threshold="auto", outlier_threshold="auto"))
-    return n_concepts, cache[c_rule], int(found["n_agglomerative"]), len(found["kmeans_cluster_ids"])
+    return n_concepts, fits[int(c_rule)], int(found["n_agglomerative"]), len(found["kmeans_cluster_ids"])
 
 
 def _checked_grid(thresholds: Any) -> np.ndarray:

@@ -18,10 +18,14 @@ from ..errors import ConceptvecError
 
 INSTALL = 'pip install "conceptvec[ray]"'
 ADDRESS_ENV = "RAY_ADDRESS"
+RETRIES = 3  # runs again of a task (scan) or an actor's batch (extraction) whose worker died, before the run fails
 
 
 def require_ray() -> Any:
     """The ``ray`` module, or a ConceptvecError saying how to install it."""
+    # Ray's C++ core reads its log level once, when it is first imported: its notes on retries and on a cluster
+    # it cannot reach (a line a second) are not for users
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     try:
         import ray
         import ray.data  # noqa: F401 - extraction needs Ray Data, which is ray[data]
@@ -43,14 +47,18 @@ def connected(address: str | None = None) -> Iterator[Any]:
         return
     address = address or os.environ.get(ADDRESS_ENV) or None
     check_reachable(address)
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ notes on actors' restarts, not for users
     try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        # ERROR: Ray's notices on starting (token authentication, the dashboard) are not for conceptvec's users
+        ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"at {address}" if address else "on this machine"
+        # Ray says only "Failed to connect" when the cluster asks for a token this process does not send
+        token = ("" if not address or os.environ.get("RAY_AUTH_MODE") else
+                 "; a cluster with token authentication (Ray's default) is joined with RAY_AUTH_MODE=token set, its token in "
+                 "~/.ray/auth_token or RAY_AUTH_TOKEN")
         raise ConceptvecError(f"could not start or join a Ray cluster {where} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
                               f"start one with `ray start --head` and pass its address to --ray-address (or set {ADDRESS_ENV}), "
-                              f"or leave both out for a Ray on this machine alone.") from None
+                              f"or leave both out for a Ray on this machine alone{token}.") from None
     try:
         yield ray
     finally:
@@ -81,7 +89,22 @@ def quiet_ray_data(ray: Any) -> None:
     for name in ("enable_operator_progress_bars", "print_on_execution_start", "verbose_progress"):
         if hasattr(ctx, name):
             setattr(ctx, name, False)
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # e.g. its notice that its progress bars are off
+    # its notices (progress bars off) and its ERROR lines with a worker's traceback: the error reaches the user as
+    # one line (``user_error``), and its traceback is not for them
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
+
+
+def map_on_actors(dataset: Any, actor: type, **options: Any) -> Any:
+    """``dataset.map_batches(actor, **options)``, a batch whose actor dies run at most ``RETRIES`` times more.
+
+    Ray Data's default runs it again for ever (a poisoned example that kills its actor hangs the run); its
+    ``max_task_retries`` has no named parameter yet, and Ray warns that such arguments will be named.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*ray_remote_args.* is deprecated")
+        return dataset.map_batches(actor, max_task_retries=RETRIES, **options)
 
 
 class CarriedError(Exception):
@@ -99,10 +122,12 @@ def carrying_errors() -> Iterator[None]:
 
 
 def user_error(exc: BaseException) -> BaseException:
-    """The error a worker raised (a ConceptvecError or OSError), unwrapped from Ray's exceptions; else ``exc``.
+    """The error a worker raised, unwrapped from Ray's exceptions; a worker Ray lost, as a ConceptvecError.
 
-    Ray re-raises a worker's exception as a ``RayTaskError`` (sometimes also an instance of the
-    original class) whose text carries the worker's traceback; its ``cause`` is the original.
+    Ray re-raises a worker's exception as a ``RayTaskError`` (also an instance of the original class) whose
+    text carries the worker's traceback; its ``cause`` is the original, which is returned, so that a run on
+    Ray fails with the local run's message. A worker that died on every retry, an object store or disk
+    that is full, or a lost node is Ray's own error: said in one line with what to do (``lost_worker``).
     """
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -112,10 +137,60 @@ def user_error(exc: BaseException) -> BaseException:
         if isinstance(carried, BaseException):  # Ray's wrapper of a CarriedError may carry the CarriedError itself
             current = carried
             continue
-        if isinstance(current, (ConceptvecError, OSError)) and not type(current).__module__.startswith("ray."):
-            return current
+        if not type(current).__module__.startswith("ray."):
+            return current  # the worker's own exception (a ConceptvecError, an OSError, a bug), as a local run raises it
+        if type(current).__module__ == "ray.exceptions" and not _is_task_error(current):
+            return lost_worker(current)  # Ray's own failure (Ray Data raises it "from" a SystemException of its own)
         current = getattr(current, "cause", None) or current.__cause__
     return exc
+
+
+def _is_task_error(exc: BaseException) -> bool:
+    return type(exc).__name__.startswith(("RayTaskError", "UserCodeException"))
+
+
+def lost_worker(exc: BaseException) -> BaseException:
+    """Ray's own error (``ray.exceptions``: a worker or actor that died, a full object store or disk, a lost node) as
+    a ConceptvecError saying what was kept and what to do; another exception as it is."""
+    name = type(exc).__name__
+    if type(exc).__module__ != "ray.exceptions" or name in ("TaskCancelledError", "AuthenticationError"):
+        return exc
+    first = " ".join(str(exc).split())[:300]
+    if name in ("ObjectStoreFullError", "OutOfDiskError"):
+        fix = ("give Ray more room (`ray start --head --object-store-memory BYTES`, or free disk space where Ray spills, "
+               "/tmp/ray by default) or use fewer --workers")
+    else:
+        fix = "if it keeps dying, give the workers more memory or use fewer --workers"
+    return ConceptvecError(f"the Ray cluster lost a worker's work after {RETRIES} retries ({name}: {first}); the batches "
+                           f"finished before it are kept in the output's .partial folder: run the same command again to "
+                           f"resume; {fix}.")
+
+
+def for_workers(path: Any) -> Any:
+    """A path the driver was given, made absolute for Ray's workers (whose working folder is not the driver's on a
+    cluster started elsewhere); a spec that names no file here (``none``, a weights name) as it is."""
+    from pathlib import Path
+
+    if not isinstance(path, (str, os.PathLike)):
+        return path
+    text = os.fspath(path)
+    prefix, sep, rest = text.partition(":")
+    if sep and prefix in ("hf",) and Path(rest).exists():  # a model spec naming a folder: hf:DIR
+        return f"{prefix}:{Path(rest).resolve()}"
+    return str(Path(text).resolve()) if Path(text).exists() else path
+
+
+def check_visible(folder: Any, what: str) -> None:
+    """In a worker: refuse, naming this node, a folder the driver gave that this node does not have (a data folder
+    or a model folder not mounted here), instead of reading none of its files."""
+    from pathlib import Path
+
+    if folder is not None and not Path(folder).is_dir():
+        import socket
+
+        raise ConceptvecError(f"a Ray worker on {socket.gethostname()} cannot see the {what} {folder}; on a cluster of "
+                              f"several machines it must be at the same path on every node (a shared disk: docs/ray.md), "
+                              f"or run with --engine local.")
 
 
 def cluster_cpus(ray: Any) -> int:

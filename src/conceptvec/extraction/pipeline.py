@@ -419,7 +419,7 @@ def _extract_layers(layers: list[str], out: Path, *, metadata_of: Callable[[str]
                 raise
             for name, writer in writers.items():
                 finish(writer, {**metadata_of(name), **extra})
-                stores[name] = _opened(out / name, progress)
+                stores[name] = _opened(out / name, progress, layer=name)
     return {name: stores[name] for name in layers}
 
 
@@ -439,10 +439,11 @@ def _config(config: ExtractConfig | None, given: dict[str, Any]) -> ExtractConfi
     return config
 
 
-def _opened(out: Path, progress: bool) -> ActivationStore:
-    """The finished store, after saying when its rows repeat (``storage.duplicates``; warned on stderr even without progress)."""
+def _opened(out: Path, progress: bool, *, layer: str | None = None) -> ActivationStore:
+    """The finished store, after saying when its rows repeat (``storage.duplicates``; warned on stderr even without
+    progress; ``layer`` names the store when one pass wrote several)."""
     store = ActivationStore.open(out)
-    warning = duplicates_warning(store.metadata.get("duplicates"))
+    warning = duplicates_warning(store.metadata.get("duplicates"), layer=layer)
     if warning:
         _stderr.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     return store

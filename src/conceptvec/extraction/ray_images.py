@@ -15,13 +15,14 @@ those must be on a disk every node mounts at the same path (docs/ray.md).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..progress import progress_bar
-from ..engines.raycluster import carrying_errors, connected, quiet_ray_data, user_error
+from ..engines.raycluster import carrying_errors, check_visible, connected, for_workers, map_on_actors, quiet_ray_data, user_error
 from ..models.hooks import layer_runner, resolve_device
 from .runner import autocast_context, collate, forward, on_device, planned_batches
 
@@ -56,12 +57,17 @@ class LayerActor:
         self.amp = autocast and self.dev.type == "cuda"
         self.autocast_dtype = autocast_dtype
         self.dataset = dataset
+        self.root = getattr(getattr(dataset, "files", None), "root", None)  # an image folder, checked on this node
         self._layer = layer_runner(on_device(model, self.dev, channels_last), layer, pool)
         self.run = self._layer.__enter__()  # hooks stay on the actor's model for its whole life
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Planned batches (``chunk``, ``start``, ``stop``) to one row per example: ``chunk``, ``index``, ``readable``, ``vector``."""
         chunk, index, readable, vectors = [], [], [], []
+        if self.root is not None:
+            with carrying_errors():  # a node without the data folder would find every example unreadable
+                check_visible(self.root, "data folder")
+            self.root = None
         for k, start, stop in zip(batch["chunk"], batch["start"], batch["stop"]):
             pooled = np.zeros((0, 0), np.float32)
             with carrying_errors():
@@ -122,6 +128,14 @@ def run_chunks_ray(*, model: Any, load: dict[str, Any], layer: str, pool: str, d
     """Pool ``layer`` over the chunks ``todo`` on a Ray cluster and write each complete chunk (as ``runner.run_chunks``)."""
     if not todo:
         return
+    # the paths the workers open, absolute: a cluster started elsewhere runs them in another working folder
+    model = for_workers(model)
+    load = {name: for_workers(value) if name in ("weights", "key_map") else value for name, value in load.items()}
+    files = getattr(dataset, "files", None)
+    if files is not None and hasattr(files, "root"):
+        from dataclasses import replace
+
+        dataset.files = replace(files, root=Path(files.root).resolve())
     with connected(ray_address) as ray:
         from ray.data import ActorPoolStrategy
 
@@ -132,9 +146,8 @@ def run_chunks_ray(*, model: Any, load: dict[str, Any], layer: str, pool: str, d
                                     override_num_blocks=max(1, min(len(planned), len(planned) // ROWS_PER_BLOCK + actors)))
         options = dict(model=model, load=load, layer=layer, pool=pool, dataset=dataset, device="cuda" if gpu else "cpu",
                        autocast=autocast, autocast_dtype=autocast_dtype, channels_last=channels_last)
-        rows = items.map_batches(LayerActor, fn_constructor_kwargs=options, batch_size=1, batch_format="numpy",
-                                 compute=ActorPoolStrategy(size=max(1, actors)), num_gpus=1 if gpu else 0,
-                                 num_cpus=1)
+        rows = map_on_actors(items, LayerActor, fn_constructor_kwargs=options, batch_size=1, batch_format="numpy",
+                             compute=ActorPoolStrategy(size=max(1, actors)), num_gpus=1 if gpu else 0, num_cpus=1)
         gatherer = ChunkGatherer(writer, todo)
         with progress_bar("img", disable=not progress) as bar:
             task = bar.add_task(f"extract {layer} on Ray ({actors} actors)", total=n, completed=finished)

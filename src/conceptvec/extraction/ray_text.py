@@ -22,7 +22,7 @@ import torch
 
 from ..errors import ConceptvecError
 from ..progress import progress_bar
-from ..engines.raycluster import carrying_errors, connected, quiet_ray_data, user_error
+from ..engines.raycluster import carrying_errors, for_workers, map_on_actors, connected, quiet_ray_data, user_error
 from ..models.hooks import resolve_device
 from ..models.language import TextModel
 from .ray_images import actor_pool
@@ -85,6 +85,7 @@ def run_text_chunks_ray(*, model: str, weights: str | None, layer: str, plan: Te
         return
     import pyarrow as pa
 
+    model, weights = for_workers(model), for_workers(weights)  # absolute: the workers may run in another folder
     with connected(ray_address) as ray:
         from ray.data import ActorPoolStrategy
 
@@ -95,9 +96,9 @@ def run_text_chunks_ray(*, model: str, weights: str | None, layer: str, plan: Te
         options = dict(model=model, weights=weights, layer=layer, examples=examples, pool=pool, batch_size=batch_size,
                        batch_tokens=batch_tokens, max_tokens=plan.max_tokens, keep_special_tokens=plan.keep_special_tokens,
                        device="cuda" if gpu else "cpu", autocast=autocast, autocast_dtype=autocast_dtype)
-        results = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            TextActor, fn_constructor_kwargs=options, batch_size=1, batch_format="numpy",
-            compute=ActorPoolStrategy(size=actors), num_gpus=1 if gpu else 0, num_cpus=1)
+        results = map_on_actors(
+            ray.data.from_items(items, override_num_blocks=len(items)), TextActor, fn_constructor_kwargs=options,
+            batch_size=1, batch_format="numpy", compute=ActorPoolStrategy(size=actors), num_gpus=1 if gpu else 0, num_cpus=1)
         ranges = {k: (start, stop) for k, start, stop, _, _ in todo}
         with progress_bar("rows", disable=not progress) as bar:
             task = bar.add_task(f"extract {layer} on Ray ({actors} actors)", total=plan.n_rows, completed=finished)

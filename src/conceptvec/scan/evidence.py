@@ -50,7 +50,7 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
     if not isinstance(cs, ConceptSet):
         raise ConceptvecError(f"concept_evidence takes a ConceptSet (from cv.disentangle), got {type(cs).__name__}.")
     example_labels = _labels(cs, labels)
-    split_p = _split_p(cs)
+    split_p, split_q = _split_p(cs)
     level = cs.params.fdr if cs.params.fdr is not None else cs.params.significance
     reappearance = np.asarray(cs.stability["reappearance"]) if cs.stability is not None else None
     causal = effects.selectivity() if effects is not None else None
@@ -59,7 +59,7 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
                               f"effects of cv.causal_effects on this ConceptSet.")
     checked = (label_checks(example_labels, cs.top_indices, cs.labels, seed=seed) if example_labels is not None else None)
     cs.evidence = verdicts(cs.n_concepts, split_p=split_p, split_level=level, reappearance=reappearance,
-                           labels=checked, causal=causal)
+                           labels=checked, causal=causal, split_q=split_q)
     if cs.params.auto_distance and cs.n_concepts == 1 and cs.params.representation == "activations" and cs.is_live:
         # the power of the answer: one concept, or two closer than this (core.power)
         closer = detectable_separation(cs.top_activations, significance=level, seed=seed)
@@ -71,15 +71,17 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
     return cs.evidence
 
 
-def _split_p(cs: ConceptSet) -> float | None:
-    """The first split's p-value: from the set's split tests, or recorded by the scan it came from (``scan[n]``)."""
+def _split_p(cs: ConceptSet) -> tuple[float | None, float | None]:
+    """The first split's p-value, and (from a scan: ``scan[n]``) the same adjusted over the scan's first splits."""
     if not cs.params.auto_distance:
-        return None
+        return None, None
     if cs.split_tests is not None:
-        return first_split_p(cs.split_tests)
+        return first_split_p(cs.split_tests), None
     scanned = cs.provenance.get("scan") if isinstance(cs.provenance, dict) else None
     recorded = scanned.get("first_split_p") if isinstance(scanned, dict) else None
-    return float(recorded) if isinstance(recorded, (int, float)) else float("nan")
+    adjusted = scanned.get("first_split_q") if isinstance(scanned, dict) else None
+    return (float(recorded) if isinstance(recorded, (int, float)) else float("nan"),
+            float(adjusted) if isinstance(adjusted, (int, float)) else None)
 
 
 def _labels(cs: ConceptSet, labels: Any) -> np.ndarray | None:

@@ -22,11 +22,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import ConceptvecError
-from ..engines.raycluster import check_reachable, cluster_cpus, connected, this_machine_only, user_error
+from ..engines.raycluster import RETRIES, check_reachable, cluster_cpus, connected, this_machine_only, user_error
 from .engine import BatchResult, BatchTask, cluster_batch, keep_in_flight, npy_path
 
 DATA_PATHS = ("auto", "shared", "object-store")
-RETRIES = 3  # runs of a task whose worker process died, before the scan fails
 
 
 def run_batch(function: Callable[[BatchTask], BatchResult], task: BatchTask, rows: np.ndarray | None) -> BatchResult:
@@ -84,7 +83,12 @@ class RayEngine:
                 try:
                     result = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - the worker's own error, unwrapped
-                    raise user_error(exc) from None
+                    error = user_error(exc)
+                    if isinstance(error, OSError) and npy is not None and getattr(error, "filename", None) == npy:
+                        raise ConceptvecError(f"a Ray worker cannot read the store's activations at {npy} ({error.strerror or error}); "
+                                              f"put the store on a disk every node mounts at the same path, or let the rows "
+                                              f"travel through Ray's object store (RayEngine(data='object-store')).") from None
+                    raise error from None
                 finished(b, result)
 
             keep_in_flight(tasks, in_flight, submit=submit, wait=lambda refs: ray.wait(refs, num_returns=1)[0], collect=collect,

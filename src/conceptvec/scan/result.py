@@ -20,6 +20,7 @@ from safetensors.numpy import save_file
 
 from ..core.arrays import as_matrix, read_rows
 from ..core.evidence import count_words, layer_verdicts, short_verdict
+from ..core.fdr import adjusted_p
 from ..core.live import live_mask
 from ..core.scale import SCALE_FIX, scale_problems
 from ..core.metrics import concept_counts, layer_mean, member_cosines
@@ -166,8 +167,9 @@ class ScanResult:
             neuron=int(self.neurons[i]) if self.kind == "neurons" else None,
             direction=self.directions[i].copy() if self.directions is not None else None,
             provenance={**self.provenance, "scan": {"kind": self.kind, "index": int(self.neurons[i]),
-                                                    # the first split's p-value, for cv.concept_evidence's split check
-                                                    **({"first_split_p": float(self.first_p[i])} if self.first_p is not None else {})}},
+                                                    # the first split's p-value, raw and adjusted over the scan, for cv.concept_evidence's split check
+                                                    **({"first_split_p": float(self.first_p[i]), "first_split_q": float(adjusted_p(self.first_p)[i])}
+                                                       if self.first_p is not None else {})}},
             # the scan keeps each concept's reappearance and the count agreement (not the per-run Jaccards)
             stability=({"reappearance": self.stability["concept_reappearance"][a:b].tolist(),
                         "count_agreement": float(self.stability["count_agreement"][i]), "runs": self.stability["runs"],
@@ -305,7 +307,7 @@ class ScanResult:
         evidence = [r for i in with_concepts for r in self.evidence()[i]]
         columns["supported_by"] = [short_verdict(r) for r in evidence]
         columns["verdict"] = [r["verdict"] for r in evidence]
-        for key in ("split_p", "label_purity", "label_enrichment_p", "label_purity_p"):
+        for key in ("split_p", "split_q", "label_purity", "label_enrichment_p", "label_purity_p"):
             columns[key] = [float(r.get(key, np.nan)) for r in evidence]
         types = {"neuron": pa.int64(), "concept": pa.int64(), "members": pa.int64(), "nearest_other": pa.int64(), "live": pa.bool_(),
                  "supported_by": pa.string(), "verdict": pa.string()}

@@ -9,6 +9,7 @@ summary in the store's metadata (``duplicates``) and warns, and ``conceptvec sca
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,12 +49,26 @@ def duplicate_rows(acts: np.ndarray, ids: Sequence[Any]) -> dict[str, Any]:
             "n_groups": int(len(repeated)), "largest": largest}
 
 
-def duplicates_warning(summary: dict[str, Any] | None) -> str | None:
-    """The warning for a ``duplicate_rows`` summary over ``WARN_SHARE``, else None."""
+def duplicates_warning(summary: dict[str, Any] | None, *, layer: str | None = None) -> str | None:
+    """The warning for a ``duplicate_rows`` summary over ``WARN_SHARE`` (prefixed by ``layer`` when given), else None."""
     if not summary or summary.get("share", 0.0) <= WARN_SHARE:
         return None
-    groups = "; ".join(f"{g['size']} share one row ({', '.join(g['ids'])}{' ...' if g['size'] > len(g['ids']) else ''})"
-                       for g in summary["largest"])
-    return (f"{summary['n_duplicate_rows']} of {summary['n_rows']} rows ({summary['share']:.1%}) repeat another row exactly: "
-            f"only {summary['n_distinct']} distinct rows. {groups}. Identical rows usually mean the inputs were read alike "
-            f"(transparent images flattened: see --background; repeated documents); check the data.")
+    groups = "; ".join(_group(g) for g in summary["largest"])
+    more = summary.get("n_groups", 0) - len(summary["largest"])
+    groups += f"; {more} more group{'s' if more > 1 else ''}" if more > 0 else ""
+    where = f"{layer}: " if layer else ""
+    return (f"{where}{summary['n_duplicate_rows']} of {summary['n_rows']} rows ({summary['share']:.1%}) repeat another row "
+            f"exactly: only {summary['n_distinct']} distinct rows. {groups}. Identical rows usually mean the inputs were "
+            f"read alike (transparent images flattened: see --background; repeated documents); check the data.")
+
+
+def _group(group: dict[str, Any]) -> str:
+    """``4 share one row (a.png, b.png ...)``; paths in one folder are named once, as ``in DIR/: a.png, ...``."""
+    ids = [str(i) for i in group["ids"]]
+    folder = ""
+    if len(ids) > 1 and all("/" in i for i in ids):
+        folder = os.path.commonpath(ids)
+        folder = "" if folder in ("", "/") else folder
+        ids = [os.path.relpath(i, folder) for i in ids] if folder else ids
+    more = " ..." if group["size"] > len(group["ids"]) else ""
+    return f"{group['size']} share one row ({f'in {folder}/: ' if folder else ''}{', '.join(ids)}{more})"

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ...core.options import whole_number
+from ...core.evidence import count_words, short_verdict
 from ...core.reference import PAPER_HISTOGRAM
 from ...errors import ConceptvecError
 from ...progress import progress_bar
@@ -193,7 +194,8 @@ def _overview(scan: ScanResult, store: ActivationStore, found: SharedConcepts | 
     concept_rows = _concept_rows(scan, scan_dir)
     agree = scan.stability["count_agreement"] if scan.stability is not None else None
     reappear = scan.stability["concept_reappearance"] if scan.stability is not None else None
-    rows: dict[str, list[Any]] = {k: [] for k in ("neuron", "concepts", "C", "split_p", "live", "agreement", "unstable",
+    evidence = scan.evidence()  # the checks behind each count (core.evidence): the words say which groups are concepts
+    rows: dict[str, list[Any]] = {k: [] for k in ("neuron", "concepts", "evidence", "C", "split_p", "live", "agreement", "unstable",
                                                   "outliers", "shared", "causal", "causal_of", "atom_cos", "labels", "strip", "report")}
     concept_labels: list[str] = []
     concept_thumbs: list[Any] = []
@@ -202,7 +204,8 @@ def _overview(scan: ScanResult, store: ActivationStore, found: SharedConcepts | 
         for pos, n in enumerate(scan.neurons.tolist()):
             a, b = int(offsets[pos]), int(offsets[pos + 1])
             top, lab = scan.top_indices[pos], scan.labels[pos]
-            per_concept = [Counter(str(names[e]) for e in top[lab == j]) for j in range(b - a)]
+            # an unlabelled example's name is "": not a label to count
+            per_concept = [Counter(str(names[e]) for e in top[lab == j] if str(names[e])) for j in range(b - a)]
             firsts = [c.most_common(1)[0][0] if c else "" for c in per_concept]
             concept_labels += firsts
             for j in range(b - a):  # the map's hover shows a concept's first member (a caption for text: snippets are long)
@@ -211,6 +214,7 @@ def _overview(scan: ScanResult, store: ActivationStore, found: SharedConcepts | 
                                       thumbs.ref(first[0], n) if thumbs.kind == "image" else examples.caption(int(first[0])))
             rows["neuron"].append(int(n))
             rows["concepts"].append(int(n_concepts[pos]))
+            rows["evidence"].append(count_words(int(n_concepts[pos]), evidence[pos]) if live[pos] else "not live")
             rows["C"].append(int(scan.n_agglomerative[pos]))
             # auto's p-value of the neuron's first split (None with a fixed threshold); 3 significant digits, not
             # _finite's 4 decimals, which would round every clear split to 0
@@ -231,6 +235,8 @@ def _overview(scan: ScanResult, store: ActivationStore, found: SharedConcepts | 
             rows["strip"].append([thumbs.ref(e, n) for e in top[:STRIP]])
             rows["report"].append(reports.get(pos))
             neuron = _neuron(scan, pos, n, per_concept, found, thumbs, concept_rows, reports.get(pos))
+            for concept, checked in zip(neuron["concepts"], evidence[pos]):
+                concept["evidence"], concept["verdict"] = short_verdict(checked), checked["verdict"]
             neuron["causal"], neuron["dictionary"] = causal, beside["dictionary"].get(pos)
             _script(root / DATA / neuron_file(pos), f"ATLAS.neuron({pos},", neuron, ");\n")
             bar.advance(task)

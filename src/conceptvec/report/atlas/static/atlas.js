@@ -63,7 +63,7 @@
   }
 
   // -- the neurons: a table that draws only the rows in view, so 10,000 rows sort and filter at once --
-  var COLS = [["neuron", "neuron", "84px"], ["concepts", "concepts", "98px"], ["C", "C", "50px"], ["split_p", "split p", "84px"], ["live", "live", "54px"],
+  var COLS = [["neuron", "neuron", "84px"], ["concepts", "concepts", "98px"], ["evidence", "evidence", "250px"], ["C", "C", "50px"], ["split_p", "split p", "84px"], ["live", "live", "54px"],
     ["agreement", "stability", "90px"], ["shared", "shared", "76px"], ["causal", "causal", "80px"], ["atom_cos", "atom cos", "84px"], ["outliers", "outliers", "84px"], ["labels", "commonest label per concept", "1fr"],
     ["strip", "top examples", "auto"]];
   function rowsMatching() {
@@ -123,6 +123,7 @@
           var v = R[c[0]][i], cell;
           if (c[0] === "strip") { cell = el("div", { cls: "strip" }); v.slice(0, O.thumbs.kind === "image" ? v.length : 3).forEach(function (ref) { cell.appendChild(tile(ref)); }); }
           else if (c[0] === "neuron") cell = el("div", {}, [link("#n/" + i, String(v))]);
+          else if (c[0] === "evidence") cell = el("div", { cls: "evidence", text: v, title: v + ": the count in words that follow the checks (split p-value adjusted over the scan, stability, labels): a group is called a concept only where a check supports it" });
           else if (c[0] === "live") cell = el("div", { text: v ? "yes" : "no" });
           else if (c[0] === "causal") cell = el("div", { text: v == null ? "–" : v + " of " + R.causal_of[i], title: "concepts found selective by conceptvec causal, of those it removed" });
           else if (c[0] === "atom_cos") cell = el("div", { text: v == null ? "–" : v.toFixed(3), title: "lowest cosine of a concept with its matched dictionary atom (compare-dictionary)" });
@@ -184,7 +185,7 @@
         pos + 1 < R.neuron.length ? link("#n/" + (pos + 1), R.neuron[pos + 1] + " →") : null,
         N.report ? el("span", {}, ["  ·  ", link(N.report, "full report page (every figure)")]) : null]);
       var lead = el("p", { cls: "lead", text: N.top.length + " top activating examples, C = " + N.C + " clusters, " + N.concepts.length +
-        " concept(s); the tree was cut at " + fmt(N.threshold, 4) + (R.agreement[pos] != null ? "; stability: " + fmt(R.agreement[pos], 2) +
+        " concept(s) (evidence: " + R.evidence[pos] + "); the tree was cut at " + fmt(N.threshold, 4) + (R.agreement[pos] != null ? "; stability: " + fmt(R.agreement[pos], 2) +
         " of the resampled runs found as many concepts" : "") + "." });
       var kids = [nav, el("h1", { text: what + N.neuron }), lead];
       if (!N.live) kids.push(el("p", { cls: "warn", text: "Not live: some top examples do not activate this unit (or all alike), so its clusters group arbitrary examples." }));
@@ -202,14 +203,15 @@
   }
   function conceptTable(pos, N) {
     var t = el("table", { cls: "plain", id: "concepts" }), h = el("tr");
-    var heads = ["concept", "members", "commonest labels", "members' cosine", "stability", "shared group", "nearest in other neurons"];
+    var heads = ["concept", "members", "evidence", "commonest labels", "members' cosine", "stability", "shared group", "nearest in other neurons"];
     heads.forEach(function (x) { h.appendChild(el("th", { text: x })); });
     t.appendChild(h);
     N.concepts.forEach(function (c, j) {
       var r = el("tr");
       r.appendChild(el("td", {}, [link("#c/" + pos + "/" + j, "c" + j)]));
       r.appendChild(el("td", { text: String(c.size) }));
-      r.appendChild(el("td", { text: c.labels.map(function (l) { return l[0] + " (" + l[1] + ")"; }).join(", ") }));
+      r.appendChild(el("td", { text: c.evidence || "–", title: c.verdict || "" }));
+      r.appendChild(el("td", { text: c.labels.map(function (l) { return l[0] + " (" + l[1] + ")"; }).join(", ") || "–" }));
       r.appendChild(el("td", { text: fmt(c.cos_concept, 3) }));
       r.appendChild(el("td", { text: fmt(c.reappearance, 2) }));
       r.appendChild(el("td", {}, [c.group >= 0 ? link("#shared/" + c.group, "group " + c.group) : "–"]));
