@@ -23,6 +23,12 @@ Representations: ``activations`` (the paper's: the top examples' pooled activati
 ``excitation`` (its positive part on its 5 leading principal components over the top examples, ``core.represent``),
 ``contributions`` (the rows x_k * d_k, ``core.represent``; a neuron: its activations) and, for the image layers,
 ``pixels`` (gradient x input at the pixels pooled over a 4 x 4 grid; recomputed from the icons, slow).
+``dictionary`` (each atom's term c_a(x) (w_a . d) of the projection, in a TopK SAE of the layer fitted once and cached by
+``real_data.layer_dictionary``: ``--dict-expansion`` atoms per unit, ``--dict-k``, ``--dict-seed``, ``--dict-epochs``),
+``dictionary+`` (its positive part: the atoms that push the direction up), ``dict-codes`` (the codes of the atoms with
+w_a . d > 0, unweighted), ``dictionary-units`` (the positive terms mapped back to the units: sum_a max(term_a, 0) w_a),
+``pca`` / ``pca+`` (each of the layer's 50 leading principal components' term ((x - mean) . v_p)(v_p . d), or its
+positive part). None of these is offered by the package: ``docs/thresholds.md`` says why.
 Criteria: the paper's fixed ``15`` and ``auto``.
 
 Usage: python benchmarks/bench_real.py [--layers text,blocks.5,blocks.6] [--pairs 40] [--triples 20] [--reps activations,attribution]
@@ -130,6 +136,20 @@ def text_layer() -> Layer:
     return Layer(f"all-MiniLM-L6-v2 {real_data.TEXT_LAYER}", acts, attribution, labels)
 
 
+PCA_COMPONENTS = 50
+_PCA: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def layer_pca(layer: Layer) -> tuple[np.ndarray, np.ndarray]:
+    """The layer's mean and its PCA_COMPONENTS leading principal axes (k, n_units), computed once per layer."""
+    if layer.name not in _PCA:
+        from sklearn.decomposition import PCA
+
+        pca = PCA(PCA_COMPONENTS, random_state=0).fit(layer.acts)
+        _PCA[layer.name] = (pca.mean_, pca.components_)
+    return _PCA[layer.name]
+
+
 def represent(layer: Layer, rep: str, idx: np.ndarray, direction: np.ndarray) -> np.ndarray:
     if rep == "activations":
         return layer.acts[idx]
@@ -151,6 +171,10 @@ def represent(layer: Layer, rep: str, idx: np.ndarray, direction: np.ndarray) ->
         if rep == "dictionary-units":  # the reconstruction by the atoms that push the direction up, in the units
             return np.maximum(terms, 0.0) @ dic.atoms()
         return terms
+    if rep.startswith("pca"):  # each principal component's term ((x - mean) . v_p)(v_p . d), the layer's top PCA_COMPONENTS
+        mean, vt = layer_pca(layer)
+        terms = ((layer.acts[idx] - mean) @ vt.T) * (vt @ direction)[None, :]
+        return np.maximum(terms, 0.0) if rep == "pca+" else terms
     if rep == "pixels" and layer.pixels is not None:
         return layer.pixels(idx, direction)
     raise ValueError(rep)
