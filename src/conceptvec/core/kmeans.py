@@ -58,7 +58,9 @@ def kmeans_steps(x: np.ndarray, cluster_counts: list[int], params: Params) -> di
     x_norms = kernels.row_norms(X, squared=True)
     out = {}
     for c in counts:
-        labels, centers = _lloyd_restarts(Xc, x_mean, tol, inits[c], params, kernels)
+        # One cluster: every restart ends at the same mean (all labels 0, the same sum in the same order) with the same
+        # inertia, and KMeans keeps the first of equal ones, so the first restart is the answer, bit for bit.
+        labels, centers = _lloyd_restarts(Xc, x_mean, tol, inits[c][:1] if c == 1 else inits[c], params, kernels)
         sq = np.sqrt(_sq_distances(X, x_norms, centers)) ** 2  # as _kernel_kmeans: transform(x) ** 2
         kmeans_labels = labels.astype(np.int64)
         out[c] = kmeans_labels, sq[np.arange(len(kmeans_labels)), kmeans_labels]

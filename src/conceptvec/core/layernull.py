@@ -139,7 +139,13 @@ def layer_null(acts: Any, *, params: Any, draws: int = LAYER_NULL_DRAWS, rows: R
         shares.append(first_split_share(x, min_cluster_size=params.min_cluster_size))
     values = np.array([s for s in shares if np.isfinite(s)])
     if len(values) < 3:
+        # why: rows that repeat (a constant or dead layer, duplicated inputs) give no two groups to test, whatever the size
+        seen = np.unique(top_idx)
+        distinct = len(np.unique(read_rows(matrix, seen), axis=0))
+        why = (f"the {len(seen)} examples at their tops hold {distinct} distinct rows: the layer's rows repeat (check the "
+               f"data), or leave --null layer out" if distinct < min(len(seen), 2 * params.min_cluster_size)
+               else "lower min_cluster_size")
         raise ConceptvecError(f"only {len(values)} of {draws} random directions had a testable first split (top {params.top}, "
-                              f"min_cluster_size {params.min_cluster_size}); the layer null needs more: lower min_cluster_size.")
+                              f"min_cluster_size {params.min_cluster_size}); the layer null needs at least 3: {why}.")
     return LayerNull(shares=values, top=params.top, min_cluster_size=params.min_cluster_size, seed=params.seed,
                      representation=representation)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.spatial.distance import pdist, squareform
 
 from ..errors import ConceptvecError
 from ..progress import progress_bar
@@ -32,7 +33,7 @@ from .selection import parse_neurons
 from .streaming import top_examples_and_floors
 from .thresholds import rule_description
 
-__all__ = ["QUANTILES", "ThresholdSweep", "quantile_of", "sweep_neuron", "threshold_grid", "threshold_sweep"]
+__all__ = ["QUANTILES", "ThresholdSweep", "no_concept_possible", "quantile_of", "sweep_neuron", "threshold_grid", "threshold_sweep"]
 
 QUANTILES = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.97, 0.99, 1.0)
 MAX_BINNED = 4  # concepts per neuron are counted 0, 1, 2, 3 and "4 or more" along the grid
@@ -266,12 +267,55 @@ def sweep_neuron(task: tuple[np.ndarray, np.ndarray, int, Params]) -> tuple[np.n
     rule's threshold; params). Returns (concepts at each threshold (g,), the k-means (labels, sq) at the rule's C,
     auto's C, auto's concepts). One k-means per distinct C: k-means depends on C alone."""
     x, n_clusters, c_rule, params = task
-    # steps 3 and 4 depend on C alone: one k-means per distinct C (their k-means++ batched: core.plusplus)
-    fits = kmeans_steps(x, np.unique(n_clusters).tolist() + [int(c_rule)], params)
-    concepts_at = {c: len(remove_outliers(*fit, params.outlier_rule, params.min_cluster_size)[1]) for c, fit in fits.items()}
+    counts = np.unique(n_clusters).tolist()
+    if no_concept_possible(x, params):  # 0 concepts at every C, proven: only the rule's C needs its k-means
+        fits = kmeans_steps(x, [int(c_rule)], params)
+        concepts_at = dict.fromkeys(counts, 0)
+    else:  # steps 3 and 4 depend on C alone: one k-means per distinct C (their k-means++ batched: core.plusplus)
+        fits = kmeans_steps(x, counts + [int(c_rule)], params)
+        concepts_at = {c: _n_concepts(*fit, params) for c, fit in fits.items()}
     n_concepts = np.array([concepts_at[c] for c in n_clusters.tolist()], dtype=np.int64)
     found = cluster_top(x, params.replace(distance_threshold="auto", outlier_threshold="auto"))
     return n_concepts, fits[int(c_rule)], int(found["n_agglomerative"]), len(found["kmeans_cluster_ids"])
+
+
+def _n_concepts(kmeans_labels: np.ndarray, sq: np.ndarray, params: Params) -> int:
+    """``len(remove_outliers(...)[1])``: the clusters left with ``min_cluster_size`` members or more once outliers go
+    (for a fixed outlier threshold counted directly, without numbering every example's concept)."""
+    if isinstance(params.outlier_rule, str):
+        return len(remove_outliers(kmeans_labels, sq, params.outlier_rule, params.min_cluster_size)[1])
+    kept = kmeans_labels[~(sq >= params.outlier_rule)]  # outliers.outlier_mask's rule for a fixed threshold
+    return int(np.count_nonzero(np.bincount(kept) >= params.min_cluster_size)) if len(kept) else 0
+
+
+def no_concept_possible(x: np.ndarray, params: Params) -> bool:
+    """Whether steps 3-4 keep no concept of x (N, n_units) at any C, whatever k-means does: true when no
+    ``min_cluster_size`` examples lie pairwise closer than twice the outlier radius.
+
+    With a fixed ``outlier_threshold`` r^2, a kept concept has ``min_cluster_size`` members each closer than r to its
+    cluster's centroid, so pairwise closer than 2r (the triangle inequality). They would form a clique of that size
+    in the graph linking examples closer than 2r; when the graph's (min_cluster_size - 1)-core is empty there is no
+    such clique. The radius is widened by far more than the rounding of k-means' squared distances (expanded
+    products of float64 rows), so the answer holds for the computed distances, not only the exact ones. On a layer
+    where the threshold is off-scale (the paper's 15 on efficientnet-lite0 ``blocks.5``: 191 of 192 neurons) this
+    spares the sweep every k-means but the rule's.
+    """
+    if isinstance(params.outlier_rule, str) or params.min_cluster_size < 2:  # "auto" fences are relative to each cluster
+        return False
+    r2 = float(params.outlier_rule)
+    if r2 <= 0:
+        return True  # no squared distance is below 0: every example is an outlier
+    x = np.asarray(x, dtype=np.float64)
+    slack = 1e-6 * (r2 + 4 * float(np.max(np.einsum("ij,ij->i", x, x))))  # >> float64 rounding of |a|^2 - 2ab + |b|^2
+    close = squareform(pdist(x)) < 2 * np.sqrt(r2 + slack)
+    np.fill_diagonal(close, False)
+    alive = np.ones(len(x), dtype=bool)
+    while alive.any():  # peel examples with fewer than min_cluster_size - 1 close ones left: the core
+        weak = alive & (close[:, alive].sum(axis=1) < params.min_cluster_size - 1)
+        if not weak.any():
+            return False
+        alive &= ~weak
+    return True
 
 
 def _checked_grid(thresholds: Any) -> np.ndarray:

@@ -181,6 +181,11 @@ def run_text_demo(out: str | os.PathLike[str] = "conceptvec-text-demo", *, seed:
     seed = Params(seed=seed).seed  # checked before the folder is claimed and the corpus extracted
     run = RunDir(output_path(out, what="text demo"))
     previous = claim(run.path, seed, thresholds)
+    if report and previous is not None and previous.get("params"):  # before the work: a scan put there since, by the user
+        scan_json = run.scan / "scan.json"
+        if run.scan.exists() and any(run.scan.iterdir()) and (
+                not scan_json.is_file() or read_json(scan_json).get("call", {}).get("params") != previous["params"]):
+            raise _not_own_scan(run)
     with one_thread():
         sentences = docstring_sentences()
         corpus = run.path / CORPUS_FILE
@@ -219,7 +224,13 @@ def run_text_demo(out: str | os.PathLike[str] = "conceptvec-text-demo", *, seed:
             from ..scan.layer import scan_layer
 
             # every unit of the layer scanned with the demo's parameters, for the report's layer table and the atlas
-            scan_layer(store, params=params, out=run.scan, workers=1, progress=progress)
+            there = run.scan.exists() and any(run.scan.iterdir())
+            try:
+                scan_layer(store, params=params, out=run.scan, workers=1, progress=progress)
+            except ConceptvecError:
+                if there:  # scan_layer's advice (--overwrite) is not the demo's: it has none, and replaces no one's scan
+                    raise _not_own_scan(run) from None
+                raise
             report_path = write_report(run.path, neurons=[neuron], umap=False)
             atlas_path = write_atlas(run.path, progress=progress, seed=seed)
         write_json(run.path / TEXT_DEMO_FILE, {
@@ -267,6 +278,11 @@ def _classes(store: ActivationStore) -> list[str]:
     for label, name in zip(store.labels, names):
         classes[int(label)] = str(name)
     return classes
+
+
+def _not_own_scan(run: RunDir) -> ConceptvecError:
+    return ConceptvecError(f"{run.scan} holds a scan the demo did not write (other settings than the demo's, or other files); "
+                           f"the demo replaces only its own outputs. Move {run.scan} out of {run.path}, or choose another --out.")
 
 
 def claim(out: Path, seed: int, thresholds: str = "auto") -> dict[str, Any] | None:

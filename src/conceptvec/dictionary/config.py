@@ -5,9 +5,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from ..errors import ConceptvecError
 from ..core.options import at_least, boolean, check_fields, documented, one_of, option, optional, positive_number, whole_number
 
 METHODS = {
@@ -16,6 +17,7 @@ METHODS = {
     "dictionary_learning": "sparse dictionary learning (scikit-learn's MiniBatchDictionaryLearning), codes by OMP with k atoms",
 }
 
+SAE_ONLY = ("lr", "aux_k", "aux_alpha", "dead_after")  # options of the TopK SAE alone
 MAX_EPOCHS = 10_000  # passes over the store at most: 10**9 (a typo) would run for ever with no output
 
 
@@ -50,6 +52,12 @@ class DictionaryConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.method != "topk_sae":  # the SAE's own options would be recorded, never applied
+            given = [f.name for f in fields(self) if f.name in SAE_ONLY and getattr(self, f.name) != f.default]
+            if given:
+                flags = ", ".join(f"{name} (--{name.replace('_', '-')})" for name in given)
+                raise ConceptvecError(f"{flags} {'is' if len(given) == 1 else 'are'} for method topk_sae only; {self.method} "
+                                      f"would ignore {'it' if len(given) == 1 else 'them'}. Leave {'it' if len(given) == 1 else 'them'} out.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -22,10 +22,11 @@ from rich.markup import escape
 
 from ..engines.registry import EngineEntry, check_engine
 from ..errors import ConceptvecError, StoreError
-from ..storage.atomic import output_path, read_manifest
+from ..storage.atomic import check_replaceable, output_path, read_manifest
 from ..storage.duplicates import duplicates_warning
 from ..storage.store import ActivationStore, StoreWriter, remove_leftovers
 from .config import CHUNK_SIZE, ExtractConfig
+from .refused import discarded_if_refused
 
 _stderr = Console(stderr=True)
 
@@ -395,7 +396,7 @@ def _extract_layers(layers: list[str], out: Path, *, metadata_of: Callable[[str]
         raise ConceptvecError(f"{out} is an output of conceptvec (an activation store?); several layers are written as one store "
                               f"each under a folder of their own. Choose another --out.")
     stores: dict[str, ActivationStore] = {}
-    with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack, discarded_if_refused(out) as fresh:
         writers: dict[str, StoreWriter] = {}
         for name in layers:
             existing = _existing_store(out / name, metadata_of(name), dtype, overwrite)
@@ -405,6 +406,8 @@ def _extract_layers(layers: list[str], out: Path, *, metadata_of: Callable[[str]
                 continue
             writers[name] = stack.enter_context(StoreWriter(out / name, fingerprint={**metadata_of(name), **fingerprint_extra},
                                                             dtype=dtype, overwrite=overwrite, protect=protect))
+            fresh.append(writers[name])
+        fresh.clear()  # every layer's writer is ready: what they made is the run's progress from here
         if writers:
             widths: list[int] = []
             multi = _LayerWriters(writers, widths)
@@ -455,8 +458,9 @@ def _say(progress: bool, message: str) -> None:
 
 
 def _existing_store(out: Path, metadata: dict[str, Any], dtype: str, overwrite: bool) -> ActivationStore | None:
-    if not out.exists() or overwrite:
-        return None
+    if not out.exists() or overwrite or (out.is_dir() and not any(out.iterdir())):
+        return None  # nothing there, or an empty folder (written into, as by every command); a user's folder is named
+    if not (out / "metadata.json").exists(): check_replaceable(out, what="activation store")  # noqa: E701 - as an output
     store = ActivationStore.open(out)
     asked = {**metadata, "dtype": dtype}
     had = dict(store.metadata)

@@ -230,10 +230,11 @@ def _scan(matrix: np.ndarray, source: dict[str, Any], *, params: Params, selecte
           runner: Engine, stability: int = 0) -> ScanResult:
     """Steps 1-4 for the ``selected`` neurons (or rows of ``vectors``), resumable in ``<out_path>.partial``."""
     n_examples, n_units = matrix.shape
+    # Params(null="layer"): drawn once for the layer (seeded, so a resumed scan draws the same null); before the
+    # partial folder is made, so that a layer it refuses leaves nothing behind
+    null = layer_null(matrix, params=params) if params.auto_distance and params.null == "layer" else None
     partial = ScanPartial(out_path, call) if out_path is not None else None
     provenance = {"activations": source, "n_examples": n_examples, "n_units": n_units, **environment()}
-    # Params(null="layer"): drawn once for the layer (seeded, so a resumed scan draws the same null).
-    null = layer_null(matrix, params=params) if params.auto_distance and params.null == "layer" else None
     if null is not None:
         provenance["layer_null"] = null.describe()
 

@@ -158,6 +158,10 @@ def foreign_files(folder: str | os.PathLike[str], *, manifest: dict[str, Any] | 
     return sorted(foreign)
 
 
+def _a(what: str) -> str:
+    return f"{'an' if what[:1] in 'aeiou' else 'a'} {what}"
+
+
 def _named(names: list[str], limit: int = 5) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
@@ -174,14 +178,14 @@ def check_replaceable(target: str | os.PathLike[str], *, what: str = "output", k
     manifest = read_manifest(target)
     if manifest is None:
         raise ConceptvecError(
-            f"{target} holds other files, not a {what} written by conceptvec ({MANIFEST_FILE}, the list of what it "
-            f"wrote, is missing): --overwrite replaces only an earlier {what}. Move the folder away (or delete it yourself "
+            f"{target} holds other files, not {_a(what)} written by conceptvec ({MANIFEST_FILE}, the list of what it "
+            f"wrote, is missing); conceptvec replaces only an earlier {what}. Move the folder away (or delete it yourself "
             f"if it is an output of an earlier conceptvec version), or "
             f"choose another output folder."
         )
     if manifest.get("what") != what:
         raise ConceptvecError(
-            f"{target} holds a {manifest.get('what')}, not a {what}; --overwrite replaces only an earlier {what}. "
+            f"{target} holds {_a(str(manifest.get('what')))}, not {_a(what)}; conceptvec replaces only an earlier {what}. "
             f"Choose another output folder."
         )
     kept = tuple(keep)
@@ -189,12 +193,12 @@ def check_replaceable(target: str | os.PathLike[str], *, what: str = "output", k
     nested = [n for n in _nested_outputs(target) if n.split("/")[0] not in kept]
     if foreign:
         raise ConceptvecError(
-            f"{target} holds files this {what} did not write or that changed since ({_named(foreign)}); --overwrite "
+            f"{target} holds files this {what} did not write or that changed since ({_named(foreign)}); replacing it "
             f"would delete them. Move them out of {target}, or choose another output folder."
         )
     if nested:
         raise ConceptvecError(
-            f"{target} holds other outputs written into it since ({_named(nested)}); --overwrite would delete them. "
+            f"{target} holds other outputs written into it since ({_named(nested)}); replacing it would delete them. "
             f"Move them out of {target}, or choose another output folder."
         )
 

@@ -342,7 +342,7 @@ class StoreWriter:
 
     def _prepare(self, dtype: str, fingerprint: Mapping[str, Any] | None, overwrite: bool,
                  protect: Sequence[str | os.PathLike[str] | None]) -> None:
-        if self.path.exists() and not overwrite:
+        if self.path.exists() and not overwrite and any(self.path.iterdir()):  # an empty folder is written into
             raise StoreError(f"{self.path} already exists. Choose another output folder, or pass --overwrite (overwrite=True) "
                              f"to replace the store.")
         # --overwrite replaces an earlier store only, never a folder of other files or the extraction's own input.
