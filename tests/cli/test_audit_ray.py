@@ -143,6 +143,23 @@ def test_huge_and_zero_worker_counts_on_ray(ray_cluster, store, local, batches_o
         assert_same(cv.scan_layer(store, params=PARAMS, engine="ray", workers=workers, progress=False), local)
 
 
+def test_another_address_while_connected_is_said(ray_cluster, store, local, batches_of_4):
+    import socket
+    import warnings
+
+    here = ray_cluster.get_runtime_context().gcs_address
+    with socket.socket() as other:  # something answers there, so the address passes the reachability check
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        address = f"127.0.0.1:{other.getsockname()[1]}"
+        # before: the address was dropped without a word (the scan ran on the cluster already joined)
+        with pytest.warns(UserWarning, match=f"already connected to the Ray cluster at {here}; ray_address '{address}' is not joined"):
+            assert_same(cv.scan_layer(store, params=PARAMS, engine=RayEngine(ray_address=address), progress=False), local)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its own address: no warning
+        cv.scan_layer(store, params=PARAMS, engine=RayEngine(ray_address=here), progress=False)
+
+
 # -- extraction -------------------------------------------------------------------------------------------------------
 def tiny_cnn() -> nn.Module:
     torch.manual_seed(0)
@@ -225,3 +242,19 @@ def test_paths_given_to_workers_are_absolute(tmp_path, monkeypatch):
     assert for_workers("hf:model") == f"hf:{tmp_path.resolve() / 'model'}"
     assert for_workers("none") == "none" and for_workers("torchvision:resnet18") == "torchvision:resnet18"
     assert for_workers(None) is None
+
+
+def test_rays_own_errors_are_said_in_one_line():
+    import ray.exceptions as rx
+
+    from conceptvec.engines.raycluster import lost_worker, user_error
+
+    crashed = user_error(rx.WorkerCrashedError())
+    assert isinstance(crashed, cv.ConceptvecError) and "after 3 retries (WorkerCrashedError" in str(crashed)
+    full = user_error(rx.ObjectStoreFullError("the object store is full"))
+    assert "ray start --head --object-store-memory" in str(full)
+    # an actor whose __init__ failed (the model folder missing on its node): Ray keeps only the text
+    init = rx.RayActorError(error_msg="The actor died because of an error raised in its creation task\n  File x\nOSError: no folder m",
+                            actor_init_failed=True)
+    assert str(lost_worker(init)).startswith("a Ray worker could not start (OSError: no folder m); every node needs the model")
+    assert lost_worker(ValueError("x")).args == ("x",)  # not Ray's: as it is

@@ -54,28 +54,38 @@ class _CandidateRows:
     def __init__(self, X: np.ndarray, x_norms: np.ndarray, full: bool) -> None:
         self.X, self.x_norms = X, x_norms
         n = len(X)
+        self.norms = np.einsum("ij,ij->i", X, X)  # per row, as a call's own einsum of its candidates
         self.full: np.ndarray | None = None
         if full:  # an even number of rows: every row on the kernel's full path (a repeated last row pads an odd N)
             padded = X if n % 2 == 0 else np.concatenate([X, X[-1:]])
-            self.full = _sq_rows((padded @ X.T)[:n], np.einsum("ij,ij->i", X, X), x_norms)
-        self.by_position: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # t -> ((N, t, N) rows, (N,) made)
+            self.full = _sq_rows((padded @ X.T)[:n], self.norms, x_norms)
+        # by position: t -> ((N, t, N) rows, (N,) made); with ``full``, one table of odd calls' last rows (any odd t)
+        self.by_position: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _table(self, ids: np.ndarray, t: int) -> np.ndarray:
+        """The rows of ``ids`` at every position of a t-row call (with ``full``: of an odd call's last), made as needed."""
+        n = len(self.X)
+        key = 1 if self.full is not None else t
+        if key not in self.by_position:
+            self.by_position[key] = (np.empty((n, key, n)), np.zeros(n, dtype=bool))
+        table, made = self.by_position[key]
+        missing = np.unique(ids[~made[ids]])
+        if len(missing):
+            calls = 3 if self.full is not None else t  # with full: a 3-row call's last row stands for every odd call's
+            products = np.stack([(self.X[np.full(calls, i)] @ self.X.T)[calls - key:] for i in missing.tolist()])
+            table[missing] = _sq_rows(products.reshape(-1, n), np.repeat(self.norms[missing], key), self.x_norms).reshape(
+                len(missing), key, n)
+            made[missing] = True
+        return table
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
         """Candidate distances for ``ids`` of shape (K, t): (K, t, N), each as the t-row BLAS call would give it."""
         t = ids.shape[1]
-        if self.full is not None and t % 2 == 0:
-            return np.asarray(self.full[ids])  # np.asarray: numpy's stubs type fancy indexing as Any
-        if t not in self.by_position:
-            self.by_position[t] = (np.empty((len(self.X), t, len(self.X))), np.zeros(len(self.X), dtype=bool))
-        table, made = self.by_position[t]
-        needed = ids[:, -1] if self.full is not None else ids.ravel()
-        for i in np.unique(needed[~made[needed]]).tolist():
-            table[i] = self.direct(np.full(t, i))
-            made[i] = True
         if self.full is None:
-            return np.asarray(table[ids, np.arange(t)])
+            return np.asarray(self._table(ids.ravel(), t)[ids, np.arange(t)])  # np.asarray: numpy's stubs say Any
         out = np.asarray(self.full[ids])
-        out[:, -1] = table[ids[:, -1], t - 1]
+        if t % 2:
+            out[:, -1] = self._table(ids[:, -1], t)[ids[:, -1], 0]
         return out
 
     def direct(self, ids: np.ndarray) -> np.ndarray:
@@ -105,6 +115,21 @@ def _layout(n: int, d: int, trials: tuple[int, ...]) -> bool | None:
                 _LAYOUT[key] = full
                 break
     return _LAYOUT[key]
+
+
+_DOUBLES: dict[int, np.ndarray] = {}
+
+
+def _doubles(seed: int, n: int) -> np.ndarray:
+    """The first n doubles of ``RandomState(seed)`` (``random_sample``, which ``choice`` and ``uniform(0, 1)`` return as
+    they are), kept per seed: every k-means of every neuron starts from the same stream, and seeding one costs more than
+    a neuron's draws."""
+    if len(_DOUBLES.get(seed, ())) < n:
+        if len(_DOUBLES) > 8:
+            _DOUBLES.clear()
+        _DOUBLES[seed] = np.random.RandomState(seed).random_sample(max(n, 4096))
+        _DOUBLES[seed].flags.writeable = False
+    return _DOUBLES[seed][:n]
 
 
 def plusplus_chains(X: np.ndarray, x_norms: np.ndarray, cluster_counts: list[int], *, n_init: int,
@@ -139,9 +164,11 @@ def plusplus_chains(X: np.ndarray, x_norms: np.ndarray, cluster_counts: list[int
     cdf /= cdf[-1]
     first: dict[int, np.ndarray] = {}  # C -> (n_init,) ids of the first centres
     draws: dict[int, np.ndarray] = {}  # C -> (n_init, C - 1, t) uniforms of the later steps
+    lengths = {c: n_init * (1 + (c - 1) * n_local_trials(c)) for c in cluster_counts}
+    doubles = _doubles(seed, max(lengths.values()))
     for c in cluster_counts:
         t = n_local_trials(c)
-        stream = np.random.RandomState(seed).random_sample(n_init * (1 + (c - 1) * t)).reshape(n_init, -1)
+        stream = doubles[:lengths[c]].reshape(n_init, -1)  # every k-means starts a new RandomState(seed): a prefix
         first[c] = cdf.searchsorted(stream[:, 0], side="right")
         draws[c] = stream[:, 1:].reshape(n_init, c - 1, t)
     ids: dict[int, np.ndarray] = {}

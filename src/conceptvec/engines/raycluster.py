@@ -43,6 +43,13 @@ def connected(address: str | None = None) -> Iterator[Any]:
     """
     ray = require_ray()
     if ray.is_initialized():
+        here = ray.get_runtime_context().gcs_address
+        if address and address != "auto" and address.removeprefix("ray://") != here:
+            import warnings
+
+            # the same results either way (a scan is bit for bit the same anywhere), but not where the user said
+            warnings.warn(f"this process is already connected to the Ray cluster at {here}; ray_address {address!r} is "
+                          f"not joined (call ray.shutdown() first to join it).", stacklevel=3)
         yield ray
         return
     address = address or os.environ.get(ADDRESS_ENV) or None
@@ -155,6 +162,10 @@ def lost_worker(exc: BaseException) -> BaseException:
     name = type(exc).__name__
     if type(exc).__module__ != "ray.exceptions" or name in ("TaskCancelledError", "AuthenticationError"):
         return exc
+    if getattr(exc, "actor_init_failed", False):  # its __init__ raised: Ray keeps only the text, whose last line is the error
+        last = [line.strip() for line in str(exc).splitlines() if line.strip()][-1][:300]
+        return ConceptvecError(f"a Ray worker could not start ({last}); every node needs the model, its weights and the data "
+                               f"at the paths given (a shared disk: docs/ray.md) and the same Python environment.")
     first = " ".join(str(exc).split())[:300]
     if name in ("ObjectStoreFullError", "OutOfDiskError"):
         fix = ("give Ray more room (`ray start --head --object-store-memory BYTES`, or free disk space where Ray spills, "
