@@ -99,16 +99,21 @@ def null_model(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     radius = np.linalg.norm(centred, axis=1)
     if not np.any(radius > 0):
         return np.zeros(0), np.ones(n)
-    weight = radius_weights(centred)
-    whitened = centred / np.where(weight > 0, weight, 1.0)[:, None]  # a point at the mean keeps weight 0
     # The spectrum from the smaller of the n x n Gram matrix and the d x d covariance: cheap however wide the layer is.
-    gram = whitened @ whitened.T if n <= d else whitened.T @ whitened
+    gram = centred @ centred.T if n <= d else centred.T @ centred
+    weight = radius_weights(centred, gram=gram)
+    safe = np.where(weight > 0, weight, 1.0)  # a point at the mean keeps weight 0
+    if n <= d:  # the weighted points' Gram matrix from the same product
+        gram = gram / np.outer(safe, safe)
+    else:
+        whitened = centred / safe[:, None]
+        gram = whitened.T @ whitened
     spectrum = np.clip(np.linalg.eigvalsh(gram)[::-1][: n - 1], 0.0, None)
     spectrum = spectrum[spectrum > spectrum[0] * 1e-12]  # axes of zero variance change no share
     return np.sqrt(spectrum / spectrum.sum()), weight
 
 
-def radius_weights(centred: np.ndarray) -> np.ndarray:
+def radius_weights(centred: np.ndarray, *, gram: np.ndarray | None = None) -> np.ndarray:
     """Each centred point's scale in a Gaussian scale mixture ``x = s * g``, shape (n,), root mean square 1.
 
     A point's squared radius is ``s**2 * |g|**2``: its spread mixes the scales' with the Gaussian's own chi-square
@@ -119,12 +124,14 @@ def radius_weights(centred: np.ndarray) -> np.ndarray:
     ``E r**4 / (E r**2)**2 = E s**4 / (E s**2)**2 * (1 + 2 sum lambda**2 / (sum lambda)**2)`` for the Gaussian's
     spectrum lambda (exact; the spectrum's ``sum lambda**2`` debiased by ``(sum lambda)**2 / n``, the excess a sample
     spectrum has). A Gaussian gets ``a`` near 0 (equal weights), a wide scale mixture in many dimensions ``a`` near 1.
+    ``gram``: ``centred @ centred.T`` (n <= d) or ``centred.T @ centred``, when the caller has it.
     """
     n, d = centred.shape
     squared = np.sum(centred**2, axis=1)
     if n < 3 or not np.any(squared > 0):
         return np.ones(n)
-    gram = centred @ centred.T if n <= d else centred.T @ centred
+    if gram is None:
+        gram = centred @ centred.T if n <= d else centred.T @ centred
     total = float(np.sum(squared))
     inv_dims = max(float(np.sum(gram**2)) / total**2 - 1.0 / n, 1.0 / min(n - 1, d))  # sum lambda^2 / (sum lambda)^2
     target = max(_kurtosis(squared, 1.0) / (1.0 + 2.0 * inv_dims), 1.0)

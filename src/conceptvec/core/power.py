@@ -6,7 +6,7 @@ them: a Gaussian with the spectrum of the rows whitened by their radius, each ro
 (``core.auto.null_model``; the radius weights are resampled from the examples'). A sample of size n from
 that model, split into two equal halves whose means are ``delta`` apart along its leading axis (``delta`` in units
 of the examples' root-mean-square distance from their mean), is tested as auto tests a first split: its root
-share against 10 null samples, 40 near the level. Drawn from the null model itself, a sample with ``delta = 0``
+share against 10 null samples, 40 near the level, kept with auto's minimum effect size (``MIN_EXCESS``). Drawn from the null model itself, a sample with ``delta = 0``
 is split at about the level, so what the power counts is the separation, not a misfit of the null.
 
 - "One concept, or two closer than X" (:func:`detectable_separation`): X is the smallest ``delta`` of ``GRID``
@@ -57,7 +57,8 @@ def _sample(rng: np.random.Generator, model: tuple[np.ndarray, np.ndarray, float
 
 
 def _kept(rng: np.random.Generator, y: np.ndarray, level: float) -> bool:
-    """Whether auto's first test keeps the root split of ``y``: against 10 null samples, 40 near the level."""
+    """Whether auto's first test keeps the root split of ``y``: against 10 null samples, 40 near the level, and an
+    excess share of at least ``MIN_EXCESS``."""
     share = split_share(y, linkage(y, method="ward")[-1, 2])
     sample = null_sampler(y, rng)
     null = sample(FIRST_DRAWS)

@@ -4,9 +4,9 @@ The planned batches of the chunks still to do (``runner.planned_batches``, the v
 local run) are the rows of a Ray Dataset; ``map_batches`` hands them to a pool of ``LayerActor``s
 (``ActorPoolStrategy``), each of which loads the model once, reads and preprocesses its examples
 itself and returns one row per example: its index in the plan, whether it was readable, and its
-pooled vector (several layers: their pooled vectors side by side, from one forward). Ray Data does not keep order, so this process gathers the rows by chunk and writes
-each chunk, sorted by index, as soon as all its examples have come: the store's chunks, resumable
-as a local run's, and the finished store has exactly the ids, order and bytes of a local run (the
+pooled vector (several layers: their pooled vectors side by side, from one forward). Ray Data does
+not keep order, so this process gathers the rows by chunk and writes each chunk, sorted by index, as
+soon as all its examples have come: the store's chunks, resumable as a local run's, and the finished store has exactly the ids, order and bytes of a local run (the
 same batches through the same model; tested on CPU with one torch thread per actor).
 
 Actors read the examples (and a weights file) at the paths this process gives: on several machines
@@ -24,7 +24,7 @@ import torch
 from ..progress import progress_bar
 from ..engines.raycluster import carrying_errors, check_visible, connected, for_workers, map_on_actors, quiet_ray_data, user_error
 from ..models.hooks import layer_runner, layers_runner, resolve_device
-from .runner import autocast_context, collate, forward, on_device, planned_batches
+from .runner import ImageDataset, autocast_context, collate, forward, on_device, planned_batches
 
 ROWS_PER_BLOCK = 8  # planned batches per block of the input dataset: enough blocks to keep every actor busy
 
@@ -57,7 +57,7 @@ class LayerActor:
         self.amp = autocast and self.dev.type == "cuda"
         self.autocast_dtype = autocast_dtype
         self.dataset = dataset
-        self.root = getattr(getattr(dataset, "files", None), "root", None)  # an image folder, checked on this node
+        self.root = dataset.files.root if isinstance(dataset, ImageDataset) else None  # an image folder, checked on this node
         model = on_device(model, self.dev, channels_last)
         self.widths: list[int] = []  # each layer's units, filled at the first batch (several layers)
         self._layer = (layers_runner(model, list(layer), pool, widths=self.widths) if isinstance(layer, (list, tuple))
@@ -143,11 +143,10 @@ def run_chunks_ray(*, model: Any, load: dict[str, Any], layer: str | list[str], 
     # the paths the workers open, absolute: a cluster started elsewhere runs them in another working folder
     model = for_workers(model)
     load = {name: for_workers(value) if name in ("weights", "key_map") else value for name, value in load.items()}
-    files = getattr(dataset, "files", None)
-    if files is not None and hasattr(files, "root"):
+    if isinstance(dataset, ImageDataset):  # (a Dataset of the user's reads its own files)
         from dataclasses import replace
 
-        dataset.files = replace(files, root=Path(files.root).resolve())
+        dataset.files = replace(dataset.files, root=Path(dataset.files.root).resolve())
     with connected(ray_address) as ray:
         from ray.data import ActorPoolStrategy
 
