@@ -6,8 +6,9 @@ local run) are the rows of a Ray Dataset; ``map_batches`` hands them to a pool o
 itself and returns one row per example: its index in the plan, whether it was readable, and its
 pooled vector (several layers: their pooled vectors side by side, from one forward). Ray Data does
 not keep order, so this process gathers the rows by chunk and writes each chunk, sorted by index, as
-soon as all its examples have come: the store's chunks, resumable as a local run's, and the finished store has exactly the ids, order and bytes of a local run (the
-same batches through the same model; tested on CPU with one torch thread per actor).
+soon as all its examples have come: the store's chunks, resumable as a local run's, and the finished
+store has exactly the ids, order and bytes of a local run (the same batches through the same model;
+tested on CPU with one torch thread per actor).
 
 Actors read the examples (and a weights file) at the paths this process gives: on several machines
 those must be on a disk every node mounts at the same path (docs/ray.md).
