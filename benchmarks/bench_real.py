@@ -23,6 +23,12 @@ Representations: ``activations`` (the paper's: the top examples' pooled activati
 ``excitation`` (its positive part on its 5 leading principal components over the top examples, ``core.represent``),
 ``contributions`` (the rows x_k * d_k, ``core.represent``; a neuron: its activations) and, for the image layers,
 ``pixels`` (gradient x input at the pixels pooled over a 4 x 4 grid; recomputed from the icons, slow).
+``dictionary`` (each atom's term c_a(x) (w_a . d) of the projection, in a TopK SAE of the layer fitted once and cached by
+``real_data.layer_dictionary``: ``--dict-expansion`` atoms per unit, ``--dict-k``, ``--dict-seed``, ``--dict-epochs``),
+``dictionary+`` (its positive part: the atoms that push the direction up), ``dict-codes`` (the codes of the atoms with
+w_a . d > 0, unweighted), ``dictionary-units`` (the positive terms mapped back to the units: sum_a max(term_a, 0) w_a),
+``pca`` / ``pca+`` (each of the layer's 50 leading principal components' term ((x - mean) . v_p)(v_p . d), or its
+positive part). None of these is offered by the package: ``docs/thresholds.md`` says why.
 Criteria: the paper's fixed ``15`` and ``auto``.
 
 Usage: python benchmarks/bench_real.py [--layers text,blocks.5,blocks.6] [--pairs 40] [--triples 20] [--reps activations,attribution]
@@ -39,7 +45,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from itertools import combinations
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -48,7 +54,7 @@ from threadpoolctl import threadpool_limits
 
 import conceptvec as cv
 from conceptvec.core.live import live_mask
-from conceptvec.core.represent import contributions, excitation
+from conceptvec.core.represent import atom_contributions, contributions, excitation
 from conceptvec.core.steps import cluster_top
 from conceptvec.core.streaming import top_examples, top_k_desc
 
@@ -68,6 +74,7 @@ class Layer:
     attribution: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (top indices, direction over units) -> (N, d_below)
     labels: np.ndarray
     pixels: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None  # images: (N, REGIONS**2) pixel attributions
+    dictionary: Any = None  # a cv.Dictionary of the layer (--reps dictionary...)
 
 
 REGIONS = 4  # pixel attributions pooled over a REGIONS x REGIONS grid of the image
@@ -129,6 +136,20 @@ def text_layer() -> Layer:
     return Layer(f"all-MiniLM-L6-v2 {real_data.TEXT_LAYER}", acts, attribution, labels)
 
 
+PCA_COMPONENTS = 50
+_PCA: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def layer_pca(layer: Layer) -> tuple[np.ndarray, np.ndarray]:
+    """The layer's mean and its PCA_COMPONENTS leading principal axes (k, n_units), computed once per layer."""
+    if layer.name not in _PCA:
+        from sklearn.decomposition import PCA
+
+        pca = PCA(PCA_COMPONENTS, random_state=0).fit(layer.acts)
+        _PCA[layer.name] = (pca.mean_, pca.components_)
+    return _PCA[layer.name]
+
+
 def represent(layer: Layer, rep: str, idx: np.ndarray, direction: np.ndarray) -> np.ndarray:
     if rep == "activations":
         return layer.acts[idx]
@@ -139,6 +160,21 @@ def represent(layer: Layer, rep: str, idx: np.ndarray, direction: np.ndarray) ->
         return layer.attribution(idx, direction)
     if rep == "excitation":
         return excitation(layer.attribution(idx, direction))
+    if rep.startswith("dictionary") or rep == "dict-codes":
+        dic = layer.dictionary
+        codes = dic.encode(layer.acts[idx])
+        terms = atom_contributions(codes, dic.decoder, direction)
+        if rep == "dictionary+":  # only the atoms that push the direction up
+            return np.maximum(terms, 0.0)
+        if rep == "dict-codes":  # the codes of the atoms that write positively on the direction, unweighted
+            return codes * (dic.decoder.astype(np.float64) @ direction > 0)[None, :]
+        if rep == "dictionary-units":  # the reconstruction by the atoms that push the direction up, in the units
+            return np.maximum(terms, 0.0) @ dic.atoms()
+        return terms
+    if rep.startswith("pca"):  # each principal component's term ((x - mean) . v_p)(v_p . d), the layer's top PCA_COMPONENTS
+        mean, vt = layer_pca(layer)
+        terms = ((layer.acts[idx] - mean) @ vt.T) * (vt @ direction)[None, :]
+        return np.maximum(terms, 0.0) if rep == "pca+" else terms
     if rep == "pixels" and layer.pixels is not None:
         return layer.pixels(idx, direction)
     raise ValueError(rep)
@@ -342,6 +378,10 @@ def main() -> None:
     ap.add_argument("--sources", default="units", choices=["units", "svd", "random"],
                     help="what is superposed: neurons, SVD directions or random directions of the layer")
     ap.add_argument("--null-draws", type=int, default=100, help="random directions of the layer null (auto, layer null)")
+    ap.add_argument("--dict-expansion", type=int, default=4, help="dictionary reps: atoms per unit of the TopK SAE")
+    ap.add_argument("--dict-k", type=int, default=16, help="dictionary reps: active atoms per example")
+    ap.add_argument("--dict-seed", type=int, default=0, help="dictionary reps: the SAE's seed")
+    ap.add_argument("--dict-epochs", type=int, default=100, help="dictionary reps: the SAE's epochs")
     ap.add_argument("--digits", action="store_true", help="also the digits CNN's merged pairs against its control")
     ap.add_argument("--digits-labels", action="store_true",
                     help="whether auto's concepts on the digits CNN's units follow the digit labels (digits_labels.py)")
@@ -356,6 +396,11 @@ def main() -> None:
     with threadpool_limits(1):
         for name in [n for n in args.layers.split(",") if n]:
             layer = text_layer() if name == "text" else image_layer(name)
+            if any(r.startswith("dict") for r in reps):
+                t = time.perf_counter()
+                layer.dictionary = real_data.layer_dictionary(name, layer.acts, expansion=args.dict_expansion, k=args.dict_k,
+                                                              seed=args.dict_seed, epochs=args.dict_epochs)
+                print(f"{name}: {layer.dictionary} ({time.perf_counter() - t:.0f} s{', cached' if layer.dictionary.reused else ''})")
             run_layer(layer, reps, n_pairs=args.pairs, n_triples=args.triples, n_random=args.random,
                       n_consistency=args.consistency, max_neurons=args.max_neurons, seed=args.seed,
                       null_draws=args.null_draws, sources_kind=args.sources)

@@ -195,6 +195,16 @@ def build_text(root: Path = ROOT, n: int = N_TEXTS) -> Path:
     return out
 
 
+def layer_dictionary(name: str, acts: np.ndarray, *, expansion: int = 4, k: int = 16, seed: int = 0, epochs: int = 100,
+                     lr: float = 3e-3, root: Path = ROOT):
+    """A TopK SAE of the layer ``name`` (``expansion`` x its width atoms), fitted once and cached under ``root``."""
+    import conceptvec as cv
+
+    out = root / "dictionaries" / f"{name}-x{expansion}-k{k}-e{epochs}-lr{lr:g}-s{seed}"
+    return cv.fit_dictionary(acts.astype(np.float32), n_atoms=expansion * acts.shape[1], k=k, epochs=epochs, lr=lr,
+                             seed=seed, out=out, progress=False)
+
+
 if __name__ == "__main__":
     import time
 

@@ -258,3 +258,11 @@ def test_rays_own_errors_are_said_in_one_line():
                             actor_init_failed=True)
     assert str(lost_worker(init)).startswith("a Ray worker could not start (OSError: no folder m); every node needs the model")
     assert lost_worker(ValueError("x")).args == ("x",)  # not Ray's: as it is
+
+
+def test_a_ray_address_that_is_not_text_is_one_line(store, tmp_path):
+    for address in (3, ["x"], b"127.0.0.1:1"):  # before: TypeError from re
+        with pytest.raises(cv.ConceptvecError, match=r"ray_address \(--ray-address\) must be a text such as '10.0.0.1:6379'"):
+            cv.scan_layer(store, params=PARAMS, engine="ray", ray_address=address, progress=False, out=tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+

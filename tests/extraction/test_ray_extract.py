@@ -148,3 +148,84 @@ def test_a_language_model_on_ray_is_the_local_store_byte_for_byte(ray_cluster, t
     monkeypatch.setattr(StoreWriter, "write_chunk", real)
     resumed = cv.extract(f"hf:{tiny_gpt2}", out=tmp_path / "resumed", engine="ray", **options)
     same_store(resumed, local)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_several_layers_on_ray_write_the_single_layer_stores(ray_cluster, tmp_path, capsys):
+    root = image_tree(tmp_path / "data")  # 12 images and a broken file
+    options = dict(data=root, weights="none", batch_size=2, chunk_size=3, progress=False)
+    singles = {name: cv.extract("torchvision:resnet18", layer=name, out=tmp_path / name, **options) for name in ("layer2", "layer1")}
+    both = cv.extract("torchvision:resnet18", layer=["layer2", "layer1"], out=tmp_path / "both", engine="ray", workers=2, **options)
+    assert list(both) == ["layer2", "layer1"]
+    for name, single in singles.items():
+        store = both[name]
+        assert store.path == tmp_path / "both" / name and store.shape == (12, 128 if name == "layer2" else 64)
+        same_store(store, single)
+        what = ("model", "layer", "pooling", "data", "preprocessing", "chunk_size", "dtype")
+        assert {k: store.metadata[k] for k in what} == {k: single.metadata[k] for k in what}
+        assert store.metadata["engine"] == "ray" and store.metadata["skipped"]["sources"] == ["b/broken_1.png"]
+    # each is complete for a single-layer run of its layer, on either engine
+    cv.extract("torchvision:resnet18", layer="layer1", out=tmp_path / "both" / "layer1", **{**options, "progress": True})
+    assert "already complete" in capsys.readouterr().err
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_several_layers_on_ray_resume_a_partial_run_of_either_engine(ray_cluster, tmp_path, capsys):
+    options = dict(batch_size=4, chunk_size=5, device="cpu", progress=False)
+    singles = {name: cv.extract(tiny_cnn(), layer=name, data=Tensors(), out=tmp_path / f"single_{name}", **options)
+               for name in ("1", "3")}
+    for first in ("local", "ray"):  # a partial run of either engine, finished on Ray
+        out = tmp_path / f"from_{first}"
+        with pytest.raises(cv.ConceptvecError, match="example 12 is damaged"):
+            cv.extract(tiny_cnn(), layer=["3", "1"], data=Tensors(fail_at=12), out=out, engine=first, **options)
+        kept = {name: len(list((out / f"{name}.partial" / "chunks").glob("*.json"))) for name in ("1", "3")}
+        # the chunks written before the error, for both layers (locally chunks 0 and 1; Ray's order is its own)
+        assert kept["1"] == kept["3"] and (kept["1"] == 2 if first == "local" else kept["1"] < 6)
+        capsys.readouterr()
+        resumed = cv.extract(tiny_cnn(), layer=["3", "1"], data=Tensors(), out=out, engine="ray", **{**options, "progress": True})
+        if kept["1"]:
+            assert f"{5 * kept['1']} of 30 rows already done for every layer" in " ".join(capsys.readouterr().err.split())
+        for name, single in singles.items():
+            same_store(resumed[name], single)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.parametrize("examples", ["tokens", "documents"])
+def test_several_layers_of_a_language_model_on_ray_write_the_single_layer_stores(ray_cluster, tmp_path, corpus, tiny_gpt2, examples,
+                                                                                  monkeypatch):
+    from conceptvec.storage.store import StoreWriter
+
+    layers = ["blocks.1.mlp.hook_post", "transformer.h.0.mlp.act"]  # a TransformerLens name and a module name
+    options = dict(data=corpus, examples=examples, chunk_size=4, batch_size=2, progress=False)
+    singles = {name: cv.extract(f"hf:{tiny_gpt2}", layer=name, out=tmp_path / name, **options) for name in layers}
+    both = cv.extract(f"hf:{tiny_gpt2}", layer=layers, out=tmp_path / "both", engine="ray", workers=2, **options)
+    files = ("documents.parquet",) if examples == "tokens" else ()
+    for name, single in singles.items():
+        assert both[name].metadata["engine"] == "ray" and single.n_examples > 4
+        same_store(both[name], single)
+        assert all((both[name].path / f).read_bytes() == (single.path / f).read_bytes() for f in files)
+        assert both[name].metadata["layer"] == single.metadata["layer"]
+    if examples == "tokens":
+        return
+
+    # A local run stopped after writing its first chunk to the first layer's store only; Ray finishes both.
+    real, written = StoreWriter.write_chunk, []
+
+    def stop_after_one(self, *args, **kwargs):
+        if written:
+            raise KeyboardInterrupt
+        written.append(args[0])
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(StoreWriter, "write_chunk", stop_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        cv.extract(f"hf:{tiny_gpt2}", layer=layers, out=tmp_path / "resumed", **options)
+    kept = {name: len(list((tmp_path / "resumed" / f"{name}.partial" / "chunks").glob("*.json"))) for name in layers}
+    assert kept == {layers[0]: 1, layers[1]: 0}
+    monkeypatch.setattr(StoreWriter, "write_chunk", real)
+    resumed = cv.extract(f"hf:{tiny_gpt2}", layer=layers, out=tmp_path / "resumed", engine="ray", **options)
+    for name, single in singles.items():
+        same_store(resumed[name], single)

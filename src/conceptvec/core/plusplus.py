@@ -7,7 +7,8 @@ chains of an array step together:
 
 - Every random number a chain uses is known before it starts: ``RandomState(seed)``'s doubles in order, one for
   the first centre (``choice``), then ``2 + int(log C)`` per further centre (``uniform``, which is exactly the
-  double on [0, 1)), restart after restart. They are drawn in one call per C.
+  double on [0, 1)), restart after restart. Every k-means starts a new ``RandomState(seed)``, so each C's draws are a
+  prefix of one stream, drawn once per seed.
 - A step's candidate distances are rows of a table. scikit-learn computes them as ``-2 X[ids] @ X.T + norms``
   with BLAS, whose bits for a row depend on the row's data and on where the row sits in the call (a BLAS kernel
   handles rows in tiles; an odd last row takes another path), never on the other rows. The table holds each
@@ -15,7 +16,8 @@ chains of an array step together:
   before any use, that every position of every candidate count in use is served with BLAS's own bits
   (``_layout``); otherwise the chains run one at a time, as before.
 - Everything else (cumulative sums, searches, minima, the BLAS product with ones giving each candidate's
-  potential, the argmin) is the same operation on the same values per chain, vectorised across chains.
+  potential, the argmin) is the same operation on the same values per chain, vectorised across chains (the stacked
+  product and the row-wise cumulative sum are self-checked against one chain's too).
 
 The result is, centre for centre, ``core.kmeans._plusplus``'s (``tests/core/test_plusplus.py``).
 """
@@ -108,6 +110,12 @@ def _layout(n: int, d: int, trials: tuple[int, ...]) -> bool | None:
         x -= x.mean(axis=0)
         x_norms = np.einsum("ij,ij->i", x, x)
         _LAYOUT[key] = None
+        # the vectorised steps' other products and sums, chain by chain as one chain's own
+        d2 = np.maximum(rng.normal(size=(3, max(trials, default=2), n)), 0.0)
+        stacked = d2 @ np.ones((n, 1)), d2[:, 0].cumsum(axis=1)
+        if not all(np.array_equal(stacked[0][k], d2[k] @ np.ones((n, 1))) and np.array_equal(stacked[1][k], d2[k, 0].cumsum())
+                   for k in range(3)):
+            return None
         for full in (True, False):
             table = _CandidateRows(x, x_norms, full)
             checks = [rng.integers(0, n, size=(1, t)) for t in trials for _ in range(6)]

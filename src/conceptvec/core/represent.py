@@ -14,6 +14,10 @@ strength varies into several directions from the mean.
 the example's projection on ``d``). Two sources that excite a direction through different units come apart. For a
 neuron (or any direction with fewer than ``MIN_CONTRIBUTING`` non-zero units) it is degenerate, one column, so the
 activations are clustered instead and the ConceptSet records it.
+
+``dictionary`` (store-only, with a sparse dictionary of the layer, ``cv.fit_dictionary``): the rows
+``c_a(x) * (w_a . d)``, each atom's term of the direction's projection when ``x - b ~ sum_a c_a(x) w_a``. The
+dictionary never saw the direction, and a neuron (a basis direction) has as many terms as atoms that write to it.
 """
 
 from __future__ import annotations
@@ -35,3 +39,13 @@ def excitation(attributions: np.ndarray, components: int = EXCITATION_COMPONENTS
     u, s, _ = np.linalg.svd(positive, full_matrices=False)
     k = min(components, len(s))
     return np.asarray(u[:, :k] * s[:k], dtype=np.float64)
+
+
+def atom_contributions(codes: np.ndarray, decoder: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """Each atom's term ``c_a * (w_a . d)`` of the projection on ``direction`` (n_units,) of examples coded ``codes``
+    (N, n_atoms) by a dictionary whose atoms are the rows of ``decoder`` (n_atoms, n_units): (N, n_atoms).
+
+    A row sums to the projection of the example's reconstruction minus the dictionary's bias.
+    """
+    weights = np.asarray(decoder, dtype=np.float64) @ np.asarray(direction, dtype=np.float64)
+    return np.asarray(codes, dtype=np.float64) * weights[None, :]

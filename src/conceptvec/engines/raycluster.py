@@ -60,7 +60,7 @@ def connected(address: str | None = None) -> Iterator[Any]:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"at {address}" if address else "on this machine"
         # Ray says only "Failed to connect" when the cluster asks for a token this process does not send
-        token = ("" if not address or os.environ.get("RAY_AUTH_MODE") else
+        token = ("" if address in (None, "", "auto") or os.environ.get("RAY_AUTH_MODE") else
                  "; a cluster with token authentication (Ray's default) is joined with RAY_AUTH_MODE=token set, its token in "
                  "~/.ray/auth_token or RAY_AUTH_TOKEN")
         raise ConceptvecError(f"could not start or join a Ray cluster {where} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
@@ -77,6 +77,9 @@ def check_reachable(address: str | None, timeout: float = 5.0) -> None:
     import re
     import socket
 
+    if address is not None and not isinstance(address, str):
+        raise ConceptvecError(f"ray_address (--ray-address) must be a text such as '10.0.0.1:6379' or 'auto', got "
+                              f"{type(address).__name__} {address!r}.")
     match = re.fullmatch(r"(?:ray://)?([^:/\s]+):(\d+)", address or "")
     if match is None:
         return  # 'auto', or no address: Ray finds or starts the cluster itself

@@ -11,24 +11,17 @@ This module imports torch only when ``extract`` runs, so ``conceptvec.extract`` 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, overload
 
-from rich.console import Console
-from rich.markup import escape
-
 from ..engines.registry import EngineEntry, check_engine
-from ..errors import ConceptvecError, StoreError
-from ..storage.atomic import check_replaceable, output_path, read_manifest
-from ..storage.duplicates import duplicates_warning
-from ..storage.store import ActivationStore, StoreWriter, remove_leftovers
+from ..errors import ConceptvecError
+from ..storage.atomic import output_path
+from ..storage.store import ActivationStore, StoreWriter
 from .config import CHUNK_SIZE, ExtractConfig
-from .refused import discarded_if_refused
-
-_stderr = Console(stderr=True)
+from .layers import existing_store, extract_layers, layer_list, opened_store, say
 
 
 # One layer gives its store, several a store per layer: the overloads tell type checkers which
@@ -118,8 +111,8 @@ def extract(
         ``hf:DIR`` is a vision model, or a language model with its tokenizer (causal LM, encoder, sentence-transformers)
     layer : the module name as the model names it (``block3``, ``layer4.1``, ``Mixed_7b``, ``transformer.h.5.mlp.act``);
         for language models also a TransformerLens hook name (``blocks.5.mlp.hook_post``) where it maps to a module.
-        A list of names (image models, local engine): one forward per batch for all of them, one store per layer
-        at ``<out>/<layer>``, each the store a single-layer extraction of that layer writes; returns
+        A list of names (either engine): one forward per batch for all of them, one store per layer at
+        ``<out>/<layer>``, each the store a single-layer extraction of that layer writes; returns
         ``{layer: ActivationStore}``; resumable as one run
     data : ``digits`` (scikit-learn's bundled digits), an image folder (class sub-folders or flat), a
         text file listing image paths, ``sources.images.ImageFiles`` (files already chosen), or a torch Dataset of
@@ -158,10 +151,7 @@ def extract(
     loaded = load_model(model, weights, key_map=key_map, mean=mean, std=std, size=size, transform_input=c.transform_input)
     from ..models.language import TextModel
 
-    layers = _layer_list(layer)
-    if len(layers) > 1 and entry.on_ray:
-        raise ConceptvecError("several layers in one pass run on the local engine so far; with --engine ray extract one layer "
-                              "per run (one --layer each).")
+    layers = layer_list(layer)
     layer = layers[0]
     if isinstance(loaded, TextModel):
         return _extract_text(loaded, layers if len(layers) > 1 else layer, data, out, c, dev, overwrite, progress, entry=entry,
@@ -188,12 +178,12 @@ def extract(
     fingerprint = {**metadata, "chunk_size": int(chunk_size)}
     if decoding.used == "device":  # its rows differ from the CPU path's in the last digits: a partial store is of one or the other
         fingerprint["decode"] = "device"
-    existing = _existing_store(out, metadata, dtype, overwrite) if len(layers) == 1 else None
+    existing = existing_store(out, metadata, dtype, overwrite) if len(layers) == 1 else None
     if existing is not None:
-        _say(progress, f"{out} is already complete for this model, layer and data; nothing to do.")
+        say(progress, f"{out} is already complete for this model, layer and data; nothing to do.")
         return existing
     if data_desc.get("n_transparent"):
-        _say(progress, f"{data_desc['n_transparent']} of {n} images have transparency; composited on {data_desc['background']} "
+        say(progress, f"{data_desc['n_transparent']} of {n} images have transparency; composited on {data_desc['background']} "
                        f"(--background).")
 
     metadata.update({
@@ -202,16 +192,23 @@ def extract(
         "channels_last": bool(channels_last), "chunk_size": int(chunk_size), "engine": engine,
     })
     if autocast and not use_autocast:
-        _say(progress, "autocast applies on CUDA only; running in float32 on the CPU.")
+        say(progress, "autocast applies on CUDA only; running in float32 on the CPU.")
     protect = [p for p in (data, weights, class_index, key_map) if isinstance(p, (str, os.PathLike)) and Path(p).exists()]
+    load = {"weights": weights, "key_map": key_map, "mean": mean, "std": std, "size": size, "transform_input": c.transform_input}
     if len(layers) > 1:
-        from .runner import run_chunks
+        run = entry.runner("extraction")  # engines.registry: runner.run_chunks, or ray_images.run_chunks_ray
 
         def run_layers(names, todo, writer, finished, widths):
-            run_chunks(loaded.module, layer=names, pool=pool, dataset=dataset, todo=todo, writer=writer, n=n, finished=finished,
-                       device=dev, batch_size=batch_size, workers=workers, autocast=use_autocast,
-                       channels_last=bool(channels_last), progress=progress, device_batches=decoding.batches,
-                       autocast_dtype=c.autocast_dtype, layer_widths=widths)
+            if entry.on_ray:  # as one layer below; the actors run all of them
+                run(model=model if isinstance(model, str) else loaded.module, load=load, layer=names, pool=pool, dataset=dataset,
+                    todo=todo, writer=writer, n=n, finished=finished, device=c.device, batch_size=batch_size, workers=workers,
+                    autocast=autocast, autocast_dtype=c.autocast_dtype, channels_last=bool(channels_last), progress=progress,
+                    ray_address=ray_address, layer_widths=widths)
+                return
+            run(loaded.module, layer=names, pool=pool, dataset=dataset, todo=todo, writer=writer, n=n, finished=finished,
+                device=dev, batch_size=batch_size, workers=workers, autocast=use_autocast,
+                channels_last=bool(channels_last), progress=progress, device_batches=decoding.batches,
+                autocast_dtype=c.autocast_dtype, layer_widths=widths)
 
         base = {k: metadata[k] for k in ("model", "layer", "pooling", "data", "preprocessing")}
         def finish_image(writer: StoreWriter, meta: dict[str, Any]) -> None:
@@ -219,7 +216,7 @@ def extract(
             meta["skipped"] = {"count": len(skipped), "sources": [planned["source"][i] for i in skipped]}
             writer.finish(planned, meta)
 
-        return _extract_layers(layers, out, metadata_of=lambda name: {**base, "layer": name},
+        return extract_layers(layers, out, metadata_of=lambda name: {**base, "layer": name},
                                fingerprint_extra={k: v for k, v in fingerprint.items() if k not in base},
                                extra={k: v for k, v in metadata.items() if k not in base}, dtype=dtype, overwrite=overwrite,
                                protect=protect, chunks=[(k, s0, min(s0 + chunk_size, n)) for k, s0 in enumerate(range(0, n, chunk_size))],
@@ -230,12 +227,10 @@ def extract(
         todo = [c for c in chunks if c[0] not in done]
         finished = sum(stop - start for k, start, stop in chunks if k in done)
         if finished:
-            _say(progress, f"resuming {out}: {finished} of {n} examples already done.")
+            say(progress, f"resuming {out}: {finished} of {n} examples already done.")
         try:
             run = entry.runner("extraction")  # engines.registry: runner.run_chunks, or ray_images.run_chunks_ray
             if entry.on_ray:
-                load = {"weights": weights, "key_map": key_map, "mean": mean, "std": std, "size": size,
-                        "transform_input": c.transform_input}
                 # Each actor loads a spec itself; a module object travels pickled. The dataset brings the preprocessing.
                 run(model=model if isinstance(model, str) else loaded.module, load=load, layer=layer, pool=pool,
                                dataset=dataset, todo=todo, writer=writer, n=n, finished=finished, device=c.device,
@@ -248,13 +243,13 @@ def extract(
                     channels_last=bool(channels_last), progress=progress, device_batches=decoding.batches,
                     autocast_dtype=c.autocast_dtype)
         except KeyboardInterrupt:
-            _say(True, f"interrupted; the complete chunks are kept in {writer.partial}. Run the same command again to resume.")
+            say(True, f"interrupted; the complete chunks are kept in {writer.partial}. Run the same command again to resume.")
             raise
         skipped = writer.skipped()
         # Unreadable files are listed, not fatal; the store holds the readable ones in data order.
         metadata["skipped"] = {"count": len(skipped), "sources": [planned["source"][i] for i in skipped]}
         writer.finish(planned, metadata)
-    return _opened(out, progress)
+    return opened_store(out, progress)
 
 
 def _extract_text(loaded, layer: str | list[str], data: Any, out: Path, c: ExtractConfig, dev, overwrite: bool, progress: bool, *,
@@ -288,9 +283,9 @@ def _extract_text(loaded, layer: str | list[str], data: Any, out: Path, c: Extra
                 "data": data_desc, "preprocessing": preprocessing}
     if path != layer:
         metadata["layer_asked"] = layer
-    existing = _existing_store(out, metadata, c.dtype, overwrite) if len(layers) == 1 else None
+    existing = existing_store(out, metadata, c.dtype, overwrite) if len(layers) == 1 else None
     if existing is not None:
-        _say(progress, f"{out} is already complete for this model, layer and data; nothing to do.")
+        say(progress, f"{out} is already complete for this model, layer and data; nothing to do.")
         return existing
     fingerprint = {**metadata, "chunk_size": int(c.chunk_size)}
     use_autocast = bool(c.autocast and dev.type == "cuda")
@@ -308,6 +303,15 @@ def _extract_text(loaded, layer: str | list[str], data: Any, out: Path, c: Extra
             return meta
 
         def run_text(names, todo, writer, finished, widths):
+            if entry.on_ray:
+                from .ray_text import run_text_chunks_ray
+
+                run_text_chunks_ray(model=spec, weights=c.weights, layer=[paths[name] for name in names], plan=plan, todo=todo,
+                                    writer=writer, examples=c.examples, pool=c.pool, device=c.device, batch_size=c.batch_size,
+                                    batch_tokens=c.batch_tokens, workers=c.workers, autocast=c.autocast,
+                                    autocast_dtype=c.autocast_dtype, progress=progress, finished=finished, ray_address=ray_address,
+                                    layer_widths=widths)
+                return
             run_text_chunks(loaded, [paths[name] for name in names], plan, todo, writer, examples=c.examples, pool=c.pool, dev=dev,
                             batch_size=c.batch_size, batch_tokens=c.batch_tokens, use_autocast=use_autocast, progress=progress,
                             finished=finished, autocast_dtype=c.autocast_dtype, layer_widths=widths)
@@ -317,7 +321,7 @@ def _extract_text(loaded, layer: str | list[str], data: Any, out: Path, c: Extra
             writer.finish(plan.examples, meta, documents=plan.documents if c.examples == "tokens" else None)
 
         extra = {k: v for k, v in metadata.items() if k not in base and k != "layer_asked"}
-        return _extract_layers(layers, out, metadata_of=metadata_of, fingerprint_extra={"chunk_size": int(c.chunk_size)},
+        return extract_layers(layers, out, metadata_of=metadata_of, fingerprint_extra={"chunk_size": int(c.chunk_size)},
                                extra=extra, dtype=c.dtype, overwrite=overwrite, protect=[data], chunks=list(plan.chunks),
                                n=plan.n_rows, progress=progress, run=run_text, finish=finish_text)
     with StoreWriter(out, fingerprint=fingerprint, dtype=c.dtype, overwrite=overwrite, protect=[data]) as writer:
@@ -325,7 +329,7 @@ def _extract_text(loaded, layer: str | list[str], data: Any, out: Path, c: Extra
         todo = [ch for ch in plan.chunks if ch[0] not in done]
         finished = sum(ch[2] - ch[1] for ch in plan.chunks if ch[0] in done)
         if finished:
-            _say(progress, f"resuming {out}: {finished} of {plan.n_rows} rows already done.")
+            say(progress, f"resuming {out}: {finished} of {plan.n_rows} rows already done.")
         try:
             if entry.on_ray:
                 from .ray_text import run_text_chunks_ray
@@ -339,91 +343,11 @@ def _extract_text(loaded, layer: str | list[str], data: Any, out: Path, c: Extra
                                 batch_tokens=c.batch_tokens, use_autocast=use_autocast, progress=progress, finished=finished,
                                 autocast_dtype=c.autocast_dtype)
         except KeyboardInterrupt:
-            _say(True, f"interrupted; the complete chunks are kept in {writer.partial}. Run the same command again to resume.")
+            say(True, f"interrupted; the complete chunks are kept in {writer.partial}. Run the same command again to resume.")
             raise
         metadata["skipped"] = {"count": skipped_rows["count"], "sources": [r["id"] for r in skipped_rows["rows"]]}
         writer.finish(plan.examples, metadata, documents=plan.documents if c.examples == "tokens" else None)
-    return _opened(out, progress)
-
-
-def _layer_list(layer: Any) -> list[str]:
-    """``layer`` as a list of distinct module names (a name, or a list of them)."""
-    names = [layer] if isinstance(layer, str) else list(layer) if isinstance(layer, (list, tuple)) else None
-    if not names or not all(isinstance(x, str) and x for x in names):
-        raise ConceptvecError(f"layer must be a module name or a list of them, got {layer!r}.")
-    repeated = sorted({x for x in names if names.count(x) > 1})
-    if repeated:
-        raise ConceptvecError(f"layer {repeated[0]!r} is named more than once; give each layer once.")
-    if len(names) > 1:
-        odd = [x for x in names if x in (".", "..") or "/" in x or os.sep in x]
-        if odd:
-            raise ConceptvecError(f"layer {odd[0]!r} cannot name a store folder (<out>/<layer>); layers are module names "
-                                  f"such as blocks.5.")
-    return names
-
-
-class _LayerWriters:
-    """One chunk of side-by-side layer outputs written as one chunk of each layer's store (to the stores lacking it)."""
-
-    def __init__(self, writers: dict[str, StoreWriter], widths: list[int]):
-        self.writers, self.widths = writers, widths
-        self.done = {name: set(w.completed()) for name, w in writers.items()}
-
-    def write_chunk(self, index: int, start: int, stop: int, rows: Any, skipped: Sequence[int] = (), **kw: Any) -> None:
-        import numpy as np
-
-        edges = np.cumsum([0, *self.widths]) if self.widths else None
-        for k, (name, writer) in enumerate(self.writers.items()):
-            if index in self.done[name]:
-                continue  # written before an interruption that stopped another layer's writing
-            part = rows[:, edges[k]:edges[k + 1]] if edges is not None and rows.size else np.zeros((0, 0), np.float32)
-            writer.write_chunk(index, start, stop, part, skipped, **kw)
-
-
-def _extract_layers(layers: list[str], out: Path, *, metadata_of: Callable[[str], dict[str, Any]], fingerprint_extra: dict[str, Any],
-                    extra: dict[str, Any], dtype: str, overwrite: bool, protect: list[Any], chunks: list[tuple], n: int,
-                    progress: bool, run: Callable[..., None], finish: Callable[[StoreWriter, dict[str, Any]], None]
-                    ) -> dict[str, ActivationStore]:
-    """``extract`` for several layers: each store at ``out/<layer>`` is the single-layer extraction's (same metadata,
-    chunks and rows); a finished one is kept, and a run resumes every store's complete chunks.
-
-    ``metadata_of(layer)``: what the store is of (model, layer, pooling, data, preprocessing); ``chunks``: the planned
-    (index, start, stop, ...); ``run(layers, todo, writer, finished, widths)`` runs the model; ``finish(writer, metadata)``
-    finishes a store."""
-    import contextlib
-
-    if read_manifest(out) is not None:  # an output of its own (a store): its folder is not ours to fill with stores
-        raise ConceptvecError(f"{out} is an output of conceptvec (an activation store?); several layers are written as one store "
-                              f"each under a folder of their own. Choose another --out.")
-    stores: dict[str, ActivationStore] = {}
-    with contextlib.ExitStack() as stack, discarded_if_refused(out) as fresh:
-        writers: dict[str, StoreWriter] = {}
-        for name in layers:
-            existing = _existing_store(out / name, metadata_of(name), dtype, overwrite)
-            if existing is not None:
-                _say(progress, f"{out / name} is already complete for this model, layer and data; kept.")
-                stores[name] = existing
-                continue
-            writers[name] = stack.enter_context(StoreWriter(out / name, fingerprint={**metadata_of(name), **fingerprint_extra},
-                                                            dtype=dtype, overwrite=overwrite, protect=protect))
-            fresh.append(writers[name])
-        fresh.clear()  # every layer's writer is ready: what they made is the run's progress from here
-        if writers:
-            widths: list[int] = []
-            multi = _LayerWriters(writers, widths)
-            todo = [ch for ch in chunks if any(ch[0] not in done for done in multi.done.values())]
-            finished = n - sum(ch[2] - ch[1] for ch in todo)
-            if finished:
-                _say(progress, f"resuming {out}: {finished} of {n} rows already done for every layer.")
-            try:
-                run(list(writers), todo, multi, finished, widths)
-            except KeyboardInterrupt:
-                _say(True, f"interrupted; the complete chunks are kept in {out}/<layer>.partial. Run the same command again to resume.")
-                raise
-            for name, writer in writers.items():
-                finish(writer, {**metadata_of(name), **extra})
-                stores[name] = _opened(out / name, progress, layer=name)
-    return {name: stores[name] for name in layers}
+    return opened_store(out, progress)
 
 
 def _config(config: ExtractConfig | None, given: dict[str, Any]) -> ExtractConfig:
@@ -440,61 +364,3 @@ def _config(config: ExtractConfig | None, given: dict[str, Any]) -> ExtractConfi
         raise ConceptvecError(f"give the options either in config= or as keywords, not both (keywords given: {', '.join(clash)}); "
                               f"use config.replace({clash[0]}=...) to change one.")
     return config
-
-
-def _opened(out: Path, progress: bool, *, layer: str | None = None) -> ActivationStore:
-    """The finished store, after saying when its rows repeat (``storage.duplicates``; warned on stderr even without
-    progress; ``layer`` names the store when one pass wrote several)."""
-    store = ActivationStore.open(out)
-    warning = duplicates_warning(store.metadata.get("duplicates"), layer=layer)
-    if warning:
-        _stderr.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
-    return store
-
-
-def _say(progress: bool, message: str) -> None:
-    if progress:
-        _stderr.print(message, highlight=False, soft_wrap=True)
-
-
-def _existing_store(out: Path, metadata: dict[str, Any], dtype: str, overwrite: bool) -> ActivationStore | None:
-    if not out.exists() or overwrite or (out.is_dir() and not any(out.iterdir())):
-        return None  # nothing there, or an empty folder (written into, as by every command); a user's folder is named
-    if not (out / "metadata.json").exists(): check_replaceable(out, what="activation store")  # noqa: E701 - as an output
-    store = ActivationStore.open(out)
-    asked = {**metadata, "dtype": dtype}
-    had = dict(store.metadata)
-    model, wanted = had.get("model"), asked["model"]
-    if isinstance(model, dict) and model.get("weights_sha256") and model.get("weights_sha256") == wanted.get("weights_sha256"):
-        # The same weights by content at another path (a moved or copied run folder) are the same model.
-        had["model"] = {**model, "weights": wanted.get("weights")}
-    differs = [d for k in ("model", "layer", "pooling", "data", "preprocessing", "dtype")
-               for d in _differences(k, had.get(k), asked.get(k))]
-    if differs:
-        details = "; ".join(f"{name}: store has {_short(had)}, asked {_short(wanted)}" for name, had, wanted in differs)
-        raise StoreError(f"{out} already holds a different extraction ({details}). Use another --out or --overwrite.")
-    if (had.get("data") or {}).get("items"):  # the same type and length; its items could not be compared (runner.dataset_contents)
-        _say(True, f"{out}: reused for a Dataset of the same type and length; its items are not compared: pass --overwrite if they changed.")
-    remove_leftovers(out)
-    return store
-
-
-def _differences(name: str, had: Any, wanted: Any) -> list[tuple[str, Any, Any]]:
-    """(name, stored, asked) of what differs; within a dict, the differing entries by name, so that a changed
-    weights digest is shown rather than cut off behind a long path."""
-    had, wanted = _comparable(had), _comparable(wanted)
-    if had == wanted:
-        return []
-    if isinstance(had, dict) and isinstance(wanted, dict):
-        return [(f"{name}.{k}", had.get(k), wanted.get(k)) for k in sorted(set(had) | set(wanted), key=str) if had.get(k) != wanted.get(k)]
-    return [(name, had, wanted)]
-
-
-def _comparable(value: Any) -> Any:
-    # Compare as the metadata file stores it (tuples become lists, paths strings).
-    return json.loads(json.dumps(value, default=str))
-
-
-def _short(value: Any, limit: int = 160) -> str:
-    text = repr(_comparable(value))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
