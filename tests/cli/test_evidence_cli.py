@@ -29,3 +29,16 @@ def test_disentangle_prints_the_verdict_and_saves_the_evidence(tmp_path):
     n = cv.ConceptSet.load(tmp_path / "over").n_concepts
     assert n >= 2 and f"unsupported split into {n} groups (the method keeps {n})" in over.output
     assert over.output.count("none (0 of 1)") == n and f"{n} concepts" not in over.output
+
+
+def test_scan_names_its_checks_and_counts_the_splits_they_support(tmp_path):
+    # planted facets without labels: the only check is the first split, adjusted over the scan; every planted split
+    # is far beyond the level, so every split neuron is supported and the line says by what
+    layer = planted_layer(64, n_neurons=8, n_background=500, seed=0)
+    cv.ActivationStore.create(tmp_path / "store", layer.acts, metadata={"model": {"name": "m"}, "layer": "l"})
+    done = runner.invoke(app, ["scan", str(tmp_path / "store"), "--neurons", "0-7", "--distance-threshold", "auto", "--workers", "1",
+                               "--out", str(tmp_path / "scan")], env={"COLUMNS": "300"})
+    assert done.exit_code == 0, done.output
+    k = int(np.sum(layer.n_facets >= 2))
+    assert (f"evidence (the first split a discovery at FDR 0.01 over the scan (Benjamini-Hochberg)): checks support 2 or "
+            f"more concepts in {k} of the {k}; 0 are unsupported splits") in " ".join(done.output.split())

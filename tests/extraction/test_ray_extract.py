@@ -61,6 +61,22 @@ def same_store(a: cv.ActivationStore, b: cv.ActivationStore) -> None:
 
 @pytest.mark.ray
 @pytest.mark.slow
+def stop_after_first_chunk(monkeypatch: pytest.MonkeyPatch):
+    """Make the next extraction stop (as Ctrl-C would) once it has written one chunk; returns the real writer method."""
+    from conceptvec.storage.store import StoreWriter
+
+    real, written = StoreWriter.write_chunk, []
+
+    def stop_after_one(self, *args, **kwargs):
+        if written:
+            raise KeyboardInterrupt
+        written.append(args[0])
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(StoreWriter, "write_chunk", stop_after_one)
+    return real
+
+
 def test_ray_store_is_the_local_store_byte_for_byte(ray_cluster, tmp_path):
     root = image_tree(tmp_path / "data")
     options = dict(layer="layer2", data=root, weights="none", batch_size=2, chunk_size=3, progress=False)
@@ -133,15 +149,7 @@ def test_a_language_model_on_ray_is_the_local_store_byte_for_byte(ray_cluster, t
         return
 
     # A local run stopped after its first chunk; Ray finishes it with the same bytes.
-    real, written = StoreWriter.write_chunk, []
-
-    def stop_after_one(self, *args, **kwargs):
-        if written:
-            raise KeyboardInterrupt
-        written.append(args[0])
-        real(self, *args, **kwargs)
-
-    monkeypatch.setattr(StoreWriter, "write_chunk", stop_after_one)
+    real = stop_after_first_chunk(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         cv.extract(f"hf:{tiny_gpt2}", out=tmp_path / "resumed", **options)
     assert [p.name for p in (tmp_path / "resumed.partial" / "chunks").glob("*.json")] == ["000000.json"]
@@ -211,15 +219,7 @@ def test_several_layers_of_a_language_model_on_ray_write_the_single_layer_stores
         return
 
     # A local run stopped after writing its first chunk to the first layer's store only; Ray finishes both.
-    real, written = StoreWriter.write_chunk, []
-
-    def stop_after_one(self, *args, **kwargs):
-        if written:
-            raise KeyboardInterrupt
-        written.append(args[0])
-        real(self, *args, **kwargs)
-
-    monkeypatch.setattr(StoreWriter, "write_chunk", stop_after_one)
+    real = stop_after_first_chunk(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         cv.extract(f"hf:{tiny_gpt2}", layer=layers, out=tmp_path / "resumed", **options)
     kept = {name: len(list((tmp_path / "resumed" / f"{name}.partial" / "chunks").glob("*.json"))) for name in layers}
