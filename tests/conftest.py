@@ -18,6 +18,35 @@ def planted(n_examples=400, n_units=24, neuron=3, facets=((0, 8), (12, 20)), per
     return acts, groups
 
 
+def planted_class_acts():
+    """(400, 16) float32: 16 neurons, each firing for 1 to 3 of 10 classes of 40 examples (the Ray tests' store)."""
+    rng = np.random.default_rng(0)
+    prototypes = np.zeros((10, 16))
+    for j in range(16):
+        prototypes[rng.choice(10, rng.integers(1, 4), replace=False), j] = 3.0
+    classes = np.repeat(np.arange(10), 40)
+    return np.maximum(prototypes[classes] + 0.05 * rng.standard_normal((400, 16)), 0).astype(np.float32)
+
+
+def run_cli(*args):
+    """``conceptvec ARGS`` in-process, 300 columns wide: (exit code, output)."""
+    from typer.testing import CliRunner
+
+    from conceptvec.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
+    return result.exit_code, result.output
+
+
+def one_line_error(code, output, *fragments):
+    """Bad input's answer: exit 2 and one ``error:`` line holding every fragment, no traceback, no "bug"."""
+    assert code == 2, output
+    errors = [ln for ln in output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in output and "bug" not in output, output
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+
+
 @pytest.fixture
 def planted_acts():
     return planted()

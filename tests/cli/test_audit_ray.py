@@ -12,31 +12,18 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
 
 import conceptvec as cv
-from conceptvec.cli import app
 from conceptvec.scan import layer, ray_engine
 from conceptvec.scan.ray_engine import RayEngine
+from conftest import one_line_error, planted_class_acts
+from conftest import run_cli as run
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 PARAMS = cv.Params(top=30, distance_threshold=10.0, outlier_threshold=2.0, min_cluster_size=4)
 FIELDS = ("neurons", "top_indices", "top_scores", "linkage", "labels", "kmeans_labels", "centroid_sq_distances",
           "concept_vectors", "concept_offsets")
-
-
-def run(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
-    return result.exit_code, result.output
-
-
-def one_line_error(code, output, *fragments):
-    assert code == 2, output
-    errors = [ln for ln in output.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in output and "bug" not in output, output
-    for fragment in fragments:
-        assert fragment in errors[0], (fragment, errors[0])
 
 
 def assert_same(a, b) -> None:
@@ -48,12 +35,7 @@ def assert_same(a, b) -> None:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """16 neurons, each firing for 1 to 3 of 10 classes of 40 examples."""
-    rng = np.random.default_rng(0)
-    prototypes = np.zeros((10, 16))
-    for j in range(16):
-        prototypes[rng.choice(10, rng.integers(1, 4), replace=False), j] = 3.0
-    acts = np.maximum(prototypes[np.repeat(np.arange(10), 40)] + 0.05 * rng.standard_normal((400, 16)), 0)
-    return cv.ActivationStore.create(tmp_path_factory.mktemp("rayaudit") / "store", acts.astype(np.float32))
+    return cv.ActivationStore.create(tmp_path_factory.mktemp("rayaudit") / "store", planted_class_acts())
 
 
 @pytest.fixture(scope="module")

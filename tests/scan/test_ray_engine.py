@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 import conceptvec as cv
+from conftest import planted_class_acts
 from conceptvec import ConceptvecError
 from conceptvec.cli import app
 from conceptvec.scan import engine, layer
@@ -26,13 +27,7 @@ RESULT_FIELDS = ("neurons", "top_indices", "top_scores", "linkage", "n_agglomera
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     # 16 neurons, each firing for 1 to 3 of 10 classes of examples (planted concepts, as in test_scan.py)
-    rng = np.random.default_rng(0)
-    prototypes = np.zeros((10, 16))
-    for j in range(16):
-        prototypes[rng.choice(10, rng.integers(1, 4), replace=False), j] = 3.0
-    classes = np.repeat(np.arange(10), 40)
-    acts = np.maximum(prototypes[classes] + 0.05 * rng.standard_normal((400, 16)), 0).astype(np.float32)
-    return cv.ActivationStore.create(tmp_path_factory.mktemp("ray") / "store", acts)
+    return cv.ActivationStore.create(tmp_path_factory.mktemp("ray") / "store", planted_class_acts())
 
 
 def assert_same(a, b) -> None:
