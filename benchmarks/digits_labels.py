@@ -182,6 +182,7 @@ def truth_cases(acts: dict[str, np.ndarray], images: np.ndarray, digits: np.ndar
     Each unit's split check uses its first-split p-value adjusted over its layer's scan (``split_q``), as a scan's
     evidence does; the label check uses the digits. ``montage_dir``: one PNG per unit (``montage``).
     """
+    from conceptvec.core.auto import unit_rows
     from conceptvec.core.evidence import count_words, layer_verdicts
     from conceptvec.core.fdr import adjusted_p
     from conceptvec.models.digits import are_merged
@@ -209,6 +210,12 @@ def truth_cases(acts: dict[str, np.ndarray], images: np.ndarray, digits: np.ndar
             if case == "two":
                 row["right"] = bool(a in majorities and b in majorities)
                 row["pair_ari"] = pair_ari(cs, digits, [int(a), int(b)])
+                # how far apart the two digits are as auto sees the rows (unit length, in units of their RMS spread
+                # about their mean), beside the smallest separation auto's test detects at this N (core.power)
+                unit = unit_rows(cs.top_activations)
+                rms = float(np.sqrt(np.mean(np.sum((unit - unit.mean(axis=0)) ** 2, axis=1))))
+                row["apart"] = float(np.linalg.norm(unit[top == a].mean(axis=0) - unit[top == b].mean(axis=0)) / rms)
+                row["detects"] = cv.detectable_separation(cs.top_activations, significance=params.significance, seed=seed)
             else:
                 row["right"] = n == 1
             out[case].append(row)
@@ -226,7 +233,8 @@ def truth_cases(acts: dict[str, np.ndarray], images: np.ndarray, digits: np.ndar
               f"splits supported by the split check: {levels}; by the label check: "
               f"{sum(all(c for c in r['label_check']) for r in split)}")
         for r in rows:
-            extra = f" pair ARI {r['pair_ari']:.2f}" if "pair_ari" in r else ""
+            extra = (f" pair ARI {r['pair_ari']:.2f}; the digits {r['apart']:.2f} apart, auto detects {r['detects']:.2g}"
+                     if "pair_ari" in r else "")
             print(f"  unit {r['neuron']:>2}: top {r['top']}, {r['n_concepts']} concept(s), split_q {r['split_q']:.3g}, "
                   f"labels {r['label_check']}{extra}; {'right' if r['right'] else 'wrong'}; evidence: {r['words']}")
     if montage_dir is not None:

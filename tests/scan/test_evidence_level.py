@@ -55,7 +55,7 @@ def test_the_number_of_supported_splits_follows_the_level(noisy):
     assert sum(c >= 2 and s == c for c, s in zip(table["concepts"], table["supported_concepts"])) == len(found[0.05])
     n = min(found[0.05] - found[0.01])
     rows = cv.concept_evidence(base.with_activations(acts)[n], labels=None)
-    assert rows[0]["checks"]["split"] and rows[0]["split_q"] == pytest.approx(q[n])
+    assert rows[0]["checks"]["split"] and rows[0]["split_q"] == pytest.approx(q[n]) and rows[0]["split_level"] == 0.05
     strict = cv.concept_evidence(scans[0.01].with_activations(acts)[n], labels=None)
     assert not strict[0]["checks"]["split"] and strict[0]["verdict"].startswith("not supported")
 

@@ -109,6 +109,7 @@ def verdicts(n_concepts: int, *, split_p: float | None, split_level: float, reap
             row["split_p"] = float(split_p)
             if split_q is not None and np.isfinite(split_q):
                 row["split_q"] = float(split_q)
+            row["split_level"] = float(split_level)  # the check's false discovery rate, beside the numbers it judges
             checks["split"] = bool(row.get("split_q", split_p) < split_level)
         if reappearance is not None:
             row["reappearance"] = float(reappearance[j])
