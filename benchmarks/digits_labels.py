@@ -13,6 +13,10 @@ For every live unit of the 10-class control and every merged-pair unit of the me
 
 For the merged-pair units the truth is the two merged digits: ``ARI pair`` is the ARI restricted to examples of the
 two digits. ``montage(...)`` writes one PNG per unit (a row of top images per concept) to look at what a split follows.
+
+``truth_cases`` (printed last, and by ``bench_evidence.py``): the units whose answer is known, merged-pair units holding
+both merged digits >= 20 times (two concepts) and control units >= 90 % one digit (one concept), with auto's answer
+and the evidence's verdicts on each.
 """
 
 from __future__ import annotations
@@ -163,6 +167,9 @@ def digits_labels(montage_dir: Path | None = None, *, n_montage: int = 4, seed: 
             cs = cv.disentangle(acts["merged"], neuron=r["neuron"], params=auto)
             montage(cs, images, digits, montage_dir / f"merged_unit{r['neuron']}.png")
         print(f"montages: {montage_dir}")
+    # the units whose answer is known, with the evidence's verdicts (a montage per unit under montage_dir/truth)
+    truth_cases(acts, images, digits, params=auto, montage_dir=montage_dir / "truth" if montage_dir is not None else None,
+                seed=seed)
 
 
 BOTH_AT_LEAST = 20  # a merged-pair unit is a known two-concept case when both merged digits hold this many of its top

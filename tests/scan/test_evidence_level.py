@@ -79,3 +79,15 @@ def test_the_scan_command_takes_the_level_and_says_it(noisy, tmp_path):
         k = len(supported_splits(scans[level]))
         assert (f"evidence (the first split a discovery at FDR {level:g} over the scan (Benjamini-Hochberg, --evidence-fdr)): "
                 f"checks support 2 or more concepts in {k} of the {split}; {split - k} are unsupported splits") in " ".join(done.output.split())
+
+
+def test_a_bad_level_on_the_command_line_is_one_line(noisy, tmp_path):
+    from conftest import one_line_error, run_cli
+
+    acts, _ = noisy
+    cv.ActivationStore.create(tmp_path / "store", acts, metadata={"model": {"name": "m"}, "layer": "l"})
+    for bad in ("0", "1.5"):
+        code, output = run_cli("scan", tmp_path / "store", "--distance-threshold", "auto", "--evidence-fdr", bad,
+                               "--out", tmp_path / "scan")
+        one_line_error(code, output, "evidence_fdr must be a number between 0 and 1", "the default is 0.05")
+    assert not (tmp_path / "scan").exists()
