@@ -221,6 +221,9 @@ def layer_verdicts(concept_offsets: np.ndarray, top_indices: np.ndarray, labels:
     first_p : array of shape (m,) or None
         Each neuron's first-split p-value (None: a fixed threshold); the split check uses them adjusted over the m
         neurons (Benjamini-Hochberg).
+    level : float
+        The split check's false discovery rate (``Params.evidence_fdr``): a split is supported when its adjusted
+        p-value is below it.
     reappearance : array of shape (n_total_concepts,) or None
         Each concept's share of stability runs it came back in.
     example_labels : array of shape (n_examples,) or None
