@@ -54,10 +54,13 @@ def label_ari(top_labels: np.ndarray, concepts: np.ndarray, *, rng: np.random.Ge
     return ari, float((1 + np.sum(null >= ari)) / (1 + draws))
 
 
-def layer_splits(acts: np.ndarray, labels: np.ndarray, *, params: cv.Params, seed: int = 0) -> dict[str, Any]:
-    """Scan a layer with ``params`` and judge each split of a live neuron against ``labels`` (n_examples,)."""
+def layer_splits(acts: np.ndarray, labels: np.ndarray, *, params: cv.Params, seed: int = 0,
+                 directions: np.ndarray | None = None) -> dict[str, Any]:
+    """Scan a layer with ``params`` (its neurons, or ``directions`` (k, n_units)) and judge each split of a live
+    neuron against ``labels`` (n_examples,)."""
     _, codes = np.unique(labels, return_inverse=True)
-    scan = cv.scan_layer(acts, params=params, workers=1, progress=False)
+    scan = cv.scan_layer(acts, params=params, workers=1, progress=False,
+                         **({"directions": directions} if directions is not None else {}))
     rows = layer_verdicts(scan.concept_offsets, scan.top_indices, scan.labels, first_p=scan.first_p, level=LEVELS[0],
                           reappearance=None, example_labels=codes, seed=seed)
     rng = np.random.default_rng(seed)
@@ -103,6 +106,9 @@ def main() -> None:
     ap.add_argument("--layers", default="blocks.6,merged,control", help="blocks.5, blocks.6, text, merged, control")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--montage-dir", default=None, help="write a montage PNG per digits truth-case unit here")
+    ap.add_argument("--random", type=int, default=0,
+                    help="real layers: also this many random directions, whose splits show how often the measure "
+                         "'separates labels' holds with no concept behind it")
     args = ap.parse_args()
     warnings.simplefilter("ignore", cv.ConceptvecWarning)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; one thread")
@@ -129,6 +135,17 @@ def main() -> None:
                 what = "package section" if name == "text" else "icon context folder"
                 title = f"{'all-MiniLM-L6-v2 ' + real_data.TEXT_LAYER if name == 'text' else 'efficientnet-lite0 ' + name} " \
                         f"({layer.shape[0]} x {layer.shape[1]}), labels: {what}"
+                if args.random:
+                    # a control: random directions of the layer (Gaussian in its standardised units) have no concept
+                    # of their own, so how often their splits "separate labels" is what the measure gives by itself
+                    sd = layer.std(axis=0)
+                    sd[sd == 0] = 1.0
+                    rand = np.random.default_rng([args.seed, 7]).standard_normal((args.random, layer.shape[1])) / sd
+                    control = layer_splits(layer, labels, params=params, seed=args.seed, directions=rand)
+                    splits = control["splits"]
+                    print(f"\n{title}: {args.random} random directions: auto splits {len(splits)}; "
+                          f"{sum(r['separates'] for r in splits)} of them separate labels "
+                          f"(median ARI {np.median([r['ari'] for r in splits]) if splits else float('nan'):.2f})")
             level_table(title, found)
         if digits_acts is not None:
             from digits_labels import truth_cases
