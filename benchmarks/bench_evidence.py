@@ -19,7 +19,7 @@ rebuilds it offline), the MiniLM MLP layer over package descriptions (labels: th
 and the digits CNN's ``block3``, merged and 10-class control (shipped weights; labels: the digit). The digits' cases
 with a known answer are in ``digits_labels.truth_cases``.
 
-Usage: python benchmarks/bench_evidence.py [--layers blocks.6,merged,control] [--montage-dir DIR]
+Usage: python benchmarks/bench_evidence.py [--layers blocks.6,merged,control] [--montage-dir DIR] [--random K] [--json FILE]
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def layer_splits(acts: np.ndarray, labels: np.ndarray, *, params: cv.Params, see
                  directions: np.ndarray | None = None) -> dict[str, Any]:
     """Scan a layer with ``params`` (its neurons, or ``directions`` (k, n_units)) and judge each split of a live
     neuron against ``labels`` (n_examples,)."""
-    _, codes = np.unique(labels, return_inverse=True)
+    names, codes = np.unique(labels, return_inverse=True)
     scan = cv.scan_layer(acts, params=params, workers=1, progress=False,
                          **({"directions": directions} if directions is not None else {}))
     rows = layer_verdicts(scan.concept_offsets, scan.top_indices, scan.labels, first_p=scan.first_p, level=LEVELS[0],
@@ -67,9 +67,13 @@ def layer_splits(acts: np.ndarray, labels: np.ndarray, *, params: cv.Params, see
     splits = []
     for i in np.flatnonzero(scan.live & (scan.n_concepts >= 2)):
         ari, ari_p = label_ari(codes[scan.top_indices[i]], scan.labels[i], rng=rng)
-        splits.append({"neuron": int(scan.neurons[i]), "n_concepts": int(scan.n_concepts[i]), "split_q": rows[i][0]["split_q"],
-                       "ari": ari, "ari_p": ari_p, "separates": ari_p < SEPARATES_P,
-                       "label_check": all(r["checks"].get("labels", False) for r in rows[i])})
+        splits.append({"neuron": int(scan.neurons[i]), "n_concepts": int(scan.n_concepts[i]), "split_p": rows[i][0]["split_p"],
+                       "split_q": rows[i][0]["split_q"], "ari": ari, "ari_p": ari_p, "separates": ari_p < SEPARATES_P,
+                       "label_check": all(r["checks"].get("labels", False) for r in rows[i]),
+                       # per concept, core.evidence's label numbers: majority label, its enrichment and purity tests
+                       "concepts": [{k: (names[r["label_label"]].item() if k == "label" else r.get(f"label_{k}"))
+                                     for k in ("label", "members", "purity", "enrichment_p", "random_purity", "purity_p")}
+                                    for r in rows[i] if r.get("label_label") is not None]})
     tested = int(np.count_nonzero(np.isfinite(scan.first_p[scan.live])))
     return {"tested": tested, "splits": splits, "significance": params.significance}
 
@@ -106,6 +110,8 @@ def main() -> None:
     ap.add_argument("--layers", default="blocks.6,merged,control", help="blocks.5, blocks.6, text, merged, control")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--montage-dir", default=None, help="write a montage PNG per digits truth-case unit here")
+    ap.add_argument("--json", default=None, help="write every split's numbers (split_p, split_q, ARI, per-concept label "
+                                                  "enrichment and purity) per layer to this JSON file")
     ap.add_argument("--random", type=int, default=0,
                     help="real layers: also this many random directions, whose splits show how often the measure "
                          "'separates labels' holds with no concept behind it")
@@ -114,6 +120,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; one thread")
     params = cv.Params(distance_threshold="auto")
     names = [n for n in args.layers.split(",") if n]
+    recorded: dict[str, Any] = {}
     with threadpool_limits(1):
         digits_acts = None
         for name in names:
@@ -146,12 +153,15 @@ def main() -> None:
                     print(f"\n{title}: {args.random} random directions: auto splits {len(splits)}; "
                           f"{sum(r['separates'] for r in splits)} of them separate labels "
                           f"(median ARI {np.median([r['ari'] for r in splits]) if splits else float('nan'):.2f})")
-            level_table(title, found)
+            recorded[name] = {"title": title, **found, "levels": level_table(title, found)}
         if digits_acts is not None:
             from digits_labels import truth_cases
 
             images, digits, acts = digits_acts
             truth_cases(acts, images, digits, params=params, montage_dir=Path(args.montage_dir) if args.montage_dir else None)
+    if args.json:
+        Path(args.json).write_text(json.dumps(recorded, indent=1, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+        print(f"every split's numbers: {args.json}")
 
 
 if __name__ == "__main__":
