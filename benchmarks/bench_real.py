@@ -29,7 +29,11 @@ Representations: ``activations`` (the paper's: the top examples' pooled activati
 w_a . d > 0, unweighted), ``dictionary-units`` (the positive terms mapped back to the units: sum_a max(term_a, 0) w_a),
 ``pca`` / ``pca+`` (each of the layer's 50 leading principal components' term ((x - mean) . v_p)(v_p . d), or its
 positive part). None of these is offered by the package: ``docs/thresholds.md`` says why.
-Criteria: the paper's fixed ``15`` and ``auto``.
+Criteria: the paper's fixed ``15``, ``auto`` and auto with the layer null. Diagnostics (issue 23 h1): ``--consistency-detail``
+prints, for auto, each consistency neuron whose count changes (its first split's p-value, excess share and null draws
+under the base, perturbed and seed-1 directions; how many of its top-N the perturbation keeps); ``--what-if
+SIG[:MIN_EXCESS],...`` adds auto criteria at another significance (and ``core.auto.MIN_EXCESS``, patched for those
+rows only) on the same cases.
 
 Usage: python benchmarks/bench_real.py [--layers text,blocks.5,blocks.6] [--pairs 40] [--triples 20] [--reps activations,attribution]
 """
@@ -45,7 +49,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from itertools import combinations
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -65,6 +70,20 @@ MAX_OVERLAP = 10
 PERTURBATION = 0.1
 CRITERIA = {"paper 15": cv.Params(), "auto": cv.Params(distance_threshold="auto"),
             "auto, layer null": cv.Params(distance_threshold="auto", null="layer")}
+EXTRA_EXCESS: dict[str, float] = {}  # --what-if criteria with another core.auto.MIN_EXCESS (diagnostic only)
+
+
+@contextmanager
+def min_excess(value: float | None) -> Iterator[None]:
+    """core.auto.MIN_EXCESS set to ``value`` inside (None: unchanged); a diagnostic of --what-if, never the package's."""
+    from conceptvec.core import auto
+
+    before = auto.MIN_EXCESS
+    auto.MIN_EXCESS = before if value is None else value
+    try:
+        yield
+    finally:
+        auto.MIN_EXCESS = before
 
 
 @dataclass
@@ -259,10 +278,12 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
     consistency = np.sort(rng.choice(live, size=min(n_consistency, len(live)), replace=False))
     perturbations = {int(j): rng.standard_normal(acts.shape[1]) for j in consistency}
 
+    cw = max(16, *(len(c) for c in CRITERIA))  # the criterion column's width
+
     def top_of(direction: np.ndarray) -> np.ndarray:
         return top_k_desc(acts @ direction, TOP).astype(np.int64)
 
-    print(f"{'representation':<14} {'criterion':<16} {'pairs exact':>11} {'all maj.':>8} {'ARI':>5} {'oracle':>6} "
+    print(f"{'representation':<14} {'criterion':<{cw}} {'pairs exact':>11} {'all maj.':>8} {'ARI':>5} {'oracle':>6} "
           f"{'triples exact':>13} {'all maj.':>8} {'ARI':>5} {'oracle':>6} {'random split':>12} {'perturbed same':>14} "
           f"{'seed same':>9} {'smallest source (pairs, triples)':>33}")
     for rep in reps:
@@ -271,8 +292,9 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
         null = cv.layer_null(acts, params=CRITERIA["auto, layer null"], draws=null_draws,
                              rows=lambda idx, d: represent(layer, rep, idx, d), representation=rep) if null_draws else None  # noqa: B023
 
-        def cluster(x: np.ndarray, params: cv.Params) -> dict:
-            return cluster_top(x, params, layer_null=null if params.null == "layer" else None)
+        def cluster(x: np.ndarray, params: cv.Params, crit: str) -> dict:
+            with min_excess(EXTRA_EXCESS.get(crit)):
+                return cluster_top(x, params, layer_null=null if params.null == "layer" else None)
 
         def add(crit: str, key: str, value: float) -> None:
             rows[crit].setdefault(key, []).append(value)
@@ -288,7 +310,7 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
                 oracle = KMeans(k, n_init=5, random_state=0).fit_predict(x[has] / np.maximum(
                     np.linalg.norm(x[has], axis=1, keepdims=True), 1e-12))
                 for crit, params in criteria.items():
-                    out = cluster(x, params)
+                    out = cluster(x, params, crit)
                     n = int(out["labels"].max()) + 1
                     ok, ari = judge(out["labels"], truth, k)
                     add(crit, f"exact{k}", n == k)
@@ -301,7 +323,7 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
             idx = top_of(direction)
             x = represent(layer, rep, idx, direction)
             for crit, params in criteria.items():
-                add(crit, "random", int(cluster(x, params)["labels"].max()) + 1 >= 2)
+                add(crit, "random", int(cluster(x, params, crit)["labels"].max()) + 1 >= 2)
         detail: list[dict[str, Any]] = []
         for j in consistency:
             base = np.eye(acts.shape[1])[j] / sd[j]
@@ -310,7 +332,8 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
             tops = {"base": top_of(base), "moved": top_of(moved)}
             xs = {name: represent(layer, rep, tops[name], d) for name, d in (("base", base), ("moved", moved))}
             for crit, params in criteria.items():
-                outs = (cluster(xs["base"], params), cluster(xs["moved"], params), cluster(xs["base"], params.replace(seed=1)))
+                outs = (cluster(xs["base"], params, crit), cluster(xs["moved"], params, crit),
+                        cluster(xs["base"], params.replace(seed=1), crit))
                 n0, n1, n2 = (int(o["labels"].max()) + 1 for o in outs)
                 add(crit, "perturbed", n0 == n1)
                 add(crit, "seed", n0 == n2)
@@ -319,7 +342,7 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
         for crit in criteria:
             r = {key: float(np.mean(v)) if v else float("nan") for key, v in rows[crit].items()}
             pct = lambda key: f"{100 * r.get(key, float('nan')):.0f} %"  # noqa: E731
-            print(f"{rep:<14} {crit:<16} {pct('exact2'):>11} {pct('maj2'):>8} {r.get('ari2', np.nan):>5.2f} "
+            print(f"{rep:<14} {crit:<{cw}} {pct('exact2'):>11} {pct('maj2'):>8} {r.get('ari2', np.nan):>5.2f} "
                   f"{r.get('oracle2', np.nan):>6.2f} {pct('exact3'):>13} {pct('maj3'):>8} {r.get('ari3', np.nan):>5.2f} "
                   f"{r.get('oracle3', np.nan):>6.2f} {pct('random'):>12} {pct('perturbed'):>14} {pct('seed'):>9} "
                   f"{pct('minor2'):>16} {pct('minor3'):>16}")
@@ -429,6 +452,8 @@ def main() -> None:
     ap.add_argument("--dict-epochs", type=int, default=100, help="dictionary reps: the SAE's epochs")
     ap.add_argument("--consistency-detail", action="store_true",
                     help="print auto's consistency cases whose count changes: first split's p, top-N kept (diagnostic)")
+    ap.add_argument("--what-if", default="",
+                    help="diagnostic: extra auto criteria SIG[:MIN_EXCESS],... (e.g. 0.001,0.01:0.04) on the same cases")
     ap.add_argument("--digits", action="store_true", help="also the digits CNN's merged pairs against its control")
     ap.add_argument("--digits-labels", action="store_true",
                     help="whether auto's concepts on the digits CNN's units follow the digit labels (digits_labels.py)")
@@ -437,6 +462,12 @@ def main() -> None:
     warnings.simplefilter("ignore", cv.ConceptvecWarning)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; torch threads 1")
     reps = args.reps.split(",")
+    for item in [w for w in args.what_if.split(",") if w]:
+        sig, _, excess = item.partition(":")
+        name = f"auto {sig}" + (f", excess {excess}" if excess else "")
+        CRITERIA[name] = cv.Params(distance_threshold="auto", significance=float(sig))
+        if excess:
+            EXTRA_EXCESS[name] = float(excess)
     import torch
 
     torch.set_num_threads(1)
