@@ -26,11 +26,13 @@ Usage: python benchmarks/bench_focus.py [--layers text,blocks.6,blocks.5] [--sou
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import time
 import warnings
 from collections import defaultdict
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -140,7 +142,75 @@ def supervised(x: np.ndarray, truth: np.ndarray) -> float:
     return float(cross_val_score(clf, x[has], truth[has], cv=5).mean())
 
 
-def run(name: str, sources_kind: str, *, n_pairs: int, n_random: int, max_neurons: int, seed: int) -> None:
+SHOWN = 6  # top examples per source in the figure
+
+
+def figure(name: str, case: tuple[int, ...], idx: np.ndarray, truth: np.ndarray, per: list[np.ndarray],
+           direction: np.ndarray, out: Path) -> None:
+    """Where the direction fires in the top examples of each source of one pair: icons with the 7 x 7 map of
+    ``relu(a_p . d)`` over them, or documents with each token shaded by its weight. One PNG, ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    weights = [np.maximum(a @ direction, 0.0) for a in per]
+    rows_of = [np.flatnonzero(truth == k)[:SHOWN] for k in range(len(case))]
+    if name == "text":
+        folder = real_data.build_text()
+        texts = json.loads((folder / "meta.json").read_text())["texts"]
+        tok = real_data.text_model().tokenizer
+        fig, ax = plt.subplots(figsize=(13, 0.42 * SHOWN * len(case) + 1.0))
+        ax.set_axis_off()
+        line = 0
+        for k, members in enumerate(rows_of):
+            for r in members:
+                tokens = tok.convert_ids_to_tokens(tok(texts[idx[r]], truncation=True, max_length=64)["input_ids"])
+                w = weights[r] / max(float(weights[r].max()), 1e-12)
+                x, y = 0.0, 1 - (line + 0.5) / (SHOWN * len(case) + 1)
+                ax.text(x, y, f"unit {case[k]}:", fontsize=8, family="monospace", va="center", fontweight="bold")
+                x += 0.075
+                for t, wt in zip(tokens, w):
+                    ax.text(x, y, t, fontsize=8, family="monospace", va="center",
+                            bbox={"facecolor": (1.0, 0.4, 0.0, float(wt)), "edgecolor": "none", "pad": 1})
+                    x += 0.0061 * (len(t) + 1)
+                    if x > 0.98:
+                        break
+                line += 1
+        ax.set_title(f"{name}: where the superposed direction of units {case[0]} + {case[1]} fires in the top documents "
+                     "of each source (orange = relu(a_p . d), per document)", fontsize=9)
+    else:
+        folder = real_data.build_images()
+        paths = json.loads((folder / "meta.json").read_text())["paths"]
+        crop = real_data.image_model().transform.transforms[:2]  # resize 256 + centre crop 224, as the model sees it
+        fig, axes = plt.subplots(len(case), SHOWN, figsize=(2 * SHOWN, 2.6 * len(case)), squeeze=False)
+        for k, members in enumerate(rows_of):
+            for c in range(SHOWN):
+                ax = axes[k, c]
+                ax.set_axis_off()
+                if c >= len(members):
+                    continue
+                r = members[c]
+                im = real_data.composite(Path(paths[idx[r]]))
+                for t in crop:
+                    im = t(im)
+                w = weights[r]
+                eff = w.sum() ** 2 / max(float((w ** 2).sum()), 1e-300)
+                veil = np.zeros((7, 7, 4))  # dark where the direction does not fire, clear where it fires most
+                veil[..., 3] = 0.75 * (1 - w.reshape(7, 7) / max(float(w.max()), 1e-12))
+                ax.imshow(np.asarray(im))
+                ax.imshow(veil, extent=(0, 224, 224, 0), interpolation="nearest")
+                ax.set_title(f"unit {case[k]}: {eff:.0f} of 49 pos.", fontsize=8)
+        fig.suptitle(f"{name}: where the superposed direction of units {case[0]} + {case[1]} fires in the top icons of each "
+                     "source (dark = relu(a_p . d) low, per icon, 7 x 7; title: effective number of positions)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def run(name: str, sources_kind: str, *, n_pairs: int, n_random: int, max_neurons: int, seed: int,
+        figure_dir: Path | None = None) -> None:
     t0 = time.perf_counter()
     pooled, layer, below = positions(name)
     sources = source_directions(pooled, sources_kind, count=max_neurons, seed=seed)
@@ -158,6 +228,8 @@ def run(name: str, sources_kind: str, *, n_pairs: int, n_random: int, max_neuron
         s_cov = np.stack([sources[j] for j in case])
         off = np.eye(len(d)) - s_cov.T @ np.linalg.solve(s_cov @ s_cov.T, s_cov)  # rows projected off the sources
         per, per_below = layer(idx), below(idx)
+        if figure_dir is not None and case == cases[0]:
+            figure(name, case, idx, truth, per, d, figure_dir / f"focus_{name}_{sources_kind}.png")
         for rep in LAYER_REPS + BELOW_REPS:
             x = rows(rep, pooled[idx], per, per_below, d, float(mean @ d))
             out = got[rep]
@@ -191,6 +263,7 @@ def run(name: str, sources_kind: str, *, n_pairs: int, n_random: int, max_neuron
     print("|---|---|---|---|---|---|---|")
     for rep, r in got.items():
         m = {k: float(np.nanmean(v)) for k, v in r.items()}
+        m.setdefault("random split", float("nan"))
         print(f"| {rep} | {m['oracle']:.2f} | {m['oracle -src']:.2f} | {m['supervised']:.2f} | {100 * m['all maj.']:.0f} % | "
               f"{m['ARI']:.2f} | {100 * m['random split']:.0f} % |" if "oracle -src" in m else
               f"| {rep} | {m['oracle']:.2f} | (no unit columns) | {m['supervised']:.2f} | {100 * m['all maj.']:.0f} % | "
@@ -205,6 +278,8 @@ def main() -> None:
     ap.add_argument("--random", type=int, default=15)
     ap.add_argument("--max-neurons", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--figure-dir", type=Path, default=None,
+                    help="write focus_<layer>_<sources>.png: where the direction fires in the first pair's top examples")
     args = ap.parse_args()
     warnings.simplefilter("ignore", cv.ConceptvecWarning)
     import torch
@@ -213,7 +288,8 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; torch and BLAS threads 1")
     with threadpool_limits(1):
         for name in [n for n in args.layers.split(",") if n]:
-            run(name, args.sources, n_pairs=args.pairs, n_random=args.random, max_neurons=args.max_neurons, seed=args.seed)
+            run(name, args.sources, n_pairs=args.pairs, n_random=args.random, max_neurons=args.max_neurons, seed=args.seed,
+                figure_dir=args.figure_dir)
 
 
 if __name__ == "__main__":
