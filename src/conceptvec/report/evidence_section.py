@@ -33,4 +33,5 @@ def evidence_section(cs: ConceptSet, store: ActivationStore, causal_dir: Path | 
         numbers = details(r)
         shown.append({"concept": r["concept"], "state": state(r), "badge": badge(r), "verdict": r["verdict"],
                       "details": numbers, "title": "; ".join(f"{k}: {v}" for k, v in numbers)})
-    return {"words": count_words(cs.n_concepts, rows), "rows": shown, "computed": computed}
+    return {"words": count_words(cs.n_concepts, rows), "rows": shown, "computed": computed,
+            "split_level": next((r["split_level"] for r in rows if "split_level" in r), cs.params.evidence_fdr)}
