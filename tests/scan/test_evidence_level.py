@@ -62,6 +62,8 @@ def test_the_number_of_supported_splits_follows_the_level(noisy):
 
 def test_the_default_level_and_its_refusals():
     assert cv.Params().evidence_fdr == 0.05
+    with pytest.warns(cv.ConceptvecWarning, match="evidence_fdr 0.01 is not used with a fixed distance_threshold"):
+        cv.Params(evidence_fdr=0.01)
     for bad in (0, 1, 1.5, "0.05", True):
         with pytest.raises(cv.ConceptvecError, match="evidence_fdr must be a number between 0 and 1.*the default is 0.05"):
             cv.Params(evidence_fdr=bad)

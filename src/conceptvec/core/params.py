@@ -130,6 +130,11 @@ class Params:
             warnings.warn(f"significance {self.significance:g} is not used with a fixed distance_threshold "
                           f"({self.distance_threshold:g}); it sets the test of distance_threshold='auto' "
                           f"(--distance-threshold auto). Leave it out, or use auto.", ConceptvecWarning, stacklevel=3)
+        if not self.auto_distance and self.evidence_fdr != EVIDENCE_FDR_DEFAULT:
+            warnings.warn(f"evidence_fdr {self.evidence_fdr:g} is not used with a fixed distance_threshold "
+                          f"({self.distance_threshold:g}): it is the level of the evidence's split check, and only auto's "
+                          f"test gives a split a p-value (--distance-threshold auto). Leave it out, or use auto.",
+                          ConceptvecWarning, stacklevel=3)
         if self.fdr is not None and not self.auto_distance:
             raise ConceptvecError(
                 f"fdr={self.fdr!r} needs distance_threshold='auto' (--distance-threshold auto): only auto's test gives "
