@@ -275,6 +275,18 @@ def test_umap_is_fig2_seeded_and_separates_concepts(setup):
 
 
 @pytest.mark.slow
+def test_umap_with_exact_neighbours_is_umap_learns_own_embedding_bit_for_bit(setup):
+    # The report hands umap-learn the neighbours it would find itself (no numba compile of its search): same map.
+    import umap
+
+    _, cs, _, _ = setup
+    d = F.umap_data(cs, seed=3)
+    x = cs.top_activations[cs.kept]
+    plain = umap.UMAP(n_components=2, n_neighbors=d["n_neighbors"], min_dist=0.1, random_state=3, init="spectral").fit_transform(x)
+    np.testing.assert_array_equal(d["embedding"], plain)
+
+
+@pytest.mark.slow
 def test_text_examples_plug_into_the_figures(setup):
     _, cs, _, _ = setup
     n = 400
