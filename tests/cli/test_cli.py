@@ -35,6 +35,18 @@ def test_disentangle_writes_conceptset(tmp_path):
     assert cs.provenance["activations"]["layer"] == "l"
 
 
+def test_disentangle_of_a_store_without_classes_has_no_labels_column(tmp_path):
+    # a flat folder or a list of icon paths has no class names: the table printed ": 100" for every concept
+    acts, _ = planted()
+    cv.ActivationStore.create(tmp_path / "store", acts, metadata={"model": {"name": "m"}, "layer": "l"})
+    result = runner.invoke(app, ["disentangle", str(tmp_path / "store"), "--neuron", "3", "--top", "60", "--stability", "0",
+                                 "--distance-threshold", "10", "--outlier-threshold", "30", "--out", str(tmp_path / "cs")],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "labels of members" not in result.output and ": 30" not in result.output
+    assert "cos with concept" in result.output
+
+
 def test_disentangle_direction_file(tmp_path):
     _store(tmp_path)
     v = np.zeros(24)

@@ -102,6 +102,8 @@ def concept_table(cs, label_names=None, title: str | None = None) -> Table:
     from ..core.evidence import short_verdict, state
     from ..core.metrics import cosine_similarity
 
+    if label_names is not None and not any(str(name) for name in label_names):
+        label_names = None  # a store without classes (a flat folder, a list of paths): no column of empty names
     table = Table(title=title)
     table.add_column("concept", justify="right")
     table.add_column("members", justify="right")
