@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from conceptvec.report.examples import ImageExamples
-from conceptvec.report.figures.panels import canvas, headings, heading, panel, shown_examples
+from conceptvec.report.figures.panels import canvas, fit_title, headings, heading, panel, shown_examples
 
 
 class Wide(ImageExamples):
@@ -67,3 +67,21 @@ def test_a_renderer_with_draw_alone_gets_an_inset_axes_per_panel():
         panel(ax, DrawOnly(), k + 3, f"item {k + 3}", (2.0 * k, 0.0, 2.0, 2.0))
     assert [i for i, _ in shown_examples(fig)] == [3, 4]
     assert [a.texts[0].get_text() for a in ax.child_axes] == ["<3>", "<4>"]
+
+
+def test_a_title_wider_than_its_panel_keeps_the_file_name_and_does_not_run_into_its_neighbours():
+    # a store made from a list of icon paths has the full path as each example's id: ten such titles overlapped
+    long = "/usr/share/icons/Adwaita/16x16/devices/media-optical-bd-symbolic.symbolic.png"
+    assert fit_title("#1 /usr/share/icons/hicolor/48x48/apps/x.png\nact 3.05", 1.25) == "#1 x.png\nact 3.05"
+    assert fit_title("#1 d7 · 3\nact 1.5", 1.25) == "#1 d7 · 3\nact 1.5"  # a short title is left alone
+    short = fit_title(f"#1 {long}", 1.25)
+    assert short.startswith("#1 media") and short.endswith("bolic.png") and "\u2026" in short
+    fig = Figure(figsize=(5 * 1.25, 1.5))
+    ax = canvas(fig)
+    for k in range(5):
+        panel(ax, Wide(5), k, f"#{k + 1} {long}\nact 1", (1.25 * k, 0.0, 1.25, 1.5))
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:]))  # side by side, no overlap

@@ -12,6 +12,7 @@ Each panel's title carries the gid ``"example:<index>"``; ``shown_examples(fig)`
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from matplotlib.figure import Figure
@@ -24,6 +25,22 @@ LINE = TITLE_SIZE * 1.25 / 72  # inches per line of a panel's title
 PAD = 2 / 72  # inches between a panel and its title
 MARGIN = 0.04  # inches around a panel, inside its cell
 HEADING = "heading"  # gid of a group's or column's heading
+CHAR = 0.65 * TITLE_SIZE / 72  # inches per character of a title, a little above DejaVu Sans's mean advance (0.61 em)
+
+
+def fit_title(title: str, width: float) -> str:
+    """``title`` shortened to ``width`` inches, line by line: a path keeps its file name (an example's id is its
+    full path when the store was made from a list of files), and a line still too long keeps its start and end."""
+    chars = max(8, int(width / CHAR))
+    lines = []
+    for line in title.split("\n"):
+        if len(line) > chars:
+            line = re.sub(r"\S*/(?=[^/\s]+)", "", line)  # "/usr/share/icons/.../edit-copy.png" -> "edit-copy.png"
+        if len(line) > chars:
+            keep = chars - 1
+            line = line[:keep // 2] + "…" + line[len(line) - (keep - keep // 2):]
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def canvas(fig: Figure) -> Any:
@@ -57,6 +74,7 @@ def panel(ax: Any, examples: Examples, index: int, title: str, cell: tuple[float
         fx, fy, fw, fh = box
     if colour is not None:
         ax.add_patch(Rectangle((fx, fy), fw, fh, fill=False, edgecolor=colour, linewidth=2.5, zorder=3))
+    title = fit_title(title, w)  # a wider title runs into its neighbours' (full paths did)
     ax.text(fx + fw / 2, fy + fh + PAD, title, ha="center", va="bottom", fontsize=TITLE_SIZE, gid=f"example:{int(index)}")
 
 
