@@ -132,9 +132,15 @@ def test_workers_past_the_machine_are_refused_before_any_process_starts(run_dir,
     for args in (["thresholds", run_dir / "store", "--neurons", "0-1", "--grid", "3"],
                  ["scan", run_dir / "store", "--neurons", "0-1", "--out", tmp_path / "s"]):
         one_line_error(*run(*args, *FIXED, "--workers", many), f"workers must be at most {many - 1}")
-    one_line_error(*run("thresholds", run_dir / "store", "--neurons", "0-1", *FIXED, "--representation", "attribution"),
-                   "needs the model for every neuron")
+    # thresholds offers only the sweep's options: --representation, --fdr, --null could only be refused there (--fdr
+    # and --null asked for --distance-threshold auto, which thresholds refuses); the sweep itself still refuses them
+    for option, value in (("--representation", "attribution"), ("--fdr", "0.05"), ("--null", "layer"), ("--evidence-fdr", "0.1")):
+        code, output = run("thresholds", run_dir / "store", "--neurons", "0-1", *FIXED, option, value)
+        assert code == 2 and "No such option" in output and "Traceback" not in output, output
     from conceptvec.scan.sweep import sweep_layer
+
+    with pytest.raises(cv.ConceptvecError, match="needs the model for every neuron"):
+        sweep_layer(planted()[0], params=cv.Params(top=60, distance_threshold=10.0, representation="attribution"), workers=1)
 
     acts, _ = planted()  # more workers than neurons: as many processes as neurons, the same sweep
     one = sweep_layer(acts, params=cv.Params(top=60, distance_threshold=10.0), workers=1, neurons="0-1", n_grid=3)

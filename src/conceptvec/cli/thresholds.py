@@ -17,9 +17,16 @@ JSON_FILE = "thresholds.json"
 FIGURE_FILE = "thresholds.png"
 
 
+# The sweep's options only: its auto row tests each neuron at --significance, and it clusters the store's
+# activations, so --fdr, --null (refused with a fixed threshold, and auto is refused here), --evidence-fdr (unused)
+# and --representation (needs the model) could only be refused; `conceptvec scan` takes them.
+SWEEP_OPTIONS = ("top", "distance_threshold", "outlier_threshold", "min_cluster_size", "n_init", "max_iter", "seed",
+                 "significance")
+
+
 @app.command()
 @cli_errors
-@method_options
+@method_options(only=SWEEP_OPTIONS)
 def thresholds(
     store: StoreArg,
     neurons: Annotated[Optional[str], typer.Option("--neurons", help="Which neurons, e.g. 0-99 or 0-99,512; default all (live ones only count).")] = None,
