@@ -24,6 +24,8 @@ def test_scan_fdr_reports_the_rule_and_bad_uses_exit_2(tmp_path):
     model = runner.invoke(app, ["disentangle", str(tmp_path / "store"), "--neuron", "3", "--top", "60",
                                 "--distance-threshold", "auto", "--representation", "attribution", "--out", str(tmp_path / "cs")])
     assert model.exit_code == 2 and "needs the model" in model.output
+    # the command line's answer names what a command-line user can do: Python, or a store-only representation
+    assert "command line does not compute" in model.output and "contributions" in model.output
     # the store's class labels are what concept_evidence checks by default
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", cv.ConceptvecWarning)

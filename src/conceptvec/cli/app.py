@@ -143,6 +143,12 @@ def disentangle(
     from ..storage.files import read_npy
     from ..storage.store import ActivationStore
 
+    if params.representation in ("attribution", "excitation"):  # before the store is read: the CLI has no model to pass
+        raise ConceptvecError(
+            f"--representation {params.representation} needs the model's gradients, which the command line does not compute: "
+            f"from Python, cv.disentangle(store, neuron=N, params=cv.Params(representation={params.representation!r}), "
+            "attribution=cv.LayerAttribution(model, layer=..., below=..., inputs=...)) (docs/thresholds.md); here use "
+            "activations or contributions.")
     acts = ActivationStore.open(store)
     vector = None
     if direction is not None:
