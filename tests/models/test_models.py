@@ -180,7 +180,7 @@ def test_key_map(tmp_path):
     source = torchvision.models.resnet18()
     renamed = {f"net.{k}": v for k, v in source.state_dict().items()}
     torch.save(renamed, tmp_path / "renamed.pth")
-    with pytest.raises(cv.ConceptvecError, match=r"does not match the architecture.*pass a key map"):
+    with pytest.raises(cv.ConceptvecError, match=r"does not match the architecture.*pass a key map: --key-map order \(Python: key_map=.order.\)"):
         load_model("torchvision:resnet18", str(tmp_path / "renamed.pth"))
     loaded = load_model("torchvision:resnet18", str(tmp_path / "renamed.pth"), key_map="order")
     assert torch.equal(loaded.module.fc.weight, source.fc.weight) and loaded.describe()["key_map"] == "order"

@@ -53,7 +53,7 @@ def read_state_dict(path: str, module: nn.Module, key_map: str | Mapping[str, st
     missing = set(expected) - set(state)
     unexpected = set(state) - set(expected)
     if missing or unexpected:
-        hint = "" if key_map is not None else " If only the names differ, pass a key map (key_map='order' or a JSON {file_key: model_key})."
+        hint = "" if key_map is not None else " If only the names differ, pass a key map: --key-map order (Python: key_map='order') or a JSON {file_key: model_key}."
         raise ConceptvecError(
             f"{path} does not match the architecture: {len(missing)} missing keys (e.g. {sorted(missing)[:3]}) and "
             f"{len(unexpected)} unexpected keys (e.g. {sorted(unexpected)[:3]}).{hint}"
