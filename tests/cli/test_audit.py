@@ -7,31 +7,18 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 import conceptvec as cv
-from conceptvec.cli import app
 from conceptvec.storage.atomic import MANIFEST_FILE, read_manifest
 from conceptvec.storage.store import StoreWriter
-from conftest import planted
+from conftest import one_line_error, planted
+from conftest import run_cli as run
 
-runner = CliRunner()
 PARAMS = ["--top", "60", "--distance-threshold", "10", "--outlier-threshold", "30"]
 NEURONS = {"disentangle": ["--neuron", "3"], "scan": ["--neurons", "0-1"], "thresholds": ["--neurons", "0", "--grid", "3"]}
 MARKER = {"disentangle": "conceptset.json", "scan": "scan.json", "thresholds": "thresholds.json"}
 
 
-def run(*args):
-    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
-    return result.exit_code, result.output
-
-
-def one_line_error(code, output, *fragments):
-    assert code == 2, output
-    errors = [ln for ln in output.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in output, output
-    for fragment in fragments:
-        assert fragment in errors[0], (fragment, errors[0])
 
 
 def snapshot(folder):

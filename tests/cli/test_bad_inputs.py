@@ -12,24 +12,13 @@ from typer.testing import CliRunner
 import conceptvec as cv
 from conceptvec.cli import app
 from conceptvec.storage.atomic import writer_lock
-from conftest import planted
+from conftest import one_line_error, planted
+from conftest import run_cli as run
 
 runner = CliRunner()
 PARAMS = ["--top", "60", "--distance-threshold", "10", "--outlier-threshold", "30"]
 
 
-def run(*args):
-    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
-    return result.exit_code, result.output
-
-
-def one_line_error(code, output, *fragments):
-    assert code == 2, output
-    lines = [ln for ln in output.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in output, output
-    for fragment in fragments:
-        assert fragment in errors[0], (fragment, errors[0])
 
 
 @pytest.fixture
