@@ -12,9 +12,14 @@ of ``--tops``: auto's split rate (``--reps`` seeds, auto itself on two concepts:
 (the truth), and the separation the simulation reports from one sample of 100 top examples; then the smallest top at
 which auto splits two concepts 1.25 apart in >= 80 %, against ``recommended_top``.
 
+``--real LAYER.npy``: on a real layer (no population known), for the first ``--neurons`` live units: X at top 50 as
+simulated from the unit's top 100, and auto's own split rate at X and X / 1.3 on random 50-subsets of the top 100
+with two concepts planted in their unit rows along the 100's leading axis.
+
 Usage: python benchmarks/bench_power.py [--cost] [--width 256] [--neurons 40]
        python benchmarks/bench_power.py --accuracy [--kinds test,isotropic,long,decay] [--tops 50,100,200,300] [--reps 20]
          [--separation 1.25] [--sim-only]
+       python benchmarks/bench_power.py --real /work/realdata/images/blocks.6.npy [--neurons 10] [--reps 20]
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from scipy.cluster.hierarchy import linkage
 
 from conceptvec.core.auto import auto_clusters, unit_rows
 from conceptvec.core.planted import planted_layer
-from conceptvec.core.power import GRID, TOPS, detectable_separation, recommended_top
+from conceptvec.core.power import GRID, TOPS, detectable_separation, detection_power, recommended_top
 
 
 def cost(width: int, neurons: int) -> None:
@@ -127,9 +132,47 @@ def accuracy(names: list[str], tops: list[int], reps: int, separation: float, si
               f"recommended {rec:.0f}", flush=True)
 
 
+def real(path: str, neurons: int, reps: int, n: int = 50) -> None:
+    """On a real layer, where no population is known: the top 100 examples of each of the first ``neurons`` live
+    units stand for the neuron; X at top ``n`` is the simulation's (from the model of those 100), and auto's own rate
+    is measured on random ``n``-subsets of them, their unit rows shifted +-delta/2 RMS (the 100's RMS) along the
+    100's leading axis."""
+    acts = np.load(path, mmap_mode="r")
+    print(f"{path}: {acts.shape[0]} x {acts.shape[1]}; per unit: X at top {n} (simulated), auto's split rate at X and "
+          f"X / 1.3 on {reps} subsets of its top 100")
+    done = 0
+    for j in range(acts.shape[1]):
+        order = np.argsort(-np.asarray(acts[:, j]), kind="stable")[:100]
+        x = np.asarray(acts[order], dtype=np.float64)
+        if x[:, j].min() <= 0:  # not live at top 100
+            continue
+        u = unit_rows(x)
+        centred = u - u.mean(axis=0)
+        rms = float(np.sqrt(np.mean(np.sum(centred**2, axis=1))))
+        axis = np.linalg.svd(centred, full_matrices=False)[2][0]
+        closer = next((d for d in GRID if detection_power(x, d, n=n, reps=10) >= 0.8), np.inf)
+        if not np.isfinite(closer):
+            continue
+        rates = []
+        for delta in (closer, closer / 1.3):
+            hits = 0
+            for s in range(reps):
+                v = u[np.random.default_rng(s).permutation(100)[:n]].copy()
+                v[: n // 2] += axis * delta * rms / 2
+                v[n // 2 :] -= axis * delta * rms / 2
+                v = unit_rows(v)
+                hits += auto_clusters(v, linkage(v, method="ward"), significance=0.01, min_cluster_size=5, seed=s)[0] >= 2
+            rates.append(hits / reps)
+        print(f"  unit {j}: X {closer}; auto splits {rates[0]:.2f} at X, {rates[1]:.2f} at X / 1.3", flush=True)
+        done += 1
+        if done == neurons:
+            break
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--accuracy", action="store_true")
+    ap.add_argument("--real", default="", help="a real layer's activations (.npy, examples x units): the check on real spectra")
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--neurons", type=int, default=40)
     ap.add_argument("--kinds", default="test,isotropic,long,decay")
@@ -138,7 +181,9 @@ def main() -> None:
     ap.add_argument("--separation", type=float, default=1.25, help="the separation whose recommended top is checked")
     ap.add_argument("--sim-only", action="store_true", help="the simulation's numbers only (auto's rates do not depend on it)")
     args = ap.parse_args()
-    if args.accuracy:
+    if args.real:
+        real(args.real, args.neurons, args.reps)
+    elif args.accuracy:
         accuracy(args.kinds.split(","), [int(t) for t in args.tops.split(",")], args.reps, args.separation, args.sim_only)
     else:
         cost(args.width, args.neurons)

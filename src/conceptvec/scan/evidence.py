@@ -129,7 +129,7 @@ def layer_power(matrix: Any, top_indices: np.ndarray, neurons: np.ndarray, one_c
     -------
     pyarrow.Table with ``neuron``, ``one_concept_or_two_closer_than`` and, with ``recommend_for`` (a separation or
     'finer', ``core.power.answer_power``), ``recommended_top`` and ``recommended_for`` (null where X is the grid's
-    finest); about 1 s per neuron on a planted 256-wide layer (benchmarks/bench_power.py).
+    finest); about 0.6 s per neuron on a planted 256-wide layer (benchmarks/bench_power.py).
     """
     rows: dict[str, list[Any]] = {"neuron": [], "one_concept_or_two_closer_than": []}
     if recommend_for is not None:
