@@ -6,7 +6,9 @@ direction ``d`` fires there: ``row = sum_p w_p a_p / sum_p w_p``, ``w_p = relu(a
 the direction fires. Variants: ``focus-above`` (``w_p = relu(a_p . d - m)``, ``m`` the direction's mean over the
 layer: only where it fires above its usual level), ``focus-soft`` (``w = softmax(s / sd(s))`` over the example's
 positions), ``focus-top3`` (the mean of the 3 positions where it fires most), ``focus +c`` / ``pooled +c`` (centred
-over the top examples), ``focus - pooled`` (where it fires against the whole example), ``below-pooled`` / ``below-focus`` (the same pooling of the layer BELOW's per-position inputs).
+over the top examples), ``focus - pooled`` (where it fires against the whole example), ``below-pooled`` /
+``below-focus`` (the same pooling of the layer BELOW's per-position inputs), and ``attribution`` (``bench_real.py``'s
+gradient x input at the layer below, the best representation measured there: a reference on the same cases).
 
 Cases are ``bench_real.py``'s (same functions, same seeds): superposed pairs of single-concept sources (``--sources
 units``: neurons; ``svd``: the layer's leading singular directions, which no unit names), top-100 sets overlapping
@@ -50,12 +52,12 @@ from conceptvec.core.steps import cluster_top
 from conceptvec.core.streaming import top_k_desc
 
 import real_data
-from bench_real import TOP, Layer, judge, pick_cases, single_concept_sources, source_directions
+from bench_real import TOP, Layer, image_layer, judge, pick_cases, single_concept_sources, source_directions, text_layer
 
 Positions = Callable[[np.ndarray], list[np.ndarray]]  # top indices -> per example (n_positions, width) activations
 AUTO = cv.Params(distance_threshold="auto")
 LAYER_REPS = ("pooled", "focus", "focus-above", "focus-soft", "focus-top3", "pooled +c", "focus +c", "focus - pooled")
-BELOW_REPS = ("below-pooled", "below-focus")
+BELOW_REPS = ("below-pooled", "below-focus", "attribution")  # attribution: bench_real's, a reference on the same cases
 
 
 def _flat(x: np.ndarray) -> list[np.ndarray]:
@@ -218,6 +220,11 @@ def run(name: str, sources_kind: str, *, n_pairs: int, n_random: int, max_neuron
     single, top_idx = single_concept_sources(Layer(name, pooled, None, None), sources, max_neurons=max_neurons, seed=seed)  # type: ignore[arg-type]
     cases = pick_cases(single, top_idx, 2, n_pairs, seed)
     mean = pooled.mean(axis=0)
+    attribution = (text_layer() if name == "text" else image_layer(name)).attribution
+
+    def represent(rep: str, idx: np.ndarray, d: np.ndarray, per: list[np.ndarray], per_below: list[np.ndarray]) -> np.ndarray:
+        return attribution(idx, d) if rep == "attribution" else rows(rep, pooled[idx], per, per_below, d, float(mean @ d))
+
     got: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     diag: dict[str, list[float]] = defaultdict(list)
     for case in cases:
@@ -231,7 +238,7 @@ def run(name: str, sources_kind: str, *, n_pairs: int, n_random: int, max_neuron
         if figure_dir is not None and case == cases[0]:
             figure(name, case, idx, truth, per, d, figure_dir / f"focus_{name}_{sources_kind}.png")
         for rep in LAYER_REPS + BELOW_REPS:
-            x = rows(rep, pooled[idx], per, per_below, d, float(mean @ d))
+            x = represent(rep, idx, d, per, per_below)
             out = got[rep]
             out["oracle"].append(oracle(x, truth, 2))
             if rep in LAYER_REPS:
@@ -255,7 +262,7 @@ def run(name: str, sources_kind: str, *, n_pairs: int, n_random: int, max_neuron
         idx = top_k_desc(pooled @ d, TOP).astype(np.int64)
         per, per_below = layer(idx), below(idx)
         for rep in LAYER_REPS + BELOW_REPS:
-            x = rows(rep, pooled[idx], per, per_below, d, float(mean @ d))
+            x = represent(rep, idx, d, per, per_below)
             got[rep]["random split"].append(int(cluster_top(x, AUTO)["labels"].max()) + 1 >= 2)
     print(f"\n{name}, sources {sources_kind}: {len(cases)} pairs of {len(single)} single-concept sources, {n_random} random "
           f"directions; " + "; ".join(f"{k} {np.mean(v):.2f}" for k, v in diag.items()) + f"; {time.perf_counter() - t0:.0f} s")
