@@ -29,7 +29,11 @@ Representations: ``activations`` (the paper's: the top examples' pooled activati
 w_a . d > 0, unweighted), ``dictionary-units`` (the positive terms mapped back to the units: sum_a max(term_a, 0) w_a),
 ``pca`` / ``pca+`` (each of the layer's 50 leading principal components' term ((x - mean) . v_p)(v_p . d), or its
 positive part). None of these is offered by the package: ``docs/thresholds.md`` says why.
-Criteria: the paper's fixed ``15`` and ``auto``.
+Criteria: the paper's fixed ``15``, ``auto`` and auto with the layer null. Diagnostics (issue 23 h1): ``--consistency-detail``
+prints, for auto, each consistency neuron whose count changes (its first split's p-value, excess share and null draws
+under the base, perturbed and seed-1 directions; how many of its top-N the perturbation keeps); ``--what-if
+SIG[:MIN_EXCESS],...`` adds auto criteria at another significance (and ``core.auto.MIN_EXCESS``, patched for those
+rows only) on the same cases.
 
 Usage: python benchmarks/bench_real.py [--layers text,blocks.5,blocks.6] [--pairs 40] [--triples 20] [--reps activations,attribution]
 """
@@ -45,7 +49,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from itertools import combinations
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -65,6 +70,20 @@ MAX_OVERLAP = 10
 PERTURBATION = 0.1
 CRITERIA = {"paper 15": cv.Params(), "auto": cv.Params(distance_threshold="auto"),
             "auto, layer null": cv.Params(distance_threshold="auto", null="layer")}
+EXTRA_EXCESS: dict[str, float] = {}  # --what-if criteria with another core.auto.MIN_EXCESS (diagnostic only)
+
+
+@contextmanager
+def min_excess(value: float | None) -> Iterator[None]:
+    """core.auto.MIN_EXCESS set to ``value`` inside (None: unchanged); a diagnostic of --what-if, never the package's."""
+    from conceptvec.core import auto
+
+    before = auto.MIN_EXCESS
+    auto.MIN_EXCESS = before if value is None else value
+    try:
+        yield
+    finally:
+        auto.MIN_EXCESS = before
 
 
 @dataclass
@@ -240,7 +259,8 @@ def judge(labels: np.ndarray, truth: np.ndarray, k: int) -> tuple[bool, float]:
 
 
 def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_random: int, n_consistency: int,
-              max_neurons: int, seed: int, null_draws: int = 100, sources_kind: str = "units") -> None:
+              max_neurons: int, seed: int, null_draws: int = 100, sources_kind: str = "units",
+              consistency_detail: bool = False) -> None:
     t0 = time.perf_counter()
     acts = layer.acts
     sd = acts.std(axis=0)
@@ -258,10 +278,12 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
     consistency = np.sort(rng.choice(live, size=min(n_consistency, len(live)), replace=False))
     perturbations = {int(j): rng.standard_normal(acts.shape[1]) for j in consistency}
 
+    cw = max(16, *(len(c) for c in CRITERIA))  # the criterion column's width
+
     def top_of(direction: np.ndarray) -> np.ndarray:
         return top_k_desc(acts @ direction, TOP).astype(np.int64)
 
-    print(f"{'representation':<14} {'criterion':<16} {'pairs exact':>11} {'all maj.':>8} {'ARI':>5} {'oracle':>6} "
+    print(f"{'representation':<14} {'criterion':<{cw}} {'pairs exact':>11} {'all maj.':>8} {'ARI':>5} {'oracle':>6} "
           f"{'triples exact':>13} {'all maj.':>8} {'ARI':>5} {'oracle':>6} {'random split':>12} {'perturbed same':>14} "
           f"{'seed same':>9} {'smallest source (pairs, triples)':>33}")
     for rep in reps:
@@ -270,8 +292,9 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
         null = cv.layer_null(acts, params=CRITERIA["auto, layer null"], draws=null_draws,
                              rows=lambda idx, d: represent(layer, rep, idx, d), representation=rep) if null_draws else None  # noqa: B023
 
-        def cluster(x: np.ndarray, params: cv.Params) -> dict:
-            return cluster_top(x, params, layer_null=null if params.null == "layer" else None)
+        def cluster(x: np.ndarray, params: cv.Params, crit: str) -> dict:
+            with min_excess(EXTRA_EXCESS.get(crit)):
+                return cluster_top(x, params, layer_null=null if params.null == "layer" else None)
 
         def add(crit: str, key: str, value: float) -> None:
             rows[crit].setdefault(key, []).append(value)
@@ -287,7 +310,7 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
                 oracle = KMeans(k, n_init=5, random_state=0).fit_predict(x[has] / np.maximum(
                     np.linalg.norm(x[has], axis=1, keepdims=True), 1e-12))
                 for crit, params in criteria.items():
-                    out = cluster(x, params)
+                    out = cluster(x, params, crit)
                     n = int(out["labels"].max()) + 1
                     ok, ari = judge(out["labels"], truth, k)
                     add(crit, f"exact{k}", n == k)
@@ -300,25 +323,70 @@ def run_layer(layer: Layer, reps: list[str], *, n_pairs: int, n_triples: int, n_
             idx = top_of(direction)
             x = represent(layer, rep, idx, direction)
             for crit, params in criteria.items():
-                add(crit, "random", int(cluster(x, params)["labels"].max()) + 1 >= 2)
+                add(crit, "random", int(cluster(x, params, crit)["labels"].max()) + 1 >= 2)
+        detail: list[dict[str, Any]] = []
         for j in consistency:
             base = np.eye(acts.shape[1])[j] / sd[j]
             noise = perturbations[int(j)] / sd
             moved = base + PERTURBATION * np.linalg.norm(base * sd) * noise / np.linalg.norm(noise * sd)
-            xs = {name: represent(layer, rep, top_of(d), d) for name, d in (("base", base), ("moved", moved))}
+            tops = {"base": top_of(base), "moved": top_of(moved)}
+            xs = {name: represent(layer, rep, tops[name], d) for name, d in (("base", base), ("moved", moved))}
             for crit, params in criteria.items():
-                n0 = int(cluster(xs["base"], params)["labels"].max()) + 1
-                add(crit, "perturbed", n0 == int(cluster(xs["moved"], params)["labels"].max()) + 1)
-                add(crit, "seed", n0 == int(cluster(xs["base"], params.replace(seed=1))["labels"].max()) + 1)
+                outs = (cluster(xs["base"], params, crit), cluster(xs["moved"], params, crit),
+                        cluster(xs["base"], params.replace(seed=1), crit))
+                n0, n1, n2 = (int(o["labels"].max()) + 1 for o in outs)
+                add(crit, "perturbed", n0 == n1)
+                add(crit, "seed", n0 == n2)
+                if consistency_detail and crit == "auto":
+                    detail.append(consistency_row(int(j), outs, overlap=len(np.intersect1d(tops["base"], tops["moved"]))))
         for crit in criteria:
             r = {key: float(np.mean(v)) if v else float("nan") for key, v in rows[crit].items()}
             pct = lambda key: f"{100 * r.get(key, float('nan')):.0f} %"  # noqa: E731
-            print(f"{rep:<14} {crit:<16} {pct('exact2'):>11} {pct('maj2'):>8} {r.get('ari2', np.nan):>5.2f} "
+            print(f"{rep:<14} {crit:<{cw}} {pct('exact2'):>11} {pct('maj2'):>8} {r.get('ari2', np.nan):>5.2f} "
                   f"{r.get('oracle2', np.nan):>6.2f} {pct('exact3'):>13} {pct('maj3'):>8} {r.get('ari3', np.nan):>5.2f} "
                   f"{r.get('oracle3', np.nan):>6.2f} {pct('random'):>12} {pct('perturbed'):>14} {pct('seed'):>9} "
                   f"{pct('minor2'):>16} {pct('minor3'):>16}")
+        if detail:
+            print_consistency_detail(rep, detail, CRITERIA["auto"].significance)
     print(f"  cases: {len(superposed[2])} pairs, {len(superposed[3])} triples, {n_random} random directions, "
           f"{len(consistency)} neurons for consistency; {time.perf_counter() - t0:.0f} s")
+
+
+def consistency_row(neuron: int, outs: tuple[dict, dict, dict], *, overlap: int) -> dict[str, Any]:
+    """--consistency-detail: auto's counts for a neuron (base, perturbed, seed 1), its first tested split under each, and
+    how many of the base's top-N the perturbed direction keeps."""
+    def first(out: dict) -> dict[str, Any]:
+        tests = out["split_tests"] or [{}]
+        return {k: tests[0].get(k) for k in ("p_value", "share", "null_mean", "draws", "split", "size")}
+
+    return {"neuron": neuron, "counts": [int(o["labels"].max()) + 1 for o in outs],
+            "agglomerative": [int(o["n_agglomerative"]) for o in outs], "first": [first(o) for o in outs], "overlap": overlap}
+
+
+def print_consistency_detail(rep: str, rows: list[dict[str, Any]], level: float) -> None:
+    """Every neuron whose count differs under the perturbation or seed 1 (auto), then a summary: how many have a first
+    split near the level (p within a decade of it, base or perturbed), how many a first decision that differs, and the
+    kept top-N (changed against unchanged neurons)."""
+    def near(f: dict[str, Any]) -> bool:
+        return f["p_value"] is not None and level / 10 <= f["p_value"] <= level * 10
+
+    print(f"  consistency detail ({rep}, auto; first split: p, share - null mean, draws; overlap = top-{TOP} kept):")
+    for r in rows:
+        if len(set(r["counts"])) > 1:
+            firsts = "; ".join(f"p {f['p_value']:.2g} exc {f['share'] - f['null_mean']:+.3f} draws {f['draws']}"
+                               if f["p_value"] is not None else "untested" for f in r["first"])
+            print(f"    neuron {r['neuron']:>5} counts base/moved/seed1 {r['counts']} (ward C {r['agglomerative']}) "
+                  f"overlap {r['overlap']:>3}  [{firsts}]")
+    for which, col in (("perturbed", 1), ("seed 1", 2)):
+        changed = [r for r in rows if r["counts"][0] != r["counts"][col]]
+        same = [r for r in rows if r["counts"][0] == r["counts"][col]]
+        first_differs = sum(r["first"][0]["split"] != r["first"][col]["split"] for r in changed)
+        near_level = sum(near(r["first"][0]) or near(r["first"][col]) for r in changed)
+        near_all = sum(near(r["first"][0]) for r in rows)
+        ov = lambda rs: f"{np.median([r['overlap'] for r in rs]):.0f}" if rs else "-"  # noqa: E731
+        print(f"  {which}: {len(changed)} of {len(rows)} change; first decision differs in {first_differs}; first p within "
+              f"a decade of {level:g} in {near_level} (of all neurons: {near_all}); median top-{TOP} kept {ov(changed)} "
+              f"(changed) / {ov(same)} (same)")
 
 
 def digits_fdr() -> None:
@@ -382,6 +450,10 @@ def main() -> None:
     ap.add_argument("--dict-k", type=int, default=16, help="dictionary reps: active atoms per example")
     ap.add_argument("--dict-seed", type=int, default=0, help="dictionary reps: the SAE's seed")
     ap.add_argument("--dict-epochs", type=int, default=100, help="dictionary reps: the SAE's epochs")
+    ap.add_argument("--consistency-detail", action="store_true",
+                    help="print auto's consistency cases whose count changes: first split's p, top-N kept (diagnostic)")
+    ap.add_argument("--what-if", default="",
+                    help="diagnostic: extra auto criteria SIG[:MIN_EXCESS],... (e.g. 0.001,0.01:0.04) on the same cases")
     ap.add_argument("--digits", action="store_true", help="also the digits CNN's merged pairs against its control")
     ap.add_argument("--digits-labels", action="store_true",
                     help="whether auto's concepts on the digits CNN's units follow the digit labels (digits_labels.py)")
@@ -390,6 +462,12 @@ def main() -> None:
     warnings.simplefilter("ignore", cv.ConceptvecWarning)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; torch threads 1")
     reps = args.reps.split(",")
+    for item in [w for w in args.what_if.split(",") if w]:
+        sig, _, excess = item.partition(":")
+        name = f"auto {sig}" + (f", excess {excess}" if excess else "")
+        CRITERIA[name] = cv.Params(distance_threshold="auto", significance=float(sig))
+        if excess:
+            EXTRA_EXCESS[name] = float(excess)
     import torch
 
     torch.set_num_threads(1)
@@ -403,7 +481,7 @@ def main() -> None:
                 print(f"{name}: {layer.dictionary} ({time.perf_counter() - t:.0f} s{', cached' if layer.dictionary.reused else ''})")
             run_layer(layer, reps, n_pairs=args.pairs, n_triples=args.triples, n_random=args.random,
                       n_consistency=args.consistency, max_neurons=args.max_neurons, seed=args.seed,
-                      null_draws=args.null_draws, sources_kind=args.sources)
+                      null_draws=args.null_draws, sources_kind=args.sources, consistency_detail=args.consistency_detail)
         if args.digits:
             digits_fdr()
         if args.digits_labels:
