@@ -7,7 +7,8 @@ the direction fires. Variants: ``focus-above`` (``w_p = relu(a_p . d - m)``, ``m
 layer: only where it fires above its usual level), ``focus-soft`` (``w = softmax(s / sd(s))`` over the example's
 positions), ``focus-top3`` (the mean of the 3 positions where it fires most), ``focus +c`` / ``pooled +c`` (centred
 over the top examples), ``focus - pooled`` (where it fires against the whole example), ``below-pooled`` /
-``below-focus`` (the same pooling of the layer BELOW's per-position inputs), and ``attribution`` (``bench_real.py``'s
+``below-focus`` (the same pooling of the layer BELOW's per-position inputs), ``pooled z`` / ``focus z`` (standardised
+by the layer's mean and sd over examples / over the positions of STATS_SAMPLE examples), and ``attribution`` (``bench_real.py``'s
 gradient x input at the layer below, the best representation measured there: a reference on the same cases).
 
 Cases are ``bench_real.py``'s (same functions, same seeds): superposed pairs of single-concept sources (``--sources
@@ -56,7 +57,9 @@ from bench_real import TOP, Layer, image_layer, judge, pick_cases, single_concep
 
 Positions = Callable[[np.ndarray], list[np.ndarray]]  # top indices -> per example (n_positions, width) activations
 AUTO = cv.Params(distance_threshold="auto")
-LAYER_REPS = ("pooled", "focus", "focus-above", "focus-soft", "focus-top3", "pooled +c", "focus +c", "focus - pooled")
+LAYER_REPS = ("pooled", "focus", "focus-above", "focus-soft", "focus-top3", "pooled +c", "focus +c", "focus - pooled",
+              "pooled z", "focus z")
+STATS_SAMPLE = 300  # examples whose positions give the per-position mean and sd of the layer ("focus z")
 BELOW_REPS = ("below-pooled", "below-focus", "attribution")  # attribution: bench_real's, a reference on the same cases
 
 
@@ -105,9 +108,10 @@ def positions(name: str) -> tuple[np.ndarray, Positions, Positions]:
 
 
 def rows(rep: str, pooled: np.ndarray, per: list[np.ndarray], per_below: list[np.ndarray], direction: np.ndarray,
-         mean_projection: float) -> np.ndarray:
+         mean_projection: float, scales: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
     """The top examples' rows (N, width) in representation ``rep`` from their pooled activations (N, width), their
-    per-position activations ``per`` and their per-position inputs ``per_below`` (N arrays (P, width))."""
+    per-position activations ``per`` and their per-position inputs ``per_below`` (N arrays (P, width)). ``z`` rows
+    are standardised by ``scales[kind]``: the layer's (mean, sd) over examples (pooled) or over positions (focus)."""
     if rep == "below-pooled":
         return np.stack([b.mean(axis=0) for b in per_below])
     if rep == "below-focus":  # where the direction fires in the layer, applied to the layer's input there
@@ -127,6 +131,9 @@ def rows(rep: str, pooled: np.ndarray, per: list[np.ndarray], per_below: list[np
         raise ValueError(rep)
     if rep == "focus - pooled":  # where it fires, against the whole example
         return x - pooled
+    if rep.endswith(" z") and scales is not None:
+        mu, sd = scales[kind]
+        return (x - mu) / sd
     return x - x.mean(axis=0) if rep.endswith("+c") else x
 
 
@@ -221,9 +228,14 @@ def run(name: str, sources_kind: str, *, n_pairs: int, n_random: int, max_neuron
     cases = pick_cases(single, top_idx, 2, n_pairs, seed)
     mean = pooled.mean(axis=0)
     attribution = (text_layer() if name == "text" else image_layer(name)).attribution
+    sample = np.concatenate(layer(np.sort(np.random.default_rng(seed).choice(len(pooled), STATS_SAMPLE, replace=False))))
+    scales = {kind: (a.mean(axis=0), np.where(a.std(axis=0) > 0, a.std(axis=0), 1.0))
+              for kind, a in (("pooled", pooled), ("focus", sample))}
 
     def represent(rep: str, idx: np.ndarray, d: np.ndarray, per: list[np.ndarray], per_below: list[np.ndarray]) -> np.ndarray:
-        return attribution(idx, d) if rep == "attribution" else rows(rep, pooled[idx], per, per_below, d, float(mean @ d))
+        if rep == "attribution":
+            return attribution(idx, d)
+        return rows(rep, pooled[idx], per, per_below, d, float(mean @ d), scales)
 
     got: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     diag: dict[str, list[float]] = defaultdict(list)
@@ -233,7 +245,12 @@ def run(name: str, sources_kind: str, *, n_pairs: int, n_random: int, max_neuron
         member = np.array([[i in set(top_idx[j].tolist()) for j in case] for i in idx])
         truth = np.where(member.sum(axis=1) == 1, member.argmax(axis=1), -1)
         s_cov = np.stack([sources[j] for j in case])
-        off = np.eye(len(d)) - s_cov.T @ np.linalg.solve(s_cov @ s_cov.T, s_cov)  # rows projected off the sources
+
+        def off(covectors: np.ndarray) -> np.ndarray:  # projects rows off the sources' covectors
+            return np.eye(len(d)) - covectors.T @ np.linalg.solve(covectors @ covectors.T, covectors)
+
+        # a z row's source value is z . (s * sd) + const: its covectors are the sources scaled by the sd
+        offs = {"": off(s_cov), "pooled z": off(s_cov * scales["pooled"][1]), "focus z": off(s_cov * scales["focus"][1])}
         per, per_below = layer(idx), below(idx)
         if figure_dir is not None and case == cases[0]:
             figure(name, case, idx, truth, per, d, figure_dir / f"focus_{name}_{sources_kind}.png")
@@ -242,7 +259,7 @@ def run(name: str, sources_kind: str, *, n_pairs: int, n_random: int, max_neuron
             out = got[rep]
             out["oracle"].append(oracle(x, truth, 2))
             if rep in LAYER_REPS:
-                x = x @ off
+                x = x @ offs.get(rep, offs[""])
                 out["oracle -src"].append(oracle(x, truth, 2))
             out["supervised"].append(supervised(x, truth))
             ok, ari = judge(cluster_top(x, AUTO)["labels"], truth, 2)
