@@ -190,6 +190,7 @@ def truth_cases(acts: dict[str, np.ndarray], images: np.ndarray, digits: np.ndar
     evidence does; the label check uses the digits. ``montage_dir``: one PNG per unit (``montage``).
     """
     from conceptvec.core.auto import unit_rows
+    from conceptvec.core.power import TOPS
     from conceptvec.core.evidence import count_words, layer_verdicts
     from conceptvec.core.fdr import adjusted_p
     from conceptvec.models.digits import are_merged
@@ -223,6 +224,9 @@ def truth_cases(acts: dict[str, np.ndarray], images: np.ndarray, digits: np.ndar
                 rms = float(np.sqrt(np.mean(np.sum((unit - unit.mean(axis=0)) ** 2, axis=1))))
                 row["apart"] = float(np.linalg.norm(unit[top == a].mean(axis=0) - unit[top == b].mean(axis=0)) / rms)
                 row["detects"] = cv.detectable_separation(cs.top_activations, significance=params.significance, seed=seed)
+                # and the top at which it would detect the digits' separation (inf: not even at 1,000)
+                row["top_needed"] = cv.recommended_top(cs.top_activations, separation=row["apart"],
+                                                       significance=params.significance, seed=seed)
             else:
                 row["right"] = n == 1
             out[case].append(row)
@@ -240,8 +244,10 @@ def truth_cases(acts: dict[str, np.ndarray], images: np.ndarray, digits: np.ndar
               f"splits supported by the split check: {levels}; by the label check: "
               f"{sum(all(c for c in r['label_check']) for r in split)}")
         for r in rows:
-            extra = (f" pair ARI {r['pair_ari']:.2f}; the digits {r['apart']:.2f} apart, auto detects {r['detects']:.2g}"
-                     if "pair_ari" in r else "")
+            need = (f"at top {r['top_needed']:.0f}" if np.isfinite(r.get("top_needed", np.inf))
+                    else f"not even at top {max(TOPS)}")
+            extra = (f" pair ARI {r['pair_ari']:.2f}; the digits {r['apart']:.2f} apart, auto detects {r['detects']:.2g} "
+                     f"(that far apart: {need})" if "pair_ari" in r else "")
             print(f"  unit {r['neuron']:>2}: top {r['top']}, {r['n_concepts']} concept(s), split_q {r['split_q']:.3g}, "
                   f"labels {r['label_check']}{extra}; {'right' if r['right'] else 'wrong'}; evidence: {r['words']}")
     if montage_dir is not None:
