@@ -18,7 +18,8 @@ ARI (k-means told the true count, unit rows: the representation's ceiling for a 
 say along the sources removed (``-src``: for neuron pairs the two units' columns deleted, for any sources the rows
 projected off the sources' covectors: a representation that only reads the two units gains nothing there), the
 5-fold accuracy of a logistic regression telling the two sources apart on the ``-src`` rows (is the information
-there at all), and auto's all-majority / ARI with the share of random directions auto splits (the control).
+there at all), auto's all-majority / ARI on the same ``-src`` rows (``below-`` and ``attribution`` rows as they are),
+and the share of random directions auto splits (their full rows: the control).
 
 Per-position activations are recomputed per top set from the cached spatial / per-token inputs
 (``real_data.py``): ``blocks.5``'s output is cached (``in6``), ``blocks.6`` and the text MLP are run on their inputs.
