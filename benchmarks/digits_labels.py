@@ -13,6 +13,10 @@ For every live unit of the 10-class control and every merged-pair unit of the me
 
 For the merged-pair units the truth is the two merged digits: ``ARI pair`` is the ARI restricted to examples of the
 two digits. ``montage(...)`` writes one PNG per unit (a row of top images per concept) to look at what a split follows.
+
+``truth_cases`` (printed last, and by ``bench_evidence.py``): the units whose answer is known, merged-pair units holding
+both merged digits >= 20 times (two concepts) and control units >= 90 % one digit (one concept), with auto's answer
+and the evidence's verdicts on each.
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ def montage(cs: cv.ConceptSet, images: np.ndarray, labels: np.ndarray, path: Pat
     import matplotlib.pyplot as plt
 
     rows = max(cs.n_concepts, 1)
-    fig, axes = plt.subplots(rows, per_row, figsize=(per_row * 0.7, rows * 0.85), squeeze=False)
+    fig, axes = plt.subplots(rows, per_row, figsize=(per_row * 0.7, rows * 0.85 + 0.4), squeeze=False)
     for j in range(rows):
         members = cs.members(j) if cs.n_concepts else cs.top_indices
         for i, ax in enumerate(axes[j]):
@@ -93,7 +97,7 @@ def montage(cs: cv.ConceptSet, images: np.ndarray, labels: np.ndarray, path: Pat
         makeup = Counter(labels[members].tolist()).most_common(3)
         axes[j][0].text(-0.5, 0.5, f"c{j} n={len(members)}\n{makeup}", transform=axes[j][0].transAxes,
                         ha="right", va="center", fontsize=6)
-    fig.suptitle(f"neuron {cs.neuron}: {cs.n_concepts} concepts (auto)", fontsize=8)
+    fig.suptitle(f"neuron {cs.neuron}: {cs.n_concepts} concepts (auto)", fontsize=8, y=1.0)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
@@ -105,23 +109,31 @@ def _summary(rows: list[dict[str, Any]], key: str) -> str:
     return f"{np.median(vals):.2f} [{np.percentile(vals, 10):.2f}, {np.percentile(vals, 90):.2f}]"
 
 
-def digits_labels(montage_dir: Path | None = None, *, n_montage: int = 4, seed: int = 0) -> None:
-    """Print label agreement of auto's concepts for the control's live units and the merged-pair units."""
+def digits_activations() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The digits images (n, 8, 8), their digits (n,) and the ``block3`` activations (n, 64) of the shipped merged and
+    control networks (keys ``merged``, ``control``; float64)."""
     import torch
 
-    from conceptvec.demo.demo import merged_pair_units
     from conceptvec.models.digits import load_shipped_digits_cnn, preprocess_digits
     from conceptvec.models.hooks import capture_layer, forward_to_layer
     from conceptvec.sources.digits import load_digits_images
 
     images, digits = load_digits_images()
     x = preprocess_digits(images)
-    auto = cv.Params(distance_threshold="auto")
     acts = {}
     for name, merged in (("merged", True), ("control", False)):
         model, _, _ = load_shipped_digits_cnn(merged=merged)
         with capture_layer(model.block3) as captured, torch.inference_mode():
             acts[name] = forward_to_layer(model, x, captured).numpy().astype(np.float64)
+    return images, digits, acts
+
+
+def digits_labels(montage_dir: Path | None = None, *, n_montage: int = 4, seed: int = 0) -> None:
+    """Print label agreement of auto's concepts for the control's live units and the merged-pair units."""
+    from conceptvec.demo.demo import merged_pair_units
+
+    images, digits, acts = digits_activations()
+    auto = cv.Params(distance_threshold="auto")
     rng = np.random.default_rng(seed)
     control = acts["control"]
     sets = [cv.disentangle(control, neuron=j, params=auto) for j in range(control.shape[1])]
@@ -155,3 +167,83 @@ def digits_labels(montage_dir: Path | None = None, *, n_montage: int = 4, seed: 
             cs = cv.disentangle(acts["merged"], neuron=r["neuron"], params=auto)
             montage(cs, images, digits, montage_dir / f"merged_unit{r['neuron']}.png")
         print(f"montages: {montage_dir}")
+    # the units whose answer is known, with the evidence's verdicts (a montage per unit under montage_dir/truth)
+    truth_cases(acts, images, digits, params=auto, montage_dir=montage_dir / "truth" if montage_dir is not None else None,
+                seed=seed)
+
+
+BOTH_AT_LEAST = 20  # a merged-pair unit is a known two-concept case when both merged digits hold this many of its top
+ONE_DIGIT_SHARE = 0.9  # a control unit is a known one-concept case when one digit holds this share of its top
+LEVELS = (0.01, 0.05, 0.1)
+
+
+def truth_cases(acts: dict[str, np.ndarray], images: np.ndarray, digits: np.ndarray, *, params: cv.Params,
+                montage_dir: Path | None = None, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """auto's answer and its evidence on the digits units whose answer is known, printed and returned.
+
+    - **two concepts**: units of the merged network whose top set holds both digits of a merged pair (trained as one
+      class) at least ``BOTH_AT_LEAST`` times each; right when split with each merged digit the majority of a concept;
+    - **one concept**: units of the 10-class control whose top set is at least ``ONE_DIGIT_SHARE`` one digit; right
+      when not split (a split of them cannot follow the digit).
+
+    Each unit's split check uses its first-split p-value adjusted over its layer's scan (``split_q``), as a scan's
+    evidence does; the label check uses the digits. ``montage_dir``: one PNG per unit (``montage``).
+    """
+    from conceptvec.core.auto import unit_rows
+    from conceptvec.core.evidence import count_words, layer_verdicts
+    from conceptvec.core.fdr import adjusted_p
+    from conceptvec.models.digits import are_merged
+
+    out: dict[str, list[dict[str, Any]]] = {"two": [], "one": []}
+    for name, case in (("merged", "two"), ("control", "one")):
+        scan = cv.scan_layer(acts[name], params=params, workers=1, progress=False)
+        evidence = layer_verdicts(scan.concept_offsets, scan.top_indices, scan.labels, first_p=scan.first_p,
+                                  level=params.evidence_fdr, reappearance=None, example_labels=digits, seed=seed)
+        q = adjusted_p(scan.first_p)
+        for i in np.flatnonzero(scan.live):
+            top = digits[scan.top_indices[i]]
+            (a, na), (b, nb) = (Counter(top.tolist()).most_common(2) + [(-1, 0)])[:2]
+            if case == "two" and not (are_merged(a, b) and nb >= BOTH_AT_LEAST):
+                continue
+            if case == "one" and na < ONE_DIGIT_SHARE * len(top):
+                continue
+            cs = scan[int(scan.neurons[i])]
+            n = cs.n_concepts
+            majorities = [Counter(digits[cs.members(j)].tolist()).most_common(1)[0][0] for j in range(n)]
+            rows = evidence[i]
+            row = {"neuron": int(scan.neurons[i]), "top": [(int(a), int(na)), (int(b), int(nb))], "n_concepts": n,
+                   "split_q": float(q[i]), "label_check": [r["checks"].get("labels") for r in rows],
+                   "words": count_words(n, rows)}
+            if case == "two":
+                row["right"] = bool(a in majorities and b in majorities)
+                row["pair_ari"] = pair_ari(cs, digits, [int(a), int(b)])
+                # how far apart the two digits are as auto sees the rows (unit length, in units of their RMS spread
+                # about their mean), beside the smallest separation auto's test detects at this N (core.power)
+                unit = unit_rows(cs.top_activations)
+                rms = float(np.sqrt(np.mean(np.sum((unit - unit.mean(axis=0)) ** 2, axis=1))))
+                row["apart"] = float(np.linalg.norm(unit[top == a].mean(axis=0) - unit[top == b].mean(axis=0)) / rms)
+                row["detects"] = cv.detectable_separation(cs.top_activations, significance=params.significance, seed=seed)
+            else:
+                row["right"] = n == 1
+            out[case].append(row)
+            if montage_dir is not None:
+                montage_dir.mkdir(parents=True, exist_ok=True)
+                montage(cs, images, digits, montage_dir / f"{name}_unit{row['neuron']}.png")
+    print(f"\ndigits CNN, units whose answer is known (auto, significance {params.significance:g}; split check: split_q over "
+          f"the layer's scan at FDR {params.evidence_fdr:g}; label check: the digits)")
+    for case, what in (("two", f"two concepts: merged network, both merged digits >= {BOTH_AT_LEAST} of the top"),
+                       ("one", f"one concept: control, >= {ONE_DIGIT_SHARE:.0%} of the top one digit")):
+        rows = out[case]
+        split = [r for r in rows if r["n_concepts"] >= 2]
+        levels = ", ".join(f"{sum(r['split_q'] < lv for r in split)} at {lv:g}" for lv in LEVELS)
+        print(f"{what}: {len(rows)} units; auto splits {len(split)}, right {sum(r['right'] for r in rows)} of {len(rows)}; "
+              f"splits supported by the split check: {levels}; by the label check: "
+              f"{sum(all(c for c in r['label_check']) for r in split)}")
+        for r in rows:
+            extra = (f" pair ARI {r['pair_ari']:.2f}; the digits {r['apart']:.2f} apart, auto detects {r['detects']:.2g}"
+                     if "pair_ari" in r else "")
+            print(f"  unit {r['neuron']:>2}: top {r['top']}, {r['n_concepts']} concept(s), split_q {r['split_q']:.3g}, "
+                  f"labels {r['label_check']}{extra}; {'right' if r['right'] else 'wrong'}; evidence: {r['words']}")
+    if montage_dir is not None:
+        print(f"montages: {montage_dir}")
+    return out

@@ -48,6 +48,31 @@ def test_fit_scan_atoms_and_compare(tmp_path):
     r = runner.invoke(app, ["compare-dictionary", str(tmp_path / "scan"), str(dic_dir), "--baseline", "random", "--out", str(tmp_path / "cmp")], env={"COLUMNS": "250"})
     assert r.exit_code == 0, r.output
     assert "split neurons whose concepts each match an atom" in r.output and (tmp_path / "cmp" / "comparison.parquet").is_file()
+    compare = ["compare-dictionary", str(tmp_path / "scan"), str(dic_dir), "--baseline", "random", "--out", str(tmp_path / "cmp")]
+    written = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cmp").iterdir()}
+    # the same inputs and options again: reused, the same summary said, nothing rewritten
+    same = runner.invoke(app, compare, env={"COLUMNS": "250"})
+    assert same.exit_code == 0 and "already holds this comparison of these inputs and options; reusing it" in same.output
+    assert same.output.splitlines()[-2:] == r.output.splitlines()[-2:]
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cmp").iterdir()} == written
+    # another option: refused before the work, naming --overwrite; with it, replaced, and that one is reused next
+    other = runner.invoke(app, [*compare, "--centre"], env={"COLUMNS": "250"})
+    assert other.exit_code == 2 and "already exists" in other.output and "--overwrite" in other.output
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cmp").iterdir()} == written
+    assert runner.invoke(app, [*compare, "--centre", "--overwrite"]).exit_code == 0
+    assert json.loads((tmp_path / "cmp" / "comparison.json").read_text())["summary"]["centred"] is True
+    assert "reusing it" in runner.invoke(app, [*compare, "--centre"], env={"COLUMNS": "250"}).output
+    # a ConceptSet's comparison likewise; changed inputs (another neuron's set in the same folder) are refused
+    scan_set = tmp_path / "set"
+    cv.ScanResult.load(tmp_path / "scan")[1].save(scan_set)
+    one = ["compare-dictionary", str(scan_set), str(dic_dir), "--out", str(tmp_path / "cmp1")]
+    first = runner.invoke(app, one, env={"COLUMNS": "250"})
+    again = runner.invoke(app, one, env={"COLUMNS": "250"})
+    assert first.exit_code == 0 and again.exit_code == 0 and "reusing it" in again.output
+    assert "concepts beside atoms" in again.output and again.output.splitlines()[-2:] == first.output.splitlines()[-2:]
+    cv.ScanResult.load(tmp_path / "scan")[2].save(scan_set, overwrite=True)
+    changed = runner.invoke(app, one, env={"COLUMNS": "250"})
+    assert changed.exit_code == 2 and "--overwrite" in changed.output
 
 
 def test_bad_dictionary_inputs(tmp_path):

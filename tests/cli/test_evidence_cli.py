@@ -40,5 +40,5 @@ def test_scan_names_its_checks_and_counts_the_splits_they_support(tmp_path):
                                "--out", str(tmp_path / "scan")], env={"COLUMNS": "300"})
     assert done.exit_code == 0, done.output
     k = int(np.sum(layer.n_facets >= 2))
-    assert (f"evidence (the first split a discovery at FDR 0.01 over the scan (Benjamini-Hochberg)): checks support 2 or "
-            f"more concepts in {k} of the {k}; 0 are unsupported splits") in " ".join(done.output.split())
+    assert (f"evidence (the first split a discovery at FDR 0.05 over the scan (Benjamini-Hochberg, --evidence-fdr)): checks "
+            f"support 2 or more concepts in {k} of the {k}; 0 are unsupported splits") in " ".join(done.output.split())

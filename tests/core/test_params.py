@@ -7,7 +7,7 @@ import conceptvec as cv
 def test_paper_defaults():
     p = cv.Params()
     assert p.to_dict() == dict(top=100, distance_threshold=15.0, outlier_threshold=15.0, min_cluster_size=5,
-                               n_init=5, max_iter=1000, seed=0, significance=0.01, fdr=None,
+                               n_init=5, max_iter=1000, seed=0, significance=0.01, fdr=None, evidence_fdr=0.05,
                                representation="activations", null="gaussian")
 
 

@@ -75,6 +75,25 @@ def test_mixing_units_are_those_whose_top_examples_as_disentangle_ranks_them_mix
         assert [r["neuron"] for r in rows] == expected and 0 not in expected and 7 not in expected and len(expected) >= 2
 
 
+def test_a_signed_units_top_may_end_below_zero_and_still_mix_but_a_rectified_one_at_its_floor_does_not():
+    # The 11-27 run counted 327 mixing neurons, the 12-03 run 404 on the same store: the demo's own rule (the top's
+    # last activation > 0) gave way to core.live's (commit 2329293), under which a GELU unit (no floor) whose top 50
+    # ends slightly below 0 is live. docs/text.md says so.
+    rng = np.random.default_rng(2)
+    n = 200
+    labels = rng.integers(0, 2, size=n)
+    acts = rng.uniform(-0.17, -0.01, size=(n, 2))  # signed and untied, as GELU's outputs below 0
+    acts[:10, 0] = np.linspace(3.0, 2.0, 10)  # 10 examples fire, the top 20 ends below 0
+    labels[:10] = [0, 1] * 5
+    acts[:, 1] = np.maximum(acts[:, 1], 0.0)  # a rectified unit: floor 0, shared by most examples
+    acts[:10, 1] = np.linspace(3.0, 2.0, 10)
+    params = Params(top=20, distance_threshold=50.0, outlier_threshold=100.0)
+    rows = mixing_neurons(acts, labels, np.array(["a", "b"], dtype=object), params, seed=0)
+    assert [r["neuron"] for r in rows] == [0]
+    top0 = np.argsort(-acts[:, 0], kind="stable")[:20]
+    assert acts[top0[-1], 0] < 0  # the rule before 2329293 called it dead
+
+
 def test_the_census_averages_purity_over_neurons_with_several_concepts_and_says_what_chance_would_split():
     rows = [{"n_concepts": 1, "split": False, "purity": 0.6, "purity_random_mean": 0.6, "purity_random_p": 1.0},
             {"n_concepts": 2, "split": True, "purity": 0.9, "purity_random_mean": 0.5, "purity_random_p": 0.01},

@@ -232,3 +232,16 @@ def test_atlas_command(atlas, tmp_path):
     result = runner.invoke(app, ["atlas", str(root), "--out", str(tmp_path / "b"), "--map", "tsne"], env={"COLUMNS": "300"})
     assert result.exit_code == 2 and "map method must be one of auto, umap, pca" in result.output
     assert not (tmp_path / "b").exists()
+
+
+def test_an_atlas_inside_the_scan_it_reads_is_refused_before_the_work_naming_where_to_write_it(atlas):
+    # Written there it would be a foreign folder inside the scan, whose --overwrite then refuses to replace it.
+    from conftest import one_line_error, run_cli
+
+    root, *_ = atlas
+    before = sorted(p.name for p in (root / "scan").iterdir())
+    code, output = run_cli("atlas", str(root), "--out", str(root / "scan" / "atlas"), "--map", "pca")
+    one_line_error(code, output, "is inside the scan", f"--out {root / 'atlas'}")
+    code, output = run_cli("atlas", str(root), "--out", str(root / "store" / "x"), "--map", "pca")
+    one_line_error(code, output, "is inside the activation store")
+    assert sorted(p.name for p in (root / "scan").iterdir()) == before and not (root / "store" / "x").exists()

@@ -52,6 +52,8 @@ def test_pages_call_concepts_only_what_a_check_supports(run):
     assert "supported by 2 of 2 checks (split, labels)" in page
     # every number behind the verdict is on the page: the split's p-value, label purity and its permutation p
     assert "split_p" in page and "label_purity_p" in page and "label_enrichment_p" in page
+    # and the split check's level (Params.evidence_fdr), in the section's words and beside the numbers
+    assert "a discovery at false discovery rate 0.05 over the layer" in " ".join(page.split()) and "split_level" in page
     split = next(t for t in three.split_tests if t["split"])
     assert f"{split['p_value']:.3g}" in page
     over_page = (index.parent / "neuron_0.html").read_text()

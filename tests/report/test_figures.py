@@ -16,6 +16,7 @@ import conceptvec as cv
 from conceptvec import maximally_projecting, most_similar
 from conceptvec.report import figures as F
 from conceptvec.report.examples import ImageExamples, TextExamples, examples_for_store
+from conceptvec.report.figures.panels import headings, shown_examples
 
 META = {"model": {"name": "test"}, "layer": "x", "data": {"kind": "sklearn-digits"}}
 # 80 top examples: two planted facets of 30 and 20 background ones; min_cluster_size=25 removes the background.
@@ -46,7 +47,12 @@ def setup(tmp_path_factory):
 
 def gids(fig):
     axes = [a for ax in fig.axes for a in (ax, *ax.child_axes)]  # UMAP thumbnails are inset (child) axes
-    return [int(ax.get_gid().split(":")[1]) for ax in axes if (ax.get_gid() or "").startswith("example:")]
+    inset = [int(ax.get_gid().split(":")[1]) for ax in axes if (ax.get_gid() or "").startswith("example:")]
+    return inset + [i for i, _ in shown_examples(fig)]  # the grids' panels, drawn in one Axes
+
+
+def titles(fig):
+    return [title for _, title in shown_examples(fig)]
 
 
 @pytest.mark.slow
@@ -76,8 +82,8 @@ def test_image_examples_captions_images_and_thumbnails(setup, tmp_path):
 def test_top_activating_grid_shows_the_top_examples_in_order(setup):
     _, cs, ex, _ = setup
     fig = F.top_activating_grid(cs, ex, n=12)
-    assert gids(fig) == cs.top_indices[:12].tolist()
-    titled = [ax.get_title() for ax in fig.axes if ax.get_gid()]
+    assert gids(fig) == cs.top_indices[:12].tolist() and len(fig.axes) == 1  # one Axes for every panel: fast to draw
+    titled = titles(fig)
     assert titled[0].startswith(f"#1 {ex.caption(cs.top_indices[0])}")
     d = F.top_activating_data(cs)
     assert d["index"] == cs.top_indices.tolist() and d["activation"] == cs.top_scores.tolist()
@@ -93,9 +99,9 @@ def test_concept_groups_grid_groups_by_concept_removed_last(setup):
     groups = F.concept_groups_data(cs)["groups"]
     assert [g["concept"] for g in groups] == [0, 1, -1]
     assert set(groups[-1]["reason"]) == {"small cluster"}
-    removed_titles = [ax.get_title() for ax in fig.axes if ax.get_gid() and int(ax.get_gid()[8:]) in set(expected[60:])]
-    assert all("small cluster" in t for t in removed_titles)
-    assert len(fig.subfigs) == 3
+    removed_titles = [t for i, t in shown_examples(fig) if i in set(expected[60:])]
+    assert len(removed_titles) == 20 and all("small cluster" in t for t in removed_titles)
+    assert [h.split(":")[0] for h in headings(fig)] == ["Concept 0", "Concept 1", "Removed in step 3"]
 
 
 @pytest.mark.slow
@@ -137,7 +143,7 @@ def test_projecting_grid_ranked_centred(setup):
     assert gids(fig) == [*cs.top_indices[:6], *idx[0], *idx[1]]
     cols = F.projecting_data(cs, store.activations, n=6, rank="centred", centre=mean)["columns"]
     np.testing.assert_allclose(cols[2]["value"], cos[1])
-    assert "centred cosine" in fig.subfigs[1]._suptitle.get_text()
+    assert "centred cosine" in headings(fig)[1]
 
 
 @pytest.mark.slow
@@ -269,6 +275,18 @@ def test_umap_is_fig2_seeded_and_separates_concepts(setup):
 
 
 @pytest.mark.slow
+def test_umap_with_exact_neighbours_is_umap_learns_own_embedding_bit_for_bit(setup):
+    # The report hands umap-learn the neighbours it would find itself (no numba compile of its search): same map.
+    import umap
+
+    _, cs, _, _ = setup
+    d = F.umap_data(cs, seed=3)
+    x = cs.top_activations[cs.kept]
+    plain = umap.UMAP(n_components=2, n_neighbors=d["n_neighbors"], min_dist=0.1, random_state=3, init="spectral").fit_transform(x)
+    np.testing.assert_array_equal(d["embedding"], plain)
+
+
+@pytest.mark.slow
 def test_text_examples_plug_into_the_figures(setup):
     _, cs, _, _ = setup
     n = 400
@@ -305,7 +323,7 @@ def test_a_text_examples_caption_has_its_label_on_a_line_of_its_own_and_an_image
     store, cs, images, _ = setup
     n = store.n_examples
     ex = TextExamples([f"corpus.jsonl:{i}" for i in range(n)], ["threading"] * n, [["Return", " true."]] * n)
-    titles = [ax.get_title() for ax in F.top_activating_grid(cs, ex, n=3).axes if ax.get_gid()]
-    assert titles[0].split("\n")[:2] == [f"#1 corpus.jsonl:{cs.top_indices[0]}", "threading"]
-    titles = [ax.get_title() for ax in F.top_activating_grid(cs, images, n=1).axes if ax.get_gid()]
-    assert titles[0].split("\n")[0] == f"#1 {images.caption(cs.top_indices[0])}"
+    shown = titles(F.top_activating_grid(cs, ex, n=3))
+    assert shown[0].split("\n")[:2] == [f"#1 corpus.jsonl:{cs.top_indices[0]}", "threading"]
+    shown = titles(F.top_activating_grid(cs, images, n=1))
+    assert shown[0].split("\n")[0] == f"#1 {images.caption(cs.top_indices[0])}"

@@ -9,10 +9,11 @@ from conceptvec.core.planted import planted_layer
 from conceptvec.report import figures as F
 from conceptvec.report.examples import ImageExamples
 from conceptvec.report.figures.grids import MAX_PANELS
+from conceptvec.report.figures.panels import headings, shown_examples
 
 
 def example_ids(fig):
-    return [int(ax.get_gid().split(":")[1]) for ax in fig.axes if (ax.get_gid() or "").startswith("example:")]
+    return [i for i, _ in shown_examples(fig)]
 
 
 @pytest.mark.slow
@@ -37,5 +38,5 @@ def test_grids_of_a_top_800_show_their_first_examples(tmp_path):
         members = [int(i) for i in cs.members(j)]
         firsts = [i for i in shown if i in set(members)]
         assert firsts == members[: len(firsts)] and len(firsts) >= 10
-    titles = [sub.get_suptitle() for sub in grouped.subfigs]
+    titles = headings(grouped)
     assert all("shown)" in t for t in titles) and any(f"{len(cs.members(0))} members" in t for t in titles)

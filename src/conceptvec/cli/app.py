@@ -167,7 +167,7 @@ def report(
     run_dir: Annotated[Path, typer.Argument(help="Run directory: store/, ConceptSet folders (neuron_N/), scan/.")],
     neurons: Annotated[Optional[str], typer.Option("--neurons", help="Neurons to give a page, e.g. 35 or 0-9,35; default the saved ConceptSets and the scan's most polysemantic.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Report folder; default RUN_DIR/report (an earlier report there is replaced; nothing else is).")] = None,
-    umap: Annotated[bool, typer.Option("--umap/--no-umap", help="Draw the UMAP figure (paper Fig. 2), a few seconds per neuron.")] = True,
+    umap: Annotated[bool, typer.Option("--umap/--no-umap", help="Draw the UMAP figure (paper Fig. 2): about 4 s once, then a tenth of a second per neuron.")] = True,
 ) -> None:
     """Write a static HTML report (index + a page per neuron, every figure, a live distance-threshold slider) that opens offline."""
     from ..report.html import write_report

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -53,9 +53,10 @@ def compare_dictionary(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Put each neuron's concept vectors beside the dictionary atoms that account for its top examples."""
-    from ..dictionary.compare import compare_scan_with_dictionary, compare_with_dictionary
-    from ..dictionary.model import Dictionary
+    from ..dictionary.compare import (COMPARISON_FILE, WHAT, DictionaryComparison, compare_scan_with_dictionary,
+                                      compare_with_dictionary, comparison_inputs, earlier_comparison)
     from ..scan.result import SCAN_FILE, ScanResult
+    from ..storage.atomic import refuse_existing
     from ..storage.conceptset import METADATA_FILE, ConceptSet
     from ..storage.store import ActivationStore
 
@@ -65,26 +66,38 @@ def compare_dictionary(
                               f"`conceptvec scan` or `conceptvec disentangle`.")
     if not dictionary.exists():
         raise ConceptvecError(f"dictionary {dictionary} does not exist; fit one with `conceptvec dictionary STORE --out {dictionary}`.")
-    dic = Dictionary.from_checkpoint(dictionary, k=k)
-    base: Dictionary | str | None = baseline
-    if baseline is not None and baseline != "random":
-        if not Path(baseline).exists():
-            raise ConceptvecError(f"--baseline must be 'random' or a dictionary (a folder fitted with `conceptvec dictionary --shuffle`, or "
-                                  f"an SAE .safetensors checkpoint); {baseline} is neither.")
-        base = Dictionary.from_checkpoint(Path(baseline), k=k)
+    if baseline is not None and baseline != "random" and not Path(baseline).exists():
+        raise ConceptvecError(f"--baseline must be 'random' or a dictionary (a folder fitted with `conceptvec dictionary --shuffle`, or "
+                              f"an SAE .safetensors checkpoint); {baseline} is neither.")
+    # The same inputs and options as the comparison already at --out: reuse it (stages are idempotent); else refuse
+    # before the work unless --overwrite.
+    inputs = comparison_inputs(concepts, dictionary, baseline=baseline, k=k, centre=centre, store=store)
+    saved = None if overwrite else earlier_comparison(out, inputs)
+    if saved is not None:
+        console.print(f"{out} already holds this comparison of these inputs and options; reusing it.")
+    else:
+        refuse_existing(out, overwrite=overwrite, what=WHAT, marker=COMPARISON_FILE, protect=[concepts, dictionary, store])
     if is_scan:
-        scan = ScanResult.load(concepts, acts=ActivationStore.open(store) if store is not None else None)
-        result = compare_scan_with_dictionary(scan, dic, baseline=base, centre=centre, progress=True)
-        result.save(out, overwrite=overwrite)
-        s = result.summary
+        if saved is not None:
+            s = saved["summary"]
+        else:
+            dic, base = _dictionaries(dictionary, baseline, k)
+            scan = ScanResult.load(concepts, acts=ActivationStore.open(store) if store is not None else None)
+            result = compare_scan_with_dictionary(scan, dic, baseline=base, centre=centre, progress=True)
+            result.save(out, overwrite=overwrite, inputs=inputs)
+            s = result.summary
         console.print(f"{s['neurons']} neurons with concepts, {s['split_neurons']} split; split neurons whose concepts each match an atom "
                       f"at cosine >= {s['level']}: {s['split_all_concepts_match']:.0%}"
                       + (f" (baseline {s['baseline']}: {s['baseline_split_all_concepts_match']:.0%})" if s["baseline"] else ""))
         console.print(f"concepts matching an atom: {s['concepts_match']:.0%}; written to {out} (comparison.json, comparison.parquet, comparison_neurons.parquet)")
         return
     cs = ConceptSet.load(concepts)
-    comp = compare_with_dictionary(cs, dic, baseline=base, centre=centre)
-    comp.save(out, overwrite=overwrite)
+    if saved is not None:
+        comp = DictionaryComparison.from_dict(saved)
+    else:
+        dic, base = _dictionaries(dictionary, baseline, k)
+        comp = compare_with_dictionary(cs, dic, baseline=base, centre=centre)
+        comp.save(out, overwrite=overwrite, inputs=inputs)
     table = Table(title=f"neuron {cs.neuron}: concepts beside atoms")
     for col in ("concept", "members", "atom", "cosine", "members' strongest atom is it") + (("baseline cosine",) if comp.baseline else ()):
         table.add_column(col, justify="right")
@@ -96,3 +109,14 @@ def compare_dictionary(
     console.print(table)
     console.print(f"atoms carrying its top examples: {comp.atoms[:8]} (code share {', '.join(f'{v:.0%}' for v in comp.code_share[:8])})")
     console.print(f"written to {out}/comparison.json")
+
+
+def _dictionaries(dictionary: Path, baseline: str | None, k: int | None) -> tuple[Any, Any]:
+    """The dictionary and the baseline (a Dictionary, 'random' or None) that compare-dictionary reads."""
+    from ..dictionary.model import Dictionary
+
+    dic = Dictionary.from_checkpoint(dictionary, k=k)
+    base: Dictionary | str | None = baseline
+    if baseline is not None and baseline != "random":
+        base = Dictionary.from_checkpoint(Path(baseline), k=k)
+    return dic, base

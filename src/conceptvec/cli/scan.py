@@ -18,7 +18,7 @@ from .options import method_options
 
 
 CHECK_ORDER = ["split", "stability", "labels", "causal"]
-CHECK_WORDS = {"split": "the first split a discovery at FDR {level:g} over the scan (Benjamini-Hochberg)", "stability": "stability runs",
+CHECK_WORDS = {"split": "the first split a discovery at FDR {level:g} over the scan (Benjamini-Hochberg, --evidence-fdr)", "stability": "stability runs",
                "labels": "the store's class labels", "causal": "causal effects"}
 
 
@@ -70,7 +70,7 @@ def scan(
         supported = sum(sum(bool(r["supported_by"]) for r in rows) >= 2 for rows in split)
         unchecked = sum(all(not r["checks"] for r in rows) for rows in split)
         ran = sorted({name for rows in split for r in rows for name in r["checks"]}, key=CHECK_ORDER.index)
-        level = result.params.fdr if result.params.fdr is not None else result.params.significance
+        level = result.params.evidence_fdr
         console.print(f"evidence ({', '.join(CHECK_WORDS[n].format(level=level) for n in ran) or 'no check applies'}): "
                       f"checks support 2 or more concepts in {supported} of the {len(split)}; "
                       f"{len(split) - supported - unchecked} are unsupported splits"

@@ -2,9 +2,11 @@
 
 A concept of a neuron (``ConceptSet``) is checked by whatever was measured:
 
-- **split**: the neuron's first split was significant (auto's p-value below ``significance``, or below ``fdr`` when
-  set; in a scan the p-value adjusted over the layer's first splits, Benjamini-Hochberg, since every split auto
-  made passed its own test: a neuron of one concept has no split to check);
+- **split**: the neuron's first split is a discovery at false discovery rate ``Params.evidence_fdr`` (default 0.05):
+  in a scan its p-value adjusted over the layer's first splits (Benjamini-Hochberg) is below it, since every split
+  auto made passed its own test; one direction is a layer of one (its p-value). A neuron of one concept has no split
+  to check. 0.05 was chosen against class labels (``benchmarks/bench_evidence.py``): the splits a stricter 0.01
+  leaves unsupported separate the labels as often as the supported ones;
 - **stability**: the concept came back in at least ``UNSTABLE_BELOW`` of the resampling runs (``stability=B``);
 - **labels**: where the examples have class labels, the concept's most common label is enriched in it against the
   whole store (hypergeometric upper tail below ``LEVEL``), and, for a split neuron, the concept is purer in its
@@ -94,7 +96,8 @@ def verdicts(n_concepts: int, *, split_p: float | None, split_level: float, reap
 
     ``split_p`` is the first split's p-value (None: a fixed threshold, no test); ``split_q`` the same adjusted over the
     layer it was scanned with (Benjamini-Hochberg, ``core.fdr.adjusted_p``): the split check uses it when given, since
-    every split auto made passed its own test at ``split_level`` and only the adjusted value can fail it.
+    every split auto made passed its own test and only the adjusted value can fail it. ``split_level`` is the check's
+    false discovery rate (``Params.evidence_fdr``).
     ``reappearance`` (n_concepts,) from a stability run; ``labels`` from :func:`label_checks`; ``causal`` from
     ``CausalEffects.selectivity()``.
     """
@@ -106,6 +109,7 @@ def verdicts(n_concepts: int, *, split_p: float | None, split_level: float, reap
             row["split_p"] = float(split_p)
             if split_q is not None and np.isfinite(split_q):
                 row["split_q"] = float(split_q)
+            row["split_level"] = float(split_level)  # the check's false discovery rate, beside the numbers it judges
             checks["split"] = bool(row.get("split_q", split_p) < split_level)
         if reappearance is not None:
             row["reappearance"] = float(reappearance[j])
@@ -217,6 +221,9 @@ def layer_verdicts(concept_offsets: np.ndarray, top_indices: np.ndarray, labels:
     first_p : array of shape (m,) or None
         Each neuron's first-split p-value (None: a fixed threshold); the split check uses them adjusted over the m
         neurons (Benjamini-Hochberg).
+    level : float
+        The split check's false discovery rate (``Params.evidence_fdr``): a split is supported when its adjusted
+        p-value is below it.
     reappearance : array of shape (n_total_concepts,) or None
         Each concept's share of stability runs it came back in.
     example_labels : array of shape (n_examples,) or None

@@ -42,12 +42,13 @@ def threshold(name: str, value: Any) -> float | str:
 def probability(name: str, value: Any) -> float:
     """The check of a level: a number strictly between 0 and 1."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < 1:
-        usual = {"significance": "the default is 0.01", "fdr": "0.05 is usual"}.get(name, "e.g. 0.05")
+        usual = {"significance": "the default is 0.01", "fdr": "0.05 is usual", "evidence_fdr": "the default is 0.05"}.get(name, "e.g. 0.05")
         raise ConceptvecError(f"{name} must be a number between 0 and 1 (exclusive), got {value!r}; {usual}.")
     return float(value)
 
 
 SIGNIFICANCE_DEFAULT = 0.01
+EVIDENCE_FDR_DEFAULT = 0.05
 
 
 @documented
@@ -89,6 +90,13 @@ class Params:
         "give about 20 false splits. With ``fdr`` the scan's first splits are a BH discovery set (``core.fdr``); it "
         "only withdraws splits (a withdrawn neuron keeps one concept), and the scan reports the expected number of "
         "false splits. One direction (``disentangle``) is a layer of one: its first split needs p <= fdr.")
+    evidence_fdr: float = option(
+        EVIDENCE_FDR_DEFAULT, "The evidence's split check: a split is supported when its first-split p-value, adjusted over "
+        "the scan's first splits (Benjamini-Hochberg), is below this false discovery rate.", check=probability,
+        doc="Only the verdicts (``cv.concept_evidence``, a scan's ``evidence``) use it; no split is withdrawn (``fdr`` "
+        "does that). One direction is a layer of one: its p-value itself. 0.05 was chosen on layers with class labels "
+        "(``benchmarks/bench_evidence.py``, ``docs/thresholds.md``): the splits a stricter 0.01 leaves unsupported "
+        "separate the labels as often as the others.")
 
     representation: str = option(
         "activations", "What the top examples are clustered by: activations (the paper's: the layer's pooled activations), "
@@ -122,6 +130,11 @@ class Params:
             warnings.warn(f"significance {self.significance:g} is not used with a fixed distance_threshold "
                           f"({self.distance_threshold:g}); it sets the test of distance_threshold='auto' "
                           f"(--distance-threshold auto). Leave it out, or use auto.", ConceptvecWarning, stacklevel=3)
+        if not self.auto_distance and self.evidence_fdr != EVIDENCE_FDR_DEFAULT:
+            warnings.warn(f"evidence_fdr {self.evidence_fdr:g} is not used with a fixed distance_threshold "
+                          f"({self.distance_threshold:g}): it is the level of the evidence's split check, and only auto's "
+                          f"test gives a split a p-value (--distance-threshold auto). Leave it out, or use auto.",
+                          ConceptvecWarning, stacklevel=3)
         if self.fdr is not None and not self.auto_distance:
             raise ConceptvecError(
                 f"fdr={self.fdr!r} needs distance_threshold='auto' (--distance-threshold auto): only auto's test gives "

@@ -18,6 +18,11 @@ activations are clustered instead and the ConceptSet records it.
 ``dictionary`` (store-only, with a sparse dictionary of the layer, ``cv.fit_dictionary``): the rows
 ``c_a(x) * (w_a . d)``, each atom's term of the direction's projection when ``x - b ~ sum_a c_a(x) w_a``. The
 dictionary never saw the direction, and a neuron (a basis direction) has as many terms as atoms that write to it.
+
+``focus_pool`` (benchmark only, ``benchmarks/bench_focus.py``): an example's per-position activations (spatial
+locations or tokens) pooled with weights given by how much the direction fires at each position, instead of the
+paper's plain mean over positions: what the layer holds where the direction fires. Studied and not offered as an
+option: it raised no ceiling on the real networks (``docs/thresholds.md``, "Pooling where the direction fires").
 """
 
 from __future__ import annotations
@@ -49,3 +54,30 @@ def atom_contributions(codes: np.ndarray, decoder: np.ndarray, direction: np.nda
     """
     weights = np.asarray(decoder, dtype=np.float64) @ np.asarray(direction, dtype=np.float64)
     return np.asarray(codes, dtype=np.float64) * weights[None, :]
+
+
+FOCUS_WEIGHTINGS = ("relu", "softmax", "top")
+
+
+def focus_pool(positions: np.ndarray, *, scores: np.ndarray, weighting: str = "relu", top: int = 3) -> np.ndarray:
+    """One example's per-position activations ``positions`` (P, width) pooled where ``scores`` (P,) is high: (width,).
+
+    ``weighting``: ``relu`` (weights ``max(s_p, 0)``), ``softmax`` (``exp(s_p / sd(s))``, the example's own spread as
+    temperature) or ``top`` (the plain mean of the ``top`` positions of highest score). Weights are normalised to sum
+    to one; where no weight is positive (the direction fires nowhere) it is the plain mean, the paper's pooling.
+    """
+    a = np.asarray(positions, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    if a.ndim != 2 or s.shape != (len(a),):
+        raise ValueError(f"positions (P, width) and scores (P,) expected, got {a.shape} and {s.shape}")
+    if weighting == "relu":
+        w = np.maximum(s, 0.0)
+    elif weighting == "softmax":
+        w = np.exp((s - s.max()) / max(float(s.std()), 1e-12))
+    elif weighting == "top":
+        w = np.zeros_like(s)
+        w[np.argsort(-s, kind="stable")[:top]] = 1.0
+    else:
+        raise ValueError(f"weighting must be one of {FOCUS_WEIGHTINGS}, got {weighting!r}")
+    total = w.sum()
+    return np.asarray(a.mean(axis=0) if total <= 0 else (w / total) @ a, dtype=np.float64)

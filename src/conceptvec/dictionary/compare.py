@@ -11,6 +11,7 @@ chance gives.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..errors import ConceptvecError
 from ..progress import progress_bar
-from ..storage.atomic import atomic_directory, write_json
+from ..storage.atomic import atomic_directory, check_replaceable, file_sha256, read_json, write_json
 from ..storage.conceptset import ConceptSet
 from .model import Dictionary
 
@@ -32,6 +33,11 @@ N_CANDIDATES = 8  # atoms shown per neuron: the largest code mass on its top exa
 COMPARISON_FILE = "comparison.json"
 TABLE_FILE = "comparison.parquet"
 NEURON_TABLE_FILE = "comparison_neurons.parquet"
+WHAT = "dictionary comparison"
+# The files that hold an input's numbers: a scan's, a ConceptSet's or a dictionary's record and arrays (not what other
+# commands add beside them, as an atlas's shared concepts beside a scan).
+INPUT_FILES = ("scan.json", "concepts.safetensors", "method.safetensors", "conceptset.json", "arrays.safetensors",
+               "dictionary.json", "dictionary.safetensors")
 
 
 @dataclass
@@ -86,11 +92,54 @@ class DictionaryComparison:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write ``comparison.json`` into the directory ``path`` (atomically)."""
-        with atomic_directory(path, overwrite=overwrite, what="dictionary comparison", marker=COMPARISON_FILE) as tmp:
-            write_json(tmp / COMPARISON_FILE, {"format": "conceptvec.DictionaryComparison/1", **self.to_dict()})
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> "DictionaryComparison":
+        """The comparison a ``comparison.json`` of one neuron holds (``to_dict``'s fields; others are ignored)."""
+        return cls(**{f: record[f] for f in cls.__dataclass_fields__ if f in record})
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False, inputs: dict[str, Any] | None = None) -> Path:
+        """Write ``comparison.json`` into the directory ``path`` (atomically); ``inputs`` (``comparison_inputs``) is
+        recorded so that a rerun on the same inputs can reuse it."""
+        with atomic_directory(path, overwrite=overwrite, what=WHAT, marker=COMPARISON_FILE) as tmp:
+            write_json(tmp / COMPARISON_FILE, {"format": "conceptvec.DictionaryComparison/1", **self.to_dict(),
+                                               **({"inputs": inputs} if inputs is not None else {})})
         return Path(path)
+
+
+def input_digest(path: str | os.PathLike) -> str:
+    """sha256 naming an input's content: a file's bytes, or a folder's ``INPUT_FILES`` (names and bytes)."""
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for name in INPUT_FILES:
+        if (path / name).is_file():
+            digest.update(f"{name}:{file_sha256(path / name)};".encode())
+    return digest.hexdigest()
+
+
+def comparison_inputs(concepts: str | os.PathLike, dictionary: str | os.PathLike, *, baseline: str | None = None,
+                      k: int | None = None, centre: bool = False, store: str | os.PathLike | None = None) -> dict[str, Any]:
+    """What `conceptvec compare-dictionary` compares, by content (``input_digest``) and options: recorded with the
+    comparison, so that a rerun with the same inputs and options reuses it instead of computing it again."""
+    return {"concepts": input_digest(concepts), "dictionary": input_digest(dictionary),
+            "baseline": None if baseline is None else baseline if baseline == "random" else input_digest(baseline),
+            "k": k, "centre": bool(centre), "store": None if store is None else input_digest(Path(store) / "metadata.json")}
+
+
+def earlier_comparison(out: str | os.PathLike, inputs: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``comparison.json`` at ``out`` when it was made from ``inputs`` and the folder is as conceptvec wrote it; else None."""
+    record = Path(out) / COMPARISON_FILE
+    if not record.is_file():
+        return None
+    saved = read_json(record)
+    if not isinstance(saved, dict) or saved.get("inputs") != inputs:
+        return None
+    try:
+        check_replaceable(out, what=WHAT)  # nothing changed or added since
+    except ConceptvecError:
+        return None
+    return saved
 
 
 def _strength(dictionary: Dictionary, x: np.ndarray) -> np.ndarray:
@@ -226,14 +275,15 @@ class ScanComparison:
             "atoms": pa.array([c.matched_atom for _, c in rows], pa.list_(pa.int64())),
         })
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """``comparison.json`` (summary and per-neuron comparisons), ``comparison.parquet`` (one row per concept) and
-        ``comparison_neurons.parquet`` (one row per neuron)."""
-        with atomic_directory(path, overwrite=overwrite, what="dictionary comparison", marker=COMPARISON_FILE) as tmp:
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False, inputs: dict[str, Any] | None = None) -> Path:
+        """``comparison.json`` (summary and per-neuron comparisons; ``inputs`` as :meth:`DictionaryComparison.save`),
+        ``comparison.parquet`` (one row per concept) and ``comparison_neurons.parquet`` (one row per neuron)."""
+        with atomic_directory(path, overwrite=overwrite, what=WHAT, marker=COMPARISON_FILE) as tmp:
             pq.write_table(self.table, tmp / TABLE_FILE)
             pq.write_table(self.neuron_table(level=self.summary["level"]), tmp / NEURON_TABLE_FILE)
             write_json(tmp / COMPARISON_FILE, {"format": "conceptvec.ScanDictionaryComparison/1", "summary": self.summary,
-                                               "neurons": {str(n): c.to_dict() for n, c in self.comparisons.items()}})
+                                               "neurons": {str(n): c.to_dict() for n, c in self.comparisons.items()},
+                                               **({"inputs": inputs} if inputs is not None else {})})
         return Path(path)
 
 

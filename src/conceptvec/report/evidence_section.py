@@ -33,4 +33,10 @@ def evidence_section(cs: ConceptSet, store: ActivationStore, causal_dir: Path | 
         numbers = details(r)
         shown.append({"concept": r["concept"], "state": state(r), "badge": badge(r), "verdict": r["verdict"],
                       "details": numbers, "title": "; ".join(f"{k}: {v}" for k, v in numbers)})
-    return {"words": count_words(cs.n_concepts, rows), "rows": shown, "computed": computed}
+    # the split check's level as the rows were judged: recorded in each row since evidence_fdr; evidence saved before
+    # with a split check was judged at fdr, else significance
+    recorded = next((r["split_level"] for r in rows if "split_level" in r), None)
+    if recorded is None and any("split" in (r.get("checks") or {}) for r in rows):
+        recorded = cs.params.fdr if cs.params.fdr is not None else cs.params.significance
+    return {"words": count_words(cs.n_concepts, rows), "rows": shown, "computed": computed,
+            "split_level": recorded if recorded is not None else cs.params.evidence_fdr}

@@ -12,7 +12,7 @@ import html
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, ClassVar, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -130,12 +130,26 @@ class ImageExamples(_Labelled):
 
     def draw(self, ax: Any, i: int) -> None:
         im = self.image(i)
-        if im.mode == "L":
-            ax.imshow(np.asarray(im), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        else:
-            ax.imshow(np.asarray(im), interpolation="nearest" if max(im.size) < 64 else "antialiased")
+        ax.imshow(np.asarray(im), **self._look(im))
         ax.set_xticks([])
         ax.set_yticks([])
+
+    def draw_in(self, ax: Any, i: int, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """Draw example i as large as fits in ``box`` = (x, y, width, height), data coordinates of ``ax``, keeping
+        its aspect and centred; return the box it fills (the example grids draw many examples in one Axes)."""
+        im = self.image(i)
+        x, y, w, h = box
+        scale = min(w / im.size[0], h / im.size[1])
+        iw, ih = im.size[0] * scale, im.size[1] * scale
+        x, y = x + (w - iw) / 2, y + (h - ih) / 2
+        ax.imshow(np.asarray(im), extent=(x, x + iw, y, y + ih), aspect="auto", **self._look(im))
+        return x, y, iw, ih
+
+    @staticmethod
+    def _look(im: Any) -> dict[str, Any]:
+        if im.mode == "L":
+            return {"cmap": "gray", "vmin": 0, "vmax": 255, "interpolation": "nearest"}
+        return {"interpolation": "nearest" if max(im.size) < 64 else "antialiased"}
 
     def scaled(self, i: int, side: int):
         """Example i as a PIL image whose longest side is ``side`` pixels; small images (the 8 x 8
@@ -197,13 +211,24 @@ class TextExamples(_Labelled):
             return None
         return int(np.argmax(self.strengths[i]))
 
-    def draw(self, ax: Any, i: int) -> None:
+    def figure_text(self, i: int) -> str:
+        """Example i as a figure's cell shows it: its tokens, the strongest in brackets."""
         k = self.strongest(i)
-        toks = self.tokens[i]
-        text = "".join(f"[{t.strip()}]" if j == k else t for j, t in enumerate(toks))
-        ax.text(0.02, 0.5, text, wrap=True, va="center", ha="left", fontsize=7, transform=ax.transAxes)
+        return "".join(f"[{t.strip()}]" if j == k else t for j, t in enumerate(self.tokens[i]))
+
+    figure_font: ClassVar[dict[str, Any]] = {"fontsize": 7, "wrap": True}
+
+    def draw(self, ax: Any, i: int) -> None:
+        ax.text(0.02, 0.5, self.figure_text(i), va="center", ha="left", transform=ax.transAxes, **self.figure_font)
         ax.set_xticks([])
         ax.set_yticks([])
+
+    def draw_in(self, ax: Any, i: int, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """Draw example i's text at the left of ``box`` = (x, y, width, height), data coordinates of ``ax``; return
+        the box (the example grids draw many examples in one Axes)."""
+        x, y, w, h = box
+        ax.text(x + 0.02 * w, y + h / 2, self.figure_text(i), va="center", ha="left", **self.figure_font)
+        return box
 
     def marked_html(self, i: int) -> str:
         """The snippet's escaped text with its strongest token in ``<mark>``, and nothing naming the example."""
@@ -290,7 +315,9 @@ class TextSnippets(TextExamples):
     def strongest(self, i: int) -> int | None:
         return self.pieces(i)[2]
 
-    def draw(self, ax: Any, i: int) -> None:
+    figure_font: ClassVar[dict[str, Any]] = {"fontsize": 5, "family": "monospace"}
+
+    def figure_text(self, i: int) -> str:
         # A figure's cell is small: a few words either side of the token, wrapped to the cell, the token in brackets.
         import textwrap
 
@@ -300,10 +327,7 @@ class TextSnippets(TextExamples):
         else:
             before, after = "".join(pieces[:centre]), "".join(pieces[centre + 1:])
             text = before[-FIGURE_CHARS:] + "[" + pieces[centre].strip() + "]" + after[:FIGURE_CHARS]
-        lines = textwrap.wrap(" ".join(text.split()), width=FIGURE_CHARS)[:5]
-        ax.text(0.02, 0.5, "\n".join(lines), va="center", ha="left", fontsize=5, family="monospace", transform=ax.transAxes)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        return "\n".join(textwrap.wrap(" ".join(text.split()), width=FIGURE_CHARS)[:5])
 
     def marked_html(self, i: int) -> str:
         """The snippet's escaped text with the example's token in ``<mark>``, and nothing naming the example."""

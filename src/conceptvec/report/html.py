@@ -69,7 +69,7 @@ def write_report(
     examples : Examples, optional
         Renderer of the examples; default chosen from the store's data kind (images).
     umap : bool
-        Draw Fig. 2 (a UMAP fit per page, a few seconds each).
+        Draw Fig. 2 (a UMAP fit per page: about 4 s once, umap-learn compiling, then a tenth of a second each).
     overwrite : bool
         Replace an earlier report at ``out`` (never anything else).
     """

@@ -169,7 +169,7 @@ def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Exampl
         The run's store, A of shape (n_examples, n_units); Fig. 3 ranks all of it.
     examples : Examples
     umap : bool
-        Draw Fig. 2 (a UMAP fit, a few seconds).
+        Draw Fig. 2 (a UMAP fit: about 4 s for the first in a process, umap-learn compiling, then a tenth of a second).
     centre : array of shape (n_units,), optional
         The layer's mean activation, for the centred ranking and baselines (computed when not given).
     dictionary : Dictionary, optional

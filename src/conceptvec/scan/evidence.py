@@ -51,14 +51,14 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
         raise ConceptvecError(f"concept_evidence takes a ConceptSet (from cv.disentangle), got {type(cs).__name__}.")
     example_labels = _labels(cs, labels)
     split_p, split_q = _split_p(cs)
-    level = cs.params.fdr if cs.params.fdr is not None else cs.params.significance
+    level = cs.params.fdr if cs.params.fdr is not None else cs.params.significance  # auto's own level, for its power
     reappearance = np.asarray(cs.stability["reappearance"]) if cs.stability is not None else None
     causal = effects.selectivity() if effects is not None else None
     if causal is not None and len(causal) != cs.n_concepts:
         raise ConceptvecError(f"the causal effects hold {len(causal)} concepts, this ConceptSet {cs.n_concepts}: pass the "
                               f"effects of cv.causal_effects on this ConceptSet.")
     checked = (label_checks(example_labels, cs.top_indices, cs.labels, seed=seed) if example_labels is not None else None)
-    cs.evidence = verdicts(cs.n_concepts, split_p=split_p, split_level=level, reappearance=reappearance,
+    cs.evidence = verdicts(cs.n_concepts, split_p=split_p, split_level=cs.params.evidence_fdr, reappearance=reappearance,
                            labels=checked, causal=causal, split_q=split_q)
     if cs.params.auto_distance and cs.n_concepts == 1 and cs.params.representation == "activations" and cs.is_live:
         # the power of the answer: one concept, or two closer than this (core.power)

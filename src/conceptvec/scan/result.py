@@ -233,8 +233,7 @@ class ScanResult:
         stability runs and the store's class labels, where the scan has them (no causal check: that needs the model)."""
         if self._evidence is None:
             self._evidence = layer_verdicts(
-                self.concept_offsets, self.top_indices, self.labels, first_p=self.first_p,
-                level=self.params.fdr if self.params.fdr is not None else self.params.significance,
+                self.concept_offsets, self.top_indices, self.labels, first_p=self.first_p, level=self.params.evidence_fdr,
                 reappearance=self.stability["concept_reappearance"] if self.stability is not None else None,
                 example_labels=store_labels(self.store_path), seed=self.params.seed)
         return self._evidence

@@ -217,6 +217,20 @@ def refuse_inputs(target: Path, protect: Iterable[str | os.PathLike[str] | None]
             )
 
 
+def refuse_inside(target: str | os.PathLike[str], outputs: Iterable[tuple[str | os.PathLike[str] | None, str]], *,
+                  fix: str) -> None:
+    """Raise if ``target`` lies inside one of ``outputs``, (folder, what) pairs of other commands' outputs this command
+    reads: a folder written there is foreign to that output, whose ``--overwrite`` would then refuse to replace it
+    (it never deletes what it did not write). ``fix`` says where to write instead."""
+    here = Path(target).resolve()
+    for folder, what in outputs:
+        if folder is not None and Path(folder).resolve() in here.parents:
+            raise ConceptvecError(
+                f"{target} is inside the {what} {folder}, whose --overwrite would then refuse to replace it (it deletes "
+                f"nothing it did not write). {fix}"
+            )
+
+
 def refuse_existing(
     target: str | os.PathLike[str],
     *,

@@ -33,7 +33,7 @@ from ...errors import ConceptvecError
 from ...progress import progress_bar
 from ...scan.result import CONCEPT_TABLE_FILE, ScanResult
 from ...scan.shared import SharedConcepts, shared_concepts
-from ...storage.atomic import atomic_directory, input_path, refuse_existing, write_json
+from ...storage.atomic import atomic_directory, input_path, refuse_existing, refuse_inside, write_json
 from ...storage.provenance import environment
 from ...storage.rundir import RunDir
 from ...storage.store import ActivationStore
@@ -103,6 +103,9 @@ def write_atlas(run_or_scan: str | os.PathLike | ScanResult, *, out: str | os.Pa
     if examples is None:
         examples = examples_for_store(store)
     protect = [scan_dir, store.path, run.path if run is not None else None]
+    outside = (run.path if run is not None else scan_dir.parent if scan_dir is not None else out.parent) / "atlas"
+    refuse_inside(out, [(scan_dir, "scan"), (store.path, "activation store")],
+                  fix=f"Write the atlas beside them: --out {outside} (out=).")
     refuse_existing(out, overwrite=overwrite, what="atlas", marker=ATLAS_FILE, protect=protect)  # before the work
     found = _shared(scan, scan_dir, shared=shared, progress=progress, seed=seed)
     with atomic_directory(out, overwrite=overwrite, what="atlas", marker=ATLAS_FILE, protect=protect) as tmp:

@@ -6,13 +6,16 @@ plain dicts of lists, which the report prints beside the figure and the tests ch
 
 Notation: ``cs`` is a ConceptSet with X = ``cs.top_activations`` of shape (N, n_units), N = top;
 ``acts`` is the full activation matrix A of shape (n_examples, n_units); ``examples`` is a
-renderer (``conceptvec.report.examples.Examples``). Panels that show an example carry the gid
-``"example:<index>"`` so a reader (and the tests) can tell which example a panel shows.
+renderer (``conceptvec.report.examples.Examples``). The example grids draw every panel in one Axes
+(``panels``, fast); each panel's title carries the gid ``"example:<index>"`` (``panels.shown_examples``
+reads them back), as do the UMAP's thumbnails, inset Axes, so a reader (and the tests) can tell which
+example a panel shows.
 
 Modules: ``grids`` (examples: top activating, by concept, Fig. 3), ``geometry`` (Figs. 5, 4, 2),
 ``tree`` (Figs. A.7, A.8), ``concepts`` (Fig. A.9, class labels, the summary table), ``scan``
 (a layer scan), ``thresholds`` (Fig. A.8 over a layer: ``core.sweep``), ``causal`` (the selectivity
-heatmap and steering curve of ``conceptvec causal``), ``common`` (colours and panels); every name is importable from here.
+heatmap and steering curve of ``conceptvec causal``), ``common`` (colours), ``panels`` (example grids in one Axes); every
+name is importable from here.
 """
 
 from __future__ import annotations

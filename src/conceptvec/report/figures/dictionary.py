@@ -12,7 +12,8 @@ from ...dictionary.compare import DictionaryComparison
 from ...dictionary.model import Dictionary
 from ...storage.conceptset import ConceptSet
 from ..examples import Examples
-from .common import CELL, concept_colour, concept_name, example_panel, hide_axes
+from .common import CELL, concept_colour, concept_name
+from .panels import canvas, panel
 
 ATOM_COLOUR = "#555555"
 
@@ -42,21 +43,21 @@ def concepts_beside_atoms(cs: ConceptSet, comp: DictionaryComparison, atom_examp
     """One row per concept: its first ``n`` members (framed in its colour), then its matched atom's top ``n`` examples."""
     rows = max(1, comp.n_concepts)
     ncols = 2 * n + 1
-    fig = Figure(figsize=(CELL * ncols, CELL * 1.35 * rows + 0.4), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(rows, ncols, squeeze=False))
-    hide_axes(axes)
+    fig = Figure(figsize=(CELL * ncols, CELL * 1.35 * rows + 0.4))
+    ax, top = canvas(fig), CELL * 1.35 * rows + 0.05  # the suptitle has the top 0.35 in
+
+    def cell(c: int, k: int) -> tuple[float, float, float, float]:
+        return (k * CELL, top - (c + 1) * CELL * 1.35, CELL, CELL * 1.35)
+
     for c in range(comp.n_concepts):
         members = cs.members(c)[:n]
         for k, index in enumerate(members):
-            axes[c, k].set_axis_on()
             title = f"{concept_name(c)} #{k + 1}" + (f"\ncos {comp.cosine[c]:.2f}" if k == 0 else "")
-            example_panel(axes[c, k], examples, int(index), title, concept_colour(c))
+            panel(ax, examples, int(index), title, cell(c, k), concept_colour(c))
         atom = comp.matched_atom[c]
         for k, index in enumerate(atom_examples.get(atom, [])[:n]):
-            ax = axes[c, n + 1 + k]
-            ax.set_axis_on()
             title = f"atom {atom} #{k + 1}" + (f"\n{comp.member_share[c]:.0%} of members" if k == 0 else "")
-            example_panel(ax, examples, index, title, ATOM_COLOUR)
+            panel(ax, examples, index, title, cell(c, n + 1 + k), ATOM_COLOUR)
     fig.suptitle("Each concept (left, its first members) beside its matched dictionary atom (right, the atom's top examples)",
                  fontsize=9)
     return fig

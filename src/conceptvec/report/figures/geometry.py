@@ -158,12 +158,34 @@ def umap_data(cs: ConceptSet, seed: int = 0, n_neighbors: int = 15, min_dist: fl
         warnings.simplefilter("ignore")
         import umap
 
+        x = cs.top_activations[pos]
         reducer = umap.UMAP(
             n_components=2, n_neighbors=out["n_neighbors"], min_dist=min_dist, random_state=seed,
             init="spectral" if len(pos) > out["n_neighbors"] + 2 else "random",
+            precomputed_knn=exact_neighbours(x, out["n_neighbors"]) if len(pos) < UMAP_SMALL else (None, None, None),
         )
-        out["embedding"] = reducer.fit_transform(cs.top_activations[pos])
+        out["embedding"] = reducer.fit_transform(x)
     return out
+
+
+UMAP_SMALL = 4096  # umap-learn computes every distance below this many points (above, pynndescent's neighbours)
+
+
+def exact_neighbours(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, None]:
+    """The ``k`` nearest neighbours of each row of ``x`` (n < ``UMAP_SMALL``) exactly as umap-learn finds them for a
+    small dataset, as its ``precomputed_knn``: the same embedding, without compiling its parallel neighbour search
+    (numba, about 5 of the 10 s a first fit in a process costs).
+
+    umap-learn computes every distance with its own (numba, fastmath) euclidean on float32 rows through scikit-learn's
+    ``pairwise_distances``, then each row's ``k`` smallest by a stable sort; so here. ``tests/report/test_figures.py``
+    checks the embedding is umap-learn's bit for bit.
+    """
+    from sklearn.metrics import pairwise_distances
+    from umap.distances import euclidean
+
+    d = pairwise_distances(np.asarray(x, dtype=np.float32), metric=euclidean)
+    idx = np.argsort(d, axis=1, kind="mergesort")[:, :k].astype(np.int32)
+    return idx, d[np.arange(len(d))[:, None], idx].copy(), None
 
 
 def umap_plot(

@@ -12,7 +12,8 @@ from ...core.metrics import layer_mean, maximally_projecting, most_similar
 from ...errors import ConceptvecError
 from ...storage.conceptset import ConceptSet
 from ..examples import Examples
-from .common import CELL, NEURON_COLOUR, check_acts, concept_colour, example_panel, hide_axes, removal_reasons
+from .common import CELL, NEURON_COLOUR, check_acts, concept_colour, removal_reasons
+from .panels import canvas, heading, panel, rows_of
 
 
 # -- the top activating examples, and grouped by concept -------------------------------------
@@ -35,13 +36,13 @@ def top_activating_grid(cs: ConceptSet, examples: Examples, n: int | None = None
     d = top_activating_data(cs, n if n is not None else MAX_PANELS)
     count = len(d["index"])
     ncols = max(1, min(ncols, count))
-    nrows = max(1, math.ceil(count / ncols))
-    fig = Figure(figsize=(CELL * ncols, CELL * 1.2 * nrows + 0.5), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-    hide_axes(axes)
+    nrows = rows_of(d["index"], ncols)
+    fig = Figure(figsize=(CELL * ncols, CELL * 1.2 * nrows + 0.5))
+    ax, top = canvas(fig), CELL * 1.2 * nrows + 0.05  # the suptitle has the top 0.45 in
     for k, (index, act) in enumerate(zip(d["index"], d["activation"])):
-        axes[k].set_axis_on()
-        example_panel(axes[k], examples, index, f"#{k + 1} {examples.caption(index)}\nact {act:.3g}")
+        r, c = divmod(k, ncols)
+        panel(ax, examples, index, f"#{k + 1} {examples.caption(index)}\nact {act:.3g}",
+              (c * CELL, top - (r + 1) * CELL * 1.2, CELL, CELL * 1.2), margin=0.1)
     what = f"neuron {cs.neuron}" if cs.neuron is not None else "the direction"
     shown = "" if count == len(cs.top_indices) else f" (the first of {len(cs.top_indices)})"
     fig.suptitle(f"Top {count} activating examples of {what}{shown}", fontsize=10)
@@ -75,10 +76,11 @@ def concept_groups_grid(cs: ConceptSet, examples: Examples, ncols: int = 10) -> 
             g["members"] = len(g["index"])
             keep = max(ncols, math.ceil(MAX_PANELS * len(g["index"]) / total))
             g.update({k: g[k][:keep] for k in ("index", "rank", "reason")})
-    rows = [max(1, math.ceil(len(g["index"]) / ncols)) for g in groups]
-    fig = Figure(figsize=(CELL * ncols, sum(CELL * 1.2 * r + 0.35 for r in rows) + 0.4), layout="constrained")
-    subfigs = fig.subfigures(len(groups), 1, squeeze=False, height_ratios=[r + 0.3 for r in rows]).ravel()
-    for sub, g, nrows in zip(subfigs, groups, rows):
+    rows = [rows_of(g["index"], ncols) for g in groups]
+    fig = Figure(figsize=(CELL * ncols, sum(CELL * 1.2 * r + 0.35 for r in rows) + 0.4))
+    ax = canvas(fig)
+    y = fig.get_size_inches()[1] - 0.2  # the top of the next group, in inches
+    for g, nrows in zip(groups, rows):
         j = g["concept"]
         colour = concept_colour(j)
         size = g.get("members", len(g["index"]))
@@ -86,19 +88,21 @@ def concept_groups_grid(cs: ConceptSet, examples: Examples, ncols: int = 10) -> 
             f"Concept {j}: {size} members" if j >= 0
             else f"Removed in step 3: {size} (outliers and members of clusters smaller than {cs.params.min_cluster_size})"
         ) + (f" (the first {len(g['index'])} shown)" if size > len(g["index"]) else "")
-        sub.suptitle(title, fontsize=9, color=colour if j >= 0 else "#555555", ha="left", x=0.01)
-        axes = np.atleast_1d(sub.subplots(nrows, ncols, squeeze=False)).ravel()
-        hide_axes(axes)
+        heading(ax, 0.1, y, title, colour=colour if j >= 0 else "#555555")
+        y -= 0.3
         for k, (index, rank, why) in enumerate(zip(g["index"], g["rank"], g["reason"])):
-            axes[k].set_axis_on()
+            r, c = divmod(k, ncols)
             note = f"\n{why}" if why else ""
-            example_panel(axes[k], examples, index, f"#{rank} {examples.caption(index)}{note}", colour)
+            panel(ax, examples, index, f"#{rank} {examples.caption(index)}{note}", (c * CELL, y - (r + 1) * CELL * 1.2, CELL, CELL * 1.2),
+                  colour)
+        y -= CELL * 1.2 * nrows + 0.05
     return fig
 
 
 # -- Fig. 3: maximally activating vs maximally projecting examples ---------------------------
 RANKINGS = {"projection": "maximally projecting (the paper's)", "cosine": "most cosine-similar",
             "centred": "most cosine-similar once the layer's mean is subtracted"}
+COLUMN = 1.45  # inches per column (and row) of Fig. 3
 HEADS = {"projection": "projecting", "cosine": "cosine", "centred": "centred cosine"}
 
 
@@ -139,16 +143,15 @@ def projecting_grid(
     """
     columns = (data if data is not None else projecting_data(cs, acts, n, rank))["columns"]
     nrows = max(len(c["index"]) for c in columns)
-    fig = Figure(figsize=(1.45 * len(columns) + 0.2, 1.45 * nrows + 0.6), layout="constrained")
-    subfigs = fig.subfigures(1, len(columns), squeeze=False, wspace=0.02).ravel()
-    for sub, col in zip(subfigs, columns):
+    fig = Figure(figsize=(COLUMN * len(columns) + 0.2, COLUMN * nrows + 0.6))
+    ax, top = canvas(fig), fig.get_size_inches()[1]
+    for c, col in enumerate(columns):
         j = col["concept"]
         colour = NEURON_COLOUR if j is None else concept_colour(j)
         head = "activating" if j is None else HEADS[rank]
-        sub.suptitle(f"{col['name']}\n(max {head})", fontsize=9, color=colour)
-        axes = np.atleast_1d(sub.subplots(nrows, 1, squeeze=False)).ravel()
-        hide_axes(axes)
+        x = 0.1 + c * COLUMN
+        heading(ax, x + COLUMN / 2, top - 0.05, f"{col['name']}\n(max {head})", colour=colour, ha="center")
         for k, (index, value) in enumerate(zip(col["index"], col["value"])):
-            axes[k].set_axis_on()
-            example_panel(axes[k], examples, index, f"{examples.caption(index)}  {value:.3g}", colour)
+            panel(ax, examples, index, f"{examples.caption(index)}  {value:.3g}", (x, top - 0.45 - (k + 1) * COLUMN, COLUMN, COLUMN),
+                  colour)
     return fig
