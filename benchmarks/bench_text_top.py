@@ -50,14 +50,14 @@ def main() -> None:
         acts = np.asarray(store.activations, dtype=np.float64)
         labels, names = store.labels, np.asarray(_classes(store), dtype=object)
     print(f"corpus: {record['name']}, {len(record['modules'])} modules, {store.n_examples} sentences x {store.n_units} units, "
-          f"{len(names)} labels")
+          f"{len(names)} labels; a unit mixes when its second label holds >= {record['min_second']:.0%} of its top")
     dirs = np.random.default_rng(0).normal(size=(RANDOM_DIRECTIONS, acts.shape[1]))
     base = None
     for top in tops:
         params, _ = auto_params(seed=0, top=top)
         start = time.perf_counter()
-        rows = mixing_neurons(acts, labels, names, params, seed=0)
-        random_rows = mixing_neurons(acts, labels, names, params, seed=0, directions=dirs)
+        rows = mixing_neurons(acts, labels, names, params, seed=0, min_second=record["min_second"])
+        random_rows = mixing_neurons(acts, labels, names, params, seed=0, directions=dirs, min_second=record["min_second"])
         seconds = time.perf_counter() - start
         units = len(rows) + len(random_rows)
         per_example = seconds / max(units * top, 1)

@@ -156,17 +156,17 @@ def test_a_run_with_another_top_is_refused_in_its_folder_and_an_old_record_is_a_
 def test_the_top_reaches_the_method_and_the_record_on_a_stand_in_encoder(tmp_path, tiny_bert, monkeypatch):
     # The real MiniLM's run is the test below (top 50); this one runs the same code at top 120 on the larger corpus
     # with a 2-layer random BERT in MiniLM's place, its second block's MLP as the layer. A random encoder's top
-    # sentences seldom hold a fifth from a second module of 104, so a unit mixes here from a twentieth on; the
+    # sentences seldom hold a tenth from a second package of 104, so a unit mixes here from a twentieth on; the
     # layer-wide rule (which splits most units) makes sure there is a split neuron to choose.
     monkeypatch.setattr(text_demo, "minilm_folder", lambda: tiny_bert)
     monkeypatch.setattr(text_demo, "LAYER", "encoder.layer.1.intermediate")
     monkeypatch.setattr(text_demo, "RANDOM_DIRECTIONS", 8)
-    monkeypatch.setattr(text_demo, "MIN_SECOND", 0.05)
+    monkeypatch.setattr(text_demo, "MIN_SECOND_LARGE", 0.05)
     result = run_text_demo(tmp_path / "run", top=120, report=False, progress=False, thresholds="layer-rule")
     record = json.loads((tmp_path / "run" / "text_demo.json").read_text())
     large, corpus = demo_corpus(120)
     assert record["top"] == 120 == result.params.top == result.concept_set.params.top == Params.from_dict(record["params"]).top
-    assert record["corpus"] == corpus and record["n_sentences"] == len(large) == corpus["n_sentences"]
+    assert record["corpus"] == corpus == result.corpus and corpus["min_second"] == 0.05 and record["n_sentences"] == len(large) == corpus["n_sentences"]
     # the random encoder's tokenizer leaves a few sentences with no token but special ones (skipped, listed in the store)
     assert len(large) - 10 <= result.store.n_examples <= len(large)
     assert record["modules"] == corpus["modules"] and "top 120 mix two modules" in record["chosen_because"]

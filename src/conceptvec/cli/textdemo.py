@@ -32,7 +32,7 @@ def text_demo(out: Path, *, seed: int, report: bool, top: int | None = None) -> 
     else:
         console.print(f"[bold]thresholds[/] distance {p.distance_threshold:.2f}, outlier {p.outlier_threshold:.2f} (layer-wide rule), top {p.top}")
     neurons, directions = result.control["neurons"], result.control["random_directions"]
-    console.print(census(neurons, directions, n_units=store.n_units, top=p.top, min_second=MIN_SECOND, auto=p.auto_distance))
+    console.print(census(neurons, directions, n_units=store.n_units, top=p.top, min_second=(result.corpus or {}).get("min_second", MIN_SECOND), auto=p.auto_distance))
     console.print(f"[bold]neuron {result.neuron}[/] chosen because {cs.provenance['chosen_because']}")
     console.print(f"[bold]neuron {result.neuron}[/]: {count_words(cs.n_concepts, cs.evidence)} (the method keeps {cs.n_concepts}; "
                   f"evidence per concept below)", highlight=False)
