@@ -245,3 +245,19 @@ def test_an_atlas_inside_the_scan_it_reads_is_refused_before_the_work_naming_whe
     code, output = run_cli("atlas", str(root), "--out", str(root / "store" / "x"), "--map", "pca")
     one_line_error(code, output, "is inside the activation store")
     assert sorted(p.name for p in (root / "scan").iterdir()) == before and not (root / "store" / "x").exists()
+
+
+def test_a_report_or_a_dictionary_comparison_inside_the_scan_is_refused_naming_where_to_write_it(atlas, tmp_path):
+    from conftest import one_line_error, run_cli
+
+    root, *_ = atlas
+    before = sorted(p.name for p in (root / "scan").iterdir())
+    code, output = run_cli("report", str(root), "--out", str(root / "scan" / "report"), "--no-umap")
+    one_line_error(code, output, "is inside the scan", f"--out {root / 'report'}")
+    dic = cv.fit_dictionary(cv.ActivationStore.open(root / "store"), n_atoms=8, method="nmf", out=tmp_path / "dic", progress=False)
+    assert dic.n_atoms == 8
+    code, output = run_cli("compare-dictionary", str(root / "scan"), str(tmp_path / "dic"), "--out", str(root / "scan" / "cmp"))
+    one_line_error(code, output, "is inside the scan", f"--out {root / 'dictionary-comparison'}")
+    code, output = run_cli("compare-dictionary", str(root / "scan"), str(tmp_path / "dic"), "--out", str(tmp_path / "dic" / "cmp"))
+    one_line_error(code, output, "is inside the dictionary")
+    assert sorted(p.name for p in (root / "scan").iterdir()) == before and not (tmp_path / "dic" / "cmp").exists()

@@ -56,7 +56,7 @@ def compare_dictionary(
     from ..dictionary.compare import (COMPARISON_FILE, WHAT, DictionaryComparison, compare_scan_with_dictionary,
                                       compare_with_dictionary, comparison_inputs, earlier_comparison)
     from ..scan.result import SCAN_FILE, ScanResult
-    from ..storage.atomic import refuse_existing
+    from ..storage.atomic import refuse_existing, refuse_inside
     from ..storage.conceptset import METADATA_FILE, ConceptSet
     from ..storage.store import ActivationStore
 
@@ -69,6 +69,8 @@ def compare_dictionary(
     if baseline is not None and baseline != "random" and not Path(baseline).exists():
         raise ConceptvecError(f"--baseline must be 'random' or a dictionary (a folder fitted with `conceptvec dictionary --shuffle`, or "
                               f"an SAE .safetensors checkpoint); {baseline} is neither.")
+    refuse_inside(out, [(concepts, "scan" if is_scan else "ConceptSet"), (dictionary if dictionary.is_dir() else None, "dictionary")],
+                  fix=f"Write the comparison beside them: --out {concepts.parent / 'dictionary-comparison'}.")
     # The same inputs and options as the comparison already at --out: reuse it (stages are idempotent); else refuse
     # before the work unless --overwrite.
     inputs = comparison_inputs(concepts, dictionary, baseline=baseline, k=k, centre=centre, store=store)

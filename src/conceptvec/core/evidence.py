@@ -209,7 +209,7 @@ def _count_words(n_concepts: int, rows: list[dict[str, Any]] | None) -> str:
 
     ``rows`` are ``cv.concept_evidence``'s (None: not measured; then the method's count, "2 concept(s)"). A split no
     check supports is an "unsupported split into 2 groups"; groups no check applies to are "unchecked". A single
-    concept found by ``auto`` carries its power: "one concept, or two closer than 0.9".
+    concept found by ``auto`` carries its power: "one concept, or two closer than 1.25".
     """
     if rows is None or len(rows) != n_concepts:
         return f"{n_concepts} concept(s)"
@@ -219,11 +219,11 @@ def _count_words(n_concepts: int, rows: list[dict[str, Any]] | None) -> str:
     if n_concepts == 1:
         closer = rows[0].get("one_concept_or_two_closer_than")
         if closer is not None:
-            words = "one concept, or two closer than " + (f"{closer:.2g}" if np.isfinite(closer) else "any the test detects")
+            words = "one concept, or two closer than " + (f"{closer:.3g}" if np.isfinite(closer) else "any the test detects")
             need, apart = rows[0].get("recommended_top"), rows[0].get("recommended_for")
             if need is not None and apart is not None:
-                words += (f" (top {need:.0f} would detect two {apart:.2g} apart)" if np.isfinite(need)
-                          else f" (even top {max(TOPS)} would not detect two {apart:.2g} apart)")
+                words += (f" (top {need:.0f} would detect two {apart:.3g} apart)" if np.isfinite(need)
+                          else f" (even top {max(TOPS)} would not detect two {apart:.3g} apart)")
             return words + ("" if states[0] != "unsupported" else f"; {rows[0]['verdict']}")
         return {"supported": "one concept", "unsupported": "one group no check supports",
                 "unchecked": "one group, unchecked"}[states[0]]

@@ -28,7 +28,10 @@ class Examples(Protocol):
 
     ``draw`` renders into a matplotlib Axes; ``html`` returns an HTML fragment (already escaped)
     and may write files it refers to under ``asset_dir``; the fragment's links are relative to
-    ``asset_dir.parent``, the folder of the report's pages.
+    ``asset_dir.parent``, the folder of the report's pages. A renderer may also have
+    ``draw_in(ax, i, box)``, drawing example i into the box (x, y, width, height) of a shared Axes
+    and returning the box it filled: the example grids then draw all their panels in one Axes
+    (``figures.panels``); without it each panel gets an Axes of its own.
     """
 
     def __len__(self) -> int: ...

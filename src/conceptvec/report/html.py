@@ -29,7 +29,7 @@ from ..core.metrics import layer_mean
 from ..core.selection import parse_neurons
 from ..errors import ConceptvecError, ConceptvecWarning, StoreError
 from ..scan.result import ScanResult
-from ..storage.atomic import atomic_directory, refuse_existing, write_json
+from ..storage.atomic import atomic_directory, refuse_existing, refuse_inside, write_json
 from ..storage.conceptset import ConceptSet
 from ..storage.provenance import environment
 from ..storage.rundir import RunDir
@@ -77,6 +77,8 @@ def write_report(
     if not run.path.is_dir():
         raise ConceptvecError(f"run directory {run.path} does not exist; give the --out folder of `conceptvec demo`, `disentangle` or `scan`.")
     out = Path(out) if out is not None else run.report
+    read = [(folder, what) for folder, what in ((run.scan, "scan"), (run.store, "activation store")) if folder.exists()]
+    refuse_inside(out, read, fix=f"Write the report beside them: --out {run.report} (out=), the default.")
     refuse_existing(out, overwrite=overwrite, what="report", marker=REPORT_FILE, protect=[run.path])  # before the work
     saved = readable_sets(run)
     scan = ScanResult.load(run.scan) if run.scan.exists() else None
