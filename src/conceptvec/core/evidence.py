@@ -17,6 +17,10 @@ A concept of a neuron (``ConceptSet``) is checked by whatever was measured:
 
 The verdict is "supported by k of n checks" over the checks that apply; a concept no check supports is called
 "not supported", never a concept with evidence.
+
+Beside the verdict, a count auto decided is **borderline** when its first split's p lies near the level that decided
+it (:func:`is_borderline`): such counts flip far more often under a small change of the direction. The flag changes
+no count.
 """
 
 from __future__ import annotations
