@@ -82,6 +82,9 @@ def test_a_scan_at_fdr_judges_the_adjusted_p_against_fdr():
     flags = [rows[0]["borderline"] for rows in scan.evidence()]
     assert flags == [bool(0.0005 <= v <= 0.15) for v in q] == [True, True, False, False]
     assert all(rows[0]["decision_level"] == 0.05 and rows[0]["decision_p"] == pytest.approx(v) for rows, v in zip(scan.evidence(), q))
+    # one neuron of the scan (scan[n]) judged as the scan judged it: its adjusted p against fdr
+    one = cv.concept_evidence(scan.with_activations(acts)[1], labels=None, recommend_for=None)
+    assert one[0]["borderline"] and one[0]["decision_p"] == pytest.approx(q[1]) and one[0]["decision_level"] == 0.05
 
 
 def test_scan_prints_how_many_counts_are_borderline(tmp_path):
