@@ -76,6 +76,9 @@ def scan(
                       f"{len(split) - supported - unchecked} are unsupported splits"
                       + (f", {unchecked} unchecked (no check applies)" if unchecked else "")
                       + " (neurons.parquet 'evidence', concepts.parquet 'verdict')")
+    borderline = borderline_line(result.evidence(), result.live)
+    if borderline:
+        console.print(borderline)
     dead = dead_summary(result.top_scores, result.neurons, floors=result.floors, unit="neuron" if result.kind == "neurons" else "direction")
     if dead:
         console.print(f"[yellow]not live:[/] {escape(dead)}")
@@ -97,6 +100,22 @@ def scan(
     console.print(f"scan written to {out} (neurons.parquet, concepts.parquet, concepts.safetensors, summary.png)")
     if power:
         write_power(result, out)
+
+
+def borderline_line(evidence: list[list[dict]], live) -> str:
+    """"N of M counts are borderline: ..." over the live neurons whose count auto decided by a p-value ("" if none)."""
+    from ..core.evidence import BORDERLINE_FLIPPED, BORDERLINE_MEASURED_ON, NOT_BORDERLINE_FLIPPED, borderline_band
+
+    decided = [rows[0] for rows, ok in zip(evidence, live) if ok and rows and "borderline" in rows[0]]
+    if not decided:
+        return ""
+    level = decided[0]["decision_level"]
+    lo, hi = borderline_band(level)
+    n = sum(bool(r["borderline"]) for r in decided)
+    return (f"[bold]borderline[/] {n} of {len(decided)} counts are borderline: their first split's p is in "
+            f"{lo:g}-{hi:g}, near the level {level:g}; such counts flipped for {100 * BORDERLINE_FLIPPED:.0f} % of neurons "
+            f"under a 10 % perturbation of the direction, others for {100 * NOT_BORDERLINE_FLIPPED:.0f} % (measured on "
+            f"{BORDERLINE_MEASURED_ON}; neurons.parquet 'borderline')")
 
 
 def write_power(result, out: Path) -> None:
