@@ -211,7 +211,8 @@ def run_text_demo(out: str | os.PathLike[str] = "conceptvec-text-demo", *, seed:
         split = [r for r in mixing if r["split"]]
         if not split:
             raise ConceptvecError(f"no neuron of {LAYER} whose top {top} sentences mix two modules was split into concepts of "
-                                  f"different modules on this Python's docstrings ({len(mixing)} mix two modules).")
+                                  f"different modules on this Python's docstrings ({len(mixing)} mix two modules)"
+                                  + ("; a smaller --top leaves more neurons mixing (docs/text.md: 500 splits some)." if top > TOP else "."))
         chosen = max(split, key=lambda r: (r["purity"] - r["purity_random_mean"], -r["neuron"]))
         neuron = chosen["neuron"]
         cs = disentangle(store, neuron=neuron, params=params)
