@@ -1,9 +1,8 @@
-"""A count is "borderline" when its first split's p-value lies within a factor ``BORDERLINE`` of the level that decided
-it: known answers on constructed top sets whose first p is near or far from the level (checked first)."""
+"""A count is "borderline" when its first split's p-value lies in ``core.evidence.borderline_band`` of the level that
+decided it (level / 100 to 3 x level): known answers on constructed top sets whose first p is near or far from the level (checked first)."""
 
 import warnings
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -12,29 +11,10 @@ import conceptvec as cv
 from conceptvec.cli import app
 from conceptvec.core.evidence import badge, borderline_band, count_words, is_borderline
 from conceptvec.core.fdr import adjusted_p
+from conftest import BORDERLINE_CASES as CASES  # (separation, seed) -> the first split's p near or far from the level
+from conftest import borderline_layer as layer
 
 AUTO = cv.Params(distance_threshold="auto")
-UNITS = 12
-# (separation of two halves, seed) -> the first split's p at the default level 0.01 (measured, asserted below):
-# near the level on both sides of it, and far below / far above it
-CASES = {"near, split": (1.1, 0), "near, one": (1.2, 2), "far, split": (2.0, 0), "far, one": (0.0, 0)}
-
-
-def top_set(separation: float, seed: int, *, high: int, along: int, n: int = 100) -> np.ndarray:
-    """n rows that fire unit ``high`` (about 5, the rest about 0) in two halves ``separation`` apart along unit ``along``."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, UNITS)) * 0.3
-    x[:, high] += 5.0
-    x[: n // 2, along] += separation / 2
-    x[n // 2 :, along] -= separation / 2
-    return x
-
-
-def layer() -> np.ndarray:
-    """Neuron k's top 100 examples are case k's set (the units after 4 carry the separations), then background."""
-    blocks = [top_set(sep, seed, high=k, along=4 + k) for k, (sep, seed) in enumerate(CASES.values())]
-    background = np.random.default_rng(9).standard_normal((300, UNITS)) * 0.3
-    return np.vstack(blocks + [background])
 
 
 def test_the_band_is_wider_below_the_level_than_above():

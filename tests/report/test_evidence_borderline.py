@@ -1,14 +1,13 @@
 """The report's neuron page says when a count is borderline: in the count's words and on each concept's badge."""
 
-import sys
 import warnings
-from pathlib import Path
 
 import conceptvec as cv
 from conceptvec.report.html import write_report
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "core"))
-from test_borderline import AUTO, layer  # noqa: E402  (the constructed top sets, their p checked there)
+from conftest import borderline_layer as layer  # the constructed top sets; their p checked in tests/core/test_borderline.py
+
+AUTO = cv.Params(distance_threshold="auto")
 
 
 def test_a_borderline_count_is_said_on_its_page(tmp_path):
