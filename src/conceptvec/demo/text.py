@@ -18,7 +18,8 @@ same sizes (the first control), by the share of each group's most common module 
 count is made for random directions of the layer (the second control: whatever the method finds on a
 neuron, does it find on any direction too?). Purity is compared only where the method found two concepts
 or more: one group's purity is its chance value. The sentences differ between Python versions, so the numbers
-do too; the run records the version.
+do too; the run records the version. A top above ``TOP`` (``--top``) reads a larger corpus (``demo_corpus``:
+every prose sentence of 127 modules' docstrings, labelled by package; docs/text.md, "A larger top").
 """
 
 from __future__ import annotations
