@@ -6,7 +6,10 @@ direction ``d`` fires there: ``row = sum_p w_p a_p / sum_p w_p``, ``w_p = relu(a
 the direction fires. Variants: ``focus-above`` (``w_p = relu(a_p . d - m)``, ``m`` the direction's mean over the
 layer: only where it fires above its usual level), ``focus-soft`` (``w = softmax(s / sd(s))`` over the example's
 positions), ``focus-top3`` (the mean of the 3 positions where it fires most), ``focus +c`` / ``pooled +c`` (centred
-over the top examples), ``focus - pooled`` (where it fires against the whole example), ``below-pooled`` / ``below-focus`` (the same pooling of the layer BELOW's per-position inputs).
+over the top examples), ``focus - pooled`` (where it fires against the whole example), ``below-pooled`` /
+``below-focus`` (the same pooling of the layer BELOW's per-position inputs), ``pooled z`` / ``focus z`` (standardised
+by the layer's mean and sd over examples / over the positions of STATS_SAMPLE examples), and ``attribution`` (``bench_real.py``'s
+gradient x input at the layer below, the best representation measured there: a reference on the same cases).
 
 Cases are ``bench_real.py``'s (same functions, same seeds): superposed pairs of single-concept sources (``--sources
 units``: neurons; ``svd``: the layer's leading singular directions, which no unit names), top-100 sets overlapping
@@ -15,7 +18,8 @@ ARI (k-means told the true count, unit rows: the representation's ceiling for a 
 say along the sources removed (``-src``: for neuron pairs the two units' columns deleted, for any sources the rows
 projected off the sources' covectors: a representation that only reads the two units gains nothing there), the
 5-fold accuracy of a logistic regression telling the two sources apart on the ``-src`` rows (is the information
-there at all), and auto's all-majority / ARI with the share of random directions auto splits (the control).
+there at all), auto's all-majority / ARI on the same ``-src`` rows (``below-`` and ``attribution`` rows as they are),
+and the share of random directions auto splits (their full rows: the control).
 
 Per-position activations are recomputed per top set from the cached spatial / per-token inputs
 (``real_data.py``): ``blocks.5``'s output is cached (``in6``), ``blocks.6`` and the text MLP are run on their inputs.
@@ -50,12 +54,14 @@ from conceptvec.core.steps import cluster_top
 from conceptvec.core.streaming import top_k_desc
 
 import real_data
-from bench_real import TOP, Layer, judge, pick_cases, single_concept_sources, source_directions
+from bench_real import TOP, Layer, image_layer, judge, pick_cases, single_concept_sources, source_directions, text_layer
 
 Positions = Callable[[np.ndarray], list[np.ndarray]]  # top indices -> per example (n_positions, width) activations
 AUTO = cv.Params(distance_threshold="auto")
-LAYER_REPS = ("pooled", "focus", "focus-above", "focus-soft", "focus-top3", "pooled +c", "focus +c", "focus - pooled")
-BELOW_REPS = ("below-pooled", "below-focus")
+LAYER_REPS = ("pooled", "focus", "focus-above", "focus-soft", "focus-top3", "pooled +c", "focus +c", "focus - pooled",
+              "pooled z", "focus z")
+STATS_SAMPLE = 300  # examples whose positions give the per-position mean and sd of the layer ("focus z")
+BELOW_REPS = ("below-pooled", "below-focus", "attribution")  # attribution: bench_real's, a reference on the same cases
 
 
 def _flat(x: np.ndarray) -> list[np.ndarray]:
@@ -103,9 +109,10 @@ def positions(name: str) -> tuple[np.ndarray, Positions, Positions]:
 
 
 def rows(rep: str, pooled: np.ndarray, per: list[np.ndarray], per_below: list[np.ndarray], direction: np.ndarray,
-         mean_projection: float) -> np.ndarray:
+         mean_projection: float, scales: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
     """The top examples' rows (N, width) in representation ``rep`` from their pooled activations (N, width), their
-    per-position activations ``per`` and their per-position inputs ``per_below`` (N arrays (P, width))."""
+    per-position activations ``per`` and their per-position inputs ``per_below`` (N arrays (P, width)). ``z`` rows
+    are standardised by ``scales[kind]``: the layer's (mean, sd) over examples (pooled) or over positions (focus)."""
     if rep == "below-pooled":
         return np.stack([b.mean(axis=0) for b in per_below])
     if rep == "below-focus":  # where the direction fires in the layer, applied to the layer's input there
@@ -125,6 +132,9 @@ def rows(rep: str, pooled: np.ndarray, per: list[np.ndarray], per_below: list[np
         raise ValueError(rep)
     if rep == "focus - pooled":  # where it fires, against the whole example
         return x - pooled
+    if rep.endswith(" z") and scales is not None:
+        mu, sd = scales[kind]
+        return (x - mu) / sd
     return x - x.mean(axis=0) if rep.endswith("+c") else x
 
 
@@ -218,6 +228,16 @@ def run(name: str, sources_kind: str, *, n_pairs: int, n_random: int, max_neuron
     single, top_idx = single_concept_sources(Layer(name, pooled, None, None), sources, max_neurons=max_neurons, seed=seed)  # type: ignore[arg-type]
     cases = pick_cases(single, top_idx, 2, n_pairs, seed)
     mean = pooled.mean(axis=0)
+    attribution = (text_layer() if name == "text" else image_layer(name)).attribution
+    sample = np.concatenate(layer(np.sort(np.random.default_rng(seed).choice(len(pooled), STATS_SAMPLE, replace=False))))
+    scales = {kind: (a.mean(axis=0), np.where(a.std(axis=0) > 0, a.std(axis=0), 1.0))
+              for kind, a in (("pooled", pooled), ("focus", sample))}
+
+    def represent(rep: str, idx: np.ndarray, d: np.ndarray, per: list[np.ndarray], per_below: list[np.ndarray]) -> np.ndarray:
+        if rep == "attribution":
+            return attribution(idx, d)
+        return rows(rep, pooled[idx], per, per_below, d, float(mean @ d), scales)
+
     got: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     diag: dict[str, list[float]] = defaultdict(list)
     for case in cases:
@@ -226,16 +246,21 @@ def run(name: str, sources_kind: str, *, n_pairs: int, n_random: int, max_neuron
         member = np.array([[i in set(top_idx[j].tolist()) for j in case] for i in idx])
         truth = np.where(member.sum(axis=1) == 1, member.argmax(axis=1), -1)
         s_cov = np.stack([sources[j] for j in case])
-        off = np.eye(len(d)) - s_cov.T @ np.linalg.solve(s_cov @ s_cov.T, s_cov)  # rows projected off the sources
+
+        def off(covectors: np.ndarray) -> np.ndarray:  # projects rows off the sources' covectors
+            return np.eye(len(d)) - covectors.T @ np.linalg.solve(covectors @ covectors.T, covectors)
+
+        # a z row's source value is z . (s * sd) + const: its covectors are the sources scaled by the sd
+        offs = {"": off(s_cov), "pooled z": off(s_cov * scales["pooled"][1]), "focus z": off(s_cov * scales["focus"][1])}
         per, per_below = layer(idx), below(idx)
         if figure_dir is not None and case == cases[0]:
             figure(name, case, idx, truth, per, d, figure_dir / f"focus_{name}_{sources_kind}.png")
         for rep in LAYER_REPS + BELOW_REPS:
-            x = rows(rep, pooled[idx], per, per_below, d, float(mean @ d))
+            x = represent(rep, idx, d, per, per_below)
             out = got[rep]
             out["oracle"].append(oracle(x, truth, 2))
             if rep in LAYER_REPS:
-                x = x @ off
+                x = x @ offs.get(rep, offs[""])
                 out["oracle -src"].append(oracle(x, truth, 2))
             out["supervised"].append(supervised(x, truth))
             ok, ari = judge(cluster_top(x, AUTO)["labels"], truth, 2)
@@ -255,7 +280,7 @@ def run(name: str, sources_kind: str, *, n_pairs: int, n_random: int, max_neuron
         idx = top_k_desc(pooled @ d, TOP).astype(np.int64)
         per, per_below = layer(idx), below(idx)
         for rep in LAYER_REPS + BELOW_REPS:
-            x = rows(rep, pooled[idx], per, per_below, d, float(mean @ d))
+            x = represent(rep, idx, d, per, per_below)
             got[rep]["random split"].append(int(cluster_top(x, AUTO)["labels"].max()) + 1 >= 2)
     print(f"\n{name}, sources {sources_kind}: {len(cases)} pairs of {len(single)} single-concept sources, {n_random} random "
           f"directions; " + "; ".join(f"{k} {np.mean(v):.2f}" for k, v in diag.items()) + f"; {time.perf_counter() - t0:.0f} s")

@@ -47,6 +47,30 @@ def one_line_error(code, output, *fragments):
         assert fragment in errors[0], (fragment, errors[0])
 
 
+# The constructed layer of the borderline tests (tests/core/test_borderline.py, tests/report/test_evidence_borderline.py):
+BORDERLINE_UNITS = 12
+# (separation of two halves, seed) -> the first split's p at the default level 0.01 (measured, asserted below):
+# near the level on both sides of it, and far below / far above it
+BORDERLINE_CASES = {"near, split": (1.1, 0), "near, one": (1.2, 2), "far, split": (2.0, 0), "far, one": (0.0, 0)}
+
+
+def borderline_top_set(separation: float, seed: int, *, high: int, along: int, n: int = 100) -> np.ndarray:
+    """n rows that fire unit ``high`` (about 5, the rest about 0) in two halves ``separation`` apart along unit ``along``."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, BORDERLINE_UNITS)) * 0.3
+    x[:, high] += 5.0
+    x[: n // 2, along] += separation / 2
+    x[n // 2 :, along] -= separation / 2
+    return x
+
+
+def borderline_layer() -> np.ndarray:
+    """Neuron k's top 100 examples are case k's set (the units after 4 carry the separations), then background."""
+    blocks = [borderline_top_set(sep, seed, high=k, along=4 + k) for k, (sep, seed) in enumerate(BORDERLINE_CASES.values())]
+    background = np.random.default_rng(9).standard_normal((300, BORDERLINE_UNITS)) * 0.3
+    return np.vstack(blocks + [background])
+
+
 @pytest.fixture
 def planted_acts():
     return planted()

