@@ -327,3 +327,12 @@ def test_a_text_examples_caption_has_its_label_on_a_line_of_its_own_and_an_image
     assert shown[0].split("\n")[:2] == [f"#1 corpus.jsonl:{cs.top_indices[0]}", "threading"]
     shown = titles(F.top_activating_grid(cs, images, n=1))
     assert shown[0].split("\n")[0] == f"#1 {images.caption(cs.top_indices[0])}"
+
+
+def test_the_concept_table_of_examples_without_class_labels_has_no_labels_column(setup):
+    # a store made from a list of icon paths has no classes: the neuron page's table showed "(none) ×68"
+    store, cs, ex, _ = setup
+    assert "commonest labels" in F.summary_table(cs, ex)[0]
+    plain = ImageExamples(store.ids, [""] * len(store.ids), store.sources)
+    rows = F.summary_table(cs, plain)
+    assert all("commonest labels" not in r for r in rows) and rows[0]["members"] == F.summary_table(cs, ex)[0]["members"]

@@ -300,3 +300,18 @@ def test_a_local_model_is_named_by_its_last_path_parts_on_a_page():
     assert line.startswith("Model hf:.../minilm/model, layer l, data text, 3 examples x 2 units")
     assert describe({"model": {"name": "torchvision:resnet18"}})[:26] == "Model torchvision:resnet18"
     assert describe({"model": {"name": "hf:/models/gpt2"}}).startswith("Model hf:/models/gpt2,")
+
+
+def test_a_store_without_class_labels_gets_no_class_figure_nor_labels_column(tmp_path):
+    # a store made from a list of icon paths has no classes: its pages showed a class make-up of "(no label)" bars
+    # and a "commonest labels" column of "(none) ×68"
+    acts, _ = planted()
+    n = len(acts)
+    cv.ActivationStore.create(tmp_path / "store", acts, metadata=META,
+                              examples={"id": [f"d{i}" for i in range(n)], "source": [f"sklearn-digits:{i}" for i in range(n)]})
+    cv.disentangle(cv.ActivationStore.open(tmp_path / "store"), neuron=3, params=PARAMS).save(tmp_path / "neuron_3")
+    index = write_report(tmp_path, neurons=[3], umap=False)
+    page = (index.parent / "neuron_3.html").read_text()
+    assert "Class labels of each concept" not in page and "commonest labels" not in page and "(none)" not in page
+    assert not (index.parent / "assets" / "neuron_3" / "class_makeup.png").exists()
+    assert (index.parent / "assets" / "neuron_3" / "top_activating.png").exists()

@@ -205,7 +205,8 @@ def neuron_page(root: Path, page: Page, store: ActivationStore, examples: Exampl
         "dendrogram": lambda: F.dendrogram_plot(cs),
         "threshold_curve": lambda: F.threshold_curve(cs),
         "components": lambda: F.components_plot(cs),
-        "class_makeup": lambda: F.class_makeup(cs, examples),
+        # examples without class labels (a list of paths) would get one bar per concept and a legend "(no label)"
+        "class_makeup": (lambda: F.class_makeup(cs, examples)) if any(str(n) for n in store.label_names) else None,
     }
     write_json(folder / "data.json", data)
 

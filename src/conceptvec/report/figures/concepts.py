@@ -111,6 +111,8 @@ def summary_table(cs: ConceptSet, examples: Examples | None = None) -> list[dict
     comp = {c["concept"]: c for c in projection_comparison_data(cs)["concepts"]}
     units = {c["concept"]: c for c in components_data(cs, 3)["concepts"]}
     makeup = {g["concept"]: g for g in class_makeup_data(cs, examples)["groups"]} if examples is not None else {}
+    if not any(name for g in makeup.values() for name in g["labels"]):
+        makeup = {}  # examples without class labels (a list of paths): no column of "(none) x68"
     rows = []
     for j in [*range(cs.n_concepts), -1]:
         n = int(np.sum(cs.labels == j))
