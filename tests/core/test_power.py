@@ -136,3 +136,14 @@ def test_the_split_half_spectrum_is_the_populations_where_the_sample_spectrum_is
         sample = np.linalg.svd(z, compute_uv=False)
         sample = sample / np.linalg.norm(sample)
         assert sample[1] / true[1] > 1.5 and sample[-2] / true[-2] < 0.5
+
+
+def test_a_conceptset_or_a_vector_is_refused_with_the_call_that_works():
+    from conceptvec.errors import ConceptvecError
+
+    acts = np.random.default_rng(0).standard_normal((300, 8))
+    cs = cv.disentangle(acts, neuron=0, params=cv.Params(distance_threshold="auto", top=50))
+    for wrong in (cs, acts[:, 0]):
+        with pytest.raises(ConceptvecError, match="cs.top_activations"):
+            cv.detectable_separation(wrong)
+    assert cv.detectable_separation(cs.top_activations) > 0

@@ -222,6 +222,10 @@ def answer_power(x: np.ndarray, *, recommend_for: float | str | None = RECOMMEND
     """
     if isinstance(recommend_for, str) and recommend_for != FINER:
         raise ConceptvecError(f"recommend_for must be a separation, {FINER!r} or None, got {recommend_for!r}.")
+    if not isinstance(x, np.ndarray) or x.ndim != 2:  # a ConceptSet is what a notebook user holds at this point
+        raise ConceptvecError(f"power takes the neuron's top examples as an array (N, n_units), got "
+                              f"{type(x).__name__}; for a ConceptSet use cv.concept_evidence(cs), which reports it, or "
+                              f"pass cs.top_activations (the rows auto clustered, for the activations representation).")
     model = _model(x, seed)
     closer = float("inf")
     for delta in GRID:
