@@ -153,3 +153,12 @@ def test_concepts_are_counted_as_remove_outliers_numbers_them():
         for params in (cv.Params(top=40, outlier_threshold=float(rng.uniform(1, 20)), min_cluster_size=int(rng.integers(1, 6))),
                        cv.Params(top=40, outlier_threshold="auto")):
             assert _n_concepts(labels, sq, params) == len(remove_outliers(labels, sq, params.outlier_rule, params.min_cluster_size)[1])
+
+
+def test_a_representation_that_needs_the_model_is_refused_in_python_too(acts):
+    # the CLI refused it (scan.sweep.sweep_layer), but cv.threshold_sweep swept the activations without a word
+    from conceptvec.errors import ConceptvecError
+
+    for name in ("attribution", "excitation"):
+        with pytest.raises(ConceptvecError, match="needs the model for every neuron"):
+            threshold_sweep(acts, params=cv.Params(representation=name))

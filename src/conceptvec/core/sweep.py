@@ -162,6 +162,13 @@ def _histogram(values: np.ndarray) -> dict[str, int]:
 MAX_GRID = 1000
 
 
+def check_representation(params: Params) -> None:
+    """The sweep clusters the layer's rows: a representation that needs the model per neuron is refused."""
+    if params.representation != "activations":
+        raise ConceptvecError(f"conceptvec thresholds sweeps the layer's activations; representation={params.representation!r} "
+                              f"needs the model for every neuron. Leave --representation out.")
+
+
 def threshold_sweep(
     acts: Any,
     *,
@@ -200,6 +207,7 @@ def threshold_sweep(
     """
     if not isinstance(params, Params):
         raise ConceptvecError(f"params must be a conceptvec.Params, got {type(params).__name__}.")
+    check_representation(params)
     if params.auto_distance:
         raise ConceptvecError("the sweep says what a fixed distance threshold means on this layer and reports 'auto' beside "
                               "it in any case; give the fixed one to compare (the paper's 15 by default).")

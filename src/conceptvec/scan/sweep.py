@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..core.params import Params
-from ..core.sweep import ThresholdSweep, threshold_sweep
+from ..core.sweep import ThresholdSweep, check_representation, threshold_sweep
 from ..engines.registry import ENGINES, check_engine
 from ..errors import ConceptvecError
 from ..core.arrays import as_matrix
@@ -36,9 +36,7 @@ def sweep_layer(acts: Any, *, params: Params = Params(), workers: int | None = N
         raise ConceptvecError(f"conceptvec thresholds runs on this machine's processes (--workers); engine {engine!r} is offered "
                               f"for scan and extract only. Leave out --engine.")
     check_engine(engine, stage="scan", workers=workers)
-    if params.representation != "activations":  # the sweep clusters the store's rows; it has no model to attribute with
-        raise ConceptvecError(f"conceptvec thresholds sweeps the layer's activations; representation={params.representation!r} "
-                              f"needs the model for every neuron. Leave --representation out.")
+    check_representation(params)  # before any process starts
     if workers is None:
         # the scan's default (engine.LocalEngine): a small layer is swept in this process, where a pool's start-up
         # and task traffic cost more than they save (measured: docs/benchmarks.md, issue 24)
