@@ -65,6 +65,11 @@ def test_a_scan_at_fdr_judges_the_adjusted_p_against_fdr():
     # one neuron of the scan (scan[n]) judged as the scan judged it: its adjusted p against fdr
     one = cv.concept_evidence(scan.with_activations(acts)[1], labels=None, recommend_for=None)
     assert one[0]["borderline"] and one[0]["decision_p"] == pytest.approx(q[1]) and one[0]["decision_level"] == 0.05
+    # the words say which p: the adjusted one (h4b's walkthrough met a raw split p beside an unlabelled adjusted one)
+    assert "borderline (first split's adjusted p" in count_words(scan.n_concepts[1], scan.evidence()[1])
+    assert "borderline (first split's adjusted p" in count_words(len(one), one)
+    plain = cv.concept_evidence(cv.disentangle(acts, neuron=0, params=AUTO), labels=None, recommend_for=None)
+    assert "borderline (first split's p" in count_words(len(plain), plain)
 
 
 def test_scan_prints_how_many_counts_are_borderline(tmp_path):

@@ -117,7 +117,8 @@ def is_borderline(p: float | None, level: float) -> bool:
 
 def verdicts(n_concepts: int, *, split_p: float | None, split_level: float, reappearance: np.ndarray | None,
              labels: list[dict[str, Any]] | None, causal: list[dict[str, Any]] | None,
-             split_q: float | None = None, decision: tuple[float, float] | None = None) -> list[dict[str, Any]]:
+             split_q: float | None = None, decision: tuple[float, float] | None = None,
+             decision_adjusted: bool = False) -> list[dict[str, Any]]:
     """One row per concept: each check's numbers and outcome (True, False, or None: not applicable), and the verdict.
 
     ``split_p`` is the first split's p-value (None: a fixed threshold, no test); ``split_q`` the same adjusted over the
@@ -129,7 +130,8 @@ def verdicts(n_concepts: int, *, split_p: float | None, split_level: float, reap
     ``decision`` is (the first split's p-value, the level auto compared it with) as auto decided the count (the
     adjusted p and ``Params.fdr`` in a scan at ``fdr``, else the raw p and ``significance``; None: a fixed threshold):
     every row of the neuron then carries ``decision_p``, ``decision_level`` and ``borderline``
-    (:func:`is_borderline`), whatever the count.
+    (:func:`is_borderline`), whatever the count; ``decision_adjusted``: that p is the adjusted one (a scan at ``fdr``),
+    and the words say so.
     """
     rows = []
     for j in range(n_concepts):
@@ -138,6 +140,8 @@ def verdicts(n_concepts: int, *, split_p: float | None, split_level: float, reap
         if decision is not None and np.isfinite(decision[0]):
             row.update(decision_p=float(decision[0]), decision_level=float(decision[1]),
                        borderline=is_borderline(decision[0], decision[1]))
+            if decision_adjusted:
+                row["decision_adjusted"] = True
         if n_concepts > 1 and split_p is not None and np.isfinite(split_p):
             row["split_p"] = float(split_p)
             if split_q is not None and np.isfinite(split_q):
@@ -196,7 +200,8 @@ def borderline_words(rows: list[dict[str, Any]] | None) -> str:
     row = rows[0] if rows else {}
     if not row.get("borderline"):
         return ""
-    return f"borderline (first split's p {row['decision_p']:.2g}, level {row['decision_level']:g})"
+    adjusted = "adjusted " if row.get("decision_adjusted") else ""
+    return f"borderline (first split's {adjusted}p {row['decision_p']:.2g}, level {row['decision_level']:g})"
 
 
 def count_words(n_concepts: int, rows: list[dict[str, Any]] | None) -> str:
@@ -293,5 +298,6 @@ def layer_verdicts(concept_offsets: np.ndarray, top_indices: np.ndarray, labels:
         out.append(verdicts(b - a, split_p=float(first_p[i]) if first_p is not None else None, split_level=level,
                             reappearance=reappearance[a:b] if reappearance is not None else None, labels=checked, causal=None,
                             split_q=float(first_q[i]) if first_q is not None else None,
-                            decision=(float(decided[i]), auto_level) if decided is not None and auto_level is not None else None))
+                            decision=(float(decided[i]), auto_level) if decided is not None and auto_level is not None else None,
+                            decision_adjusted=auto_fdr))
     return out

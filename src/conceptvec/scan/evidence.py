@@ -60,11 +60,12 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
         raise ConceptvecError(f"the causal effects hold {len(causal)} concepts, this ConceptSet {cs.n_concepts}: pass the "
                               f"effects of cv.causal_effects on this ConceptSet.")
     checked = (label_checks(example_labels, cs.top_indices, cs.labels, seed=seed) if example_labels is not None else None)
+    adjusted = cs.params.fdr is not None and split_q is not None  # auto decided a scan at fdr on the adjusted p
     cs.evidence = verdicts(cs.n_concepts, split_p=split_p, split_level=cs.params.evidence_fdr, reappearance=reappearance,
                            labels=checked, causal=causal, split_q=split_q,
                            # the count's decision as auto made it, for the borderline flag (a scan at fdr: the adjusted p)
-                           decision=None if split_p is None else
-                           ((split_q, level) if cs.params.fdr is not None and split_q is not None else (split_p, level)))
+                           decision=None if split_p is None else (split_q if adjusted and split_q is not None else split_p, level),
+                           decision_adjusted=adjusted)
     if cs.params.auto_distance and cs.n_concepts == 1 and cs.params.representation == "activations" and cs.is_live:
         # the power of the answer: one concept, or two closer than this (core.power)
         cs.evidence[0].update(answer_power(cs.top_activations, recommend_for=recommend_for, significance=level, seed=seed))
