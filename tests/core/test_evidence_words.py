@@ -33,3 +33,10 @@ def test_badges_and_short_verdicts():
     assert [state(r) for r in (supported, unsupported, unchecked)] == ["supported", "unsupported", "unchecked"]
     assert [badge(r) for r in (supported, unsupported, unchecked)] == ["1 of 1 checks", "0 of 1 checks", "unchecked"]
     assert [short_verdict(r) for r in (supported, unsupported, unchecked)] == ["labels (1 of 1)", "none (0 of 1)", "unchecked"]
+
+
+def test_a_recommendation_beyond_the_data_names_the_largest_top_tried():
+    power = rows(True)[0] | {"one_concept_or_two_closer_than": 1.5, "recommended_top": np.inf, "recommended_for": 1.25}
+    assert count_words(1, [power | {"recommended_within": 1000.0}]).endswith("(even top 1000 would not detect two 1.25 apart)")
+    assert count_words(1, [power | {"recommended_within": 300.0}]).endswith(
+        "(even top 300, all this data allows, would not detect two 1.25 apart)")

@@ -156,3 +156,20 @@ def test_the_scans_power_column_is_asked_for_and_recorded(layer, tmp_path):
     assert "would detect two one step closer" in run.output
     bad = CliRunner().invoke(app, ["scan", str(tmp_path / "store"), "--power", "--out", str(tmp_path / "s2")])
     assert bad.exit_code == 2 and "--power needs --distance-threshold auto" in bad.output and not (tmp_path / "s2").exists()
+
+
+def test_power_recommends_no_top_the_data_cannot_fill():
+    # a 400-example store: "even top 1000 would not detect ..." named a top the user cannot take (h4b's walkthrough)
+    from conceptvec.core.evidence import count_words
+    from conceptvec.scan.evidence import layer_power
+
+    acts = np.random.default_rng(0).standard_normal((400, 16))
+    cs = cv.disentangle(acts, neuron=0, params=cv.Params(distance_threshold="auto"))
+    assert cs.n_concepts == 1
+    row = cv.concept_evidence(cs, labels=None)[0]
+    assert row["recommended_within"] == 300 and row["recommended_top"] in (200.0, 300.0, np.inf)
+    table = layer_power(acts, cs.top_indices[None, :], np.array([0]), np.array([True]), significance=0.01,
+                        recommend_for="finer").to_pylist()
+    assert table[0]["recommended_within"] == 300 and table[0]["recommended_top"] == row["recommended_top"]
+    words = count_words(1, [row | {"recommended_top": np.inf}])
+    assert words.endswith(f"(even top 300, all this data allows, would not detect two {row['recommended_for']:.3g} apart)")

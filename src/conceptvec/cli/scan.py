@@ -137,8 +137,10 @@ def write_power(result, out: Path) -> None:
     finite = closer[np.isfinite(closer)]
     need = np.asarray(table.column("recommended_top").to_numpy(zero_copy_only=False), dtype=float)
     asked = need[~np.isnan(need)]  # NaN (null): X is already the grid's finest, nothing finer to recommend for
+    tried = np.asarray(table.column("recommended_within").to_numpy(zero_copy_only=False), dtype=float)
+    within = float(np.nanmax(tried)) if np.isfinite(tried).any() else float(max(TOPS))  # the largest top the layer allows
     console.print(f"[bold]power[/] {table.num_rows} one-concept neurons: one concept, or two closer than "
                   + (f"{np.median(finite):.3g} (median; {len(closer) - len(finite)} beyond 4)" if len(finite) else "any tested")
                   + (f"; a top of {np.median(asked):.0f} (median) would detect two one step closer"
-                     + f" ({int(np.sum(np.isinf(asked)))} of {len(asked)} not even at {max(TOPS)})" if len(asked) else "")
+                     + f" ({int(np.sum(np.isinf(asked)))} of {len(asked)} not even at {within:.0f})" if len(asked) else "")
                   + "; power.parquet")

@@ -231,8 +231,10 @@ def _count_words(n_concepts: int, rows: list[dict[str, Any]] | None) -> str:
             words = "one concept, or two closer than " + (f"{closer:.3g}" if np.isfinite(closer) else "any the test detects")
             need, apart = rows[0].get("recommended_top"), rows[0].get("recommended_for")
             if need is not None and apart is not None:
+                within = rows[0].get("recommended_within", max(TOPS))
                 words += (f" (top {need:.0f} would detect two {apart:.3g} apart)" if np.isfinite(need)
-                          else f" (even top {max(TOPS)} would not detect two {apart:.3g} apart)")
+                          else f" (even top {within:.0f}{'' if within >= max(TOPS) else ', all this data allows,'} would "
+                               f"not detect two {apart:.3g} apart)")
             return words + ("" if states[0] != "unsupported" else f"; {rows[0]['verdict']}")
         return {"supported": "one concept", "unsupported": "one group no check supports",
                 "unchecked": "one group, unchecked"}[states[0]]

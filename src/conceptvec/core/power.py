@@ -218,7 +218,8 @@ def answer_power(x: np.ndarray, *, recommend_for: float | str | None = RECOMMEND
     Returns
     -------
     dict with ``one_concept_or_two_closer_than`` (:func:`detectable_separation`) and, when a recommendation was
-    asked for and a finer step exists, ``recommended_top`` (inf beyond ``tops[-1]``) and ``recommended_for``.
+    asked for and a finer step exists, ``recommended_top`` (inf beyond ``tops[-1]``), ``recommended_for`` and
+    ``recommended_within`` (the largest top tried: pass only ``tops`` the data has examples for).
     """
     if isinstance(recommend_for, str) and recommend_for != FINER:
         raise ConceptvecError(f"recommend_for must be a separation, {FINER!r} or None, got {recommend_for!r}.")
@@ -249,4 +250,5 @@ def answer_power(x: np.ndarray, *, recommend_for: float | str | None = RECOMMEND
     found["recommended_top"] = next((float(t) for t in sizes if _reaches(model, separation, n=t, power=power,
                                      significance=significance, reps=reps, seed=seed)), float("inf"))
     found["recommended_for"] = separation
+    found["recommended_within"] = float(max(sizes)) if sizes else float(len(x))  # the largest top tried
     return found

@@ -11,7 +11,7 @@ import pyarrow as pa
 from ..core.evidence import label_checks, verdicts
 from ..core.arrays import read_rows
 from ..core.fdr import first_split_p
-from ..core.power import RECOMMEND_FOR, answer_power
+from ..core.power import RECOMMEND_FOR, TOPS, answer_power
 from ..errors import ConceptvecError
 from ..progress import progress_bar
 from ..storage.causal_effects import CausalEffects
@@ -68,7 +68,10 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
                            decision_adjusted=adjusted)
     if cs.params.auto_distance and cs.n_concepts == 1 and cs.params.representation == "activations" and cs.is_live:
         # the power of the answer: one concept, or two closer than this (core.power)
-        cs.evidence[0].update(answer_power(cs.top_activations, recommend_for=recommend_for, significance=level, seed=seed))
+        n_examples = cs.provenance.get("n_examples")  # a top the data cannot fill is not a recommendation
+        tops = tuple(t for t in TOPS if n_examples is None or t <= n_examples)
+        cs.evidence[0].update(answer_power(cs.top_activations, recommend_for=recommend_for, significance=level, seed=seed,
+                                           tops=tops))
     return cs.evidence
 
 
@@ -132,19 +135,20 @@ def layer_power(matrix: Any, top_indices: np.ndarray, neurons: np.ndarray, one_c
     Returns
     -------
     pyarrow.Table with ``neuron``, ``one_concept_or_two_closer_than`` and, with ``recommend_for`` (a separation or
-    'finer', ``core.power.answer_power``), ``recommended_top`` and ``recommended_for`` (null where X is the grid's
-    finest); about 0.6 s per neuron on a planted 256-wide layer (benchmarks/bench_power.py).
+    'finer', ``core.power.answer_power``), ``recommended_top``, ``recommended_for`` and ``recommended_within`` (null where
+    X is the grid's finest; tops above the layer's examples are not tried); about 0.6 s per neuron on a planted 256-wide layer (benchmarks/bench_power.py).
     """
     rows: dict[str, list[Any]] = {"neuron": [], "one_concept_or_two_closer_than": []}
     if recommend_for is not None:
-        rows.update(recommended_top=[], recommended_for=[])
+        rows.update(recommended_top=[], recommended_for=[], recommended_within=[])
+    tops = tuple(t for t in TOPS if t <= matrix.shape[0])  # a top the layer's examples cannot fill is not a recommendation
     chosen = np.flatnonzero(one_concept)
     with progress_bar("neurons", disable=not progress, transient=True) as bar:
         task = bar.add_task("power of one-concept answers", total=len(chosen))
         for i in chosen:
             x = read_rows(matrix, top_indices[i])
             rows["neuron"].append(int(neurons[i]))
-            found = answer_power(x, recommend_for=recommend_for, significance=significance, seed=seed)
+            found = answer_power(x, recommend_for=recommend_for, significance=significance, seed=seed, tops=tops)
             for key, column in rows.items():
                 if key != "neuron":
                     column.append(found.get(key))
