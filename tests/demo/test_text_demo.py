@@ -270,3 +270,16 @@ def test_the_text_demo_writes_its_run_and_says_what_it_found(text_demo_run):
     scan = cv.ScanResult.load(out / "scan")
     assert len(scan) == store.n_units and scan.params == cs.params
     assert np.array_equal(scan.concepts_of(neuron), cs.concept_vectors)
+
+
+def test_what_the_control_rules_out_is_a_test_not_a_margin():
+    # at a top of 500, 5 of 60 neurons against 0 of 4 random directions read "split about as often (0 % against 8 %)"
+    from conceptvec.cli.textdemo import does_not
+
+    few = does_not({"n_several": 5, "n_mixing": 60}, {"n_several": 0, "n_mixing": 4})
+    assert few.startswith("that neurons are special: they are not split more often than random directions") and "Fisher p 0.72" in few  # hypergeometric tail: 0.716
+    many = does_not({"n_several": 40, "n_mixing": 60}, {"n_several": 2, "n_mixing": 40})
+    assert many.startswith("neurons are split more often than random directions of the layer (67% of 60")
+    assert does_not({"n_several": 1, "n_mixing": 4}, {"n_several": 0, "n_mixing": 0}).endswith(
+        "the p-values are not corrected for the number of neurons") and "there is no control" in does_not(
+        {"n_several": 1, "n_mixing": 4}, {"n_several": 0, "n_mixing": 0})
