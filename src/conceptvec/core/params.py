@@ -157,6 +157,12 @@ class Params:
         return is_auto(self.distance_threshold)
 
     @property
+    def decision_level(self) -> float:
+        """The level auto compares a neuron's first split with: ``fdr`` when set (on the p-value adjusted over the
+        scan), else ``significance``."""
+        return self.fdr if self.fdr is not None else self.significance
+
+    @property
     def auto_outliers(self) -> bool:
         return is_auto(self.outlier_threshold)
 

@@ -37,6 +37,6 @@ def evidence_section(cs: ConceptSet, store: ActivationStore, causal_dir: Path | 
     # with a split check was judged at fdr, else significance
     recorded = next((r["split_level"] for r in rows if "split_level" in r), None)
     if recorded is None and any("split" in (r.get("checks") or {}) for r in rows):
-        recorded = cs.params.fdr if cs.params.fdr is not None else cs.params.significance
+        recorded = cs.params.decision_level
     return {"words": count_words(cs.n_concepts, rows), "rows": shown, "computed": computed,
             "split_level": recorded if recorded is not None else cs.params.evidence_fdr}

@@ -53,7 +53,7 @@ def concept_evidence(cs: ConceptSet, *, labels: Any = "store", effects: CausalEf
         raise ConceptvecError(f"concept_evidence takes a ConceptSet (from cv.disentangle), got {type(cs).__name__}.")
     example_labels = _labels(cs, labels)
     split_p, split_q = _split_p(cs)
-    level = cs.params.fdr if cs.params.fdr is not None else cs.params.significance  # auto's own level, for its power
+    level = cs.params.decision_level  # auto's own level, for its power
     reappearance = np.asarray(cs.stability["reappearance"]) if cs.stability is not None else None
     causal = effects.selectivity() if effects is not None else None
     if causal is not None and len(causal) != cs.n_concepts:

@@ -236,7 +236,7 @@ class ScanResult:
                 self.concept_offsets, self.top_indices, self.labels, first_p=self.first_p, level=self.params.evidence_fdr,
                 reappearance=self.stability["concept_reappearance"] if self.stability is not None else None,
                 example_labels=store_labels(self.store_path), seed=self.params.seed,
-                auto_level=self.params.fdr if self.params.fdr is not None else self.params.significance,
+                auto_level=self.params.decision_level,
                 auto_fdr=self.params.fdr is not None)
         return self._evidence
 
@@ -246,7 +246,7 @@ class ScanResult:
         that would detect two concepts that far apart; a table (``scan.evidence.layer_power``). About 0.6 s per
         neuron on a planted 256-wide layer: not part of the scan, asked for (``--power``)."""
         one = self.live & (self.n_concepts == 1) & (self.params.auto_distance and self.params.representation == "activations")
-        level = self.params.fdr if self.params.fdr is not None else self.params.significance
+        level = self.params.decision_level
         return layer_power(self._matrix(), self.top_indices, self.neurons, one, significance=level,
                            recommend_for=recommend_for, seed=seed, progress=progress)
 
@@ -265,7 +265,7 @@ class ScanResult:
             "live": pa.array(self.live, pa.bool_()),
             # the count in words that follow the evidence ("unsupported split into 2 groups"), and the concepts it supports
             "evidence": pa.array([count_words(int(c), rows) for c, rows in zip(self.n_concepts, self.evidence())], pa.string()),
-            # the count's first split p within a factor core.evidence.BORDERLINE of the level (False: not, or no p)
+            # the count's first split p in core.evidence.borderline_band of the level (False: not, or no p)
             "borderline": pa.array([bool(rows and rows[0].get("borderline")) for rows in self.evidence()], pa.bool_()),
             "supported_concepts": pa.array([sum(bool(r["supported_by"]) for r in rows) for rows in self.evidence()], pa.int64()),
             **({"first_split_p": pa.array(self.first_p, pa.float64())} if self.first_p is not None else {}),
